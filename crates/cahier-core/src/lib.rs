@@ -1,0 +1,18 @@
+//! The domain of Cahier: entity identifiers and kinds, the Automerge document that holds an
+//! entity's content, its projection into plain values, the access policy, and Markdown rendering.
+//!
+//! Nothing here does IO or reads the clock: time, actors and ids are passed in, so every rule can
+//! be tested deterministically and shared by the lab instance and the field replica.
+
+pub mod access;
+pub mod clock;
+pub mod document;
+pub mod entity;
+pub mod markdown;
+pub mod text_splice;
+pub mod version_diff;
+
+pub use access::{AccessRule, BaseLevel, EntityAccess, Subject};
+pub use clock::{Clock, FixedClock, SystemClock};
+pub use document::{DocError, EntityContent, EntityDoc, EntityPatch};
+pub use entity::{EntityId, EntityKind};
