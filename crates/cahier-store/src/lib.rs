@@ -1,1 +1,167 @@
+//! Cahier's storage: one [`Store`] over a SQLite database (PostgreSQL joins later behind the same
+//! methods). It owns the SQL records, the saved Automerge document of every entity, the
+//! projection of each document into rows, sessions, keys and throttling.
+//!
+//! Every read or write of an entity takes a [`Subject`](cahier_core::Subject) and asks the access
+//! policy (`cahier_core::access` for one entity, [`access_sql`] for lists), so no caller can
+//! forget it. Methods are the operations the product needs, not tables.
 
+pub mod access_sql;
+pub mod accounts;
+pub mod catalog;
+pub mod entities;
+pub mod listing;
+mod migrate;
+mod projection;
+
+use cahier_core::{Clock, EntityId};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use entities::{EntityRow, NewEntity};
+
+/// Errors a caller can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The thing does not exist, or the caller may not read it (indistinguishable on purpose).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The caller may read but not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A value breaks a rule; `field` names it.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field at fault, as named in forms and the API.
+        field: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// The request clashes with the current state (duplicate name, locked entity …).
+    #[error("{0}")]
+    Conflict(String),
+    /// Too many attempts; try again later.
+    #[error("too many failed attempts; try again in {minutes} minutes")]
+    Throttled {
+        /// Minutes until the next attempt is allowed.
+        minutes: i64,
+    },
+    /// The database failed.
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    /// A stored document could not be read or changed.
+    #[error("document error")]
+    Document(#[source] cahier_core::DocError),
+}
+
+impl From<cahier_core::DocError> for StoreError {
+    fn from(error: cahier_core::DocError) -> Self {
+        match error {
+            cahier_core::DocError::Invalid { field, message } => {
+                StoreError::Invalid { field: field.to_owned(), message }
+            }
+            cahier_core::DocError::NotFound(what) => StoreError::NotFound(what),
+            other => StoreError::Document(other),
+        }
+    }
+}
+
+/// A `Result` with [`StoreError`].
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+pub(crate) fn invalid(field: &str, message: impl Into<String>) -> StoreError {
+    StoreError::Invalid { field: field.to_owned(), message: message.into() }
+}
+
+/// Maps a unique-constraint violation to a conflict with `message`.
+pub(crate) fn on_unique(error: sqlx::Error, message: &str) -> StoreError {
+    match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(message.to_owned()),
+        _ => StoreError::Database(error),
+    }
+}
+
+/// The database and what goes with it.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) pool: SqlitePool,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) docs: Arc<Mutex<lru::LruCache<i64, entities::CachedDoc>>>,
+    pub(crate) actors: Arc<Mutex<std::collections::HashMap<i64, automerge::ActorId>>>,
+    /// Name of this device in actor provenance ("server" on a lab instance).
+    pub(crate) device: String,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("device", &self.device).finish_non_exhaustive()
+    }
+}
+
+/// How many loaded documents stay in memory.
+const DOC_CACHE_ENTRIES: usize = 256;
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database at `path` and brings its schema up to date.
+    pub async fn open_sqlite(path: &Path, clock: Arc<dyn Clock>) -> Result<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: an acknowledged write survives power loss, not only a crash of the process.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("cache_size", "-32000")
+            .pragma("temp_store", "memory");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .min_connections(1)
+            .connect_with(options)
+            .await?;
+        migrate::run(&pool).await?;
+        let capacity = std::num::NonZeroUsize::new(DOC_CACHE_ENTRIES).unwrap_or(std::num::NonZeroUsize::MIN);
+        Ok(Self {
+            pool,
+            clock,
+            docs: Arc::new(Mutex::new(lru::LruCache::new(capacity))),
+            actors: Arc::new(Mutex::new(std::collections::HashMap::new())),
+            device: "server".to_owned(),
+        })
+    }
+
+    /// The clock this store stamps records with.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Closes the pool, flushing the WAL.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Whether the database answers.
+    pub async fn is_healthy(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    /// A fresh entity id made now.
+    pub fn new_entity_id(&self) -> EntityId {
+        EntityId::new(self.now_ms(), rand::random())
+    }
+}
+
+/// A random token, hex-encoded, of `bytes` bytes.
+pub(crate) fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut buf);
+    hex::encode(buf)
+}
+
+/// SHA-256 of `s`, hex-encoded.
+pub(crate) fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}

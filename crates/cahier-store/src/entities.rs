@@ -1,0 +1,809 @@
+//! Entities: creating them, reading their projection, changing their content (through their
+//! Automerge document, re-projected in the same transaction), their access rules, lock and
+//! state, and reading their history. Every method takes the acting [`Subject`] and applies the
+//! access policy: an entity the subject may not read is reported as not found.
+
+use crate::catalog::{Family, Vocabulary};
+use crate::{Result, Store, StoreError, invalid, projection};
+use automerge::{ActorId, ChangeHash};
+use cahier_core::access::Grant;
+use cahier_core::document::{CommitMeta, EntityContent, NewContent, heads_from_string, heads_to_string};
+use cahier_core::{AccessRule, BaseLevel, EntityAccess, EntityDoc, EntityId, EntityKind, EntityPatch, Subject};
+use serde::Serialize;
+use sqlx::{Row, SqliteConnection};
+
+/// Entity states, with eLabFTW's codes.
+pub mod state {
+    /// Normal.
+    pub const NORMAL: i64 = 1;
+    /// Archived.
+    pub const ARCHIVED: i64 = 2;
+    /// Deleted (soft; can be restored).
+    pub const DELETED: i64 = 3;
+}
+
+/// A loaded document kept in memory with the heads it was loaded at.
+#[derive(Debug)]
+pub(crate) struct CachedDoc {
+    heads: String,
+    doc: EntityDoc,
+}
+
+/// Input for a new entity.
+#[derive(Debug, Clone)]
+pub struct NewEntity {
+    /// Kind.
+    pub kind: EntityKind,
+    /// Owning team; the creator must belong to it.
+    pub team_id: i64,
+    /// Read rule; defaults to the creator's settings.
+    pub canread: Option<AccessRule>,
+    /// Write rule; defaults to the creator's settings.
+    pub canwrite: Option<AccessRule>,
+    /// Initial content.
+    pub patch: EntityPatch,
+    /// Template or source entity it was copied from.
+    pub template: Option<EntityId>,
+}
+
+/// The projection row of an entity, with its authoritative columns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EntityRow {
+    /// Integer id (API v2).
+    pub id: i64,
+    /// UUIDv7.
+    pub uuid: String,
+    /// Kind.
+    pub kind: EntityKind,
+    /// Owning team.
+    pub team_id: i64,
+    /// Owner.
+    pub owner_id: i64,
+    /// Read rule.
+    pub canread: AccessRule,
+    /// Write rule.
+    pub canwrite: AccessRule,
+    /// Who locked it.
+    pub locked_by: Option<i64>,
+    /// When it was locked, ms.
+    pub locked_at: Option<i64>,
+    /// 1 normal, 2 archived, 3 deleted.
+    pub state: i64,
+    /// eLabFTW-style unique reference.
+    pub elabid: String,
+    /// Created, ms.
+    pub created_at: i64,
+    /// Last change, ms.
+    pub modified_at: i64,
+    /// Author of the last change.
+    pub lastchangeby: i64,
+    /// Title.
+    pub title: String,
+    /// Date.
+    pub date: String,
+    /// Body source.
+    pub body: String,
+    /// Body rendered and sanitised.
+    pub body_html: String,
+    /// 1 HTML, 2 Markdown.
+    pub content_type: i64,
+    /// Status id.
+    pub status_id: Option<i64>,
+    /// Category id.
+    pub category_id: Option<i64>,
+    /// Rating.
+    pub rating: i64,
+    /// Tags, sorted.
+    pub tags: Vec<String>,
+    /// Template it came from.
+    pub template_uuid: Option<String>,
+    /// eLabFTW `metadata` JSON.
+    pub metadata: Option<String>,
+    /// Current heads (comma-separated hex).
+    pub heads: String,
+    /// Number of fields in conflict.
+    pub n_conflicts: i64,
+}
+
+impl EntityRow {
+    /// What the access policy needs.
+    pub fn access(&self) -> EntityAccess {
+        EntityAccess {
+            owner_id: self.owner_id,
+            team_id: self.team_id,
+            canread: self.canread.clone(),
+            canwrite: self.canwrite.clone(),
+            locked_by: self.locked_by,
+        }
+    }
+}
+
+/// A step as projected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct StepRow {
+    /// Stable id.
+    pub step_id: String,
+    /// Position.
+    pub ordering: i64,
+    /// Text.
+    pub body: String,
+    /// Ticked.
+    pub done: bool,
+    /// Who ticked it.
+    pub done_by: Option<i64>,
+    /// When, ms.
+    pub done_at: Option<i64>,
+}
+
+/// A comment as projected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct CommentRow {
+    /// Stable id.
+    pub comment_id: String,
+    /// Author.
+    pub author: i64,
+    /// Written, ms.
+    pub created_at: i64,
+    /// Edited, ms.
+    pub edited_at: Option<i64>,
+    /// Text.
+    pub body: String,
+}
+
+/// A linked entity the subject may read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct LinkRow {
+    /// Integer id.
+    pub id: i64,
+    /// UUID.
+    pub uuid: String,
+    /// Kind (stored name).
+    pub kind: String,
+    /// Title.
+    pub title: String,
+    /// State.
+    pub state: i64,
+}
+
+/// A field with concurrent values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConflictRow {
+    /// Field key.
+    pub field: String,
+    /// Every value.
+    pub values: Vec<String>,
+}
+
+/// One version in an entity's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct VersionRow {
+    /// Global sequence number.
+    pub seq: i64,
+    /// Change hash (hex).
+    pub hash: String,
+    /// Author.
+    pub user_id: i64,
+    /// Device that wrote it.
+    pub device: String,
+    /// Writer's clock, ms (not trusted).
+    pub time_ms: i64,
+    /// Server's receive time, ms.
+    pub received_at: i64,
+    /// What the change was.
+    pub message: String,
+}
+
+/// The result of a content change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UpdateOutcome {
+    /// Heads after the change (comma-separated hex).
+    pub heads: String,
+    /// Heads of the change just written, to use as the base of the next edit.
+    pub base: String,
+    /// Whether anything changed.
+    pub changed: bool,
+    /// Whether other people's edits were merged in (the editor should reload to see them).
+    pub merged: bool,
+}
+
+const ENTITY_COLUMNS: &str = "e.id, e.uuid, e.kind, e.team_id, e.owner_id, e.canread_base, e.canwrite_base, \
+    e.locked_by, e.locked_at, e.state, e.elabid, e.created_at, e.modified_at, e.lastchangeby, e.title, e.date, \
+    e.body, e.body_html, e.content_type, e.status_id, e.category_id, e.rating, e.tags_text, e.template_uuid, \
+    e.metadata, e.heads, e.n_conflicts";
+
+fn rule_from(base: i64) -> AccessRule {
+    AccessRule::base(BaseLevel::from_code(base).unwrap_or(BaseLevel::OwnerOnly))
+}
+
+pub(crate) fn row_from_sql(row: &sqlx::sqlite::SqliteRow) -> Result<EntityRow> {
+    let kind: String = row.try_get("kind")?;
+    let tags_text: String = row.try_get("tags_text")?;
+    Ok(EntityRow {
+        id: row.try_get("id")?,
+        uuid: row.try_get("uuid")?,
+        kind: EntityKind::parse(&kind).ok_or_else(|| invalid("kind", "unknown entity kind in database"))?,
+        team_id: row.try_get("team_id")?,
+        owner_id: row.try_get("owner_id")?,
+        canread: rule_from(row.try_get("canread_base")?),
+        canwrite: rule_from(row.try_get("canwrite_base")?),
+        locked_by: row.try_get("locked_by")?,
+        locked_at: row.try_get("locked_at")?,
+        state: row.try_get("state")?,
+        elabid: row.try_get("elabid")?,
+        created_at: row.try_get("created_at")?,
+        modified_at: row.try_get("modified_at")?,
+        lastchangeby: row.try_get("lastchangeby")?,
+        title: row.try_get("title")?,
+        date: row.try_get("date")?,
+        body: row.try_get("body")?,
+        body_html: row.try_get("body_html")?,
+        content_type: row.try_get("content_type")?,
+        status_id: row.try_get("status_id")?,
+        category_id: row.try_get("category_id")?,
+        rating: row.try_get("rating")?,
+        tags: if tags_text.is_empty() { Vec::new() } else { tags_text.split('|').map(str::to_owned).collect() },
+        template_uuid: row.try_get("template_uuid")?,
+        metadata: row.try_get("metadata")?,
+        heads: row.try_get("heads")?,
+        n_conflicts: row.try_get("n_conflicts")?,
+    })
+}
+
+async fn load_acl(conn: &mut SqliteConnection, row: &mut EntityRow) -> Result<()> {
+    let grants: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT mode, grantee, ref_id FROM entity_acl WHERE entity_id = ? ORDER BY ref_id")
+            .bind(row.id)
+            .fetch_all(&mut *conn)
+            .await?;
+    for (mode, grantee, ref_id) in grants {
+        let rule = if mode == "w" { &mut row.canwrite } else { &mut row.canread };
+        match grantee.as_str() {
+            "t" => rule.teams.push(ref_id),
+            "g" => rule.teamgroups.push(ref_id),
+            _ => rule.users.push(ref_id),
+        }
+    }
+    Ok(())
+}
+
+async fn write_acl(conn: &mut SqliteConnection, entity_id: i64, canread: &AccessRule, canwrite: &AccessRule) -> Result<()> {
+    sqlx::query("DELETE FROM entity_acl WHERE entity_id = ?").bind(entity_id).execute(&mut *conn).await?;
+    for (mode, rule) in [("r", canread), ("w", canwrite)] {
+        for (grantee, ids) in [("t", &rule.teams), ("g", &rule.teamgroups), ("u", &rule.users)] {
+            for id in ids {
+                sqlx::query("INSERT OR IGNORE INTO entity_acl (entity_id, mode, grantee, ref_id) VALUES (?, ?, ?, ?)")
+                    .bind(entity_id)
+                    .bind(mode)
+                    .bind(grantee)
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+    }
+    sqlx::query("UPDATE entities SET canread_base = ?, canwrite_base = ? WHERE id = ?")
+        .bind(canread.base.code())
+        .bind(canwrite.base.code())
+        .bind(entity_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+impl Store {
+    /// The actor this process writes with for `user_id`, registered on first use.
+    async fn actor_for(&self, conn: &mut SqliteConnection, user_id: i64) -> Result<ActorId> {
+        let existing = self.actors.lock().map_err(|_| poisoned())?.get(&user_id).cloned();
+        let actor = match existing {
+            Some(actor) => actor,
+            None => {
+                let actor = ActorId::from(rand::random::<[u8; 16]>());
+                self.actors.lock().map_err(|_| poisoned())?.insert(user_id, actor.clone());
+                actor
+            }
+        };
+        self.register_actor(conn, &actor, user_id).await?;
+        Ok(actor)
+    }
+
+    async fn register_actor(&self, conn: &mut SqliteConnection, actor: &ActorId, user_id: i64) -> Result<()> {
+        sqlx::query("INSERT OR IGNORE INTO actors (actor, user_id, device, first_seen) VALUES (?, ?, ?, ?)")
+            .bind(actor.to_hex_string())
+            .bind(user_id)
+            .bind(&self.device)
+            .bind(self.now_ms())
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores every change of `doc` after `since`, with provenance.
+    async fn record_changes(
+        &self,
+        conn: &mut SqliteConnection,
+        entity_id: i64,
+        doc: &mut EntityDoc,
+        since: &[ChangeHash],
+        user_id: i64,
+    ) -> Result<()> {
+        let now = self.now_ms();
+        for change in doc.changes_since(since) {
+            sqlx::query(
+                "INSERT OR IGNORE INTO entity_changes (entity_id, hash, actor, user_id, device, time_ms, received_at, \
+                 message, deps, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(entity_id)
+            .bind(&change.hash)
+            .bind(&change.actor)
+            .bind(user_id)
+            .bind(&self.device)
+            .bind(change.time_ms)
+            .bind(now)
+            .bind(&change.message)
+            .bind(change.deps.join(","))
+            .bind(&change.bytes)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn check_terms(&self, kind: EntityKind, team_id: i64, patch: &EntityPatch) -> Result<()> {
+        let family = Family::of(kind);
+        if let Some(Some(status)) = patch.status {
+            self.check_term(Vocabulary::Status, status, team_id, family).await?;
+        }
+        if let Some(Some(category)) = patch.category {
+            self.check_term(Vocabulary::Category, category, team_id, family).await?;
+        }
+        Ok(())
+    }
+
+    async fn check_rule(&self, field: &str, rule: &AccessRule) -> Result<()> {
+        for (what, ids, table) in [("teams", &rule.teams, "teams"), ("teamgroups", &rule.teamgroups, "team_groups"), ("users", &rule.users, "users")] {
+            for id in ids {
+                let found: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT 1 FROM {table} WHERE id = ?")))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                if found.is_none() {
+                    return Err(invalid(field, format!("{what}: {id} does not exist")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates an entity owned by `subject` and returns its integer id.
+    pub async fn create_entity(&self, subject: &Subject, new: NewEntity) -> Result<i64> {
+        if !subject.is_member(new.team_id) {
+            return Err(invalid("team", "you can only create entries in a team you belong to"));
+        }
+        let user = self.user(subject.user_id).await?;
+        let canread = new
+            .canread
+            .unwrap_or_else(|| rule_from(user.default_read_base))
+            .normalized();
+        let canwrite = new
+            .canwrite
+            .unwrap_or_else(|| rule_from(user.default_write_base))
+            .normalized();
+        self.check_rule("canread", &canread).await?;
+        self.check_rule("canwrite", &canwrite).await?;
+        let mut patch = new.patch;
+        if patch.status.is_none() && matches!(new.kind, EntityKind::Experiment) {
+            patch.status = Some(self.default_term(Vocabulary::Status, new.team_id, Family::of(new.kind)).await?);
+        }
+        if patch.category.is_none() {
+            if let Some(default) = self.default_term(Vocabulary::Category, new.team_id, Family::of(new.kind)).await? {
+                patch.category = Some(Some(default));
+            }
+        }
+        self.check_terms(new.kind, new.team_id, &patch).await?;
+
+        let now = self.now_ms();
+        let id = self.new_entity_id();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let actor = self.actor_for(&mut tx, subject.user_id).await?;
+        let content = NewContent {
+            id,
+            kind: new.kind,
+            created_by: subject.user_id,
+            created_at_ms: now,
+            template: new.template,
+            patch,
+            default_date: cahier_core::clock::format_date(now),
+        };
+        let meta = CommitMeta { actor, time_ms: now, message: "create".into() };
+        let mut doc = EntityDoc::create(&content, &meta)?;
+        let heads = heads_to_string(&doc.heads());
+        let elabid = format!("{}-{}", cahier_core::clock::format_date(now).replace('-', ""), crate::random_hex(10));
+        let entity_id: i64 = sqlx::query_scalar(
+            "INSERT INTO entities (uuid, kind, team_id, owner_id, canread_base, canwrite_base, elabid, created_at, \
+             modified_at, lastchangeby, title, date, body, body_html, content_type, heads) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', '', '', '', 2, ?) RETURNING id",
+        )
+        .bind(id.to_string())
+        .bind(new.kind.as_str())
+        .bind(new.team_id)
+        .bind(subject.user_id)
+        .bind(canread.base.code())
+        .bind(canwrite.base.code())
+        .bind(elabid)
+        .bind(now)
+        .bind(now)
+        .bind(subject.user_id)
+        .bind(&heads)
+        .fetch_one(&mut *tx)
+        .await?;
+        write_acl(&mut tx, entity_id, &canread, &canwrite).await?;
+        let bytes = doc.save();
+        sqlx::query("INSERT INTO entity_docs (entity_id, doc, heads) VALUES (?, ?, ?)")
+            .bind(entity_id)
+            .bind(&bytes)
+            .bind(&heads)
+            .execute(&mut *tx)
+            .await?;
+        self.record_changes(&mut tx, entity_id, &mut doc, &[], subject.user_id).await?;
+        let content = doc.content()?;
+        projection::write(&mut tx, entity_id, &content, &heads, now, subject.user_id).await?;
+        tx.commit().await?;
+        self.cache_put(entity_id, heads, doc);
+        Ok(entity_id)
+    }
+
+    async fn fetch_row(&self, conn: &mut SqliteConnection, id: i64) -> Result<Option<EntityRow>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {ENTITY_COLUMNS} FROM entities e WHERE e.id = ?")))
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        match row {
+            None => Ok(None),
+            Some(row) => {
+                let mut entity = row_from_sql(&row)?;
+                load_acl(conn, &mut entity).await?;
+                Ok(Some(entity))
+            }
+        }
+    }
+
+    /// An entity the subject may read. Deleted entities are visible only to those who may
+    /// restore them. Anything else is "not found".
+    pub async fn entity(&self, subject: &Subject, id: i64) -> Result<EntityRow> {
+        let mut conn = self.pool.acquire().await?;
+        let row = self.fetch_row(&mut conn, id).await?.ok_or(StoreError::NotFound("entity"))?;
+        let access = row.access();
+        let visible = if row.state == state::DELETED { access.may_admin(subject) } else { access.may_read(subject) };
+        if visible { Ok(row) } else { Err(StoreError::NotFound("entity")) }
+    }
+
+    /// Like [`Store::entity`], also checking the kind (an experiment id under `/items` is not found).
+    pub async fn entity_of_kind(&self, subject: &Subject, kind: EntityKind, id: i64) -> Result<EntityRow> {
+        let row = self.entity(subject, id).await?;
+        if row.kind == kind { Ok(row) } else { Err(StoreError::NotFound("entity")) }
+    }
+
+    /// An entity by UUID, if the subject may read it.
+    pub async fn entity_by_uuid(&self, subject: &Subject, uuid: &str) -> Result<EntityRow> {
+        let id: Option<i64> = sqlx::query_scalar("SELECT id FROM entities WHERE uuid = ?")
+            .bind(uuid)
+            .fetch_optional(&self.pool)
+            .await?;
+        self.entity(subject, id.ok_or(StoreError::NotFound("entity"))?).await
+    }
+
+    /// Why the subject may read and write an entity (for the access panel).
+    pub fn explain_access(row: &EntityRow, subject: &Subject) -> (Vec<Grant>, Vec<Grant>) {
+        let access = row.access();
+        let write = if access.may_write(subject) { access.grants(&access.canwrite, subject) } else { Vec::new() };
+        (access.read_grants(subject), write)
+    }
+
+    fn cache_take(&self, id: i64) -> Option<CachedDoc> {
+        self.docs.lock().ok()?.pop(&id)
+    }
+
+    fn cache_put(&self, id: i64, heads: String, doc: EntityDoc) {
+        if let Ok(mut cache) = self.docs.lock() {
+            cache.put(id, CachedDoc { heads, doc });
+        }
+    }
+
+    async fn load_doc(&self, conn: &mut SqliteConnection, id: i64) -> Result<(String, EntityDoc)> {
+        let (bytes, heads): (Vec<u8>, String) = sqlx::query_as("SELECT doc, heads FROM entity_docs WHERE entity_id = ?")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or(StoreError::NotFound("entity"))?;
+        if let Some(cached) = self.cache_take(id) {
+            if cached.heads == heads {
+                return Ok((heads, cached.doc));
+            }
+        }
+        let doc = EntityDoc::load(&bytes)?;
+        Ok((heads, doc))
+    }
+
+    /// Changes an entity's content. `base` is the version the editor started from (see
+    /// [`EntityDoc::apply`]); `None` applies to the current version.
+    pub async fn update_entity(
+        &self,
+        subject: &Subject,
+        id: i64,
+        base: Option<&str>,
+        patch: &EntityPatch,
+        message: &str,
+    ) -> Result<UpdateOutcome> {
+        let row = self.writable(subject, id).await?;
+        self.check_terms(row.kind, row.team_id, patch).await?;
+        let base = base.map(heads_from_string).transpose()?;
+        let now = self.now_ms();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // Re-check under the write lock: a lock or state change may have landed meanwhile.
+        let fresh = self.fetch_row(&mut tx, id).await?.ok_or(StoreError::NotFound("entity"))?;
+        check_writable(&fresh, subject)?;
+        let actor = self.actor_for(&mut tx, subject.user_id).await?;
+        let fork_actor = ActorId::from(rand::random::<[u8; 16]>());
+        self.register_actor(&mut tx, &fork_actor, subject.user_id).await?;
+        let (old_heads, mut doc) = self.load_doc(&mut tx, id).await?;
+        let old = heads_from_string(&old_heads)?;
+        let meta = CommitMeta { actor, time_ms: now, message: message.to_owned() };
+        let outcome = doc.apply(base.as_deref(), patch, &meta, || fork_actor);
+        let hash = match outcome {
+            Ok(hash) => hash,
+            Err(error) => {
+                // The document may hold a half-applied transaction: drop it, reload next time.
+                return Err(error.into());
+            }
+        };
+        let Some(hash) = hash else {
+            tx.rollback().await?;
+            self.cache_put(id, old_heads.clone(), doc);
+            return Ok(UpdateOutcome { heads: old_heads.clone(), base: old_heads, changed: false, merged: false });
+        };
+        let new_heads = doc.heads();
+        let heads = heads_to_string(&new_heads);
+        let merged = new_heads.len() > 1 || !new_heads.contains(&hash);
+        let bytes = doc.save();
+        sqlx::query("UPDATE entity_docs SET doc = ?, heads = ? WHERE entity_id = ?")
+            .bind(&bytes)
+            .bind(&heads)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        self.record_changes(&mut tx, id, &mut doc, &old, subject.user_id).await?;
+        let content = doc.content()?;
+        projection::write(&mut tx, id, &content, &heads, now, subject.user_id).await?;
+        tx.commit().await?;
+        self.cache_put(id, heads.clone(), doc);
+        Ok(UpdateOutcome { heads, base: hash.to_string(), changed: true, merged })
+    }
+
+    /// The entity, if the subject may change its content now.
+    pub async fn writable(&self, subject: &Subject, id: i64) -> Result<EntityRow> {
+        let row = self.entity(subject, id).await?;
+        check_writable(&row, subject)?;
+        Ok(row)
+    }
+
+    /// Replaces an entity's access rules (owner and team admins only).
+    pub async fn set_access(&self, subject: &Subject, id: i64, canread: AccessRule, canwrite: AccessRule) -> Result<EntityRow> {
+        let row = self.entity(subject, id).await?;
+        if !row.access().may_admin(subject) {
+            return Err(StoreError::Forbidden("only the owner or a team admin can change who has access".into()));
+        }
+        let (canread, canwrite) = (canread.normalized(), canwrite.normalized());
+        self.check_rule("canread", &canread).await?;
+        self.check_rule("canwrite", &canwrite).await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        write_acl(&mut tx, id, &canread, &canwrite).await?;
+        tx.commit().await?;
+        self.entity(subject, id).await
+    }
+
+    /// Moves an entity to a state: delete (soft), restore, archive, unarchive.
+    pub async fn set_state(&self, subject: &Subject, id: i64, new_state: i64) -> Result<EntityRow> {
+        let row = self.entity(subject, id).await?;
+        let access = row.access();
+        let allowed = match new_state {
+            state::DELETED => access.may_admin(subject) || access.may_write(subject),
+            _ => access.may_admin(subject),
+        };
+        if !allowed {
+            return Err(StoreError::Forbidden("you cannot change the state of this entry".into()));
+        }
+        if row.locked_by.is_some() && new_state == state::DELETED {
+            return Err(StoreError::Conflict("this entry is locked; unlock it before deleting it".into()));
+        }
+        sqlx::query("UPDATE entities SET state = ?, modified_at = ?, lastchangeby = ? WHERE id = ?")
+            .bind(new_state)
+            .bind(self.now_ms())
+            .bind(subject.user_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        self.entity(subject, id).await
+    }
+
+    /// Locks or unlocks an entity. Anyone who may write may lock; only the locker or a team
+    /// admin may unlock.
+    pub async fn set_lock(&self, subject: &Subject, id: i64, lock: bool) -> Result<EntityRow> {
+        let row = self.entity(subject, id).await?;
+        let access = row.access();
+        match (lock, row.locked_by) {
+            (true, Some(_)) | (false, None) => return Ok(row),
+            (true, None) if !access.may_write(subject) => {
+                return Err(StoreError::Forbidden("you need write access to lock this entry".into()));
+            }
+            (false, Some(locker)) if locker != subject.user_id && !subject.is_team_admin(row.team_id) => {
+                return Err(StoreError::Forbidden("only the person who locked it or a team admin can unlock it".into()));
+            }
+            _ => {}
+        }
+        let (by, at) = if lock { (Some(subject.user_id), Some(self.now_ms())) } else { (None, None) };
+        sqlx::query("UPDATE entities SET locked_by = ?, locked_at = ? WHERE id = ?")
+            .bind(by)
+            .bind(at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        self.entity(subject, id).await
+    }
+
+    /// Copies an entity into a new one owned by the subject: title gets " I" (as eLabFTW),
+    /// body, tags, steps (unticked), links, status and category are copied.
+    pub async fn duplicate_entity(&self, subject: &Subject, id: i64) -> Result<i64> {
+        let row = self.entity(subject, id).await?;
+        let content = self.content(subject, id).await?;
+        let team_id = if subject.is_member(row.team_id) {
+            row.team_id
+        } else {
+            let user = self.user(subject.user_id).await?;
+            user.current_team.ok_or_else(|| invalid("team", "join a team first"))?
+        };
+        let now = self.now_ms();
+        let mut ops = Vec::new();
+        for (n, step) in content.steps.iter().enumerate() {
+            ops.push(cahier_core::document::EntityOp::AddStep {
+                id: crate::random_hex(8),
+                body: step.body.clone(),
+                at_ms: now + i64::try_from(n).unwrap_or_default(),
+            });
+        }
+        for target in &content.links {
+            ops.push(cahier_core::document::EntityOp::AddLink { target: *target, at_ms: now });
+        }
+        let same_team = team_id == row.team_id;
+        let patch = EntityPatch {
+            title: Some(format!("{} I", content.title)),
+            body: Some(content.body.clone()),
+            content_type: Some(cahier_core::markdown::ContentType::from_code(content.content_type)),
+            status: same_team.then_some(content.status),
+            category: same_team.then_some(content.category),
+            tags: Some(content.tags.clone()),
+            ops,
+            ..Default::default()
+        };
+        let id = EntityId::from_str_opt(&row.uuid);
+        self.create_entity(subject, NewEntity { kind: row.kind, team_id, canread: None, canwrite: None, patch, template: id })
+            .await
+    }
+
+    /// The current content read from the document (for duplication and exports of one entity).
+    pub async fn content(&self, subject: &Subject, id: i64) -> Result<EntityContent> {
+        self.entity(subject, id).await?;
+        let mut conn = self.pool.acquire().await?;
+        let (heads, doc) = self.load_doc(&mut conn, id).await?;
+        let content = doc.content()?;
+        self.cache_put(id, heads, doc);
+        Ok(content)
+    }
+
+    /// The content as it was at a version (change hash, or comma-separated heads).
+    pub async fn content_at(&self, subject: &Subject, id: i64, heads: &str) -> Result<EntityContent> {
+        self.entity(subject, id).await?;
+        let heads = heads_from_string(heads)?;
+        if heads.is_empty() {
+            return Err(StoreError::NotFound("version"));
+        }
+        let mut conn = self.pool.acquire().await?;
+        let (current, mut doc) = self.load_doc(&mut conn, id).await?;
+        let content = doc.content_at(&heads);
+        self.cache_put(id, current, doc);
+        Ok(content?)
+    }
+
+    /// The versions of an entity, oldest first.
+    pub async fn history(&self, subject: &Subject, id: i64) -> Result<Vec<VersionRow>> {
+        self.entity(subject, id).await?;
+        Ok(sqlx::query_as(
+            "SELECT seq, hash, user_id, device, time_ms, received_at, message FROM entity_changes \
+             WHERE entity_id = ? ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Steps of an entity (caller has checked read access).
+    pub async fn steps(&self, id: i64) -> Result<Vec<StepRow>> {
+        Ok(sqlx::query_as(
+            "SELECT step_id, ordering, body, done, done_by, done_at FROM entity_steps WHERE entity_id = ? ORDER BY ordering",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Comments of an entity, oldest first (caller has checked read access).
+    pub async fn comments(&self, id: i64) -> Result<Vec<CommentRow>> {
+        Ok(sqlx::query_as(
+            "SELECT comment_id, author, created_at, edited_at, body FROM entity_comments WHERE entity_id = ? \
+             ORDER BY created_at, comment_id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Fields in conflict (caller has checked read access).
+    pub async fn conflicts(&self, id: i64) -> Result<Vec<ConflictRow>> {
+        let rows: Vec<(String, String)> = sqlx::query_as("SELECT field, values_json FROM entity_conflicts WHERE entity_id = ?")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(field, values)| ConflictRow { field, values: serde_json::from_str(&values).unwrap_or_default() })
+            .collect())
+    }
+
+    /// Entities this one links to, that the subject may read.
+    pub async fn links(&self, subject: &Subject, id: i64) -> Result<Vec<LinkRow>> {
+        let sql = format!(
+            "SELECT e.id, e.uuid, e.kind, e.title, e.state FROM entity_links l JOIN entities e ON e.uuid = l.target_uuid \
+             WHERE l.entity_id = ? AND e.state != 3 AND {} ORDER BY e.title",
+            crate::access_sql::readable_by(subject)
+        );
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_all(&self.pool).await?)
+    }
+
+    /// Entities that link to this one, that the subject may read.
+    pub async fn backlinks(&self, subject: &Subject, uuid: &str) -> Result<Vec<LinkRow>> {
+        let sql = format!(
+            "SELECT e.id, e.uuid, e.kind, e.title, e.state FROM entity_links l JOIN entities e ON e.id = l.entity_id \
+             WHERE l.target_uuid = ? AND e.state != 3 AND {} ORDER BY e.title",
+            crate::access_sql::readable_by(subject)
+        );
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(uuid).fetch_all(&self.pool).await?)
+    }
+}
+
+fn check_writable(row: &EntityRow, subject: &Subject) -> Result<()> {
+    let access = row.access();
+    if row.state == state::DELETED {
+        return Err(StoreError::Conflict("this entry is deleted; restore it to edit it".into()));
+    }
+    if !access.grants(&access.canwrite, subject).is_empty() && access.is_locked() && !access.may_write(subject) {
+        return Err(StoreError::Conflict("this entry is locked; ask the person who locked it or a team admin".into()));
+    }
+    if !access.may_write(subject) {
+        return Err(StoreError::Forbidden("you may read this entry but not change it".into()));
+    }
+    Ok(())
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Conflict("internal lock poisoned".into())
+}
+
+/// Parsing helper kept here so callers need not import `FromStr`.
+trait FromStrOpt: Sized {
+    fn from_str_opt(s: &str) -> Option<Self>;
+}
+
+impl FromStrOpt for EntityId {
+    fn from_str_opt(s: &str) -> Option<Self> {
+        s.parse().ok()
+    }
+}

@@ -1,0 +1,286 @@
+//! Lists and search over the projection: filters, sort, keyset or offset pagination, and
+//! full-text search (SQLite FTS5). Never loads a document. Every query is filtered by
+//! [`access_sql::readable_by`](crate::access_sql::readable_by).
+
+use crate::entities::{EntityRow, row_from_sql};
+use crate::{Result, Store, invalid};
+use cahier_core::{EntityKind, Subject};
+use sqlx::{QueryBuilder, Sqlite};
+
+/// Sort keys (eLabFTW's `order` values that apply here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    /// Last change (default).
+    #[default]
+    LastChange,
+    /// The entry's date.
+    Date,
+    /// Title.
+    Title,
+    /// Integer id (creation order).
+    Id,
+}
+
+impl Order {
+    /// Parses eLabFTW's names; unknown names are an error naming the parameter.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "" | "lastchange" | "modified_at" => Ok(Self::LastChange),
+            "date" => Ok(Self::Date),
+            "title" => Ok(Self::Title),
+            "id" | "created_at" => Ok(Self::Id),
+            _ => Err(invalid("order", "expected lastchange, date, title or id")),
+        }
+    }
+    fn column(self) -> &'static str {
+        match self {
+            Self::LastChange => "e.modified_at",
+            Self::Date => "e.date",
+            Self::Title => "e.title",
+            Self::Id => "e.id",
+        }
+    }
+    /// Name used in URLs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LastChange => "lastchange",
+            Self::Date => "date",
+            Self::Title => "title",
+            Self::Id => "id",
+        }
+    }
+}
+
+/// What to list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Kind of entity.
+    pub kind: EntityKind,
+    /// Full-text search words.
+    pub q: Option<String>,
+    /// States to include (default: normal only).
+    pub states: Vec<i64>,
+    /// Status ids (any of).
+    pub statuses: Vec<i64>,
+    /// Category ids (any of).
+    pub categories: Vec<i64>,
+    /// Tags (all of).
+    pub tags: Vec<String>,
+    /// Owner ids (any of).
+    pub owners: Vec<i64>,
+    /// Only entries of this team.
+    pub team: Option<i64>,
+    /// Sort key.
+    pub order: Order,
+    /// Descending?
+    pub descending: bool,
+    /// Page size.
+    pub limit: i64,
+    /// Offset (API) — ignored when `after` is set.
+    pub offset: i64,
+    /// Keyset cursor from a previous page (UI).
+    pub after: Option<String>,
+}
+
+impl ListQuery {
+    /// Defaults: normal entries, newest change first, 20 per page.
+    pub fn new(kind: EntityKind) -> Self {
+        Self {
+            kind,
+            q: None,
+            states: vec![crate::entities::state::NORMAL],
+            statuses: Vec::new(),
+            categories: Vec::new(),
+            tags: Vec::new(),
+            owners: Vec::new(),
+            team: None,
+            order: Order::LastChange,
+            descending: true,
+            limit: 20,
+            offset: 0,
+            after: None,
+        }
+    }
+}
+
+/// A page of results.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// Rows.
+    pub rows: Vec<EntityRow>,
+    /// Cursor for the next page, if there is one.
+    pub next: Option<String>,
+}
+
+/// Largest page served.
+pub const MAX_LIMIT: i64 = 10_000;
+
+/// Turns what a user typed into a safe FTS5 query: every word must appear (prefix match on the
+/// last one, so results follow typing). Quotes keep FTS5 syntax out of user hands.
+pub fn fts_query(input: &str) -> Option<String> {
+    let words: Vec<String> = input
+        .split(|c: char| !c.is_alphanumeric() && c != '_' && c != '-')
+        .filter(|w| !w.is_empty())
+        .take(16)
+        .map(|w| format!("\"{}\"", w.replace('"', "")))
+        .collect();
+    if words.is_empty() {
+        return None;
+    }
+    let mut query = words.join(" ");
+    query.push('*');
+    Some(query)
+}
+
+fn cursor_value(row: &EntityRow, order: Order) -> String {
+    match order {
+        Order::LastChange => row.modified_at.to_string(),
+        Order::Date => row.date.clone(),
+        Order::Title => row.title.clone(),
+        Order::Id => row.id.to_string(),
+    }
+}
+
+fn encode_cursor(value: &str, id: i64) -> String {
+    let mut s = format!("{id}:");
+    s.push_str(&hex::encode(value.as_bytes()));
+    s
+}
+
+fn decode_cursor(cursor: &str) -> Result<(i64, String)> {
+    let bad = || invalid("after", "this page link is no longer valid; start from the first page");
+    let (id, value) = cursor.split_once(':').ok_or_else(bad)?;
+    let id = id.parse().map_err(|_| bad())?;
+    let value = String::from_utf8(hex::decode(value).map_err(|_| bad())?).map_err(|_| bad())?;
+    Ok((id, value))
+}
+
+fn push_ids(builder: &mut QueryBuilder<Sqlite>, column: &str, ids: &[i64]) {
+    builder.push(format!(" AND {column} IN ("));
+    let mut separated = builder.separated(", ");
+    for id in ids {
+        separated.push_bind(*id);
+    }
+    builder.push(")");
+}
+
+impl Store {
+    /// Lists entities the subject may read.
+    pub async fn list_entities(&self, subject: &Subject, query: &ListQuery) -> Result<Page> {
+        let limit = query.limit.clamp(1, MAX_LIMIT);
+        let mut builder: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "SELECT e.id, e.uuid, e.kind, e.team_id, e.owner_id, e.canread_base, e.canwrite_base, e.locked_by, \
+             e.locked_at, e.state, e.elabid, e.created_at, e.modified_at, e.lastchangeby, e.title, e.date, e.body, \
+             e.body_html, e.content_type, e.status_id, e.category_id, e.rating, e.tags_text, e.template_uuid, \
+             e.metadata, e.heads, e.n_conflicts FROM entities e WHERE e.kind = ",
+        );
+        builder.push_bind(query.kind.as_str());
+        if query.states.is_empty() {
+            builder.push(" AND e.state = 1");
+        } else {
+            push_ids(&mut builder, "e.state", &query.states);
+        }
+        if !query.statuses.is_empty() {
+            push_ids(&mut builder, "e.status_id", &query.statuses);
+        }
+        if !query.categories.is_empty() {
+            push_ids(&mut builder, "e.category_id", &query.categories);
+        }
+        if !query.owners.is_empty() {
+            push_ids(&mut builder, "e.owner_id", &query.owners);
+        }
+        if let Some(team) = query.team {
+            builder.push(" AND e.team_id = ").push_bind(team);
+        }
+        for tag in &query.tags {
+            builder.push(" AND EXISTS (SELECT 1 FROM entity_tags t WHERE t.entity_id = e.id AND t.tag = ");
+            builder.push_bind(tag.clone()).push(")");
+        }
+        if let Some(fts) = query.q.as_deref().and_then(fts_query) {
+            builder.push(" AND e.id IN (SELECT rowid FROM entity_fts WHERE entity_fts MATCH ");
+            builder.push_bind(fts).push(")");
+        }
+        builder.push(" AND ").push(crate::access_sql::readable_by(subject));
+        let column = query.order.column();
+        let direction = if query.descending { "DESC" } else { "ASC" };
+        if let Some(after) = &query.after {
+            let (id, value) = decode_cursor(after)?;
+            let cmp = if query.descending { "<" } else { ">" };
+            builder.push(format!(" AND ({column}, e.id) {cmp} ("));
+            match query.order {
+                Order::LastChange | Order::Id => {
+                    let value: i64 = value.parse().map_err(|_| invalid("after", "bad page link"))?;
+                    builder.push_bind(value);
+                }
+                Order::Date | Order::Title => {
+                    builder.push_bind(value);
+                }
+            }
+            builder.push(", ").push_bind(id).push(")");
+        }
+        builder.push(format!(" ORDER BY {column} {direction}, e.id {direction} LIMIT "));
+        builder.push_bind(limit + 1);
+        if query.after.is_none() && query.offset > 0 {
+            builder.push(" OFFSET ").push_bind(query.offset);
+        }
+        let rows = builder.build().fetch_all(&self.pool).await?;
+        let mut rows: Vec<EntityRow> = rows.iter().map(row_from_sql).collect::<Result<_>>()?;
+        let more = i64::try_from(rows.len()).unwrap_or(i64::MAX) > limit;
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        let next = if more {
+            rows.last().map(|row| encode_cursor(&cursor_value(row, query.order), row.id))
+        } else {
+            None
+        };
+        Ok(Page { rows, next })
+    }
+
+    /// The subject's unfinished steps across entries they may read (dashboard).
+    pub async fn unfinished_steps(&self, subject: &Subject, limit: i64) -> Result<Vec<(i64, String, String)>> {
+        let sql = format!(
+            "SELECT e.id, e.title, s.body FROM entity_steps s JOIN entities e ON e.id = s.entity_id \
+             WHERE NOT s.done AND e.state = 1 AND e.owner_id = ? AND {} ORDER BY e.modified_at DESC, s.ordering LIMIT ?",
+            crate::access_sql::readable_by(subject)
+        );
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(subject.user_id).bind(limit).fetch_all(&self.pool).await?)
+    }
+
+    /// Tags in use on entries the subject may read, most used first (for filters).
+    pub async fn tags_in_use(&self, subject: &Subject, kind: EntityKind, limit: i64) -> Result<Vec<(String, i64)>> {
+        let sql = format!(
+            "SELECT t.tag, count(*) AS n FROM entity_tags t JOIN entities e ON e.id = t.entity_id \
+             WHERE e.kind = ? AND e.state = 1 AND {} GROUP BY t.tag ORDER BY n DESC, t.tag LIMIT ?",
+            crate::access_sql::readable_by(subject)
+        );
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(kind.as_str()).bind(limit).fetch_all(&self.pool).await?)
+    }
+
+    /// Counts for `GET /info`.
+    pub async fn instance_counts(&self) -> Result<(i64, i64, i64, i64)> {
+        Ok(sqlx::query_as(
+            "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM teams), \
+             (SELECT count(*) FROM entities WHERE kind = 'experiment'), (SELECT count(*) FROM entities WHERE kind = 'resource')",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fts_queries_are_quoted_words() {
+        assert_eq!(fts_query("soil  pH"), Some("\"soil\" \"pH\"*".into()));
+        assert_eq!(fts_query("\"); DROP TABLE x; --"), Some("\"DROP\" \"TABLE\" \"x\" \"--\"*".into()));
+        assert_eq!(fts_query("  "), None);
+    }
+
+    #[test]
+    fn cursors_round_trip() {
+        let c = encode_cursor("2026-11-29", 42);
+        assert_eq!(decode_cursor(&c).ok(), Some((42, "2026-11-29".into())));
+        assert!(decode_cursor("garbage").is_err());
+    }
+}
