@@ -1,1 +1,232 @@
-fn main(){}
+//! The `cahier` command: `serve` runs a lab instance; the other subcommands administer one.
+
+use anyhow::{Context, bail};
+use cahier::settings::{EXAMPLE, Overrides, Settings};
+use clap::{Args, Parser, Subcommand};
+use std::io::Read;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "cahier", version, about = "Cahier — electronic lab notebook (cahier de laboratoire électronique)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+struct DataArgs {
+    /// Data directory (database and files).
+    #[arg(long, env = "CAHIER_DATA")]
+    data: Option<PathBuf>,
+    /// Configuration file (default: cahier.toml in the data directory).
+    #[arg(long, env = "CAHIER_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a lab instance: web interface, API v2, on embedded SQLite.
+    Serve {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Address to listen on (default 127.0.0.1:8080).
+        #[arg(long, env = "CAHIER_LISTEN")]
+        listen: Option<String>,
+        /// URL people reach this instance at, when behind a proxy.
+        #[arg(long, env = "CAHIER_PUBLIC_URL")]
+        public_url: Option<String>,
+    },
+    /// Create or update the database schema, then exit.
+    Migrate {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Manage accounts.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage API keys.
+    Apikey {
+        #[command(subcommand)]
+        command: ApikeyCommand,
+    },
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Fill a data directory with generated experiments, for benchmarks.
+    Seed {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Number of experiments.
+        #[arg(long, default_value_t = 1000)]
+        experiments: usize,
+        /// Number of teams (each gets one user).
+        #[arg(long, default_value_t = 4)]
+        teams: usize,
+        /// Size of each body in bytes.
+        #[arg(long, default_value_t = 5000)]
+        body_bytes: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create an account; the password is read from standard input.
+    Add {
+        #[command(flatten)]
+        data: DataArgs,
+        /// E-mail address (the sign-in name).
+        #[arg(long)]
+        email: String,
+        /// Full name, "First Last".
+        #[arg(long)]
+        name: String,
+        /// Make the user an instance administrator.
+        #[arg(long)]
+        sysadmin: bool,
+        /// Add the user to this team (created if missing).
+        #[arg(long)]
+        team: Option<String>,
+        /// Make the user an admin of --team.
+        #[arg(long, requires = "team")]
+        team_admin: bool,
+        /// Read the password from standard input (required: passwords never go on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ApikeyCommand {
+    /// Create an API key and print only the key.
+    Add {
+        #[command(flatten)]
+        data: DataArgs,
+        /// E-mail of the user the key acts as.
+        #[arg(long)]
+        user: String,
+        /// Allow changes (default: read-only).
+        #[arg(long)]
+        write: bool,
+        /// Team the key is bound to (default: the user's current team).
+        #[arg(long)]
+        team: Option<String>,
+        /// Name shown in the user's settings.
+        #[arg(long, default_value = "command line")]
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print a commented default cahier.toml.
+    Example,
+}
+
+fn settings(data: DataArgs) -> anyhow::Result<Settings> {
+    Settings::load(Overrides { data: data.data, config: data.config, ..Default::default() })
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAHIER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn split_name(name: &str) -> (String, String) {
+    let name = name.trim();
+    match name.split_once(char::is_whitespace) {
+        Some((first, last)) => (first.to_owned(), last.trim().to_owned()),
+        None => (name.to_owned(), String::new()),
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    match run(cli.command).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { data, listen, public_url } => {
+            let settings = Settings::load(Overrides { data: data.data, config: data.config, listen, public_url })?;
+            let running = cahier::start(&settings).await?;
+            println!("Cahier {} is running at {}", cahier::VERSION, running.url);
+            println!("Data directory: {}", settings.data.display());
+            if let Some(setup) = &running.setup_url {
+                println!("No account exists yet. Open this one-time link to create the first administrator:");
+                println!("  {setup}");
+            }
+            running.wait().await
+        }
+        Command::Migrate { data } => {
+            let settings = settings(data)?;
+            cahier::open_store(&settings).await?.close().await;
+            println!("database is up to date");
+            Ok(())
+        }
+        Command::User { command: UserCommand::Add { data, email, name, sysadmin, team, team_admin, password_stdin } } => {
+            let settings = settings(data)?;
+            if !password_stdin {
+                bail!("pass --password-stdin and write the password on standard input");
+            }
+            let mut password = String::new();
+            std::io::stdin().read_to_string(&mut password).context("reading the password from standard input")?;
+            let password = password.trim_end_matches(['\n', '\r']).to_owned();
+            let store = cahier::open_store(&settings).await?;
+            let (firstname, lastname) = split_name(&name);
+            let new = cahier_store::accounts::NewUser { email: email.clone(), firstname, lastname, password: Some(password), is_sysadmin: sysadmin };
+            let user_id = store.create_user(new).await.with_context(|| format!("creating the user {email}"))?;
+            if let Some(team) = team {
+                let team_id = match store.team_by_name(&team).await {
+                    Ok(found) => found.id,
+                    Err(cahier_store::StoreError::NotFound(_)) => store.create_team(&team).await.context("creating the team")?,
+                    Err(error) => return Err(error).context("finding the team"),
+                };
+                store.add_member(team_id, user_id, team_admin).await.context("adding the user to the team")?;
+            }
+            store.close().await;
+            println!("created user {email} (id {user_id})");
+            Ok(())
+        }
+        Command::Apikey { command: ApikeyCommand::Add { data, user, write, team, name } } => {
+            let settings = settings(data)?;
+            let store = cahier::open_store(&settings).await?;
+            let user = store.user_by_email(&user).await.with_context(|| format!("no user with the e-mail {user}"))?;
+            let team_id = match team {
+                Some(team) => store.team_by_name(&team).await.with_context(|| format!("no team named {team}"))?.id,
+                None => match user.current_team {
+                    Some(team) => team,
+                    None => bail!("{} belongs to no team; add them to one first (cahier user add … --team NAME)", user.email),
+                },
+            };
+            let (_, key) = store.create_api_key(user.id, team_id, &name, write).await.context("creating the key")?;
+            store.close().await;
+            println!("{key}");
+            Ok(())
+        }
+        Command::Config { command: ConfigCommand::Example } => {
+            print!("{EXAMPLE}");
+            Ok(())
+        }
+        Command::Seed { data, experiments, teams, body_bytes } => {
+            let settings = settings(data)?;
+            let store = cahier::open_store(&settings).await?;
+            let report = cahier::seed::seed(&store, experiments, teams, body_bytes).await?;
+            store.close().await;
+            println!("{report}");
+            Ok(())
+        }
+    }
+}

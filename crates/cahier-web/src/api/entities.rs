@@ -1,0 +1,390 @@
+//! `/api/v2/{experiments|items|experiments_templates|items_types}`: list, create, read, update,
+//! duplicate and delete entities, in eLabFTW's shapes. Kinds whose feature has not landed
+//! answer 501.
+
+use super::json::JsonBody;
+use crate::AppState;
+use crate::auth::ApiCaller;
+use crate::error::AppError;
+use axum::Router;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use cahier_core::clock::format_sql_datetime;
+use cahier_core::markdown::ContentType;
+use cahier_core::{EntityKind, EntityPatch};
+use cahier_store::catalog::Vocabulary;
+use cahier_store::entities::{EntityRow, state};
+use cahier_store::listing::{ListQuery, Order};
+use cahier_store::{NewEntity, Store};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/{entity_type}", get(list).post(create))
+        .route("/{entity_type}/{id}", get(read).patch(update).delete(destroy).post(duplicate))
+}
+
+/// The kind behind an API path segment; 501 for kinds whose feature has not landed yet.
+fn kind(entity_type: &str) -> Result<EntityKind, AppError> {
+    match entity_type {
+        "experiments" => Ok(EntityKind::Experiment),
+        "items" | "experiments_templates" | "items_types" => Err(AppError::NotImplemented(format!(
+            "{entity_type} are not available yet in Cahier; only experiments are"
+        ))),
+        _ => Err(AppError::NotFound("endpoint".into())),
+    }
+}
+
+fn parse_id(id: &str) -> Result<i64, AppError> {
+    id.parse().map_err(|_| AppError::NotFound("entity".into()))
+}
+
+/// Lookups shared by the rows of one response.
+struct Names {
+    users: HashMap<i64, String>,
+    statuses: HashMap<i64, cahier_store::catalog::Term>,
+    categories: HashMap<i64, cahier_store::catalog::Term>,
+}
+
+impl Names {
+    async fn load(store: &Store, rows: &[EntityRow]) -> Result<Self, AppError> {
+        let mut users: Vec<i64> = rows.iter().flat_map(|r| [r.owner_id, r.lastchangeby]).chain(rows.iter().filter_map(|r| r.locked_by)).collect();
+        users.sort_unstable();
+        users.dedup();
+        let ids = |f: fn(&EntityRow) -> Option<i64>| {
+            let mut v: Vec<i64> = rows.iter().filter_map(f).collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        Ok(Self {
+            users: store.users_by_ids(&users).await?.into_iter().map(|u| (u.id, u.fullname())).collect(),
+            statuses: store.terms_by_ids(Vocabulary::Status, &ids(|r| r.status_id)).await?.into_iter().map(|t| (t.id, t)).collect(),
+            categories: store.terms_by_ids(Vocabulary::Category, &ids(|r| r.category_id)).await?.into_iter().map(|t| (t.id, t)).collect(),
+        })
+    }
+}
+
+/// An entity in eLabFTW's JSON shape.
+fn entity_json(row: &EntityRow, names: &Names) -> serde_json::Map<String, Value> {
+    let status = row.status_id.and_then(|id| names.statuses.get(&id));
+    let category = row.category_id.and_then(|id| names.categories.get(&id));
+    let json = json!({
+        "id": row.id,
+        "uuid": row.uuid,
+        "elabid": row.elabid,
+        "title": row.title,
+        "date": row.date,
+        "body": row.body,
+        "body_html": row.body_html,
+        "content_type": row.content_type,
+        "category": row.category_id,
+        "category_title": category.map(|c| c.title.clone()),
+        "category_color": category.map(|c| c.color.clone()),
+        "status": row.status_id,
+        "status_title": status.map(|s| s.title.clone()),
+        "status_color": status.map(|s| s.color.clone()),
+        "rating": row.rating,
+        "userid": row.owner_id,
+        "team": row.team_id,
+        "fullname": names.users.get(&row.owner_id).cloned().unwrap_or_default(),
+        "created_at": format_sql_datetime(row.created_at),
+        "modified_at": format_sql_datetime(row.modified_at),
+        "lastchangeby": row.lastchangeby,
+        "locked": i64::from(row.locked_by.is_some()),
+        "lockedby": row.locked_by,
+        "locked_at": row.locked_at.map(format_sql_datetime),
+        "canread_base": row.canread.base.code(),
+        "canwrite_base": row.canwrite.base.code(),
+        "canread": row.canread.extras_json().to_string(),
+        "canwrite": row.canwrite.extras_json().to_string(),
+        "metadata": row.metadata,
+        "state": row.state,
+        "tags": if row.tags.is_empty() { Value::Null } else { Value::String(row.tags.join("|")) },
+        "timestamped": 0,
+        "custom_id": Value::Null,
+        "has_conflicts": row.n_conflicts > 0,
+        "heads": row.heads,
+        "page": row.kind.api_name(),
+        "type": row.kind.api_name(),
+    });
+    match json {
+        Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    }
+}
+
+/// Query parameters, allowing repeats (`tags[]=a&tags[]=b`).
+fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, AppError> {
+    serde_urlencoded::from_str(raw.unwrap_or("")).map_err(|_| AppError::BadRequest("the query string could not be read".into()))
+}
+
+fn csv_ints(field: &str, value: &str) -> Result<Vec<i64>, AppError> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && *v != "null")
+        .map(|v| v.parse().map_err(|_| AppError::invalid(field, "expected numbers separated by commas")))
+        .collect()
+}
+
+async fn list(
+    State(app): State<AppState>,
+    caller: ApiCaller,
+    Path(entity_type): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, AppError> {
+    let kind = kind(&entity_type)?;
+    let mut query = ListQuery::new(kind);
+    query.limit = 15;
+    for (key, value) in query_pairs(raw.as_deref())? {
+        match key.as_str() {
+            "q" => query.q = Some(value).filter(|v| !v.trim().is_empty()),
+            "limit" => query.limit = value.parse().map_err(|_| AppError::invalid("limit", "expected a whole number"))?,
+            "offset" => query.offset = value.parse().map_err(|_| AppError::invalid("offset", "expected a whole number"))?,
+            "order" => query.order = Order::parse(&value)?,
+            "sort" => {
+                query.descending = match value.as_str() {
+                    "asc" => false,
+                    "desc" => true,
+                    _ => return Err(AppError::invalid("sort", "expected asc or desc")),
+                }
+            }
+            "cat" | "category" => query.categories.extend(csv_ints("category", &value)?),
+            "status" => query.statuses.extend(csv_ints("status", &value)?),
+            "owner" => query.owners.extend(csv_ints("owner", &value)?),
+            "state" => query.states = csv_ints("state", &value)?,
+            "tags[]" | "tags" => query.tags.push(value),
+            "extended" if !value.trim().is_empty() => {
+                return Err(AppError::NotImplemented("the extended query grammar is not available yet; use q and the filters".into()));
+            }
+            _ => {}
+        }
+    }
+    if query.limit < 1 {
+        return Err(AppError::invalid("limit", "must be at least 1"));
+    }
+    if query.offset < 0 {
+        return Err(AppError::invalid("offset", "must not be negative"));
+    }
+    let page = app.store.list_entities(&caller.subject, &query).await?;
+    let names = Names::load(&app.store, &page.rows).await?;
+    let rows: Vec<Value> = page.rows.iter().map(|r| Value::Object(entity_json(r, &names))).collect();
+    Ok(axum::Json(rows).into_response())
+}
+
+async fn full_entity(app: &AppState, caller: &ApiCaller, kind: EntityKind, id: i64) -> Result<Value, AppError> {
+    let row = app.store.entity_of_kind(&caller.subject, kind, id).await?;
+    let names = Names::load(&app.store, std::slice::from_ref(&row)).await?;
+    let mut map = entity_json(&row, &names);
+    let steps = app.store.steps(id).await?;
+    let comments = app.store.comments(id).await?;
+    let commenters: Vec<i64> = comments.iter().map(|c| c.author).collect();
+    let commenter_names: HashMap<i64, String> =
+        app.store.users_by_ids(&commenters).await?.into_iter().map(|u| (u.id, u.fullname())).collect();
+    map.insert(
+        "steps".into(),
+        steps
+            .iter()
+            .map(|s| {
+                json!({
+                    "id": s.step_id, "item_id": id, "body": s.body, "ordering": s.ordering,
+                    "finished": i64::from(s.done), "finished_time": s.done_at.map(format_sql_datetime),
+                    "finished_by": s.done_by, "deadline": Value::Null, "is_immutable": 0,
+                })
+            })
+            .collect(),
+    );
+    map.insert(
+        "comments".into(),
+        comments
+            .iter()
+            .map(|c| {
+                json!({
+                    "id": c.comment_id, "item_id": id, "comment": c.body, "userid": c.author,
+                    "fullname": commenter_names.get(&c.author), "created_at": format_sql_datetime(c.created_at),
+                    "modified_at": format_sql_datetime(c.edited_at.unwrap_or(c.created_at)), "immutable": 0,
+                })
+            })
+            .collect(),
+    );
+    let links = app.store.links(&caller.subject, id).await?;
+    let link_json = |k: &str| -> Vec<Value> {
+        links
+            .iter()
+            .filter(|l| l.kind == k)
+            .map(|l| json!({"entityid": l.id, "uuid": l.uuid, "title": l.title, "link_state": l.state}))
+            .collect()
+    };
+    map.insert("experiments_links".into(), Value::Array(link_json("experiment")));
+    map.insert("items_links".into(), Value::Array(link_json("resource")));
+    let backlinks = app.store.backlinks(&caller.subject, &row.uuid).await?;
+    map.insert(
+        "related_experiments_links".into(),
+        backlinks.iter().filter(|l| l.kind == "experiment").map(|l| json!({"entityid": l.id, "title": l.title})).collect(),
+    );
+    map.insert("uploads".into(), Value::Array(Vec::new()));
+    map.insert("sharelink".into(), Value::String(format!("{}/{}", app.config.public_url.trim_end_matches('/'), section(kind, id))));
+    Ok(Value::Object(map))
+}
+
+fn section(kind: EntityKind, id: i64) -> String {
+    match kind {
+        EntityKind::Experiment => format!("experiments/{id}"),
+        EntityKind::Resource => format!("resources/{id}"),
+        EntityKind::ExperimentTemplate => format!("templates/{id}"),
+        EntityKind::ResourceTemplate => format!("resource-templates/{id}"),
+    }
+}
+
+async fn read(
+    State(app): State<AppState>,
+    caller: ApiCaller,
+    Path((entity_type, id)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, AppError> {
+    let kind = kind(&entity_type)?;
+    let id = parse_id(&id)?;
+    if let Some((_, format)) = query_pairs(raw.as_deref())?.into_iter().find(|(k, _)| k == "format") {
+        if format != "json" {
+            return Err(AppError::NotImplemented(format!("export as {format} is not available yet")));
+        }
+    }
+    Ok(axum::Json(full_entity(&app, &caller, kind, id).await?).into_response())
+}
+
+/// The fields of a create or update request, as a document patch.
+fn patch_from(body: &JsonBody) -> Result<EntityPatch, AppError> {
+    if body.has("metadata") || body.has("metadatamerge") {
+        return Err(AppError::NotImplemented("extra fields (metadata) are not available yet in Cahier".into()));
+    }
+    let content_type = match body.int("content_type")? {
+        None => None,
+        Some(1) => Some(ContentType::Html),
+        Some(2) => Some(ContentType::Markdown),
+        Some(_) => return Err(AppError::invalid("content_type", "expected 1 (HTML) or 2 (Markdown)")),
+    };
+    let date = body.string("date")?.map(|d| d.get(..10).unwrap_or(&d).to_owned());
+    Ok(EntityPatch {
+        title: body.string("title")?,
+        date,
+        body: body.string("body")?,
+        content_type,
+        status: body.nullable_int("status")?,
+        category: body.nullable_int("category")?,
+        rating: body.int("rating")?,
+        tags: body.strings("tags")?,
+        ops: Vec::new(),
+    })
+}
+
+fn created(app: &AppState, entity_type: &str, id: i64) -> Response {
+    let location = format!("{}/api/v2/{entity_type}/{id}", app.config.public_url.trim_end_matches('/'));
+    let mut response = StatusCode::CREATED.into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+async fn create(
+    State(app): State<AppState>,
+    caller: ApiCaller,
+    Path(entity_type): Path<String>,
+    body: JsonBody,
+) -> Result<Response, AppError> {
+    let kind = kind(&entity_type)?;
+    caller.require_write()?;
+    if body.has("template") && body.int("template")?.is_some() {
+        return Err(AppError::NotImplemented("templates are not available yet in Cahier".into()));
+    }
+    let patch = patch_from(&body)?;
+    let canread = body.access_rule("canread", None)?;
+    let canwrite = body.access_rule("canwrite", None)?;
+    let new = NewEntity { kind, team_id: caller.team()?, canread, canwrite, patch, template: None };
+    let id = app.store.create_entity(&caller.subject, new).await?;
+    Ok(created(&app, &entity_type, id))
+}
+
+async fn update(
+    State(app): State<AppState>,
+    caller: ApiCaller,
+    Path((entity_type, id)): Path<(String, String)>,
+    body: JsonBody,
+) -> Result<Response, AppError> {
+    let kind = kind(&entity_type)?;
+    let id = parse_id(&id)?;
+    caller.require_write()?;
+    let store = &app.store;
+    let subject = &caller.subject;
+    let row = store.entity_of_kind(subject, kind, id).await?;
+    match body.string("action")?.as_deref() {
+        None | Some("update") => {
+            let patch = patch_from(&body)?;
+            let canread = body.access_rule("canread", Some(&row.canread))?;
+            let canwrite = body.access_rule("canwrite", Some(&row.canwrite))?;
+            if canread.is_some() || canwrite.is_some() {
+                store
+                    .set_access(subject, id, canread.unwrap_or(row.canread.clone()), canwrite.unwrap_or(row.canwrite.clone()))
+                    .await?;
+            }
+            if patch != EntityPatch::default() {
+                store.update_entity(subject, id, None, &patch, "save").await?;
+            }
+        }
+        Some("lock") => {
+            store.set_lock(subject, id, row.locked_by.is_none()).await?;
+        }
+        Some("forcelock") => {
+            store.set_lock(subject, id, true).await?;
+        }
+        Some("forceunlock") => {
+            store.set_lock(subject, id, false).await?;
+        }
+        Some("archive") => {
+            store.set_state(subject, id, state::ARCHIVED).await?;
+        }
+        Some("unarchive") | Some("restore") => {
+            store.set_state(subject, id, state::NORMAL).await?;
+        }
+        Some("destroy") => {
+            store.set_state(subject, id, state::DELETED).await?;
+        }
+        Some(action @ ("timestamp" | "sign" | "bloxberg" | "pin" | "accesskey" | "updatemetadatafield" | "setnextcustomid" | "updateowner" | "review")) => {
+            return Err(AppError::NotImplemented(format!("the {action} action is not available yet in Cahier")));
+        }
+        Some(other) => return Err(AppError::invalid("action", format!("unknown action {other}"))),
+    }
+    Ok(axum::Json(full_entity(&app, &caller, kind, id).await?).into_response())
+}
+
+async fn duplicate(
+    State(app): State<AppState>,
+    caller: ApiCaller,
+    Path((entity_type, id)): Path<(String, String)>,
+    _body: JsonBody,
+) -> Result<Response, AppError> {
+    let kind = kind(&entity_type)?;
+    let id = parse_id(&id)?;
+    caller.require_write()?;
+    app.store.entity_of_kind(&caller.subject, kind, id).await?;
+    let new_id = app.store.duplicate_entity(&caller.subject, id).await?;
+    Ok(created(&app, &entity_type, new_id))
+}
+
+async fn destroy(
+    State(app): State<AppState>,
+    caller: ApiCaller,
+    Path((entity_type, id)): Path<(String, String)>,
+    _headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let kind = kind(&entity_type)?;
+    let id = parse_id(&id)?;
+    caller.require_write()?;
+    app.store.entity_of_kind(&caller.subject, kind, id).await?;
+    app.store.set_state(&caller.subject, id, state::DELETED).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,373 @@
+//! Administration: team admins manage their team (members, groups, statuses, categories);
+//! sysadmins manage teams and accounts. Also the team switcher every member uses.
+
+use super::{PageCtx, UiError, UiResultExt, render};
+use crate::AppState;
+use crate::auth::SignedIn;
+use crate::error::AppError;
+use askama::Template;
+use axum::Router;
+use axum::extract::{Form, Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use cahier_store::accounts::{NewUser, TeamMember, User};
+use cahier_store::catalog::{Family, Term, Vocabulary};
+use serde::Deserialize;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/team/switch", post(switch_team))
+        .route("/team", get(team_page))
+        .route("/team/members", post(add_member))
+        .route("/team/members/{user}/admin", post(toggle_admin))
+        .route("/team/members/{user}/remove", post(remove_member))
+        .route("/team/groups", post(create_group))
+        .route("/team/groups/{group}/members", post(add_group_member))
+        .route("/team/groups/{group}/members/{user}/remove", post(remove_group_member))
+        .route("/team/groups/{group}/delete", post(delete_group))
+        .route("/team/terms/{vocabulary}", post(create_term))
+        .route("/team/terms/{vocabulary}/{id}", post(update_term))
+        .route("/team/terms/{vocabulary}/{id}/delete", post(delete_term))
+        .route("/admin", get(admin_page))
+        .route("/admin/teams", post(create_team))
+        .route("/admin/teams/{id}/rename", post(rename_team))
+        .route("/admin/users", post(create_user))
+        .route("/admin/users/{id}/{action}", post(user_action))
+}
+
+#[derive(Debug, Deserialize)]
+struct SwitchForm {
+    team: i64,
+}
+
+async fn switch_team(State(state): State<AppState>, session: SignedIn, Form(form): Form<SwitchForm>) -> Result<Response, UiError> {
+    state.store.set_current_team(session.user.id, form.team).await.ui(session.lang)?;
+    Ok(Redirect::to("/").into_response())
+}
+
+/// The team the signed-in user administers now, or a 403 page.
+fn admin_team(session: &SignedIn) -> Result<i64, UiError> {
+    let lang = session.lang;
+    match session.current_team() {
+        Some(team) if session.subject.is_team_admin(team) || session.user.is_sysadmin => Ok(team),
+        _ => Err(UiError(AppError::Forbidden(lang.t("team.not_admin").into()), lang)),
+    }
+}
+
+struct GroupView {
+    id: i64,
+    name: String,
+    members: Vec<(i64, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "team_admin.html")]
+struct TeamPage {
+    p: PageCtx,
+    team_name: String,
+    me: i64,
+    members: Vec<TeamMember>,
+    groups: Vec<GroupView>,
+    vocabs: Vec<VocabView>,
+}
+
+struct VocabView {
+    key: &'static str,
+    title_key: &'static str,
+    new_key: &'static str,
+    terms: Vec<Term>,
+}
+
+async fn team_page(State(state): State<AppState>, session: SignedIn) -> Result<Response, UiError> {
+    let lang = session.lang;
+    let team_id = admin_team(&session)?;
+    let store = &state.store;
+    let team = store.team(team_id).await.ui(lang)?;
+    let members = store.team_members(team_id).await.ui(lang)?;
+    let groups = store.groups(team_id).await.ui(lang)?;
+    let mut group_views = Vec::new();
+    for g in groups {
+        let users = store.users_by_ids(&g.members).await.ui(lang)?;
+        group_views.push(GroupView { id: g.id, name: g.name, members: users.into_iter().map(|u| (u.id, u.fullname())).collect() });
+    }
+    let p = PageCtx::signed_in(&state, &session, lang.t("team.title").to_owned()).await.ui(lang)?;
+    Ok(render(&TeamPage {
+        p,
+        team_name: team.name,
+        me: session.user.id,
+        members,
+        groups: group_views,
+        vocabs: vec![
+            VocabView {
+                key: "status",
+                title_key: "team.statuses",
+                new_key: "team.new_status",
+                terms: store.terms(Vocabulary::Status, team_id, Family::Experiment).await.ui(lang)?,
+            },
+            VocabView {
+                key: "category",
+                title_key: "team.categories",
+                new_key: "team.new_category",
+                terms: store.terms(Vocabulary::Category, team_id, Family::Experiment).await.ui(lang)?,
+            },
+        ],
+    }))
+}
+
+fn back_to_team() -> Response {
+    Redirect::to("/team").into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct MemberForm {
+    email: String,
+    is_admin: Option<String>,
+}
+
+async fn add_member(State(state): State<AppState>, session: SignedIn, Form(form): Form<MemberForm>) -> Result<Response, UiError> {
+    let lang = session.lang;
+    let team = admin_team(&session)?;
+    let user = state
+        .store
+        .user_by_email(&form.email)
+        .await
+        .map_err(|_| AppError::invalid("email", format!("nobody has the address {}; a sysadmin creates accounts", form.email.trim())))
+        .ui(lang)?;
+    state.store.add_member(team, user.id, form.is_admin.is_some()).await.ui(lang)?;
+    Ok(back_to_team())
+}
+
+async fn toggle_admin(State(state): State<AppState>, session: SignedIn, Path(user): Path<i64>) -> Result<Response, UiError> {
+    let lang = session.lang;
+    let team = admin_team(&session)?;
+    let member = state.store.team_members(team).await.ui(lang)?.into_iter().find(|m| m.user_id == user);
+    let member = member.ok_or_else(|| UiError(AppError::NotFound("member".into()), lang))?;
+    if member.is_admin {
+        let admins = state.store.team_members(team).await.ui(lang)?.iter().filter(|m| m.is_admin).count();
+        if admins <= 1 {
+            return Err(UiError(AppError::Conflict("a team needs at least one admin; name another admin first".into()), lang));
+        }
+    }
+    state.store.add_member(team, user, !member.is_admin).await.ui(lang)?;
+    Ok(back_to_team())
+}
+
+async fn remove_member(State(state): State<AppState>, session: SignedIn, Path(user): Path<i64>) -> Result<Response, UiError> {
+    let team = admin_team(&session)?;
+    state.store.remove_member(team, user).await.ui(session.lang)?;
+    Ok(back_to_team())
+}
+
+#[derive(Debug, Deserialize)]
+struct NameForm {
+    name: String,
+}
+
+async fn create_group(State(state): State<AppState>, session: SignedIn, Form(form): Form<NameForm>) -> Result<Response, UiError> {
+    let team = admin_team(&session)?;
+    state.store.create_group(team, &form.name).await.ui(session.lang)?;
+    Ok(back_to_team())
+}
+
+async fn owned_group(state: &AppState, session: &SignedIn, group: i64) -> Result<i64, UiError> {
+    let team = admin_team(session)?;
+    let found = state.store.group(group).await.ui(session.lang)?;
+    if found.team_id != team {
+        return Err(UiError(AppError::NotFound("team group".into()), session.lang));
+    }
+    Ok(group)
+}
+
+#[derive(Debug, Deserialize)]
+struct EmailForm {
+    email: String,
+}
+
+async fn add_group_member(State(state): State<AppState>, session: SignedIn, Path(group): Path<i64>, Form(form): Form<EmailForm>) -> Result<Response, UiError> {
+    let lang = session.lang;
+    let group = owned_group(&state, &session, group).await?;
+    let user = state
+        .store
+        .user_by_email(&form.email)
+        .await
+        .map_err(|_| AppError::invalid("email", format!("nobody has the address {}", form.email.trim())))
+        .ui(lang)?;
+    state.store.set_group_member(group, user.id, true).await.ui(lang)?;
+    Ok(back_to_team())
+}
+
+async fn remove_group_member(State(state): State<AppState>, session: SignedIn, Path((group, user)): Path<(i64, i64)>) -> Result<Response, UiError> {
+    let group = owned_group(&state, &session, group).await?;
+    state.store.set_group_member(group, user, false).await.ui(session.lang)?;
+    Ok(back_to_team())
+}
+
+async fn delete_group(State(state): State<AppState>, session: SignedIn, Path(group): Path<i64>) -> Result<Response, UiError> {
+    let group = owned_group(&state, &session, group).await?;
+    state.store.delete_group(group).await.ui(session.lang)?;
+    Ok(back_to_team())
+}
+
+fn vocabulary(name: &str, lang: crate::i18n::Lang) -> Result<Vocabulary, UiError> {
+    match name {
+        "status" => Ok(Vocabulary::Status),
+        "category" => Ok(Vocabulary::Category),
+        _ => Err(UiError(AppError::NotFound("page".into()), lang)),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct TermForm {
+    title: String,
+    color: String,
+    is_default: Option<String>,
+}
+
+async fn create_term(State(state): State<AppState>, session: SignedIn, Path(name): Path<String>, Form(form): Form<TermForm>) -> Result<Response, UiError> {
+    let lang = session.lang;
+    let team = admin_team(&session)?;
+    let vocab = vocabulary(&name, lang)?;
+    state.store.create_term(vocab, team, Family::Experiment, &form.title, &form.color, form.is_default.is_some()).await.ui(lang)?;
+    Ok(back_to_team())
+}
+
+async fn owned_term(state: &AppState, session: &SignedIn, vocab: Vocabulary, id: i64) -> Result<(), UiError> {
+    let team = admin_team(session)?;
+    let term = state.store.term(vocab, id).await.ui(session.lang)?;
+    if term.team_id != team {
+        return Err(UiError(AppError::NotFound("term".into()), session.lang));
+    }
+    Ok(())
+}
+
+async fn update_term(State(state): State<AppState>, session: SignedIn, Path((name, id)): Path<(String, i64)>, Form(form): Form<TermForm>) -> Result<Response, UiError> {
+    let lang = session.lang;
+    let vocab = vocabulary(&name, lang)?;
+    owned_term(&state, &session, vocab, id).await?;
+    state.store.update_term(vocab, id, Some(&form.title), Some(&form.color), Some(form.is_default.is_some())).await.ui(lang)?;
+    Ok(back_to_team())
+}
+
+async fn delete_term(State(state): State<AppState>, session: SignedIn, Path((name, id)): Path<(String, i64)>) -> Result<Response, UiError> {
+    let lang = session.lang;
+    let vocab = vocabulary(&name, lang)?;
+    owned_term(&state, &session, vocab, id).await?;
+    state.store.delete_term(vocab, id).await.ui(lang)?;
+    Ok(back_to_team())
+}
+
+fn require_sysadmin(session: &SignedIn) -> Result<(), UiError> {
+    if session.user.is_sysadmin {
+        Ok(())
+    } else {
+        Err(UiError(AppError::Forbidden(session.lang.t("admin.not_sysadmin").into()), session.lang))
+    }
+}
+
+struct UserView {
+    user: User,
+    teams: String,
+}
+
+#[derive(Template)]
+#[template(path = "sysadmin.html")]
+struct AdminPage {
+    p: PageCtx,
+    me: i64,
+    teams: Vec<cahier_store::accounts::Team>,
+    users: Vec<UserView>,
+}
+
+async fn admin_page(State(state): State<AppState>, session: SignedIn) -> Result<Response, UiError> {
+    let lang = session.lang;
+    require_sysadmin(&session)?;
+    let store = &state.store;
+    let mut users = Vec::new();
+    for user in store.users().await.ui(lang)? {
+        let teams = store.teams_of(user.id).await.ui(lang)?;
+        let teams = teams
+            .into_iter()
+            .map(|t| if t.is_admin { format!("{} ({})", t.name, lang.t("team.admin")) } else { t.name })
+            .collect::<Vec<_>>()
+            .join(", ");
+        users.push(UserView { user, teams });
+    }
+    let p = PageCtx::signed_in(&state, &session, lang.t("admin.title").to_owned()).await.ui(lang)?;
+    Ok(render(&AdminPage { p, me: session.user.id, teams: store.teams().await.ui(lang)?, users }))
+}
+
+async fn create_team(State(state): State<AppState>, session: SignedIn, Form(form): Form<NameForm>) -> Result<Response, UiError> {
+    require_sysadmin(&session)?;
+    state.store.create_team(&form.name).await.ui(session.lang)?;
+    Ok(Redirect::to("/admin").into_response())
+}
+
+async fn rename_team(State(state): State<AppState>, session: SignedIn, Path(id): Path<i64>, Form(form): Form<NameForm>) -> Result<Response, UiError> {
+    require_sysadmin(&session)?;
+    state.store.rename_team(id, &form.name).await.ui(session.lang)?;
+    Ok(Redirect::to("/admin").into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct NewUserForm {
+    email: String,
+    firstname: String,
+    lastname: String,
+    password: String,
+    team: Option<i64>,
+    is_admin: Option<String>,
+    is_sysadmin: Option<String>,
+}
+
+async fn create_user(State(state): State<AppState>, session: SignedIn, Form(form): Form<NewUserForm>) -> Result<Response, UiError> {
+    let lang = session.lang;
+    require_sysadmin(&session)?;
+    let id = state
+        .store
+        .create_user(NewUser {
+            email: form.email,
+            firstname: form.firstname,
+            lastname: form.lastname,
+            password: Some(form.password),
+            is_sysadmin: form.is_sysadmin.is_some(),
+        })
+        .await
+        .ui(lang)?;
+    if let Some(team) = form.team {
+        state.store.add_member(team, id, form.is_admin.is_some()).await.ui(lang)?;
+    }
+    Ok(Redirect::to("/admin").into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct UserActionForm {
+    team: Option<i64>,
+}
+
+async fn user_action(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Path((id, action)): Path<(i64, String)>,
+    Form(form): Form<UserActionForm>,
+) -> Result<Response, UiError> {
+    let lang = session.lang;
+    require_sysadmin(&session)?;
+    let store = &state.store;
+    if id == session.user.id && matches!(action.as_str(), "archive" | "sysadmin") {
+        return Err(UiError(AppError::Conflict("you cannot archive yourself or drop your own sysadmin role".into()), lang));
+    }
+    match action.as_str() {
+        "archive" => store.set_archived(id, true).await.ui(lang)?,
+        "unarchive" => store.set_archived(id, false).await.ui(lang)?,
+        "sysadmin" => {
+            let user = store.user(id).await.ui(lang)?;
+            store.set_sysadmin(id, !user.is_sysadmin).await.ui(lang)?;
+        }
+        "teams" => {
+            let team = form.team.ok_or_else(|| AppError::invalid("team", "choose a team")).ui(lang)?;
+            store.add_member(team, id, false).await.ui(lang)?;
+        }
+        _ => return Err(UiError(AppError::NotFound("action".into()), lang)),
+    }
+    Ok(Redirect::to("/admin").into_response())
+}

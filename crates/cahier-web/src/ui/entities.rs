@@ -1,0 +1,860 @@
+//! Entity pages, generic over the kind of entity: the list with search and filters, the page
+//! that shows and edits one entry (autosave, steps, comments, links, access, conflicts), and the
+//! actions on it (duplicate, delete, restore, lock, unlock).
+
+use super::{PageCtx, UiError, UiResultExt, render, when};
+use crate::AppState;
+use crate::auth::SignedIn;
+use crate::error::AppError;
+use askama::Template;
+use axum::Router;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use cahier_core::access::Grant;
+use cahier_core::document::{ConflictField, EntityOp};
+use cahier_core::markdown::ContentType;
+use cahier_core::{AccessRule, BaseLevel, EntityKind, EntityPatch};
+use cahier_store::Store;
+use cahier_store::catalog::{Family, Vocabulary};
+use cahier_store::entities::{EntityRow, state};
+use cahier_store::listing::{ListQuery, Order};
+use serde::Deserialize;
+use std::collections::HashMap;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/{section}", get(list_entities).post(create_entity))
+        .route("/{section}/{id}", get(show_entity))
+        .route("/{section}/{id}/save", post(save_entity))
+        .route("/{section}/{id}/preview", post(preview_body))
+        .route("/{section}/{id}/steps", post(add_step))
+        .route("/{section}/{id}/steps/{step}/toggle", post(toggle_step))
+        .route("/{section}/{id}/steps/{step}/delete", post(delete_step))
+        .route("/{section}/{id}/comments", post(add_comment))
+        .route("/{section}/{id}/comments/{comment}/delete", post(delete_comment))
+        .route("/{section}/{id}/links", post(add_link))
+        .route("/{section}/{id}/links/{target}/delete", post(remove_link))
+        .route("/{section}/{id}/access", post(set_access))
+        .route("/{section}/{id}/resolve", post(resolve_conflict))
+        .route("/{section}/{id}/{action}", post(entity_action))
+}
+
+/// Maps a URL section to an entity kind (only sections whose feature exists).
+pub(super) fn kind_of(section: &str) -> Option<EntityKind> {
+    match section {
+        "experiments" => Some(EntityKind::Experiment),
+        _ => None,
+    }
+}
+
+fn section_kind(section: &str, lang: crate::i18n::Lang) -> Result<EntityKind, UiError> {
+    kind_of(section).ok_or_else(|| UiError(AppError::NotFound("page".into()), lang))
+}
+
+/// An option of a select.
+#[derive(Debug, Clone)]
+struct Choice {
+    value: String,
+    label: String,
+    selected: bool,
+}
+
+/// A status or category shown as a coloured badge with its name.
+#[derive(Debug, Clone, Default)]
+struct Badge {
+    title: String,
+    color: String,
+}
+
+#[derive(Debug, Clone)]
+struct ListRow {
+    id: i64,
+    title: String,
+    date: String,
+    status: Option<Badge>,
+    category: Option<Badge>,
+    tags: Vec<String>,
+    owner: String,
+    changed: String,
+    locked: bool,
+    conflicts: bool,
+}
+
+#[derive(Template)]
+#[template(path = "entity_list.html")]
+struct ListPage {
+    p: PageCtx,
+    section: String,
+    q: String,
+    statuses: Vec<Choice>,
+    categories: Vec<Choice>,
+    tags: Vec<Choice>,
+    orders: Vec<Choice>,
+    descending: bool,
+    mine: bool,
+    deleted: bool,
+    rows: Vec<ListRow>,
+    next_url: Option<String>,
+    is_first_page: bool,
+    has_filters: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ListParams {
+    q: Option<String>,
+    status: Option<String>,
+    category: Option<String>,
+    tag: Option<String>,
+    order: Option<String>,
+    sort: Option<String>,
+    owner: Option<String>,
+    after: Option<String>,
+    deleted: Option<String>,
+}
+
+fn non_empty(s: &Option<String>) -> Option<&str> {
+    s.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+async fn badges(store: &Store, vocabulary: Vocabulary, ids: impl Iterator<Item = i64>) -> Result<HashMap<i64, Badge>, AppError> {
+    let mut ids: Vec<i64> = ids.collect();
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(store
+        .terms_by_ids(vocabulary, &ids)
+        .await?
+        .into_iter()
+        .map(|t| (t.id, Badge { title: t.title, color: t.color }))
+        .collect())
+}
+
+pub(super) async fn user_names(store: &Store, ids: impl Iterator<Item = i64>) -> Result<HashMap<i64, String>, AppError> {
+    let mut ids: Vec<i64> = ids.collect();
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(store.users_by_ids(&ids).await?.into_iter().map(|u| (u.id, u.fullname())).collect())
+}
+
+async fn list_entities(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Path(section): Path<String>,
+    Query(params): Query<ListParams>,
+) -> Result<Response, UiError> {
+    let lang = session.lang;
+    let kind = section_kind(&section, lang)?;
+    let store = &state.store;
+    let mut query = ListQuery::new(kind);
+    query.q = non_empty(&params.q).map(str::to_owned);
+    let parse_id = |s: Option<&str>, field: &str| -> Result<Option<i64>, UiError> {
+        s.map(|v| v.parse::<i64>().map_err(|_| UiError(AppError::invalid(field, "expected a number"), lang))).transpose()
+    };
+    let status = parse_id(non_empty(&params.status), "status")?;
+    let category = parse_id(non_empty(&params.category), "category")?;
+    query.statuses.extend(status);
+    query.categories.extend(category);
+    if let Some(tag) = non_empty(&params.tag) {
+        query.tags.push(tag.to_owned());
+    }
+    let mine = non_empty(&params.owner) == Some("me");
+    if mine {
+        query.owners.push(session.user.id);
+    }
+    let deleted = non_empty(&params.deleted).is_some();
+    if deleted {
+        query.states = vec![state::DELETED];
+    }
+    query.order = Order::parse(non_empty(&params.order).unwrap_or("")).ui(lang)?;
+    query.descending = non_empty(&params.sort) != Some("asc");
+    query.after = non_empty(&params.after).map(str::to_owned);
+    let page = store.list_entities(&session.subject, &query).await.ui(lang)?;
+
+    let status_badges = badges(store, Vocabulary::Status, page.rows.iter().filter_map(|r| r.status_id)).await.ui(lang)?;
+    let category_badges = badges(store, Vocabulary::Category, page.rows.iter().filter_map(|r| r.category_id)).await.ui(lang)?;
+    let owners = user_names(store, page.rows.iter().map(|r| r.owner_id)).await.ui(lang)?;
+    let rows = page
+        .rows
+        .iter()
+        .map(|r| ListRow {
+            id: r.id,
+            title: r.title.clone(),
+            date: r.date.clone(),
+            status: r.status_id.and_then(|s| status_badges.get(&s).cloned()),
+            category: r.category_id.and_then(|c| category_badges.get(&c).cloned()),
+            tags: r.tags.clone(),
+            owner: owners.get(&r.owner_id).cloned().unwrap_or_default(),
+            changed: when(r.modified_at),
+            locked: r.locked_by.is_some(),
+            conflicts: r.n_conflicts > 0,
+        })
+        .collect();
+
+    let family = Family::of(kind);
+    let team = session.current_team();
+    let terms = |vocabulary, selected: Option<i64>| async move {
+        let list = match team {
+            Some(team) => store.terms(vocabulary, team, family).await?,
+            None => Vec::new(),
+        };
+        Ok::<_, AppError>(
+            list.into_iter()
+                .map(|t| Choice { value: t.id.to_string(), label: t.title, selected: Some(t.id) == selected })
+                .collect::<Vec<_>>(),
+        )
+    };
+    let statuses = terms(Vocabulary::Status, status).await.ui(lang)?;
+    let categories = terms(Vocabulary::Category, category).await.ui(lang)?;
+    let tag_filter = non_empty(&params.tag).map(str::to_owned);
+    let tags = store
+        .tags_in_use(&session.subject, kind, 50)
+        .await
+        .ui(lang)?
+        .into_iter()
+        .map(|(tag, _)| Choice { selected: Some(&tag) == tag_filter.as_ref(), value: tag.clone(), label: tag })
+        .collect();
+    let orders = [
+        (Order::LastChange, "list.sort_lastchange"),
+        (Order::Date, "list.sort_date"),
+        (Order::Title, "list.sort_title"),
+        (Order::Id, "list.sort_id"),
+    ]
+    .into_iter()
+    .map(|(order, key)| Choice { value: order.as_str().into(), label: lang.t(key).into(), selected: order == query.order })
+    .collect();
+
+    let next_url = page.next.map(|cursor| {
+        let mut pairs: Vec<(&str, String)> = Vec::new();
+        for (key, value) in [
+            ("q", &params.q),
+            ("status", &params.status),
+            ("category", &params.category),
+            ("tag", &params.tag),
+            ("order", &params.order),
+            ("sort", &params.sort),
+            ("owner", &params.owner),
+            ("deleted", &params.deleted),
+        ] {
+            if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
+                pairs.push((key, v.to_owned()));
+            }
+        }
+        pairs.push(("after", cursor));
+        format!("/{section}?{}", serde_urlencoded::to_string(&pairs).unwrap_or_default())
+    });
+    let has_filters = query.q.is_some() || status.is_some() || category.is_some() || tag_filter.is_some() || mine || deleted;
+    let p = PageCtx::signed_in(&state, &session, lang.t("list.title").to_owned()).await.ui(lang)?;
+    Ok(render(&ListPage {
+        p,
+        section,
+        q: params.q.clone().unwrap_or_default(),
+        statuses,
+        categories,
+        tags,
+        orders,
+        descending: query.descending,
+        mine,
+        deleted,
+        rows,
+        next_url,
+        is_first_page: query.after.is_none(),
+        has_filters,
+    }))
+}
+
+async fn create_entity(State(state): State<AppState>, session: SignedIn, Path(section): Path<String>) -> Result<Response, UiError> {
+    let lang = session.lang;
+    let kind = section_kind(&section, lang)?;
+    let team_id = session
+        .current_team()
+        .ok_or_else(|| AppError::invalid("team", lang.t("dashboard.no_team")))
+        .ui(lang)?;
+    let new = cahier_store::NewEntity { kind, team_id, canread: None, canwrite: None, patch: EntityPatch::default(), template: None };
+    let id = state.store.create_entity(&session.subject, new).await.ui(lang)?;
+    Ok(Redirect::to(&format!("/{section}/{id}")).into_response())
+}
+
+#[derive(Debug, Clone)]
+struct StepView {
+    id: String,
+    body: String,
+    done: bool,
+    done_by: String,
+    done_at: String,
+}
+
+#[derive(Debug, Clone)]
+struct CommentView {
+    id: String,
+    author: String,
+    at: String,
+    body: String,
+    can_delete: bool,
+}
+
+#[derive(Debug, Clone)]
+struct LinkView {
+    href: String,
+    id: i64,
+    uuid: String,
+    title: String,
+}
+
+#[derive(Debug, Clone)]
+struct ConflictView {
+    field: String,
+    label: &'static str,
+    values: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+struct CheckItem {
+    id: i64,
+    label: String,
+    checked: bool,
+}
+
+#[derive(Template)]
+#[template(path = "entity_page.html")]
+struct EntityPage {
+    p: PageCtx,
+    section: String,
+    e: EntityRow,
+    can_write: bool,
+    can_admin: bool,
+    is_deleted: bool,
+    is_html: bool,
+    locked_by: Option<String>,
+    locked_at: String,
+    owner: String,
+    team: String,
+    created: String,
+    modified: String,
+    status: Option<Badge>,
+    category: Option<Badge>,
+    statuses: Vec<Choice>,
+    categories: Vec<Choice>,
+    tags_csv: String,
+    steps: Vec<StepView>,
+    comments: Vec<CommentView>,
+    links: Vec<LinkView>,
+    backlinks: Vec<LinkView>,
+    conflicts: Vec<ConflictView>,
+    read_reasons: Vec<&'static str>,
+    write_reasons: Vec<&'static str>,
+    who_read: String,
+    who_write: String,
+    read_levels: Vec<Choice>,
+    write_levels: Vec<Choice>,
+    read_teams: Vec<CheckItem>,
+    write_teams: Vec<CheckItem>,
+    read_groups: Vec<CheckItem>,
+    write_groups: Vec<CheckItem>,
+    read_users: String,
+    write_users: String,
+}
+
+fn grant_key(grant: &Grant) -> &'static str {
+    match grant {
+        Grant::Owner => "access.grant_owner",
+        Grant::Public => "access.grant_public",
+        Grant::Organization => "access.grant_org",
+        Grant::TeamMember(_) => "access.grant_team",
+        Grant::TeamAdmin(_) => "access.grant_admin",
+        Grant::ExtraTeam(_) => "access.grant_extra_team",
+        Grant::ExtraGroup(_) => "access.grant_extra_group",
+        Grant::ExtraUser => "access.grant_extra_user",
+        Grant::Writer => "access.grant_writer",
+    }
+}
+
+fn base_key(base: BaseLevel) -> &'static str {
+    match base {
+        BaseLevel::OwnerOnly => "access.base_10",
+        BaseLevel::OwnerAndAdmins => "access.base_20",
+        BaseLevel::Team => "access.base_30",
+        BaseLevel::Organization => "access.base_40",
+        BaseLevel::Public => "access.base_50",
+    }
+}
+
+/// Describes a rule in words: "everyone in the team Écologie; plus the teams …".
+async fn describe_rule(
+    store: &Store,
+    lang: crate::i18n::Lang,
+    rule: &AccessRule,
+    team_name: &str,
+    team_names: &HashMap<i64, String>,
+    group_names: &HashMap<i64, String>,
+) -> Result<String, AppError> {
+    let mut text = lang.t(base_key(rule.base)).to_owned();
+    if matches!(rule.base, BaseLevel::Team | BaseLevel::OwnerAndAdmins) {
+        text.push_str(&format!(" ({team_name})"));
+    }
+    if !rule.teams.is_empty() {
+        let names: Vec<String> = rule.teams.iter().map(|t| team_names.get(t).cloned().unwrap_or_else(|| t.to_string())).collect();
+        text.push_str(&format!("; {} {}", lang.t("access.plus_teams"), names.join(", ")));
+    }
+    if !rule.teamgroups.is_empty() {
+        let names: Vec<String> = rule.teamgroups.iter().map(|g| group_names.get(g).cloned().unwrap_or_else(|| g.to_string())).collect();
+        text.push_str(&format!("; {} {}", lang.t("access.plus_groups"), names.join(", ")));
+    }
+    if !rule.users.is_empty() {
+        let names = user_names(store, rule.users.iter().copied()).await?;
+        let list: Vec<String> = rule.users.iter().map(|u| names.get(u).cloned().unwrap_or_else(|| u.to_string())).collect();
+        text.push_str(&format!("; {} {}", lang.t("access.plus_users"), list.join(", ")));
+    }
+    Ok(text)
+}
+
+async fn show_entity(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Path((section, id)): Path<(String, String)>,
+) -> Result<Response, UiError> {
+    let lang = session.lang;
+    let kind = section_kind(&section, lang)?;
+    let id: i64 = id.parse().map_err(|_| AppError::NotFound("entity".into())).ui(lang)?;
+    let store = &state.store;
+    let subject = &session.subject;
+    let e = store.entity_of_kind(subject, kind, id).await.ui(lang)?;
+    let access = e.access();
+    let can_write = e.state != state::DELETED && access.may_write(subject);
+    let can_admin = access.may_admin(subject);
+
+    let steps = store.steps(id).await.ui(lang)?;
+    let comments = store.comments(id).await.ui(lang)?;
+    let mut people: Vec<i64> = vec![e.owner_id];
+    people.extend(e.locked_by);
+    people.extend(steps.iter().filter_map(|s| s.done_by));
+    people.extend(comments.iter().map(|c| c.author));
+    let names = user_names(store, people.into_iter()).await.ui(lang)?;
+    let name = |id: i64| names.get(&id).cloned().unwrap_or_else(|| lang.t("common.unknown_user").to_owned());
+
+    let family = Family::of(kind);
+    let status_badges = badges(store, Vocabulary::Status, e.status_id.into_iter()).await.ui(lang)?;
+    let category_badges = badges(store, Vocabulary::Category, e.category_id.into_iter()).await.ui(lang)?;
+    let choices = |terms: Vec<cahier_store::catalog::Term>, selected: Option<i64>| {
+        terms
+            .into_iter()
+            .map(|t| Choice { value: t.id.to_string(), label: t.title, selected: Some(t.id) == selected })
+            .collect::<Vec<_>>()
+    };
+    let statuses = choices(store.terms(Vocabulary::Status, e.team_id, family).await.ui(lang)?, e.status_id);
+    let categories = choices(store.terms(Vocabulary::Category, e.team_id, family).await.ui(lang)?, e.category_id);
+
+    let link_view = |l: cahier_store::entities::LinkRow| LinkView {
+        href: EntityKind::parse(&l.kind)
+            .map(|k| format!("/{}/{}", section_of(k), l.id))
+            .unwrap_or_default(),
+        id: l.id,
+        uuid: l.uuid,
+        title: l.title,
+    };
+    let links = store.links(subject, id).await.ui(lang)?.into_iter().map(link_view).collect();
+    let backlinks = store.backlinks(subject, &e.uuid).await.ui(lang)?.into_iter().map(link_view).collect();
+
+    let conflicts = store
+        .conflicts(id)
+        .await
+        .ui(lang)?
+        .into_iter()
+        .map(|c| ConflictView {
+            label: match c.field.as_str() {
+                "title" => lang.t("entity.title"),
+                "date" => lang.t("entity.date"),
+                "status" => lang.t("entity.status"),
+                "category" => lang.t("entity.category"),
+                _ => lang.t("entity.rating"),
+            },
+            values: c
+                .values
+                .iter()
+                .map(|v| {
+                    let label = if v.is_empty() { lang.t("entity.empty_value").to_owned() } else { v.clone() };
+                    (v.clone(), label)
+                })
+                .collect(),
+            field: c.field,
+        })
+        .collect();
+
+    let (read_grants, write_grants) = Store::explain_access(&e, subject);
+    let dedup = |grants: Vec<Grant>| {
+        let mut keys: Vec<&'static str> = grants.iter().map(grant_key).collect();
+        keys.dedup();
+        keys
+    };
+    let team = store.team(e.team_id).await.ui(lang)?;
+    let all_teams = store.teams().await.ui(lang)?;
+    let team_names: HashMap<i64, String> = all_teams.iter().map(|t| (t.id, t.name.clone())).collect();
+    let groups = store.groups(e.team_id).await.ui(lang)?;
+    let group_names: HashMap<i64, String> = groups.iter().map(|g| (g.id, g.name.clone())).collect();
+    let who_read = describe_rule(store, lang, &e.canread, &team.name, &team_names, &group_names).await.ui(lang)?;
+    let who_write = describe_rule(store, lang, &e.canwrite, &team.name, &team_names, &group_names).await.ui(lang)?;
+    let levels = |selected: BaseLevel| {
+        BaseLevel::ALL
+            .iter()
+            .rev()
+            .map(|l| Choice { value: l.code().to_string(), label: lang.t(base_key(*l)).into(), selected: *l == selected })
+            .collect::<Vec<_>>()
+    };
+    let team_checks = |rule: &AccessRule| {
+        all_teams.iter().map(|t| CheckItem { id: t.id, label: t.name.clone(), checked: rule.teams.contains(&t.id) }).collect::<Vec<_>>()
+    };
+    let group_checks = |rule: &AccessRule| {
+        groups.iter().map(|g| CheckItem { id: g.id, label: g.name.clone(), checked: rule.teamgroups.contains(&g.id) }).collect::<Vec<_>>()
+    };
+    let emails = |users: Vec<cahier_store::accounts::User>| users.into_iter().map(|u| u.email).collect::<Vec<_>>().join(", ");
+    let read_users = emails(store.users_by_ids(&e.canread.users).await.ui(lang)?);
+    let write_users = emails(store.users_by_ids(&e.canwrite.users).await.ui(lang)?);
+
+    let mut p = PageCtx::signed_in(&state, &session, e.title.clone()).await.ui(lang)?;
+    if e.state == state::DELETED {
+        p.notice = Some(lang.t("entity.deleted").to_owned());
+    } else if !can_write {
+        p.notice = Some(lang.t(if e.locked_by.is_some() { "entity.locked_explain" } else { "entity.read_only" }).to_owned());
+    }
+    let page = EntityPage {
+        p,
+        section: section.clone(),
+        can_write,
+        can_admin,
+        is_deleted: e.state == state::DELETED,
+        is_html: e.content_type == ContentType::Html.code(),
+        locked_by: e.locked_by.map(name),
+        locked_at: e.locked_at.map(when).unwrap_or_default(),
+        owner: name(e.owner_id),
+        team: team.name.clone(),
+        created: when(e.created_at),
+        modified: when(e.modified_at),
+        status: e.status_id.and_then(|s| status_badges.get(&s).cloned()),
+        category: e.category_id.and_then(|c| category_badges.get(&c).cloned()),
+        statuses,
+        categories,
+        tags_csv: e.tags.join(", "),
+        steps: steps
+            .into_iter()
+            .map(|s| StepView {
+                done_by: s.done_by.map(name).unwrap_or_default(),
+                done_at: s.done_at.map(when).unwrap_or_default(),
+                id: s.step_id,
+                body: s.body,
+                done: s.done,
+            })
+            .collect(),
+        comments: comments
+            .into_iter()
+            .map(|c| CommentView {
+                can_delete: c.author == session.user.id && can_write,
+                author: name(c.author),
+                at: when(c.created_at),
+                id: c.comment_id,
+                body: c.body,
+            })
+            .collect(),
+        links,
+        backlinks,
+        conflicts,
+        read_reasons: dedup(read_grants),
+        write_reasons: dedup(write_grants),
+        who_read,
+        who_write,
+        read_levels: levels(e.canread.base),
+        write_levels: levels(e.canwrite.base),
+        read_teams: team_checks(&e.canread),
+        write_teams: team_checks(&e.canwrite),
+        read_groups: group_checks(&e.canread),
+        write_groups: group_checks(&e.canwrite),
+        read_users,
+        write_users,
+        e,
+    };
+    Ok(render(&page))
+}
+
+/// The URL section of a kind.
+pub(super) fn section_of(kind: EntityKind) -> &'static str {
+    match kind {
+        EntityKind::Experiment => "experiments",
+        EntityKind::Resource => "resources",
+        EntityKind::ExperimentTemplate => "templates",
+        EntityKind::ResourceTemplate => "resource-templates",
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct SaveForm {
+    base: Option<String>,
+    title: Option<String>,
+    date: Option<String>,
+    status: Option<String>,
+    category: Option<String>,
+    rating: Option<String>,
+    tags: Option<String>,
+    body: Option<String>,
+    content_type: Option<String>,
+}
+
+fn optional_id(field: &str, value: Option<&str>) -> Result<Option<Option<i64>>, AppError> {
+    match value.map(str::trim) {
+        None => Ok(None),
+        Some("") => Ok(Some(None)),
+        Some(v) => v.parse().map(|n| Some(Some(n))).map_err(|_| AppError::invalid(field, "expected a number")),
+    }
+}
+
+impl SaveForm {
+    fn into_patch(self) -> Result<(Option<String>, EntityPatch), AppError> {
+        let tags = self.tags.map(|t| {
+            t.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect::<Vec<_>>()
+        });
+        let rating = match self.rating.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(r) => Some(r.parse().map_err(|_| AppError::invalid("rating", "expected a whole number from 0 to 5"))?),
+        };
+        let content_type = match self.content_type.as_deref() {
+            None => None,
+            Some("1") | Some("html") => Some(ContentType::Html),
+            Some("2") | Some("markdown") | Some("") => Some(ContentType::Markdown),
+            Some(_) => return Err(AppError::invalid("content_type", "expected 1 (HTML) or 2 (Markdown)")),
+        };
+        // Browsers send CRLF line ends in textareas; the document keeps LF.
+        let body = self.body.map(|b| b.replace("\r\n", "\n"));
+        let patch = EntityPatch {
+            title: self.title,
+            date: self.date.filter(|d| !d.trim().is_empty()),
+            body,
+            content_type,
+            status: optional_id("status", self.status.as_deref())?,
+            category: optional_id("category", self.category.as_deref())?,
+            rating,
+            tags,
+            ops: Vec::new(),
+        };
+        Ok((self.base.filter(|b| !b.is_empty()), patch))
+    }
+}
+
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers.get(axum::http::header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("application/json"))
+}
+
+async fn entity_id(state: &AppState, session: &SignedIn, section: &str, id: &str) -> Result<EntityRow, AppError> {
+    let kind = kind_of(section).ok_or_else(|| AppError::NotFound("page".into()))?;
+    let id: i64 = id.parse().map_err(|_| AppError::NotFound("entity".into()))?;
+    Ok(state.store.entity_of_kind(&session.subject, kind, id).await?)
+}
+
+async fn save_entity(
+    State(state): State<AppState>,
+    session: SignedIn,
+    headers: HeaderMap,
+    Path((section, id)): Path<(String, String)>,
+    Form(form): Form<SaveForm>,
+) -> Response {
+    let lang = session.lang;
+    let json = wants_json(&headers);
+    let result = async {
+        let row = entity_id(&state, &session, &section, &id).await?;
+        let (base, patch) = form.into_patch()?;
+        let outcome = state.store.update_entity(&session.subject, row.id, base.as_deref(), &patch, "save").await?;
+        Ok::<_, AppError>((row.id, outcome))
+    }
+    .await;
+    match (result, json) {
+        (Ok((_, outcome)), true) => axum::Json(serde_json::json!({
+            "heads": outcome.heads,
+            "base": outcome.base,
+            "changed": outcome.changed,
+            "merged": outcome.merged,
+            "saved_at": when(state.store.now_ms()).get(11..).unwrap_or_default(),
+        }))
+        .into_response(),
+        (Ok((id, _)), false) => Redirect::to(&format!("/{section}/{id}")).into_response(),
+        (Err(error), true) => error.into_response(),
+        (Err(error), false) => super::error_page(&error, lang),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct PreviewForm {
+    body: String,
+    content_type: Option<String>,
+}
+
+async fn preview_body(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Path((section, id)): Path<(String, String)>,
+    Form(form): Form<PreviewForm>,
+) -> Result<Response, AppError> {
+    entity_id(&state, &session, &section, &id).await?;
+    let content_type = if form.content_type.as_deref() == Some("1") { ContentType::Html } else { ContentType::Markdown };
+    Ok(axum::Json(serde_json::json!({ "html": cahier_core::markdown::render_body(&form.body, content_type) })).into_response())
+}
+
+/// Applies one operation and returns to the entity page (or JSON for scripts).
+async fn apply_op(state: &AppState, session: &SignedIn, section: &str, id: &str, op: EntityOp, message: &str, anchor: &str) -> Result<Response, UiError> {
+    let lang = session.lang;
+    let row = entity_id(state, session, section, id).await.ui(lang)?;
+    let patch = EntityPatch { ops: vec![op], ..Default::default() };
+    state.store.update_entity(&session.subject, row.id, None, &patch, message).await.ui(lang)?;
+    Ok(Redirect::to(&format!("/{section}/{}#{anchor}", row.id)).into_response())
+}
+
+fn new_sub_id() -> String {
+    hex::encode(rand::random::<[u8; 8]>())
+}
+
+#[derive(Debug, Deserialize)]
+struct TextForm {
+    body: String,
+}
+
+async fn add_step(State(state): State<AppState>, session: SignedIn, Path((section, id)): Path<(String, String)>, Form(form): Form<TextForm>) -> Result<Response, UiError> {
+    if form.body.trim().is_empty() {
+        return Err(UiError(AppError::invalid("body", "write the step first"), session.lang));
+    }
+    let op = EntityOp::AddStep { id: new_sub_id(), body: form.body, at_ms: state.store.now_ms() };
+    apply_op(&state, &session, &section, &id, op, "step", "steps").await
+}
+
+async fn toggle_step(State(state): State<AppState>, session: SignedIn, Path((section, id, step)): Path<(String, String, String)>) -> Result<Response, UiError> {
+    let lang = session.lang;
+    let row = entity_id(&state, &session, &section, &id).await.ui(lang)?;
+    let done = state.store.steps(row.id).await.ui(lang)?.into_iter().find(|s| s.step_id == step).map(|s| !s.done);
+    let done = done.ok_or_else(|| UiError(AppError::NotFound("step".into()), lang))?;
+    let op = EntityOp::FinishStep { id: step, done, by: session.user.id, at_ms: state.store.now_ms() };
+    apply_op(&state, &session, &section, &id, op, if done { "step done" } else { "step reopened" }, "steps").await
+}
+
+async fn delete_step(State(state): State<AppState>, session: SignedIn, Path((section, id, step)): Path<(String, String, String)>) -> Result<Response, UiError> {
+    apply_op(&state, &session, &section, &id, EntityOp::DeleteStep { id: step }, "step removed", "steps").await
+}
+
+async fn add_comment(State(state): State<AppState>, session: SignedIn, Path((section, id)): Path<(String, String)>, Form(form): Form<TextForm>) -> Result<Response, UiError> {
+    let op = EntityOp::AddComment { id: new_sub_id(), author: session.user.id, body: form.body, at_ms: state.store.now_ms() };
+    apply_op(&state, &session, &section, &id, op, "comment", "comments").await
+}
+
+async fn delete_comment(State(state): State<AppState>, session: SignedIn, Path((section, id, comment)): Path<(String, String, String)>) -> Result<Response, UiError> {
+    let lang = session.lang;
+    let row = entity_id(&state, &session, &section, &id).await.ui(lang)?;
+    let author = state.store.comments(row.id).await.ui(lang)?.into_iter().find(|c| c.comment_id == comment).map(|c| c.author);
+    match author {
+        None => return Err(UiError(AppError::NotFound("comment".into()), lang)),
+        Some(a) if a != session.user.id => {
+            return Err(UiError(AppError::Forbidden("only the author can delete a comment".into()), lang));
+        }
+        _ => {}
+    }
+    apply_op(&state, &session, &section, &id, EntityOp::DeleteComment { id: comment }, "comment removed", "comments").await
+}
+
+#[derive(Debug, Deserialize)]
+struct LinkForm {
+    target: String,
+}
+
+async fn add_link(State(state): State<AppState>, session: SignedIn, Path((section, id)): Path<(String, String)>, Form(form): Form<LinkForm>) -> Result<Response, UiError> {
+    let lang = session.lang;
+    let target_id: i64 = form
+        .target
+        .trim()
+        .trim_start_matches('#')
+        .parse()
+        .map_err(|_| AppError::invalid("target", "enter the number of the entry to link"))
+        .ui(lang)?;
+    let target = state.store.entity(&session.subject, target_id).await.ui(lang)?;
+    let uuid = target.uuid.parse().map_err(|_| AppError::NotFound("entity".into())).ui(lang)?;
+    apply_op(&state, &session, &section, &id, EntityOp::AddLink { target: uuid, at_ms: state.store.now_ms() }, "link", "links").await
+}
+
+async fn remove_link(State(state): State<AppState>, session: SignedIn, Path((section, id, target)): Path<(String, String, String)>) -> Result<Response, UiError> {
+    let uuid = target.parse().map_err(|_| AppError::NotFound("link".into())).ui(session.lang)?;
+    apply_op(&state, &session, &section, &id, EntityOp::RemoveLink { target: uuid }, "link removed", "links").await
+}
+
+#[derive(Debug, Deserialize)]
+struct ResolveForm {
+    field: String,
+    value: String,
+}
+
+async fn resolve_conflict(State(state): State<AppState>, session: SignedIn, Path((section, id)): Path<(String, String)>, Form(form): Form<ResolveForm>) -> Result<Response, UiError> {
+    let field = ConflictField::parse(&form.field).ok_or_else(|| AppError::invalid("field", "unknown field")).ui(session.lang)?;
+    apply_op(&state, &session, &section, &id, EntityOp::ResolveConflict { field, value: form.value }, "conflict resolved", "conflicts").await
+}
+
+async fn set_access(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Path((section, id)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Response, UiError> {
+    let lang = session.lang;
+    let row = entity_id(&state, &session, &section, &id).await.ui(lang)?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
+        .map_err(|_| AppError::BadRequest("the form could not be read".into()))
+        .ui(lang)?;
+    let mut rules = Vec::new();
+    for mode in ["read", "write"] {
+        let get = |key: String| pairs.iter().filter(move |(k, _)| *k == key).map(|(_, v)| v.as_str());
+        let base = get(format!("{mode}_base"))
+            .next()
+            .and_then(|v| v.parse::<i64>().ok())
+            .and_then(BaseLevel::from_code)
+            .ok_or_else(|| AppError::invalid(&format!("{mode}_base"), "choose a base level"))
+            .ui(lang)?;
+        let ids = |key: String| get(key).filter_map(|v| v.parse::<i64>().ok()).collect::<Vec<_>>();
+        let mut users = Vec::new();
+        for email in get(format!("{mode}_users")).flat_map(|v| v.split(',')).map(str::trim).filter(|e| !e.is_empty()) {
+            let user = state
+                .store
+                .user_by_email(email)
+                .await
+                .map_err(|_| AppError::invalid(&format!("{mode}_users"), format!("nobody has the address {email}")))
+                .ui(lang)?;
+            users.push(user.id);
+        }
+        rules.push(AccessRule { base, teams: ids(format!("{mode}_teams")), teamgroups: ids(format!("{mode}_groups")), users });
+    }
+    let canwrite = rules.pop().unwrap_or_else(|| AccessRule::base(BaseLevel::OwnerOnly));
+    let canread = rules.pop().unwrap_or_else(|| AccessRule::base(BaseLevel::OwnerOnly));
+    state.store.set_access(&session.subject, row.id, canread, canwrite).await.ui(lang)?;
+    Ok(Redirect::to(&format!("/{section}/{}#access", row.id)).into_response())
+}
+
+async fn entity_action(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Path((section, id, action)): Path<(String, String, String)>,
+) -> Result<Response, UiError> {
+    let lang = session.lang;
+    let row = entity_id(&state, &session, &section, &id).await.ui(lang)?;
+    let store = &state.store;
+    let subject = &session.subject;
+    match action.as_str() {
+        "duplicate" => {
+            let new_id = store.duplicate_entity(subject, row.id).await.ui(lang)?;
+            return Ok(Redirect::to(&format!("/{section}/{new_id}")).into_response());
+        }
+        "delete" => {
+            store.set_state(subject, row.id, state::DELETED).await.ui(lang)?;
+            return Ok(Redirect::to(&format!("/{section}")).into_response());
+        }
+        "restore" => {
+            store.set_state(subject, row.id, state::NORMAL).await.ui(lang)?;
+        }
+        "lock" => {
+            store.set_lock(subject, row.id, true).await.ui(lang)?;
+        }
+        "unlock" => {
+            store.set_lock(subject, row.id, false).await.ui(lang)?;
+        }
+        _ => return Err(UiError(AppError::NotFound("action".into()), lang)),
+    }
+    Ok(Redirect::to(&format!("/{section}/{}", row.id)).into_response())
+}

@@ -1,0 +1,115 @@
+//! Cahier's startup: settings from defaults, `cahier.toml`, `CAHIER_*` variables and flags (in
+//! that order of precedence), opening the store, and serving. The binary and the test kit both
+//! start Cahier through [`start`], so tests run the production path.
+
+pub mod seed;
+pub mod settings;
+
+use anyhow::Context;
+use cahier_core::SystemClock;
+use cahier_store::Store;
+use cahier_web::{AppState, WebConfig};
+use settings::Settings;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The version reported by the API and `--version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A running server.
+#[derive(Debug)]
+pub struct Running {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// The setup link to print on an empty instance.
+    pub setup_url: Option<String>,
+    /// The base URL.
+    pub url: String,
+    /// Store handle (tests use it to seed data).
+    pub store: Store,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting requests, finishes those in flight and closes the database.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(());
+        self.task.await.context("server task")?.context("server")?;
+        self.store.close().await;
+        Ok(())
+    }
+
+    /// Waits until the server stops (Ctrl-C or SIGTERM).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let shutdown = self.shutdown;
+        let store = self.store;
+        tokio::select! {
+            result = self.task => { result.context("server task")?.context("server")?; }
+            () = shutdown_signal() => { let _ = shutdown.send(()); }
+        }
+        store.close().await;
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = terminate => {} }
+}
+
+/// Opens the store of a data directory (creating it), with migrations applied.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    std::fs::create_dir_all(&settings.data)
+        .with_context(|| format!("creating the data directory {}", settings.data.display()))?;
+    let db = settings.data.join("cahier.db");
+    Store::open_sqlite(&db, Arc::new(SystemClock))
+        .await
+        .with_context(|| format!("opening the database {}", db.display()))
+}
+
+/// Opens the store, binds the listen address and starts serving.
+pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
+    let store = open_store(settings).await?;
+    let listener = tokio::net::TcpListener::bind(&settings.listen)
+        .await
+        .with_context(|| format!("listening on {}", settings.listen))?;
+    let addr = listener.local_addr().context("reading the listen address")?;
+    let url = settings.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let setup_url = store
+        .issue_setup_token()
+        .await
+        .context("creating the setup link")?
+        .map(|token| format!("{}/setup?token={token}", url.trim_end_matches('/')));
+    let state = AppState {
+        store: store.clone(),
+        config: Arc::new(WebConfig {
+            public_url: url.clone(),
+            max_body_bytes: settings.max_body_mb.saturating_mul(1024 * 1024),
+            version: VERSION.to_owned(),
+        }),
+    };
+    let app = cahier_web::router(state);
+    let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = shutdown_rx.await;
+            })
+            .await
+    });
+    Ok(Running { addr, setup_url, url, store, shutdown, task })
+}
