@@ -67,7 +67,8 @@ impl BaseLevel {
 impl TryFrom<i64> for BaseLevel {
     type Error = String;
     fn try_from(code: i64) -> Result<Self, Self::Error> {
-        Self::from_code(code).ok_or_else(|| format!("{code} is not an access level (10, 20, 30, 40 or 50)"))
+        Self::from_code(code)
+            .ok_or_else(|| format!("{code} is not an access level (10, 20, 30, 40 or 50)"))
     }
 }
 
@@ -96,7 +97,12 @@ pub struct AccessRule {
 impl AccessRule {
     /// A rule with only a base level.
     pub fn base(base: BaseLevel) -> Self {
-        Self { base, teams: Vec::new(), teamgroups: Vec::new(), users: Vec::new() }
+        Self {
+            base,
+            teams: Vec::new(),
+            teamgroups: Vec::new(),
+            users: Vec::new(),
+        }
     }
 
     /// The eLabFTW JSON form of the extra grants: `{"teams":[],"teamgroups":[],"users":[]}`.
@@ -143,7 +149,9 @@ impl Subject {
     }
     /// Whether the subject administers `team_id`.
     pub fn is_team_admin(&self, team_id: i64) -> bool {
-        self.teams.iter().any(|m| m.team_id == team_id && m.is_admin)
+        self.teams
+            .iter()
+            .any(|m| m.team_id == team_id && m.is_admin)
     }
 }
 
@@ -265,7 +273,10 @@ mod tests {
         Subject {
             user_id,
             is_sysadmin: false,
-            teams: teams.iter().map(|&(team_id, is_admin)| Membership { team_id, is_admin }).collect(),
+            teams: teams
+                .iter()
+                .map(|&(team_id, is_admin)| Membership { team_id, is_admin })
+                .collect(),
             groups: groups.to_vec(),
         }
     }
@@ -286,7 +297,10 @@ mod tests {
         let member = subject(2, &[(10, false)], &[]);
         let admin = subject(3, &[(10, true)], &[]);
         let outsider = subject(4, &[(20, false)], &[]);
-        let sysadmin = Subject { is_sysadmin: true, ..subject(5, &[(20, true)], &[]) };
+        let sysadmin = Subject {
+            is_sysadmin: true,
+            ..subject(5, &[(20, true)], &[])
+        };
         let cases = [
             (BaseLevel::OwnerOnly, [true, false, false, false, false]),
             (BaseLevel::OwnerAndAdmins, [true, false, true, false, false]),

@@ -13,7 +13,10 @@ pub trait Clock: Send + Sync + 'static {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
-    #[expect(clippy::disallowed_methods, reason = "the one place that reads the system clock")]
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the one place that reads the system clock"
+    )]
     fn now_ms(&self) -> i64 {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -73,7 +76,10 @@ mod tests {
 
     #[test]
     fn formats_like_elabftw() {
-        assert_eq!(format_sql_datetime(1_700_000_000_123), "2023-11-14 22:13:20");
+        assert_eq!(
+            format_sql_datetime(1_700_000_000_123),
+            "2023-11-14 22:13:20"
+        );
         assert_eq!(format_date(1_700_000_000_123), "2023-11-14");
     }
 

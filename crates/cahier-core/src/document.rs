@@ -26,7 +26,10 @@ use crate::entity::{EntityId, EntityKind};
 use crate::markdown::ContentType;
 use crate::text_splice::line_splices;
 use automerge::transaction::{CommitOptions, Transactable};
-use automerge::{ActorId, AutoCommit, ChangeHash, ObjId, ObjType, ReadDoc, ScalarValue, TextEncoding, Value, ROOT};
+use automerge::{
+    ActorId, AutoCommit, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, TextEncoding,
+    Value,
+};
 use serde::Serialize;
 use std::collections::BTreeSet;
 
@@ -65,7 +68,10 @@ pub enum DocError {
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> DocError {
-    DocError::Invalid { field, message: message.into() }
+    DocError::Invalid {
+        field,
+        message: message.into(),
+    }
 }
 
 /// The content of a new entity.
@@ -118,17 +124,35 @@ pub enum EntityOp {
     /// Removes one tag.
     RemoveTag(String),
     /// Adds a step at the end.
-    AddStep { id: String, body: String, at_ms: i64 },
+    AddStep {
+        id: String,
+        body: String,
+        at_ms: i64,
+    },
     /// Changes a step's text.
     EditStep { id: String, body: String },
     /// Ticks or unticks a step, recording who and when.
-    FinishStep { id: String, done: bool, by: i64, at_ms: i64 },
+    FinishStep {
+        id: String,
+        done: bool,
+        by: i64,
+        at_ms: i64,
+    },
     /// Removes a step.
     DeleteStep { id: String },
     /// Adds a comment.
-    AddComment { id: String, author: i64, body: String, at_ms: i64 },
+    AddComment {
+        id: String,
+        author: i64,
+        body: String,
+        at_ms: i64,
+    },
     /// Changes a comment's text.
-    EditComment { id: String, body: String, at_ms: i64 },
+    EditComment {
+        id: String,
+        body: String,
+        at_ms: i64,
+    },
     /// Removes a comment.
     DeleteComment { id: String },
     /// Links to another entity.
@@ -157,8 +181,13 @@ pub enum ConflictField {
 
 impl ConflictField {
     /// All fields that can conflict.
-    pub const ALL: [ConflictField; 5] =
-        [Self::Title, Self::Date, Self::Status, Self::Category, Self::Rating];
+    pub const ALL: [ConflictField; 5] = [
+        Self::Title,
+        Self::Date,
+        Self::Status,
+        Self::Category,
+        Self::Rating,
+    ];
 
     /// The document key.
     pub fn key(self) -> &'static str {
@@ -299,7 +328,11 @@ impl EntityDoc {
         doc.put(ROOT, "schema", SCHEMA_VERSION)?;
         doc.put(ROOT, "kind", content.kind.as_str())?;
         doc.put(ROOT, "id", content.id.to_string())?;
-        doc.put(ROOT, "created_at", ScalarValue::Timestamp(content.created_at_ms))?;
+        doc.put(
+            ROOT,
+            "created_at",
+            ScalarValue::Timestamp(content.created_at_ms),
+        )?;
         doc.put(ROOT, "created_by", content.created_by)?;
         match content.template {
             Some(t) => doc.put(ROOT, "template", t.to_string())?,
@@ -312,7 +345,14 @@ impl EntityDoc {
         doc.put(ROOT, "category", ScalarValue::Null)?;
         doc.put(ROOT, "rating", 0)?;
         doc.put_object(ROOT, "body", ObjType::Text)?;
-        for map in ["tags", "steps", "links", "comments", "fields", "attachments"] {
+        for map in [
+            "tags",
+            "steps",
+            "links",
+            "comments",
+            "fields",
+            "attachments",
+        ] {
             doc.put_object(ROOT, map, ObjType::Map)?;
         }
         let mut entity = Self { doc };
@@ -360,10 +400,14 @@ impl EntityDoc {
                 if !missing.is_empty() {
                     return Err(invalid("base_heads", "unknown version; reload the page"));
                 }
-                let mut fork = Self { doc: self.doc.fork_at(base)? };
+                let mut fork = Self {
+                    doc: self.doc.fork_at(base)?,
+                };
                 fork.doc.set_actor(fork_actor());
                 fork.write_patch(patch)?;
-                let Some(hash) = fork.commit(meta) else { return Ok(None) };
+                let Some(hash) = fork.commit(meta) else {
+                    return Ok(None);
+                };
                 self.doc.merge(&mut fork.doc)?;
                 Ok(Some(hash))
             }
@@ -388,7 +432,10 @@ impl EntityDoc {
         if let Some(title) = &patch.title {
             let title = title.trim();
             if title.chars().count() > MAX_TITLE_CHARS {
-                return Err(invalid("title", format!("at most {MAX_TITLE_CHARS} characters")));
+                return Err(invalid(
+                    "title",
+                    format!("at most {MAX_TITLE_CHARS} characters"),
+                ));
             }
             let title = if title.is_empty() { "Untitled" } else { title };
             if read_str(doc, &ROOT, "title").as_deref() != Some(title) {
@@ -446,7 +493,10 @@ impl EntityDoc {
             }
         }
         if let Some(tags) = &patch.tags {
-            let wanted: BTreeSet<String> = tags.iter().map(|t| clean_tag(t)).collect::<Result<_, _>>()?;
+            let wanted: BTreeSet<String> = tags
+                .iter()
+                .map(|t| clean_tag(t))
+                .collect::<Result<_, _>>()?;
             let tags_obj = map_obj(doc, "tags")?;
             let present: BTreeSet<String> = doc.keys(&tags_obj).collect();
             for gone in present.difference(&wanted) {
@@ -496,7 +546,12 @@ impl EntityDoc {
                 let step = child_obj(doc, "steps", id, "step")?;
                 doc.put(&step, "body", body.as_str())?;
             }
-            EntityOp::FinishStep { id, done, by, at_ms } => {
+            EntityOp::FinishStep {
+                id,
+                done,
+                by,
+                at_ms,
+            } => {
                 let step = child_obj(doc, "steps", id, "step")?;
                 doc.put(&step, "done", *done)?;
                 if *done {
@@ -512,7 +567,12 @@ impl EntityDoc {
                 child_obj(doc, "steps", id, "step")?;
                 doc.delete(&steps, id.as_str())?;
             }
-            EntityOp::AddComment { id, author, body, at_ms } => {
+            EntityOp::AddComment {
+                id,
+                author,
+                body,
+                at_ms,
+            } => {
                 let body = clean_note("comment", body)?;
                 if body.is_empty() {
                     return Err(invalid("comment", "write something first"));
@@ -558,12 +618,16 @@ impl EntityDoc {
             EntityOp::ResolveConflict { field, value } => {
                 let key = field.key();
                 match field {
-                    ConflictField::Title | ConflictField::Date => doc.put(ROOT, key, value.as_str())?,
+                    ConflictField::Title | ConflictField::Date => {
+                        doc.put(ROOT, key, value.as_str())?
+                    }
                     ConflictField::Status | ConflictField::Category | ConflictField::Rating => {
                         match value.trim() {
                             "" => doc.put(ROOT, key, ScalarValue::Null)?,
                             v => {
-                                let n: i64 = v.parse().map_err(|_| invalid("value", "expected a number"))?;
+                                let n: i64 = v
+                                    .parse()
+                                    .map_err(|_| invalid("value", "expected a number"))?;
                                 doc.put(ROOT, key, n)?;
                             }
                         }
@@ -635,7 +699,10 @@ pub fn heads_from_string(s: &str) -> Result<Vec<ChangeHash>, DocError> {
     s.split(',')
         .map(str::trim)
         .filter(|h| !h.is_empty())
-        .map(|h| h.parse::<ChangeHash>().map_err(|_| invalid("heads", "not a version hash")))
+        .map(|h| {
+            h.parse::<ChangeHash>()
+                .map_err(|_| invalid("heads", "not a version hash"))
+        })
         .collect()
 }
 
@@ -653,7 +720,10 @@ fn clean_tag(tag: &str) -> Result<String, DocError> {
         return Err(invalid("tags", "a tag cannot be empty"));
     }
     if tag.chars().count() > MAX_TAG_CHARS {
-        return Err(invalid("tags", format!("a tag has at most {MAX_TAG_CHARS} characters")));
+        return Err(invalid(
+            "tags",
+            format!("a tag has at most {MAX_TAG_CHARS} characters"),
+        ));
     }
     if tag.contains('|') {
         return Err(invalid("tags", "a tag cannot contain '|'"));
@@ -664,7 +734,10 @@ fn clean_tag(tag: &str) -> Result<String, DocError> {
 fn clean_note(field: &'static str, text: &str) -> Result<String, DocError> {
     let text = text.trim();
     if text.chars().count() > MAX_NOTE_CHARS {
-        return Err(invalid(field, format!("at most {MAX_NOTE_CHARS} characters")));
+        return Err(invalid(
+            field,
+            format!("at most {MAX_NOTE_CHARS} characters"),
+        ));
     }
     Ok(text.to_owned())
 }
@@ -676,7 +749,12 @@ fn map_obj<D: ReadDoc>(doc: &D, key: &'static str) -> Result<ObjId, DocError> {
     }
 }
 
-fn child_obj<D: ReadDoc>(doc: &D, parent: &'static str, id: &str, what: &'static str) -> Result<ObjId, DocError> {
+fn child_obj<D: ReadDoc>(
+    doc: &D,
+    parent: &'static str,
+    id: &str,
+    what: &'static str,
+) -> Result<ObjId, DocError> {
     let parent = map_obj(doc, parent)?;
     match doc.get(&parent, id)? {
         Some((Value::Object(ObjType::Map), obj)) => Ok(obj),
@@ -723,8 +801,12 @@ fn scalar_text(value: &ScalarValue) -> String {
 
 fn read_content<D: ReadDoc>(doc: &D) -> Result<EntityContent, DocError> {
     let damaged = |what: &str| DocError::Damaged(format!("missing or invalid {what}"));
-    let id = read_str(doc, &ROOT, "id").and_then(|s| s.parse().ok()).ok_or_else(|| damaged("id"))?;
-    let kind = read_str(doc, &ROOT, "kind").and_then(|s| EntityKind::parse(&s)).ok_or_else(|| damaged("kind"))?;
+    let id = read_str(doc, &ROOT, "id")
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| damaged("id"))?;
+    let kind = read_str(doc, &ROOT, "kind")
+        .and_then(|s| EntityKind::parse(&s))
+        .ok_or_else(|| damaged("kind"))?;
     let body_obj = map_obj(doc, "body")?;
     let tags_obj = map_obj(doc, "tags")?;
     let steps_obj = map_obj(doc, "steps")?;
@@ -760,7 +842,11 @@ fn read_content<D: ReadDoc>(doc: &D) -> Result<EntityContent, DocError> {
             _ => None,
         })
         .collect();
-    comments.sort_by(|a, b| a.created_at_ms.cmp(&b.created_at_ms).then_with(|| a.id.cmp(&b.id)));
+    comments.sort_by(|a, b| {
+        a.created_at_ms
+            .cmp(&b.created_at_ms)
+            .then_with(|| a.id.cmp(&b.id))
+    });
 
     let mut conflicts = Vec::new();
     for field in ConflictField::ALL {
@@ -796,7 +882,10 @@ fn read_content<D: ReadDoc>(doc: &D) -> Result<EntityContent, DocError> {
         rating: read_i64(doc, &ROOT, "rating").unwrap_or_default(),
         tags: doc.keys(&tags_obj).collect(),
         steps,
-        links: doc.keys(&links_obj).filter_map(|k| k.parse().ok()).collect(),
+        links: doc
+            .keys(&links_obj)
+            .filter_map(|k| k.parse().ok())
+            .collect(),
         comments,
         conflicts,
     })

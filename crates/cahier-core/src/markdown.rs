@@ -16,7 +16,11 @@ pub enum ContentType {
 impl ContentType {
     /// From eLabFTW's integer code; anything unknown is Markdown.
     pub fn from_code(code: i64) -> Self {
-        if code == 1 { Self::Html } else { Self::Markdown }
+        if code == 1 {
+            Self::Html
+        } else {
+            Self::Markdown
+        }
     }
     /// eLabFTW's integer code.
     pub fn code(self) -> i64 {
@@ -54,7 +58,17 @@ pub fn render_markdown(markdown: &str) -> String {
 pub fn sanitize_html(html: &str) -> String {
     let mut builder = ammonia::Builder::default();
     builder
-        .add_tags(["input", "del", "s", "section", "sup", "sub", "mark", "figure", "figcaption"])
+        .add_tags([
+            "input",
+            "del",
+            "s",
+            "section",
+            "sup",
+            "sub",
+            "mark",
+            "figure",
+            "figcaption",
+        ])
         .add_tag_attributes("input", ["type", "checked", "disabled"])
         .add_tag_attributes("td", ["align", "style"])
         .add_tag_attributes("th", ["align", "style"])
@@ -66,9 +80,15 @@ pub fn sanitize_html(html: &str) -> String {
             ("input", "type") if value != "checkbox" => None,
             // Only alignment survives from inline styles (pulldown-cmark aligns table cells).
             (_, "style") => {
-                let allowed: HashSet<&str> =
-                    ["text-align: left", "text-align: center", "text-align: right"].into();
-                allowed.contains(value.trim_end_matches(';')).then(|| value.into())
+                let allowed: HashSet<&str> = [
+                    "text-align: left",
+                    "text-align: center",
+                    "text-align: right",
+                ]
+                .into();
+                allowed
+                    .contains(value.trim_end_matches(';'))
+                    .then(|| value.into())
             }
             _ => Some(value.into()),
         })
@@ -123,6 +143,9 @@ mod tests {
 
     #[test]
     fn index_text_drops_html_tags() {
-        assert_eq!(index_text("<b>bold</b> text", ContentType::Html), "bold text");
+        assert_eq!(
+            index_text("<b>bold</b> text", ContentType::Html),
+            "bold text"
+        );
     }
 }

@@ -40,20 +40,34 @@ pub fn line_splices(old: &str, new: &str) -> Vec<Splice> {
     for op in diff.ops() {
         let (old_range, new_range) = match *op {
             DiffOp::Equal { .. } => continue,
-            DiffOp::Delete { old_index, old_len, new_index } => {
-                (old_index..old_index + old_len, new_index..new_index)
-            }
-            DiffOp::Insert { old_index, new_index, new_len } => {
-                (old_index..old_index, new_index..new_index + new_len)
-            }
-            DiffOp::Replace { old_index, old_len, new_index, new_len } => {
-                (old_index..old_index + old_len, new_index..new_index + new_len)
-            }
+            DiffOp::Delete {
+                old_index,
+                old_len,
+                new_index,
+            } => (old_index..old_index + old_len, new_index..new_index),
+            DiffOp::Insert {
+                old_index,
+                new_index,
+                new_len,
+            } => (old_index..old_index, new_index..new_index + new_len),
+            DiffOp::Replace {
+                old_index,
+                old_len,
+                new_index,
+                new_len,
+            } => (
+                old_index..old_index + old_len,
+                new_index..new_index + new_len,
+            ),
         };
         let start = offsets[old_range.start];
         let delete = offsets[old_range.end] - start;
         let insert: String = new_lines[new_range].concat();
-        splices.push(Splice { start, delete, insert });
+        splices.push(Splice {
+            start,
+            delete,
+            insert,
+        });
     }
     splices.reverse();
     splices
@@ -64,7 +78,10 @@ pub fn line_splices(old: &str, new: &str) -> Vec<Splice> {
 pub fn apply(old: &str, splices: &[Splice]) -> String {
     let mut chars: Vec<char> = old.chars().collect();
     for splice in splices {
-        chars.splice(splice.start..splice.start + splice.delete, splice.insert.chars());
+        chars.splice(
+            splice.start..splice.start + splice.delete,
+            splice.insert.chars(),
+        );
     }
     chars.into_iter().collect()
 }
@@ -83,7 +100,11 @@ mod tests {
             ("one\ntwo\nthree\n", "zero\none\nthree\nfour"),
         ];
         for (old, new) in cases {
-            assert_eq!(apply(old, &line_splices(old, new)), new, "{old:?} -> {new:?}");
+            assert_eq!(
+                apply(old, &line_splices(old, new)),
+                new,
+                "{old:?} -> {new:?}"
+            );
         }
     }
 
@@ -91,7 +112,14 @@ mod tests {
     fn a_changed_line_is_one_small_splice() {
         let old = "l1\nl2\nl3\nl4\n";
         let splices = line_splices(old, "l1\nL2\nl3\nl4\n");
-        assert_eq!(splices, vec![Splice { start: 3, delete: 3, insert: "L2\n".into() }]);
+        assert_eq!(
+            splices,
+            vec![Splice {
+                start: 3,
+                delete: 3,
+                insert: "L2\n".into()
+            }]
+        );
     }
 
     #[test]

@@ -41,18 +41,36 @@ pub fn diff(before: &EntityContent, after: &EntityContent) -> VersionDiff {
         ("date", before.date.clone(), after.date.clone()),
         ("status", opt(before.status), opt(after.status)),
         ("category", opt(before.category), opt(after.category)),
-        ("rating", before.rating.to_string(), after.rating.to_string()),
+        (
+            "rating",
+            before.rating.to_string(),
+            after.rating.to_string(),
+        ),
         ("tags", before.tags.join(", "), after.tags.join(", ")),
         (
             "steps",
-            before.steps.iter().map(|s| format!("{}{}", if s.done { "☑ " } else { "☐ " }, s.body)).collect::<Vec<_>>().join("; "),
-            after.steps.iter().map(|s| format!("{}{}", if s.done { "☑ " } else { "☐ " }, s.body)).collect::<Vec<_>>().join("; "),
+            before
+                .steps
+                .iter()
+                .map(|s| format!("{}{}", if s.done { "☑ " } else { "☐ " }, s.body))
+                .collect::<Vec<_>>()
+                .join("; "),
+            after
+                .steps
+                .iter()
+                .map(|s| format!("{}{}", if s.done { "☑ " } else { "☐ " }, s.body))
+                .collect::<Vec<_>>()
+                .join("; "),
         ),
     ];
     let fields = pairs
         .into_iter()
         .filter(|(_, a, b)| a != b)
-        .map(|(field, before, after)| FieldChange { field, before, after })
+        .map(|(field, before, after)| FieldChange {
+            field,
+            before,
+            after,
+        })
         .collect();
     let text_diff = TextDiff::from_lines(&before.body, &after.body);
     let body = text_diff

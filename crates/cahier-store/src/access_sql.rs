@@ -7,7 +7,11 @@ use cahier_core::Subject;
 
 fn id_list(ids: impl Iterator<Item = i64>) -> String {
     let list: Vec<String> = ids.map(|id| id.to_string()).collect();
-    if list.is_empty() { "NULL".to_owned() } else { list.join(",") }
+    if list.is_empty() {
+        "NULL".to_owned()
+    } else {
+        list.join(",")
+    }
 }
 
 /// A boolean SQL expression over the entity table aliased `e`, true when `subject` may read
@@ -15,7 +19,13 @@ fn id_list(ids: impl Iterator<Item = i64>) -> String {
 pub fn readable_by(subject: &Subject) -> String {
     let user = subject.user_id;
     let teams = id_list(subject.teams.iter().map(|m| m.team_id));
-    let admin_teams = id_list(subject.teams.iter().filter(|m| m.is_admin).map(|m| m.team_id));
+    let admin_teams = id_list(
+        subject
+            .teams
+            .iter()
+            .filter(|m| m.is_admin)
+            .map(|m| m.team_id),
+    );
     let groups = id_list(subject.groups.iter().copied());
     format!(
         "(e.owner_id = {user} \

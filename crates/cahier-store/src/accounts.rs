@@ -51,7 +51,9 @@ pub struct User {
 impl User {
     /// "First Last".
     pub fn fullname(&self) -> String {
-        format!("{} {}", self.firstname, self.lastname).trim().to_owned()
+        format!("{} {}", self.firstname, self.lastname)
+            .trim()
+            .to_owned()
     }
 }
 
@@ -157,9 +159,19 @@ fn validate_email(email: &str) -> Result<String> {
     let email = email.trim();
     let valid = email.len() <= 254
         && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && !domain.is_empty() && !domain.starts_with('.') && !email.contains(char::is_whitespace)
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.starts_with('.')
+                && !email.contains(char::is_whitespace)
         });
-    if valid { Ok(email.to_owned()) } else { Err(invalid("email", "expected an e-mail address such as name@lab.fr")) }
+    if valid {
+        Ok(email.to_owned())
+    } else {
+        Err(invalid(
+            "email",
+            "expected an e-mail address such as name@lab.fr",
+        ))
+    }
 }
 
 fn validate_name(field: &str, name: &str) -> Result<String> {
@@ -173,7 +185,10 @@ fn validate_name(field: &str, name: &str) -> Result<String> {
 /// Checks a new password and hashes it with argon2id. CPU-heavy: call from a blocking thread.
 pub fn hash_password(password: &str) -> Result<String> {
     if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(invalid("password", format!("at least {MIN_PASSWORD_CHARS} characters")));
+        return Err(invalid(
+            "password",
+            format!("at least {MIN_PASSWORD_CHARS} characters"),
+        ));
     }
     if password.len() > 1024 {
         return Err(invalid("password", "at most 1024 bytes"));
@@ -186,8 +201,11 @@ pub fn hash_password(password: &str) -> Result<String> {
 }
 
 fn verify_password(hash: &str, password: &str) -> bool {
-    PasswordHash::new(hash)
-        .is_ok_and(|parsed| argon2::Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
@@ -224,32 +242,40 @@ impl Store {
 
     /// Number of accounts.
     pub async fn count_users(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&self.pool).await?)
+        Ok(sqlx::query_scalar("SELECT count(*) FROM users")
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// One user.
     pub async fn user(&self, id: i64) -> Result<User> {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?")))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound("user"))
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound("user"))
     }
 
     /// A user by e-mail.
     pub async fn user_by_email(&self, email: &str) -> Result<User> {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?")))
-            .bind(email.trim())
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound("user"))
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE email = ?"
+        )))
+        .bind(email.trim())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound("user"))
     }
 
     /// All users, by name.
     pub async fn users(&self) -> Result<Vec<User>> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users ORDER BY lastname, firstname, id")))
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM users ORDER BY lastname, firstname, id"
+        )))
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Users by id, for display.
@@ -258,25 +284,31 @@ impl Store {
             return Ok(Vec::new());
         }
         let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users WHERE id IN ({list})")))
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE id IN ({list})"
+        )))
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Changes a password after checking the current one.
     pub async fn change_password(&self, user_id: i64, current: &str, new: &str) -> Result<()> {
-        let hash: Option<String> = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = ?")
-            .bind(user_id)
-            .fetch_optional(&self.pool)
-            .await?
-            .flatten();
+        let hash: Option<String> =
+            sqlx::query_scalar("SELECT password_hash FROM users WHERE id = ?")
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .flatten();
         let current = current.to_owned();
         let ok = match hash {
             Some(hash) => blocking(move || verify_password(&hash, &current)).await?,
             None => false,
         };
         if !ok {
-            return Err(invalid("current_password", "this is not your current password"));
+            return Err(invalid(
+                "current_password",
+                "this is not your current password",
+            ));
         }
         self.set_password(user_id, new).await
     }
@@ -285,9 +317,16 @@ impl Store {
     pub async fn set_password(&self, user_id: i64, new: &str) -> Result<()> {
         let new = new.to_owned();
         let hash = blocking(move || hash_password(&new)).await??;
-        sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?").bind(hash).bind(user_id).execute(&self.pool).await?;
+        sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+            .bind(hash)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
         // A new password ends every other session.
-        sqlx::query("DELETE FROM sessions WHERE user_id = ?").bind(user_id).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = ?")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -298,12 +337,21 @@ impl Store {
                 return Err(invalid("lang", "expected en or fr"));
             }
         }
-        sqlx::query("UPDATE users SET lang = ? WHERE id = ?").bind(lang).bind(user_id).execute(&self.pool).await?;
+        sqlx::query("UPDATE users SET lang = ? WHERE id = ?")
+            .bind(lang)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     /// Sets the default access levels for the user's new entries.
-    pub async fn set_default_access(&self, user_id: i64, read: BaseLevel, write: BaseLevel) -> Result<()> {
+    pub async fn set_default_access(
+        &self,
+        user_id: i64,
+        read: BaseLevel,
+        write: BaseLevel,
+    ) -> Result<()> {
         sqlx::query("UPDATE users SET default_read_base = ?, default_write_base = ? WHERE id = ?")
             .bind(read.code())
             .bind(write.code())
@@ -322,14 +370,25 @@ impl Store {
             .await?
             .rows_affected();
         if archived {
-            sqlx::query("DELETE FROM sessions WHERE user_id = ?").bind(user_id).execute(&self.pool).await?;
+            sqlx::query("DELETE FROM sessions WHERE user_id = ?")
+                .bind(user_id)
+                .execute(&self.pool)
+                .await?;
         }
-        if n == 0 { Err(StoreError::NotFound("user")) } else { Ok(()) }
+        if n == 0 {
+            Err(StoreError::NotFound("user"))
+        } else {
+            Ok(())
+        }
     }
 
     /// Grants or removes instance administration.
     pub async fn set_sysadmin(&self, user_id: i64, is_sysadmin: bool) -> Result<()> {
-        sqlx::query("UPDATE users SET is_sysadmin = ? WHERE id = ?").bind(is_sysadmin).bind(user_id).execute(&self.pool).await?;
+        sqlx::query("UPDATE users SET is_sysadmin = ? WHERE id = ?")
+            .bind(is_sysadmin)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -337,12 +396,13 @@ impl Store {
     pub async fn create_team(&self, name: &str) -> Result<i64> {
         let name = validate_name("name", name)?;
         let mut tx = self.pool.begin().await?;
-        let id: i64 = sqlx::query_scalar("INSERT INTO teams (name, created_at) VALUES (?, ?) RETURNING id")
-            .bind(&name)
-            .bind(self.now_ms())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| on_unique(e, "a team with this name already exists"))?;
+        let id: i64 =
+            sqlx::query_scalar("INSERT INTO teams (name, created_at) VALUES (?, ?) RETURNING id")
+                .bind(&name)
+                .bind(self.now_ms())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| on_unique(e, "a team with this name already exists"))?;
         for (ordering, (title, color, is_default)) in [
             ("Running", "29aeb9", true),
             ("Success", "54aa08", false),
@@ -369,7 +429,11 @@ impl Store {
 
     /// All teams.
     pub async fn teams(&self) -> Result<Vec<Team>> {
-        Ok(sqlx::query_as("SELECT id, name, created_at FROM teams ORDER BY name").fetch_all(&self.pool).await?)
+        Ok(
+            sqlx::query_as("SELECT id, name, created_at FROM teams ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     /// One team.
@@ -400,7 +464,11 @@ impl Store {
             .await
             .map_err(|e| on_unique(e, "a team with this name already exists"))?
             .rows_affected();
-        if n == 0 { Err(StoreError::NotFound("team")) } else { Ok(()) }
+        if n == 0 {
+            Err(StoreError::NotFound("team"))
+        } else {
+            Ok(())
+        }
     }
 
     /// Teams a user belongs to.
@@ -456,16 +524,19 @@ impl Store {
         .bind(user_id)
         .fetch_one(&mut *tx)
         .await?;
-        let was_admin: Option<bool> =
-            sqlx::query_scalar("SELECT is_admin FROM memberships WHERE team_id = ? AND user_id = ?")
-                .bind(team_id)
-                .bind(user_id)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let was_admin: Option<bool> = sqlx::query_scalar(
+            "SELECT is_admin FROM memberships WHERE team_id = ? AND user_id = ?",
+        )
+        .bind(team_id)
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
         match was_admin {
             None => return Err(StoreError::NotFound("member")),
             Some(true) if admins == 0 => {
-                return Err(StoreError::Conflict("a team needs at least one admin; name another admin first".into()));
+                return Err(StoreError::Conflict(
+                    "a team needs at least one admin; name another admin first".into(),
+                ));
             }
             _ => {}
         }
@@ -499,7 +570,11 @@ impl Store {
         .execute(&self.pool)
         .await?
         .rows_affected();
-        if n == 0 { Err(StoreError::NotFound("team")) } else { Ok(()) }
+        if n == 0 {
+            Err(StoreError::NotFound("team"))
+        } else {
+            Ok(())
+        }
     }
 
     /// Creates a team group.
@@ -516,10 +591,11 @@ impl Store {
 
     /// Groups of a team with their members.
     pub async fn groups(&self, team_id: i64) -> Result<Vec<TeamGroup>> {
-        let rows: Vec<(i64, String)> = sqlx::query_as("SELECT id, name FROM team_groups WHERE team_id = ? ORDER BY name")
-            .bind(team_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as("SELECT id, name FROM team_groups WHERE team_id = ? ORDER BY name")
+                .bind(team_id)
+                .fetch_all(&self.pool)
+                .await?;
         let members: Vec<(i64, i64)> = sqlx::query_as(
             "SELECT gm.group_id, gm.user_id FROM group_members gm JOIN team_groups g ON g.id = gm.group_id WHERE g.team_id = ?",
         )
@@ -532,18 +608,23 @@ impl Store {
                 id,
                 team_id,
                 name,
-                members: members.iter().filter(|(g, _)| *g == id).map(|(_, u)| *u).collect(),
+                members: members
+                    .iter()
+                    .filter(|(g, _)| *g == id)
+                    .map(|(_, u)| *u)
+                    .collect(),
             })
             .collect())
     }
 
     /// One group.
     pub async fn group(&self, group_id: i64) -> Result<TeamGroup> {
-        let (team_id, _): (i64, String) = sqlx::query_as("SELECT team_id, name FROM team_groups WHERE id = ?")
-            .bind(group_id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound("team group"))?;
+        let (team_id, _): (i64, String) =
+            sqlx::query_as("SELECT team_id, name FROM team_groups WHERE id = ?")
+                .bind(group_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or(StoreError::NotFound("team group"))?;
         self.groups(team_id)
             .await?
             .into_iter()
@@ -572,14 +653,26 @@ impl Store {
         } else {
             "DELETE FROM group_members WHERE group_id = ? AND user_id = ?"
         };
-        sqlx::query(sql).bind(group_id).bind(user_id).execute(&self.pool).await?;
+        sqlx::query(sql)
+            .bind(group_id)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     /// Deletes a group.
     pub async fn delete_group(&self, group_id: i64) -> Result<()> {
-        let n = sqlx::query("DELETE FROM team_groups WHERE id = ?").bind(group_id).execute(&self.pool).await?.rows_affected();
-        if n == 0 { Err(StoreError::NotFound("team group")) } else { Ok(()) }
+        let n = sqlx::query("DELETE FROM team_groups WHERE id = ?")
+            .bind(group_id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            Err(StoreError::NotFound("team group"))
+        } else {
+            Ok(())
+        }
     }
 
     /// Everything the access policy needs to know about a user.
@@ -589,18 +682,23 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?
             .ok_or(StoreError::NotFound("user"))?;
-        let teams: Vec<(i64, bool)> = sqlx::query_as("SELECT team_id, is_admin FROM memberships WHERE user_id = ?")
-            .bind(user_id)
-            .fetch_all(&self.pool)
-            .await?;
-        let groups: Vec<i64> = sqlx::query_scalar("SELECT group_id FROM group_members WHERE user_id = ?")
-            .bind(user_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let teams: Vec<(i64, bool)> =
+            sqlx::query_as("SELECT team_id, is_admin FROM memberships WHERE user_id = ?")
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?;
+        let groups: Vec<i64> =
+            sqlx::query_scalar("SELECT group_id FROM group_members WHERE user_id = ?")
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?;
         Ok(Subject {
             user_id,
             is_sysadmin,
-            teams: teams.into_iter().map(|(team_id, is_admin)| Membership { team_id, is_admin }).collect(),
+            teams: teams
+                .into_iter()
+                .map(|(team_id, is_admin)| Membership { team_id, is_admin })
+                .collect(),
             groups,
         })
     }
@@ -612,16 +710,22 @@ impl Store {
         let since = now - THROTTLE_WINDOW_MS;
         let email_key = format!("email:{}", email.trim().to_lowercase());
         let client_key = format!("client:{client}");
-        for (key, limit) in [(&email_key, MAX_FAILURES_PER_EMAIL), (&client_key, MAX_FAILURES_PER_ADDRESS)] {
-            let (count, oldest): (i64, Option<i64>) =
-                sqlx::query_as("SELECT count(*), min(at) FROM login_failures WHERE subject = ? AND at > ?")
-                    .bind(key)
-                    .bind(since)
-                    .fetch_one(&self.pool)
-                    .await?;
+        for (key, limit) in [
+            (&email_key, MAX_FAILURES_PER_EMAIL),
+            (&client_key, MAX_FAILURES_PER_ADDRESS),
+        ] {
+            let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
+                "SELECT count(*), min(at) FROM login_failures WHERE subject = ? AND at > ?",
+            )
+            .bind(key)
+            .bind(since)
+            .fetch_one(&self.pool)
+            .await?;
             if count >= limit {
                 let wait_ms = oldest.unwrap_or(now) + THROTTLE_WINDOW_MS - now;
-                return Err(StoreError::Throttled { minutes: (wait_ms / 60_000).max(1) });
+                return Err(StoreError::Throttled {
+                    minutes: (wait_ms / 60_000).max(1),
+                });
             }
         }
         let row: Option<(i64, Option<String>, bool)> =
@@ -643,8 +747,15 @@ impl Store {
         };
         match verified {
             Some(id) => {
-                sqlx::query("UPDATE users SET last_login = ? WHERE id = ?").bind(now).bind(id).execute(&self.pool).await?;
-                sqlx::query("DELETE FROM login_failures WHERE subject = ?").bind(&email_key).execute(&self.pool).await?;
+                sqlx::query("UPDATE users SET last_login = ? WHERE id = ?")
+                    .bind(now)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                sqlx::query("DELETE FROM login_failures WHERE subject = ?")
+                    .bind(&email_key)
+                    .execute(&self.pool)
+                    .await?;
                 self.user(id).await
             }
             None => {
@@ -655,7 +766,10 @@ impl Store {
                         .execute(&self.pool)
                         .await?;
                 }
-                sqlx::query("DELETE FROM login_failures WHERE at < ?").bind(since).execute(&self.pool).await?;
+                sqlx::query("DELETE FROM login_failures WHERE at < ?")
+                    .bind(since)
+                    .execute(&self.pool)
+                    .await?;
                 Err(invalid("password", "wrong e-mail or password"))
             }
         }
@@ -688,7 +802,9 @@ impl Store {
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        let Some(user_id) = user_id else { return Ok(None) };
+        let Some(user_id) = user_id else {
+            return Ok(None);
+        };
         // Extend at most once a minute, so reads do not turn into writes.
         sqlx::query("UPDATE sessions SET last_seen = ?, expires_at = ? WHERE token_hash = ? AND last_seen < ?")
             .bind(now)
@@ -702,22 +818,36 @@ impl Store {
 
     /// Ends a session.
     pub async fn delete_session(&self, token: &str) -> Result<()> {
-        sqlx::query("DELETE FROM sessions WHERE token_hash = ?").bind(sha256_hex(token)).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+            .bind(sha256_hex(token))
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     /// Creates an API key bound to a user and one of their teams; returns (id, secret). The
     /// secret is shown once: only its hash is kept.
-    pub async fn create_api_key(&self, user_id: i64, team_id: i64, name: &str, can_write: bool) -> Result<(i64, String)> {
-        let is_member: Option<i64> = sqlx::query_scalar("SELECT 1 FROM memberships WHERE user_id = ? AND team_id = ?")
-            .bind(user_id)
-            .bind(team_id)
-            .fetch_optional(&self.pool)
-            .await?;
+    pub async fn create_api_key(
+        &self,
+        user_id: i64,
+        team_id: i64,
+        name: &str,
+        can_write: bool,
+    ) -> Result<(i64, String)> {
+        let is_member: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM memberships WHERE user_id = ? AND team_id = ?")
+                .bind(user_id)
+                .bind(team_id)
+                .fetch_optional(&self.pool)
+                .await?;
         if is_member.is_none() {
             return Err(invalid("team", "the key's user must belong to its team"));
         }
-        let name = if name.trim().is_empty() { "API key" } else { name.trim() };
+        let name = if name.trim().is_empty() {
+            "API key"
+        } else {
+            name.trim()
+        };
         let secret = random_hex(32);
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO api_keys (user_id, team_id, name, secret_hash, can_write, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
@@ -735,14 +865,21 @@ impl Store {
 
     /// Checks an API key (`<id>-<secret>`).
     pub async fn authenticate_api_key(&self, key: &str) -> Result<Option<ApiKeyGrant>> {
-        let Some((id, secret)) = key.trim().split_once('-') else { return Ok(None) };
-        let Ok(id) = id.parse::<i64>() else { return Ok(None) };
-        let row: Option<(i64, i64, String, bool)> =
-            sqlx::query_as("SELECT user_id, team_id, secret_hash, can_write FROM api_keys WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
-        let Some((user_id, team_id, hash, can_write)) = row else { return Ok(None) };
+        let Some((id, secret)) = key.trim().split_once('-') else {
+            return Ok(None);
+        };
+        let Ok(id) = id.parse::<i64>() else {
+            return Ok(None);
+        };
+        let row: Option<(i64, i64, String, bool)> = sqlx::query_as(
+            "SELECT user_id, team_id, secret_hash, can_write FROM api_keys WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((user_id, team_id, hash, can_write)) = row else {
+            return Ok(None);
+        };
         if !bool::from(sha256_hex(secret).as_bytes().ct_eq(hash.as_bytes())) {
             return Ok(None);
         }
@@ -757,7 +894,12 @@ impl Store {
             .bind(now - 60_000)
             .execute(&self.pool)
             .await?;
-        Ok(Some(ApiKeyGrant { key_id: id, user, team_id, can_write }))
+        Ok(Some(ApiKeyGrant {
+            key_id: id,
+            user,
+            team_id,
+            can_write,
+        }))
     }
 
     /// A user's keys.
@@ -778,7 +920,11 @@ impl Store {
             .execute(&self.pool)
             .await?
             .rows_affected();
-        if n == 0 { Err(StoreError::NotFound("api key")) } else { Ok(()) }
+        if n == 0 {
+            Err(StoreError::NotFound("api key"))
+        } else {
+            Ok(())
+        }
     }
 
     /// On an instance without users, makes a one-time setup token (replacing any earlier one)
@@ -800,25 +946,36 @@ impl Store {
         if self.count_users().await? > 0 {
             return Ok(false);
         }
-        let stored: Option<String> = sqlx::query_scalar("SELECT value FROM instance_settings WHERE key = 'setup_token'")
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(stored.is_some_and(|hash| bool::from(hash.as_bytes().ct_eq(sha256_hex(token).as_bytes()))))
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT value FROM instance_settings WHERE key = 'setup_token'")
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(stored
+            .is_some_and(|hash| bool::from(hash.as_bytes().ct_eq(sha256_hex(token).as_bytes()))))
     }
 
     /// Completes first-run setup: the first sysadmin and their team; the token is spent.
     pub async fn complete_setup(&self, token: &str, new: NewUser, team_name: &str) -> Result<i64> {
         if !self.check_setup_token(token).await? {
-            return Err(StoreError::Forbidden("this setup link has been used or replaced".into()));
+            return Err(StoreError::Forbidden(
+                "this setup link has been used or replaced".into(),
+            ));
         }
-        let user_id = self.create_user(NewUser { is_sysadmin: true, ..new }).await?;
+        let user_id = self
+            .create_user(NewUser {
+                is_sysadmin: true,
+                ..new
+            })
+            .await?;
         let team_id = match self.team_by_name(team_name).await {
             Ok(team) => team.id,
             Err(StoreError::NotFound(_)) => self.create_team(team_name).await?,
             Err(e) => return Err(e),
         };
         self.add_member(team_id, user_id, true).await?;
-        sqlx::query("DELETE FROM instance_settings WHERE key = 'setup_token'").execute(&self.pool).await?;
+        sqlx::query("DELETE FROM instance_settings WHERE key = 'setup_token'")
+            .execute(&self.pool)
+            .await?;
         Ok(user_id)
     }
 }

@@ -49,8 +49,12 @@ impl Family {
     /// The family of an entity kind.
     pub fn of(kind: cahier_core::EntityKind) -> Self {
         match kind {
-            cahier_core::EntityKind::Experiment | cahier_core::EntityKind::ExperimentTemplate => Self::Experiment,
-            cahier_core::EntityKind::Resource | cahier_core::EntityKind::ResourceTemplate => Self::Resource,
+            cahier_core::EntityKind::Experiment | cahier_core::EntityKind::ExperimentTemplate => {
+                Self::Experiment
+            }
+            cahier_core::EntityKind::Resource | cahier_core::EntityKind::ResourceTemplate => {
+                Self::Resource
+            }
         }
     }
 }
@@ -78,7 +82,10 @@ pub fn parse_color(color: &str) -> Result<String> {
     if hex.len() == 6 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
         Ok(hex)
     } else {
-        Err(invalid("color", "expected a colour as six hexadecimal digits, such as 29aeb9"))
+        Err(invalid(
+            "color",
+            "expected a colour as six hexadecimal digits, such as 29aeb9",
+        ))
     }
 }
 
@@ -92,18 +99,30 @@ fn parse_title(title: &str) -> Result<String> {
 
 impl Store {
     /// The live terms of a vocabulary for a team and family, in order.
-    pub async fn terms(&self, vocabulary: Vocabulary, team_id: i64, family: Family) -> Result<Vec<Term>> {
+    pub async fn terms(
+        &self,
+        vocabulary: Vocabulary,
+        team_id: i64,
+        family: Family,
+    ) -> Result<Vec<Term>> {
         let sql = format!(
             "SELECT id, team_id, title, color, is_default, ordering FROM {} \
              WHERE team_id = ? AND family = ? AND state = 1 ORDER BY ordering, id",
             vocabulary.table()
         );
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(team_id).bind(family.as_str()).fetch_all(&self.pool).await?)
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(team_id)
+            .bind(family.as_str())
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// One term (also a deleted one, so old entries still show their status).
     pub async fn term(&self, vocabulary: Vocabulary, id: i64) -> Result<Term> {
-        let sql = format!("SELECT id, team_id, title, color, is_default, ordering FROM {} WHERE id = ?", vocabulary.table());
+        let sql = format!(
+            "SELECT id, team_id, title, color, is_default, ordering FROM {} WHERE id = ?",
+            vocabulary.table()
+        );
         sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(&self.pool)
@@ -121,7 +140,9 @@ impl Store {
             "SELECT id, team_id, title, color, is_default, ordering FROM {} WHERE id IN ({list})",
             vocabulary.table()
         );
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await?)
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Adds a term. Making it the default clears the previous default.
@@ -139,8 +160,15 @@ impl Store {
         self.team(team_id).await?;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         if is_default {
-            let sql = format!("UPDATE {} SET is_default = 0 WHERE team_id = ? AND family = ?", vocabulary.table());
-            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(team_id).bind(family.as_str()).execute(&mut *tx).await?;
+            let sql = format!(
+                "UPDATE {} SET is_default = 0 WHERE team_id = ? AND family = ?",
+                vocabulary.table()
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(team_id)
+                .bind(family.as_str())
+                .execute(&mut *tx)
+                .await?;
         }
         let sql = format!(
             "INSERT INTO {} (team_id, family, title, color, is_default, ordering) VALUES (?, ?, ?, ?, ?, \
@@ -180,9 +208,16 @@ impl Store {
                 "UPDATE {t} SET is_default = 0 WHERE team_id = ? AND family = (SELECT family FROM {t} WHERE id = ?)",
                 t = vocabulary.table()
             );
-            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(term.team_id).bind(id).execute(&mut *tx).await?;
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(term.team_id)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
         }
-        let sql = format!("UPDATE {} SET title = ?, color = ?, is_default = ? WHERE id = ?", vocabulary.table());
+        let sql = format!(
+            "UPDATE {} SET title = ?, color = ?, is_default = ? WHERE id = ?",
+            vocabulary.table()
+        );
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(title)
             .bind(color)
@@ -196,14 +231,34 @@ impl Store {
 
     /// Retires a term: it disappears from choices, and entries that use it still show it.
     pub async fn delete_term(&self, vocabulary: Vocabulary, id: i64) -> Result<()> {
-        let sql = format!("UPDATE {} SET state = 3, is_default = 0 WHERE id = ? AND state = 1", vocabulary.table());
-        let n = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).execute(&self.pool).await?.rows_affected();
-        if n == 0 { Err(StoreError::NotFound(vocabulary.what())) } else { Ok(()) }
+        let sql = format!(
+            "UPDATE {} SET state = 3, is_default = 0 WHERE id = ? AND state = 1",
+            vocabulary.table()
+        );
+        let n = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            Err(StoreError::NotFound(vocabulary.what()))
+        } else {
+            Ok(())
+        }
     }
 
     /// Checks that `id` is a live term of `team_id` and `family`.
-    pub async fn check_term(&self, vocabulary: Vocabulary, id: i64, team_id: i64, family: Family) -> Result<()> {
-        let sql = format!("SELECT 1 FROM {} WHERE id = ? AND team_id = ? AND family = ? AND state = 1", vocabulary.table());
+    pub async fn check_term(
+        &self,
+        vocabulary: Vocabulary,
+        id: i64,
+        team_id: i64,
+        family: Family,
+    ) -> Result<()> {
+        let sql = format!(
+            "SELECT 1 FROM {} WHERE id = ? AND team_id = ? AND family = ? AND state = 1",
+            vocabulary.table()
+        );
         let found: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .bind(team_id)
@@ -212,16 +267,28 @@ impl Store {
             .await?;
         match found {
             Some(_) => Ok(()),
-            None => Err(invalid(vocabulary.what(), format!("no {} {id} in this team", vocabulary.what()))),
+            None => Err(invalid(
+                vocabulary.what(),
+                format!("no {} {id} in this team", vocabulary.what()),
+            )),
         }
     }
 
     /// The default term of a team and family, if any.
-    pub async fn default_term(&self, vocabulary: Vocabulary, team_id: i64, family: Family) -> Result<Option<i64>> {
+    pub async fn default_term(
+        &self,
+        vocabulary: Vocabulary,
+        team_id: i64,
+        family: Family,
+    ) -> Result<Option<i64>> {
         let sql = format!(
             "SELECT id FROM {} WHERE team_id = ? AND family = ? AND state = 1 AND is_default LIMIT 1",
             vocabulary.table()
         );
-        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(team_id).bind(family.as_str()).fetch_optional(&self.pool).await?)
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(team_id)
+            .bind(family.as_str())
+            .fetch_optional(&self.pool)
+            .await?)
     }
 }

@@ -7,8 +7,12 @@ use crate::catalog::{Family, Vocabulary};
 use crate::{Result, Store, StoreError, invalid, projection};
 use automerge::{ActorId, ChangeHash};
 use cahier_core::access::Grant;
-use cahier_core::document::{CommitMeta, EntityContent, NewContent, heads_from_string, heads_to_string};
-use cahier_core::{AccessRule, BaseLevel, EntityAccess, EntityDoc, EntityId, EntityKind, EntityPatch, Subject};
+use cahier_core::document::{
+    CommitMeta, EntityContent, NewContent, heads_from_string, heads_to_string,
+};
+use cahier_core::{
+    AccessRule, BaseLevel, EntityAccess, EntityDoc, EntityId, EntityKind, EntityPatch, Subject,
+};
 use serde::Serialize;
 use sqlx::{Row, SqliteConnection};
 
@@ -221,7 +225,8 @@ pub(crate) fn row_from_sql(row: &sqlx::sqlite::SqliteRow) -> Result<EntityRow> {
     Ok(EntityRow {
         id: row.try_get("id")?,
         uuid: row.try_get("uuid")?,
-        kind: EntityKind::parse(&kind).ok_or_else(|| invalid("kind", "unknown entity kind in database"))?,
+        kind: EntityKind::parse(&kind)
+            .ok_or_else(|| invalid("kind", "unknown entity kind in database"))?,
         team_id: row.try_get("team_id")?,
         owner_id: row.try_get("owner_id")?,
         canread: rule_from(row.try_get("canread_base")?),
@@ -241,7 +246,11 @@ pub(crate) fn row_from_sql(row: &sqlx::sqlite::SqliteRow) -> Result<EntityRow> {
         status_id: row.try_get("status_id")?,
         category_id: row.try_get("category_id")?,
         rating: row.try_get("rating")?,
-        tags: if tags_text.is_empty() { Vec::new() } else { tags_text.split('|').map(str::to_owned).collect() },
+        tags: if tags_text.is_empty() {
+            Vec::new()
+        } else {
+            tags_text.split('|').map(str::to_owned).collect()
+        },
         template_uuid: row.try_get("template_uuid")?,
         metadata: row.try_get("metadata")?,
         heads: row.try_get("heads")?,
@@ -250,13 +259,18 @@ pub(crate) fn row_from_sql(row: &sqlx::sqlite::SqliteRow) -> Result<EntityRow> {
 }
 
 async fn load_acl(conn: &mut SqliteConnection, row: &mut EntityRow) -> Result<()> {
-    let grants: Vec<(String, String, i64)> =
-        sqlx::query_as("SELECT mode, grantee, ref_id FROM entity_acl WHERE entity_id = ? ORDER BY ref_id")
-            .bind(row.id)
-            .fetch_all(&mut *conn)
-            .await?;
+    let grants: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT mode, grantee, ref_id FROM entity_acl WHERE entity_id = ? ORDER BY ref_id",
+    )
+    .bind(row.id)
+    .fetch_all(&mut *conn)
+    .await?;
     for (mode, grantee, ref_id) in grants {
-        let rule = if mode == "w" { &mut row.canwrite } else { &mut row.canread };
+        let rule = if mode == "w" {
+            &mut row.canwrite
+        } else {
+            &mut row.canread
+        };
         match grantee.as_str() {
             "t" => rule.teams.push(ref_id),
             "g" => rule.teamgroups.push(ref_id),
@@ -266,10 +280,22 @@ async fn load_acl(conn: &mut SqliteConnection, row: &mut EntityRow) -> Result<()
     Ok(())
 }
 
-async fn write_acl(conn: &mut SqliteConnection, entity_id: i64, canread: &AccessRule, canwrite: &AccessRule) -> Result<()> {
-    sqlx::query("DELETE FROM entity_acl WHERE entity_id = ?").bind(entity_id).execute(&mut *conn).await?;
+async fn write_acl(
+    conn: &mut SqliteConnection,
+    entity_id: i64,
+    canread: &AccessRule,
+    canwrite: &AccessRule,
+) -> Result<()> {
+    sqlx::query("DELETE FROM entity_acl WHERE entity_id = ?")
+        .bind(entity_id)
+        .execute(&mut *conn)
+        .await?;
     for (mode, rule) in [("r", canread), ("w", canwrite)] {
-        for (grantee, ids) in [("t", &rule.teams), ("g", &rule.teamgroups), ("u", &rule.users)] {
+        for (grantee, ids) in [
+            ("t", &rule.teams),
+            ("g", &rule.teamgroups),
+            ("u", &rule.users),
+        ] {
             for id in ids {
                 sqlx::query("INSERT OR IGNORE INTO entity_acl (entity_id, mode, grantee, ref_id) VALUES (?, ?, ?, ?)")
                     .bind(entity_id)
@@ -293,12 +319,20 @@ async fn write_acl(conn: &mut SqliteConnection, entity_id: i64, canread: &Access
 impl Store {
     /// The actor this process writes with for `user_id`, registered on first use.
     async fn actor_for(&self, conn: &mut SqliteConnection, user_id: i64) -> Result<ActorId> {
-        let existing = self.actors.lock().map_err(|_| poisoned())?.get(&user_id).cloned();
+        let existing = self
+            .actors
+            .lock()
+            .map_err(|_| poisoned())?
+            .get(&user_id)
+            .cloned();
         let actor = match existing {
             Some(actor) => actor,
             None => {
                 let actor = ActorId::from(rand::random::<[u8; 16]>());
-                self.actors.lock().map_err(|_| poisoned())?.insert(user_id, actor.clone());
+                self.actors
+                    .lock()
+                    .map_err(|_| poisoned())?
+                    .insert(user_id, actor.clone());
                 actor
             }
         };
@@ -306,14 +340,21 @@ impl Store {
         Ok(actor)
     }
 
-    async fn register_actor(&self, conn: &mut SqliteConnection, actor: &ActorId, user_id: i64) -> Result<()> {
-        sqlx::query("INSERT OR IGNORE INTO actors (actor, user_id, device, first_seen) VALUES (?, ?, ?, ?)")
-            .bind(actor.to_hex_string())
-            .bind(user_id)
-            .bind(&self.device)
-            .bind(self.now_ms())
-            .execute(&mut *conn)
-            .await?;
+    async fn register_actor(
+        &self,
+        conn: &mut SqliteConnection,
+        actor: &ActorId,
+        user_id: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT OR IGNORE INTO actors (actor, user_id, device, first_seen) VALUES (?, ?, ?, ?)",
+        )
+        .bind(actor.to_hex_string())
+        .bind(user_id)
+        .bind(&self.device)
+        .bind(self.now_ms())
+        .execute(&mut *conn)
+        .await?;
         Ok(())
     }
 
@@ -351,21 +392,29 @@ impl Store {
     async fn check_terms(&self, kind: EntityKind, team_id: i64, patch: &EntityPatch) -> Result<()> {
         let family = Family::of(kind);
         if let Some(Some(status)) = patch.status {
-            self.check_term(Vocabulary::Status, status, team_id, family).await?;
+            self.check_term(Vocabulary::Status, status, team_id, family)
+                .await?;
         }
         if let Some(Some(category)) = patch.category {
-            self.check_term(Vocabulary::Category, category, team_id, family).await?;
+            self.check_term(Vocabulary::Category, category, team_id, family)
+                .await?;
         }
         Ok(())
     }
 
     async fn check_rule(&self, field: &str, rule: &AccessRule) -> Result<()> {
-        for (what, ids, table) in [("teams", &rule.teams, "teams"), ("teamgroups", &rule.teamgroups, "team_groups"), ("users", &rule.users, "users")] {
+        for (what, ids, table) in [
+            ("teams", &rule.teams, "teams"),
+            ("teamgroups", &rule.teamgroups, "team_groups"),
+            ("users", &rule.users, "users"),
+        ] {
             for id in ids {
-                let found: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT 1 FROM {table} WHERE id = ?")))
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await?;
+                let found: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT 1 FROM {table} WHERE id = ?"
+                )))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
                 if found.is_none() {
                     return Err(invalid(field, format!("{what}: {id} does not exist")));
                 }
@@ -377,7 +426,10 @@ impl Store {
     /// Creates an entity owned by `subject` and returns its integer id.
     pub async fn create_entity(&self, subject: &Subject, new: NewEntity) -> Result<i64> {
         if !subject.is_member(new.team_id) {
-            return Err(invalid("team", "you can only create entries in a team you belong to"));
+            return Err(invalid(
+                "team",
+                "you can only create entries in a team you belong to",
+            ));
         }
         let user = self.user(subject.user_id).await?;
         let canread = new
@@ -392,10 +444,16 @@ impl Store {
         self.check_rule("canwrite", &canwrite).await?;
         let mut patch = new.patch;
         if patch.status.is_none() && matches!(new.kind, EntityKind::Experiment) {
-            patch.status = Some(self.default_term(Vocabulary::Status, new.team_id, Family::of(new.kind)).await?);
+            patch.status = Some(
+                self.default_term(Vocabulary::Status, new.team_id, Family::of(new.kind))
+                    .await?,
+            );
         }
         if patch.category.is_none() {
-            if let Some(default) = self.default_term(Vocabulary::Category, new.team_id, Family::of(new.kind)).await? {
+            if let Some(default) = self
+                .default_term(Vocabulary::Category, new.team_id, Family::of(new.kind))
+                .await?
+            {
                 patch.category = Some(Some(default));
             }
         }
@@ -414,10 +472,18 @@ impl Store {
             patch,
             default_date: cahier_core::clock::format_date(now),
         };
-        let meta = CommitMeta { actor, time_ms: now, message: "create".into() };
+        let meta = CommitMeta {
+            actor,
+            time_ms: now,
+            message: "create".into(),
+        };
         let mut doc = EntityDoc::create(&content, &meta)?;
         let heads = heads_to_string(&doc.heads());
-        let elabid = format!("{}-{}", cahier_core::clock::format_date(now).replace('-', ""), crate::random_hex(10));
+        let elabid = format!(
+            "{}-{}",
+            cahier_core::clock::format_date(now).replace('-', ""),
+            crate::random_hex(10)
+        );
         let entity_id: i64 = sqlx::query_scalar(
             "INSERT INTO entities (uuid, kind, team_id, owner_id, canread_base, canwrite_base, elabid, created_at, \
              modified_at, lastchangeby, title, date, body, body_html, content_type, heads) \
@@ -444,7 +510,8 @@ impl Store {
             .bind(&heads)
             .execute(&mut *tx)
             .await?;
-        self.record_changes(&mut tx, entity_id, &mut doc, &[], subject.user_id).await?;
+        self.record_changes(&mut tx, entity_id, &mut doc, &[], subject.user_id)
+            .await?;
         let content = doc.content()?;
         projection::write(&mut tx, entity_id, &content, &heads, now, subject.user_id).await?;
         tx.commit().await?;
@@ -453,10 +520,12 @@ impl Store {
     }
 
     async fn fetch_row(&self, conn: &mut SqliteConnection, id: i64) -> Result<Option<EntityRow>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {ENTITY_COLUMNS} FROM entities e WHERE e.id = ?")))
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ENTITY_COLUMNS} FROM entities e WHERE e.id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
         match row {
             None => Ok(None),
             Some(row) => {
@@ -471,16 +540,36 @@ impl Store {
     /// restore them. Anything else is "not found".
     pub async fn entity(&self, subject: &Subject, id: i64) -> Result<EntityRow> {
         let mut conn = self.pool.acquire().await?;
-        let row = self.fetch_row(&mut conn, id).await?.ok_or(StoreError::NotFound("entity"))?;
+        let row = self
+            .fetch_row(&mut conn, id)
+            .await?
+            .ok_or(StoreError::NotFound("entity"))?;
         let access = row.access();
-        let visible = if row.state == state::DELETED { access.may_admin(subject) } else { access.may_read(subject) };
-        if visible { Ok(row) } else { Err(StoreError::NotFound("entity")) }
+        let visible = if row.state == state::DELETED {
+            access.may_admin(subject)
+        } else {
+            access.may_read(subject)
+        };
+        if visible {
+            Ok(row)
+        } else {
+            Err(StoreError::NotFound("entity"))
+        }
     }
 
     /// Like [`Store::entity`], also checking the kind (an experiment id under `/items` is not found).
-    pub async fn entity_of_kind(&self, subject: &Subject, kind: EntityKind, id: i64) -> Result<EntityRow> {
+    pub async fn entity_of_kind(
+        &self,
+        subject: &Subject,
+        kind: EntityKind,
+        id: i64,
+    ) -> Result<EntityRow> {
         let row = self.entity(subject, id).await?;
-        if row.kind == kind { Ok(row) } else { Err(StoreError::NotFound("entity")) }
+        if row.kind == kind {
+            Ok(row)
+        } else {
+            Err(StoreError::NotFound("entity"))
+        }
     }
 
     /// An entity by UUID, if the subject may read it.
@@ -489,13 +578,18 @@ impl Store {
             .bind(uuid)
             .fetch_optional(&self.pool)
             .await?;
-        self.entity(subject, id.ok_or(StoreError::NotFound("entity"))?).await
+        self.entity(subject, id.ok_or(StoreError::NotFound("entity"))?)
+            .await
     }
 
     /// Why the subject may read and write an entity (for the access panel).
     pub fn explain_access(row: &EntityRow, subject: &Subject) -> (Vec<Grant>, Vec<Grant>) {
         let access = row.access();
-        let write = if access.may_write(subject) { access.grants(&access.canwrite, subject) } else { Vec::new() };
+        let write = if access.may_write(subject) {
+            access.grants(&access.canwrite, subject)
+        } else {
+            Vec::new()
+        };
         (access.read_grants(subject), write)
     }
 
@@ -510,11 +604,12 @@ impl Store {
     }
 
     async fn load_doc(&self, conn: &mut SqliteConnection, id: i64) -> Result<(String, EntityDoc)> {
-        let (bytes, heads): (Vec<u8>, String) = sqlx::query_as("SELECT doc, heads FROM entity_docs WHERE entity_id = ?")
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?
-            .ok_or(StoreError::NotFound("entity"))?;
+        let (bytes, heads): (Vec<u8>, String) =
+            sqlx::query_as("SELECT doc, heads FROM entity_docs WHERE entity_id = ?")
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?
+                .ok_or(StoreError::NotFound("entity"))?;
         if let Some(cached) = self.cache_take(id) {
             if cached.heads == heads {
                 return Ok((heads, cached.doc));
@@ -540,14 +635,22 @@ impl Store {
         let now = self.now_ms();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         // Re-check under the write lock: a lock or state change may have landed meanwhile.
-        let fresh = self.fetch_row(&mut tx, id).await?.ok_or(StoreError::NotFound("entity"))?;
+        let fresh = self
+            .fetch_row(&mut tx, id)
+            .await?
+            .ok_or(StoreError::NotFound("entity"))?;
         check_writable(&fresh, subject)?;
         let actor = self.actor_for(&mut tx, subject.user_id).await?;
         let fork_actor = ActorId::from(rand::random::<[u8; 16]>());
-        self.register_actor(&mut tx, &fork_actor, subject.user_id).await?;
+        self.register_actor(&mut tx, &fork_actor, subject.user_id)
+            .await?;
         let (old_heads, mut doc) = self.load_doc(&mut tx, id).await?;
         let old = heads_from_string(&old_heads)?;
-        let meta = CommitMeta { actor, time_ms: now, message: message.to_owned() };
+        let meta = CommitMeta {
+            actor,
+            time_ms: now,
+            message: message.to_owned(),
+        };
         let outcome = doc.apply(base.as_deref(), patch, &meta, || fork_actor);
         let hash = match outcome {
             Ok(hash) => hash,
@@ -559,7 +662,12 @@ impl Store {
         let Some(hash) = hash else {
             tx.rollback().await?;
             self.cache_put(id, old_heads.clone(), doc);
-            return Ok(UpdateOutcome { heads: old_heads.clone(), base: old_heads, changed: false, merged: false });
+            return Ok(UpdateOutcome {
+                heads: old_heads.clone(),
+                base: old_heads,
+                changed: false,
+                merged: false,
+            });
         };
         let new_heads = doc.heads();
         let heads = heads_to_string(&new_heads);
@@ -571,12 +679,18 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        self.record_changes(&mut tx, id, &mut doc, &old, subject.user_id).await?;
+        self.record_changes(&mut tx, id, &mut doc, &old, subject.user_id)
+            .await?;
         let content = doc.content()?;
         projection::write(&mut tx, id, &content, &heads, now, subject.user_id).await?;
         tx.commit().await?;
         self.cache_put(id, heads.clone(), doc);
-        Ok(UpdateOutcome { heads, base: hash.to_string(), changed: true, merged })
+        Ok(UpdateOutcome {
+            heads,
+            base: hash.to_string(),
+            changed: true,
+            merged,
+        })
     }
 
     /// The entity, if the subject may change its content now.
@@ -587,10 +701,18 @@ impl Store {
     }
 
     /// Replaces an entity's access rules (owner and team admins only).
-    pub async fn set_access(&self, subject: &Subject, id: i64, canread: AccessRule, canwrite: AccessRule) -> Result<EntityRow> {
+    pub async fn set_access(
+        &self,
+        subject: &Subject,
+        id: i64,
+        canread: AccessRule,
+        canwrite: AccessRule,
+    ) -> Result<EntityRow> {
         let row = self.entity(subject, id).await?;
         if !row.access().may_admin(subject) {
-            return Err(StoreError::Forbidden("only the owner or a team admin can change who has access".into()));
+            return Err(StoreError::Forbidden(
+                "only the owner or a team admin can change who has access".into(),
+            ));
         }
         let (canread, canwrite) = (canread.normalized(), canwrite.normalized());
         self.check_rule("canread", &canread).await?;
@@ -610,18 +732,24 @@ impl Store {
             _ => access.may_admin(subject),
         };
         if !allowed {
-            return Err(StoreError::Forbidden("you cannot change the state of this entry".into()));
+            return Err(StoreError::Forbidden(
+                "you cannot change the state of this entry".into(),
+            ));
         }
         if row.locked_by.is_some() && new_state == state::DELETED {
-            return Err(StoreError::Conflict("this entry is locked; unlock it before deleting it".into()));
+            return Err(StoreError::Conflict(
+                "this entry is locked; unlock it before deleting it".into(),
+            ));
         }
-        sqlx::query("UPDATE entities SET state = ?, modified_at = ?, lastchangeby = ? WHERE id = ?")
-            .bind(new_state)
-            .bind(self.now_ms())
-            .bind(subject.user_id)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE entities SET state = ?, modified_at = ?, lastchangeby = ? WHERE id = ?",
+        )
+        .bind(new_state)
+        .bind(self.now_ms())
+        .bind(subject.user_id)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         self.entity(subject, id).await
     }
 
@@ -633,14 +761,24 @@ impl Store {
         match (lock, row.locked_by) {
             (true, Some(_)) | (false, None) => return Ok(row),
             (true, None) if !access.may_write(subject) => {
-                return Err(StoreError::Forbidden("you need write access to lock this entry".into()));
+                return Err(StoreError::Forbidden(
+                    "you need write access to lock this entry".into(),
+                ));
             }
-            (false, Some(locker)) if locker != subject.user_id && !subject.is_team_admin(row.team_id) => {
-                return Err(StoreError::Forbidden("only the person who locked it or a team admin can unlock it".into()));
+            (false, Some(locker))
+                if locker != subject.user_id && !subject.is_team_admin(row.team_id) =>
+            {
+                return Err(StoreError::Forbidden(
+                    "only the person who locked it or a team admin can unlock it".into(),
+                ));
             }
             _ => {}
         }
-        let (by, at) = if lock { (Some(subject.user_id), Some(self.now_ms())) } else { (None, None) };
+        let (by, at) = if lock {
+            (Some(subject.user_id), Some(self.now_ms()))
+        } else {
+            (None, None)
+        };
         sqlx::query("UPDATE entities SET locked_by = ?, locked_at = ? WHERE id = ?")
             .bind(by)
             .bind(at)
@@ -659,7 +797,8 @@ impl Store {
             row.team_id
         } else {
             let user = self.user(subject.user_id).await?;
-            user.current_team.ok_or_else(|| invalid("team", "join a team first"))?
+            user.current_team
+                .ok_or_else(|| invalid("team", "join a team first"))?
         };
         let now = self.now_ms();
         let mut ops = Vec::new();
@@ -671,13 +810,18 @@ impl Store {
             });
         }
         for target in &content.links {
-            ops.push(cahier_core::document::EntityOp::AddLink { target: *target, at_ms: now });
+            ops.push(cahier_core::document::EntityOp::AddLink {
+                target: *target,
+                at_ms: now,
+            });
         }
         let same_team = team_id == row.team_id;
         let patch = EntityPatch {
             title: Some(format!("{} I", content.title)),
             body: Some(content.body.clone()),
-            content_type: Some(cahier_core::markdown::ContentType::from_code(content.content_type)),
+            content_type: Some(cahier_core::markdown::ContentType::from_code(
+                content.content_type,
+            )),
             status: same_team.then_some(content.status),
             category: same_team.then_some(content.category),
             tags: Some(content.tags.clone()),
@@ -685,8 +829,18 @@ impl Store {
             ..Default::default()
         };
         let id = EntityId::from_str_opt(&row.uuid);
-        self.create_entity(subject, NewEntity { kind: row.kind, team_id, canread: None, canwrite: None, patch, template: id })
-            .await
+        self.create_entity(
+            subject,
+            NewEntity {
+                kind: row.kind,
+                team_id,
+                canread: None,
+                canwrite: None,
+                patch,
+                template: id,
+            },
+        )
+        .await
     }
 
     /// The current content read from the document (for duplication and exports of one entity).
@@ -700,7 +854,12 @@ impl Store {
     }
 
     /// The content as it was at a version (change hash, or comma-separated heads).
-    pub async fn content_at(&self, subject: &Subject, id: i64, heads: &str) -> Result<EntityContent> {
+    pub async fn content_at(
+        &self,
+        subject: &Subject,
+        id: i64,
+        heads: &str,
+    ) -> Result<EntityContent> {
         self.entity(subject, id).await?;
         let heads = heads_from_string(heads)?;
         if heads.is_empty() {
@@ -748,13 +907,17 @@ impl Store {
 
     /// Fields in conflict (caller has checked read access).
     pub async fn conflicts(&self, id: i64) -> Result<Vec<ConflictRow>> {
-        let rows: Vec<(String, String)> = sqlx::query_as("SELECT field, values_json FROM entity_conflicts WHERE entity_id = ?")
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT field, values_json FROM entity_conflicts WHERE entity_id = ?")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?;
         Ok(rows
             .into_iter()
-            .map(|(field, values)| ConflictRow { field, values: serde_json::from_str(&values).unwrap_or_default() })
+            .map(|(field, values)| ConflictRow {
+                field,
+                values: serde_json::from_str(&values).unwrap_or_default(),
+            })
             .collect())
     }
 
@@ -765,7 +928,10 @@ impl Store {
              WHERE l.entity_id = ? AND e.state != 3 AND {} ORDER BY e.title",
             crate::access_sql::readable_by(subject)
         );
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_all(&self.pool).await?)
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Entities that link to this one, that the subject may read.
@@ -775,20 +941,32 @@ impl Store {
              WHERE l.target_uuid = ? AND e.state != 3 AND {} ORDER BY e.title",
             crate::access_sql::readable_by(subject)
         );
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(uuid).fetch_all(&self.pool).await?)
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(uuid)
+            .fetch_all(&self.pool)
+            .await?)
     }
 }
 
 fn check_writable(row: &EntityRow, subject: &Subject) -> Result<()> {
     let access = row.access();
     if row.state == state::DELETED {
-        return Err(StoreError::Conflict("this entry is deleted; restore it to edit it".into()));
+        return Err(StoreError::Conflict(
+            "this entry is deleted; restore it to edit it".into(),
+        ));
     }
-    if !access.grants(&access.canwrite, subject).is_empty() && access.is_locked() && !access.may_write(subject) {
-        return Err(StoreError::Conflict("this entry is locked; ask the person who locked it or a team admin".into()));
+    if !access.grants(&access.canwrite, subject).is_empty()
+        && access.is_locked()
+        && !access.may_write(subject)
+    {
+        return Err(StoreError::Conflict(
+            "this entry is locked; ask the person who locked it or a team admin".into(),
+        ));
     }
     if !access.may_write(subject) {
-        return Err(StoreError::Forbidden("you may read this entry but not change it".into()));
+        return Err(StoreError::Forbidden(
+            "you may read this entry but not change it".into(),
+        ));
     }
     Ok(())
 }

@@ -15,7 +15,9 @@ mod migrate;
 mod projection;
 
 use cahier_core::{Clock, EntityId};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -59,9 +61,10 @@ pub enum StoreError {
 impl From<cahier_core::DocError> for StoreError {
     fn from(error: cahier_core::DocError) -> Self {
         match error {
-            cahier_core::DocError::Invalid { field, message } => {
-                StoreError::Invalid { field: field.to_owned(), message }
-            }
+            cahier_core::DocError::Invalid { field, message } => StoreError::Invalid {
+                field: field.to_owned(),
+                message,
+            },
             cahier_core::DocError::NotFound(what) => StoreError::NotFound(what),
             other => StoreError::Document(other),
         }
@@ -72,13 +75,18 @@ impl From<cahier_core::DocError> for StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 pub(crate) fn invalid(field: &str, message: impl Into<String>) -> StoreError {
-    StoreError::Invalid { field: field.to_owned(), message: message.into() }
+    StoreError::Invalid {
+        field: field.to_owned(),
+        message: message.into(),
+    }
 }
 
 /// Maps a unique-constraint violation to a conflict with `message`.
 pub(crate) fn on_unique(error: sqlx::Error, message: &str) -> StoreError {
     match &error {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(message.to_owned()),
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict(message.to_owned())
+        }
         _ => StoreError::Database(error),
     }
 }
@@ -96,7 +104,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("device", &self.device).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("device", &self.device)
+            .finish_non_exhaustive()
     }
 }
 
@@ -122,7 +132,8 @@ impl Store {
             .connect_with(options)
             .await?;
         migrate::run(&pool).await?;
-        let capacity = std::num::NonZeroUsize::new(DOC_CACHE_ENTRIES).unwrap_or(std::num::NonZeroUsize::MIN);
+        let capacity =
+            std::num::NonZeroUsize::new(DOC_CACHE_ENTRIES).unwrap_or(std::num::NonZeroUsize::MIN);
         Ok(Self {
             pool,
             clock,

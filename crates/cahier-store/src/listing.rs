@@ -148,7 +148,12 @@ fn encode_cursor(value: &str, id: i64) -> String {
 }
 
 fn decode_cursor(cursor: &str) -> Result<(i64, String)> {
-    let bad = || invalid("after", "this page link is no longer valid; start from the first page");
+    let bad = || {
+        invalid(
+            "after",
+            "this page link is no longer valid; start from the first page",
+        )
+    };
     let (id, value) = cursor.split_once(':').ok_or_else(bad)?;
     let id = id.parse().map_err(|_| bad())?;
     let value = String::from_utf8(hex::decode(value).map_err(|_| bad())?).map_err(|_| bad())?;
@@ -193,14 +198,18 @@ impl Store {
             builder.push(" AND e.team_id = ").push_bind(team);
         }
         for tag in &query.tags {
-            builder.push(" AND EXISTS (SELECT 1 FROM entity_tags t WHERE t.entity_id = e.id AND t.tag = ");
+            builder.push(
+                " AND EXISTS (SELECT 1 FROM entity_tags t WHERE t.entity_id = e.id AND t.tag = ",
+            );
             builder.push_bind(tag.clone()).push(")");
         }
         if let Some(fts) = query.q.as_deref().and_then(fts_query) {
             builder.push(" AND e.id IN (SELECT rowid FROM entity_fts WHERE entity_fts MATCH ");
             builder.push_bind(fts).push(")");
         }
-        builder.push(" AND ").push(crate::access_sql::readable_by(subject));
+        builder
+            .push(" AND ")
+            .push(crate::access_sql::readable_by(subject));
         let column = query.order.column();
         let direction = if query.descending { "DESC" } else { "ASC" };
         if let Some(after) = &query.after {
@@ -209,7 +218,9 @@ impl Store {
             builder.push(format!(" AND ({column}, e.id) {cmp} ("));
             match query.order {
                 Order::LastChange | Order::Id => {
-                    let value: i64 = value.parse().map_err(|_| invalid("after", "bad page link"))?;
+                    let value: i64 = value
+                        .parse()
+                        .map_err(|_| invalid("after", "bad page link"))?;
                     builder.push_bind(value);
                 }
                 Order::Date | Order::Title => {
@@ -218,7 +229,9 @@ impl Store {
             }
             builder.push(", ").push_bind(id).push(")");
         }
-        builder.push(format!(" ORDER BY {column} {direction}, e.id {direction} LIMIT "));
+        builder.push(format!(
+            " ORDER BY {column} {direction}, e.id {direction} LIMIT "
+        ));
         builder.push_bind(limit + 1);
         if query.after.is_none() && query.offset > 0 {
             builder.push(" OFFSET ").push_bind(query.offset);
@@ -228,7 +241,8 @@ impl Store {
         let more = i64::try_from(rows.len()).unwrap_or(i64::MAX) > limit;
         rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         let next = if more {
-            rows.last().map(|row| encode_cursor(&cursor_value(row, query.order), row.id))
+            rows.last()
+                .map(|row| encode_cursor(&cursor_value(row, query.order), row.id))
         } else {
             None
         };
@@ -236,23 +250,40 @@ impl Store {
     }
 
     /// The subject's unfinished steps across entries they may read (dashboard).
-    pub async fn unfinished_steps(&self, subject: &Subject, limit: i64) -> Result<Vec<(i64, String, String)>> {
+    pub async fn unfinished_steps(
+        &self,
+        subject: &Subject,
+        limit: i64,
+    ) -> Result<Vec<(i64, String, String)>> {
         let sql = format!(
             "SELECT e.id, e.title, s.body FROM entity_steps s JOIN entities e ON e.id = s.entity_id \
              WHERE NOT s.done AND e.state = 1 AND e.owner_id = ? AND {} ORDER BY e.modified_at DESC, s.ordering LIMIT ?",
             crate::access_sql::readable_by(subject)
         );
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(subject.user_id).bind(limit).fetch_all(&self.pool).await?)
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(subject.user_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Tags in use on entries the subject may read, most used first (for filters).
-    pub async fn tags_in_use(&self, subject: &Subject, kind: EntityKind, limit: i64) -> Result<Vec<(String, i64)>> {
+    pub async fn tags_in_use(
+        &self,
+        subject: &Subject,
+        kind: EntityKind,
+        limit: i64,
+    ) -> Result<Vec<(String, i64)>> {
         let sql = format!(
             "SELECT t.tag, count(*) AS n FROM entity_tags t JOIN entities e ON e.id = t.entity_id \
              WHERE e.kind = ? AND e.state = 1 AND {} GROUP BY t.tag ORDER BY n DESC, t.tag LIMIT ?",
             crate::access_sql::readable_by(subject)
         );
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(kind.as_str()).bind(limit).fetch_all(&self.pool).await?)
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(kind.as_str())
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Counts for `GET /info`.
@@ -273,7 +304,10 @@ mod tests {
     #[test]
     fn fts_queries_are_quoted_words() {
         assert_eq!(fts_query("soil  pH"), Some("\"soil\" \"pH\"*".into()));
-        assert_eq!(fts_query("\"); DROP TABLE x; --"), Some("\"DROP\" \"TABLE\" \"x\" \"--\"*".into()));
+        assert_eq!(
+            fts_query("\"); DROP TABLE x; --"),
+            Some("\"DROP\" \"TABLE\" \"x\" \"--\"*".into())
+        );
         assert_eq!(fts_query("  "), None);
     }
 

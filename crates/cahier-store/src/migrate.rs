@@ -13,10 +13,11 @@ pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::Error> {
     .await?;
     for &(version, sql) in SQLITE {
         let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-        let done: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
-            .bind(version)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let done: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await?;
         if done.is_none() {
             sqlx::raw_sql(sql).execute(&mut *tx).await?;
             sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, strftime('%s','now') * 1000)")

@@ -40,11 +40,19 @@ pub(crate) async fn write(
     .execute(&mut *conn)
     .await?;
 
-    for table in ["entity_tags", "entity_links", "entity_steps", "entity_comments", "entity_conflicts"] {
-        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE entity_id = ?")))
-            .bind(entity_id)
-            .execute(&mut *conn)
-            .await?;
+    for table in [
+        "entity_tags",
+        "entity_links",
+        "entity_steps",
+        "entity_comments",
+        "entity_conflicts",
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE entity_id = ?"
+        )))
+        .bind(entity_id)
+        .execute(&mut *conn)
+        .await?;
     }
     for tag in &content.tags {
         sqlx::query("INSERT INTO entity_tags (entity_id, tag) VALUES (?, ?)")
@@ -88,23 +96,30 @@ pub(crate) async fn write(
         .await?;
     }
     for conflict in &content.conflicts {
-        sqlx::query("INSERT INTO entity_conflicts (entity_id, field, values_json) VALUES (?, ?, ?)")
-            .bind(entity_id)
-            .bind(conflict.field.key())
-            .bind(serde_json::to_string(&conflict.values).unwrap_or_else(|_| "[]".into()))
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(
+            "INSERT INTO entity_conflicts (entity_id, field, values_json) VALUES (?, ?, ?)",
+        )
+        .bind(entity_id)
+        .bind(conflict.field.key())
+        .bind(serde_json::to_string(&conflict.values).unwrap_or_else(|_| "[]".into()))
+        .execute(&mut *conn)
+        .await?;
     }
 
     let comments_text: Vec<&str> = content.comments.iter().map(|c| c.body.as_str()).collect();
-    sqlx::query("DELETE FROM entity_fts WHERE rowid = ?").bind(entity_id).execute(&mut *conn).await?;
-    sqlx::query("INSERT INTO entity_fts (rowid, title, body, tags, comments) VALUES (?, ?, ?, ?, ?)")
+    sqlx::query("DELETE FROM entity_fts WHERE rowid = ?")
         .bind(entity_id)
-        .bind(&content.title)
-        .bind(index_text(&content.body, content_type))
-        .bind(content.tags.join(" "))
-        .bind(comments_text.join("\n"))
         .execute(&mut *conn)
         .await?;
+    sqlx::query(
+        "INSERT INTO entity_fts (rowid, title, body, tags, comments) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(entity_id)
+    .bind(&content.title)
+    .bind(index_text(&content.body, content_type))
+    .bind(content.tags.join(" "))
+    .bind(comments_text.join("\n"))
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }

@@ -36,7 +36,13 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// Builds a `Set-Cookie` value. `max_age` of `None` makes a session cookie; `Some(0)` deletes.
-pub fn set_cookie(name: &str, value: &str, max_age: Option<i64>, http_only: bool, secure: bool) -> HeaderValue {
+pub fn set_cookie(
+    name: &str,
+    value: &str,
+    max_age: Option<i64>,
+    http_only: bool,
+    secure: bool,
+) -> HeaderValue {
     let mut cookie = format!("{name}={value}; Path=/; SameSite=Lax");
     if let Some(age) = max_age {
         cookie.push_str(&format!("; Max-Age={age}"));
@@ -75,17 +81,24 @@ fn is_safe(method: &Method) -> bool {
 pub async fn csrf_guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let existing = cookie(request.headers(), CSRF_COOKIE).filter(|t| t.len() == 64);
     let is_new = existing.is_none();
-    let token = existing.clone().unwrap_or_else(|| hex::encode(rand::random::<[u8; 32]>()));
+    let token = existing
+        .clone()
+        .unwrap_or_else(|| hex::encode(rand::random::<[u8; 32]>()));
     let (mut parts, body) = request.into_parts();
     parts.extensions.insert(CsrfToken(token.clone()));
-    let is_api_key = parts.uri.path().starts_with("/api/") && parts.headers.contains_key(header::AUTHORIZATION);
+    let is_api_key =
+        parts.uri.path().starts_with("/api/") && parts.headers.contains_key(header::AUTHORIZATION);
     let request = if is_safe(&parts.method) || is_api_key {
         Request::from_parts(parts, body)
     } else {
         let Some(expected) = existing else {
             return csrf_refusal(&parts);
         };
-        let header_token = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let header_token = parts
+            .headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let is_form = parts
             .headers
             .get(header::CONTENT_TYPE)
@@ -96,17 +109,26 @@ pub async fn csrf_guard(State(state): State<AppState>, request: Request, next: N
             None if is_form => {
                 let bytes = match axum::body::to_bytes(body, state.config.max_body_bytes).await {
                     Ok(bytes) => bytes,
-                    Err(_) => return AppError::TooLarge("the form is too large".into()).into_response(),
+                    Err(_) => {
+                        return AppError::TooLarge("the form is too large".into()).into_response();
+                    }
                 };
                 let field = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
                     .ok()
-                    .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == CSRF_FIELD).map(|(_, v)| v));
+                    .and_then(|pairs| {
+                        pairs
+                            .into_iter()
+                            .find(|(k, _)| k == CSRF_FIELD)
+                            .map(|(_, v)| v)
+                    });
                 (field, axum::body::Body::from(bytes))
             }
             None => (None, body),
         };
         match given {
-            Some(given) if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) => Request::from_parts(parts, body),
+            Some(given) if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) => {
+                Request::from_parts(parts, body)
+            }
             _ => return csrf_refusal(&parts),
         }
     };
@@ -114,7 +136,13 @@ pub async fn csrf_guard(State(state): State<AppState>, request: Request, next: N
     if is_new {
         response.headers_mut().append(
             header::SET_COOKIE,
-            set_cookie(CSRF_COOKIE, &token, Some(365 * 24 * 3600), true, state.config.is_https()),
+            set_cookie(
+                CSRF_COOKIE,
+                &token,
+                Some(365 * 24 * 3600),
+                true,
+                state.config.is_https(),
+            ),
         );
     }
     response
@@ -155,30 +183,58 @@ impl SignedIn {
 
     /// Whether the user administers the current team.
     pub fn is_team_admin(&self) -> bool {
-        self.current_team().is_some_and(|t| self.subject.is_team_admin(t))
+        self.current_team()
+            .is_some_and(|t| self.subject.is_team_admin(t))
     }
 }
 
 async fn session_from_parts(parts: &Parts, state: &AppState) -> Result<Option<SignedIn>, AppError> {
-    let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else { return Ok(None) };
-    let Some(user) = state.store.session_user(&token).await? else { return Ok(None) };
+    let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let Some(user) = state.store.session_user(&token).await? else {
+        return Ok(None);
+    };
     let subject = state.store.subject(user.id).await?;
     let lang = Lang::from_headers(&parts.headers, user.lang.as_deref());
-    let csrf = parts.extensions.get::<CsrfToken>().map(|t| t.0.clone()).unwrap_or_default();
-    Ok(Some(SignedIn { user, subject, lang, csrf }))
+    let csrf = parts
+        .extensions
+        .get::<CsrfToken>()
+        .map(|t| t.0.clone())
+        .unwrap_or_default();
+    Ok(Some(SignedIn {
+        user,
+        subject,
+        lang,
+        csrf,
+    }))
 }
 
 impl FromRequestParts<AppState> for SignedIn {
     type Rejection = Response;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         match session_from_parts(parts, state).await {
             Ok(Some(session)) => Ok(session),
             Ok(None) => {
-                let next = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-                let target = format!("/login?next={}", percent_encoding::utf8_percent_encode(next, percent_encoding::NON_ALPHANUMERIC));
+                let next = parts
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/");
+                let target = format!(
+                    "/login?next={}",
+                    percent_encoding::utf8_percent_encode(next, percent_encoding::NON_ALPHANUMERIC)
+                );
                 Err(axum::response::Redirect::to(&target).into_response())
             }
-            Err(error) => Err(crate::ui::error_page(&error, Lang::from_headers(&parts.headers, None)).into_response()),
+            Err(error) => Err(crate::ui::error_page(
+                &error,
+                Lang::from_headers(&parts.headers, None),
+            )
+            .into_response()),
         }
     }
 }
@@ -196,17 +252,28 @@ pub struct Visitor {
 
 impl FromRequestParts<AppState> for Visitor {
     type Rejection = Response;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let session = session_from_parts(parts, state)
-            .await
-            .map_err(|e| crate::ui::error_page(&e, Lang::from_headers(&parts.headers, None)).into_response())?;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let session = session_from_parts(parts, state).await.map_err(|e| {
+            crate::ui::error_page(&e, Lang::from_headers(&parts.headers, None)).into_response()
+        })?;
         let cookie_lang = cookie(&parts.headers, LANG_COOKIE);
         let lang = match &session {
             Some(s) => s.lang,
             None => Lang::from_headers(&parts.headers, cookie_lang.as_deref()),
         };
-        let csrf = parts.extensions.get::<CsrfToken>().map(|t| t.0.clone()).unwrap_or_default();
-        Ok(Visitor { session, lang, csrf })
+        let csrf = parts
+            .extensions
+            .get::<CsrfToken>()
+            .map(|t| t.0.clone())
+            .unwrap_or_default();
+        Ok(Visitor {
+            session,
+            lang,
+            csrf,
+        })
     }
 }
 
@@ -229,34 +296,58 @@ impl ApiCaller {
         if self.can_write {
             Ok(())
         } else {
-            Err(AppError::Forbidden("this API key is read-only; create a read-write key to change data".into()))
+            Err(AppError::Forbidden(
+                "this API key is read-only; create a read-write key to change data".into(),
+            ))
         }
     }
 
     /// The team to create things in.
     pub fn team(&self) -> Result<i64, AppError> {
-        self.team_id.ok_or_else(|| AppError::invalid("team", "your account belongs to no team; ask an admin to add you"))
+        self.team_id.ok_or_else(|| {
+            AppError::invalid(
+                "team",
+                "your account belongs to no team; ask an admin to add you",
+            )
+        })
     }
 }
 
 impl FromRequestParts<AppState> for ApiCaller {
     type Rejection = AppError;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
-            let key = value.to_str().map_err(|_| AppError::Unauthorized("the Authorization header is not text".into()))?;
+            let key = value.to_str().map_err(|_| {
+                AppError::Unauthorized("the Authorization header is not text".into())
+            })?;
             let key = key.strip_prefix("Bearer ").unwrap_or(key);
             let grant = state
                 .store
                 .authenticate_api_key(key)
                 .await?
-                .ok_or_else(|| AppError::Unauthorized("no valid API key in the Authorization header".into()))?;
+                .ok_or_else(|| {
+                    AppError::Unauthorized("no valid API key in the Authorization header".into())
+                })?;
             let subject = state.store.subject(grant.user.id).await?;
-            return Ok(ApiCaller { user: grant.user, subject, team_id: Some(grant.team_id), can_write: grant.can_write });
+            return Ok(ApiCaller {
+                user: grant.user,
+                subject,
+                team_id: Some(grant.team_id),
+                can_write: grant.can_write,
+            });
         }
         match session_from_parts(parts, state).await? {
             Some(session) => {
                 let team_id = session.current_team();
-                Ok(ApiCaller { user: session.user, subject: session.subject, team_id, can_write: true })
+                Ok(ApiCaller {
+                    user: session.user,
+                    subject: session.subject,
+                    team_id,
+                    can_write: true,
+                })
             }
             None => Err(AppError::Unauthorized(
                 "send an API key in the Authorization header (create one in Settings)".into(),

@@ -66,14 +66,19 @@ impl AppError {
     /// The message shown to the user (never internal details).
     pub fn public_message(&self) -> String {
         match self {
-            Self::Internal(id) => format!("internal error (request {id}); the administrator can find details in the log"),
+            Self::Internal(id) => format!(
+                "internal error (request {id}); the administrator can find details in the log"
+            ),
             other => other.to_string(),
         }
     }
 
     /// An "invalid field" error.
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
-        Self::Invalid { field: field.to_owned(), message: message.into() }
+        Self::Invalid {
+            field: field.to_owned(),
+            message: message.into(),
+        }
     }
 
     /// Logs an unexpected failure and returns the error to show.
@@ -108,9 +113,9 @@ impl From<StoreError> for AppError {
             StoreError::Forbidden(message) => Self::Forbidden(message),
             StoreError::Invalid { field, message } => Self::Invalid { field, message },
             StoreError::Conflict(message) => Self::Conflict(message),
-            StoreError::Throttled { minutes } => {
-                Self::TooManyRequests(format!("too many failed attempts; try again in {minutes} minutes"))
-            }
+            StoreError::Throttled { minutes } => Self::TooManyRequests(format!(
+                "too many failed attempts; try again in {minutes} minutes"
+            )),
             other => Self::internal(&other),
         }
     }

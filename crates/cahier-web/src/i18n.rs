@@ -41,7 +41,10 @@ impl Lang {
         if let Some(lang) = preference.and_then(Self::parse) {
             return lang;
         }
-        let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let accept = headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         Self::from_accept_language(accept)
     }
 
@@ -52,7 +55,11 @@ impl Lang {
             let mut pieces = part.trim().split(';');
             let tag = pieces.next().unwrap_or("").trim().to_ascii_lowercase();
             let q = pieces
-                .find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()))
+                .find_map(|p| {
+                    p.trim()
+                        .strip_prefix("q=")
+                        .and_then(|q| q.parse::<f32>().ok())
+                })
                 .unwrap_or(1.0);
             let primary = tag.split('-').next().unwrap_or("");
             if let Some(lang) = Self::parse(primary) {
@@ -66,8 +73,10 @@ impl Lang {
 
     /// The translation of `key`; the key itself if missing (a test keeps that from happening).
     pub fn t(self, key: &str) -> &'static str {
-        static TABLE: OnceLock<HashMap<&'static str, (&'static str, &'static str)>> = OnceLock::new();
-        let table = TABLE.get_or_init(|| STRINGS.iter().map(|&(k, en, fr)| (k, (en, fr))).collect());
+        static TABLE: OnceLock<HashMap<&'static str, (&'static str, &'static str)>> =
+            OnceLock::new();
+        let table =
+            TABLE.get_or_init(|| STRINGS.iter().map(|&(k, en, fr)| (k, (en, fr))).collect());
         match table.get(key) {
             Some((en, fr)) => match self {
                 Self::En => en,
@@ -85,7 +94,11 @@ impl Lang {
 pub const STRINGS: &[(&str, &str, &str)] = &[
     // Layout and navigation
     ("app.name", "Cahier", "Cahier"),
-    ("app.tagline", "Electronic lab notebook", "Cahier de laboratoire électronique"),
+    (
+        "app.tagline",
+        "Electronic lab notebook",
+        "Cahier de laboratoire électronique",
+    ),
     ("nav.skip", "Skip to content", "Aller au contenu"),
     ("nav.main", "Main menu", "Menu principal"),
     ("nav.dashboard", "Dashboard", "Tableau de bord"),
@@ -101,9 +114,17 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("lang.en", "English", "English"),
     ("lang.fr", "Français", "Français"),
     ("lang.browser", "Follow my browser", "Suivre mon navigateur"),
-    ("shortcuts.new", "n — new experiment", "n — nouvelle expérience"),
+    (
+        "shortcuts.new",
+        "n — new experiment",
+        "n — nouvelle expérience",
+    ),
     ("shortcuts.search", "/ — search", "/ — rechercher"),
-    ("shortcuts.save", "Ctrl+S — save now", "Ctrl+S — enregistrer maintenant"),
+    (
+        "shortcuts.save",
+        "Ctrl+S — save now",
+        "Ctrl+S — enregistrer maintenant",
+    ),
     ("shortcuts.help", "? — this help", "? — cette aide"),
     ("common.save", "Save", "Enregistrer"),
     ("common.cancel", "Cancel", "Annuler"),
@@ -129,44 +150,100 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("common.error", "Error", "Erreur"),
     ("common.unknown_user", "unknown user", "utilisateur inconnu"),
     // Errors
-    ("error.title", "Something went wrong", "Un problème est survenu"),
-    ("error.not_found", "This page does not exist, or you do not have access to it.", "Cette page n'existe pas, ou vous n'y avez pas accès."),
-    ("error.go_home", "Back to the dashboard", "Retour au tableau de bord"),
+    (
+        "error.title",
+        "Something went wrong",
+        "Un problème est survenu",
+    ),
+    (
+        "error.not_found",
+        "This page does not exist, or you do not have access to it.",
+        "Cette page n'existe pas, ou vous n'y avez pas accès.",
+    ),
+    (
+        "error.go_home",
+        "Back to the dashboard",
+        "Retour au tableau de bord",
+    ),
     // Sign in and setup
     ("login.title", "Sign in", "Connexion"),
     ("login.email", "E-mail", "Adresse électronique"),
     ("login.password", "Password", "Mot de passe"),
     ("login.submit", "Sign in", "Se connecter"),
-    ("login.failed", "Wrong e-mail or password.", "Adresse ou mot de passe incorrect."),
-    ("login.throttled", "Too many failed attempts. Wait a few minutes, then try again.", "Trop d'essais infructueux. Attendez quelques minutes puis réessayez."),
-    ("login.signed_out", "You are signed out.", "Vous êtes déconnecté."),
+    (
+        "login.failed",
+        "Wrong e-mail or password.",
+        "Adresse ou mot de passe incorrect.",
+    ),
+    (
+        "login.throttled",
+        "Too many failed attempts. Wait a few minutes, then try again.",
+        "Trop d'essais infructueux. Attendez quelques minutes puis réessayez.",
+    ),
+    (
+        "login.signed_out",
+        "You are signed out.",
+        "Vous êtes déconnecté.",
+    ),
     ("setup.title", "Set up Cahier", "Installer Cahier"),
-    ("setup.intro", "Create the first administrator account and the first team. You can add people and teams afterwards.", "Créez le premier compte administrateur et la première équipe. Vous ajouterez les personnes et les équipes ensuite."),
+    (
+        "setup.intro",
+        "Create the first administrator account and the first team. You can add people and teams afterwards.",
+        "Créez le premier compte administrateur et la première équipe. Vous ajouterez les personnes et les équipes ensuite.",
+    ),
     ("setup.firstname", "First name", "Prénom"),
     ("setup.lastname", "Last name", "Nom"),
     ("setup.team", "First team", "Première équipe"),
-    ("setup.password_hint", "At least 8 characters.", "Au moins 8 caractères."),
+    (
+        "setup.password_hint",
+        "At least 8 characters.",
+        "Au moins 8 caractères.",
+    ),
     ("setup.submit", "Create my account", "Créer mon compte"),
-    ("setup.invalid", "This setup link has been used or replaced. Restart the server to get a new one, or sign in.", "Ce lien d'installation a déjà servi ou a été remplacé. Redémarrez le serveur pour en obtenir un nouveau, ou connectez-vous."),
+    (
+        "setup.invalid",
+        "This setup link has been used or replaced. Restart the server to get a new one, or sign in.",
+        "Ce lien d'installation a déjà servi ou a été remplacé. Redémarrez le serveur pour en obtenir un nouveau, ou connectez-vous.",
+    ),
     // Dashboard
     ("dashboard.title", "Dashboard", "Tableau de bord"),
     ("dashboard.welcome", "Hello", "Bonjour"),
-    ("dashboard.recent", "My recent experiments", "Mes expériences récentes"),
+    (
+        "dashboard.recent",
+        "My recent experiments",
+        "Mes expériences récentes",
+    ),
     ("dashboard.steps", "Unfinished steps", "Étapes à terminer"),
-    ("dashboard.no_steps", "No unfinished steps.", "Aucune étape en attente."),
-    ("dashboard.no_team", "You belong to no team yet. Ask a team admin to add you.", "Vous n'appartenez encore à aucune équipe. Demandez à un administrateur d'équipe de vous ajouter."),
+    (
+        "dashboard.no_steps",
+        "No unfinished steps.",
+        "Aucune étape en attente.",
+    ),
+    (
+        "dashboard.no_team",
+        "You belong to no team yet. Ask a team admin to add you.",
+        "Vous n'appartenez encore à aucune équipe. Demandez à un administrateur d'équipe de vous ajouter.",
+    ),
     // Entity list
     ("list.title", "Experiments", "Expériences"),
     ("list.new", "New experiment", "Nouvelle expérience"),
     ("list.search", "Search", "Rechercher"),
-    ("list.search_placeholder", "Words in title, body, tags or comments", "Mots du titre, du texte, des mots-clés ou des commentaires"),
+    (
+        "list.search_placeholder",
+        "Words in title, body, tags or comments",
+        "Mots du titre, du texte, des mots-clés ou des commentaires",
+    ),
     ("list.filters", "Filters", "Filtres"),
     ("list.any", "Any", "Tous"),
     ("list.owner", "Owner", "Propriétaire"),
     ("list.owner_me", "Mine", "Les miennes"),
     ("list.tag", "Tag", "Étiquette"),
     ("list.sort", "Sort by", "Trier par"),
-    ("list.sort_lastchange", "Last change", "Dernière modification"),
+    (
+        "list.sort_lastchange",
+        "Last change",
+        "Dernière modification",
+    ),
     ("list.sort_date", "Date", "Date"),
     ("list.sort_title", "Title", "Titre"),
     ("list.sort_id", "Creation", "Création"),
@@ -192,9 +269,17 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("entity.category", "Category", "Catégorie"),
     ("entity.rating", "Rating", "Note"),
     ("entity.tags", "Tags", "Mots-clés"),
-    ("entity.tags_hint", "Separate tags with commas.", "Séparez les mots-clés par des virgules."),
+    (
+        "entity.tags_hint",
+        "Separate tags with commas.",
+        "Séparez les mots-clés par des virgules.",
+    ),
     ("entity.body", "Notes", "Notes"),
-    ("entity.body_hint", "Markdown: **bold**, # heading, - list, | tables |, - [ ] tasks.", "Markdown : **gras**, # titre, - liste, | tableaux |, - [ ] tâches."),
+    (
+        "entity.body_hint",
+        "Markdown: **bold**, # heading, - list, | tables |, - [ ] tasks.",
+        "Markdown : **gras**, # titre, - liste, | tableaux |, - [ ] tâches.",
+    ),
     ("entity.preview", "Preview", "Aperçu"),
     ("entity.format", "Format", "Format"),
     ("entity.format_md", "Markdown", "Markdown"),
@@ -202,15 +287,43 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("entity.save", "Save", "Enregistrer"),
     ("entity.saved_at", "Saved at", "Enregistré à"),
     ("entity.saving", "Saving…", "Enregistrement…"),
-    ("entity.unsaved", "Unsaved changes", "Modifications non enregistrées"),
-    ("entity.save_failed", "Not saved — check your connection; your text is kept here.", "Non enregistré — vérifiez la connexion ; votre texte est conservé ici."),
-    ("entity.merged", "Someone else edited this entry meanwhile. Both edits are kept; reload to see the merged version.", "Quelqu'un d'autre a modifié cette entrée entre-temps. Les deux modifications sont conservées ; rechargez pour voir la version fusionnée."),
-    ("entity.leave_warning", "You have unsaved changes.", "Vous avez des modifications non enregistrées."),
-    ("entity.read_only", "You can read this entry but not change it.", "Vous pouvez lire cette entrée mais pas la modifier."),
+    (
+        "entity.unsaved",
+        "Unsaved changes",
+        "Modifications non enregistrées",
+    ),
+    (
+        "entity.save_failed",
+        "Not saved — check your connection; your text is kept here.",
+        "Non enregistré — vérifiez la connexion ; votre texte est conservé ici.",
+    ),
+    (
+        "entity.merged",
+        "Someone else edited this entry meanwhile. Both edits are kept; reload to see the merged version.",
+        "Quelqu'un d'autre a modifié cette entrée entre-temps. Les deux modifications sont conservées ; rechargez pour voir la version fusionnée.",
+    ),
+    (
+        "entity.leave_warning",
+        "You have unsaved changes.",
+        "Vous avez des modifications non enregistrées.",
+    ),
+    (
+        "entity.read_only",
+        "You can read this entry but not change it.",
+        "Vous pouvez lire cette entrée mais pas la modifier.",
+    ),
     ("entity.locked", "Locked", "Verrouillée"),
     ("entity.locked_by", "Locked by", "Verrouillée par"),
-    ("entity.locked_explain", "A locked entry cannot be changed until the person who locked it or a team admin unlocks it.", "Une entrée verrouillée ne peut plus être modifiée tant que la personne qui l'a verrouillée ou un administrateur d'équipe ne l'a pas déverrouillée."),
-    ("entity.deleted", "This entry is deleted. Restore it to use it again.", "Cette entrée est supprimée. Restaurez-la pour la réutiliser."),
+    (
+        "entity.locked_explain",
+        "A locked entry cannot be changed until the person who locked it or a team admin unlocks it.",
+        "Une entrée verrouillée ne peut plus être modifiée tant que la personne qui l'a verrouillée ou un administrateur d'équipe ne l'a pas déverrouillée.",
+    ),
+    (
+        "entity.deleted",
+        "This entry is deleted. Restore it to use it again.",
+        "Cette entrée est supprimée. Restaurez-la pour la réutiliser.",
+    ),
     ("entity.created", "Created", "Créée"),
     ("entity.modified", "Last change", "Dernière modification"),
     ("entity.owner", "Owner", "Propriétaire"),
@@ -220,14 +333,30 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("entity.steps", "Steps", "Étapes"),
     ("entity.step_new", "New step", "Nouvelle étape"),
     ("entity.step_done_by", "done by", "faite par"),
-    ("entity.step_toggle", "Mark done or not done", "Marquer faite ou à faire"),
+    (
+        "entity.step_toggle",
+        "Mark done or not done",
+        "Marquer faite ou à faire",
+    ),
     ("entity.no_steps", "No steps yet.", "Pas encore d'étapes."),
     ("entity.comments", "Comments", "Commentaires"),
-    ("entity.comment_new", "Add a comment", "Ajouter un commentaire"),
+    (
+        "entity.comment_new",
+        "Add a comment",
+        "Ajouter un commentaire",
+    ),
     ("entity.comment_post", "Comment", "Commenter"),
-    ("entity.no_comments", "No comments yet.", "Pas encore de commentaires."),
+    (
+        "entity.no_comments",
+        "No comments yet.",
+        "Pas encore de commentaires.",
+    ),
     ("entity.links", "Links", "Liens"),
-    ("entity.link_add", "Link to experiment number", "Lier à l'expérience numéro"),
+    (
+        "entity.link_add",
+        "Link to experiment number",
+        "Lier à l'expérience numéro",
+    ),
     ("entity.linked_from", "Linked from", "Citée par"),
     ("entity.no_links", "No links yet.", "Pas encore de liens."),
     ("entity.history", "History", "Historique"),
@@ -237,57 +366,169 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("entity.restore", "Restore", "Restaurer"),
     ("entity.lock", "Lock", "Verrouiller"),
     ("entity.unlock", "Unlock", "Déverrouiller"),
-    ("entity.delete_confirm", "Delete this entry? It can be restored later.", "Supprimer cette entrée ? Elle pourra être restaurée."),
-    ("entity.conflicts", "Conflicting values", "Valeurs en conflit"),
-    ("entity.conflicts_explain", "People changed this field at the same time. Every value is kept until you pick one.", "Plusieurs personnes ont modifié ce champ en même temps. Toutes les valeurs sont conservées jusqu'à ce que vous en choisissiez une."),
-    ("entity.conflict_keep", "Keep this value", "Garder cette valeur"),
+    (
+        "entity.delete_confirm",
+        "Delete this entry? It can be restored later.",
+        "Supprimer cette entrée ? Elle pourra être restaurée.",
+    ),
+    (
+        "entity.conflicts",
+        "Conflicting values",
+        "Valeurs en conflit",
+    ),
+    (
+        "entity.conflicts_explain",
+        "People changed this field at the same time. Every value is kept until you pick one.",
+        "Plusieurs personnes ont modifié ce champ en même temps. Toutes les valeurs sont conservées jusqu'à ce que vous en choisissiez une.",
+    ),
+    (
+        "entity.conflict_keep",
+        "Keep this value",
+        "Garder cette valeur",
+    ),
     ("entity.empty_value", "(empty)", "(vide)"),
     // Access
     ("access.title", "Access", "Accès"),
     ("access.read", "Read access", "Accès en lecture"),
     ("access.write", "Write access", "Accès en écriture"),
-    ("access.you_read_because", "You can read it because", "Vous pouvez la lire car"),
-    ("access.you_write_because", "You can change it because", "Vous pouvez la modifier car"),
-    ("access.you_cannot_write", "You cannot change it.", "Vous ne pouvez pas la modifier."),
-    ("access.base_10", "the owner only", "le propriétaire seulement"),
-    ("access.base_20", "the owner and the team's admins", "le propriétaire et les administrateurs de l'équipe"),
+    (
+        "access.you_read_because",
+        "You can read it because",
+        "Vous pouvez la lire car",
+    ),
+    (
+        "access.you_write_because",
+        "You can change it because",
+        "Vous pouvez la modifier car",
+    ),
+    (
+        "access.you_cannot_write",
+        "You cannot change it.",
+        "Vous ne pouvez pas la modifier.",
+    ),
+    (
+        "access.base_10",
+        "the owner only",
+        "le propriétaire seulement",
+    ),
+    (
+        "access.base_20",
+        "the owner and the team's admins",
+        "le propriétaire et les administrateurs de l'équipe",
+    ),
     ("access.base_30", "everyone in the team", "toute l'équipe"),
-    ("access.base_40", "every signed-in user of this instance", "tous les utilisateurs connectés de cette instance"),
-    ("access.base_50", "everyone, also without an account", "tout le monde, même sans compte"),
-    ("access.plus_teams", "plus the teams", "ainsi que les équipes"),
-    ("access.plus_groups", "plus the team groups", "ainsi que les groupes d'équipe"),
+    (
+        "access.base_40",
+        "every signed-in user of this instance",
+        "tous les utilisateurs connectés de cette instance",
+    ),
+    (
+        "access.base_50",
+        "everyone, also without an account",
+        "tout le monde, même sans compte",
+    ),
+    (
+        "access.plus_teams",
+        "plus the teams",
+        "ainsi que les équipes",
+    ),
+    (
+        "access.plus_groups",
+        "plus the team groups",
+        "ainsi que les groupes d'équipe",
+    ),
     ("access.plus_users", "plus", "ainsi que"),
     ("access.who_read", "Who can read", "Qui peut lire"),
     ("access.who_write", "Who can write", "Qui peut modifier"),
-    ("access.grant_owner", "you own it", "vous en êtes propriétaire"),
+    (
+        "access.grant_owner",
+        "you own it",
+        "vous en êtes propriétaire",
+    ),
     ("access.grant_public", "it is public", "elle est publique"),
-    ("access.grant_org", "every signed-in user may", "tout utilisateur connecté le peut"),
-    ("access.grant_team", "you are in its team", "vous êtes dans son équipe"),
-    ("access.grant_admin", "you administer its team", "vous administrez son équipe"),
-    ("access.grant_extra_team", "one of your teams is listed", "une de vos équipes est citée"),
-    ("access.grant_extra_group", "one of your groups is listed", "un de vos groupes est cité"),
-    ("access.grant_extra_user", "you are listed by name", "vous êtes cité nommément"),
-    ("access.grant_writer", "you may change it", "vous pouvez la modifier"),
+    (
+        "access.grant_org",
+        "every signed-in user may",
+        "tout utilisateur connecté le peut",
+    ),
+    (
+        "access.grant_team",
+        "you are in its team",
+        "vous êtes dans son équipe",
+    ),
+    (
+        "access.grant_admin",
+        "you administer its team",
+        "vous administrez son équipe",
+    ),
+    (
+        "access.grant_extra_team",
+        "one of your teams is listed",
+        "une de vos équipes est citée",
+    ),
+    (
+        "access.grant_extra_group",
+        "one of your groups is listed",
+        "un de vos groupes est cité",
+    ),
+    (
+        "access.grant_extra_user",
+        "you are listed by name",
+        "vous êtes cité nommément",
+    ),
+    (
+        "access.grant_writer",
+        "you may change it",
+        "vous pouvez la modifier",
+    ),
     ("access.change", "Change access", "Modifier les accès"),
     ("access.base", "Base level", "Niveau de base"),
-    ("access.extra_teams", "Also these teams", "Aussi ces équipes"),
-    ("access.extra_groups", "Also these team groups", "Aussi ces groupes d'équipe"),
-    ("access.extra_users", "Also these people (e-mails, comma-separated)", "Aussi ces personnes (adresses, séparées par des virgules)"),
+    (
+        "access.extra_teams",
+        "Also these teams",
+        "Aussi ces équipes",
+    ),
+    (
+        "access.extra_groups",
+        "Also these team groups",
+        "Aussi ces groupes d'équipe",
+    ),
+    (
+        "access.extra_users",
+        "Also these people (e-mails, comma-separated)",
+        "Aussi ces personnes (adresses, séparées par des virgules)",
+    ),
     // History
     ("history.title", "History", "Historique"),
-    ("history.intro", "Every save is kept. Open any version, or compare two.", "Chaque enregistrement est conservé. Ouvrez n'importe quelle version, ou comparez-en deux."),
+    (
+        "history.intro",
+        "Every save is kept. Open any version, or compare two.",
+        "Chaque enregistrement est conservé. Ouvrez n'importe quelle version, ou comparez-en deux.",
+    ),
     ("history.version", "Version", "Version"),
     ("history.author", "Author", "Auteur"),
-    ("history.when", "Received by the server", "Reçue par le serveur"),
+    (
+        "history.when",
+        "Received by the server",
+        "Reçue par le serveur",
+    ),
     ("history.device_time", "Device time", "Heure de l'appareil"),
     ("history.what", "Change", "Modification"),
     ("history.view", "View", "Voir"),
-    ("history.compare", "Compare selected", "Comparer la sélection"),
+    (
+        "history.compare",
+        "Compare selected",
+        "Comparer la sélection",
+    ),
     ("history.from", "From", "De"),
     ("history.to", "To", "À"),
     ("history.diff_title", "Differences", "Différences"),
     ("history.fields", "Fields", "Champs"),
-    ("history.no_field_changes", "No field changed.", "Aucun champ modifié."),
+    (
+        "history.no_field_changes",
+        "No field changed.",
+        "Aucun champ modifié.",
+    ),
     ("history.body_changes", "Notes", "Notes"),
     ("history.version_of", "Version of", "Version du"),
     ("history.back", "Back to the entry", "Retour à l'entrée"),
@@ -297,37 +538,101 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("history.msg_other", "changed", "modification"),
     // Settings
     ("settings.title", "Settings", "Paramètres"),
-    ("settings.language", "Interface language", "Langue de l'interface"),
+    (
+        "settings.language",
+        "Interface language",
+        "Langue de l'interface",
+    ),
     ("settings.password", "Password", "Mot de passe"),
-    ("settings.current_password", "Current password", "Mot de passe actuel"),
-    ("settings.new_password", "New password", "Nouveau mot de passe"),
-    ("settings.password_changed", "Password changed. Other sessions were signed out.", "Mot de passe modifié. Les autres sessions ont été déconnectées."),
-    ("settings.defaults", "Default access for my new entries", "Accès par défaut de mes nouvelles entrées"),
+    (
+        "settings.current_password",
+        "Current password",
+        "Mot de passe actuel",
+    ),
+    (
+        "settings.new_password",
+        "New password",
+        "Nouveau mot de passe",
+    ),
+    (
+        "settings.password_changed",
+        "Password changed. Other sessions were signed out.",
+        "Mot de passe modifié. Les autres sessions ont été déconnectées.",
+    ),
+    (
+        "settings.defaults",
+        "Default access for my new entries",
+        "Accès par défaut de mes nouvelles entrées",
+    ),
     ("settings.apikeys", "API keys", "Clés d'API"),
-    ("settings.apikeys_intro", "Scripts and eLabFTW clients use a key in the Authorization header. A key acts as you, in one team.", "Les scripts et les clients eLabFTW envoient une clé dans l'en-tête Authorization. Une clé agit en votre nom, dans une équipe."),
+    (
+        "settings.apikeys_intro",
+        "Scripts and eLabFTW clients use a key in the Authorization header. A key acts as you, in one team.",
+        "Les scripts et les clients eLabFTW envoient une clé dans l'en-tête Authorization. Une clé agit en votre nom, dans une équipe.",
+    ),
     ("settings.apikey_name", "Key name", "Nom de la clé"),
-    ("settings.apikey_write", "Can change data", "Peut modifier les données"),
-    ("settings.apikey_new", "Your new key — copy it now, it will not be shown again:", "Votre nouvelle clé — copiez-la maintenant, elle ne sera plus affichée :"),
+    (
+        "settings.apikey_write",
+        "Can change data",
+        "Peut modifier les données",
+    ),
+    (
+        "settings.apikey_new",
+        "Your new key — copy it now, it will not be shown again:",
+        "Votre nouvelle clé — copiez-la maintenant, elle ne sera plus affichée :",
+    ),
     ("settings.apikey_readonly", "read only", "lecture seule"),
-    ("settings.apikey_readwrite", "read and write", "lecture et écriture"),
-    ("settings.apikey_last_used", "Last used", "Dernière utilisation"),
+    (
+        "settings.apikey_readwrite",
+        "read and write",
+        "lecture et écriture",
+    ),
+    (
+        "settings.apikey_last_used",
+        "Last used",
+        "Dernière utilisation",
+    ),
     ("settings.apikey_never", "never", "jamais"),
     ("settings.saved", "Saved.", "Enregistré."),
     // Team admin
     ("team.title", "Team admin", "Administration de l'équipe"),
     ("team.members", "Members", "Membres"),
-    ("team.add_member", "Add a member by e-mail", "Ajouter un membre par son adresse"),
+    (
+        "team.add_member",
+        "Add a member by e-mail",
+        "Ajouter un membre par son adresse",
+    ),
     ("team.admin", "Team admin", "Administrateur d'équipe"),
     ("team.make_admin", "Make admin", "Nommer administrateur"),
-    ("team.revoke_admin", "Revoke admin", "Retirer l'administration"),
+    (
+        "team.revoke_admin",
+        "Revoke admin",
+        "Retirer l'administration",
+    ),
     ("team.groups", "Team groups", "Groupes d'équipe"),
     ("team.new_group", "New group", "Nouveau groupe"),
-    ("team.group_members", "Members of the group", "Membres du groupe"),
-    ("team.statuses", "Experiment statuses", "Statuts des expériences"),
-    ("team.categories", "Experiment categories", "Catégories d'expériences"),
+    (
+        "team.group_members",
+        "Members of the group",
+        "Membres du groupe",
+    ),
+    (
+        "team.statuses",
+        "Experiment statuses",
+        "Statuts des expériences",
+    ),
+    (
+        "team.categories",
+        "Experiment categories",
+        "Catégories d'expériences",
+    ),
     ("team.new_status", "New status", "Nouveau statut"),
     ("team.new_category", "New category", "Nouvelle catégorie"),
-    ("team.not_admin", "Only team admins can manage the team.", "Seuls les administrateurs d'équipe peuvent gérer l'équipe."),
+    (
+        "team.not_admin",
+        "Only team admins can manage the team.",
+        "Seuls les administrateurs d'équipe peuvent gérer l'équipe.",
+    ),
     // Sysadmin
     ("admin.title", "Instance admin", "Administration système"),
     ("admin.teams", "Teams", "Équipes"),
@@ -340,7 +645,11 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("admin.unarchive", "Reactivate", "Réactiver"),
     ("admin.teams_of_user", "Teams", "Équipes"),
     ("admin.add_to_team", "Add to team", "Ajouter à l'équipe"),
-    ("admin.not_sysadmin", "Only instance admins can see this page.", "Seuls les administrateurs système peuvent voir cette page."),
+    (
+        "admin.not_sysadmin",
+        "Only instance admins can see this page.",
+        "Seuls les administrateurs système peuvent voir cette page.",
+    ),
 ];
 
 #[cfg(test)]
@@ -349,8 +658,14 @@ mod tests {
 
     #[test]
     fn accept_language_picks_the_best_supported_language() {
-        assert_eq!(Lang::from_accept_language("en-US,en;q=0.9,fr;q=0.8"), Lang::En);
-        assert_eq!(Lang::from_accept_language("de-DE,fr;q=0.5,en;q=0.4"), Lang::Fr);
+        assert_eq!(
+            Lang::from_accept_language("en-US,en;q=0.9,fr;q=0.8"),
+            Lang::En
+        );
+        assert_eq!(
+            Lang::from_accept_language("de-DE,fr;q=0.5,en;q=0.4"),
+            Lang::Fr
+        );
         assert_eq!(Lang::from_accept_language("de"), Lang::Fr);
         assert_eq!(Lang::from_accept_language(""), Lang::Fr);
     }
@@ -360,7 +675,10 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for (key, en, fr) in STRINGS {
             assert!(seen.insert(key), "duplicate key {key}");
-            assert!(!en.is_empty() && !fr.is_empty(), "{key} lacks a translation");
+            assert!(
+                !en.is_empty() && !fr.is_empty(),
+                "{key} lacks a translation"
+            );
         }
     }
 

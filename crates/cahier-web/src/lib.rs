@@ -49,23 +49,35 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v2", api::routes())
         .route("/healthz", axum::routing::get(healthz))
         .merge(assets::routes())
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::csrf_guard))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::csrf_guard,
+        ))
         .layer(axum::middleware::from_fn(security_headers))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }
 
-async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) -> axum::response::Response {
+async fn healthz(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::response::Response {
     use axum::response::IntoResponse;
     if state.store.is_healthy().await {
         (axum::http::StatusCode::OK, "ok").into_response()
     } else {
-        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "database unavailable",
+        )
+            .into_response()
     }
 }
 
 /// Headers that keep pages from being framed, sniffed or made to run foreign scripts.
-async fn security_headers(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+async fn security_headers(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
     use axum::http::{HeaderValue, header};
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
@@ -76,8 +88,14 @@ async fn security_headers(request: axum::extract::Request, next: axum::middlewar
              object-src 'none'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
         ),
     );
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     response
 }

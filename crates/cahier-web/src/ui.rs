@@ -53,11 +53,21 @@ impl PageCtx {
 
     /// Context for a visitor who is not signed in.
     pub fn anonymous(lang: Lang, csrf: &str, title_key: &str) -> Self {
-        Self { lang, csrf: csrf.to_owned(), title: lang.t(title_key).to_owned(), nav: None, notice: None }
+        Self {
+            lang,
+            csrf: csrf.to_owned(),
+            title: lang.t(title_key).to_owned(),
+            nav: None,
+            notice: None,
+        }
     }
 
     /// Context for a signed-in user.
-    pub async fn signed_in(state: &AppState, session: &SignedIn, title: String) -> Result<Self, AppError> {
+    pub async fn signed_in(
+        state: &AppState,
+        session: &SignedIn,
+        title: String,
+    ) -> Result<Self, AppError> {
         let current = session.current_team();
         let teams = state
             .store

@@ -87,8 +87,13 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
-    let addr = listener.local_addr().context("reading the listen address")?;
-    let url = settings.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let addr = listener
+        .local_addr()
+        .context("reading the listen address")?;
+    let url = settings
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
     let setup_url = store
         .issue_setup_token()
         .await
@@ -111,5 +116,12 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
             })
             .await
     });
-    Ok(Running { addr, setup_url, url, store, shutdown, task })
+    Ok(Running {
+        addr,
+        setup_url,
+        url,
+        store,
+        shutdown,
+        task,
+    })
 }

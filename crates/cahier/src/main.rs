@@ -7,7 +7,11 @@ use std::io::Read;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "cahier", version, about = "Cahier — electronic lab notebook (cahier de laboratoire électronique)")]
+#[command(
+    name = "cahier",
+    version,
+    about = "Cahier — electronic lab notebook (cahier de laboratoire électronique)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -127,13 +131,20 @@ enum ConfigCommand {
 }
 
 fn settings(data: DataArgs) -> anyhow::Result<Settings> {
-    Settings::load(Overrides { data: data.data, config: data.config, ..Default::default() })
+    Settings::load(Overrides {
+        data: data.data,
+        config: data.config,
+        ..Default::default()
+    })
 }
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CAHIER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn split_name(name: &str) -> (String, String) {
@@ -159,13 +170,24 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve { data, listen, public_url } => {
-            let settings = Settings::load(Overrides { data: data.data, config: data.config, listen, public_url })?;
+        Command::Serve {
+            data,
+            listen,
+            public_url,
+        } => {
+            let settings = Settings::load(Overrides {
+                data: data.data,
+                config: data.config,
+                listen,
+                public_url,
+            })?;
             let running = cahier::start(&settings).await?;
             println!("Cahier {} is running at {}", cahier::VERSION, running.url);
             println!("Data directory: {}", settings.data.display());
             if let Some(setup) = &running.setup_url {
-                println!("No account exists yet. Open this one-time link to create the first administrator:");
+                println!(
+                    "No account exists yet. Open this one-time link to create the first administrator:"
+                );
                 println!("  {setup}");
             }
             running.wait().await
@@ -176,51 +198,110 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("database is up to date");
             Ok(())
         }
-        Command::User { command: UserCommand::Add { data, email, name, sysadmin, team, team_admin, password_stdin } } => {
+        Command::User {
+            command:
+                UserCommand::Add {
+                    data,
+                    email,
+                    name,
+                    sysadmin,
+                    team,
+                    team_admin,
+                    password_stdin,
+                },
+        } => {
             let settings = settings(data)?;
             if !password_stdin {
                 bail!("pass --password-stdin and write the password on standard input");
             }
             let mut password = String::new();
-            std::io::stdin().read_to_string(&mut password).context("reading the password from standard input")?;
+            std::io::stdin()
+                .read_to_string(&mut password)
+                .context("reading the password from standard input")?;
             let password = password.trim_end_matches(['\n', '\r']).to_owned();
             let store = cahier::open_store(&settings).await?;
             let (firstname, lastname) = split_name(&name);
-            let new = cahier_store::accounts::NewUser { email: email.clone(), firstname, lastname, password: Some(password), is_sysadmin: sysadmin };
-            let user_id = store.create_user(new).await.with_context(|| format!("creating the user {email}"))?;
+            let new = cahier_store::accounts::NewUser {
+                email: email.clone(),
+                firstname,
+                lastname,
+                password: Some(password),
+                is_sysadmin: sysadmin,
+            };
+            let user_id = store
+                .create_user(new)
+                .await
+                .with_context(|| format!("creating the user {email}"))?;
             if let Some(team) = team {
                 let team_id = match store.team_by_name(&team).await {
                     Ok(found) => found.id,
-                    Err(cahier_store::StoreError::NotFound(_)) => store.create_team(&team).await.context("creating the team")?,
+                    Err(cahier_store::StoreError::NotFound(_)) => store
+                        .create_team(&team)
+                        .await
+                        .context("creating the team")?,
                     Err(error) => return Err(error).context("finding the team"),
                 };
-                store.add_member(team_id, user_id, team_admin).await.context("adding the user to the team")?;
+                store
+                    .add_member(team_id, user_id, team_admin)
+                    .await
+                    .context("adding the user to the team")?;
             }
             store.close().await;
             println!("created user {email} (id {user_id})");
             Ok(())
         }
-        Command::Apikey { command: ApikeyCommand::Add { data, user, write, team, name } } => {
+        Command::Apikey {
+            command:
+                ApikeyCommand::Add {
+                    data,
+                    user,
+                    write,
+                    team,
+                    name,
+                },
+        } => {
             let settings = settings(data)?;
             let store = cahier::open_store(&settings).await?;
-            let user = store.user_by_email(&user).await.with_context(|| format!("no user with the e-mail {user}"))?;
+            let user = store
+                .user_by_email(&user)
+                .await
+                .with_context(|| format!("no user with the e-mail {user}"))?;
             let team_id = match team {
-                Some(team) => store.team_by_name(&team).await.with_context(|| format!("no team named {team}"))?.id,
+                Some(team) => {
+                    store
+                        .team_by_name(&team)
+                        .await
+                        .with_context(|| format!("no team named {team}"))?
+                        .id
+                }
                 None => match user.current_team {
                     Some(team) => team,
-                    None => bail!("{} belongs to no team; add them to one first (cahier user add … --team NAME)", user.email),
+                    None => bail!(
+                        "{} belongs to no team; add them to one first (cahier user add … --team NAME)",
+                        user.email
+                    ),
                 },
             };
-            let (_, key) = store.create_api_key(user.id, team_id, &name, write).await.context("creating the key")?;
+            let (_, key) = store
+                .create_api_key(user.id, team_id, &name, write)
+                .await
+                .context("creating the key")?;
             store.close().await;
             println!("{key}");
             Ok(())
         }
-        Command::Config { command: ConfigCommand::Example } => {
+        Command::Config {
+            command: ConfigCommand::Example,
+        } => {
             print!("{EXAMPLE}");
             Ok(())
         }
-        Command::Seed { data, experiments, teams, body_bytes } => {
+        Command::Seed {
+            data,
+            experiments,
+            teams,
+            body_bytes,
+        } => {
             let settings = settings(data)?;
             let store = cahier::open_store(&settings).await?;
             let report = cahier::seed::seed(&store, experiments, teams, body_bytes).await?;

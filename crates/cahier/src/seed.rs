@@ -7,22 +7,62 @@ use cahier_store::Store;
 use cahier_store::accounts::NewUser;
 
 const WORDS: &[&str] = &[
-    "échantillon", "sol", "prélèvement", "mesure", "protocole", "température", "pH", "azote", "carbone", "parcelle",
-    "forêt", "rivière", "sédiment", "culture", "souche", "séquençage", "amorce", "centrifugation", "incubation",
-    "dilution", "spectre", "absorbance", "calibration", "témoin", "réplicat", "analyse", "résultat", "biomasse",
-    "humidité", "station", "transect", "quadrat", "capteur", "lyophilisation", "extraction", "filtration",
+    "échantillon",
+    "sol",
+    "prélèvement",
+    "mesure",
+    "protocole",
+    "température",
+    "pH",
+    "azote",
+    "carbone",
+    "parcelle",
+    "forêt",
+    "rivière",
+    "sédiment",
+    "culture",
+    "souche",
+    "séquençage",
+    "amorce",
+    "centrifugation",
+    "incubation",
+    "dilution",
+    "spectre",
+    "absorbance",
+    "calibration",
+    "témoin",
+    "réplicat",
+    "analyse",
+    "résultat",
+    "biomasse",
+    "humidité",
+    "station",
+    "transect",
+    "quadrat",
+    "capteur",
+    "lyophilisation",
+    "extraction",
+    "filtration",
 ];
 
 fn body(seed: usize, bytes: usize) -> String {
     let mut text = format!("# Experiment {seed}\n\n| sample | pH | T (°C) |\n|---|---|---|\n");
     for row in 0..5 {
-        text.push_str(&format!("| S{} | {}.{} | {} |\n", row + 1, 5 + (seed + row) % 4, (seed * 7 + row) % 10, 10 + (seed + row) % 20));
+        text.push_str(&format!(
+            "| S{} | {}.{} | {} |\n",
+            row + 1,
+            5 + (seed + row) % 4,
+            (seed * 7 + row) % 10,
+            10 + (seed + row) % 20
+        ));
     }
     text.push_str("\n- [x] calibrate the probe\n- [ ] repeat the measure\n\n");
     let mut i = seed;
     while text.len() < bytes {
         for _ in 0..12 {
-            i = i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            i = i
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             text.push_str(WORDS[(i >> 33) as usize % WORDS.len()]);
             text.push(' ');
         }
@@ -32,7 +72,12 @@ fn body(seed: usize, bytes: usize) -> String {
 }
 
 /// Seeds `experiments` experiments spread over `teams` teams. Returns a one-line report.
-pub async fn seed(store: &Store, experiments: usize, teams: usize, body_bytes: usize) -> anyhow::Result<String> {
+pub async fn seed(
+    store: &Store,
+    experiments: usize,
+    teams: usize,
+    body_bytes: usize,
+) -> anyhow::Result<String> {
     let teams = teams.max(1);
     let started = std::time::Instant::now();
     let mut subjects = Vec::new();
@@ -56,7 +101,10 @@ pub async fn seed(store: &Store, experiments: usize, teams: usize, body_bytes: u
                 .await
                 .context("creating a user")?,
         };
-        store.add_member(team_id, user_id, true).await.context("adding a member")?;
+        store
+            .add_member(team_id, user_id, true)
+            .await
+            .context("adding a member")?;
         subjects.push((team_id, store.subject(user_id).await?));
     }
     // Two workers: document creation is CPU-bound and SQLite serialises the writes.
@@ -76,7 +124,14 @@ pub async fn seed(store: &Store, experiments: usize, teams: usize, body_bytes: u
                     tags: Some(vec![WORDS[n % 7].to_owned(), format!("batch-{}", n % 50)]),
                     ..Default::default()
                 };
-                let new = cahier_store::NewEntity { kind: EntityKind::Experiment, team_id: *team_id, canread: None, canwrite: None, patch, template: None };
+                let new = cahier_store::NewEntity {
+                    kind: EntityKind::Experiment,
+                    team_id: *team_id,
+                    canread: None,
+                    canwrite: None,
+                    patch,
+                    template: None,
+                };
                 store.create_entity(subject, new).await?;
             }
             Ok::<_, cahier_store::StoreError>(())
@@ -85,5 +140,8 @@ pub async fn seed(store: &Store, experiments: usize, teams: usize, body_bytes: u
     for handle in handles {
         handle.await.context("seeding worker")??;
     }
-    Ok(format!("seeded {experiments} experiments in {teams} teams in {:.1} s", started.elapsed().as_secs_f64()))
+    Ok(format!(
+        "seeded {experiments} experiments in {teams} teams in {:.1} s",
+        started.elapsed().as_secs_f64()
+    ))
 }

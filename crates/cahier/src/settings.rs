@@ -68,13 +68,25 @@ pub const EXAMPLE: &str = r#"# cahier.toml — put it in the data directory (or 
 impl Settings {
     /// Builds and checks the settings.
     pub fn load(overrides: Overrides) -> anyhow::Result<Self> {
-        let data = overrides.data.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DATA));
-        let file_path = overrides.config.clone().unwrap_or_else(|| data.join("cahier.toml"));
+        let data = overrides
+            .data
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA));
+        let file_path = overrides
+            .config
+            .clone()
+            .unwrap_or_else(|| data.join("cahier.toml"));
         let file = read_file(&file_path, overrides.config.is_some())?;
         let settings = Settings {
             data,
-            listen: overrides.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
-            public_url: overrides.public_url.or(file.public_url).map(|u| u.trim_end_matches('/').to_owned()),
+            listen: overrides
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
+            public_url: overrides
+                .public_url
+                .or(file.public_url)
+                .map(|u| u.trim_end_matches('/').to_owned()),
             max_body_mb: file.max_body_mb.unwrap_or(16),
         };
         if let Some(url) = &settings.public_url {
@@ -91,13 +103,24 @@ impl Settings {
 
 fn read_file(path: &Path, required: bool) -> anyhow::Result<FileSettings> {
     match std::fs::read_to_string(path) {
-        Ok(text) => toml::from_str(&text).with_context(|| format!("reading the configuration file {}", path.display())),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound && !required => Ok(FileSettings::default()),
-        Err(error) => Err(error).with_context(|| format!("reading the configuration file {}", path.display())),
+        Ok(text) => toml::from_str(&text)
+            .with_context(|| format!("reading the configuration file {}", path.display())),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound && !required => {
+            Ok(FileSettings::default())
+        }
+        Err(error) => {
+            Err(error).with_context(|| format!("reading the configuration file {}", path.display()))
+        }
     }
 }
 
-const KNOWN_ENV: &[&str] = &["CAHIER_DATA", "CAHIER_LISTEN", "CAHIER_PUBLIC_URL", "CAHIER_CONFIG", "CAHIER_LOG"];
+const KNOWN_ENV: &[&str] = &[
+    "CAHIER_DATA",
+    "CAHIER_LISTEN",
+    "CAHIER_PUBLIC_URL",
+    "CAHIER_CONFIG",
+    "CAHIER_LOG",
+];
 
 fn warn_unknown_env() {
     for (key, _) in std::env::vars() {
@@ -115,15 +138,31 @@ mod tests {
     fn flags_beat_the_file_which_beats_defaults() {
         let dir = std::env::temp_dir().join(format!("cahier-settings-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
-        std::fs::write(dir.join("cahier.toml"), "listen = \"127.0.0.1:9999\"\nmax_body_mb = 4\n").expect("write");
-        let from_file = Settings::load(Overrides { data: Some(dir.clone()), ..Default::default() }).expect("load");
+        std::fs::write(
+            dir.join("cahier.toml"),
+            "listen = \"127.0.0.1:9999\"\nmax_body_mb = 4\n",
+        )
+        .expect("write");
+        let from_file = Settings::load(Overrides {
+            data: Some(dir.clone()),
+            ..Default::default()
+        })
+        .expect("load");
         assert_eq!(from_file.listen, "127.0.0.1:9999");
         assert_eq!(from_file.max_body_mb, 4);
-        let flagged = Settings::load(Overrides { data: Some(dir.clone()), listen: Some("127.0.0.1:1".into()), ..Default::default() })
-            .expect("load");
+        let flagged = Settings::load(Overrides {
+            data: Some(dir.clone()),
+            listen: Some("127.0.0.1:1".into()),
+            ..Default::default()
+        })
+        .expect("load");
         assert_eq!(flagged.listen, "127.0.0.1:1");
         std::fs::write(dir.join("cahier.toml"), "lisen = 1\n").expect("write");
-        let error = Settings::load(Overrides { data: Some(dir.clone()), ..Default::default() }).expect_err("typo");
+        let error = Settings::load(Overrides {
+            data: Some(dir.clone()),
+            ..Default::default()
+        })
+        .expect_err("typo");
         assert!(format!("{error:#}").contains("lisen"), "{error:#}");
         std::fs::remove_dir_all(&dir).ok();
     }

@@ -5,7 +5,11 @@ fn actor(n: u8) -> ActorId {
 }
 
 fn meta(n: u8, message: &str) -> CommitMeta {
-    CommitMeta { actor: actor(n), time_ms: 1_700_000_000_000, message: message.into() }
+    CommitMeta {
+        actor: actor(n),
+        time_ms: 1_700_000_000_000,
+        message: message.into(),
+    }
 }
 
 fn new_doc() -> EntityDoc {
@@ -50,8 +54,15 @@ fn saving_and_loading_keeps_heads_and_content() {
 fn an_empty_patch_makes_no_version() {
     let mut doc = new_doc();
     let before = doc.heads();
-    let patch = EntityPatch { title: Some("Soil sampling".into()), ..Default::default() };
-    assert_eq!(doc.apply(None, &patch, &meta(1, "save"), || actor(9)).expect("apply"), None);
+    let patch = EntityPatch {
+        title: Some("Soil sampling".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        doc.apply(None, &patch, &meta(1, "save"), || actor(9))
+            .expect("apply"),
+        None
+    );
     assert_eq!(doc.heads(), before);
 }
 
@@ -59,34 +70,69 @@ fn an_empty_patch_makes_no_version() {
 fn concurrent_edits_of_different_paragraphs_merge() {
     let mut doc = new_doc();
     let base = doc.heads();
-    let alice = EntityPatch { body: Some("Intro by Alice\n\nMethods\n\nResults\n".into()), ..Default::default() };
-    doc.apply(Some(&base), &alice, &meta(2, "save"), || actor(20)).expect("alice");
-    let bob = EntityPatch { body: Some("Intro\n\nMethods\n\nResults by Bob\n".into()), ..Default::default() };
-    doc.apply(Some(&base), &bob, &meta(3, "save"), || actor(30)).expect("bob");
+    let alice = EntityPatch {
+        body: Some("Intro by Alice\n\nMethods\n\nResults\n".into()),
+        ..Default::default()
+    };
+    doc.apply(Some(&base), &alice, &meta(2, "save"), || actor(20))
+        .expect("alice");
+    let bob = EntityPatch {
+        body: Some("Intro\n\nMethods\n\nResults by Bob\n".into()),
+        ..Default::default()
+    };
+    doc.apply(Some(&base), &bob, &meta(3, "save"), || actor(30))
+        .expect("bob");
     let content = doc.content().expect("content");
-    assert_eq!(content.body, "Intro by Alice\n\nMethods\n\nResults by Bob\n");
-    assert_eq!(doc.heads().len(), 2, "two concurrent versions stay visible in the heads");
+    assert_eq!(
+        content.body,
+        "Intro by Alice\n\nMethods\n\nResults by Bob\n"
+    );
+    assert_eq!(
+        doc.heads().len(),
+        2,
+        "two concurrent versions stay visible in the heads"
+    );
 }
 
 #[test]
 fn concurrent_values_of_one_field_are_kept_until_one_is_picked() {
     let mut doc = new_doc();
     let base = doc.heads();
-    let a = EntityPatch { title: Some("Title A".into()), status: Some(Some(1)), ..Default::default() };
-    let b = EntityPatch { title: Some("Title B".into()), ..Default::default() };
-    doc.apply(Some(&base), &a, &meta(2, "save"), || actor(20)).expect("a");
-    doc.apply(Some(&base), &b, &meta(3, "save"), || actor(30)).expect("b");
-    let content = doc.content().expect("content");
-    assert_eq!(content.status, Some(1), "a field changed on one side only is not a conflict");
-    assert_eq!(content.conflicts.len(), 1);
-    assert_eq!(content.conflicts[0].field, ConflictField::Title);
-    assert_eq!(content.conflicts[0].values, vec!["Title A".to_string(), "Title B".to_string()]);
-
-    let pick = EntityPatch {
-        ops: vec![EntityOp::ResolveConflict { field: ConflictField::Title, value: "Title B".into() }],
+    let a = EntityPatch {
+        title: Some("Title A".into()),
+        status: Some(Some(1)),
         ..Default::default()
     };
-    doc.apply(None, &pick, &meta(2, "resolve"), || actor(21)).expect("pick");
+    let b = EntityPatch {
+        title: Some("Title B".into()),
+        ..Default::default()
+    };
+    doc.apply(Some(&base), &a, &meta(2, "save"), || actor(20))
+        .expect("a");
+    doc.apply(Some(&base), &b, &meta(3, "save"), || actor(30))
+        .expect("b");
+    let content = doc.content().expect("content");
+    assert_eq!(
+        content.status,
+        Some(1),
+        "a field changed on one side only is not a conflict"
+    );
+    assert_eq!(content.conflicts.len(), 1);
+    assert_eq!(content.conflicts[0].field, ConflictField::Title);
+    assert_eq!(
+        content.conflicts[0].values,
+        vec!["Title A".to_string(), "Title B".to_string()]
+    );
+
+    let pick = EntityPatch {
+        ops: vec![EntityOp::ResolveConflict {
+            field: ConflictField::Title,
+            value: "Title B".into(),
+        }],
+        ..Default::default()
+    };
+    doc.apply(None, &pick, &meta(2, "resolve"), || actor(21))
+        .expect("pick");
     let content = doc.content().expect("content");
     assert!(content.conflicts.is_empty());
     assert_eq!(content.title, "Title B");
@@ -97,36 +143,79 @@ fn steps_record_who_ticked_them_and_when() {
     let mut doc = new_doc();
     let add = EntityPatch {
         ops: vec![
-            EntityOp::AddStep { id: "s1".into(), body: "Calibrate".into(), at_ms: 1 },
-            EntityOp::AddStep { id: "s2".into(), body: "Measure".into(), at_ms: 2 },
+            EntityOp::AddStep {
+                id: "s1".into(),
+                body: "Calibrate".into(),
+                at_ms: 1,
+            },
+            EntityOp::AddStep {
+                id: "s2".into(),
+                body: "Measure".into(),
+                at_ms: 2,
+            },
         ],
         ..Default::default()
     };
-    doc.apply(None, &add, &meta(1, "steps"), || actor(9)).expect("add");
+    doc.apply(None, &add, &meta(1, "steps"), || actor(9))
+        .expect("add");
     let tick = EntityPatch {
-        ops: vec![EntityOp::FinishStep { id: "s1".into(), done: true, by: 4, at_ms: 99 }],
+        ops: vec![EntityOp::FinishStep {
+            id: "s1".into(),
+            done: true,
+            by: 4,
+            at_ms: 99,
+        }],
         ..Default::default()
     };
-    doc.apply(None, &tick, &meta(1, "tick"), || actor(9)).expect("tick");
+    doc.apply(None, &tick, &meta(1, "tick"), || actor(9))
+        .expect("tick");
     let steps = doc.content().expect("c").steps;
     assert_eq!(steps.len(), 2);
-    assert_eq!((steps[0].id.as_str(), steps[0].done, steps[0].done_by, steps[0].done_at_ms), ("s1", true, Some(4), Some(99)));
+    assert_eq!(
+        (
+            steps[0].id.as_str(),
+            steps[0].done,
+            steps[0].done_by,
+            steps[0].done_at_ms
+        ),
+        ("s1", true, Some(4), Some(99))
+    );
     assert!(!steps[1].done);
     let missing = EntityPatch {
-        ops: vec![EntityOp::FinishStep { id: "nope".into(), done: true, by: 4, at_ms: 99 }],
+        ops: vec![EntityOp::FinishStep {
+            id: "nope".into(),
+            done: true,
+            by: 4,
+            at_ms: 99,
+        }],
         ..Default::default()
     };
-    assert!(matches!(doc.apply(None, &missing, &meta(1, "tick"), || actor(9)), Err(DocError::NotFound("step"))));
+    assert!(matches!(
+        doc.apply(None, &missing, &meta(1, "tick"), || actor(9)),
+        Err(DocError::NotFound("step"))
+    ));
 }
 
 #[test]
 fn bad_values_name_their_field() {
     let mut doc = new_doc();
     let cases = [
-        EntityPatch { date: Some("29/11/2026".into()), ..Default::default() },
-        EntityPatch { rating: Some(9), ..Default::default() },
-        EntityPatch { title: Some("x".repeat(300)), ..Default::default() },
-        EntityPatch { tags: Some(vec!["  ".into()]), ..Default::default() },
+        EntityPatch {
+            date: Some("29/11/2026".into()),
+            ..Default::default()
+        },
+        EntityPatch {
+            rating: Some(9),
+            ..Default::default()
+        },
+        EntityPatch {
+            title: Some("x".repeat(300)),
+            ..Default::default()
+        },
+        EntityPatch {
+            tags: Some(vec!["  ".into()]),
+            ..Default::default()
+        },
     ];
     let fields = ["date", "rating", "title", "tags"];
     for (patch, field) in cases.iter().zip(fields) {
@@ -141,9 +230,16 @@ fn bad_values_name_their_field() {
 fn every_version_stays_readable() {
     let mut doc = new_doc();
     let v1 = doc.heads();
-    let patch = EntityPatch { body: Some("Rewritten\n".into()), ..Default::default() };
-    doc.apply(None, &patch, &meta(1, "save"), || actor(9)).expect("save");
-    assert_eq!(doc.content_at(&v1).expect("v1").body, "Intro\n\nMethods\n\nResults\n");
+    let patch = EntityPatch {
+        body: Some("Rewritten\n".into()),
+        ..Default::default()
+    };
+    doc.apply(None, &patch, &meta(1, "save"), || actor(9))
+        .expect("save");
+    assert_eq!(
+        doc.content_at(&v1).expect("v1").body,
+        "Intro\n\nMethods\n\nResults\n"
+    );
     assert_eq!(doc.content().expect("now").body, "Rewritten\n");
     let history = doc.changes_since(&[]);
     assert_eq!(history.len(), 2);
@@ -154,13 +250,33 @@ fn every_version_stays_readable() {
 #[test]
 fn a_full_rewrite_of_a_20_kb_body_takes_the_fast_path() {
     let mut doc = new_doc();
-    let big: String = (0..800).map(|i| format!("line {i} of the old body\n")).collect();
-    doc.apply(None, &EntityPatch { body: Some(big), ..Default::default() }, &meta(1, "save"), || actor(9))
-        .expect("big");
-    let rewritten: String = (0..800).map(|i| format!("completely new text {i}\n")).collect();
+    let big: String = (0..800)
+        .map(|i| format!("line {i} of the old body\n"))
+        .collect();
+    doc.apply(
+        None,
+        &EntityPatch {
+            body: Some(big),
+            ..Default::default()
+        },
+        &meta(1, "save"),
+        || actor(9),
+    )
+    .expect("big");
+    let rewritten: String = (0..800)
+        .map(|i| format!("completely new text {i}\n"))
+        .collect();
     let started = std::time::Instant::now();
-    doc.apply(None, &EntityPatch { body: Some(rewritten.clone()), ..Default::default() }, &meta(1, "save"), || actor(9))
-        .expect("rewrite");
+    doc.apply(
+        None,
+        &EntityPatch {
+            body: Some(rewritten.clone()),
+            ..Default::default()
+        },
+        &meta(1, "save"),
+        || actor(9),
+    )
+    .expect("rewrite");
     // A generous bound: the slow path takes seconds; this guards against regressing to it.
     assert!(started.elapsed() < std::time::Duration::from_secs(2));
     assert_eq!(doc.content().expect("c").body, rewritten);
@@ -170,6 +286,15 @@ fn a_full_rewrite_of_a_20_kb_body_takes_the_fast_path() {
 fn links_refuse_the_entity_itself() {
     let mut doc = new_doc();
     let own = doc.content().expect("c").id;
-    let patch = EntityPatch { ops: vec![EntityOp::AddLink { target: own, at_ms: 1 }], ..Default::default() };
-    assert!(matches!(doc.apply(None, &patch, &meta(1, "link"), || actor(9)), Err(DocError::Invalid { field: "link", .. })));
+    let patch = EntityPatch {
+        ops: vec![EntityOp::AddLink {
+            target: own,
+            at_ms: 1,
+        }],
+        ..Default::default()
+    };
+    assert!(matches!(
+        doc.apply(None, &patch, &meta(1, "link"), || actor(9)),
+        Err(DocError::Invalid { field: "link", .. })
+    ));
 }

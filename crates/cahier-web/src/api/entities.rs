@@ -24,16 +24,19 @@ use std::collections::HashMap;
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/{entity_type}", get(list).post(create))
-        .route("/{entity_type}/{id}", get(read).patch(update).delete(destroy).post(duplicate))
+        .route(
+            "/{entity_type}/{id}",
+            get(read).patch(update).delete(destroy).post(duplicate),
+        )
 }
 
 /// The kind behind an API path segment; 501 for kinds whose feature has not landed yet.
 fn kind(entity_type: &str) -> Result<EntityKind, AppError> {
     match entity_type {
         "experiments" => Ok(EntityKind::Experiment),
-        "items" | "experiments_templates" | "items_types" => Err(AppError::NotImplemented(format!(
-            "{entity_type} are not available yet in Cahier; only experiments are"
-        ))),
+        "items" | "experiments_templates" | "items_types" => Err(AppError::NotImplemented(
+            format!("{entity_type} are not available yet in Cahier; only experiments are"),
+        )),
         _ => Err(AppError::NotFound("endpoint".into())),
     }
 }
@@ -51,7 +54,11 @@ struct Names {
 
 impl Names {
     async fn load(store: &Store, rows: &[EntityRow]) -> Result<Self, AppError> {
-        let mut users: Vec<i64> = rows.iter().flat_map(|r| [r.owner_id, r.lastchangeby]).chain(rows.iter().filter_map(|r| r.locked_by)).collect();
+        let mut users: Vec<i64> = rows
+            .iter()
+            .flat_map(|r| [r.owner_id, r.lastchangeby])
+            .chain(rows.iter().filter_map(|r| r.locked_by))
+            .collect();
         users.sort_unstable();
         users.dedup();
         let ids = |f: fn(&EntityRow) -> Option<i64>| {
@@ -61,9 +68,24 @@ impl Names {
             v
         };
         Ok(Self {
-            users: store.users_by_ids(&users).await?.into_iter().map(|u| (u.id, u.fullname())).collect(),
-            statuses: store.terms_by_ids(Vocabulary::Status, &ids(|r| r.status_id)).await?.into_iter().map(|t| (t.id, t)).collect(),
-            categories: store.terms_by_ids(Vocabulary::Category, &ids(|r| r.category_id)).await?.into_iter().map(|t| (t.id, t)).collect(),
+            users: store
+                .users_by_ids(&users)
+                .await?
+                .into_iter()
+                .map(|u| (u.id, u.fullname()))
+                .collect(),
+            statuses: store
+                .terms_by_ids(Vocabulary::Status, &ids(|r| r.status_id))
+                .await?
+                .into_iter()
+                .map(|t| (t.id, t))
+                .collect(),
+            categories: store
+                .terms_by_ids(Vocabulary::Category, &ids(|r| r.category_id))
+                .await?
+                .into_iter()
+                .map(|t| (t.id, t))
+                .collect(),
         })
     }
 }
@@ -119,7 +141,8 @@ fn entity_json(row: &EntityRow, names: &Names) -> serde_json::Map<String, Value>
 
 /// Query parameters, allowing repeats (`tags[]=a&tags[]=b`).
 fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, AppError> {
-    serde_urlencoded::from_str(raw.unwrap_or("")).map_err(|_| AppError::BadRequest("the query string could not be read".into()))
+    serde_urlencoded::from_str(raw.unwrap_or(""))
+        .map_err(|_| AppError::BadRequest("the query string could not be read".into()))
 }
 
 fn csv_ints(field: &str, value: &str) -> Result<Vec<i64>, AppError> {
@@ -127,7 +150,10 @@ fn csv_ints(field: &str, value: &str) -> Result<Vec<i64>, AppError> {
         .split(',')
         .map(str::trim)
         .filter(|v| !v.is_empty() && *v != "null")
-        .map(|v| v.parse().map_err(|_| AppError::invalid(field, "expected numbers separated by commas")))
+        .map(|v| {
+            v.parse()
+                .map_err(|_| AppError::invalid(field, "expected numbers separated by commas"))
+        })
         .collect()
 }
 
@@ -143,8 +169,16 @@ async fn list(
     for (key, value) in query_pairs(raw.as_deref())? {
         match key.as_str() {
             "q" => query.q = Some(value).filter(|v| !v.trim().is_empty()),
-            "limit" => query.limit = value.parse().map_err(|_| AppError::invalid("limit", "expected a whole number"))?,
-            "offset" => query.offset = value.parse().map_err(|_| AppError::invalid("offset", "expected a whole number"))?,
+            "limit" => {
+                query.limit = value
+                    .parse()
+                    .map_err(|_| AppError::invalid("limit", "expected a whole number"))?
+            }
+            "offset" => {
+                query.offset = value
+                    .parse()
+                    .map_err(|_| AppError::invalid("offset", "expected a whole number"))?
+            }
             "order" => query.order = Order::parse(&value)?,
             "sort" => {
                 query.descending = match value.as_str() {
@@ -159,7 +193,9 @@ async fn list(
             "state" => query.states = csv_ints("state", &value)?,
             "tags[]" | "tags" => query.tags.push(value),
             "extended" if !value.trim().is_empty() => {
-                return Err(AppError::NotImplemented("the extended query grammar is not available yet; use q and the filters".into()));
+                return Err(AppError::NotImplemented(
+                    "the extended query grammar is not available yet; use q and the filters".into(),
+                ));
             }
             _ => {}
         }
@@ -172,19 +208,33 @@ async fn list(
     }
     let page = app.store.list_entities(&caller.subject, &query).await?;
     let names = Names::load(&app.store, &page.rows).await?;
-    let rows: Vec<Value> = page.rows.iter().map(|r| Value::Object(entity_json(r, &names))).collect();
+    let rows: Vec<Value> = page
+        .rows
+        .iter()
+        .map(|r| Value::Object(entity_json(r, &names)))
+        .collect();
     Ok(axum::Json(rows).into_response())
 }
 
-async fn full_entity(app: &AppState, caller: &ApiCaller, kind: EntityKind, id: i64) -> Result<Value, AppError> {
+async fn full_entity(
+    app: &AppState,
+    caller: &ApiCaller,
+    kind: EntityKind,
+    id: i64,
+) -> Result<Value, AppError> {
     let row = app.store.entity_of_kind(&caller.subject, kind, id).await?;
     let names = Names::load(&app.store, std::slice::from_ref(&row)).await?;
     let mut map = entity_json(&row, &names);
     let steps = app.store.steps(id).await?;
     let comments = app.store.comments(id).await?;
     let commenters: Vec<i64> = comments.iter().map(|c| c.author).collect();
-    let commenter_names: HashMap<i64, String> =
-        app.store.users_by_ids(&commenters).await?.into_iter().map(|u| (u.id, u.fullname())).collect();
+    let commenter_names: HashMap<i64, String> = app
+        .store
+        .users_by_ids(&commenters)
+        .await?
+        .into_iter()
+        .map(|u| (u.id, u.fullname()))
+        .collect();
     map.insert(
         "steps".into(),
         steps
@@ -219,15 +269,29 @@ async fn full_entity(app: &AppState, caller: &ApiCaller, kind: EntityKind, id: i
             .map(|l| json!({"entityid": l.id, "uuid": l.uuid, "title": l.title, "link_state": l.state}))
             .collect()
     };
-    map.insert("experiments_links".into(), Value::Array(link_json("experiment")));
+    map.insert(
+        "experiments_links".into(),
+        Value::Array(link_json("experiment")),
+    );
     map.insert("items_links".into(), Value::Array(link_json("resource")));
     let backlinks = app.store.backlinks(&caller.subject, &row.uuid).await?;
     map.insert(
         "related_experiments_links".into(),
-        backlinks.iter().filter(|l| l.kind == "experiment").map(|l| json!({"entityid": l.id, "title": l.title})).collect(),
+        backlinks
+            .iter()
+            .filter(|l| l.kind == "experiment")
+            .map(|l| json!({"entityid": l.id, "title": l.title}))
+            .collect(),
     );
     map.insert("uploads".into(), Value::Array(Vec::new()));
-    map.insert("sharelink".into(), Value::String(format!("{}/{}", app.config.public_url.trim_end_matches('/'), section(kind, id))));
+    map.insert(
+        "sharelink".into(),
+        Value::String(format!(
+            "{}/{}",
+            app.config.public_url.trim_end_matches('/'),
+            section(kind, id)
+        )),
+    );
     Ok(Value::Object(map))
 }
 
@@ -248,9 +312,14 @@ async fn read(
 ) -> Result<Response, AppError> {
     let kind = kind(&entity_type)?;
     let id = parse_id(&id)?;
-    if let Some((_, format)) = query_pairs(raw.as_deref())?.into_iter().find(|(k, _)| k == "format") {
+    if let Some((_, format)) = query_pairs(raw.as_deref())?
+        .into_iter()
+        .find(|(k, _)| k == "format")
+    {
         if format != "json" {
-            return Err(AppError::NotImplemented(format!("export as {format} is not available yet")));
+            return Err(AppError::NotImplemented(format!(
+                "export as {format} is not available yet"
+            )));
         }
     }
     Ok(axum::Json(full_entity(&app, &caller, kind, id).await?).into_response())
@@ -259,15 +328,24 @@ async fn read(
 /// The fields of a create or update request, as a document patch.
 fn patch_from(body: &JsonBody) -> Result<EntityPatch, AppError> {
     if body.has("metadata") || body.has("metadatamerge") {
-        return Err(AppError::NotImplemented("extra fields (metadata) are not available yet in Cahier".into()));
+        return Err(AppError::NotImplemented(
+            "extra fields (metadata) are not available yet in Cahier".into(),
+        ));
     }
     let content_type = match body.int("content_type")? {
         None => None,
         Some(1) => Some(ContentType::Html),
         Some(2) => Some(ContentType::Markdown),
-        Some(_) => return Err(AppError::invalid("content_type", "expected 1 (HTML) or 2 (Markdown)")),
+        Some(_) => {
+            return Err(AppError::invalid(
+                "content_type",
+                "expected 1 (HTML) or 2 (Markdown)",
+            ));
+        }
     };
-    let date = body.string("date")?.map(|d| d.get(..10).unwrap_or(&d).to_owned());
+    let date = body
+        .string("date")?
+        .map(|d| d.get(..10).unwrap_or(&d).to_owned());
     Ok(EntityPatch {
         title: body.string("title")?,
         date,
@@ -282,7 +360,10 @@ fn patch_from(body: &JsonBody) -> Result<EntityPatch, AppError> {
 }
 
 fn created(app: &AppState, entity_type: &str, id: i64) -> Response {
-    let location = format!("{}/api/v2/{entity_type}/{id}", app.config.public_url.trim_end_matches('/'));
+    let location = format!(
+        "{}/api/v2/{entity_type}/{id}",
+        app.config.public_url.trim_end_matches('/')
+    );
     let mut response = StatusCode::CREATED.into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, value);
@@ -299,12 +380,21 @@ async fn create(
     let kind = kind(&entity_type)?;
     caller.require_write()?;
     if body.has("template") && body.int("template")?.is_some() {
-        return Err(AppError::NotImplemented("templates are not available yet in Cahier".into()));
+        return Err(AppError::NotImplemented(
+            "templates are not available yet in Cahier".into(),
+        ));
     }
     let patch = patch_from(&body)?;
     let canread = body.access_rule("canread", None)?;
     let canwrite = body.access_rule("canwrite", None)?;
-    let new = NewEntity { kind, team_id: caller.team()?, canread, canwrite, patch, template: None };
+    let new = NewEntity {
+        kind,
+        team_id: caller.team()?,
+        canread,
+        canwrite,
+        patch,
+        template: None,
+    };
     let id = app.store.create_entity(&caller.subject, new).await?;
     Ok(created(&app, &entity_type, id))
 }
@@ -328,11 +418,18 @@ async fn update(
             let canwrite = body.access_rule("canwrite", Some(&row.canwrite))?;
             if canread.is_some() || canwrite.is_some() {
                 store
-                    .set_access(subject, id, canread.unwrap_or(row.canread.clone()), canwrite.unwrap_or(row.canwrite.clone()))
+                    .set_access(
+                        subject,
+                        id,
+                        canread.unwrap_or(row.canread.clone()),
+                        canwrite.unwrap_or(row.canwrite.clone()),
+                    )
                     .await?;
             }
             if patch != EntityPatch::default() {
-                store.update_entity(subject, id, None, &patch, "save").await?;
+                store
+                    .update_entity(subject, id, None, &patch, "save")
+                    .await?;
             }
         }
         Some("lock") => {
@@ -353,10 +450,27 @@ async fn update(
         Some("destroy") => {
             store.set_state(subject, id, state::DELETED).await?;
         }
-        Some(action @ ("timestamp" | "sign" | "bloxberg" | "pin" | "accesskey" | "updatemetadatafield" | "setnextcustomid" | "updateowner" | "review")) => {
-            return Err(AppError::NotImplemented(format!("the {action} action is not available yet in Cahier")));
+        Some(
+            action @ ("timestamp"
+            | "sign"
+            | "bloxberg"
+            | "pin"
+            | "accesskey"
+            | "updatemetadatafield"
+            | "setnextcustomid"
+            | "updateowner"
+            | "review"),
+        ) => {
+            return Err(AppError::NotImplemented(format!(
+                "the {action} action is not available yet in Cahier"
+            )));
         }
-        Some(other) => return Err(AppError::invalid("action", format!("unknown action {other}"))),
+        Some(other) => {
+            return Err(AppError::invalid(
+                "action",
+                format!("unknown action {other}"),
+            ));
+        }
     }
     Ok(axum::Json(full_entity(&app, &caller, kind, id).await?).into_response())
 }
@@ -385,6 +499,8 @@ async fn destroy(
     let id = parse_id(&id)?;
     caller.require_write()?;
     app.store.entity_of_kind(&caller.subject, kind, id).await?;
-    app.store.set_state(&caller.subject, id, state::DELETED).await?;
+    app.store
+        .set_state(&caller.subject, id, state::DELETED)
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -23,7 +23,10 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/team/members/{user}/remove", post(remove_member))
         .route("/team/groups", post(create_group))
         .route("/team/groups/{group}/members", post(add_group_member))
-        .route("/team/groups/{group}/members/{user}/remove", post(remove_group_member))
+        .route(
+            "/team/groups/{group}/members/{user}/remove",
+            post(remove_group_member),
+        )
         .route("/team/groups/{group}/delete", post(delete_group))
         .route("/team/terms/{vocabulary}", post(create_term))
         .route("/team/terms/{vocabulary}/{id}", post(update_term))
@@ -40,8 +43,16 @@ struct SwitchForm {
     team: i64,
 }
 
-async fn switch_team(State(state): State<AppState>, session: SignedIn, Form(form): Form<SwitchForm>) -> Result<Response, UiError> {
-    state.store.set_current_team(session.user.id, form.team).await.ui(session.lang)?;
+async fn switch_team(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Form(form): Form<SwitchForm>,
+) -> Result<Response, UiError> {
+    state
+        .store
+        .set_current_team(session.user.id, form.team)
+        .await
+        .ui(session.lang)?;
     Ok(Redirect::to("/").into_response())
 }
 
@@ -50,7 +61,10 @@ fn admin_team(session: &SignedIn) -> Result<i64, UiError> {
     let lang = session.lang;
     match session.current_team() {
         Some(team) if session.subject.is_team_admin(team) || session.user.is_sysadmin => Ok(team),
-        _ => Err(UiError(AppError::Forbidden(lang.t("team.not_admin").into()), lang)),
+        _ => Err(UiError(
+            AppError::Forbidden(lang.t("team.not_admin").into()),
+            lang,
+        )),
     }
 }
 
@@ -88,9 +102,15 @@ async fn team_page(State(state): State<AppState>, session: SignedIn) -> Result<R
     let mut group_views = Vec::new();
     for g in groups {
         let users = store.users_by_ids(&g.members).await.ui(lang)?;
-        group_views.push(GroupView { id: g.id, name: g.name, members: users.into_iter().map(|u| (u.id, u.fullname())).collect() });
+        group_views.push(GroupView {
+            id: g.id,
+            name: g.name,
+            members: users.into_iter().map(|u| (u.id, u.fullname())).collect(),
+        });
     }
-    let p = PageCtx::signed_in(&state, &session, lang.t("team.title").to_owned()).await.ui(lang)?;
+    let p = PageCtx::signed_in(&state, &session, lang.t("team.title").to_owned())
+        .await
+        .ui(lang)?;
     Ok(render(&TeamPage {
         p,
         team_name: team.name,
@@ -102,13 +122,19 @@ async fn team_page(State(state): State<AppState>, session: SignedIn) -> Result<R
                 key: "status",
                 title_key: "team.statuses",
                 new_key: "team.new_status",
-                terms: store.terms(Vocabulary::Status, team_id, Family::Experiment).await.ui(lang)?,
+                terms: store
+                    .terms(Vocabulary::Status, team_id, Family::Experiment)
+                    .await
+                    .ui(lang)?,
             },
             VocabView {
                 key: "category",
                 title_key: "team.categories",
                 new_key: "team.new_category",
-                terms: store.terms(Vocabulary::Category, team_id, Family::Experiment).await.ui(lang)?,
+                terms: store
+                    .terms(Vocabulary::Category, team_id, Family::Experiment)
+                    .await
+                    .ui(lang)?,
             },
         ],
     }))
@@ -124,37 +150,87 @@ struct MemberForm {
     is_admin: Option<String>,
 }
 
-async fn add_member(State(state): State<AppState>, session: SignedIn, Form(form): Form<MemberForm>) -> Result<Response, UiError> {
+async fn add_member(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Form(form): Form<MemberForm>,
+) -> Result<Response, UiError> {
     let lang = session.lang;
     let team = admin_team(&session)?;
     let user = state
         .store
         .user_by_email(&form.email)
         .await
-        .map_err(|_| AppError::invalid("email", format!("nobody has the address {}; a sysadmin creates accounts", form.email.trim())))
+        .map_err(|_| {
+            AppError::invalid(
+                "email",
+                format!(
+                    "nobody has the address {}; a sysadmin creates accounts",
+                    form.email.trim()
+                ),
+            )
+        })
         .ui(lang)?;
-    state.store.add_member(team, user.id, form.is_admin.is_some()).await.ui(lang)?;
+    state
+        .store
+        .add_member(team, user.id, form.is_admin.is_some())
+        .await
+        .ui(lang)?;
     Ok(back_to_team())
 }
 
-async fn toggle_admin(State(state): State<AppState>, session: SignedIn, Path(user): Path<i64>) -> Result<Response, UiError> {
+async fn toggle_admin(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Path(user): Path<i64>,
+) -> Result<Response, UiError> {
     let lang = session.lang;
     let team = admin_team(&session)?;
-    let member = state.store.team_members(team).await.ui(lang)?.into_iter().find(|m| m.user_id == user);
+    let member = state
+        .store
+        .team_members(team)
+        .await
+        .ui(lang)?
+        .into_iter()
+        .find(|m| m.user_id == user);
     let member = member.ok_or_else(|| UiError(AppError::NotFound("member".into()), lang))?;
     if member.is_admin {
-        let admins = state.store.team_members(team).await.ui(lang)?.iter().filter(|m| m.is_admin).count();
+        let admins = state
+            .store
+            .team_members(team)
+            .await
+            .ui(lang)?
+            .iter()
+            .filter(|m| m.is_admin)
+            .count();
         if admins <= 1 {
-            return Err(UiError(AppError::Conflict("a team needs at least one admin; name another admin first".into()), lang));
+            return Err(UiError(
+                AppError::Conflict(
+                    "a team needs at least one admin; name another admin first".into(),
+                ),
+                lang,
+            ));
         }
     }
-    state.store.add_member(team, user, !member.is_admin).await.ui(lang)?;
+    state
+        .store
+        .add_member(team, user, !member.is_admin)
+        .await
+        .ui(lang)?;
     Ok(back_to_team())
 }
 
-async fn remove_member(State(state): State<AppState>, session: SignedIn, Path(user): Path<i64>) -> Result<Response, UiError> {
+async fn remove_member(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Path(user): Path<i64>,
+) -> Result<Response, UiError> {
     let team = admin_team(&session)?;
-    state.store.remove_member(team, user).await.ui(session.lang)?;
+    state
+        .store
+        .remove_member(team, user)
+        .await
+        .ui(session.lang)?;
     Ok(back_to_team())
 }
 
@@ -163,9 +239,17 @@ struct NameForm {
     name: String,
 }
 
-async fn create_group(State(state): State<AppState>, session: SignedIn, Form(form): Form<NameForm>) -> Result<Response, UiError> {
+async fn create_group(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Form(form): Form<NameForm>,
+) -> Result<Response, UiError> {
     let team = admin_team(&session)?;
-    state.store.create_group(team, &form.name).await.ui(session.lang)?;
+    state
+        .store
+        .create_group(team, &form.name)
+        .await
+        .ui(session.lang)?;
     Ok(back_to_team())
 }
 
@@ -173,7 +257,10 @@ async fn owned_group(state: &AppState, session: &SignedIn, group: i64) -> Result
     let team = admin_team(session)?;
     let found = state.store.group(group).await.ui(session.lang)?;
     if found.team_id != team {
-        return Err(UiError(AppError::NotFound("team group".into()), session.lang));
+        return Err(UiError(
+            AppError::NotFound("team group".into()),
+            session.lang,
+        ));
     }
     Ok(group)
 }
@@ -183,26 +270,52 @@ struct EmailForm {
     email: String,
 }
 
-async fn add_group_member(State(state): State<AppState>, session: SignedIn, Path(group): Path<i64>, Form(form): Form<EmailForm>) -> Result<Response, UiError> {
+async fn add_group_member(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Path(group): Path<i64>,
+    Form(form): Form<EmailForm>,
+) -> Result<Response, UiError> {
     let lang = session.lang;
     let group = owned_group(&state, &session, group).await?;
     let user = state
         .store
         .user_by_email(&form.email)
         .await
-        .map_err(|_| AppError::invalid("email", format!("nobody has the address {}", form.email.trim())))
+        .map_err(|_| {
+            AppError::invalid(
+                "email",
+                format!("nobody has the address {}", form.email.trim()),
+            )
+        })
         .ui(lang)?;
-    state.store.set_group_member(group, user.id, true).await.ui(lang)?;
+    state
+        .store
+        .set_group_member(group, user.id, true)
+        .await
+        .ui(lang)?;
     Ok(back_to_team())
 }
 
-async fn remove_group_member(State(state): State<AppState>, session: SignedIn, Path((group, user)): Path<(i64, i64)>) -> Result<Response, UiError> {
+async fn remove_group_member(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Path((group, user)): Path<(i64, i64)>,
+) -> Result<Response, UiError> {
     let group = owned_group(&state, &session, group).await?;
-    state.store.set_group_member(group, user, false).await.ui(session.lang)?;
+    state
+        .store
+        .set_group_member(group, user, false)
+        .await
+        .ui(session.lang)?;
     Ok(back_to_team())
 }
 
-async fn delete_group(State(state): State<AppState>, session: SignedIn, Path(group): Path<i64>) -> Result<Response, UiError> {
+async fn delete_group(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Path(group): Path<i64>,
+) -> Result<Response, UiError> {
     let group = owned_group(&state, &session, group).await?;
     state.store.delete_group(group).await.ui(session.lang)?;
     Ok(back_to_team())
@@ -223,15 +336,36 @@ struct TermForm {
     is_default: Option<String>,
 }
 
-async fn create_term(State(state): State<AppState>, session: SignedIn, Path(name): Path<String>, Form(form): Form<TermForm>) -> Result<Response, UiError> {
+async fn create_term(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Path(name): Path<String>,
+    Form(form): Form<TermForm>,
+) -> Result<Response, UiError> {
     let lang = session.lang;
     let team = admin_team(&session)?;
     let vocab = vocabulary(&name, lang)?;
-    state.store.create_term(vocab, team, Family::Experiment, &form.title, &form.color, form.is_default.is_some()).await.ui(lang)?;
+    state
+        .store
+        .create_term(
+            vocab,
+            team,
+            Family::Experiment,
+            &form.title,
+            &form.color,
+            form.is_default.is_some(),
+        )
+        .await
+        .ui(lang)?;
     Ok(back_to_team())
 }
 
-async fn owned_term(state: &AppState, session: &SignedIn, vocab: Vocabulary, id: i64) -> Result<(), UiError> {
+async fn owned_term(
+    state: &AppState,
+    session: &SignedIn,
+    vocab: Vocabulary,
+    id: i64,
+) -> Result<(), UiError> {
     let team = admin_team(session)?;
     let term = state.store.term(vocab, id).await.ui(session.lang)?;
     if term.team_id != team {
@@ -240,15 +374,34 @@ async fn owned_term(state: &AppState, session: &SignedIn, vocab: Vocabulary, id:
     Ok(())
 }
 
-async fn update_term(State(state): State<AppState>, session: SignedIn, Path((name, id)): Path<(String, i64)>, Form(form): Form<TermForm>) -> Result<Response, UiError> {
+async fn update_term(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Path((name, id)): Path<(String, i64)>,
+    Form(form): Form<TermForm>,
+) -> Result<Response, UiError> {
     let lang = session.lang;
     let vocab = vocabulary(&name, lang)?;
     owned_term(&state, &session, vocab, id).await?;
-    state.store.update_term(vocab, id, Some(&form.title), Some(&form.color), Some(form.is_default.is_some())).await.ui(lang)?;
+    state
+        .store
+        .update_term(
+            vocab,
+            id,
+            Some(&form.title),
+            Some(&form.color),
+            Some(form.is_default.is_some()),
+        )
+        .await
+        .ui(lang)?;
     Ok(back_to_team())
 }
 
-async fn delete_term(State(state): State<AppState>, session: SignedIn, Path((name, id)): Path<(String, i64)>) -> Result<Response, UiError> {
+async fn delete_term(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Path((name, id)): Path<(String, i64)>,
+) -> Result<Response, UiError> {
     let lang = session.lang;
     let vocab = vocabulary(&name, lang)?;
     owned_term(&state, &session, vocab, id).await?;
@@ -260,7 +413,10 @@ fn require_sysadmin(session: &SignedIn) -> Result<(), UiError> {
     if session.user.is_sysadmin {
         Ok(())
     } else {
-        Err(UiError(AppError::Forbidden(session.lang.t("admin.not_sysadmin").into()), session.lang))
+        Err(UiError(
+            AppError::Forbidden(session.lang.t("admin.not_sysadmin").into()),
+            session.lang,
+        ))
     }
 }
 
@@ -287,24 +443,50 @@ async fn admin_page(State(state): State<AppState>, session: SignedIn) -> Result<
         let teams = store.teams_of(user.id).await.ui(lang)?;
         let teams = teams
             .into_iter()
-            .map(|t| if t.is_admin { format!("{} ({})", t.name, lang.t("team.admin")) } else { t.name })
+            .map(|t| {
+                if t.is_admin {
+                    format!("{} ({})", t.name, lang.t("team.admin"))
+                } else {
+                    t.name
+                }
+            })
             .collect::<Vec<_>>()
             .join(", ");
         users.push(UserView { user, teams });
     }
-    let p = PageCtx::signed_in(&state, &session, lang.t("admin.title").to_owned()).await.ui(lang)?;
-    Ok(render(&AdminPage { p, me: session.user.id, teams: store.teams().await.ui(lang)?, users }))
+    let p = PageCtx::signed_in(&state, &session, lang.t("admin.title").to_owned())
+        .await
+        .ui(lang)?;
+    Ok(render(&AdminPage {
+        p,
+        me: session.user.id,
+        teams: store.teams().await.ui(lang)?,
+        users,
+    }))
 }
 
-async fn create_team(State(state): State<AppState>, session: SignedIn, Form(form): Form<NameForm>) -> Result<Response, UiError> {
+async fn create_team(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Form(form): Form<NameForm>,
+) -> Result<Response, UiError> {
     require_sysadmin(&session)?;
     state.store.create_team(&form.name).await.ui(session.lang)?;
     Ok(Redirect::to("/admin").into_response())
 }
 
-async fn rename_team(State(state): State<AppState>, session: SignedIn, Path(id): Path<i64>, Form(form): Form<NameForm>) -> Result<Response, UiError> {
+async fn rename_team(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Path(id): Path<i64>,
+    Form(form): Form<NameForm>,
+) -> Result<Response, UiError> {
     require_sysadmin(&session)?;
-    state.store.rename_team(id, &form.name).await.ui(session.lang)?;
+    state
+        .store
+        .rename_team(id, &form.name)
+        .await
+        .ui(session.lang)?;
     Ok(Redirect::to("/admin").into_response())
 }
 
@@ -319,7 +501,11 @@ struct NewUserForm {
     is_sysadmin: Option<String>,
 }
 
-async fn create_user(State(state): State<AppState>, session: SignedIn, Form(form): Form<NewUserForm>) -> Result<Response, UiError> {
+async fn create_user(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Form(form): Form<NewUserForm>,
+) -> Result<Response, UiError> {
     let lang = session.lang;
     require_sysadmin(&session)?;
     let id = state
@@ -334,7 +520,11 @@ async fn create_user(State(state): State<AppState>, session: SignedIn, Form(form
         .await
         .ui(lang)?;
     if let Some(team) = form.team {
-        state.store.add_member(team, id, form.is_admin.is_some()).await.ui(lang)?;
+        state
+            .store
+            .add_member(team, id, form.is_admin.is_some())
+            .await
+            .ui(lang)?;
     }
     Ok(Redirect::to("/admin").into_response())
 }
@@ -354,7 +544,10 @@ async fn user_action(
     require_sysadmin(&session)?;
     let store = &state.store;
     if id == session.user.id && matches!(action.as_str(), "archive" | "sysadmin") {
-        return Err(UiError(AppError::Conflict("you cannot archive yourself or drop your own sysadmin role".into()), lang));
+        return Err(UiError(
+            AppError::Conflict("you cannot archive yourself or drop your own sysadmin role".into()),
+            lang,
+        ));
     }
     match action.as_str() {
         "archive" => store.set_archived(id, true).await.ui(lang)?,
@@ -364,7 +557,10 @@ async fn user_action(
             store.set_sysadmin(id, !user.is_sysadmin).await.ui(lang)?;
         }
         "teams" => {
-            let team = form.team.ok_or_else(|| AppError::invalid("team", "choose a team")).ui(lang)?;
+            let team = form
+                .team
+                .ok_or_else(|| AppError::invalid("team", "choose a team"))
+                .ui(lang)?;
             store.add_member(team, id, false).await.ui(lang)?;
         }
         _ => return Err(UiError(AppError::NotFound("action".into()), lang)),

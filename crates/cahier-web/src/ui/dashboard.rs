@@ -39,8 +39,14 @@ async fn dashboard(State(state): State<AppState>, session: SignedIn) -> Result<R
         .into_iter()
         .map(|r| (r.id, r.title, when(r.modified_at)))
         .collect();
-    let steps = state.store.unfinished_steps(&session.subject, 10).await.ui(lang)?;
-    let p = PageCtx::signed_in(&state, &session, lang.t("dashboard.title").to_owned()).await.ui(lang)?;
+    let steps = state
+        .store
+        .unfinished_steps(&session.subject, 10)
+        .await
+        .ui(lang)?;
+    let p = PageCtx::signed_in(&state, &session, lang.t("dashboard.title").to_owned())
+        .await
+        .ui(lang)?;
     Ok(render(&DashboardPage {
         p,
         first_name: session.user.firstname.clone(),

@@ -33,7 +33,10 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/{section}/{id}/steps/{step}/toggle", post(toggle_step))
         .route("/{section}/{id}/steps/{step}/delete", post(delete_step))
         .route("/{section}/{id}/comments", post(add_comment))
-        .route("/{section}/{id}/comments/{comment}/delete", post(delete_comment))
+        .route(
+            "/{section}/{id}/comments/{comment}/delete",
+            post(delete_comment),
+        )
         .route("/{section}/{id}/links", post(add_link))
         .route("/{section}/{id}/links/{target}/delete", post(remove_link))
         .route("/{section}/{id}/access", post(set_access))
@@ -118,7 +121,11 @@ fn non_empty(s: &Option<String>) -> Option<&str> {
     s.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
-async fn badges(store: &Store, vocabulary: Vocabulary, ids: impl Iterator<Item = i64>) -> Result<HashMap<i64, Badge>, AppError> {
+async fn badges(
+    store: &Store,
+    vocabulary: Vocabulary,
+    ids: impl Iterator<Item = i64>,
+) -> Result<HashMap<i64, Badge>, AppError> {
     let mut ids: Vec<i64> = ids.collect();
     ids.sort_unstable();
     ids.dedup();
@@ -126,15 +133,31 @@ async fn badges(store: &Store, vocabulary: Vocabulary, ids: impl Iterator<Item =
         .terms_by_ids(vocabulary, &ids)
         .await?
         .into_iter()
-        .map(|t| (t.id, Badge { title: t.title, color: t.color }))
+        .map(|t| {
+            (
+                t.id,
+                Badge {
+                    title: t.title,
+                    color: t.color,
+                },
+            )
+        })
         .collect())
 }
 
-pub(super) async fn user_names(store: &Store, ids: impl Iterator<Item = i64>) -> Result<HashMap<i64, String>, AppError> {
+pub(super) async fn user_names(
+    store: &Store,
+    ids: impl Iterator<Item = i64>,
+) -> Result<HashMap<i64, String>, AppError> {
     let mut ids: Vec<i64> = ids.collect();
     ids.sort_unstable();
     ids.dedup();
-    Ok(store.users_by_ids(&ids).await?.into_iter().map(|u| (u.id, u.fullname())).collect())
+    Ok(store
+        .users_by_ids(&ids)
+        .await?
+        .into_iter()
+        .map(|u| (u.id, u.fullname()))
+        .collect())
 }
 
 async fn list_entities(
@@ -149,7 +172,11 @@ async fn list_entities(
     let mut query = ListQuery::new(kind);
     query.q = non_empty(&params.q).map(str::to_owned);
     let parse_id = |s: Option<&str>, field: &str| -> Result<Option<i64>, UiError> {
-        s.map(|v| v.parse::<i64>().map_err(|_| UiError(AppError::invalid(field, "expected a number"), lang))).transpose()
+        s.map(|v| {
+            v.parse::<i64>()
+                .map_err(|_| UiError(AppError::invalid(field, "expected a number"), lang))
+        })
+        .transpose()
     };
     let status = parse_id(non_empty(&params.status), "status")?;
     let category = parse_id(non_empty(&params.category), "category")?;
@@ -169,11 +196,28 @@ async fn list_entities(
     query.order = Order::parse(non_empty(&params.order).unwrap_or("")).ui(lang)?;
     query.descending = non_empty(&params.sort) != Some("asc");
     query.after = non_empty(&params.after).map(str::to_owned);
-    let page = store.list_entities(&session.subject, &query).await.ui(lang)?;
+    let page = store
+        .list_entities(&session.subject, &query)
+        .await
+        .ui(lang)?;
 
-    let status_badges = badges(store, Vocabulary::Status, page.rows.iter().filter_map(|r| r.status_id)).await.ui(lang)?;
-    let category_badges = badges(store, Vocabulary::Category, page.rows.iter().filter_map(|r| r.category_id)).await.ui(lang)?;
-    let owners = user_names(store, page.rows.iter().map(|r| r.owner_id)).await.ui(lang)?;
+    let status_badges = badges(
+        store,
+        Vocabulary::Status,
+        page.rows.iter().filter_map(|r| r.status_id),
+    )
+    .await
+    .ui(lang)?;
+    let category_badges = badges(
+        store,
+        Vocabulary::Category,
+        page.rows.iter().filter_map(|r| r.category_id),
+    )
+    .await
+    .ui(lang)?;
+    let owners = user_names(store, page.rows.iter().map(|r| r.owner_id))
+        .await
+        .ui(lang)?;
     let rows = page
         .rows
         .iter()
@@ -200,7 +244,11 @@ async fn list_entities(
         };
         Ok::<_, AppError>(
             list.into_iter()
-                .map(|t| Choice { value: t.id.to_string(), label: t.title, selected: Some(t.id) == selected })
+                .map(|t| Choice {
+                    value: t.id.to_string(),
+                    label: t.title,
+                    selected: Some(t.id) == selected,
+                })
                 .collect::<Vec<_>>(),
         )
     };
@@ -212,7 +260,11 @@ async fn list_entities(
         .await
         .ui(lang)?
         .into_iter()
-        .map(|(tag, _)| Choice { selected: Some(&tag) == tag_filter.as_ref(), value: tag.clone(), label: tag })
+        .map(|(tag, _)| Choice {
+            selected: Some(&tag) == tag_filter.as_ref(),
+            value: tag.clone(),
+            label: tag,
+        })
         .collect();
     let orders = [
         (Order::LastChange, "list.sort_lastchange"),
@@ -221,7 +273,11 @@ async fn list_entities(
         (Order::Id, "list.sort_id"),
     ]
     .into_iter()
-    .map(|(order, key)| Choice { value: order.as_str().into(), label: lang.t(key).into(), selected: order == query.order })
+    .map(|(order, key)| Choice {
+        value: order.as_str().into(),
+        label: lang.t(key).into(),
+        selected: order == query.order,
+    })
     .collect();
 
     let next_url = page.next.map(|cursor| {
@@ -241,10 +297,20 @@ async fn list_entities(
             }
         }
         pairs.push(("after", cursor));
-        format!("/{section}?{}", serde_urlencoded::to_string(&pairs).unwrap_or_default())
+        format!(
+            "/{section}?{}",
+            serde_urlencoded::to_string(&pairs).unwrap_or_default()
+        )
     });
-    let has_filters = query.q.is_some() || status.is_some() || category.is_some() || tag_filter.is_some() || mine || deleted;
-    let p = PageCtx::signed_in(&state, &session, lang.t("list.title").to_owned()).await.ui(lang)?;
+    let has_filters = query.q.is_some()
+        || status.is_some()
+        || category.is_some()
+        || tag_filter.is_some()
+        || mine
+        || deleted;
+    let p = PageCtx::signed_in(&state, &session, lang.t("list.title").to_owned())
+        .await
+        .ui(lang)?;
     Ok(render(&ListPage {
         p,
         section,
@@ -263,15 +329,30 @@ async fn list_entities(
     }))
 }
 
-async fn create_entity(State(state): State<AppState>, session: SignedIn, Path(section): Path<String>) -> Result<Response, UiError> {
+async fn create_entity(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Path(section): Path<String>,
+) -> Result<Response, UiError> {
     let lang = session.lang;
     let kind = section_kind(&section, lang)?;
     let team_id = session
         .current_team()
         .ok_or_else(|| AppError::invalid("team", lang.t("dashboard.no_team")))
         .ui(lang)?;
-    let new = cahier_store::NewEntity { kind, team_id, canread: None, canwrite: None, patch: EntityPatch::default(), template: None };
-    let id = state.store.create_entity(&session.subject, new).await.ui(lang)?;
+    let new = cahier_store::NewEntity {
+        kind,
+        team_id,
+        canread: None,
+        canwrite: None,
+        patch: EntityPatch::default(),
+        template: None,
+    };
+    let id = state
+        .store
+        .create_entity(&session.subject, new)
+        .await
+        .ui(lang)?;
     Ok(Redirect::to(&format!("/{section}/{id}")).into_response())
 }
 
@@ -393,17 +474,41 @@ async fn describe_rule(
         text.push_str(&format!(" ({team_name})"));
     }
     if !rule.teams.is_empty() {
-        let names: Vec<String> = rule.teams.iter().map(|t| team_names.get(t).cloned().unwrap_or_else(|| t.to_string())).collect();
-        text.push_str(&format!("; {} {}", lang.t("access.plus_teams"), names.join(", ")));
+        let names: Vec<String> = rule
+            .teams
+            .iter()
+            .map(|t| team_names.get(t).cloned().unwrap_or_else(|| t.to_string()))
+            .collect();
+        text.push_str(&format!(
+            "; {} {}",
+            lang.t("access.plus_teams"),
+            names.join(", ")
+        ));
     }
     if !rule.teamgroups.is_empty() {
-        let names: Vec<String> = rule.teamgroups.iter().map(|g| group_names.get(g).cloned().unwrap_or_else(|| g.to_string())).collect();
-        text.push_str(&format!("; {} {}", lang.t("access.plus_groups"), names.join(", ")));
+        let names: Vec<String> = rule
+            .teamgroups
+            .iter()
+            .map(|g| group_names.get(g).cloned().unwrap_or_else(|| g.to_string()))
+            .collect();
+        text.push_str(&format!(
+            "; {} {}",
+            lang.t("access.plus_groups"),
+            names.join(", ")
+        ));
     }
     if !rule.users.is_empty() {
         let names = user_names(store, rule.users.iter().copied()).await?;
-        let list: Vec<String> = rule.users.iter().map(|u| names.get(u).cloned().unwrap_or_else(|| u.to_string())).collect();
-        text.push_str(&format!("; {} {}", lang.t("access.plus_users"), list.join(", ")));
+        let list: Vec<String> = rule
+            .users
+            .iter()
+            .map(|u| names.get(u).cloned().unwrap_or_else(|| u.to_string()))
+            .collect();
+        text.push_str(&format!(
+            "; {} {}",
+            lang.t("access.plus_users"),
+            list.join(", ")
+        ));
     }
     Ok(text)
 }
@@ -415,7 +520,10 @@ async fn show_entity(
 ) -> Result<Response, UiError> {
     let lang = session.lang;
     let kind = section_kind(&section, lang)?;
-    let id: i64 = id.parse().map_err(|_| AppError::NotFound("entity".into())).ui(lang)?;
+    let id: i64 = id
+        .parse()
+        .map_err(|_| AppError::NotFound("entity".into()))
+        .ui(lang)?;
     let store = &state.store;
     let subject = &session.subject;
     let e = store.entity_of_kind(subject, kind, id).await.ui(lang)?;
@@ -430,19 +538,44 @@ async fn show_entity(
     people.extend(steps.iter().filter_map(|s| s.done_by));
     people.extend(comments.iter().map(|c| c.author));
     let names = user_names(store, people.into_iter()).await.ui(lang)?;
-    let name = |id: i64| names.get(&id).cloned().unwrap_or_else(|| lang.t("common.unknown_user").to_owned());
+    let name = |id: i64| {
+        names
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| lang.t("common.unknown_user").to_owned())
+    };
 
     let family = Family::of(kind);
-    let status_badges = badges(store, Vocabulary::Status, e.status_id.into_iter()).await.ui(lang)?;
-    let category_badges = badges(store, Vocabulary::Category, e.category_id.into_iter()).await.ui(lang)?;
+    let status_badges = badges(store, Vocabulary::Status, e.status_id.into_iter())
+        .await
+        .ui(lang)?;
+    let category_badges = badges(store, Vocabulary::Category, e.category_id.into_iter())
+        .await
+        .ui(lang)?;
     let choices = |terms: Vec<cahier_store::catalog::Term>, selected: Option<i64>| {
         terms
             .into_iter()
-            .map(|t| Choice { value: t.id.to_string(), label: t.title, selected: Some(t.id) == selected })
+            .map(|t| Choice {
+                value: t.id.to_string(),
+                label: t.title,
+                selected: Some(t.id) == selected,
+            })
             .collect::<Vec<_>>()
     };
-    let statuses = choices(store.terms(Vocabulary::Status, e.team_id, family).await.ui(lang)?, e.status_id);
-    let categories = choices(store.terms(Vocabulary::Category, e.team_id, family).await.ui(lang)?, e.category_id);
+    let statuses = choices(
+        store
+            .terms(Vocabulary::Status, e.team_id, family)
+            .await
+            .ui(lang)?,
+        e.status_id,
+    );
+    let categories = choices(
+        store
+            .terms(Vocabulary::Category, e.team_id, family)
+            .await
+            .ui(lang)?,
+        e.category_id,
+    );
 
     let link_view = |l: cahier_store::entities::LinkRow| LinkView {
         href: EntityKind::parse(&l.kind)
@@ -452,8 +585,20 @@ async fn show_entity(
         uuid: l.uuid,
         title: l.title,
     };
-    let links = store.links(subject, id).await.ui(lang)?.into_iter().map(link_view).collect();
-    let backlinks = store.backlinks(subject, &e.uuid).await.ui(lang)?.into_iter().map(link_view).collect();
+    let links = store
+        .links(subject, id)
+        .await
+        .ui(lang)?
+        .into_iter()
+        .map(link_view)
+        .collect();
+    let backlinks = store
+        .backlinks(subject, &e.uuid)
+        .await
+        .ui(lang)?
+        .into_iter()
+        .map(link_view)
+        .collect();
 
     let conflicts = store
         .conflicts(id)
@@ -472,7 +617,11 @@ async fn show_entity(
                 .values
                 .iter()
                 .map(|v| {
-                    let label = if v.is_empty() { lang.t("entity.empty_value").to_owned() } else { v.clone() };
+                    let label = if v.is_empty() {
+                        lang.t("entity.empty_value").to_owned()
+                    } else {
+                        v.clone()
+                    };
                     (v.clone(), label)
                 })
                 .collect(),
@@ -488,33 +637,85 @@ async fn show_entity(
     };
     let team = store.team(e.team_id).await.ui(lang)?;
     let all_teams = store.teams().await.ui(lang)?;
-    let team_names: HashMap<i64, String> = all_teams.iter().map(|t| (t.id, t.name.clone())).collect();
+    let team_names: HashMap<i64, String> =
+        all_teams.iter().map(|t| (t.id, t.name.clone())).collect();
     let groups = store.groups(e.team_id).await.ui(lang)?;
     let group_names: HashMap<i64, String> = groups.iter().map(|g| (g.id, g.name.clone())).collect();
-    let who_read = describe_rule(store, lang, &e.canread, &team.name, &team_names, &group_names).await.ui(lang)?;
-    let who_write = describe_rule(store, lang, &e.canwrite, &team.name, &team_names, &group_names).await.ui(lang)?;
+    let who_read = describe_rule(
+        store,
+        lang,
+        &e.canread,
+        &team.name,
+        &team_names,
+        &group_names,
+    )
+    .await
+    .ui(lang)?;
+    let who_write = describe_rule(
+        store,
+        lang,
+        &e.canwrite,
+        &team.name,
+        &team_names,
+        &group_names,
+    )
+    .await
+    .ui(lang)?;
     let levels = |selected: BaseLevel| {
         BaseLevel::ALL
             .iter()
             .rev()
-            .map(|l| Choice { value: l.code().to_string(), label: lang.t(base_key(*l)).into(), selected: *l == selected })
+            .map(|l| Choice {
+                value: l.code().to_string(),
+                label: lang.t(base_key(*l)).into(),
+                selected: *l == selected,
+            })
             .collect::<Vec<_>>()
     };
     let team_checks = |rule: &AccessRule| {
-        all_teams.iter().map(|t| CheckItem { id: t.id, label: t.name.clone(), checked: rule.teams.contains(&t.id) }).collect::<Vec<_>>()
+        all_teams
+            .iter()
+            .map(|t| CheckItem {
+                id: t.id,
+                label: t.name.clone(),
+                checked: rule.teams.contains(&t.id),
+            })
+            .collect::<Vec<_>>()
     };
     let group_checks = |rule: &AccessRule| {
-        groups.iter().map(|g| CheckItem { id: g.id, label: g.name.clone(), checked: rule.teamgroups.contains(&g.id) }).collect::<Vec<_>>()
+        groups
+            .iter()
+            .map(|g| CheckItem {
+                id: g.id,
+                label: g.name.clone(),
+                checked: rule.teamgroups.contains(&g.id),
+            })
+            .collect::<Vec<_>>()
     };
-    let emails = |users: Vec<cahier_store::accounts::User>| users.into_iter().map(|u| u.email).collect::<Vec<_>>().join(", ");
+    let emails = |users: Vec<cahier_store::accounts::User>| {
+        users
+            .into_iter()
+            .map(|u| u.email)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let read_users = emails(store.users_by_ids(&e.canread.users).await.ui(lang)?);
     let write_users = emails(store.users_by_ids(&e.canwrite.users).await.ui(lang)?);
 
-    let mut p = PageCtx::signed_in(&state, &session, e.title.clone()).await.ui(lang)?;
+    let mut p = PageCtx::signed_in(&state, &session, e.title.clone())
+        .await
+        .ui(lang)?;
     if e.state == state::DELETED {
         p.notice = Some(lang.t("entity.deleted").to_owned());
     } else if !can_write {
-        p.notice = Some(lang.t(if e.locked_by.is_some() { "entity.locked_explain" } else { "entity.read_only" }).to_owned());
+        p.notice = Some(
+            lang.t(if e.locked_by.is_some() {
+                "entity.locked_explain"
+            } else {
+                "entity.read_only"
+            })
+            .to_owned(),
+        );
     }
     let page = EntityPage {
         p,
@@ -601,24 +802,39 @@ fn optional_id(field: &str, value: Option<&str>) -> Result<Option<Option<i64>>, 
     match value.map(str::trim) {
         None => Ok(None),
         Some("") => Ok(Some(None)),
-        Some(v) => v.parse().map(|n| Some(Some(n))).map_err(|_| AppError::invalid(field, "expected a number")),
+        Some(v) => v
+            .parse()
+            .map(|n| Some(Some(n)))
+            .map_err(|_| AppError::invalid(field, "expected a number")),
     }
 }
 
 impl SaveForm {
     fn into_patch(self) -> Result<(Option<String>, EntityPatch), AppError> {
         let tags = self.tags.map(|t| {
-            t.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect::<Vec<_>>()
+            t.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
         });
-        let rating = match self.rating.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(r) => Some(r.parse().map_err(|_| AppError::invalid("rating", "expected a whole number from 0 to 5"))?),
-        };
+        let rating =
+            match self.rating.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(r) => Some(r.parse().map_err(|_| {
+                    AppError::invalid("rating", "expected a whole number from 0 to 5")
+                })?),
+            };
         let content_type = match self.content_type.as_deref() {
             None => None,
             Some("1") | Some("html") => Some(ContentType::Html),
             Some("2") | Some("markdown") | Some("") => Some(ContentType::Markdown),
-            Some(_) => return Err(AppError::invalid("content_type", "expected 1 (HTML) or 2 (Markdown)")),
+            Some(_) => {
+                return Err(AppError::invalid(
+                    "content_type",
+                    "expected 1 (HTML) or 2 (Markdown)",
+                ));
+            }
         };
         // Browsers send CRLF line ends in textareas; the document keeps LF.
         let body = self.body.map(|b| b.replace("\r\n", "\n"));
@@ -638,13 +854,26 @@ impl SaveForm {
 }
 
 fn wants_json(headers: &HeaderMap) -> bool {
-    headers.get(axum::http::header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("application/json"))
+    headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"))
 }
 
-async fn entity_id(state: &AppState, session: &SignedIn, section: &str, id: &str) -> Result<EntityRow, AppError> {
+async fn entity_id(
+    state: &AppState,
+    session: &SignedIn,
+    section: &str,
+    id: &str,
+) -> Result<EntityRow, AppError> {
     let kind = kind_of(section).ok_or_else(|| AppError::NotFound("page".into()))?;
-    let id: i64 = id.parse().map_err(|_| AppError::NotFound("entity".into()))?;
-    Ok(state.store.entity_of_kind(&session.subject, kind, id).await?)
+    let id: i64 = id
+        .parse()
+        .map_err(|_| AppError::NotFound("entity".into()))?;
+    Ok(state
+        .store
+        .entity_of_kind(&session.subject, kind, id)
+        .await?)
 }
 
 async fn save_entity(
@@ -659,7 +888,10 @@ async fn save_entity(
     let result = async {
         let row = entity_id(&state, &session, &section, &id).await?;
         let (base, patch) = form.into_patch()?;
-        let outcome = state.store.update_entity(&session.subject, row.id, base.as_deref(), &patch, "save").await?;
+        let outcome = state
+            .store
+            .update_entity(&session.subject, row.id, base.as_deref(), &patch, "save")
+            .await?;
         Ok::<_, AppError>((row.id, outcome))
     }
     .await;
@@ -691,16 +923,38 @@ async fn preview_body(
     Form(form): Form<PreviewForm>,
 ) -> Result<Response, AppError> {
     entity_id(&state, &session, &section, &id).await?;
-    let content_type = if form.content_type.as_deref() == Some("1") { ContentType::Html } else { ContentType::Markdown };
-    Ok(axum::Json(serde_json::json!({ "html": cahier_core::markdown::render_body(&form.body, content_type) })).into_response())
+    let content_type = if form.content_type.as_deref() == Some("1") {
+        ContentType::Html
+    } else {
+        ContentType::Markdown
+    };
+    Ok(axum::Json(
+        serde_json::json!({ "html": cahier_core::markdown::render_body(&form.body, content_type) }),
+    )
+    .into_response())
 }
 
 /// Applies one operation and returns to the entity page (or JSON for scripts).
-async fn apply_op(state: &AppState, session: &SignedIn, section: &str, id: &str, op: EntityOp, message: &str, anchor: &str) -> Result<Response, UiError> {
+async fn apply_op(
+    state: &AppState,
+    session: &SignedIn,
+    section: &str,
+    id: &str,
+    op: EntityOp,
+    message: &str,
+    anchor: &str,
+) -> Result<Response, UiError> {
     let lang = session.lang;
     let row = entity_id(state, session, section, id).await.ui(lang)?;
-    let patch = EntityPatch { ops: vec![op], ..Default::default() };
-    state.store.update_entity(&session.subject, row.id, None, &patch, message).await.ui(lang)?;
+    let patch = EntityPatch {
+        ops: vec![op],
+        ..Default::default()
+    };
+    state
+        .store
+        .update_entity(&session.subject, row.id, None, &patch, message)
+        .await
+        .ui(lang)?;
     Ok(Redirect::to(&format!("/{section}/{}#{anchor}", row.id)).into_response())
 }
 
@@ -713,44 +967,127 @@ struct TextForm {
     body: String,
 }
 
-async fn add_step(State(state): State<AppState>, session: SignedIn, Path((section, id)): Path<(String, String)>, Form(form): Form<TextForm>) -> Result<Response, UiError> {
+async fn add_step(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Path((section, id)): Path<(String, String)>,
+    Form(form): Form<TextForm>,
+) -> Result<Response, UiError> {
     if form.body.trim().is_empty() {
-        return Err(UiError(AppError::invalid("body", "write the step first"), session.lang));
+        return Err(UiError(
+            AppError::invalid("body", "write the step first"),
+            session.lang,
+        ));
     }
-    let op = EntityOp::AddStep { id: new_sub_id(), body: form.body, at_ms: state.store.now_ms() };
+    let op = EntityOp::AddStep {
+        id: new_sub_id(),
+        body: form.body,
+        at_ms: state.store.now_ms(),
+    };
     apply_op(&state, &session, &section, &id, op, "step", "steps").await
 }
 
-async fn toggle_step(State(state): State<AppState>, session: SignedIn, Path((section, id, step)): Path<(String, String, String)>) -> Result<Response, UiError> {
+async fn toggle_step(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Path((section, id, step)): Path<(String, String, String)>,
+) -> Result<Response, UiError> {
     let lang = session.lang;
     let row = entity_id(&state, &session, &section, &id).await.ui(lang)?;
-    let done = state.store.steps(row.id).await.ui(lang)?.into_iter().find(|s| s.step_id == step).map(|s| !s.done);
+    let done = state
+        .store
+        .steps(row.id)
+        .await
+        .ui(lang)?
+        .into_iter()
+        .find(|s| s.step_id == step)
+        .map(|s| !s.done);
     let done = done.ok_or_else(|| UiError(AppError::NotFound("step".into()), lang))?;
-    let op = EntityOp::FinishStep { id: step, done, by: session.user.id, at_ms: state.store.now_ms() };
-    apply_op(&state, &session, &section, &id, op, if done { "step done" } else { "step reopened" }, "steps").await
+    let op = EntityOp::FinishStep {
+        id: step,
+        done,
+        by: session.user.id,
+        at_ms: state.store.now_ms(),
+    };
+    apply_op(
+        &state,
+        &session,
+        &section,
+        &id,
+        op,
+        if done { "step done" } else { "step reopened" },
+        "steps",
+    )
+    .await
 }
 
-async fn delete_step(State(state): State<AppState>, session: SignedIn, Path((section, id, step)): Path<(String, String, String)>) -> Result<Response, UiError> {
-    apply_op(&state, &session, &section, &id, EntityOp::DeleteStep { id: step }, "step removed", "steps").await
+async fn delete_step(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Path((section, id, step)): Path<(String, String, String)>,
+) -> Result<Response, UiError> {
+    apply_op(
+        &state,
+        &session,
+        &section,
+        &id,
+        EntityOp::DeleteStep { id: step },
+        "step removed",
+        "steps",
+    )
+    .await
 }
 
-async fn add_comment(State(state): State<AppState>, session: SignedIn, Path((section, id)): Path<(String, String)>, Form(form): Form<TextForm>) -> Result<Response, UiError> {
-    let op = EntityOp::AddComment { id: new_sub_id(), author: session.user.id, body: form.body, at_ms: state.store.now_ms() };
+async fn add_comment(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Path((section, id)): Path<(String, String)>,
+    Form(form): Form<TextForm>,
+) -> Result<Response, UiError> {
+    let op = EntityOp::AddComment {
+        id: new_sub_id(),
+        author: session.user.id,
+        body: form.body,
+        at_ms: state.store.now_ms(),
+    };
     apply_op(&state, &session, &section, &id, op, "comment", "comments").await
 }
 
-async fn delete_comment(State(state): State<AppState>, session: SignedIn, Path((section, id, comment)): Path<(String, String, String)>) -> Result<Response, UiError> {
+async fn delete_comment(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Path((section, id, comment)): Path<(String, String, String)>,
+) -> Result<Response, UiError> {
     let lang = session.lang;
     let row = entity_id(&state, &session, &section, &id).await.ui(lang)?;
-    let author = state.store.comments(row.id).await.ui(lang)?.into_iter().find(|c| c.comment_id == comment).map(|c| c.author);
+    let author = state
+        .store
+        .comments(row.id)
+        .await
+        .ui(lang)?
+        .into_iter()
+        .find(|c| c.comment_id == comment)
+        .map(|c| c.author);
     match author {
         None => return Err(UiError(AppError::NotFound("comment".into()), lang)),
         Some(a) if a != session.user.id => {
-            return Err(UiError(AppError::Forbidden("only the author can delete a comment".into()), lang));
+            return Err(UiError(
+                AppError::Forbidden("only the author can delete a comment".into()),
+                lang,
+            ));
         }
         _ => {}
     }
-    apply_op(&state, &session, &section, &id, EntityOp::DeleteComment { id: comment }, "comment removed", "comments").await
+    apply_op(
+        &state,
+        &session,
+        &section,
+        &id,
+        EntityOp::DeleteComment { id: comment },
+        "comment removed",
+        "comments",
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -758,7 +1095,12 @@ struct LinkForm {
     target: String,
 }
 
-async fn add_link(State(state): State<AppState>, session: SignedIn, Path((section, id)): Path<(String, String)>, Form(form): Form<LinkForm>) -> Result<Response, UiError> {
+async fn add_link(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Path((section, id)): Path<(String, String)>,
+    Form(form): Form<LinkForm>,
+) -> Result<Response, UiError> {
     let lang = session.lang;
     let target_id: i64 = form
         .target
@@ -767,14 +1109,50 @@ async fn add_link(State(state): State<AppState>, session: SignedIn, Path((sectio
         .parse()
         .map_err(|_| AppError::invalid("target", "enter the number of the entry to link"))
         .ui(lang)?;
-    let target = state.store.entity(&session.subject, target_id).await.ui(lang)?;
-    let uuid = target.uuid.parse().map_err(|_| AppError::NotFound("entity".into())).ui(lang)?;
-    apply_op(&state, &session, &section, &id, EntityOp::AddLink { target: uuid, at_ms: state.store.now_ms() }, "link", "links").await
+    let target = state
+        .store
+        .entity(&session.subject, target_id)
+        .await
+        .ui(lang)?;
+    let uuid = target
+        .uuid
+        .parse()
+        .map_err(|_| AppError::NotFound("entity".into()))
+        .ui(lang)?;
+    apply_op(
+        &state,
+        &session,
+        &section,
+        &id,
+        EntityOp::AddLink {
+            target: uuid,
+            at_ms: state.store.now_ms(),
+        },
+        "link",
+        "links",
+    )
+    .await
 }
 
-async fn remove_link(State(state): State<AppState>, session: SignedIn, Path((section, id, target)): Path<(String, String, String)>) -> Result<Response, UiError> {
-    let uuid = target.parse().map_err(|_| AppError::NotFound("link".into())).ui(session.lang)?;
-    apply_op(&state, &session, &section, &id, EntityOp::RemoveLink { target: uuid }, "link removed", "links").await
+async fn remove_link(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Path((section, id, target)): Path<(String, String, String)>,
+) -> Result<Response, UiError> {
+    let uuid = target
+        .parse()
+        .map_err(|_| AppError::NotFound("link".into()))
+        .ui(session.lang)?;
+    apply_op(
+        &state,
+        &session,
+        &section,
+        &id,
+        EntityOp::RemoveLink { target: uuid },
+        "link removed",
+        "links",
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -783,9 +1161,28 @@ struct ResolveForm {
     value: String,
 }
 
-async fn resolve_conflict(State(state): State<AppState>, session: SignedIn, Path((section, id)): Path<(String, String)>, Form(form): Form<ResolveForm>) -> Result<Response, UiError> {
-    let field = ConflictField::parse(&form.field).ok_or_else(|| AppError::invalid("field", "unknown field")).ui(session.lang)?;
-    apply_op(&state, &session, &section, &id, EntityOp::ResolveConflict { field, value: form.value }, "conflict resolved", "conflicts").await
+async fn resolve_conflict(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Path((section, id)): Path<(String, String)>,
+    Form(form): Form<ResolveForm>,
+) -> Result<Response, UiError> {
+    let field = ConflictField::parse(&form.field)
+        .ok_or_else(|| AppError::invalid("field", "unknown field"))
+        .ui(session.lang)?;
+    apply_op(
+        &state,
+        &session,
+        &section,
+        &id,
+        EntityOp::ResolveConflict {
+            field,
+            value: form.value,
+        },
+        "conflict resolved",
+        "conflicts",
+    )
+    .await
 }
 
 async fn set_access(
@@ -801,29 +1198,60 @@ async fn set_access(
         .ui(lang)?;
     let mut rules = Vec::new();
     for mode in ["read", "write"] {
-        let get = |key: String| pairs.iter().filter(move |(k, _)| *k == key).map(|(_, v)| v.as_str());
+        let get = |key: String| {
+            pairs
+                .iter()
+                .filter(move |(k, _)| *k == key)
+                .map(|(_, v)| v.as_str())
+        };
         let base = get(format!("{mode}_base"))
             .next()
             .and_then(|v| v.parse::<i64>().ok())
             .and_then(BaseLevel::from_code)
             .ok_or_else(|| AppError::invalid(&format!("{mode}_base"), "choose a base level"))
             .ui(lang)?;
-        let ids = |key: String| get(key).filter_map(|v| v.parse::<i64>().ok()).collect::<Vec<_>>();
+        let ids = |key: String| {
+            get(key)
+                .filter_map(|v| v.parse::<i64>().ok())
+                .collect::<Vec<_>>()
+        };
         let mut users = Vec::new();
-        for email in get(format!("{mode}_users")).flat_map(|v| v.split(',')).map(str::trim).filter(|e| !e.is_empty()) {
+        for email in get(format!("{mode}_users"))
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
             let user = state
                 .store
                 .user_by_email(email)
                 .await
-                .map_err(|_| AppError::invalid(&format!("{mode}_users"), format!("nobody has the address {email}")))
+                .map_err(|_| {
+                    AppError::invalid(
+                        &format!("{mode}_users"),
+                        format!("nobody has the address {email}"),
+                    )
+                })
                 .ui(lang)?;
             users.push(user.id);
         }
-        rules.push(AccessRule { base, teams: ids(format!("{mode}_teams")), teamgroups: ids(format!("{mode}_groups")), users });
+        rules.push(AccessRule {
+            base,
+            teams: ids(format!("{mode}_teams")),
+            teamgroups: ids(format!("{mode}_groups")),
+            users,
+        });
     }
-    let canwrite = rules.pop().unwrap_or_else(|| AccessRule::base(BaseLevel::OwnerOnly));
-    let canread = rules.pop().unwrap_or_else(|| AccessRule::base(BaseLevel::OwnerOnly));
-    state.store.set_access(&session.subject, row.id, canread, canwrite).await.ui(lang)?;
+    let canwrite = rules
+        .pop()
+        .unwrap_or_else(|| AccessRule::base(BaseLevel::OwnerOnly));
+    let canread = rules
+        .pop()
+        .unwrap_or_else(|| AccessRule::base(BaseLevel::OwnerOnly));
+    state
+        .store
+        .set_access(&session.subject, row.id, canread, canwrite)
+        .await
+        .ui(lang)?;
     Ok(Redirect::to(&format!("/{section}/{}#access", row.id)).into_response())
 }
 
@@ -842,11 +1270,17 @@ async fn entity_action(
             return Ok(Redirect::to(&format!("/{section}/{new_id}")).into_response());
         }
         "delete" => {
-            store.set_state(subject, row.id, state::DELETED).await.ui(lang)?;
+            store
+                .set_state(subject, row.id, state::DELETED)
+                .await
+                .ui(lang)?;
             return Ok(Redirect::to(&format!("/{section}")).into_response());
         }
         "restore" => {
-            store.set_state(subject, row.id, state::NORMAL).await.ui(lang)?;
+            store
+                .set_state(subject, row.id, state::NORMAL)
+                .await
+                .ui(lang)?;
         }
         "lock" => {
             store.set_lock(subject, row.id, true).await.ui(lang)?;

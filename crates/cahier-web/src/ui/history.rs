@@ -43,18 +43,35 @@ struct HistoryPage {
     versions: Vec<VersionView>,
 }
 
-async fn entity(state: &AppState, session: &SignedIn, section: &str, id: &str) -> Result<EntityRow, UiError> {
+async fn entity(
+    state: &AppState,
+    session: &SignedIn,
+    section: &str,
+    id: &str,
+) -> Result<EntityRow, UiError> {
     let lang = session.lang;
     let kind = kind_of(section).ok_or_else(|| UiError(AppError::NotFound("page".into()), lang))?;
-    let id: i64 = id.parse().map_err(|_| UiError(AppError::NotFound("entity".into()), lang))?;
-    state.store.entity_of_kind(&session.subject, kind, id).await.ui(lang)
+    let id: i64 = id
+        .parse()
+        .map_err(|_| UiError(AppError::NotFound("entity".into()), lang))?;
+    state
+        .store
+        .entity_of_kind(&session.subject, kind, id)
+        .await
+        .ui(lang)
 }
 
-async fn history(State(state): State<AppState>, session: SignedIn, Path((section, id)): Path<(String, String)>) -> Result<Response, UiError> {
+async fn history(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Path((section, id)): Path<(String, String)>,
+) -> Result<Response, UiError> {
     let lang = session.lang;
     let e = entity(&state, &session, &section, &id).await?;
     let rows = state.store.history(&session.subject, e.id).await.ui(lang)?;
-    let names = user_names(&state.store, rows.iter().map(|r| r.user_id)).await.ui(lang)?;
+    let names = user_names(&state.store, rows.iter().map(|r| r.user_id))
+        .await
+        .ui(lang)?;
     let current: Vec<&str> = e.heads.split(',').collect();
     let mut versions: Vec<VersionView> = rows
         .iter()
@@ -63,7 +80,10 @@ async fn history(State(state): State<AppState>, session: SignedIn, Path((section
             number: i + 1,
             hash: r.hash.clone(),
             short: r.hash.get(..10).unwrap_or(&r.hash).to_owned(),
-            author: names.get(&r.user_id).cloned().unwrap_or_else(|| lang.t("common.unknown_user").to_owned()),
+            author: names
+                .get(&r.user_id)
+                .cloned()
+                .unwrap_or_else(|| lang.t("common.unknown_user").to_owned()),
             received: when(r.received_at),
             device_time: when(r.time_ms),
             what: match r.message.as_str() {
@@ -75,8 +95,19 @@ async fn history(State(state): State<AppState>, session: SignedIn, Path((section
         })
         .collect();
     versions.reverse();
-    let p = PageCtx::signed_in(&state, &session, format!("{} — {}", lang.t("history.title"), e.title)).await.ui(lang)?;
-    Ok(render(&HistoryPage { p, section, e, versions }))
+    let p = PageCtx::signed_in(
+        &state,
+        &session,
+        format!("{} — {}", lang.t("history.title"), e.title),
+    )
+    .await
+    .ui(lang)?;
+    Ok(render(&HistoryPage {
+        p,
+        section,
+        e,
+        versions,
+    }))
 }
 
 #[derive(Template)]
@@ -93,11 +124,25 @@ struct VersionPage {
     steps: Vec<(bool, String)>,
 }
 
-async fn version(State(state): State<AppState>, session: SignedIn, Path((section, id, hash)): Path<(String, String, String)>) -> Result<Response, UiError> {
+async fn version(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Path((section, id, hash)): Path<(String, String, String)>,
+) -> Result<Response, UiError> {
     let lang = session.lang;
     let e = entity(&state, &session, &section, &id).await?;
-    let content = state.store.content_at(&session.subject, e.id, &hash).await.ui(lang)?;
-    let p = PageCtx::signed_in(&state, &session, format!("{} — {}", lang.t("history.version"), content.title)).await.ui(lang)?;
+    let content = state
+        .store
+        .content_at(&session.subject, e.id, &hash)
+        .await
+        .ui(lang)?;
+    let p = PageCtx::signed_in(
+        &state,
+        &session,
+        format!("{} — {}", lang.t("history.version"), content.title),
+    )
+    .await
+    .ui(lang)?;
     Ok(render(&VersionPage {
         p,
         section,
@@ -106,7 +151,11 @@ async fn version(State(state): State<AppState>, session: SignedIn, Path((section
         date: content.date.clone(),
         tags: content.tags.clone(),
         body_html: render_body(&content.body, ContentType::from_code(content.content_type)),
-        steps: content.steps.iter().map(|s| (s.done, s.body.clone())).collect(),
+        steps: content
+            .steps
+            .iter()
+            .map(|s| (s.done, s.body.clone()))
+            .collect(),
         e,
     }))
 }
@@ -137,12 +186,32 @@ async fn compare(
 ) -> Result<Response, UiError> {
     let lang = session.lang;
     let e = entity(&state, &session, &section, &id).await?;
-    let from = query.from.filter(|s| !s.is_empty()).ok_or_else(|| UiError(AppError::invalid("from", "choose two versions"), lang))?;
-    let to = query.to.filter(|s| !s.is_empty()).unwrap_or_else(|| e.heads.clone());
-    let before = state.store.content_at(&session.subject, e.id, &from).await.ui(lang)?;
-    let after = state.store.content_at(&session.subject, e.id, &to).await.ui(lang)?;
+    let from = query
+        .from
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| UiError(AppError::invalid("from", "choose two versions"), lang))?;
+    let to = query
+        .to
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| e.heads.clone());
+    let before = state
+        .store
+        .content_at(&session.subject, e.id, &from)
+        .await
+        .ui(lang)?;
+    let after = state
+        .store
+        .content_at(&session.subject, e.id, &to)
+        .await
+        .ui(lang)?;
     let d = diff(&before, &after);
-    let p = PageCtx::signed_in(&state, &session, format!("{} — {}", lang.t("history.diff_title"), e.title)).await.ui(lang)?;
+    let p = PageCtx::signed_in(
+        &state,
+        &session,
+        format!("{} — {}", lang.t("history.diff_title"), e.title),
+    )
+    .await
+    .ui(lang)?;
     Ok(render(&DiffPage {
         p,
         section,

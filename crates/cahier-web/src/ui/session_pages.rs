@@ -6,11 +6,11 @@ use crate::auth::{LANG_COOKIE, SESSION_COOKIE, Visitor, cookie, set_cookie};
 use crate::error::AppError;
 use crate::i18n::Lang;
 use askama::Template;
+use axum::Router;
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use cahier_store::StoreError;
 use cahier_store::accounts::NewUser;
 use serde::Deserialize;
@@ -75,9 +75,18 @@ fn client_address(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| "direct".to_owned())
 }
 
-async fn login(State(state): State<AppState>, visitor: Visitor, headers: HeaderMap, Form(form): Form<LoginForm>) -> Response {
+async fn login(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
     let client = client_address(&headers);
-    match state.store.verify_login(&form.email, &form.password, &client).await {
+    match state
+        .store
+        .verify_login(&form.email, &form.password, &client)
+        .await
+    {
         Ok(user) => match state.store.create_session(user.id).await {
             Ok(token) => {
                 let mut response = Redirect::to(&safe_next(form.next.as_deref())).into_response();
@@ -92,8 +101,12 @@ async fn login(State(state): State<AppState>, visitor: Visitor, headers: HeaderM
         },
         Err(error) => {
             let (status, key) = match &error {
-                StoreError::Throttled { .. } => (axum::http::StatusCode::TOO_MANY_REQUESTS, "login.throttled"),
-                StoreError::Invalid { .. } => (axum::http::StatusCode::UNAUTHORIZED, "login.failed"),
+                StoreError::Throttled { .. } => {
+                    (axum::http::StatusCode::TOO_MANY_REQUESTS, "login.throttled")
+                }
+                StoreError::Invalid { .. } => {
+                    (axum::http::StatusCode::UNAUTHORIZED, "login.failed")
+                }
                 _ => return super::error_page(&AppError::from(error), visitor.lang),
             };
             tracing::info!(email_len = form.email.len(), "failed sign-in");
@@ -115,7 +128,10 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
         }
     }
     let mut response = Redirect::to("/login?msg=signed_out").into_response();
-    response.headers_mut().append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, "", Some(0), true, state.config.is_https()));
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(SESSION_COOKIE, "", Some(0), true, state.config.is_https()),
+    );
     response
 }
 
@@ -149,11 +165,18 @@ struct TokenQuery {
     token: Option<String>,
 }
 
-async fn setup_page(State(state): State<AppState>, visitor: Visitor, Query(query): Query<TokenQuery>) -> Response {
+async fn setup_page(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Query(query): Query<TokenQuery>,
+) -> Response {
     let token = query.token.unwrap_or_default();
     let valid = state.store.check_setup_token(&token).await.unwrap_or(false);
     if !valid {
-        return super::error_page(&AppError::Forbidden(visitor.lang.t("setup.invalid").into()), visitor.lang);
+        return super::error_page(
+            &AppError::Forbidden(visitor.lang.t("setup.invalid").into()),
+            visitor.lang,
+        );
     }
     render(&SetupPage {
         p: PageCtx::anonymous(visitor.lang, &visitor.csrf, "setup.title"),
@@ -163,7 +186,11 @@ async fn setup_page(State(state): State<AppState>, visitor: Visitor, Query(query
     })
 }
 
-async fn setup(State(state): State<AppState>, visitor: Visitor, Form(form): Form<SetupForm>) -> Response {
+async fn setup(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Form(form): Form<SetupForm>,
+) -> Response {
     let new = NewUser {
         email: form.email.clone(),
         firstname: form.firstname.clone(),
@@ -171,7 +198,11 @@ async fn setup(State(state): State<AppState>, visitor: Visitor, Form(form): Form
         password: Some(form.password.clone()),
         is_sysadmin: true,
     };
-    let team = if form.team.trim().is_empty() { "Lab".to_owned() } else { form.team.clone() };
+    let team = if form.team.trim().is_empty() {
+        "Lab".to_owned()
+    } else {
+        form.team.clone()
+    };
     match state.store.complete_setup(&form.token, new, &team).await {
         Ok(user_id) => match state.store.create_session(user_id).await {
             Ok(token) => {
@@ -189,7 +220,10 @@ async fn setup(State(state): State<AppState>, visitor: Visitor, Form(form): Form
                 p: PageCtx::anonymous(visitor.lang, &visitor.csrf, "setup.title"),
                 token: form.token.clone(),
                 error: Some(format!("{field}: {message}")),
-                form: SetupForm { password: String::new(), ..form },
+                form: SetupForm {
+                    password: String::new(),
+                    ..form
+                },
             };
             (axum::http::StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response()
         }
@@ -208,20 +242,35 @@ async fn set_language(
     headers: HeaderMap,
     Form(form): Form<LanguageForm>,
 ) -> Result<Response, super::UiError> {
-    let lang = Lang::parse(&form.lang).ok_or_else(|| AppError::invalid("lang", "expected en or fr")).ui(visitor.lang)?;
+    let lang = Lang::parse(&form.lang)
+        .ok_or_else(|| AppError::invalid("lang", "expected en or fr"))
+        .ui(visitor.lang)?;
     if let Some(session) = &visitor.session {
-        state.store.set_language(session.user.id, Some(lang.code())).await.ui(visitor.lang)?;
+        state
+            .store
+            .set_language(session.user.id, Some(lang.code()))
+            .await
+            .ui(visitor.lang)?;
     }
     // Back to the page the form was on (same origin only).
     let back = headers
         .get(header::REFERER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|r| r.find("://").and_then(|i| r[i + 3..].find('/').map(|j| r[i + 3 + j..].to_owned())))
+        .and_then(|r| {
+            r.find("://")
+                .and_then(|i| r[i + 3..].find('/').map(|j| r[i + 3 + j..].to_owned()))
+        })
         .unwrap_or_else(|| "/".to_owned());
     let mut response = Redirect::to(&safe_next(Some(&back))).into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(LANG_COOKIE, lang.code(), Some(365 * 24 * 3600), false, state.config.is_https()),
+        set_cookie(
+            LANG_COOKIE,
+            lang.code(),
+            Some(365 * 24 * 3600),
+            false,
+            state.config.is_https(),
+        ),
     );
     Ok(response)
 }

@@ -55,9 +55,22 @@ struct SettingsQuery {
     msg: Option<String>,
 }
 
-async fn render_settings(state: &AppState, session: &SignedIn, new_key: Option<String>, error: Option<String>, notice: Option<&str>) -> Result<Response, UiError> {
+async fn render_settings(
+    state: &AppState,
+    session: &SignedIn,
+    new_key: Option<String>,
+    error: Option<String>,
+    notice: Option<&str>,
+) -> Result<Response, UiError> {
     let lang = session.lang;
-    let teams: Vec<(i64, String)> = state.store.teams_of(session.user.id).await.ui(lang)?.into_iter().map(|t| (t.id, t.name)).collect();
+    let teams: Vec<(i64, String)> = state
+        .store
+        .teams_of(session.user.id)
+        .await
+        .ui(lang)?
+        .into_iter()
+        .map(|t| (t.id, t.name))
+        .collect();
     let keys = state
         .store
         .api_keys(session.user.id)
@@ -65,12 +78,19 @@ async fn render_settings(state: &AppState, session: &SignedIn, new_key: Option<S
         .ui(lang)?
         .into_iter()
         .map(|k| KeyView {
-            team: teams.iter().find(|(id, _)| *id == k.team_id).map(|(_, n)| n.clone()).unwrap_or_default(),
+            team: teams
+                .iter()
+                .find(|(id, _)| *id == k.team_id)
+                .map(|(_, n)| n.clone())
+                .unwrap_or_default(),
             id: k.id,
             name: k.name,
             can_write: k.can_write,
             created: when(k.created_at),
-            last_used: k.last_used_at.map(when).unwrap_or_else(|| lang.t("settings.apikey_never").to_owned()),
+            last_used: k
+                .last_used_at
+                .map(when)
+                .unwrap_or_else(|| lang.t("settings.apikey_never").to_owned()),
         })
         .collect();
     let levels = |selected: i64| {
@@ -79,19 +99,23 @@ async fn render_settings(state: &AppState, session: &SignedIn, new_key: Option<S
             .rev()
             .map(|l| Choice {
                 value: l.code().to_string(),
-                label: lang.t(match l {
-                    BaseLevel::OwnerOnly => "access.base_10",
-                    BaseLevel::OwnerAndAdmins => "access.base_20",
-                    BaseLevel::Team => "access.base_30",
-                    BaseLevel::Organization => "access.base_40",
-                    BaseLevel::Public => "access.base_50",
-                })
-                .to_owned(),
+                label: lang
+                    .t(match l {
+                        BaseLevel::OwnerOnly => "access.base_10",
+                        BaseLevel::OwnerAndAdmins => "access.base_20",
+                        BaseLevel::Team => "access.base_30",
+                        BaseLevel::Organization => "access.base_40",
+                        BaseLevel::Public => "access.base_50",
+                    })
+                    .to_owned(),
                 selected: l.code() == selected,
             })
             .collect()
     };
-    let p = PageCtx::signed_in(state, session, lang.t("settings.title").to_owned()).await.ui(lang)?.with_notice(notice);
+    let p = PageCtx::signed_in(state, session, lang.t("settings.title").to_owned())
+        .await
+        .ui(lang)?
+        .with_notice(notice);
     Ok(render(&SettingsPage {
         p,
         lang_pref: session.user.lang.clone().unwrap_or_default(),
@@ -104,7 +128,11 @@ async fn render_settings(state: &AppState, session: &SignedIn, new_key: Option<S
     }))
 }
 
-async fn settings_page(State(state): State<AppState>, session: SignedIn, Query(query): Query<SettingsQuery>) -> Result<Response, UiError> {
+async fn settings_page(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Query(query): Query<SettingsQuery>,
+) -> Result<Response, UiError> {
     let notice = match query.msg.as_deref() {
         Some("saved") => Some("settings.saved"),
         Some("password") => Some("settings.password_changed"),
@@ -118,9 +146,21 @@ struct LanguageForm {
     lang: String,
 }
 
-async fn set_language(State(state): State<AppState>, session: SignedIn, Form(form): Form<LanguageForm>) -> Result<Response, UiError> {
-    let lang = if form.lang.is_empty() { None } else { Some(form.lang.as_str()) };
-    state.store.set_language(session.user.id, lang).await.ui(session.lang)?;
+async fn set_language(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Form(form): Form<LanguageForm>,
+) -> Result<Response, UiError> {
+    let lang = if form.lang.is_empty() {
+        None
+    } else {
+        Some(form.lang.as_str())
+    };
+    state
+        .store
+        .set_language(session.user.id, lang)
+        .await
+        .ui(session.lang)?;
     Ok(Redirect::to("/settings?msg=saved").into_response())
 }
 
@@ -130,20 +170,45 @@ struct PasswordForm {
     new_password: String,
 }
 
-async fn change_password(State(state): State<AppState>, session: SignedIn, Form(form): Form<PasswordForm>) -> Result<Response, UiError> {
-    match state.store.change_password(session.user.id, &form.current_password, &form.new_password).await {
+async fn change_password(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Form(form): Form<PasswordForm>,
+) -> Result<Response, UiError> {
+    match state
+        .store
+        .change_password(session.user.id, &form.current_password, &form.new_password)
+        .await
+    {
         Ok(()) => {
             // Changing the password signed out every session, this one too: open a fresh one.
-            let token = state.store.create_session(session.user.id).await.ui(session.lang)?;
+            let token = state
+                .store
+                .create_session(session.user.id)
+                .await
+                .ui(session.lang)?;
             let mut response = Redirect::to("/settings?msg=password").into_response();
             response.headers_mut().append(
                 axum::http::header::SET_COOKIE,
-                crate::auth::set_cookie(crate::auth::SESSION_COOKIE, &token, None, true, state.config.is_https()),
+                crate::auth::set_cookie(
+                    crate::auth::SESSION_COOKIE,
+                    &token,
+                    None,
+                    true,
+                    state.config.is_https(),
+                ),
             );
             Ok(response)
         }
         Err(cahier_store::StoreError::Invalid { field, message }) => {
-            let mut response = render_settings(&state, &session, None, Some(format!("{field}: {message}")), None).await?;
+            let mut response = render_settings(
+                &state,
+                &session,
+                None,
+                Some(format!("{field}: {message}")),
+                None,
+            )
+            .await?;
             *response.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
             Ok(response)
         }
@@ -157,11 +222,23 @@ struct DefaultsForm {
     write_base: i64,
 }
 
-async fn set_defaults(State(state): State<AppState>, session: SignedIn, Form(form): Form<DefaultsForm>) -> Result<Response, UiError> {
+async fn set_defaults(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Form(form): Form<DefaultsForm>,
+) -> Result<Response, UiError> {
     let lang = session.lang;
-    let read = BaseLevel::from_code(form.read_base).ok_or_else(|| AppError::invalid("read_base", "choose a level")).ui(lang)?;
-    let write = BaseLevel::from_code(form.write_base).ok_or_else(|| AppError::invalid("write_base", "choose a level")).ui(lang)?;
-    state.store.set_default_access(session.user.id, read, write).await.ui(lang)?;
+    let read = BaseLevel::from_code(form.read_base)
+        .ok_or_else(|| AppError::invalid("read_base", "choose a level"))
+        .ui(lang)?;
+    let write = BaseLevel::from_code(form.write_base)
+        .ok_or_else(|| AppError::invalid("write_base", "choose a level"))
+        .ui(lang)?;
+    state
+        .store
+        .set_default_access(session.user.id, read, write)
+        .await
+        .ui(lang)?;
     Ok(Redirect::to("/settings?msg=saved").into_response())
 }
 
@@ -172,16 +249,33 @@ struct KeyForm {
     can_write: Option<String>,
 }
 
-async fn create_key(State(state): State<AppState>, session: SignedIn, Form(form): Form<KeyForm>) -> Result<Response, UiError> {
+async fn create_key(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Form(form): Form<KeyForm>,
+) -> Result<Response, UiError> {
     let (_, key) = state
         .store
-        .create_api_key(session.user.id, form.team, &form.name, form.can_write.is_some())
+        .create_api_key(
+            session.user.id,
+            form.team,
+            &form.name,
+            form.can_write.is_some(),
+        )
         .await
         .ui(session.lang)?;
     render_settings(&state, &session, Some(key), None, None).await
 }
 
-async fn delete_key(State(state): State<AppState>, session: SignedIn, axum::extract::Path(id): axum::extract::Path<i64>) -> Result<Response, UiError> {
-    state.store.delete_api_key(session.user.id, id).await.ui(session.lang)?;
+async fn delete_key(
+    State(state): State<AppState>,
+    session: SignedIn,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+) -> Result<Response, UiError> {
+    state
+        .store
+        .delete_api_key(session.user.id, id)
+        .await
+        .ui(session.lang)?;
     Ok(Redirect::to("/settings?msg=saved").into_response())
 }
