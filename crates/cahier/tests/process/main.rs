@@ -1,0 +1,121 @@
+//! Tests that run the real `cahier` binary as a separate process: crash durability.
+#![expect(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
+
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cahier");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn cli(args: &[&str], stdin: &str) -> String {
+    let mut child = Command::new(BIN).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "cahier {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn serve(data: &str, port: u16) -> Child {
+    Command::new(BIN)
+        .args(["serve", "--data", data, "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_healthy(client: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(response) = client.get(format!("{base}/healthz")).send().await {
+            if response.status() == 200 {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "server did not become healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_kill_dash_nine() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned();
+    cli(&["user", "add", "--data", &data, "--email", "ada@lab.fr", "--name", "Ada Lovelace", "--team", "Ecology", "--password-stdin"], "long enough password\n");
+    let key = cli(&["apikey", "add", "--data", &data, "--user", "ada@lab.fr", "--write"], "").trim().to_owned();
+    let client = reqwest::Client::new();
+
+    let mut acknowledged: Vec<(i64, String)> = Vec::new();
+    for round in 0..3 {
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let mut server = serve(&data, port);
+        wait_healthy(&client, &base).await;
+        // Several writers at once, then kill -9 while they are still writing.
+        let mut writers = Vec::new();
+        for writer in 0..4 {
+            let client = client.clone();
+            let base = base.clone();
+            let key = key.clone();
+            writers.push(tokio::spawn(async move {
+                let mut done = Vec::new();
+                for n in 0..1000 {
+                    let title = format!("round {round} writer {writer} entry {n}");
+                    let response = client
+                        .post(format!("{base}/api/v2/experiments"))
+                        .header("Authorization", &key)
+                        .json(&serde_json::json!({"title": title, "body": "line one\nline two\n"}))
+                        .send()
+                        .await;
+                    match response {
+                        Ok(r) if r.status() == 201 => {
+                            let id = r.headers()["location"].to_str().unwrap().rsplit('/').next().unwrap().parse::<i64>().unwrap();
+                            done.push((id, title));
+                        }
+                        _ => break,
+                    }
+                }
+                done
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(300 + 200 * round as u64)).await;
+        server.kill().unwrap(); // SIGKILL: no shutdown, no flush.
+        server.wait().unwrap();
+        for writer in writers {
+            acknowledged.extend(writer.await.unwrap());
+        }
+    }
+    assert!(acknowledged.len() > 10, "the writers should have been acknowledged a few times");
+
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = serve(&data, port);
+    wait_healthy(&client, &base).await;
+    for (id, title) in &acknowledged {
+        let response = client.get(format!("{base}/api/v2/experiments/{id}")).header("Authorization", &key).send().await.unwrap();
+        assert_eq!(response.status(), 200, "acknowledged experiment {id} was lost");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["title"], title.as_str());
+        assert_eq!(body["body"], "line one\nline two\n");
+    }
+    // Nothing half-written: every entity that exists reads back whole.
+    let list: serde_json::Value = client
+        .get(format!("{base}/api/v2/experiments?limit=10000"))
+        .header("Authorization", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for row in list.as_array().unwrap() {
+        assert_eq!(row["body"], "line one\nline two\n", "entity {} is incomplete", row["id"]);
+        assert!(row["title"].as_str().unwrap().starts_with("round "));
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
