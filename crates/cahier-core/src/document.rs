@@ -450,18 +450,18 @@ impl EntityDoc {
                 doc.put(ROOT, "date", date.as_str())?;
             }
         }
-        if let Some(content_type) = patch.content_type {
-            if read_i64(doc, &ROOT, "content_type") != Some(content_type.code()) {
-                doc.put(ROOT, "content_type", content_type.code())?;
-            }
+        if let Some(content_type) = patch.content_type
+            && read_i64(doc, &ROOT, "content_type") != Some(content_type.code())
+        {
+            doc.put(ROOT, "content_type", content_type.code())?;
         }
         for (key, value) in [("status", patch.status), ("category", patch.category)] {
-            if let Some(value) = value {
-                if read_i64(doc, &ROOT, key) != value {
-                    match value {
-                        Some(v) => doc.put(ROOT, key, v)?,
-                        None => doc.put(ROOT, key, ScalarValue::Null)?,
-                    }
+            if let Some(value) = value
+                && read_i64(doc, &ROOT, key) != value
+            {
+                match value {
+                    Some(v) => doc.put(ROOT, key, v)?,
+                    None => doc.put(ROOT, key, ScalarValue::Null)?,
                 }
             }
         }

@@ -449,14 +449,13 @@ impl Store {
                     .await?,
             );
         }
-        if patch.category.is_none() {
-            if let Some(default) = self
+        if patch.category.is_none()
+            && let Some(default) = self
                 .default_term(Vocabulary::Category, new.team_id, Family::of(new.kind))
                 .await?
             {
                 patch.category = Some(Some(default));
             }
-        }
         self.check_terms(new.kind, new.team_id, &patch).await?;
 
         let now = self.now_ms();
@@ -610,11 +609,10 @@ impl Store {
                 .fetch_optional(&mut *conn)
                 .await?
                 .ok_or(StoreError::NotFound("entity"))?;
-        if let Some(cached) = self.cache_take(id) {
-            if cached.heads == heads {
+        if let Some(cached) = self.cache_take(id)
+            && cached.heads == heads {
                 return Ok((heads, cached.doc));
             }
-        }
         let doc = EntityDoc::load(&bytes)?;
         Ok((heads, doc))
     }

@@ -1,7 +1,7 @@
 //! Test helpers: [`TestApp::spawn`] runs the production startup ([`cahier::start`]) on
 //! `127.0.0.1:0` over a temporary data directory; helpers create users and keys and give HTTP
 //! clients for the API (key in `Authorization`) and for the UI (cookie jar and CSRF token).
-#![expect(
+#![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,

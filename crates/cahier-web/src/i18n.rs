@@ -62,11 +62,10 @@ impl Lang {
                 })
                 .unwrap_or(1.0);
             let primary = tag.split('-').next().unwrap_or("");
-            if let Some(lang) = Self::parse(primary) {
-                if best.is_none_or(|(bq, _)| q > bq) {
+            if let Some(lang) = Self::parse(primary)
+                && best.is_none_or(|(bq, _)| q > bq) {
                     best = Some((q, lang));
                 }
-            }
         }
         best.map(|(_, lang)| lang).unwrap_or_default()
     }

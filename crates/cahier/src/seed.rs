@@ -63,7 +63,7 @@ fn body(seed: usize, bytes: usize) -> String {
             i = i
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
-            text.push_str(WORDS[(i >> 33) as usize % WORDS.len()]);
+            text.push_str(WORDS[(i >> 33) % WORDS.len()]);
             text.push(' ');
         }
         text.push_str(".\n\n");

@@ -315,13 +315,11 @@ async fn read(
     if let Some((_, format)) = query_pairs(raw.as_deref())?
         .into_iter()
         .find(|(k, _)| k == "format")
-    {
-        if format != "json" {
+        && format != "json" {
             return Err(AppError::NotImplemented(format!(
                 "export as {format} is not available yet"
             )));
         }
-    }
     Ok(axum::Json(full_entity(&app, &caller, kind, id).await?).into_response())
 }
 

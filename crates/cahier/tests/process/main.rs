@@ -1,5 +1,5 @@
 //! Tests that run the real `cahier` binary as a separate process: crash durability.
-#![expect(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
 
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
