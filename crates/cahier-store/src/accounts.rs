@@ -333,9 +333,10 @@ impl Store {
     /// Sets the interface language (`en`, `fr` or none).
     pub async fn set_language(&self, user_id: i64, lang: Option<&str>) -> Result<()> {
         if let Some(lang) = lang
-            && !matches!(lang, "en" | "fr") {
-                return Err(invalid("lang", "expected en or fr"));
-            }
+            && !matches!(lang, "en" | "fr")
+        {
+            return Err(invalid("lang", "expected en or fr"));
+        }
         sqlx::query("UPDATE users SET lang = ? WHERE id = ?")
             .bind(lang)
             .bind(user_id)

@@ -319,6 +319,13 @@ async fn write_acl(
 impl Store {
     /// The actor this process writes with for `user_id`, registered on first use.
     async fn actor_for(&self, conn: &mut SqliteConnection, user_id: i64) -> Result<ActorId> {
+        let actor = self.process_actor(user_id)?;
+        self.register_actor(conn, &actor, user_id).await?;
+        Ok(actor)
+    }
+
+    /// The actor this process writes with for `user_id` (not yet registered).
+    fn process_actor(&self, user_id: i64) -> Result<ActorId> {
         let existing = self
             .actors
             .lock()
@@ -336,7 +343,6 @@ impl Store {
                 actor
             }
         };
-        self.register_actor(conn, &actor, user_id).await?;
         Ok(actor)
     }
 
@@ -367,8 +373,19 @@ impl Store {
         since: &[ChangeHash],
         user_id: i64,
     ) -> Result<()> {
+        let changes = doc.changes_since(since);
+        self.insert_changes(conn, entity_id, changes, user_id).await
+    }
+
+    async fn insert_changes(
+        &self,
+        conn: &mut SqliteConnection,
+        entity_id: i64,
+        changes: Vec<cahier_core::document::ChangeInfo>,
+        user_id: i64,
+    ) -> Result<()> {
         let now = self.now_ms();
-        for change in doc.changes_since(since) {
+        for change in changes {
             sqlx::query(
                 "INSERT OR IGNORE INTO entity_changes (entity_id, hash, actor, user_id, device, time_ms, received_at, \
                  message, deps, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -453,15 +470,16 @@ impl Store {
             && let Some(default) = self
                 .default_term(Vocabulary::Category, new.team_id, Family::of(new.kind))
                 .await?
-            {
-                patch.category = Some(Some(default));
-            }
+        {
+            patch.category = Some(Some(default));
+        }
         self.check_terms(new.kind, new.team_id, &patch).await?;
 
         let now = self.now_ms();
         let id = self.new_entity_id();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let actor = self.actor_for(&mut tx, subject.user_id).await?;
+        // The document, its save and its projection are built before taking the write lock:
+        // creating an Automerge document costs milliseconds, and writers wait on that lock.
+        let actor = self.process_actor(subject.user_id)?;
         let content = NewContent {
             id,
             kind: new.kind,
@@ -472,17 +490,24 @@ impl Store {
             default_date: cahier_core::clock::format_date(now),
         };
         let meta = CommitMeta {
-            actor,
+            actor: actor.clone(),
             time_ms: now,
             message: "create".into(),
         };
         let mut doc = EntityDoc::create(&content, &meta)?;
         let heads = heads_to_string(&doc.heads());
+        let bytes = doc.save();
+        let changes = doc.changes_since(&[]);
+        let content = doc.content()?;
+        let rendered = projection::render(&content);
         let elabid = format!(
             "{}-{}",
             cahier_core::clock::format_date(now).replace('-', ""),
             crate::random_hex(10)
         );
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        self.register_actor(&mut tx, &actor, subject.user_id)
+            .await?;
         let entity_id: i64 = sqlx::query_scalar(
             "INSERT INTO entities (uuid, kind, team_id, owner_id, canread_base, canwrite_base, elabid, created_at, \
              modified_at, lastchangeby, title, date, body, body_html, content_type, heads) \
@@ -502,17 +527,24 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         write_acl(&mut tx, entity_id, &canread, &canwrite).await?;
-        let bytes = doc.save();
         sqlx::query("INSERT INTO entity_docs (entity_id, doc, heads) VALUES (?, ?, ?)")
             .bind(entity_id)
             .bind(&bytes)
             .bind(&heads)
             .execute(&mut *tx)
             .await?;
-        self.record_changes(&mut tx, entity_id, &mut doc, &[], subject.user_id)
+        self.insert_changes(&mut tx, entity_id, changes, subject.user_id)
             .await?;
-        let content = doc.content()?;
-        projection::write(&mut tx, entity_id, &content, &heads, now, subject.user_id).await?;
+        projection::write(
+            &mut tx,
+            entity_id,
+            &content,
+            &rendered,
+            &heads,
+            now,
+            subject.user_id,
+        )
+        .await?;
         tx.commit().await?;
         self.cache_put(entity_id, heads, doc);
         Ok(entity_id)
@@ -610,9 +642,10 @@ impl Store {
                 .await?
                 .ok_or(StoreError::NotFound("entity"))?;
         if let Some(cached) = self.cache_take(id)
-            && cached.heads == heads {
-                return Ok((heads, cached.doc));
-            }
+            && cached.heads == heads
+        {
+            return Ok((heads, cached.doc));
+        }
         let doc = EntityDoc::load(&bytes)?;
         Ok((heads, doc))
     }
@@ -680,7 +713,17 @@ impl Store {
         self.record_changes(&mut tx, id, &mut doc, &old, subject.user_id)
             .await?;
         let content = doc.content()?;
-        projection::write(&mut tx, id, &content, &heads, now, subject.user_id).await?;
+        let rendered = projection::render(&content);
+        projection::write(
+            &mut tx,
+            id,
+            &content,
+            &rendered,
+            &heads,
+            now,
+            subject.user_id,
+        )
+        .await?;
         tx.commit().await?;
         self.cache_put(id, heads.clone(), doc);
         Ok(UpdateOutcome {

@@ -124,7 +124,7 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
-            .pragma("cache_size", "-32000")
+            .pragma("cache_size", "-8000")
             .pragma("temp_store", "memory");
         let pool = SqlitePoolOptions::new()
             .max_connections(8)

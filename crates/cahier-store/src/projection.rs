@@ -6,16 +6,30 @@ use cahier_core::EntityContent;
 use cahier_core::markdown::{ContentType, index_text, render_body};
 use sqlx::SqliteConnection;
 
+/// The parts of a projection that cost CPU: computed before the write transaction starts.
+pub(crate) struct Rendered {
+    body_html: String,
+    index_body: String,
+}
+
+pub(crate) fn render(content: &EntityContent) -> Rendered {
+    let content_type = ContentType::from_code(content.content_type);
+    Rendered {
+        body_html: render_body(&content.body, content_type),
+        index_body: index_text(&content.body, content_type),
+    }
+}
+
 pub(crate) async fn write(
     conn: &mut SqliteConnection,
     entity_id: i64,
     content: &EntityContent,
+    rendered: &Rendered,
     heads: &str,
     modified_at: i64,
     changed_by: i64,
 ) -> Result<(), sqlx::Error> {
-    let content_type = ContentType::from_code(content.content_type);
-    let body_html = render_body(&content.body, content_type);
+    let body_html = &rendered.body_html;
     let tags_text = content.tags.join("|");
     sqlx::query(
         "UPDATE entities SET title = ?, date = ?, body = ?, body_html = ?, content_type = ?, status_id = ?, \
@@ -116,7 +130,7 @@ pub(crate) async fn write(
     )
     .bind(entity_id)
     .bind(&content.title)
-    .bind(index_text(&content.body, content_type))
+    .bind(&rendered.index_body)
     .bind(content.tags.join(" "))
     .bind(comments_text.join("\n"))
     .execute(&mut *conn)
