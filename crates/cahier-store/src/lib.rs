@@ -13,6 +13,8 @@ pub mod entities;
 pub mod listing;
 mod migrate;
 mod projection;
+pub mod replica;
+pub mod sync;
 
 use cahier_core::{Clock, EntityId};
 use sqlx::sqlite::{
@@ -141,6 +143,17 @@ impl Store {
             actors: Arc::new(Mutex::new(std::collections::HashMap::new())),
             device: "server".to_owned(),
         })
+    }
+
+    /// Names the device this store writes as (a replica's device id; "server" by default).
+    pub fn with_device(mut self, device: &str) -> Self {
+        self.device = device.to_owned();
+        self
+    }
+
+    /// The device this store writes as.
+    pub fn device(&self) -> &str {
+        &self.device
     }
 
     /// The clock this store stamps records with.

@@ -3,7 +3,10 @@
 
 use sqlx::SqlitePool;
 
-const SQLITE: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_foundation.sql"))];
+const SQLITE: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_foundation.sql")),
+    (3, include_str!("../migrations/sqlite/0003_sync.sql")),
+];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::Error> {
     sqlx::query(

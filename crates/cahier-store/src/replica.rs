@@ -1,0 +1,598 @@
+//! The replica side of sync (docs/SYNC.md): importing the server's reference records, applying
+//! pulled documents with their projection rows, listing local changes to push, recording the
+//! server's answers, and removing what the user may no longer read — keeping any unpushed edit
+//! of it as a rejected edit. A replica's database has the same schema as a server's.
+
+use crate::entities::write_acl;
+use crate::sync::proto::{NewEntityInfo, PullEntry, PushDoc, Reference, Snapshot, b64, unb64};
+use crate::{Result, Store, StoreError, invalid, projection};
+use cahier_core::document::{heads_from_string, heads_to_string};
+use cahier_core::markdown::{ContentType, index_text};
+use sqlx::SqliteConnection;
+
+/// Entities made on a replica get ids from here up, so they never collide with server ids.
+pub const LOCAL_ID_START: i64 = 1_000_000_000;
+
+/// What applying a pulled document did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// A document new to this replica.
+    Added,
+    /// Server changes applied; nothing local was waiting.
+    Updated,
+    /// Server changes merged with local changes still waiting to be pushed.
+    Merged,
+}
+
+/// A local change set the server refused, as shown to the user.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
+pub struct RejectedEdit {
+    /// Id.
+    pub id: i64,
+    /// Entity.
+    pub entity_uuid: String,
+    /// Entity title when refused.
+    pub title: String,
+    /// The server's reason.
+    pub reason: String,
+    /// When, ms.
+    pub created_at: i64,
+    /// `pending`, or `resolved`.
+    pub status: String,
+}
+
+impl Store {
+    /// Reads a replica setting.
+    pub async fn replica_get(&self, key: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM replica_state WHERE key = ?")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Writes a replica setting.
+    pub async fn replica_set(&self, key: &str, value: &str) -> Result<()> {
+        sqlx::query("INSERT INTO replica_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Prepares an empty database to be a replica: local entity ids start at [`LOCAL_ID_START`].
+    pub async fn init_replica(&self) -> Result<()> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM sqlite_sequence WHERE name = 'entities'")
+                .fetch_one(&self.pool)
+                .await
+                .unwrap_or(0);
+        if n == 0 {
+            sqlx::query("INSERT INTO sqlite_sequence (name, seq) VALUES ('entities', ?)")
+                .bind(LOCAL_ID_START)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the read-only copies of the server's records.
+    pub async fn import_reference(&self, reference: &Reference) -> Result<()> {
+        let now = self.now_ms();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for (id, name) in &reference.teams {
+            sqlx::query("INSERT INTO teams (id, name, created_at) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET name = excluded.name")
+                .bind(id)
+                .bind(name)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for user in &reference.users {
+            sqlx::query(
+                "INSERT INTO users (id, email, firstname, lastname, is_sysadmin, created_at) VALUES (?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (id) DO UPDATE SET email = excluded.email, firstname = excluded.firstname, \
+                 lastname = excluded.lastname, is_sysadmin = excluded.is_sysadmin",
+            )
+            .bind(user.id)
+            .bind(&user.email)
+            .bind(&user.firstname)
+            .bind(&user.lastname)
+            .bind(user.is_sysadmin)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("DELETE FROM memberships WHERE user_id = ?")
+            .bind(reference.user_id)
+            .execute(&mut *tx)
+            .await?;
+        for (team, is_admin) in &reference.memberships {
+            sqlx::query("INSERT INTO memberships (user_id, team_id, is_admin) VALUES (?, ?, ?)")
+                .bind(reference.user_id)
+                .bind(team)
+                .bind(is_admin)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("UPDATE users SET current_team = (SELECT team_id FROM memberships WHERE user_id = users.id LIMIT 1) WHERE id = ? AND (current_team IS NULL OR current_team NOT IN (SELECT team_id FROM memberships WHERE user_id = ?))")
+            .bind(reference.user_id)
+            .bind(reference.user_id)
+            .execute(&mut *tx)
+            .await?;
+        for (id, team, name) in &reference.groups {
+            sqlx::query("INSERT INTO team_groups (id, team_id, name) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET name = excluded.name")
+                .bind(id)
+                .bind(team)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM group_members WHERE user_id = ?")
+            .bind(reference.user_id)
+            .execute(&mut *tx)
+            .await?;
+        for group in &reference.my_groups {
+            sqlx::query("INSERT OR IGNORE INTO group_members (group_id, user_id) VALUES (?, ?)")
+                .bind(group)
+                .bind(reference.user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (table, terms) in [
+            ("statuses", &reference.statuses),
+            ("categories", &reference.categories),
+        ] {
+            for t in terms {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO {table} (id, team_id, family, title, color, is_default, ordering, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+                     ON CONFLICT (id) DO UPDATE SET title = excluded.title, color = excluded.color, is_default = excluded.is_default, \
+                     ordering = excluded.ordering, state = excluded.state"
+                )))
+                .bind(t.id)
+                .bind(t.team_id)
+                .bind(&t.family)
+                .bind(&t.title)
+                .bind(&t.color)
+                .bind(t.is_default)
+                .bind(t.ordering)
+                .bind(t.state)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Writes the server's projection rows and authoritative columns for a local entity.
+    async fn write_snapshot(
+        &self,
+        conn: &mut SqliteConnection,
+        local_id: i64,
+        snapshot: &Snapshot,
+        with_content: bool,
+    ) -> Result<()> {
+        let e = &snapshot.entity;
+        sqlx::query(
+            "UPDATE entities SET team_id = ?, owner_id = ?, locked_by = ?, locked_at = ?, state = ?, elabid = ?, \
+             created_at = ?, modified_at = ?, lastchangeby = ? WHERE id = ?",
+        )
+        .bind(e.team_id)
+        .bind(e.owner_id)
+        .bind(e.locked_by)
+        .bind(e.locked_at)
+        .bind(e.state)
+        .bind(&e.elabid)
+        .bind(e.created_at)
+        .bind(e.modified_at)
+        .bind(e.lastchangeby)
+        .bind(local_id)
+        .execute(&mut *conn)
+        .await?;
+        write_acl(conn, local_id, &e.canread, &e.canwrite).await?;
+        if !with_content {
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE entities SET title = ?, date = ?, body = ?, body_html = ?, content_type = ?, status_id = ?, category_id = ?, \
+             rating = ?, tags_text = ?, template_uuid = ?, metadata = ?, heads = ?, n_conflicts = ? WHERE id = ?",
+        )
+        .bind(&e.title)
+        .bind(&e.date)
+        .bind(&e.body)
+        .bind(&e.body_html)
+        .bind(e.content_type)
+        .bind(e.status_id)
+        .bind(e.category_id)
+        .bind(e.rating)
+        .bind(e.tags.join("|"))
+        .bind(&e.template_uuid)
+        .bind(&e.metadata)
+        .bind(&e.heads)
+        .bind(e.n_conflicts)
+        .bind(local_id)
+        .execute(&mut *conn)
+        .await?;
+        for table in [
+            "entity_tags",
+            "entity_links",
+            "entity_steps",
+            "entity_comments",
+            "entity_conflicts",
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE entity_id = ?"
+            )))
+            .bind(local_id)
+            .execute(&mut *conn)
+            .await?;
+        }
+        for tag in &e.tags {
+            sqlx::query("INSERT INTO entity_tags (entity_id, tag) VALUES (?, ?)")
+                .bind(local_id)
+                .bind(tag)
+                .execute(&mut *conn)
+                .await?;
+        }
+        for target in &snapshot.links {
+            sqlx::query("INSERT INTO entity_links (entity_id, target_uuid) VALUES (?, ?)")
+                .bind(local_id)
+                .bind(target)
+                .execute(&mut *conn)
+                .await?;
+        }
+        for s in &snapshot.steps {
+            sqlx::query("INSERT INTO entity_steps (entity_id, step_id, ordering, body, done, done_by, done_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+                .bind(local_id)
+                .bind(&s.step_id)
+                .bind(s.ordering)
+                .bind(&s.body)
+                .bind(s.done)
+                .bind(s.done_by)
+                .bind(s.done_at)
+                .execute(&mut *conn)
+                .await?;
+        }
+        for c in &snapshot.comments {
+            sqlx::query("INSERT INTO entity_comments (entity_id, comment_id, author, created_at, edited_at, body) VALUES (?, ?, ?, ?, ?, ?)")
+                .bind(local_id)
+                .bind(&c.comment_id)
+                .bind(c.author)
+                .bind(c.created_at)
+                .bind(c.edited_at)
+                .bind(&c.body)
+                .execute(&mut *conn)
+                .await?;
+        }
+        for (field, values) in &snapshot.conflicts {
+            sqlx::query(
+                "INSERT INTO entity_conflicts (entity_id, field, values_json) VALUES (?, ?, ?)",
+            )
+            .bind(local_id)
+            .bind(field)
+            .bind(values)
+            .execute(&mut *conn)
+            .await?;
+        }
+        let comments: Vec<&str> = snapshot.comments.iter().map(|c| c.body.as_str()).collect();
+        sqlx::query("DELETE FROM entity_fts WHERE rowid = ?")
+            .bind(local_id)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query(
+            "INSERT INTO entity_fts (rowid, title, body, tags, comments) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(local_id)
+        .bind(&e.title)
+        .bind(index_text(&e.body, ContentType::from_code(e.content_type)))
+        .bind(e.tags.join(" "))
+        .bind(comments.join("\n"))
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Applies one pulled document: stores the server's bytes (a new document is stored as
+    /// received, without loading it), merges with local changes if any, and updates the
+    /// projection.
+    pub async fn apply_pulled(&self, entry: &PullEntry) -> Result<Applied> {
+        let bytes = unb64(&entry.changes).map_err(|_| invalid("changes", "not base64"))?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let local: Option<(i64, String, Option<String>)> = sqlx::query_as(
+            "SELECT e.id, d.heads, r.acked_heads FROM entities e JOIN entity_docs d ON d.entity_id = e.id \
+             LEFT JOIN replica_entities r ON r.entity_id = e.id WHERE e.uuid = ?",
+        )
+        .bind(&entry.uuid)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let applied = match local {
+            None => {
+                if !entry.full {
+                    return Err(invalid("changes", "a new document must come whole"));
+                }
+                let e = &entry.snapshot.entity;
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO entities (id, uuid, kind, team_id, owner_id, canread_base, canwrite_base, elabid, created_at, \
+                     modified_at, lastchangeby, title, date, body, body_html, content_type, heads) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', '', '', '', 2, ?) RETURNING id",
+                )
+                .bind(entry.id)
+                .bind(&entry.uuid)
+                .bind(e.kind.as_str())
+                .bind(e.team_id)
+                .bind(e.owner_id)
+                .bind(e.canread.base.code())
+                .bind(e.canwrite.base.code())
+                .bind(&e.elabid)
+                .bind(e.created_at)
+                .bind(e.modified_at)
+                .bind(e.lastchangeby)
+                .bind(&entry.heads)
+                .fetch_one(&mut *tx)
+                .await?;
+                sqlx::query("INSERT INTO entity_docs (entity_id, doc, heads) VALUES (?, ?, ?)")
+                    .bind(id)
+                    .bind(&bytes)
+                    .bind(&entry.heads)
+                    .execute(&mut *tx)
+                    .await?;
+                self.write_snapshot(&mut tx, id, &entry.snapshot, true)
+                    .await?;
+                sqlx::query("INSERT INTO replica_entities (entity_id, acked_heads, server_id) VALUES (?, ?, ?)")
+                    .bind(id)
+                    .bind(&entry.heads)
+                    .bind(entry.id)
+                    .execute(&mut *tx)
+                    .await?;
+                Applied::Added
+            }
+            Some((id, local_heads, acked)) => {
+                let pending = acked.as_deref() != Some(local_heads.as_str());
+                let (_, mut doc) = self.load_doc(&mut tx, id).await?;
+                doc.load_changes(&bytes)?;
+                let heads = heads_to_string(&doc.heads());
+                let saved = doc.save();
+                sqlx::query("UPDATE entity_docs SET doc = ?, heads = ? WHERE entity_id = ?")
+                    .bind(&saved)
+                    .bind(&heads)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                if heads == entry.heads {
+                    self.write_snapshot(&mut tx, id, &entry.snapshot, true)
+                        .await?;
+                } else {
+                    self.write_snapshot(&mut tx, id, &entry.snapshot, false)
+                        .await?;
+                    let content = doc.content()?;
+                    let rendered = projection::render(&content);
+                    let (modified, by): (i64, i64) = sqlx::query_as(
+                        "SELECT modified_at, lastchangeby FROM entities WHERE id = ?",
+                    )
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    projection::write(&mut tx, id, &content, &rendered, &heads, modified, by)
+                        .await?;
+                }
+                sqlx::query(
+                    "INSERT INTO replica_entities (entity_id, acked_heads, server_id) VALUES (?, ?, ?) \
+                     ON CONFLICT (entity_id) DO UPDATE SET acked_heads = excluded.acked_heads, server_id = excluded.server_id",
+                )
+                .bind(id)
+                .bind(&entry.heads)
+                .bind(entry.id)
+                .execute(&mut *tx)
+                .await?;
+                self.cache_put(id, heads, doc);
+                if pending {
+                    Applied::Merged
+                } else {
+                    Applied::Updated
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    /// The heads this replica last had acknowledged for each entity it holds, by UUID.
+    pub async fn acked_heads(&self) -> Result<std::collections::HashMap<String, String>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT e.uuid, r.acked_heads FROM entities e JOIN replica_entities r ON r.entity_id = e.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Local changes waiting to be pushed: (local id, the push, the heads being pushed).
+    pub async fn pending_pushes(&self) -> Result<Vec<(i64, PushDoc, String)>> {
+        let rows: Vec<(i64, String, String, Option<String>, Option<i64>)> = sqlx::query_as(
+            "SELECT e.id, e.uuid, d.heads, r.acked_heads, r.server_id FROM entities e JOIN entity_docs d ON d.entity_id = e.id \
+             LEFT JOIN replica_entities r ON r.entity_id = e.id WHERE r.acked_heads IS NULL OR r.acked_heads != d.heads",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut pushes = Vec::with_capacity(rows.len());
+        let mut conn = self.pool.acquire().await?;
+        for (id, uuid, heads, acked, server_id) in rows {
+            let (loaded_heads, mut doc) = self.load_doc(&mut conn, id).await?;
+            let acked = acked.unwrap_or_default();
+            let base = heads_from_string(&acked)?;
+            let (changes, new) = if server_id.is_none() {
+                let row = self
+                    .fetch_row(&mut conn, id)
+                    .await?
+                    .ok_or(StoreError::NotFound("entity"))?;
+                (
+                    doc.save(),
+                    Some(NewEntityInfo {
+                        team_id: row.team_id,
+                        canread: row.canread,
+                        canwrite: row.canwrite,
+                    }),
+                )
+            } else {
+                (doc.automerge().save_after(&base), None)
+            };
+            self.cache_put(id, loaded_heads, doc);
+            pushes.push((
+                id,
+                PushDoc {
+                    uuid,
+                    base: acked,
+                    changes: b64(&changes),
+                    new,
+                },
+                heads,
+            ));
+        }
+        Ok(pushes)
+    }
+
+    /// Number of entities with local changes waiting.
+    pub async fn pending_count(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM entities e JOIN entity_docs d ON d.entity_id = e.id \
+             LEFT JOIN replica_entities r ON r.entity_id = e.id WHERE r.acked_heads IS NULL OR r.acked_heads != d.heads",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Records that the server accepted `pushed_heads` of a local entity.
+    pub async fn mark_accepted(
+        &self,
+        local_id: i64,
+        pushed_heads: &str,
+        server_id: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO replica_entities (entity_id, acked_heads, server_id) VALUES (?, ?, ?) \
+             ON CONFLICT (entity_id) DO UPDATE SET acked_heads = excluded.acked_heads, server_id = excluded.server_id",
+        )
+        .bind(local_id)
+        .bind(pushed_heads)
+        .bind(server_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Keeps a refused local change set as a rejected edit, then removes the local changes:
+    /// the entity is dropped locally so the next pull brings the server's version back (or
+    /// nothing, if the server never had it). The bytes stay in `rejected_edits`.
+    pub async fn record_rejection(
+        &self,
+        local_id: i64,
+        push: &PushDoc,
+        reason: &str,
+    ) -> Result<()> {
+        let bytes = unb64(&push.changes).map_err(|_| invalid("changes", "not base64"))?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let title: String = sqlx::query_scalar("SELECT title FROM entities WHERE id = ?")
+            .bind(local_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .unwrap_or_default();
+        sqlx::query("INSERT INTO rejected_edits (entity_uuid, title, reason, bytes, base_heads, created_at) VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(&push.uuid)
+            .bind(title)
+            .bind(reason)
+            .bind(&bytes)
+            .bind(&push.base)
+            .bind(self.now_ms())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM entities WHERE id = ?")
+            .bind(local_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM entity_fts WHERE rowid = ?")
+            .bind(local_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        if let Ok(mut cache) = self.docs.lock() {
+            cache.pop(&local_id);
+        }
+        Ok(())
+    }
+
+    /// UUIDs of every entity held locally that the server knows.
+    pub async fn synced_uuids(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT e.uuid FROM entities e JOIN replica_entities r ON r.entity_id = e.id WHERE r.server_id IS NOT NULL")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Removes entities the user may no longer read; unpushed edits become rejected edits.
+    pub async fn remove_revoked(&self, uuids: &[String]) -> Result<usize> {
+        let mut removed = 0;
+        let pending: std::collections::HashMap<i64, (i64, PushDoc, String)> = self
+            .pending_pushes()
+            .await?
+            .into_iter()
+            .map(|p| (p.0, p))
+            .collect();
+        for uuid in uuids {
+            let id: Option<i64> = sqlx::query_scalar("SELECT id FROM entities WHERE uuid = ?")
+                .bind(uuid)
+                .fetch_optional(&self.pool)
+                .await?;
+            let Some(id) = id else { continue };
+            if let Some((_, push, _)) = pending.get(&id) {
+                self.record_rejection(
+                    id,
+                    push,
+                    "your access to this entry was removed on the server",
+                )
+                .await?;
+            } else {
+                sqlx::query("DELETE FROM entities WHERE id = ?")
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                sqlx::query("DELETE FROM entity_fts WHERE rowid = ?")
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                if let Ok(mut cache) = self.docs.lock() {
+                    cache.pop(&id);
+                }
+            }
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// Rejected edits, newest first.
+    pub async fn rejected_edits(&self) -> Result<Vec<RejectedEdit>> {
+        Ok(sqlx::query_as("SELECT id, entity_uuid, title, reason, created_at, status FROM rejected_edits ORDER BY id DESC")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// The current heads of an entity by UUID (tests and status pages).
+    pub async fn heads_of(&self, uuid: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT d.heads FROM entities e JOIN entity_docs d ON d.entity_id = e.id WHERE e.uuid = ?")
+            .bind(uuid)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+}
+
+impl Store {
+    /// The saved bytes of a local entity's document.
+    pub async fn saved_document(&self, local_id: i64) -> Result<Vec<u8>> {
+        sqlx::query_scalar("SELECT doc FROM entity_docs WHERE entity_id = ?")
+            .bind(local_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound("entity"))
+    }
+}

@@ -1,0 +1,658 @@
+//! The server side of sync with field replicas (docs/SYNC.md): devices, the change feed, pull
+//! of documents with their projection, and push with validation and quarantine. Every
+//! request acts for the device's user and goes through the same access policy as the UI.
+
+pub mod proto;
+
+use crate::entities::{EntityRow, load_acl, row_from_sql};
+use crate::{Result, Store, StoreError, invalid, projection, random_hex, sha256_hex};
+use cahier_core::document::{EntityContent, heads_from_string, heads_to_string};
+use cahier_core::{EntityDoc, EntityKind, Subject};
+use proto::{FeedItem, FeedResponse, PullEntry, PushDoc, PushResult, PushStatus, Snapshot};
+use sqlx::SqliteConnection;
+use subtle::ConstantTimeEq;
+
+/// Largest change set accepted in one push for one document.
+pub const MAX_PUSH_BYTES: usize = 8 * 1024 * 1024;
+
+/// A registered, unrevoked device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// Row id.
+    pub id: i64,
+    /// Public id (in credentials and provenance).
+    pub uuid: String,
+    /// Owner.
+    pub user_id: i64,
+}
+
+/// A device as listed to its user or an admin.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
+pub struct DeviceInfo {
+    /// Row id.
+    pub id: i64,
+    /// Public id.
+    pub uuid: String,
+    /// Owner.
+    pub user_id: i64,
+    /// Name given at registration.
+    pub name: String,
+    /// Registered, ms.
+    pub created_at: i64,
+    /// Last request, ms.
+    pub last_seen: Option<i64>,
+    /// Revoked, ms.
+    pub revoked_at: Option<i64>,
+}
+
+impl Store {
+    /// Registers a device for the user whose e-mail and password are given; returns the device
+    /// and its secret credential `<uuid>.<secret>` (shown once).
+    pub async fn register_device(
+        &self,
+        email: &str,
+        password: &str,
+        name: &str,
+        client: &str,
+    ) -> Result<(Device, String)> {
+        let user = self.verify_login(email, password, client).await?;
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let secret = random_hex(32);
+        let name = if name.trim().is_empty() {
+            "field replica"
+        } else {
+            name.trim()
+        };
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO devices (uuid, user_id, name, secret_hash, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&uuid)
+        .bind(user.id)
+        .bind(name)
+        .bind(sha256_hex(&secret))
+        .bind(self.now_ms())
+        .fetch_one(&self.pool)
+        .await?;
+        tracing::info!(user_id = user.id, device = %uuid, "device registered");
+        Ok((
+            Device {
+                id,
+                uuid: uuid.clone(),
+                user_id: user.id,
+            },
+            format!("{uuid}.{secret}"),
+        ))
+    }
+
+    /// Checks a device credential; revoked devices and archived users are refused.
+    pub async fn authenticate_device(&self, credential: &str) -> Result<Option<Device>> {
+        let Some((uuid, secret)) = credential.trim().split_once('.') else {
+            return Ok(None);
+        };
+        let row: Option<(i64, i64, String, Option<i64>, bool)> = sqlx::query_as(
+            "SELECT d.id, d.user_id, d.secret_hash, d.revoked_at, u.is_archived FROM devices d \
+             JOIN users u ON u.id = d.user_id WHERE d.uuid = ?",
+        )
+        .bind(uuid)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((id, user_id, hash, revoked, archived)) = row else {
+            return Ok(None);
+        };
+        if revoked.is_some()
+            || archived
+            || !bool::from(sha256_hex(secret).as_bytes().ct_eq(hash.as_bytes()))
+        {
+            return Ok(None);
+        }
+        sqlx::query("UPDATE devices SET last_seen = ? WHERE id = ?")
+            .bind(self.now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(Some(Device {
+            id,
+            uuid: uuid.to_owned(),
+            user_id,
+        }))
+    }
+
+    /// A user's devices (all of them, for sysadmins: `user_id = None`).
+    pub async fn devices(&self, user_id: Option<i64>) -> Result<Vec<DeviceInfo>> {
+        Ok(sqlx::query_as(
+            "SELECT id, uuid, user_id, name, created_at, last_seen, revoked_at FROM devices \
+             WHERE (? IS NULL OR user_id = ?) ORDER BY created_at DESC",
+        )
+        .bind(user_id)
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Revokes a device: its next request is refused. Its owner or a sysadmin may do it.
+    pub async fn revoke_device(&self, subject: &Subject, device_id: i64) -> Result<()> {
+        let n = sqlx::query(
+            "UPDATE devices SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL AND (user_id = ? OR ?)",
+        )
+        .bind(self.now_ms())
+        .bind(device_id)
+        .bind(subject.user_id)
+        .bind(subject.is_sysadmin)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            Err(StoreError::NotFound("device"))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Entities the subject may read that changed after `since`, in sequence order.
+    pub async fn feed(&self, subject: &Subject, since: i64, limit: i64) -> Result<FeedResponse> {
+        let limit = limit.clamp(1, 10_000);
+        let sql = format!(
+            "SELECT e.uuid, e.sync_seq, e.heads FROM entities e WHERE e.sync_seq > ? AND {} \
+             ORDER BY e.sync_seq LIMIT ?",
+            crate::access_sql::readable_by(subject)
+        );
+        let rows: Vec<(String, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(since)
+            .bind(limit + 1)
+            .fetch_all(&self.pool)
+            .await?;
+        let more = i64::try_from(rows.len()).unwrap_or(i64::MAX) > limit;
+        let items: Vec<FeedItem> = rows
+            .into_iter()
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .map(|(uuid, seq, heads)| FeedItem { uuid, seq, heads })
+            .collect();
+        // When the page is not full, the checkpoint moves to the end of the whole sequence, so
+        // events the subject may not see are not asked about again.
+        let next = if more {
+            items.last().map_or(since, |i| i.seq)
+        } else {
+            let top: i64 = sqlx::query_scalar("SELECT value FROM sync_counter WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?;
+            top.max(items.last().map_or(since, |i| i.seq))
+        };
+        Ok(FeedResponse { items, next, more })
+    }
+
+    /// Of these entity UUIDs, those the subject may no longer read (or that no longer exist).
+    pub async fn revoked(&self, subject: &Subject, uuids: &[String]) -> Result<Vec<String>> {
+        let mut revoked = Vec::new();
+        for chunk in uuids.chunks(500) {
+            let mut builder = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "SELECT e.uuid FROM entities e WHERE e.uuid IN (",
+            );
+            let mut list = builder.separated(", ");
+            for uuid in chunk {
+                list.push_bind(uuid.clone());
+            }
+            builder
+                .push(") AND ")
+                .push(crate::access_sql::readable_by(subject));
+            let readable: std::collections::HashSet<String> = builder
+                .build_query_scalar::<String>()
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .collect();
+            revoked.extend(chunk.iter().filter(|u| !readable.contains(*u)).cloned());
+        }
+        Ok(revoked)
+    }
+
+    async fn readable_row_by_uuid(
+        &self,
+        conn: &mut SqliteConnection,
+        subject: &Subject,
+        uuid: &str,
+    ) -> Result<Option<EntityRow>> {
+        let sql = format!(
+            "SELECT e.id, e.uuid, e.kind, e.team_id, e.owner_id, e.canread_base, e.canwrite_base, e.locked_by, e.locked_at, \
+             e.state, e.elabid, e.created_at, e.modified_at, e.lastchangeby, e.title, e.date, e.body, e.body_html, \
+             e.content_type, e.status_id, e.category_id, e.rating, e.tags_text, e.template_uuid, e.metadata, e.heads, \
+             e.n_conflicts FROM entities e WHERE e.uuid = ?"
+        );
+        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(uuid)
+            .fetch_optional(&mut *conn)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut entity = row_from_sql(&row)?;
+        load_acl(conn, &mut entity).await?;
+        Ok(entity.access().may_read(subject).then_some(entity))
+    }
+
+    /// The projection rows of an entity, shipped with its document on pull.
+    async fn snapshot(&self, conn: &mut SqliteConnection, row: EntityRow) -> Result<Snapshot> {
+        let steps = sqlx::query_as(
+            "SELECT step_id, ordering, body, done, done_by, done_at FROM entity_steps WHERE entity_id = ? ORDER BY ordering",
+        )
+        .bind(row.id)
+        .fetch_all(&mut *conn)
+        .await?;
+        let comments = sqlx::query_as(
+            "SELECT comment_id, author, created_at, edited_at, body FROM entity_comments WHERE entity_id = ? ORDER BY created_at",
+        )
+        .bind(row.id)
+        .fetch_all(&mut *conn)
+        .await?;
+        let links: Vec<String> =
+            sqlx::query_scalar("SELECT target_uuid FROM entity_links WHERE entity_id = ?")
+                .bind(row.id)
+                .fetch_all(&mut *conn)
+                .await?;
+        let conflicts: Vec<(String, String)> =
+            sqlx::query_as("SELECT field, values_json FROM entity_conflicts WHERE entity_id = ?")
+                .bind(row.id)
+                .fetch_all(&mut *conn)
+                .await?;
+        Ok(Snapshot {
+            entity: row,
+            steps,
+            comments,
+            links,
+            conflicts,
+        })
+    }
+
+    /// For each requested document: its changes after the replica's heads (the saved document
+    /// when it has none), current heads and projection rows. Unreadable ones are skipped.
+    pub async fn pull(&self, subject: &Subject, docs: &[proto::PullDoc]) -> Result<Vec<PullEntry>> {
+        let mut conn = self.pool.acquire().await?;
+        let mut entries = Vec::with_capacity(docs.len());
+        for request in docs {
+            let Some(row) = self
+                .readable_row_by_uuid(&mut conn, subject, &request.uuid)
+                .await?
+            else {
+                continue;
+            };
+            let have = heads_from_string(&request.have)?;
+            let (bytes, full) = if request.have == row.heads {
+                // Nothing new in the document (the entry may have changed access, lock or
+                // state): answer without loading it.
+                (Vec::new(), false)
+            } else if have.is_empty() {
+                // The stored bytes as they are: a first copy never loads documents.
+                let bytes: Vec<u8> =
+                    sqlx::query_scalar("SELECT doc FROM entity_docs WHERE entity_id = ?")
+                        .bind(row.id)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                (bytes, true)
+            } else {
+                let (heads, mut doc) = self.load_doc(&mut conn, row.id).await?;
+                let known = doc.automerge().get_missing_deps(&have).is_empty();
+                let result = if known {
+                    (doc.automerge().save_after(&have), false)
+                } else {
+                    (doc.save(), true)
+                };
+                self.cache_put(row.id, heads, doc);
+                result
+            };
+            let id = row.id;
+            let heads = row.heads.clone();
+            let snapshot = self.snapshot(&mut conn, row).await?;
+            entries.push(PullEntry {
+                uuid: request.uuid.clone(),
+                id,
+                heads,
+                full,
+                changes: proto::b64(&bytes),
+                snapshot,
+            });
+        }
+        Ok(entries)
+    }
+
+    /// Accepts or refuses each pushed document's changes. A refusal keeps the bytes in
+    /// quarantine with the reason.
+    pub async fn push(
+        &self,
+        subject: &Subject,
+        device: &Device,
+        docs: Vec<PushDoc>,
+    ) -> Result<Vec<PushResult>> {
+        let mut results = Vec::with_capacity(docs.len());
+        for doc in docs {
+            let uuid = doc.uuid.clone();
+            let bytes = match proto::unb64(&doc.changes) {
+                Ok(bytes) if bytes.len() <= MAX_PUSH_BYTES => bytes,
+                Ok(_) => {
+                    results.push(PushResult::rejected(
+                        &uuid,
+                        "change set too large".into(),
+                        None,
+                    ));
+                    continue;
+                }
+                Err(_) => return Err(invalid("changes", "not base64")),
+            };
+            let outcome = self.push_one(subject, device, &doc, &bytes).await;
+            let result = match outcome {
+                Ok(result) => result,
+                Err(StoreError::Database(error)) => return Err(StoreError::Database(error)),
+                Err(error) => {
+                    let reason = error.to_string();
+                    let quarantine = self
+                        .quarantine(subject, device, &uuid, &doc.base, &bytes, &reason)
+                        .await?;
+                    tracing::info!(device = %device.uuid, entity = %uuid, %reason, "push rejected");
+                    PushResult::rejected(&uuid, reason, Some(quarantine))
+                }
+            };
+            results.push(result);
+        }
+        Ok(results)
+    }
+
+    async fn quarantine(
+        &self,
+        subject: &Subject,
+        device: &Device,
+        uuid: &str,
+        base: &str,
+        bytes: &[u8],
+        reason: &str,
+    ) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO quarantine (entity_uuid, user_id, device_id, received_at, base_heads, bytes, reason) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(uuid)
+        .bind(subject.user_id)
+        .bind(device.id)
+        .bind(self.now_ms())
+        .bind(base)
+        .bind(bytes)
+        .bind(reason)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Binds new actors to this user and device; refuses an actor bound to someone else.
+    async fn bind_actors(
+        &self,
+        conn: &mut SqliteConnection,
+        actors: &[String],
+        subject: &Subject,
+        device: &Device,
+    ) -> Result<()> {
+        for actor in actors {
+            let bound: Option<i64> =
+                sqlx::query_scalar("SELECT user_id FROM actors WHERE actor = ?")
+                    .bind(actor)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            match bound {
+                Some(user) if user != subject.user_id => {
+                    return Err(StoreError::Forbidden(format!(
+                        "actor {actor} belongs to another user"
+                    )));
+                }
+                Some(_) => {}
+                None => {
+                    sqlx::query("INSERT INTO actors (actor, user_id, device, first_seen) VALUES (?, ?, ?, ?)")
+                        .bind(actor)
+                        .bind(subject.user_id)
+                        .bind(&device.uuid)
+                        .bind(self.now_ms())
+                        .execute(&mut *conn)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn push_one(
+        &self,
+        subject: &Subject,
+        device: &Device,
+        push: &PushDoc,
+        bytes: &[u8],
+    ) -> Result<PushResult> {
+        let now = self.now_ms();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let existing: Option<i64> = sqlx::query_scalar("SELECT id FROM entities WHERE uuid = ?")
+            .bind(&push.uuid)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let (entity_id, before, mut doc, old_heads) = match existing {
+            Some(id) => {
+                let row = self
+                    .fetch_row(&mut tx, id)
+                    .await?
+                    .ok_or(StoreError::NotFound("entity"))?;
+                let access = row.access();
+                if !access.may_read(subject) {
+                    return Err(StoreError::Forbidden(
+                        "you may no longer read this entry".into(),
+                    ));
+                }
+                if row.state == crate::entities::state::DELETED {
+                    return Err(StoreError::Conflict(
+                        "this entry was deleted on the server".into(),
+                    ));
+                }
+                if access.is_locked()
+                    && !access.may_write(subject)
+                    && !access.grants(&access.canwrite, subject).is_empty()
+                {
+                    return Err(StoreError::Conflict(
+                        "this entry was locked on the server".into(),
+                    ));
+                }
+                if !access.may_write(subject) {
+                    return Err(StoreError::Forbidden(
+                        "you may no longer change this entry".into(),
+                    ));
+                }
+                let (heads, doc) = self.load_doc(&mut tx, id).await?;
+                let before = doc.content()?;
+                (Some((id, row)), before, doc, heads)
+            }
+            None => {
+                let Some(new) = &push.new else {
+                    return Ok(PushResult {
+                        status: PushStatus::NeedFull,
+                        ..PushResult::empty(&push.uuid)
+                    });
+                };
+                let doc = EntityDoc::load(bytes)
+                    .map_err(|_| invalid("changes", "not an Automerge document"))?;
+                let content = doc.content()?;
+                check_new(&content, &push.uuid, new, subject)?;
+                (None, content, doc, String::new())
+            }
+        };
+        let old = heads_from_string(&old_heads)?;
+        if entity_id.is_some() {
+            doc.load_changes(bytes)
+                .map_err(|_| invalid("changes", "not Automerge changes"))?;
+            if !doc.automerge().get_missing_deps(&[]).is_empty() {
+                // The server lacks what these changes build on (e.g. restored from a backup).
+                tx.rollback().await?;
+                return Ok(PushResult {
+                    status: PushStatus::NeedFull,
+                    ..PushResult::empty(&push.uuid)
+                });
+            }
+        }
+        let changes = doc.changes_since(&old);
+        let actors: Vec<String> = {
+            let mut a: Vec<String> = changes.iter().map(|c| c.actor.clone()).collect();
+            a.sort();
+            a.dedup();
+            a
+        };
+        self.bind_actors(&mut tx, &actors, subject, device).await?;
+        let after = doc.content()?;
+        if after.id != before.id
+            || after.kind != before.kind
+            || after.created_by != before.created_by
+            || after.created_at_ms != before.created_at_ms
+        {
+            return Err(invalid(
+                "changes",
+                "the id, kind, author or creation time of an entry cannot change",
+            ));
+        }
+        let heads = heads_to_string(&doc.heads());
+        let id = match entity_id {
+            Some((id, _)) => {
+                if changes.is_empty() {
+                    tx.rollback().await?;
+                    self.cache_put(id, old_heads, doc);
+                    return Ok(PushResult {
+                        status: PushStatus::Accepted,
+                        id: Some(id),
+                        heads: heads.clone(),
+                        ..PushResult::empty(&push.uuid)
+                    });
+                }
+                let saved = doc.save();
+                sqlx::query("UPDATE entity_docs SET doc = ?, heads = ? WHERE entity_id = ?")
+                    .bind(&saved)
+                    .bind(&heads)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                id
+            }
+            None => {
+                let new = push.new.as_ref().ok_or_else(|| invalid("new", "missing"))?;
+                let canread = new.canread.clone().normalized();
+                let canwrite = new.canwrite.clone().normalized();
+                let elabid = format!(
+                    "{}-{}",
+                    cahier_core::clock::format_date(now).replace('-', ""),
+                    random_hex(10)
+                );
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO entities (uuid, kind, team_id, owner_id, canread_base, canwrite_base, elabid, created_at, \
+                     modified_at, lastchangeby, title, date, body, body_html, content_type, heads) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', '', '', '', 2, ?) RETURNING id",
+                )
+                .bind(&push.uuid)
+                .bind(after.kind.as_str())
+                .bind(new.team_id)
+                .bind(subject.user_id)
+                .bind(canread.base.code())
+                .bind(canwrite.base.code())
+                .bind(elabid)
+                .bind(now)
+                .bind(now)
+                .bind(subject.user_id)
+                .bind(&heads)
+                .fetch_one(&mut *tx)
+                .await?;
+                crate::entities::write_acl(&mut tx, id, &canread, &canwrite).await?;
+                let saved = doc.save();
+                sqlx::query("INSERT INTO entity_docs (entity_id, doc, heads) VALUES (?, ?, ?)")
+                    .bind(id)
+                    .bind(&saved)
+                    .bind(&heads)
+                    .execute(&mut *tx)
+                    .await?;
+                id
+            }
+        };
+        self.insert_changes_from(&mut tx, id, changes, subject.user_id, &device.uuid)
+            .await?;
+        let rendered = projection::render(&after);
+        projection::write(&mut tx, id, &after, &rendered, &heads, now, subject.user_id).await?;
+        tx.commit().await?;
+        self.cache_put(id, heads.clone(), doc);
+        Ok(PushResult {
+            status: PushStatus::Accepted,
+            id: Some(id),
+            heads,
+            ..PushResult::empty(&push.uuid)
+        })
+    }
+}
+
+fn check_new(
+    content: &EntityContent,
+    uuid: &str,
+    new: &proto::NewEntityInfo,
+    subject: &Subject,
+) -> Result<()> {
+    if content.id.to_string() != uuid {
+        return Err(invalid("uuid", "the document's id does not match"));
+    }
+    if content.created_by != subject.user_id {
+        return Err(StoreError::Forbidden(
+            "a new entry must be created by the pushing user".into(),
+        ));
+    }
+    if !subject.is_member(new.team_id) {
+        return Err(StoreError::Forbidden(
+            "you can only create entries in a team you belong to".into(),
+        ));
+    }
+    if content.kind != EntityKind::Experiment && content.kind != EntityKind::Resource {
+        return Err(invalid(
+            "kind",
+            "only experiments and resources can be created on a replica",
+        ));
+    }
+    Ok(())
+}
+
+impl Store {
+    /// The records a replica of `subject`'s notebook needs (docs/SYNC.md, `GET /reference`).
+    pub async fn reference(&self, subject: &Subject) -> Result<proto::Reference> {
+        let readable = crate::access_sql::readable_by(subject);
+        let users = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT id, email, firstname, lastname, is_sysadmin FROM users WHERE id = ?1 \
+             OR id IN (SELECT m2.user_id FROM memberships m1 JOIN memberships m2 ON m2.team_id = m1.team_id WHERE m1.user_id = ?1) \
+             OR id IN (SELECT e.owner_id FROM entities e WHERE {readable})"
+        )))
+        .bind(subject.user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let teams = sqlx::query_as("SELECT id, name FROM teams ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        let memberships = subject
+            .teams
+            .iter()
+            .map(|m| (m.team_id, m.is_admin))
+            .collect();
+        let groups = sqlx::query_as(
+            "SELECT id, team_id, name FROM team_groups WHERE team_id IN (SELECT team_id FROM memberships WHERE user_id = ?1) \
+             OR id IN (SELECT group_id FROM group_members WHERE user_id = ?1)",
+        )
+        .bind(subject.user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let terms = |table: &'static str| {
+            sqlx::query_as::<_, proto::RefTerm>(sqlx::AssertSqlSafe(format!(
+                "SELECT id, team_id, family, title, color, is_default, ordering, state FROM {table} \
+                 WHERE team_id IN (SELECT team_id FROM memberships WHERE user_id = ?)"
+            )))
+            .bind(subject.user_id)
+            .fetch_all(&self.pool)
+        };
+        Ok(proto::Reference {
+            user_id: subject.user_id,
+            users,
+            teams,
+            memberships,
+            groups,
+            my_groups: subject.groups.clone(),
+            statuses: terms("statuses").await?,
+            categories: terms("categories").await?,
+        })
+    }
+}

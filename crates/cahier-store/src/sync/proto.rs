@@ -1,0 +1,235 @@
+//! Wire types of the sync protocol `/api/sync/v1` (docs/SYNC.md). A contract with replicas
+//! already in the field: only add optional fields; anything else needs a new version.
+
+use crate::entities::{CommentRow, EntityRow, StepRow};
+use base64::Engine;
+use cahier_core::AccessRule;
+use serde::{Deserialize, Serialize};
+
+/// Encodes bytes for JSON.
+pub fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Decodes [`b64`].
+pub fn unb64(s: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    base64::engine::general_purpose::STANDARD.decode(s)
+}
+
+/// `POST /devices`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    /// Sign-in e-mail.
+    pub email: String,
+    /// Password.
+    pub password: String,
+    /// Device name shown in settings.
+    pub name: String,
+}
+
+/// Answer to [`RegisterRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterResponse {
+    /// Device public id.
+    pub device: String,
+    /// Credential for `Authorization: Device <token>`.
+    pub token: String,
+    /// The user's id on the server.
+    pub user_id: i64,
+}
+
+/// One feed item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedItem {
+    /// Entity UUID.
+    pub uuid: String,
+    /// Its sequence number.
+    pub seq: i64,
+    /// Its heads on the server.
+    pub heads: String,
+}
+
+/// `GET /feed` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedResponse {
+    /// Changed entities.
+    pub items: Vec<FeedItem>,
+    /// The checkpoint to send next time.
+    pub next: i64,
+    /// Whether more items wait.
+    pub more: bool,
+}
+
+/// A document asked for in `POST /pull`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PullDoc {
+    /// Entity UUID.
+    pub uuid: String,
+    /// Heads the replica has from the server (empty: none).
+    pub have: String,
+}
+
+/// The projection rows of an entity, so a replica can list and show it without loading the
+/// document.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The entity row (server ids).
+    pub entity: EntityRow,
+    /// Steps.
+    pub steps: Vec<StepRow>,
+    /// Comments.
+    pub comments: Vec<CommentRow>,
+    /// Linked UUIDs.
+    pub links: Vec<String>,
+    /// Conflicts: (field, JSON list of values).
+    pub conflicts: Vec<(String, String)>,
+}
+
+/// One document in the `POST /pull` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PullEntry {
+    /// Entity UUID.
+    pub uuid: String,
+    /// Server integer id.
+    pub id: i64,
+    /// Server heads.
+    pub heads: String,
+    /// Whether `changes` is the whole saved document.
+    pub full: bool,
+    /// Automerge bytes, base64.
+    pub changes: String,
+    /// Projection rows.
+    pub snapshot: Snapshot,
+}
+
+/// What the server needs to create an entity first made on a replica.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewEntityInfo {
+    /// Owning team.
+    pub team_id: i64,
+    /// Read rule.
+    pub canread: AccessRule,
+    /// Write rule.
+    pub canwrite: AccessRule,
+}
+
+/// One document in `POST /push`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PushDoc {
+    /// Entity UUID.
+    pub uuid: String,
+    /// Heads the server last acknowledged (empty for a new entity).
+    pub base: String,
+    /// `save_after(base)` (or the whole document for a new entity), base64.
+    pub changes: String,
+    /// Present for an entity the server has never seen.
+    #[serde(default)]
+    pub new: Option<NewEntityInfo>,
+}
+
+/// Outcome of one pushed document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PushStatus {
+    /// Merged; `heads` are the server's new heads.
+    Accepted,
+    /// Refused; kept in quarantine with `reason`.
+    Rejected,
+    /// The server lacks the base: send the whole document.
+    NeedFull,
+}
+
+/// One result of `POST /push`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PushResult {
+    /// Entity UUID.
+    pub uuid: String,
+    /// Outcome.
+    pub status: PushStatus,
+    /// Server integer id (accepted).
+    pub id: Option<i64>,
+    /// Server heads after the push (accepted).
+    pub heads: String,
+    /// Why it was refused.
+    pub reason: Option<String>,
+    /// Quarantine record id.
+    pub quarantine: Option<i64>,
+}
+
+impl PushResult {
+    pub(crate) fn empty(uuid: &str) -> Self {
+        Self {
+            uuid: uuid.to_owned(),
+            status: PushStatus::Accepted,
+            id: None,
+            heads: String::new(),
+            reason: None,
+            quarantine: None,
+        }
+    }
+    pub(crate) fn rejected(uuid: &str, reason: String, quarantine: Option<i64>) -> Self {
+        Self {
+            status: PushStatus::Rejected,
+            reason: Some(reason),
+            quarantine,
+            ..Self::empty(uuid)
+        }
+    }
+}
+
+/// A user as the replica needs to show them.
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+pub struct RefUser {
+    /// Server id.
+    pub id: i64,
+    /// E-mail.
+    pub email: String,
+    /// First name.
+    pub firstname: String,
+    /// Last name.
+    pub lastname: String,
+    /// Instance admin.
+    pub is_sysadmin: bool,
+}
+
+/// A status or category with its family.
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+pub struct RefTerm {
+    /// Server id.
+    pub id: i64,
+    /// Team.
+    pub team_id: i64,
+    /// `experiment` or `resource`.
+    pub family: String,
+    /// Name.
+    pub title: String,
+    /// Colour.
+    pub color: String,
+    /// Default.
+    pub is_default: bool,
+    /// Order.
+    pub ordering: i64,
+    /// 1 live, 3 retired.
+    pub state: i64,
+}
+
+/// `GET /reference`: the server records a replica needs, read-only on the replica.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Reference {
+    /// The replica's user.
+    pub user_id: i64,
+    /// Users to display (the user, their teammates, owners of what they may read).
+    pub users: Vec<RefUser>,
+    /// All teams: (id, name).
+    pub teams: Vec<(i64, String)>,
+    /// The user's memberships: (team id, is admin).
+    pub memberships: Vec<(i64, bool)>,
+    /// Groups of the user's teams and groups they belong to: (id, team id, name).
+    pub groups: Vec<(i64, i64, String)>,
+    /// Groups the user belongs to.
+    pub my_groups: Vec<i64>,
+    /// Statuses of the user's teams.
+    pub statuses: Vec<RefTerm>,
+    /// Categories of the user's teams.
+    pub categories: Vec<RefTerm>,
+}

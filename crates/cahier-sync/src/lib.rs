@@ -1,0 +1,239 @@
+//! The field replica's sync engine (docs/SYNC.md). One [`sync_once`] pushes local changes,
+//! follows the server's feed from the replica's checkpoint, pulls what changed, and removes
+//! what the user may no longer read — a handful of requests whatever the number of documents.
+//! Every step is idempotent, so a sync cut off anywhere is simply run again.
+
+pub mod http;
+
+use cahier_store::Store;
+use cahier_store::sync::proto::{
+    FeedResponse, PullDoc, PullEntry, PushDoc, PushResult, PushStatus, Reference, b64,
+};
+use std::collections::HashMap;
+
+/// Documents per push or pull request.
+pub const BATCH: usize = 200;
+/// Feed items per request.
+pub const FEED_PAGE: i64 = 2000;
+
+/// Errors of a sync.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The server could not be reached or the connection broke.
+    #[error("cannot reach the server: {0}")]
+    Unreachable(String),
+    /// The server refused the device (revoked, or wrong credential).
+    #[error("the server refused this device: {0}")]
+    Refused(String),
+    /// The server answered something unexpected.
+    #[error("unexpected answer from the server: {0}")]
+    Protocol(String),
+    /// The local store failed.
+    #[error("local store: {0}")]
+    Store(#[from] cahier_store::StoreError),
+}
+
+/// How a replica talks to its server. Production uses [`http::HttpTransport`]; tests may call a
+/// server store directly.
+pub trait Transport {
+    /// `GET /reference`.
+    fn reference(&self) -> impl Future<Output = Result<Reference, SyncError>> + Send;
+    /// `POST /push`.
+    fn push(
+        &self,
+        docs: Vec<PushDoc>,
+    ) -> impl Future<Output = Result<Vec<PushResult>, SyncError>> + Send;
+    /// `GET /feed`.
+    fn feed(
+        &self,
+        since: i64,
+        limit: i64,
+    ) -> impl Future<Output = Result<FeedResponse, SyncError>> + Send;
+    /// `POST /pull`.
+    fn pull(
+        &self,
+        docs: Vec<PullDoc>,
+    ) -> impl Future<Output = Result<Vec<PullEntry>, SyncError>> + Send;
+    /// `POST /check`.
+    fn revoked(
+        &self,
+        uuids: Vec<String>,
+    ) -> impl Future<Output = Result<Vec<String>, SyncError>> + Send;
+}
+
+/// What one sync moved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Documents pushed and accepted.
+    pub pushed: usize,
+    /// Documents refused by the server (kept as rejected edits).
+    pub rejected: usize,
+    /// Documents pulled.
+    pub pulled: usize,
+    /// Of those, new to this replica.
+    pub added: usize,
+    /// Of those, merged with local changes.
+    pub merged: usize,
+    /// Documents removed because access was withdrawn.
+    pub removed: usize,
+    /// Local changes still waiting after the sync (0 when both sides agree).
+    pub waiting: i64,
+}
+
+impl std::fmt::Display for SyncReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pushed {} (rejected {}), pulled {} ({} new, {} merged), removed {}, waiting {}",
+            self.pushed,
+            self.rejected,
+            self.pulled,
+            self.added,
+            self.merged,
+            self.removed,
+            self.waiting
+        )
+    }
+}
+
+/// Runs one full sync.
+pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<SyncReport, SyncError> {
+    let mut report = SyncReport::default();
+    let reference = transport.reference().await?;
+    store.import_reference(&reference).await?;
+
+    // 1. Push local changes, in batches.
+    let mut refetch = Vec::new();
+    let pending = store.pending_pushes().await?;
+    for batch in pending.chunks(BATCH) {
+        let docs: Vec<PushDoc> = batch.iter().map(|(_, doc, _)| doc.clone()).collect();
+        let mut results = transport.push(docs).await?;
+        // The server lacks what some changes build on (restored from a backup): send them whole.
+        let need_full: Vec<usize> = results
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.status == PushStatus::NeedFull)
+            .map(|(i, _)| i)
+            .collect();
+        if !need_full.is_empty() {
+            let mut full_docs = Vec::new();
+            for &i in &need_full {
+                let (local_id, doc, _) = &batch[i];
+                let bytes = store.saved_document(*local_id).await?;
+                full_docs.push(PushDoc {
+                    base: String::new(),
+                    changes: b64(&bytes),
+                    ..doc.clone()
+                });
+            }
+            let retried = transport.push(full_docs).await?;
+            for (&i, result) in need_full.iter().zip(retried) {
+                results[i] = result;
+            }
+        }
+        for ((local_id, doc, heads), result) in batch.iter().zip(results) {
+            if result.uuid != doc.uuid {
+                return Err(SyncError::Protocol("push results out of order".into()));
+            }
+            match result.status {
+                PushStatus::Accepted => {
+                    let server_id = result
+                        .id
+                        .ok_or_else(|| SyncError::Protocol("accepted without an id".into()))?;
+                    store.mark_accepted(*local_id, heads, server_id).await?;
+                    report.pushed += 1;
+                }
+                PushStatus::Rejected | PushStatus::NeedFull => {
+                    let reason = result
+                        .reason
+                        .unwrap_or_else(|| "refused by the server".into());
+                    store.record_rejection(*local_id, doc, &reason).await?;
+                    if doc.new.is_none() {
+                        refetch.push(doc.uuid.clone());
+                    }
+                    report.rejected += 1;
+                }
+            }
+        }
+    }
+
+    // 2. Follow the feed from our checkpoint and pull what changed.
+    let mut since: i64 = store
+        .replica_get("feed_since")
+        .await?
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    loop {
+        let feed = transport.feed(since, FEED_PAGE).await?;
+        let acked = store.acked_heads().await?;
+        let wanted: Vec<PullDoc> = feed
+            .items
+            .iter()
+            .map(|item| PullDoc {
+                uuid: item.uuid.clone(),
+                have: acked.get(&item.uuid).cloned().unwrap_or_default(),
+            })
+            .collect();
+        pull_and_apply(store, transport, wanted, &mut report).await?;
+        since = feed.next;
+        store.replica_set("feed_since", &since.to_string()).await?;
+        if !feed.more {
+            break;
+        }
+    }
+    // Entities whose local edits were refused come back as the server has them.
+    if !refetch.is_empty() {
+        let docs = refetch
+            .into_iter()
+            .map(|uuid| PullDoc {
+                uuid,
+                have: String::new(),
+            })
+            .collect();
+        pull_and_apply(store, transport, docs, &mut report).await?;
+    }
+
+    // 3. Remove what the user may no longer read.
+    let held = store.synced_uuids().await?;
+    for chunk in held.chunks(5000) {
+        let revoked = transport.revoked(chunk.to_vec()).await?;
+        report.removed += store.remove_revoked(&revoked).await?;
+    }
+    report.waiting = store.pending_count().await?;
+    store
+        .replica_set("last_sync_ms", &store.now_ms().to_string())
+        .await?;
+    Ok(report)
+}
+
+async fn pull_and_apply(
+    store: &Store,
+    transport: &impl Transport,
+    wanted: Vec<PullDoc>,
+    report: &mut SyncReport,
+) -> Result<(), SyncError> {
+    for batch in wanted.chunks(BATCH) {
+        let entries = transport.pull(batch.to_vec()).await?;
+        for entry in &entries {
+            match store.apply_pulled(entry).await? {
+                cahier_store::replica::Applied::Added => report.added += 1,
+                cahier_store::replica::Applied::Merged => report.merged += 1,
+                cahier_store::replica::Applied::Updated => {}
+            }
+            report.pulled += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Heads of every entity by UUID (tests compare replicas with this).
+pub async fn all_heads(
+    store: &Store,
+    uuids: &[String],
+) -> Result<HashMap<String, Option<String>>, SyncError> {
+    let mut heads = HashMap::new();
+    for uuid in uuids {
+        heads.insert(uuid.clone(), store.heads_of(uuid).await?);
+    }
+    Ok(heads)
+}
