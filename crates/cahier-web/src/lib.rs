@@ -7,6 +7,7 @@ pub mod assets;
 pub mod auth;
 pub mod error;
 pub mod i18n;
+pub mod sync_api;
 pub mod ui;
 
 use axum::Router;
@@ -47,6 +48,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(ui::routes())
         .nest("/api/v2", api::routes())
+        .nest("/api/sync/v1", sync_api::routes())
         .route("/healthz", axum::routing::get(healthz))
         .merge(assets::routes())
         .layer(axum::middleware::from_fn_with_state(

@@ -2,6 +2,8 @@
 //! that order of precedence), opening the store, and serving. The binary and the test kit both
 //! start Cahier through [`start`], so tests run the production path.
 
+pub mod bench;
+pub mod replica;
 pub mod seed;
 pub mod settings;
 

@@ -1,5 +1,10 @@
 //! Tests that run the real `cahier` binary as a separate process: crash durability.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
 
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
@@ -8,20 +13,45 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_cahier");
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn cli(args: &[&str], stdin: &str) -> String {
-    let mut child = Command::new(BIN).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "cahier {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "cahier {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout).unwrap()
 }
 
 fn serve(data: &str, port: u16) -> Child {
     Command::new(BIN)
-        .args(["serve", "--data", data, "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "serve",
+            "--data",
+            data,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -45,8 +75,36 @@ async fn wait_healthy(client: &reqwest::Client, base: &str) {
 async fn acknowledged_writes_survive_kill_dash_nine() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap().to_owned();
-    cli(&["user", "add", "--data", &data, "--email", "ada@lab.fr", "--name", "Ada Lovelace", "--team", "Ecology", "--password-stdin"], "long enough password\n");
-    let key = cli(&["apikey", "add", "--data", &data, "--user", "ada@lab.fr", "--write"], "").trim().to_owned();
+    cli(
+        &[
+            "user",
+            "add",
+            "--data",
+            &data,
+            "--email",
+            "ada@lab.fr",
+            "--name",
+            "Ada Lovelace",
+            "--team",
+            "Ecology",
+            "--password-stdin",
+        ],
+        "long enough password\n",
+    );
+    let key = cli(
+        &[
+            "apikey",
+            "add",
+            "--data",
+            &data,
+            "--user",
+            "ada@lab.fr",
+            "--write",
+        ],
+        "",
+    )
+    .trim()
+    .to_owned();
     let client = reqwest::Client::new();
 
     let mut acknowledged: Vec<(i64, String)> = Vec::new();
@@ -73,7 +131,14 @@ async fn acknowledged_writes_survive_kill_dash_nine() {
                         .await;
                     match response {
                         Ok(r) if r.status() == 201 => {
-                            let id = r.headers()["location"].to_str().unwrap().rsplit('/').next().unwrap().parse::<i64>().unwrap();
+                            let id = r.headers()["location"]
+                                .to_str()
+                                .unwrap()
+                                .rsplit('/')
+                                .next()
+                                .unwrap()
+                                .parse::<i64>()
+                                .unwrap();
                             done.push((id, title));
                         }
                         _ => break,
@@ -89,15 +154,27 @@ async fn acknowledged_writes_survive_kill_dash_nine() {
             acknowledged.extend(writer.await.unwrap());
         }
     }
-    assert!(acknowledged.len() > 10, "the writers should have been acknowledged a few times");
+    assert!(
+        acknowledged.len() > 10,
+        "the writers should have been acknowledged a few times"
+    );
 
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut server = serve(&data, port);
     wait_healthy(&client, &base).await;
     for (id, title) in &acknowledged {
-        let response = client.get(format!("{base}/api/v2/experiments/{id}")).header("Authorization", &key).send().await.unwrap();
-        assert_eq!(response.status(), 200, "acknowledged experiment {id} was lost");
+        let response = client
+            .get(format!("{base}/api/v2/experiments/{id}"))
+            .header("Authorization", &key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            200,
+            "acknowledged experiment {id} was lost"
+        );
         let body: serde_json::Value = response.json().await.unwrap();
         assert_eq!(body["title"], title.as_str());
         assert_eq!(body["body"], "line one\nline two\n");
@@ -113,9 +190,237 @@ async fn acknowledged_writes_survive_kill_dash_nine() {
         .await
         .unwrap();
     for row in list.as_array().unwrap() {
-        assert_eq!(row["body"], "line one\nline two\n", "entity {} is incomplete", row["id"]);
+        assert_eq!(
+            row["body"], "line one\nline two\n",
+            "entity {} is incomplete",
+            row["id"]
+        );
         assert!(row["title"].as_str().unwrap().starts_with("round "));
     }
     server.kill().unwrap();
     server.wait().unwrap();
+}
+
+fn cli_status(args: &[&str], stdin: &str) -> (bool, String, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_replica_takes_a_copy_edits_offline_and_syncs_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("lab").to_str().unwrap().to_owned();
+    let replica = dir.path().join("laptop").to_str().unwrap().to_owned();
+    cli(
+        &[
+            "user",
+            "add",
+            "--data",
+            &data,
+            "--email",
+            "ada@lab.fr",
+            "--name",
+            "Ada Lovelace",
+            "--team",
+            "Ecology",
+            "--password-stdin",
+        ],
+        "long enough password\n",
+    );
+    let key = cli(
+        &[
+            "apikey",
+            "add",
+            "--data",
+            &data,
+            "--user",
+            "ada@lab.fr",
+            "--write",
+        ],
+        "",
+    )
+    .trim()
+    .to_owned();
+    let client = reqwest::Client::new();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = serve(&data, port);
+    wait_healthy(&client, &base).await;
+    let created = client
+        .post(format!("{base}/api/v2/experiments"))
+        .header("Authorization", &key)
+        .json(&serde_json::json!({"title": "Transect 4", "body": "Intro\n\nMethods\n"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let id: i64 = created.headers()["location"]
+        .to_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    let (ok, out, err) = cli_status(
+        &[
+            "replica",
+            "init",
+            "--server",
+            &base,
+            "--data",
+            &replica,
+            "--email",
+            "ada@lab.fr",
+            "--password-stdin",
+        ],
+        "wrong password\n",
+    );
+    assert!(!ok, "a wrong password must be refused: {out}");
+    assert!(err.contains("wrong e-mail or password"), "{err}");
+    std::fs::remove_dir_all(&replica).ok();
+    let out = cli(
+        &[
+            "replica",
+            "init",
+            "--server",
+            &base,
+            "--data",
+            &replica,
+            "--email",
+            "ada@lab.fr",
+            "--password-stdin",
+        ],
+        "long enough password\n",
+    );
+    assert!(out.contains("1 new"), "{out}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(format!("{replica}/device.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the device credential must be private");
+    }
+
+    // Offline on the laptop: edit the copied experiment and create a new one linking to it.
+    {
+        let store = cahier::replica::open(std::path::Path::new(&replica))
+            .await
+            .unwrap();
+        let subject = store.subject(1).await.unwrap();
+        let copy = store.entity(&subject, id).await.unwrap();
+        let patch = cahier_core::EntityPatch {
+            body: Some("Intro\n\nMethods\n\nField notes from the laptop\n".into()),
+            ..Default::default()
+        };
+        store
+            .update_entity(&subject, id, None, &patch, "save")
+            .await
+            .unwrap();
+        let new = cahier_store::NewEntity {
+            kind: cahier_core::EntityKind::Experiment,
+            team_id: copy.team_id,
+            canread: None,
+            canwrite: None,
+            patch: cahier_core::EntityPatch {
+                title: Some("Made offline".into()),
+                ops: vec![cahier_core::document::EntityOp::AddLink {
+                    target: copy.uuid.parse().unwrap(),
+                    at_ms: 1,
+                }],
+                ..Default::default()
+            },
+            template: None,
+        };
+        store.create_entity(&subject, new).await.unwrap();
+        store.close().await;
+    }
+    // Meanwhile on the server, someone edits another paragraph of the same experiment.
+    let patched = client
+        .patch(format!("{base}/api/v2/experiments/{id}"))
+        .header("Authorization", &key)
+        .json(&serde_json::json!({"body": "Intro written at the lab\n\nMethods\n"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200);
+
+    let out = cli(&["replica", "sync", "--data", &replica], "");
+    assert!(out.contains("pushed 2"), "{out}");
+    assert!(out.contains("waiting 0"), "{out}");
+    let merged: serde_json::Value = client
+        .get(format!("{base}/api/v2/experiments/{id}"))
+        .header("Authorization", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        merged["body"],
+        "Intro written at the lab\n\nMethods\n\nField notes from the laptop\n"
+    );
+    let list: serde_json::Value = client
+        .get(format!("{base}/api/v2/experiments?q=offline"))
+        .header("Authorization", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let made = &list.as_array().unwrap()[0];
+    let made: serde_json::Value = client
+        .get(format!("{base}/api/v2/experiments/{}", made["id"]))
+        .header("Authorization", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        made["experiments_links"][0]["entityid"], id,
+        "a link made offline survives sync"
+    );
+
+    // A second sync with nothing to do agrees at once; the laptop has the merged text too.
+    let out = cli(&["replica", "sync", "--data", &replica], "");
+    assert!(out.contains("pushed 0"), "{out}");
+    let store = cahier::replica::open(std::path::Path::new(&replica))
+        .await
+        .unwrap();
+    let subject = store.subject(1).await.unwrap();
+    assert_eq!(
+        store.entity(&subject, id).await.unwrap().body,
+        "Intro written at the lab\n\nMethods\n\nField notes from the laptop\n"
+    );
+    store.close().await;
+
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let (ok, _, err) = cli_status(&["replica", "sync", "--data", &replica], "");
+    assert!(!ok, "sync with the server down must fail");
+    assert!(err.contains("cannot reach the server"), "{err}");
 }

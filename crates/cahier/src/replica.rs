@@ -1,0 +1,110 @@
+//! The field replica commands: `replica init` registers this device with the lab instance and
+//! takes the first copy; `replica sync` syncs once. The device credential lives in
+//! `DIR/device.key`, readable by its owner only.
+
+use anyhow::{Context, bail};
+use cahier_store::Store;
+use cahier_sync::http::HttpTransport;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const CREDENTIAL_FILE: &str = "device.key";
+
+fn credential_path(data: &Path) -> PathBuf {
+    data.join(CREDENTIAL_FILE)
+}
+
+/// Opens a replica's store, written as its device.
+pub async fn open(data: &Path) -> anyhow::Result<Store> {
+    let db = data.join("cahier.db");
+    anyhow::ensure!(
+        db.exists(),
+        "{} is not a replica (run cahier replica init first)",
+        data.display()
+    );
+    let store = Store::open_sqlite(&db, Arc::new(cahier_core::SystemClock))
+        .await
+        .with_context(|| format!("opening {}", db.display()))?;
+    let device = store
+        .replica_get("device")
+        .await?
+        .context("this data directory is not a replica")?;
+    Ok(store.with_device(&device))
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.sync_all()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Registers the device and takes the first full copy.
+pub async fn init(
+    server: &str,
+    data: &Path,
+    email: &str,
+    password: &str,
+) -> anyhow::Result<String> {
+    if data.join("cahier.db").exists() {
+        bail!(
+            "{} already holds a Cahier database; choose an empty directory",
+            data.display()
+        );
+    }
+    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "field laptop".into());
+    let (transport, registered) = HttpTransport::register(server, email, password, &host)
+        .await
+        .with_context(|| format!("registering this device with {server}"))?;
+    write_private(&credential_path(data), &registered.token)?;
+    let store = Store::open_sqlite(&data.join("cahier.db"), Arc::new(cahier_core::SystemClock))
+        .await
+        .context("creating the replica database")?
+        .with_device(&registered.device);
+    store.init_replica().await?;
+    store
+        .replica_set("server", server.trim_end_matches('/'))
+        .await?;
+    store.replica_set("device", &registered.device).await?;
+    store
+        .replica_set("user_id", &registered.user_id.to_string())
+        .await?;
+    let report = cahier_sync::sync_once(&store, &transport)
+        .await
+        .context("taking the first copy")?;
+    store.close().await;
+    Ok(format!("replica ready in {}: {report}", data.display()))
+}
+
+/// Syncs once; fails (non-zero exit) unless both sides agree afterwards.
+pub async fn sync(data: &Path) -> anyhow::Result<String> {
+    let store = open(data).await?;
+    let server = store
+        .replica_get("server")
+        .await?
+        .context("the replica does not know its server")?;
+    let credential = std::fs::read_to_string(credential_path(data))
+        .with_context(|| format!("reading {}", credential_path(data).display()))?;
+    let transport = HttpTransport::new(&server, credential.trim())?;
+    let report = cahier_sync::sync_once(&store, &transport)
+        .await
+        .with_context(|| format!("syncing with {server}"))?;
+    store.close().await;
+    if report.waiting > 0 || report.rejected > 0 {
+        bail!(
+            "{report}; {} change set(s) refused by the server are kept as rejected edits",
+            report.rejected
+        );
+    }
+    Ok(report.to_string())
+}
