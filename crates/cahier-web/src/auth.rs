@@ -77,7 +77,8 @@ fn is_safe(method: &Method) -> bool {
 
 /// Makes sure every browser has a CSRF cookie, and refuses state-changing requests whose form
 /// field or header does not echo it. API calls authenticated by an API key are exempt: a
-/// browser never sends that header on its own.
+/// browser never sends that header on its own. So are API calls without a session cookie:
+/// they carry no credentials a forged request could borrow, and get 401 from the handler.
 pub async fn csrf_guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let existing = cookie(request.headers(), CSRF_COOKIE).filter(|t| t.len() == 64);
     let is_new = existing.is_none();
@@ -86,9 +87,10 @@ pub async fn csrf_guard(State(state): State<AppState>, request: Request, next: N
         .unwrap_or_else(|| hex::encode(rand::random::<[u8; 32]>()));
     let (mut parts, body) = request.into_parts();
     parts.extensions.insert(CsrfToken(token.clone()));
-    let is_api_key =
-        parts.uri.path().starts_with("/api/") && parts.headers.contains_key(header::AUTHORIZATION);
-    let request = if is_safe(&parts.method) || is_api_key {
+    let is_api_exempt = parts.uri.path().starts_with("/api/")
+        && (parts.headers.contains_key(header::AUTHORIZATION)
+            || cookie(&parts.headers, SESSION_COOKIE).is_none());
+    let request = if is_safe(&parts.method) || is_api_exempt {
         Request::from_parts(parts, body)
     } else {
         let Some(expected) = existing else {
@@ -189,11 +191,16 @@ impl SignedIn {
 }
 
 async fn session_from_parts(parts: &Parts, state: &AppState) -> Result<Option<SignedIn>, AppError> {
-    let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
-        return Ok(None);
+    let session_user = match cookie(&parts.headers, SESSION_COOKIE) {
+        Some(token) => state.store.session_user(&token).await?,
+        None => None,
     };
-    let Some(user) = state.store.session_user(&token).await? else {
-        return Ok(None);
+    // A field replica serves one person on their own laptop: they are signed in as the
+    // replica's user (the replica database itself is theirs).
+    let user = match (session_user, &state.replica) {
+        (Some(user), _) => user,
+        (None, Some(replica)) => state.store.user(replica.user_id).await?,
+        (None, None) => return Ok(None),
     };
     let subject = state.store.subject(user.id).await?;
     let lang = Lang::from_headers(&parts.headers, user.lang.as_deref());

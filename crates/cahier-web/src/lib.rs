@@ -40,6 +40,30 @@ pub struct AppState {
     pub store: Store,
     /// Web settings.
     pub config: Arc<WebConfig>,
+    /// Set when this process serves a field replica.
+    pub replica: Option<Arc<ReplicaHandle>>,
+}
+
+/// What the web layer knows of the field replica it serves.
+#[derive(Debug)]
+pub struct ReplicaHandle {
+    /// The replica's user (every visitor is signed in as them).
+    pub user_id: i64,
+    /// Where sync stands, updated by the background sync task.
+    pub status: std::sync::Mutex<ReplicaStatus>,
+    /// Wakes the background sync (after a local change, or on "sync now").
+    pub sync_now: tokio::sync::Notify,
+}
+
+/// Where sync stands, for the banner every replica page shows.
+#[derive(Debug, Clone, Default)]
+pub struct ReplicaStatus {
+    /// Whether the last attempt reached the server.
+    pub online: bool,
+    /// Last successful sync, ms.
+    pub last_sync_ms: Option<i64>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
 }
 
 /// The whole application: UI, API, health check, static assets.

@@ -5,6 +5,7 @@ mod admin;
 mod dashboard;
 mod entities;
 mod history;
+mod replica_pages;
 mod session_pages;
 mod settings;
 
@@ -30,6 +31,23 @@ pub struct PageCtx {
     pub nav: Option<NavUser>,
     /// A notice to show at the top (already translated).
     pub notice: Option<String>,
+    /// Sync state, on a field replica.
+    pub replica: Option<ReplicaBanner>,
+}
+
+/// The sync banner every page of a field replica shows.
+#[derive(Debug, Clone)]
+pub struct ReplicaBanner {
+    /// Whether the server answered last time.
+    pub online: bool,
+    /// Last successful sync, formatted, or empty.
+    pub last_sync: String,
+    /// Entries with changes waiting to be sent.
+    pub waiting: i64,
+    /// Refused change sets waiting for the user.
+    pub rejected: i64,
+    /// Why the last attempt failed.
+    pub error: Option<String>,
 }
 
 /// The navigation's view of the user.
@@ -59,6 +77,7 @@ impl PageCtx {
             title: lang.t(title_key).to_owned(),
             nav: None,
             notice: None,
+            replica: None,
         }
     }
 
@@ -76,6 +95,20 @@ impl PageCtx {
             .into_iter()
             .map(|t| (t.id, t.name, Some(t.id) == current))
             .collect();
+        let replica = match &state.replica {
+            None => None,
+            Some(handle) => {
+                let status = handle.status.lock().map(|s| s.clone()).unwrap_or_default();
+                let rejected = state.store.rejected_edits().await?.iter().filter(|r| r.status == "pending").count();
+                Some(ReplicaBanner {
+                    online: status.online,
+                    last_sync: status.last_sync_ms.map(when).unwrap_or_default(),
+                    waiting: state.store.pending_count().await?,
+                    rejected: i64::try_from(rejected).unwrap_or(i64::MAX),
+                    error: status.last_error,
+                })
+            }
+        };
         Ok(Self {
             lang: session.lang,
             csrf: session.csrf.clone(),
@@ -87,6 +120,7 @@ impl PageCtx {
                 teams,
             }),
             notice: None,
+            replica,
         })
     }
 
@@ -166,4 +200,5 @@ pub fn routes() -> Router<AppState> {
         .merge(history::routes())
         .merge(settings::routes())
         .merge(admin::routes())
+        .merge(replica_pages::routes())
 }

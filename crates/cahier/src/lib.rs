@@ -86,21 +86,32 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
 /// Opens the store, binds the listen address and starts serving.
 pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     let store = open_store(settings).await?;
+    serve_store(settings, store, None).await
+}
+
+/// Serves an open store: a lab instance (`replica` is `None`) or a field replica.
+pub async fn serve_store(
+    settings: &Settings,
+    store: Store,
+    replica: Option<Arc<cahier_web::ReplicaHandle>>,
+) -> anyhow::Result<Running> {
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
-    let addr = listener
-        .local_addr()
-        .context("reading the listen address")?;
+    let addr = listener.local_addr().context("reading the listen address")?;
     let url = settings
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
-    let setup_url = store
-        .issue_setup_token()
-        .await
-        .context("creating the setup link")?
-        .map(|token| format!("{}/setup?token={token}", url.trim_end_matches('/')));
+    let setup_url = if replica.is_some() {
+        None
+    } else {
+        store
+            .issue_setup_token()
+            .await
+            .context("creating the setup link")?
+            .map(|token| format!("{}/setup?token={token}", url.trim_end_matches('/')))
+    };
     let state = AppState {
         store: store.clone(),
         config: Arc::new(WebConfig {
@@ -108,6 +119,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
             max_body_bytes: settings.max_body_mb.saturating_mul(1024 * 1024),
             version: VERSION.to_owned(),
         }),
+        replica,
     };
     let app = cahier_web::router(state);
     let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();

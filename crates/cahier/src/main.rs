@@ -55,6 +55,11 @@ enum Command {
         #[command(subcommand)]
         command: ApikeyCommand,
     },
+    /// Field replica: work offline on a laptop and sync with the lab instance.
+    Replica {
+        #[command(subcommand)]
+        command: ReplicaCommand,
+    },
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -73,6 +78,17 @@ enum Command {
         /// Size of each body in bytes.
         #[arg(long, default_value_t = 5000)]
         body_bytes: usize,
+    },
+    /// Measure HTTP speed and server memory over a seeded data directory (see BENCHMARKS.md).
+    Bench {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Requests measured per scenario.
+        #[arg(long, default_value_t = 2000)]
+        requests: usize,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
     },
 }
 
@@ -121,6 +137,46 @@ enum ApikeyCommand {
         /// Name shown in the user's settings.
         #[arg(long, default_value = "command line")]
         name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ReplicaCommand {
+    /// Register this device with a lab instance and take the first copy.
+    Init {
+        /// The lab instance, e.g. https://cahier.lab.example.
+        #[arg(long)]
+        server: String,
+        /// Data directory for the replica (must be empty).
+        #[arg(long)]
+        data: PathBuf,
+        /// Your e-mail on the lab instance.
+        #[arg(long)]
+        email: String,
+        /// Read your password from standard input (required).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Sync once with the lab instance; exit 0 when both sides agree.
+    Sync {
+        /// The replica's data directory.
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Serve the web UI and API locally and sync in the background.
+    Serve {
+        /// The replica's data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8181")]
+        listen: String,
+    },
+    /// Print a key for the replica's local API v2, for scripts on the laptop.
+    Apikey {
+        /// The replica's data directory.
+        #[arg(long)]
+        data: PathBuf,
     },
 }
 
@@ -290,6 +346,44 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("{key}");
             Ok(())
         }
+        Command::Replica {
+            command:
+                ReplicaCommand::Init {
+                    server,
+                    data,
+                    email,
+                    password_stdin,
+                },
+        } => {
+            if !password_stdin {
+                bail!("pass --password-stdin and write the password on standard input");
+            }
+            let mut password = String::new();
+            std::io::stdin()
+                .read_to_string(&mut password)
+                .context("reading the password from standard input")?;
+            let password = password.trim_end_matches(['\n', '\r']);
+            println!(
+                "{}",
+                cahier::replica::init(&server, &data, &email, password).await?
+            );
+            Ok(())
+        }
+        Command::Replica {
+            command: ReplicaCommand::Sync { data },
+        } => {
+            println!("{}", cahier::replica::sync(&data).await?);
+            Ok(())
+        }
+        Command::Replica { command: ReplicaCommand::Serve { data, listen } } => {
+            let running = cahier::replica::serve(&data, &listen).await?;
+            println!("Cahier field replica is running at {}", running.url);
+            running.wait().await
+        }
+        Command::Replica { command: ReplicaCommand::Apikey { data } } => {
+            println!("{}", cahier::replica::apikey(&data).await?);
+            Ok(())
+        }
         Command::Config {
             command: ConfigCommand::Example,
         } => {
@@ -307,6 +401,20 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let report = cahier::seed::seed(&store, experiments, teams, body_bytes).await?;
             store.close().await;
             println!("{report}");
+            Ok(())
+        }
+        Command::Bench {
+            data,
+            requests,
+            concurrency,
+        } => {
+            let args = cahier::bench::BenchArgs {
+                data: settings(data.clone())?.data,
+                config: data.config,
+                requests,
+                concurrency,
+            };
+            println!("{}", cahier::bench::run(args).await?);
             Ok(())
         }
     }

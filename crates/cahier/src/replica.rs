@@ -108,3 +108,76 @@ pub async fn sync(data: &Path) -> anyhow::Result<String> {
     }
     Ok(report.to_string())
 }
+
+/// Serves the replica's web UI and API on `listen`, signed in as the replica's user, and syncs
+/// in the background whenever the server is reachable, backing off while it is not.
+pub async fn serve(data: &Path, listen: &str) -> anyhow::Result<crate::Running> {
+    let store = open(data).await?;
+    let server = store.replica_get("server").await?.context("the replica does not know its server")?;
+    let user_id: i64 = store
+        .replica_get("user_id")
+        .await?
+        .and_then(|v| v.parse().ok())
+        .context("the replica does not know its user")?;
+    let credential = std::fs::read_to_string(credential_path(data)).with_context(|| format!("reading {}", credential_path(data).display()))?;
+    let transport = HttpTransport::new(&server, credential.trim())?;
+    let last_sync_ms = store.replica_get("last_sync_ms").await?.and_then(|v| v.parse().ok());
+    let handle = Arc::new(cahier_web::ReplicaHandle {
+        user_id,
+        status: std::sync::Mutex::new(cahier_web::ReplicaStatus { online: false, last_sync_ms, last_error: None }),
+        sync_now: tokio::sync::Notify::new(),
+    });
+    let settings = crate::settings::Settings {
+        data: data.to_path_buf(),
+        listen: listen.to_owned(),
+        public_url: None,
+        max_body_mb: 16,
+    };
+    tokio::spawn(sync_loop(store.clone(), transport, handle.clone()));
+    crate::serve_store(&settings, store, Some(handle)).await
+}
+
+/// Syncs every minute while the server answers; after a failure waits 5 s, then doubles up to
+/// 5 minutes. "Sync now" in the UI wakes it at once.
+async fn sync_loop(store: Store, transport: HttpTransport, handle: Arc<cahier_web::ReplicaHandle>) {
+    let mut delay = std::time::Duration::from_secs(60);
+    loop {
+        let outcome = cahier_sync::sync_once(&store, &transport).await;
+        let now = store.now_ms();
+        if let Ok(mut status) = handle.status.lock() {
+            match &outcome {
+                Ok(report) => {
+                    status.online = true;
+                    status.last_sync_ms = Some(now);
+                    status.last_error = None;
+                    tracing::info!(%report, "synced");
+                }
+                Err(error) => {
+                    status.online = false;
+                    status.last_error = Some(error.to_string());
+                    tracing::info!(%error, "sync failed; will retry");
+                }
+            }
+        }
+        delay = match outcome {
+            Ok(_) => std::time::Duration::from_secs(60),
+            Err(_) if delay >= std::time::Duration::from_secs(60) => std::time::Duration::from_secs(5),
+            Err(_) => (delay * 2).min(std::time::Duration::from_secs(300)),
+        };
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = handle.sync_now.notified() => {}
+        }
+    }
+}
+
+/// Creates a key for the replica's local API v2 and returns it.
+pub async fn apikey(data: &Path) -> anyhow::Result<String> {
+    let store = open(data).await?;
+    let user_id: i64 = store.replica_get("user_id").await?.and_then(|v| v.parse().ok()).context("the replica does not know its user")?;
+    let user = store.user(user_id).await?;
+    let team = user.current_team.context("the replica's user belongs to no team")?;
+    let (_, key) = store.create_api_key(user_id, team, "replica scripts", true).await?;
+    store.close().await;
+    Ok(key)
+}

@@ -20,6 +20,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/settings/defaults", post(set_defaults))
         .route("/settings/apikeys", post(create_key))
         .route("/settings/apikeys/{id}/delete", post(delete_key))
+        .route("/settings/devices/{id}/revoke", post(revoke_device))
 }
 
 struct KeyView {
@@ -48,6 +49,15 @@ struct SettingsPage {
     teams: Vec<(i64, String)>,
     new_key: Option<String>,
     error: Option<String>,
+    devices: Vec<DeviceView>,
+}
+
+struct DeviceView {
+    id: i64,
+    name: String,
+    created: String,
+    last_seen: String,
+    revoked: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -116,8 +126,23 @@ async fn render_settings(
         .await
         .ui(lang)?
         .with_notice(notice);
+    let devices = state
+        .store
+        .devices(Some(session.user.id))
+        .await
+        .ui(lang)?
+        .into_iter()
+        .map(|d| DeviceView {
+            id: d.id,
+            name: d.name,
+            created: when(d.created_at),
+            last_seen: d.last_seen.map(when).unwrap_or_else(|| lang.t("settings.apikey_never").to_owned()),
+            revoked: d.revoked_at.is_some(),
+        })
+        .collect();
     Ok(render(&SettingsPage {
         p,
+        devices,
         lang_pref: session.user.lang.clone().unwrap_or_default(),
         read_levels: levels(session.user.default_read_base),
         write_levels: levels(session.user.default_write_base),
@@ -277,5 +302,10 @@ async fn delete_key(
         .delete_api_key(session.user.id, id)
         .await
         .ui(session.lang)?;
+    Ok(Redirect::to("/settings?msg=saved").into_response())
+}
+
+async fn revoke_device(State(state): State<AppState>, session: SignedIn, axum::extract::Path(id): axum::extract::Path<i64>) -> Result<Response, UiError> {
+    state.store.revoke_device(&session.subject, id).await.ui(session.lang)?;
     Ok(Redirect::to("/settings?msg=saved").into_response())
 }

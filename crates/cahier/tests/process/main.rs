@@ -418,6 +418,40 @@ async fn a_replica_takes_a_copy_edits_offline_and_syncs_back() {
     );
     store.close().await;
 
+    // The replica serves the same UI, signed in as its user, with the sync banner.
+    let replica_port = free_port();
+    let mut laptop = Command::new(BIN)
+        .args(["replica", "serve", "--data", &replica, "--listen", &format!("127.0.0.1:{replica_port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let local = format!("http://127.0.0.1:{replica_port}");
+    wait_healthy(&client, &local).await;
+    let page = client.get(format!("{local}/experiments")).header("Accept-Language", "en").send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("id=\"replica-status\""), "the replica shows where sync stands");
+    assert!(html.contains("Field copy"), "{html}");
+    assert!(html.contains("Transect 4") && html.contains("Made offline"), "the copy lists both entries");
+    let local_key = cli(&["replica", "apikey", "--data", &replica], "").trim().to_owned();
+    let local_api = client.get(format!("{local}/api/v2/experiments/{id}")).header("Authorization", &local_key).send().await.unwrap();
+    assert_eq!(local_api.status(), 200, "scripts on the laptop use the same API");
+    laptop.kill().unwrap();
+    laptop.wait().unwrap();
+
+    // Revoking the device on the server stops its sync at once.
+    {
+        let store = cahier_store::Store::open_sqlite(&std::path::Path::new(&data).join("cahier.db"), std::sync::Arc::new(cahier_core::SystemClock)).await.unwrap();
+        let subject = store.subject(1).await.unwrap();
+        let device = store.devices(Some(1)).await.unwrap().remove(0);
+        store.revoke_device(&subject, device.id).await.unwrap();
+        store.close().await;
+    }
+    let (ok, _, err) = cli_status(&["replica", "sync", "--data", &replica], "");
+    assert!(!ok, "a revoked device must not sync");
+    assert!(err.contains("refused this device"), "{err}");
+
     server.kill().unwrap();
     server.wait().unwrap();
     let (ok, _, err) = cli_status(&["replica", "sync", "--data", &replica], "");
