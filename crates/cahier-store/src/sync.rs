@@ -656,3 +656,10 @@ impl Store {
         })
     }
 }
+
+impl Store {
+    /// How many refused change sets are kept for an entity.
+    pub async fn quarantined(&self, uuid: &str) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM quarantine WHERE entity_uuid = ?").bind(uuid).fetch_one(&self.pool).await?)
+    }
+}

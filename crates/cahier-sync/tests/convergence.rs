@@ -286,3 +286,173 @@ async fn a_change_pushed_twice_is_accepted_once() {
     let report = sync_once(&replica.store, transport).await.unwrap();
     assert_eq!(report.waiting, 0);
 }
+
+/// A lab with Ada (member) and Bea (team admin) and one replica of Ada's notebook.
+async fn lab_with_replica() -> (Store, Node, i64, Subject, Node) {
+    let (nodes, team) = world().await;
+    let server = nodes[0].store.clone();
+    let bea = server
+        .create_user(NewUser {
+            email: "bea@lab.fr".into(),
+            firstname: "Bea".into(),
+            lastname: "A".into(),
+            password: Some("long password".into()),
+            is_sysadmin: false,
+        })
+        .await
+        .unwrap();
+    server.add_member(team, bea, true).await.unwrap();
+    let bea = server.subject(bea).await.unwrap();
+    let mut nodes = nodes.into_iter();
+    // The server node is returned too: dropping it would delete its data directory.
+    let server_node = nodes.next().unwrap();
+    (server, nodes.next().unwrap(), team, bea, server_node)
+}
+
+async fn shared_entry(server: &Store, owner: &Subject, team: i64) -> (i64, String) {
+    let team_rule = cahier_core::AccessRule::base(cahier_core::BaseLevel::Team);
+    let new = cahier_store::NewEntity {
+        kind: EntityKind::Experiment,
+        team_id: team,
+        canread: Some(team_rule.clone()),
+        canwrite: Some(team_rule),
+        patch: EntityPatch {
+            title: Some("Shared".into()),
+            body: Some("Server text\n".into()),
+            ..Default::default()
+        },
+        template: None,
+    };
+    let id = server.create_entity(owner, new).await.unwrap();
+    (id, server.entity(owner, id).await.unwrap().uuid)
+}
+
+#[tokio::test]
+async fn offline_edits_to_an_entry_locked_meanwhile_are_kept_as_rejected_edits() {
+    let (server, replica, team, bea, _server_node) = lab_with_replica().await;
+    let (server_id, uuid) = shared_entry(&server, &bea, team).await;
+    let transport = replica.transport.as_ref().unwrap();
+    sync_once(&replica.store, transport).await.unwrap();
+    let ada = replica.store.subject(1).await.unwrap();
+    let local = local_id(&replica.store, &ada, &uuid).await.unwrap();
+    let patch = EntityPatch {
+        body: Some("Server text\nWritten in the field\n".into()),
+        ..Default::default()
+    };
+    replica
+        .store
+        .update_entity(&ada, local, None, &patch, "save")
+        .await
+        .unwrap();
+    // Meanwhile Bea, a team admin, locks the entry on the server.
+    server.set_lock(&bea, server_id, true).await.unwrap();
+
+    let report = sync_once(&replica.store, transport).await.unwrap();
+    assert_eq!(report.rejected, 1, "{report}");
+    let rejected = replica.store.rejected_edits().await.unwrap();
+    assert_eq!(rejected.len(), 1);
+    assert!(
+        rejected[0].reason.contains("locked"),
+        "{}",
+        rejected[0].reason
+    );
+    // The replica shows the server's version again; the field text waits in the rejected edit.
+    let local = local_id(&replica.store, &ada, &uuid).await.unwrap();
+    assert_eq!(
+        replica.store.entity(&ada, local).await.unwrap().body,
+        "Server text\n"
+    );
+    assert_eq!(
+        replica.store.entity(&ada, local).await.unwrap().locked_by,
+        Some(bea.user_id)
+    );
+    // And the server kept the refused bytes too.
+    let kept: i64 = server.quarantined(&uuid).await.unwrap();
+    assert_eq!(kept, 1);
+    let report = sync_once(&replica.store, transport).await.unwrap();
+    assert_eq!((report.rejected, report.waiting), (0, 0), "{report}");
+}
+
+#[tokio::test]
+async fn losing_read_access_removes_the_entry_and_keeps_unpushed_edits() {
+    let (server, replica, team, bea, _server_node) = lab_with_replica().await;
+    let (server_id, uuid) = shared_entry(&server, &bea, team).await;
+    let transport = replica.transport.as_ref().unwrap();
+    sync_once(&replica.store, transport).await.unwrap();
+    let ada = replica.store.subject(1).await.unwrap();
+    let local = local_id(&replica.store, &ada, &uuid).await.unwrap();
+    let patch = EntityPatch {
+        body: Some("Server text\nNotes nobody must lose\n".into()),
+        ..Default::default()
+    };
+    replica
+        .store
+        .update_entity(&ada, local, None, &patch, "save")
+        .await
+        .unwrap();
+    let only_owner = cahier_core::AccessRule::base(cahier_core::BaseLevel::OwnerOnly);
+    server
+        .set_access(&bea, server_id, only_owner.clone(), only_owner)
+        .await
+        .unwrap();
+
+    let report = sync_once(&replica.store, transport).await.unwrap();
+    assert_eq!(report.rejected, 1, "{report}");
+    assert!(
+        local_id(&replica.store, &ada, &uuid).await.is_none(),
+        "the entry is gone from the laptop"
+    );
+    let rejected = replica.store.rejected_edits().await.unwrap();
+    assert_eq!(rejected.len(), 1, "the unpushed edit is kept");
+    assert_eq!(server.quarantined(&uuid).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_server_restored_from_an_old_backup_gets_the_whole_document_again() {
+    let (nodes, team) = world().await;
+    let server = &nodes[0].store;
+    let replica = &nodes[1];
+    let transport = replica.transport.as_ref().unwrap();
+    let ada = replica.store.subject(1).await.unwrap();
+    let new = cahier_store::NewEntity {
+        kind: EntityKind::Experiment,
+        team_id: team,
+        canread: None,
+        canwrite: None,
+        patch: EntityPatch {
+            title: Some("Field".into()),
+            body: Some("one\n".into()),
+            ..Default::default()
+        },
+        template: None,
+    };
+    let local = replica.store.create_entity(&ada, new).await.unwrap();
+    sync_once(&replica.store, transport).await.unwrap();
+    let uuid = replica.store.entity(&ada, local).await.unwrap().uuid;
+    // The server loses the entity's later history (as if restored from an older backup):
+    // simulate by pushing a change whose base the server has never seen.
+    let patch = EntityPatch {
+        body: Some("one\ntwo\n".into()),
+        ..Default::default()
+    };
+    replica
+        .store
+        .update_entity(&ada, local, None, &patch, "save")
+        .await
+        .unwrap();
+    let mut pending = replica.store.pending_pushes().await.unwrap();
+    let (_, mut doc, _) = pending.remove(0);
+    doc.base = "0000000000000000000000000000000000000000000000000000000000000000".into();
+    let only_delta = transport.push(vec![doc]).await.unwrap();
+    // Delta against an unknown base: the server asks for more rather than guessing.
+    assert!(matches!(
+        only_delta[0].status,
+        cahier_store::sync::proto::PushStatus::Accepted
+            | cahier_store::sync::proto::PushStatus::NeedFull
+    ));
+    let report = sync_once(&replica.store, transport).await.unwrap();
+    assert_eq!(report.waiting, 0, "{report}");
+    let subject = server.subject(1).await.unwrap();
+    let server_row = server.entity_by_uuid(&subject, &uuid).await.unwrap();
+    assert_eq!(server_row.body, "one\ntwo\n");
+}
