@@ -72,6 +72,7 @@
     dirty = false;
     show("saving");
     const data = new URLSearchParams(new FormData(form));
+    let failed = false;
     try {
       const response = await fetch(form.action, {
         method: "POST",
@@ -79,20 +80,26 @@
         body: data,
         credentials: "same-origin",
       });
-      const result = await response.json().catch(() => ({}));
-      if (!response.ok) {
+      const result = await response.json().catch(() => null);
+      // Only our JSON answer means saved. An ended session answers with a redirect to the
+      // sign-in page, which fetch follows to a 200 HTML page: that is a failure too.
+      if (!response.ok || response.redirected || !result || typeof result.changed !== "boolean") {
+        failed = true;
         dirty = true;
-        show("failed", result.description || "");
+        show("failed", (result && result.description) || "");
       } else {
         if (result.changed) base.value = result.base;
-        if (result.merged) show("merged"); else show("saved", result.saved_at || "");
+        if (result.merged) show("merged");
+        else if (dirty) show("unsaved"); // typed while this save was on its way
+        else show("saved", result.saved_at || "");
       }
     } catch (error) {
+      failed = true;
       dirty = true;
       show("failed");
     } finally {
       saving = false;
-      if (again || dirty) { again = false; schedule(4000); }
+      if (again || dirty) { again = false; schedule(failed ? 4000 : 1500); }
     }
   }
 
@@ -126,7 +133,12 @@
     clearTimeout(previewTimer);
     previewTimer = setTimeout(refreshPreview, 400);
   });
-  form.addEventListener("change", changed);
+  // Text fields report every edit through "input"; their "change" on blur would mark text
+  // already saved as unsaved again: a needless save, in flight when a click on a link leaves
+  // the page, so the browser asks "leave?" although nothing is lost.
+  form.addEventListener("change", (event) => {
+    if (!event.target.matches("textarea, input:not([type]), input[type=text]")) changed();
+  });
   form.addEventListener("focusout", () => { if (dirty) save(); });
   form.addEventListener("submit", (event) => { event.preventDefault(); dirty = true; save(); });
   if (saveButton) saveButton.addEventListener("click", (event) => { event.preventDefault(); dirty = true; save(); });
