@@ -77,8 +77,9 @@ fn is_safe(method: &Method) -> bool {
 
 /// Makes sure every browser has a CSRF cookie, and refuses state-changing requests whose form
 /// field or header does not echo it. API calls authenticated by an API key are exempt: a
-/// browser never sends that header on its own. So are API calls without a session cookie:
-/// they carry no credentials a forged request could borrow, and get 401 from the handler.
+/// browser never sends that header on its own. So are API calls without a session cookie on
+/// a lab instance: they carry no credentials a forged request could borrow, and get 401 from
+/// the handler. (A field replica signs every visitor in, so there nothing is exempt.)
 pub async fn csrf_guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let existing = cookie(request.headers(), CSRF_COOKIE).filter(|t| t.len() == 64);
     let is_new = existing.is_none();
@@ -89,7 +90,7 @@ pub async fn csrf_guard(State(state): State<AppState>, request: Request, next: N
     parts.extensions.insert(CsrfToken(token.clone()));
     let is_api_exempt = parts.uri.path().starts_with("/api/")
         && (parts.headers.contains_key(header::AUTHORIZATION)
-            || cookie(&parts.headers, SESSION_COOKIE).is_none());
+            || (cookie(&parts.headers, SESSION_COOKIE).is_none() && state.replica.is_none()));
     let request = if is_safe(&parts.method) || is_api_exempt {
         Request::from_parts(parts, body)
     } else {
@@ -226,6 +227,19 @@ impl FromRequestParts<AppState> for SignedIn {
         match session_from_parts(parts, state).await {
             Ok(Some(session)) => Ok(session),
             Ok(None) => {
+                // Scripts (autosave) get a 401 they can explain, not a redirect to a page.
+                let wants_json = parts
+                    .headers
+                    .get(header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.contains("application/json"));
+                if wants_json {
+                    let lang = Lang::from_headers(&parts.headers, None);
+                    return Err(
+                        AppError::Unauthorized(lang.t("entity.session_ended").into())
+                            .into_response(),
+                    );
+                }
                 let next = parts
                     .uri
                     .path_and_query()

@@ -653,23 +653,71 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     // Field replica
     ("replica.field_copy", "Field copy", "Copie de terrain"),
     ("replica.online", "online", "en ligne"),
-    ("replica.offline", "offline — your changes are saved on this device", "hors ligne — vos modifications sont enregistrées sur cet appareil"),
-    ("replica.offline_explain", "The lab server cannot be reached; Cahier retries on its own.", "Le serveur du laboratoire est injoignable ; Cahier réessaie tout seul."),
-    ("replica.last_sync", "last sync:", "dernière synchronisation :"),
+    (
+        "replica.offline",
+        "offline — your changes are saved on this device",
+        "hors ligne — vos modifications sont enregistrées sur cet appareil",
+    ),
+    (
+        "replica.offline_explain",
+        "The lab server cannot be reached; Cahier retries on its own.",
+        "Le serveur du laboratoire est injoignable ; Cahier réessaie tout seul.",
+    ),
+    (
+        "replica.last_sync",
+        "last sync:",
+        "dernière synchronisation :",
+    ),
     ("replica.never", "never", "jamais"),
-    ("replica.waiting", "entries with changes waiting", "entrées avec des modifications en attente"),
-    ("replica.rejected", "rejected edits", "modifications refusées"),
+    (
+        "replica.waiting",
+        "entries with changes waiting",
+        "entrées avec des modifications en attente",
+    ),
+    (
+        "replica.rejected",
+        "rejected edits",
+        "modifications refusées",
+    ),
     ("replica.sync_now", "Sync now", "Synchroniser maintenant"),
-    ("replica.rejected_title", "Rejected edits", "Modifications refusées"),
-    ("replica.rejected_intro", "The lab server refused these changes made on this device. Nothing is lost: they are kept here and on the server, where the entry's owner or an admin can apply them.", "Le serveur du laboratoire a refusé ces modifications faites sur cet appareil. Rien n'est perdu : elles sont conservées ici et sur le serveur, où le propriétaire de l'entrée ou un administrateur peut les appliquer."),
+    (
+        "replica.rejected_title",
+        "Rejected edits",
+        "Modifications refusées",
+    ),
+    (
+        "replica.rejected_intro",
+        "The lab server refused these changes made on this device. Nothing is lost: they are kept here and on the server, where the entry's owner or an admin can apply them.",
+        "Le serveur du laboratoire a refusé ces modifications faites sur cet appareil. Rien n'est perdu : elles sont conservées ici et sur le serveur, où le propriétaire de l'entrée ou un administrateur peut les appliquer.",
+    ),
     ("replica.reason", "Reason", "Raison"),
-    ("replica.no_rejected", "No rejected edits.", "Aucune modification refusée."),
-    ("replica.not_replica", "This page exists only on a field copy.", "Cette page n'existe que sur une copie de terrain."),
-    ("settings.devices", "Field copies (devices)", "Copies de terrain (appareils)"),
-    ("settings.devices_intro", "Laptops holding a copy of your notebook. Revoke a lost one: it stops syncing at once.", "Les ordinateurs qui ont une copie de votre cahier. Révoquez celui qui est perdu : il ne se synchronise plus."),
+    (
+        "replica.no_rejected",
+        "No rejected edits.",
+        "Aucune modification refusée.",
+    ),
+    (
+        "replica.not_replica",
+        "This page exists only on a field copy.",
+        "Cette page n'existe que sur une copie de terrain.",
+    ),
+    (
+        "settings.devices",
+        "Field copies (devices)",
+        "Copies de terrain (appareils)",
+    ),
+    (
+        "settings.devices_intro",
+        "Laptops holding a copy of your notebook. Revoke a lost one: it stops syncing at once.",
+        "Les ordinateurs qui ont une copie de votre cahier. Révoquez celui qui est perdu : il ne se synchronise plus.",
+    ),
     ("settings.device_revoke", "Revoke", "Révoquer"),
     ("settings.device_revoked", "revoked", "révoqué"),
-    ("settings.no_devices", "No field copy yet.", "Aucune copie de terrain pour l'instant."),
+    (
+        "settings.no_devices",
+        "No field copy yet.",
+        "Aucune copie de terrain pour l'instant.",
+    ),
 ];
 
 #[cfg(test)]

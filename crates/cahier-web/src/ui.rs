@@ -64,6 +64,11 @@ pub struct NavUser {
 }
 
 impl PageCtx {
+    /// The assets' fingerprint, for cache-busting URLs.
+    pub fn assets(&self) -> &'static str {
+        crate::assets::version()
+    }
+
     /// Translates a key.
     pub fn t(&self, key: &str) -> &'static str {
         self.lang.t(key)
@@ -99,7 +104,13 @@ impl PageCtx {
             None => None,
             Some(handle) => {
                 let status = handle.status.lock().map(|s| s.clone()).unwrap_or_default();
-                let rejected = state.store.rejected_edits().await?.iter().filter(|r| r.status == "pending").count();
+                let rejected = state
+                    .store
+                    .rejected_edits()
+                    .await?
+                    .iter()
+                    .filter(|r| r.status == "pending")
+                    .count();
                 Some(ReplicaBanner {
                     online: status.online,
                     last_sync: status.last_sync_ms.map(when).unwrap_or_default(),
