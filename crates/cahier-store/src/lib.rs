@@ -118,7 +118,23 @@ const DOC_CACHE_ENTRIES: usize = 256;
 impl Store {
     /// Opens (creating if needed) the SQLite database at `path` and brings its schema up to date.
     pub async fn open_sqlite(path: &Path, clock: Arc<dyn Clock>) -> Result<Self> {
-        let options = SqliteConnectOptions::new()
+        Self::open_with_key(path, clock, None).await
+    }
+
+    /// Opens (creating if needed) a database encrypted with a 256-bit key (SQLCipher). A wrong
+    /// key is refused with [`StoreError::Forbidden`] before anything is read or written.
+    pub async fn open_encrypted(path: &Path, clock: Arc<dyn Clock>, key: &[u8; 32]) -> Result<Self> {
+        Self::open_with_key(path, clock, Some(key)).await
+    }
+
+    async fn open_with_key(path: &Path, clock: Arc<dyn Clock>, key: Option<&[u8; 32]>) -> Result<Self> {
+        let mut options = SqliteConnectOptions::new();
+        if let Some(key) = key {
+            // A raw key (no SQLCipher key derivation: ours is argon2id, done by the caller).
+            // sqlx sends `key` before any other pragma, as SQLCipher requires.
+            options = options.pragma("key", format!("\"x'{}'\"", hex::encode(key)));
+        }
+        let options = options
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -132,8 +148,31 @@ impl Store {
             .max_connections(8)
             .min_connections(1)
             .connect_with(options)
-            .await?;
-        migrate::run(&pool).await?;
+            .await
+            .map_err(|error| match &error {
+                sqlx::Error::Database(db) if db.message().contains("not a database") => {
+                    StoreError::Forbidden("wrong passphrase, or not a Cahier database".into())
+                }
+                _ => StoreError::Database(error),
+            })?;
+        if key.is_some() {
+            // Reading the schema fails with a wrong key: say so before anything else runs.
+            if let Err(error) = sqlx::query("SELECT count(*) FROM sqlite_master").execute(&pool).await {
+                pool.close().await;
+                return Err(match &error {
+                    sqlx::Error::Database(db) if db.message().contains("not a database") => {
+                        StoreError::Forbidden("wrong passphrase, or not a Cahier database".into())
+                    }
+                    _ => StoreError::Database(error),
+                });
+            }
+        }
+        migrate::run(&pool).await.map_err(|error| match &error {
+            sqlx::Error::Database(db) if db.message().contains("not a database") => {
+                StoreError::Forbidden("wrong passphrase, or not a Cahier database".into())
+            }
+            _ => StoreError::Database(error),
+        })?;
         let capacity =
             std::num::NonZeroUsize::new(DOC_CACHE_ENTRIES).unwrap_or(std::num::NonZeroUsize::MIN);
         Ok(Self {

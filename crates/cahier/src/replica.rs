@@ -1,6 +1,8 @@
 //! The field replica commands: `replica init` registers this device with the lab instance and
 //! takes the first copy; `replica sync` syncs once. The device credential lives in
-//! `DIR/device.key`, readable by its owner only.
+//! `DIR/device.key`, readable by its owner only. The replica's database is encrypted at rest
+//! (SQLCipher) with a key derived from a passphrase chosen at `init` (argon2id, salt in
+//! `DIR/replica.salt`); every command asks for it, or reads `CAHIER_REPLICA_PASSPHRASE`.
 
 use anyhow::{Context, bail};
 use cahier_store::Store;
@@ -9,6 +11,40 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 const CREDENTIAL_FILE: &str = "device.key";
+const SALT_FILE: &str = "replica.salt";
+/// Environment variable scripts and tests use to pass the replica's passphrase.
+pub const PASSPHRASE_ENV: &str = "CAHIER_REPLICA_PASSPHRASE";
+/// Shortest accepted passphrase.
+pub const MIN_PASSPHRASE_CHARS: usize = 8;
+
+/// The replica's passphrase: from `CAHIER_REPLICA_PASSPHRASE`, else asked on the terminal.
+fn passphrase(confirm: bool) -> anyhow::Result<String> {
+    if let Ok(value) = std::env::var(PASSPHRASE_ENV) {
+        return Ok(value);
+    }
+    let first = rpassword::prompt_password("Passphrase of this field copy: ")
+        .with_context(|| format!("no terminal to ask the passphrase on; set {PASSPHRASE_ENV}"))?;
+    if confirm {
+        let again = rpassword::prompt_password("Same passphrase again: ").context("reading the passphrase")?;
+        anyhow::ensure!(first == again, "the two passphrases differ");
+    }
+    Ok(first)
+}
+
+/// Derives the database key from the passphrase (argon2id; the salt lives beside the database).
+fn derive_key(passphrase: &str, salt: &[u8]) -> anyhow::Result<[u8; 32]> {
+    let mut key = [0u8; 32];
+    argon2::Argon2::default()
+        .hash_password_into(passphrase.as_bytes(), salt, &mut key)
+        .map_err(|e| anyhow::anyhow!("deriving the key: {e}"))?;
+    Ok(key)
+}
+
+fn read_salt(data: &Path) -> anyhow::Result<Vec<u8>> {
+    let path = data.join(SALT_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    hex::decode(text.trim()).with_context(|| format!("{} is damaged", path.display()))
+}
 
 fn credential_path(data: &Path) -> PathBuf {
     data.join(CREDENTIAL_FILE)
@@ -16,15 +52,27 @@ fn credential_path(data: &Path) -> PathBuf {
 
 /// Opens a replica's store, written as its device.
 pub async fn open(data: &Path) -> anyhow::Result<Store> {
+    open_with(data, &passphrase(false)?).await
+}
+
+/// Opens a replica's store with a given passphrase.
+pub async fn open_with(data: &Path, passphrase: &str) -> anyhow::Result<Store> {
     let db = data.join("cahier.db");
     anyhow::ensure!(
         db.exists(),
         "{} is not a replica (run cahier replica init first)",
         data.display()
     );
-    let store = Store::open_sqlite(&db, Arc::new(cahier_core::SystemClock))
+    let key = derive_key(passphrase, &read_salt(data)?)?;
+    let store = Store::open_encrypted(&db, Arc::new(cahier_core::SystemClock), &key)
         .await
-        .with_context(|| format!("opening {}", db.display()))?;
+        .map_err(|error| match error {
+            cahier_store::StoreError::Forbidden(_) => anyhow::anyhow!(
+                "wrong passphrase for the field copy in {}; nothing was changed",
+                data.display()
+            ),
+            other => anyhow::Error::new(other).context(format!("opening {}", db.display())),
+        })?;
     let device = store
         .replica_get("device")
         .await?
@@ -61,13 +109,21 @@ pub async fn init(
             data.display()
         );
     }
+    let passphrase = passphrase(true)?;
+    anyhow::ensure!(
+        passphrase.chars().count() >= MIN_PASSPHRASE_CHARS,
+        "the passphrase needs at least {MIN_PASSPHRASE_CHARS} characters: it protects the notebook if the laptop is lost"
+    );
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "field laptop".into());
     let (transport, registered) = HttpTransport::register(server, email, password, &host)
         .await
         .with_context(|| format!("registering this device with {server}"))?;
     write_private(&credential_path(data), &registered.token)?;
-    let store = Store::open_sqlite(&data.join("cahier.db"), Arc::new(cahier_core::SystemClock))
+    let salt: [u8; 16] = rand::random();
+    write_private(&data.join(SALT_FILE), &hex::encode(salt))?;
+    let key = derive_key(&passphrase, &salt)?;
+    let store = Store::open_encrypted(&data.join("cahier.db"), Arc::new(cahier_core::SystemClock), &key)
         .await
         .context("creating the replica database")?
         .with_device(&registered.device);
@@ -113,18 +169,29 @@ pub async fn sync(data: &Path) -> anyhow::Result<String> {
 /// in the background whenever the server is reachable, backing off while it is not.
 pub async fn serve(data: &Path, listen: &str) -> anyhow::Result<crate::Running> {
     let store = open(data).await?;
-    let server = store.replica_get("server").await?.context("the replica does not know its server")?;
+    let server = store
+        .replica_get("server")
+        .await?
+        .context("the replica does not know its server")?;
     let user_id: i64 = store
         .replica_get("user_id")
         .await?
         .and_then(|v| v.parse().ok())
         .context("the replica does not know its user")?;
-    let credential = std::fs::read_to_string(credential_path(data)).with_context(|| format!("reading {}", credential_path(data).display()))?;
+    let credential = std::fs::read_to_string(credential_path(data))
+        .with_context(|| format!("reading {}", credential_path(data).display()))?;
     let transport = HttpTransport::new(&server, credential.trim())?;
-    let last_sync_ms = store.replica_get("last_sync_ms").await?.and_then(|v| v.parse().ok());
+    let last_sync_ms = store
+        .replica_get("last_sync_ms")
+        .await?
+        .and_then(|v| v.parse().ok());
     let handle = Arc::new(cahier_web::ReplicaHandle {
         user_id,
-        status: std::sync::Mutex::new(cahier_web::ReplicaStatus { online: false, last_sync_ms, last_error: None }),
+        status: std::sync::Mutex::new(cahier_web::ReplicaStatus {
+            online: false,
+            last_sync_ms,
+            last_error: None,
+        }),
         sync_now: tokio::sync::Notify::new(),
     });
     let settings = crate::settings::Settings {
@@ -161,7 +228,9 @@ async fn sync_loop(store: Store, transport: HttpTransport, handle: Arc<cahier_we
         }
         delay = match outcome {
             Ok(_) => std::time::Duration::from_secs(60),
-            Err(_) if delay >= std::time::Duration::from_secs(60) => std::time::Duration::from_secs(5),
+            Err(_) if delay >= std::time::Duration::from_secs(60) => {
+                std::time::Duration::from_secs(5)
+            }
             Err(_) => (delay * 2).min(std::time::Duration::from_secs(300)),
         };
         tokio::select! {
@@ -174,10 +243,18 @@ async fn sync_loop(store: Store, transport: HttpTransport, handle: Arc<cahier_we
 /// Creates a key for the replica's local API v2 and returns it.
 pub async fn apikey(data: &Path) -> anyhow::Result<String> {
     let store = open(data).await?;
-    let user_id: i64 = store.replica_get("user_id").await?.and_then(|v| v.parse().ok()).context("the replica does not know its user")?;
+    let user_id: i64 = store
+        .replica_get("user_id")
+        .await?
+        .and_then(|v| v.parse().ok())
+        .context("the replica does not know its user")?;
     let user = store.user(user_id).await?;
-    let team = user.current_team.context("the replica's user belongs to no team")?;
-    let (_, key) = store.create_api_key(user_id, team, "replica scripts", true).await?;
+    let team = user
+        .current_team
+        .context("the replica's user belongs to no team")?;
+    let (_, key) = store
+        .create_api_key(user_id, team, "replica scripts", true)
+        .await?;
     store.close().await;
     Ok(key)
 }

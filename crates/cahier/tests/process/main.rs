@@ -11,6 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cahier");
+/// The field copy's passphrase, given to every child process.
+const PASSPHRASE: &str = "field passphrase";
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -21,7 +23,7 @@ fn free_port() -> u16 {
 }
 
 fn cli(args: &[&str], stdin: &str) -> String {
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(BIN).env("CAHIER_REPLICA_PASSPHRASE", PASSPHRASE)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -44,7 +46,7 @@ fn cli(args: &[&str], stdin: &str) -> String {
 }
 
 fn serve(data: &str, port: u16) -> Child {
-    Command::new(BIN)
+    Command::new(BIN).env("CAHIER_REPLICA_PASSPHRASE", PASSPHRASE)
         .args([
             "serve",
             "--data",
@@ -202,7 +204,7 @@ async fn acknowledged_writes_survive_kill_dash_nine() {
 }
 
 fn cli_status(args: &[&str], stdin: &str) -> (bool, String, String) {
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(BIN).env("CAHIER_REPLICA_PASSPHRASE", PASSPHRASE)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -324,7 +326,7 @@ async fn a_replica_takes_a_copy_edits_offline_and_syncs_back() {
 
     // Offline on the laptop: edit the copied experiment and create a new one linking to it.
     {
-        let store = cahier::replica::open(std::path::Path::new(&replica))
+        let store = cahier::replica::open_with(std::path::Path::new(&replica), PASSPHRASE)
             .await
             .unwrap();
         let subject = store.subject(1).await.unwrap();
@@ -408,7 +410,7 @@ async fn a_replica_takes_a_copy_edits_offline_and_syncs_back() {
     // A second sync with nothing to do agrees at once; the laptop has the merged text too.
     let out = cli(&["replica", "sync", "--data", &replica], "");
     assert!(out.contains("pushed 0"), "{out}");
-    let store = cahier::replica::open(std::path::Path::new(&replica))
+    let store = cahier::replica::open_with(std::path::Path::new(&replica), PASSPHRASE)
         .await
         .unwrap();
     let subject = store.subject(1).await.unwrap();
@@ -420,34 +422,76 @@ async fn a_replica_takes_a_copy_edits_offline_and_syncs_back() {
 
     // The replica serves the same UI, signed in as its user, with the sync banner.
     let replica_port = free_port();
-    let mut laptop = Command::new(BIN)
-        .args(["replica", "serve", "--data", &replica, "--listen", &format!("127.0.0.1:{replica_port}")])
+    let mut laptop = Command::new(BIN).env("CAHIER_REPLICA_PASSPHRASE", PASSPHRASE)
+        .args([
+            "replica",
+            "serve",
+            "--data",
+            &replica,
+            "--listen",
+            &format!("127.0.0.1:{replica_port}"),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let local = format!("http://127.0.0.1:{replica_port}");
     wait_healthy(&client, &local).await;
-    let page = client.get(format!("{local}/experiments")).header("Accept-Language", "en").send().await.unwrap();
+    let page = client
+        .get(format!("{local}/experiments"))
+        .header("Accept-Language", "en")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
-    assert!(html.contains("id=\"replica-status\""), "the replica shows where sync stands");
+    assert!(
+        html.contains("id=\"replica-status\""),
+        "the replica shows where sync stands"
+    );
     assert!(html.contains("Field copy"), "{html}");
-    assert!(html.contains("Transect 4") && html.contains("Made offline"), "the copy lists both entries");
-    let local_key = cli(&["replica", "apikey", "--data", &replica], "").trim().to_owned();
-    let local_api = client.get(format!("{local}/api/v2/experiments/{id}")).header("Authorization", &local_key).send().await.unwrap();
-    assert_eq!(local_api.status(), 200, "scripts on the laptop use the same API");
+    assert!(
+        html.contains("Transect 4") && html.contains("Made offline"),
+        "the copy lists both entries"
+    );
+    let local_key = cli(&["replica", "apikey", "--data", &replica], "")
+        .trim()
+        .to_owned();
+    let local_api = client
+        .get(format!("{local}/api/v2/experiments/{id}"))
+        .header("Authorization", &local_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        local_api.status(),
+        200,
+        "scripts on the laptop use the same API"
+    );
     laptop.kill().unwrap();
     laptop.wait().unwrap();
 
     // Revoking the device on the server stops its sync at once.
     {
-        let store = cahier_store::Store::open_sqlite(&std::path::Path::new(&data).join("cahier.db"), std::sync::Arc::new(cahier_core::SystemClock)).await.unwrap();
+        let store = cahier_store::Store::open_sqlite(
+            &std::path::Path::new(&data).join("cahier.db"),
+            std::sync::Arc::new(cahier_core::SystemClock),
+        )
+        .await
+        .unwrap();
         let subject = store.subject(1).await.unwrap();
         let device = store.devices(Some(1)).await.unwrap().remove(0);
         store.revoke_device(&subject, device.id).await.unwrap();
         store.close().await;
     }
+    let mut wrong = Command::new(BIN)
+        .env("CAHIER_REPLICA_PASSPHRASE", "not the passphrase")
+        .args(["replica", "sync", "--data", &replica])
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success(), "a wrong passphrase must be refused");
+    let message = String::from_utf8(std::mem::take(&mut wrong.stderr)).unwrap();
+    assert!(message.contains("wrong passphrase"), "{message}");
     let (ok, _, err) = cli_status(&["replica", "sync", "--data", &replica], "");
     assert!(!ok, "a revoked device must not sync");
     assert!(err.contains("refused this device"), "{err}");
