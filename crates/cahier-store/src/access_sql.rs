@@ -38,3 +38,18 @@ pub fn readable_by(subject: &Subject) -> String {
               OR (a.grantee = 'u' AND a.ref_id = {user}))))"
     )
 }
+
+/// A boolean SQL expression over `e`, true when `subject` may see the row in the bin: a deleted
+/// entity is shown only to those who may restore it (its owner and its team's admins), and
+/// only if they may also read it, as `Store::entity` decides for one entity.
+pub fn deleted_visible_to(subject: &Subject) -> String {
+    let user = subject.user_id;
+    let admin_teams = id_list(
+        subject
+            .teams
+            .iter()
+            .filter(|m| m.is_admin)
+            .map(|m| m.team_id),
+    );
+    format!("(e.state != 3 OR e.owner_id = {user} OR e.team_id IN ({admin_teams}))")
+}

@@ -961,15 +961,17 @@ impl Store {
                 "this setup link has been used or replaced".into(),
             ));
         }
+        // Checked before the account is made: a refused team name must not spend the link.
+        let team_name = validate_name("team", team_name)?;
         let user_id = self
             .create_user(NewUser {
                 is_sysadmin: true,
                 ..new
             })
             .await?;
-        let team_id = match self.team_by_name(team_name).await {
+        let team_id = match self.team_by_name(&team_name).await {
             Ok(team) => team.id,
-            Err(StoreError::NotFound(_)) => self.create_team(team_name).await?,
+            Err(StoreError::NotFound(_)) => self.create_team(&team_name).await?,
             Err(e) => return Err(e),
         };
         self.add_member(team_id, user_id, true).await?;

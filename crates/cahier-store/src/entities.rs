@@ -13,7 +13,7 @@ use cahier_core::document::{
 use cahier_core::{
     AccessRule, BaseLevel, EntityAccess, EntityDoc, EntityId, EntityKind, EntityPatch, Subject,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::{Row, SqliteConnection};
 
 /// Entity states, with eLabFTW's codes.
@@ -51,7 +51,7 @@ pub struct NewEntity {
 }
 
 /// The projection row of an entity, with its authoritative columns.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntityRow {
     /// Integer id (API v2).
     pub id: i64,
@@ -123,7 +123,7 @@ impl EntityRow {
 }
 
 /// A step as projected.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct StepRow {
     /// Stable id.
     pub step_id: String,
@@ -140,7 +140,7 @@ pub struct StepRow {
 }
 
 /// A comment as projected.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct CommentRow {
     /// Stable id.
     pub comment_id: String,
@@ -170,7 +170,7 @@ pub struct LinkRow {
 }
 
 /// A field with concurrent values.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConflictRow {
     /// Field key.
     pub field: String,
@@ -258,7 +258,7 @@ pub(crate) fn row_from_sql(row: &sqlx::sqlite::SqliteRow) -> Result<EntityRow> {
     })
 }
 
-async fn load_acl(conn: &mut SqliteConnection, row: &mut EntityRow) -> Result<()> {
+pub(crate) async fn load_acl(conn: &mut SqliteConnection, row: &mut EntityRow) -> Result<()> {
     let grants: Vec<(String, String, i64)> = sqlx::query_as(
         "SELECT mode, grantee, ref_id FROM entity_acl WHERE entity_id = ? ORDER BY ref_id",
     )
@@ -280,7 +280,7 @@ async fn load_acl(conn: &mut SqliteConnection, row: &mut EntityRow) -> Result<()
     Ok(())
 }
 
-async fn write_acl(
+pub(crate) async fn write_acl(
     conn: &mut SqliteConnection,
     entity_id: i64,
     canread: &AccessRule,
@@ -346,7 +346,7 @@ impl Store {
         Ok(actor)
     }
 
-    async fn register_actor(
+    pub(crate) async fn register_actor(
         &self,
         conn: &mut SqliteConnection,
         actor: &ActorId,
@@ -377,12 +377,26 @@ impl Store {
         self.insert_changes(conn, entity_id, changes, user_id).await
     }
 
-    async fn insert_changes(
+    pub(crate) async fn insert_changes(
         &self,
         conn: &mut SqliteConnection,
         entity_id: i64,
         changes: Vec<cahier_core::document::ChangeInfo>,
         user_id: i64,
+    ) -> Result<()> {
+        let device = self.device.clone();
+        self.insert_changes_from(conn, entity_id, changes, user_id, &device)
+            .await
+    }
+
+    /// Appends changes with their provenance: the user and device they came from.
+    pub(crate) async fn insert_changes_from(
+        &self,
+        conn: &mut SqliteConnection,
+        entity_id: i64,
+        changes: Vec<cahier_core::document::ChangeInfo>,
+        user_id: i64,
+        device: &str,
     ) -> Result<()> {
         let now = self.now_ms();
         for change in changes {
@@ -394,7 +408,7 @@ impl Store {
             .bind(&change.hash)
             .bind(&change.actor)
             .bind(user_id)
-            .bind(&self.device)
+            .bind(device)
             .bind(change.time_ms)
             .bind(now)
             .bind(&change.message)
@@ -550,7 +564,11 @@ impl Store {
         Ok(entity_id)
     }
 
-    async fn fetch_row(&self, conn: &mut SqliteConnection, id: i64) -> Result<Option<EntityRow>> {
+    pub(crate) async fn fetch_row(
+        &self,
+        conn: &mut SqliteConnection,
+        id: i64,
+    ) -> Result<Option<EntityRow>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {ENTITY_COLUMNS} FROM entities e WHERE e.id = ?"
         )))
@@ -567,8 +585,8 @@ impl Store {
         }
     }
 
-    /// An entity the subject may read. Deleted entities are visible only to those who may
-    /// restore them. Anything else is "not found".
+    /// An entity the subject may read. Deleted entities are visible only to readers who may
+    /// restore them (deleting never widens who reads). Anything else is "not found".
     pub async fn entity(&self, subject: &Subject, id: i64) -> Result<EntityRow> {
         let mut conn = self.pool.acquire().await?;
         let row = self
@@ -577,7 +595,7 @@ impl Store {
             .ok_or(StoreError::NotFound("entity"))?;
         let access = row.access();
         let visible = if row.state == state::DELETED {
-            access.may_admin(subject)
+            access.may_admin(subject) && access.may_read(subject)
         } else {
             access.may_read(subject)
         };
@@ -628,13 +646,17 @@ impl Store {
         self.docs.lock().ok()?.pop(&id)
     }
 
-    fn cache_put(&self, id: i64, heads: String, doc: EntityDoc) {
+    pub(crate) fn cache_put(&self, id: i64, heads: String, doc: EntityDoc) {
         if let Ok(mut cache) = self.docs.lock() {
             cache.put(id, CachedDoc { heads, doc });
         }
     }
 
-    async fn load_doc(&self, conn: &mut SqliteConnection, id: i64) -> Result<(String, EntityDoc)> {
+    pub(crate) async fn load_doc(
+        &self,
+        conn: &mut SqliteConnection,
+        id: i64,
+    ) -> Result<(String, EntityDoc)> {
         let (bytes, heads): (Vec<u8>, String) =
             sqlx::query_as("SELECT doc, heads FROM entity_docs WHERE entity_id = ?")
                 .bind(id)
@@ -660,7 +682,8 @@ impl Store {
         patch: &EntityPatch,
         message: &str,
     ) -> Result<UpdateOutcome> {
-        let row = self.writable(subject, id).await?;
+        let row = self.entity(subject, id).await?;
+        check_may_apply(&row, subject, patch)?;
         self.check_terms(row.kind, row.team_id, patch).await?;
         let base = base.map(heads_from_string).transpose()?;
         let now = self.now_ms();
@@ -670,7 +693,7 @@ impl Store {
             .fetch_row(&mut tx, id)
             .await?
             .ok_or(StoreError::NotFound("entity"))?;
-        check_writable(&fresh, subject)?;
+        check_may_apply(&fresh, subject, patch)?;
         let actor = self.actor_for(&mut tx, subject.user_id).await?;
         let fork_actor = ActorId::from(rand::random::<[u8; 16]>());
         self.register_actor(&mut tx, &fork_actor, subject.user_id)
@@ -987,6 +1010,34 @@ impl Store {
             .fetch_all(&self.pool)
             .await?)
     }
+}
+
+/// Whether `subject` may apply `patch`: adding comments needs read access only (as in eLabFTW,
+/// anyone who may read may comment, also on a locked entry); every other change needs write
+/// access.
+fn check_may_apply(row: &EntityRow, subject: &Subject, patch: &EntityPatch) -> Result<()> {
+    let only_new_comments = !patch.ops.is_empty()
+        && patch
+            .ops
+            .iter()
+            .all(|op| matches!(op, cahier_core::document::EntityOp::AddComment { .. }))
+        && *patch
+            == EntityPatch {
+                ops: patch.ops.clone(),
+                ..Default::default()
+            };
+    if !only_new_comments {
+        return check_writable(row, subject);
+    }
+    if !row.access().may_read(subject) {
+        return Err(StoreError::NotFound("entity"));
+    }
+    if row.state == state::DELETED {
+        return Err(StoreError::Conflict(
+            "this entry is deleted; restore it to comment on it".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn check_writable(row: &EntityRow, subject: &Subject) -> Result<()> {

@@ -209,7 +209,9 @@ impl Store {
         }
         builder
             .push(" AND ")
-            .push(crate::access_sql::readable_by(subject));
+            .push(crate::access_sql::readable_by(subject))
+            .push(" AND ")
+            .push(crate::access_sql::deleted_visible_to(subject));
         let column = query.order.column();
         let direction = if query.descending { "DESC" } else { "ASC" };
         if let Some(after) = &query.after {

@@ -1,9 +1,13 @@
 //! Integration tests over real HTTP against a real server on a temporary data directory.
-#![expect(
+#![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
     reason = "tests fail loudly"
 )]
 
+mod api_errors;
 mod api_experiments;
+mod cli;
+mod policy_matrix;
+mod ui_flows;
