@@ -14,7 +14,11 @@ fn golden_dir() -> PathBuf {
 
 /// A document exercising every part of schema version 1, made deterministically.
 fn schema_v1_document() -> EntityDoc {
-    let meta = |n: u8, message: &str| CommitMeta { actor: ActorId::from([n; 16]), time_ms: 1_764_400_000_000, message: message.into() };
+    let meta = |n: u8, message: &str| CommitMeta {
+        actor: ActorId::from([n; 16]),
+        time_ms: 1_764_400_000_000,
+        message: message.into(),
+    };
     let content = NewContent {
         id: EntityId::new(1_764_400_000_000, [3; 10]),
         kind: EntityKind::Experiment,
@@ -35,21 +39,42 @@ fn schema_v1_document() -> EntityDoc {
     let ops = EntityPatch {
         title: Some("Golden experiment (A)".into()),
         ops: vec![
-            EntityOp::AddStep { id: "s1".into(), body: "Calibrate".into(), at_ms: 1 },
-            EntityOp::FinishStep { id: "s1".into(), done: true, by: 1, at_ms: 2 },
-            EntityOp::AddComment { id: "c1".into(), author: 1, body: "Looks right".into(), at_ms: 3 },
-            EntityOp::AddLink { target: EntityId::new(1_764_400_000_001, [4; 10]), at_ms: 4 },
+            EntityOp::AddStep {
+                id: "s1".into(),
+                body: "Calibrate".into(),
+                at_ms: 1,
+            },
+            EntityOp::FinishStep {
+                id: "s1".into(),
+                done: true,
+                by: 1,
+                at_ms: 2,
+            },
+            EntityOp::AddComment {
+                id: "c1".into(),
+                author: 1,
+                body: "Looks right".into(),
+                at_ms: 3,
+            },
+            EntityOp::AddLink {
+                target: EntityId::new(1_764_400_000_001, [4; 10]),
+                at_ms: 4,
+            },
         ],
         ..Default::default()
     };
-    doc.apply(None, &ops, &meta(1, "save"), || ActorId::from([9; 16])).unwrap();
+    doc.apply(None, &ops, &meta(1, "save"), || ActorId::from([9; 16]))
+        .unwrap();
     // A concurrent edit from the base: a merged paragraph and a title conflict.
     let concurrent = EntityPatch {
         title: Some("Golden experiment (B)".into()),
         body: Some("# Results\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\nAdded by B.\n".into()),
         ..Default::default()
     };
-    doc.apply(Some(&base), &concurrent, &meta(2, "save"), || ActorId::from([10; 16])).unwrap();
+    doc.apply(Some(&base), &concurrent, &meta(2, "save"), || {
+        ActorId::from([10; 16])
+    })
+    .unwrap();
     doc
 }
 
@@ -62,15 +87,26 @@ fn documents_of_schema_version_1_load_with_identical_heads_and_content() {
         let mut doc = schema_v1_document();
         std::fs::write(&path, doc.save()).unwrap();
         std::fs::write(&heads_path, heads_to_string(&doc.heads())).unwrap();
-        std::fs::write(&json_path, serde_json::to_string_pretty(&doc.content().unwrap()).unwrap()).unwrap();
+        std::fs::write(
+            &json_path,
+            serde_json::to_string_pretty(&doc.content().unwrap()).unwrap(),
+        )
+        .unwrap();
     }
     let bytes = std::fs::read(&path).expect("golden file (run once with CAHIER_BLESS=1)");
     let mut loaded = EntityDoc::load(&bytes).unwrap();
-    assert_eq!(heads_to_string(&loaded.heads()), std::fs::read_to_string(&heads_path).unwrap().trim());
+    assert_eq!(
+        heads_to_string(&loaded.heads()),
+        std::fs::read_to_string(&heads_path).unwrap().trim()
+    );
     let content = serde_json::to_value(loaded.content().unwrap()).unwrap();
-    let expected: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
     assert_eq!(content, expected);
-    assert_eq!(content["conflicts"][0]["field"], "title", "the golden document keeps its title conflict");
+    assert_eq!(
+        content["conflicts"][0]["field"], "title",
+        "the golden document keeps its title conflict"
+    );
 }
 
 #[test]

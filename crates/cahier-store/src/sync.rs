@@ -660,6 +660,11 @@ impl Store {
 impl Store {
     /// How many refused change sets are kept for an entity.
     pub async fn quarantined(&self, uuid: &str) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT count(*) FROM quarantine WHERE entity_uuid = ?").bind(uuid).fetch_one(&self.pool).await?)
+        Ok(
+            sqlx::query_scalar("SELECT count(*) FROM quarantine WHERE entity_uuid = ?")
+                .bind(uuid)
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 }

@@ -315,11 +315,12 @@ async fn read(
     if let Some((_, format)) = query_pairs(raw.as_deref())?
         .into_iter()
         .find(|(k, _)| k == "format")
-        && format != "json" {
-            return Err(AppError::NotImplemented(format!(
-                "export as {format} is not available yet"
-            )));
-        }
+        && format != "json"
+    {
+        return Err(AppError::NotImplemented(format!(
+            "export as {format} is not available yet"
+        )));
+    }
     Ok(axum::Json(full_entity(&app, &caller, kind, id).await?).into_response())
 }
 

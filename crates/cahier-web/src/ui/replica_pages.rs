@@ -12,7 +12,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
 pub(super) fn routes() -> Router<AppState> {
-    Router::new().route("/replica/rejected", get(rejected)).route("/replica/sync", post(sync_now))
+    Router::new()
+        .route("/replica/rejected", get(rejected))
+        .route("/replica/sync", post(sync_now))
 }
 
 struct RejectedView {
@@ -32,7 +34,10 @@ fn require_replica(state: &AppState, session: &SignedIn) -> Result<(), UiError> 
     if state.replica.is_some() {
         Ok(())
     } else {
-        Err(UiError(AppError::NotFound(session.lang.t("replica.not_replica").into()), session.lang))
+        Err(UiError(
+            AppError::NotFound(session.lang.t("replica.not_replica").into()),
+            session.lang,
+        ))
     }
 }
 
@@ -45,13 +50,27 @@ async fn rejected(State(state): State<AppState>, session: SignedIn) -> Result<Re
         .await
         .ui(lang)?
         .into_iter()
-        .map(|r| RejectedView { title: r.title, reason: r.reason, at: when(r.created_at) })
+        .map(|r| RejectedView {
+            title: r.title,
+            reason: r.reason,
+            at: when(r.created_at),
+        })
         .collect();
-    let p = PageCtx::signed_in(&state, &session, lang.t("replica.rejected_title").to_owned()).await.ui(lang)?;
+    let p = PageCtx::signed_in(
+        &state,
+        &session,
+        lang.t("replica.rejected_title").to_owned(),
+    )
+    .await
+    .ui(lang)?;
     Ok(render(&RejectedPage { p, edits }))
 }
 
-async fn sync_now(State(state): State<AppState>, session: SignedIn, headers: HeaderMap) -> Result<Response, UiError> {
+async fn sync_now(
+    State(state): State<AppState>,
+    session: SignedIn,
+    headers: HeaderMap,
+) -> Result<Response, UiError> {
     require_replica(&state, &session)?;
     if let Some(handle) = &state.replica {
         handle.sync_now.notify_one();
@@ -59,7 +78,10 @@ async fn sync_now(State(state): State<AppState>, session: SignedIn, headers: Hea
     let back = headers
         .get(header::REFERER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|r| r.find("://").and_then(|i| r[i + 3..].find('/').map(|j| r[i + 3 + j..].to_owned())))
+        .and_then(|r| {
+            r.find("://")
+                .and_then(|i| r[i + 3..].find('/').map(|j| r[i + 3 + j..].to_owned()))
+        })
         .filter(|p| p.starts_with('/') && !p.starts_with("//"))
         .unwrap_or_else(|| "/".to_owned());
     Ok(Redirect::to(&back).into_response())

@@ -123,9 +123,10 @@ async fn login(
 
 async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Some(token) = cookie(&headers, SESSION_COOKIE)
-        && let Err(error) = state.store.delete_session(&token).await {
-            tracing::warn!(error = %error, "could not delete session");
-        }
+        && let Err(error) = state.store.delete_session(&token).await
+    {
+        tracing::warn!(error = %error, "could not delete session");
+    }
     let mut response = Redirect::to("/login?msg=signed_out").into_response();
     response.headers_mut().append(
         header::SET_COOKIE,

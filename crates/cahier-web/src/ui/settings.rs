@@ -136,7 +136,10 @@ async fn render_settings(
             id: d.id,
             name: d.name,
             created: when(d.created_at),
-            last_seen: d.last_seen.map(when).unwrap_or_else(|| lang.t("settings.apikey_never").to_owned()),
+            last_seen: d
+                .last_seen
+                .map(when)
+                .unwrap_or_else(|| lang.t("settings.apikey_never").to_owned()),
             revoked: d.revoked_at.is_some(),
         })
         .collect();
@@ -305,7 +308,15 @@ async fn delete_key(
     Ok(Redirect::to("/settings?msg=saved").into_response())
 }
 
-async fn revoke_device(State(state): State<AppState>, session: SignedIn, axum::extract::Path(id): axum::extract::Path<i64>) -> Result<Response, UiError> {
-    state.store.revoke_device(&session.subject, id).await.ui(session.lang)?;
+async fn revoke_device(
+    State(state): State<AppState>,
+    session: SignedIn,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+) -> Result<Response, UiError> {
+    state
+        .store
+        .revoke_device(&session.subject, id)
+        .await
+        .ui(session.lang)?;
     Ok(Redirect::to("/settings?msg=saved").into_response())
 }
