@@ -502,3 +502,92 @@ async fn a_replica_takes_a_copy_edits_offline_and_syncs_back() {
     assert!(!ok, "sync with the server down must fail");
     assert!(err.contains("cannot reach the server"), "{err}");
 }
+
+#[tokio::test]
+async fn killing_a_replica_mid_sync_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("lab").to_str().unwrap().to_owned();
+    let replica = dir.path().join("laptop").to_str().unwrap().to_owned();
+    cli(&["user", "add", "--data", &data, "--email", "ada@lab.fr", "--name", "Ada Lovelace", "--team", "Ecology", "--password-stdin"], "long enough password\n");
+    let client = reqwest::Client::new();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = serve(&data, port);
+    wait_healthy(&client, &base).await;
+    cli(&["replica", "init", "--server", &base, "--data", &replica, "--email", "ada@lab.fr", "--password-stdin"], "long enough password\n");
+    let path = std::path::Path::new(&replica);
+    let mut tokens: Vec<(String, String)> = Vec::new();
+    for trial in 0..8u64 {
+        // Offline work: new entries and edits of earlier ones.
+        {
+            let store = cahier::replica::open_with(path, PASSPHRASE).await.unwrap();
+            let subject = store.subject(1).await.unwrap();
+            let team = store.user(1).await.unwrap().current_team.unwrap();
+            for n in 0..15 {
+                let token = format!("trial-{trial}-entry-{n}");
+                let new = cahier_store::NewEntity {
+                    kind: cahier_core::EntityKind::Experiment,
+                    team_id: team,
+                    canread: None,
+                    canwrite: None,
+                    patch: cahier_core::EntityPatch { title: Some(token.clone()), body: Some(format!("{token}\n")), ..Default::default() },
+                    template: None,
+                };
+                let id = store.create_entity(&subject, new).await.unwrap();
+                tokens.push((store.entity(&subject, id).await.unwrap().uuid, token));
+            }
+            let first: Vec<String> = tokens.iter().take(5).map(|(uuid, _)| uuid.clone()).collect();
+            for uuid in &first {
+                let row = store.entity_by_uuid(&subject, uuid).await.unwrap();
+                let token = format!("trial-{trial}-edit-{}", row.id);
+                let patch = cahier_core::EntityPatch { body: Some(format!("{}{token}\n", row.body)), ..Default::default() };
+                store.update_entity(&subject, row.id, None, &patch, "save").await.unwrap();
+                tokens.push((uuid.clone(), token));
+            }
+            store.close().await;
+        }
+        // Sync, killed with SIGKILL somewhere in the middle.
+        let mut child = Command::new(BIN)
+            .env("CAHIER_REPLICA_PASSPHRASE", PASSPHRASE)
+            .args(["replica", "sync", "--data", &replica])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20 + (trial * 37) % 400)).await;
+        let _ = child.kill();
+        child.wait().unwrap();
+        // Every few trials the server dies too, mid-sync.
+        if trial % 3 == 2 {
+            let mut child = Command::new(BIN)
+                .env("CAHIER_REPLICA_PASSPHRASE", PASSPHRASE)
+                .args(["replica", "sync", "--data", &replica])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(30 + trial * 11)).await;
+            server.kill().unwrap();
+            server.wait().unwrap();
+            child.wait().unwrap();
+            server = serve(&data, port);
+            wait_healthy(&client, &base).await;
+        }
+    }
+    // Recovery: a full sync must succeed and both sides must agree on everything.
+    let out = cli(&["replica", "sync", "--data", &replica], "");
+    assert!(out.contains("waiting 0"), "{out}");
+    let laptop = cahier::replica::open_with(path, PASSPHRASE).await.unwrap();
+    let subject = laptop.subject(1).await.unwrap();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let lab = cahier_store::Store::open_sqlite(&std::path::Path::new(&data).join("cahier.db"), std::sync::Arc::new(cahier_core::SystemClock)).await.unwrap();
+    for (uuid, token) in &tokens {
+        let here = laptop.entity_by_uuid(&subject, uuid).await.unwrap();
+        let there = lab.entity_by_uuid(&subject, uuid).await.unwrap();
+        assert_eq!(here.heads, there.heads, "{uuid} differs after recovery");
+        assert!(there.body.contains(token.as_str()) || there.title == *token, "{token} was lost");
+    }
+    let entries = lab.list_entities(&subject, &cahier_store::listing::ListQuery { limit: 10_000, ..cahier_store::listing::ListQuery::new(cahier_core::EntityKind::Experiment) }).await.unwrap();
+    assert_eq!(entries.rows.len(), 8 * 15, "no entry duplicated or missing on the server");
+}
