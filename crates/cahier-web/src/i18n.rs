@@ -340,6 +340,53 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ),
     ("entity.no_steps", "No steps yet.", "Pas encore d'étapes."),
     ("entity.comments", "Comments", "Commentaires"),
+    ("attachments.title", "Attachments", "Pièces jointes"),
+    (
+        "attachments.none",
+        "No attachments yet.",
+        "Pas encore de pièces jointes.",
+    ),
+    ("attachments.name", "Name", "Nom"),
+    ("attachments.size", "Size", "Taille"),
+    ("attachments.type", "Type", "Type"),
+    ("attachments.uploader", "Added by", "Ajoutée par"),
+    ("attachments.time", "Added", "Ajoutée le"),
+    ("attachments.hash", "SHA-256", "SHA-256"),
+    (
+        "attachments.previous",
+        "Earlier versions",
+        "Versions précédentes",
+    ),
+    ("attachments.replace", "Replace", "Remplacer"),
+    (
+        "attachments.delete_confirm",
+        "Delete this attachment? Earlier versions stay in the history.",
+        "Supprimer cette pièce jointe ? Les versions précédentes restent dans l'historique.",
+    ),
+    (
+        "attachments.choose",
+        "Files to attach",
+        "Fichiers à joindre",
+    ),
+    (
+        "attachments.comment",
+        "Comment (optional)",
+        "Commentaire (facultatif)",
+    ),
+    ("attachments.upload", "Upload", "Envoyer"),
+    (
+        "attachments.hint",
+        "You can also drop files on the page, or paste an image into the text.",
+        "Vous pouvez aussi déposer des fichiers sur la page, ou coller une image dans le texte.",
+    ),
+    ("attachments.uploading", "Uploading…", "Envoi…"),
+    ("attachments.failed", "Upload failed:", "Échec de l'envoi :"),
+    ("attachments.done", "Uploaded.", "Envoyé."),
+    (
+        "attachments.none_chosen",
+        "choose at least one file",
+        "choisissez au moins un fichier",
+    ),
     (
         "entity.comment_new",
         "Add a comment",
@@ -717,6 +764,24 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
         "settings.no_devices",
         "No field copy yet.",
         "Aucune copie de terrain pour l'instant.",
+    ),
+    ("entity.session_ended", "Your session has ended: sign in again in another tab; your text is kept here and will be saved.", "Votre session a pris fin : reconnectez-vous dans un autre onglet ; votre texte est conservé ici et sera enregistré."),
+    (
+        "replica.unlock_title",
+        "Unlock this field copy",
+        "Déverrouiller cette copie de terrain",
+    ),
+    (
+        "replica.unlock_intro",
+        "This notebook is encrypted on this computer. Enter the passphrase chosen when the copy was made. It locks again after a while without use.",
+        "Ce cahier est chiffré sur cet ordinateur. Saisissez la phrase de passe choisie à la création de la copie. Il se verrouille de nouveau après un moment sans utilisation.",
+    ),
+    ("replica.passphrase", "Passphrase", "Phrase de passe"),
+    ("replica.unlock", "Unlock", "Déverrouiller"),
+    (
+        "replica.wrong_passphrase",
+        "Wrong passphrase. Nothing was changed; try again.",
+        "Phrase de passe incorrecte. Rien n'a été modifié ; réessayez.",
     ),
 ];
 

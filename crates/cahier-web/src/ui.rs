@@ -2,6 +2,7 @@
 //! routes, handlers and template structs. Rules live in the store and core, never here.
 
 mod admin;
+mod attachments;
 mod dashboard;
 mod entities;
 mod history;
@@ -151,6 +152,28 @@ struct ErrorPage {
     is_not_found: bool,
 }
 
+#[derive(Template)]
+#[template(path = "unlock.html")]
+struct UnlockPage {
+    p: PageCtx,
+    error: Option<String>,
+}
+
+/// The page a locked field replica shows: it asks for the passphrase. `wrong` adds the
+/// "wrong passphrase" message (with a 403).
+pub fn unlock_page(lang: Lang, wrong: bool) -> Response {
+    let page = UnlockPage {
+        p: PageCtx::anonymous(lang, "", "replica.unlock_title"),
+        error: wrong.then(|| lang.t("replica.wrong_passphrase").to_owned()),
+    };
+    let status = if wrong {
+        StatusCode::FORBIDDEN
+    } else {
+        StatusCode::OK
+    };
+    (status, render(&page)).into_response()
+}
+
 /// Renders an error as a page in the user's language.
 pub fn error_page(error: &AppError, lang: Lang) -> Response {
     let status = error.status();
@@ -208,6 +231,7 @@ pub fn routes() -> Router<AppState> {
         .merge(session_pages::routes())
         .merge(dashboard::routes())
         .merge(entities::routes())
+        .merge(attachments::routes())
         .merge(history::routes())
         .merge(settings::routes())
         .merge(admin::routes())

@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod replica;
+pub mod replica_gate;
 pub mod seed;
 pub mod settings;
 
@@ -55,7 +56,7 @@ impl Running {
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -78,9 +79,13 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     std::fs::create_dir_all(&settings.data)
         .with_context(|| format!("creating the data directory {}", settings.data.display()))?;
     let db = settings.data.join("cahier.db");
-    Store::open_sqlite(&db, Arc::new(SystemClock))
+    let store = Store::open_sqlite(&db, Arc::new(SystemClock))
         .await
-        .with_context(|| format!("opening the database {}", db.display()))
+        .with_context(|| format!("opening the database {}", db.display()))?;
+    Ok(store.with_blobs(
+        settings.data.join("blobs"),
+        settings.max_upload_mb.saturating_mul(1024 * 1024),
+    ))
 }
 
 /// Opens the store, binds the listen address and starts serving.
@@ -98,7 +103,9 @@ pub async fn serve_store(
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
-    let addr = listener.local_addr().context("reading the listen address")?;
+    let addr = listener
+        .local_addr()
+        .context("reading the listen address")?;
     let url = settings
         .public_url
         .clone()

@@ -45,6 +45,11 @@ enum Command {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Check every attachment file against its SHA-256; exit 1 if one is missing or damaged.
+    Verify {
+        #[command(flatten)]
+        data: DataArgs,
+    },
     /// Manage accounts.
     User {
         #[command(subcommand)]
@@ -171,6 +176,9 @@ enum ReplicaCommand {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8181")]
         listen: String,
+        /// Lock again after this many seconds without a request.
+        #[arg(long, default_value_t = 900)]
+        lock_after: u64,
     },
     /// Print a key for the replica's local API v2, for scripts on the laptop.
     Apikey {
@@ -252,6 +260,30 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let settings = settings(data)?;
             cahier::open_store(&settings).await?.close().await;
             println!("database is up to date");
+            Ok(())
+        }
+        Command::Verify { data } => {
+            let settings = settings(data)?;
+            let store = cahier::open_store(&settings).await?;
+            let report = store.verify_blobs().await;
+            store.close().await;
+            let report = report?;
+            for hash in &report.missing {
+                println!("missing: {hash}");
+            }
+            for hash in &report.corrupted {
+                println!("corrupted: {hash}");
+            }
+            println!(
+                "{} files checked, {} missing, {} corrupted",
+                report.checked,
+                report.missing.len(),
+                report.corrupted.len()
+            );
+            anyhow::ensure!(
+                report.is_ok(),
+                "some attachment files are missing or damaged"
+            );
             Ok(())
         }
         Command::User {
@@ -375,12 +407,21 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("{}", cahier::replica::sync(&data).await?);
             Ok(())
         }
-        Command::Replica { command: ReplicaCommand::Serve { data, listen } } => {
-            let running = cahier::replica::serve(&data, &listen).await?;
+        Command::Replica {
+            command: ReplicaCommand::Serve { data, listen, lock_after },
+        } => {
+            let passphrase = cahier::replica::passphrase_from_env();
+            let unlocked = passphrase.is_some();
+            let running = cahier::replica_gate::serve(data, &listen, std::time::Duration::from_secs(lock_after.max(1)), passphrase).await?;
             println!("Cahier field replica is running at {}", running.url);
+            if !unlocked {
+                println!("Open it in your browser and enter the passphrase to unlock it.");
+            }
             running.wait().await
         }
-        Command::Replica { command: ReplicaCommand::Apikey { data } } => {
+        Command::Replica {
+            command: ReplicaCommand::Apikey { data },
+        } => {
             println!("{}", cahier::replica::apikey(&data).await?);
             Ok(())
         }

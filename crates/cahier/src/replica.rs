@@ -165,14 +165,19 @@ pub async fn sync(data: &Path) -> anyhow::Result<String> {
     Ok(report.to_string())
 }
 
-/// Serves the replica's web UI and API on `listen`, signed in as the replica's user, and syncs
-/// in the background whenever the server is reachable, backing off while it is not.
-pub async fn serve(data: &Path, listen: &str) -> anyhow::Result<crate::Running> {
-    let store = open(data).await?;
-    let server = store
-        .replica_get("server")
-        .await?
-        .context("the replica does not know its server")?;
+/// A running background sync; stopped when the replica locks.
+pub struct SyncTask(tokio::task::JoinHandle<()>);
+
+impl SyncTask {
+    /// Stops syncing.
+    pub fn stop(self) {
+        self.0.abort();
+    }
+}
+
+/// The web state of an unlocked replica, and its background sync.
+pub async fn replica_parts(data: &Path, store: Store) -> anyhow::Result<(cahier_web::AppState, SyncTask)> {
+    let server = store.replica_get("server").await?.context("the replica does not know its server")?;
     let user_id: i64 = store
         .replica_get("user_id")
         .await?
@@ -181,27 +186,28 @@ pub async fn serve(data: &Path, listen: &str) -> anyhow::Result<crate::Running> 
     let credential = std::fs::read_to_string(credential_path(data))
         .with_context(|| format!("reading {}", credential_path(data).display()))?;
     let transport = HttpTransport::new(&server, credential.trim())?;
-    let last_sync_ms = store
-        .replica_get("last_sync_ms")
-        .await?
-        .and_then(|v| v.parse().ok());
+    let last_sync_ms = store.replica_get("last_sync_ms").await?.and_then(|v| v.parse().ok());
     let handle = Arc::new(cahier_web::ReplicaHandle {
         user_id,
-        status: std::sync::Mutex::new(cahier_web::ReplicaStatus {
-            online: false,
-            last_sync_ms,
-            last_error: None,
-        }),
+        status: std::sync::Mutex::new(cahier_web::ReplicaStatus { online: false, last_sync_ms, last_error: None }),
         sync_now: tokio::sync::Notify::new(),
     });
-    let settings = crate::settings::Settings {
-        data: data.to_path_buf(),
-        listen: listen.to_owned(),
-        public_url: None,
-        max_body_mb: 16,
+    let task = SyncTask(tokio::spawn(sync_loop(store.clone(), transport, handle.clone())));
+    let state = cahier_web::AppState {
+        store,
+        config: Arc::new(cahier_web::WebConfig {
+            public_url: String::new(),
+            max_body_bytes: 16 * 1024 * 1024,
+            version: crate::VERSION.to_owned(),
+        }),
+        replica: Some(handle),
     };
-    tokio::spawn(sync_loop(store.clone(), transport, handle.clone()));
-    crate::serve_store(&settings, store, Some(handle)).await
+    Ok((state, task))
+}
+
+/// The passphrase from the environment, if given there (scripts and tests).
+pub fn passphrase_from_env() -> Option<String> {
+    std::env::var(PASSPHRASE_ENV).ok()
 }
 
 /// Syncs every minute while the server answers; after a failure waits 5 s, then doubles up to

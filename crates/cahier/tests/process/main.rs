@@ -591,3 +591,51 @@ async fn killing_a_replica_mid_sync_loses_nothing() {
     let entries = lab.list_entities(&subject, &cahier_store::listing::ListQuery { limit: 10_000, ..cahier_store::listing::ListQuery::new(cahier_core::EntityKind::Experiment) }).await.unwrap();
     assert_eq!(entries.rows.len(), 8 * 15, "no entry duplicated or missing on the server");
 }
+
+#[tokio::test]
+async fn a_locked_field_copy_asks_for_its_passphrase_and_locks_again_when_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("lab").to_str().unwrap().to_owned();
+    let replica = dir.path().join("laptop").to_str().unwrap().to_owned();
+    cli(&["user", "add", "--data", &data, "--email", "ada@lab.fr", "--name", "Ada Lovelace", "--team", "Ecology", "--password-stdin"], "long enough password\n");
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = serve(&data, port);
+    wait_healthy(&client, &base).await;
+    cli(&["replica", "init", "--server", &base, "--data", &replica, "--email", "ada@lab.fr", "--password-stdin"], "long enough password\n");
+    let local_port = free_port();
+    let local = format!("http://127.0.0.1:{local_port}");
+    // No passphrase in the environment: the copy starts locked.
+    let mut laptop = Command::new(BIN)
+        .env_remove("CAHIER_REPLICA_PASSPHRASE")
+        .args(["replica", "serve", "--data", &replica, "--listen", &format!("127.0.0.1:{local_port}"), "--lock-after", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_healthy(&client, &local).await;
+    let locked = client.get(format!("{local}/experiments")).send().await.unwrap();
+    assert_eq!(locked.status(), 303);
+    assert_eq!(locked.headers()["location"], "/unlock");
+    let api = client.get(format!("{local}/api/v2/experiments")).send().await.unwrap();
+    assert_eq!(api.status(), 423, "the local API says the copy is locked");
+
+    let wrong = client.post(format!("{local}/unlock")).form(&[("passphrase", "nope nope nope")]).header("Accept-Language", "en").send().await.unwrap();
+    assert_eq!(wrong.status(), 403);
+    let body = wrong.text().await.unwrap();
+    assert!(body.contains("Wrong passphrase"), "{body}");
+    let right = client.post(format!("{local}/unlock")).form(&[("passphrase", PASSPHRASE)]).send().await.unwrap();
+    assert_eq!(right.status(), 303);
+    let page = client.get(format!("{local}/experiments")).send().await.unwrap();
+    assert_eq!(page.status(), 200, "unlocked: the notebook is served");
+
+    // Idle for longer than --lock-after: locked again.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let relocked = client.get(format!("{local}/experiments")).send().await.unwrap();
+    assert_eq!(relocked.status(), 303, "the copy locks again after the idle time");
+    laptop.kill().unwrap();
+    laptop.wait().unwrap();
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
