@@ -17,7 +17,8 @@
 //! links: Map<target entity id, {created_at: Timestamp}>
 //! comments: Map<comment id, {author: Int, created_at: Timestamp, body: Str, edited_at: Timestamp|Null}>
 //! fields: Map<name, ...>           (typed metadata; issue "Attachments, templates and typed metadata")
-//! attachments: Map<sha256, ...>    (same issue)
+//! attachments: Map<sha256, {name: Str, mime: Str, size: Int, added_by: Int, added_at: Timestamp}>
+//!                                  (same issue; the file is the blob of that hash)
 //! ```
 //!
 //! Every container exists from creation, so two replicas never race to create one.
@@ -161,6 +162,15 @@ pub enum EntityOp {
     RemoveLink { target: EntityId },
     /// Picks one value for a field whose concurrent values are in conflict.
     ResolveConflict { field: ConflictField, value: String },
+    /// References an attachment by the SHA-256 of its content (adding it again updates it).
+    AddAttachment {
+        sha256: String,
+        name: String,
+        media_type: String,
+        size: i64,
+        at_ms: i64,
+        by: i64,
+    },
 }
 
 /// Root fields whose concurrent values are kept and shown as conflicts.
@@ -614,6 +624,28 @@ impl EntityDoc {
                     return Err(DocError::NotFound("link"));
                 }
                 doc.delete(&links, key.as_str())?;
+            }
+            EntityOp::AddAttachment {
+                sha256,
+                name,
+                media_type,
+                size,
+                at_ms,
+                by,
+            } => {
+                if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(invalid("sha256", "expected a SHA-256 in hex"));
+                }
+                let attachments = map_obj(doc, "attachments")?;
+                let entry = match doc.get(&attachments, sha256.as_str())? {
+                    Some((Value::Object(ObjType::Map), obj)) => obj,
+                    _ => doc.put_object(&attachments, sha256.as_str(), ObjType::Map)?,
+                };
+                doc.put(&entry, "name", name.as_str())?;
+                doc.put(&entry, "mime", media_type.as_str())?;
+                doc.put(&entry, "size", *size)?;
+                doc.put(&entry, "added_by", *by)?;
+                doc.put(&entry, "added_at", ScalarValue::Timestamp(*at_ms))?;
             }
             EntityOp::ResolveConflict { field, value } => {
                 let key = field.key();

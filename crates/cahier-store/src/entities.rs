@@ -210,7 +210,7 @@ pub struct UpdateOutcome {
     pub merged: bool,
 }
 
-const ENTITY_COLUMNS: &str = "e.id, e.uuid, e.kind, e.team_id, e.owner_id, e.canread_base, e.canwrite_base, \
+pub(crate) const ENTITY_COLUMNS: &str = "e.id, e.uuid, e.kind, e.team_id, e.owner_id, e.canread_base, e.canwrite_base, \
     e.locked_by, e.locked_at, e.state, e.elabid, e.created_at, e.modified_at, e.lastchangeby, e.title, e.date, \
     e.body, e.body_html, e.content_type, e.status_id, e.category_id, e.rating, e.tags_text, e.template_uuid, \
     e.metadata, e.heads, e.n_conflicts";
@@ -682,8 +682,26 @@ impl Store {
         patch: &EntityPatch,
         message: &str,
     ) -> Result<UpdateOutcome> {
+        Ok(self
+            .update_entity_with(subject, id, base, patch, message, None)
+            .await?
+            .0)
+    }
+
+    /// [`Store::update_entity`], also writing an upload row in the same transaction (its id is
+    /// returned with the outcome, and the heads the change was written on).
+    pub(crate) async fn update_entity_with(
+        &self,
+        subject: &Subject,
+        id: i64,
+        base: Option<&str>,
+        patch: &EntityPatch,
+        message: &str,
+        upload: Option<&crate::uploads::PendingUpload>,
+    ) -> Result<(UpdateOutcome, Option<i64>, String)> {
         let row = self.entity(subject, id).await?;
-        check_may_apply(&row, subject, patch)?;
+        let own_comments = self.own_comments(id, subject.user_id, patch).await?;
+        check_may_apply(&row, subject, patch, &own_comments)?;
         self.check_terms(row.kind, row.team_id, patch).await?;
         let base = base.map(heads_from_string).transpose()?;
         let now = self.now_ms();
@@ -693,7 +711,7 @@ impl Store {
             .fetch_row(&mut tx, id)
             .await?
             .ok_or(StoreError::NotFound("entity"))?;
-        check_may_apply(&fresh, subject, patch)?;
+        check_may_apply(&fresh, subject, patch, &own_comments)?;
         let actor = self.actor_for(&mut tx, subject.user_id).await?;
         let fork_actor = ActorId::from(rand::random::<[u8; 16]>());
         self.register_actor(&mut tx, &fork_actor, subject.user_id)
@@ -714,14 +732,28 @@ impl Store {
             }
         };
         let Some(hash) = hash else {
-            tx.rollback().await?;
+            let upload_id = match upload {
+                Some(upload) => {
+                    let upload_id = upload.insert(&mut tx, id, subject.user_id, now).await?;
+                    tx.commit().await?;
+                    Some(upload_id)
+                }
+                None => {
+                    tx.rollback().await?;
+                    None
+                }
+            };
             self.cache_put(id, old_heads.clone(), doc);
-            return Ok(UpdateOutcome {
-                heads: old_heads.clone(),
-                base: old_heads,
-                changed: false,
-                merged: false,
-            });
+            return Ok((
+                UpdateOutcome {
+                    heads: old_heads.clone(),
+                    base: old_heads.clone(),
+                    changed: false,
+                    merged: false,
+                },
+                upload_id,
+                old_heads,
+            ));
         };
         let new_heads = doc.heads();
         let heads = heads_to_string(&new_heads);
@@ -747,14 +779,22 @@ impl Store {
             subject.user_id,
         )
         .await?;
+        let upload_id = match upload {
+            Some(upload) => Some(upload.insert(&mut tx, id, subject.user_id, now).await?),
+            None => None,
+        };
         tx.commit().await?;
         self.cache_put(id, heads.clone(), doc);
-        Ok(UpdateOutcome {
-            heads,
-            base: hash.to_string(),
-            changed: true,
-            merged,
-        })
+        Ok((
+            UpdateOutcome {
+                heads,
+                base: hash.to_string(),
+                changed: true,
+                merged,
+            },
+            upload_id,
+            old_heads,
+        ))
     }
 
     /// The entity, if the subject may change its content now.
@@ -998,6 +1038,58 @@ impl Store {
             .await?)
     }
 
+    /// Ids of the comments that `patch` edits or deletes and that `user_id` wrote.
+    async fn own_comments(
+        &self,
+        id: i64,
+        user_id: i64,
+        patch: &EntityPatch,
+    ) -> Result<Vec<String>> {
+        let mut own = Vec::new();
+        for op in &patch.ops {
+            if let cahier_core::document::EntityOp::EditComment { id: comment, .. }
+            | cahier_core::document::EntityOp::DeleteComment { id: comment } = op
+            {
+                let author: Option<i64> = sqlx::query_scalar(
+                    "SELECT author FROM entity_comments WHERE entity_id = ? AND comment_id = ?",
+                )
+                .bind(id)
+                .bind(comment)
+                .fetch_optional(&self.pool)
+                .await?;
+                if author == Some(user_id) {
+                    own.push(comment.clone());
+                }
+            }
+        }
+        Ok(own)
+    }
+
+    /// Unfinished steps of live entities of `kind` the subject may read: those the subject owns,
+    /// or with `team`, every readable entity of that team (API `GET /unfinished_steps`). Rows
+    /// are (entity id, entity title, step id, step body), by entity then step order.
+    pub async fn open_steps(
+        &self,
+        subject: &Subject,
+        kind: EntityKind,
+        team: Option<i64>,
+    ) -> Result<Vec<(i64, String, String, String)>> {
+        let scope = match team {
+            Some(team_id) => format!("e.team_id = {team_id}"),
+            None => format!("e.owner_id = {}", subject.user_id),
+        };
+        let sql = format!(
+            "SELECT e.id, e.title, s.step_id, s.body FROM entity_steps s JOIN entities e ON e.id = s.entity_id \
+             WHERE NOT s.done AND e.state = 1 AND e.kind = ? AND {scope} AND {} \
+             ORDER BY e.id DESC, s.ordering",
+            crate::access_sql::readable_by(subject)
+        );
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(kind.as_str())
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     /// Entities that link to this one, that the subject may read.
     pub async fn backlinks(&self, subject: &Subject, uuid: &str) -> Result<Vec<LinkRow>> {
         let sql = format!(
@@ -1012,15 +1104,24 @@ impl Store {
     }
 }
 
-/// Whether `subject` may apply `patch`: adding comments needs read access only (as in eLabFTW,
-/// anyone who may read may comment, also on a locked entry); every other change needs write
-/// access.
-fn check_may_apply(row: &EntityRow, subject: &Subject, patch: &EntityPatch) -> Result<()> {
+/// Whether `subject` may apply `patch`: adding comments, and editing or deleting one's own
+/// comments (`own_comments`), needs read access only (as in eLabFTW, anyone who may read may
+/// comment, also on a locked entry); every other change needs write access.
+fn check_may_apply(
+    row: &EntityRow,
+    subject: &Subject,
+    patch: &EntityPatch,
+    own_comments: &[String],
+) -> Result<()> {
+    use cahier_core::document::EntityOp;
     let only_new_comments = !patch.ops.is_empty()
-        && patch
-            .ops
-            .iter()
-            .all(|op| matches!(op, cahier_core::document::EntityOp::AddComment { .. }))
+        && patch.ops.iter().all(|op| match op {
+            EntityOp::AddComment { author, .. } => *author == subject.user_id,
+            EntityOp::EditComment { id, .. } | EntityOp::DeleteComment { id } => {
+                own_comments.contains(id)
+            }
+            _ => false,
+        })
         && *patch
             == EntityPatch {
                 ops: patch.ops.clone(),

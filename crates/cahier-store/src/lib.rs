@@ -8,6 +8,7 @@
 
 pub mod access_sql;
 pub mod accounts;
+pub mod blobs;
 pub mod catalog;
 pub mod entities;
 pub mod listing;
@@ -15,6 +16,7 @@ mod migrate;
 mod projection;
 pub mod replica;
 pub mod sync;
+pub mod uploads;
 
 use cahier_core::{Clock, EntityId};
 use sqlx::sqlite::{
@@ -102,6 +104,8 @@ pub struct Store {
     pub(crate) actors: Arc<Mutex<std::collections::HashMap<i64, automerge::ActorId>>>,
     /// Name of this device in actor provenance ("server" on a lab instance).
     pub(crate) device: String,
+    /// Where attachment files live; `None` until [`Store::with_blobs`] (uploads are refused).
+    pub(crate) blobs: Option<blobs::BlobStore>,
 }
 
 impl std::fmt::Debug for Store {
@@ -123,11 +127,19 @@ impl Store {
 
     /// Opens (creating if needed) a database encrypted with a 256-bit key (SQLCipher). A wrong
     /// key is refused with [`StoreError::Forbidden`] before anything is read or written.
-    pub async fn open_encrypted(path: &Path, clock: Arc<dyn Clock>, key: &[u8; 32]) -> Result<Self> {
+    pub async fn open_encrypted(
+        path: &Path,
+        clock: Arc<dyn Clock>,
+        key: &[u8; 32],
+    ) -> Result<Self> {
         Self::open_with_key(path, clock, Some(key)).await
     }
 
-    async fn open_with_key(path: &Path, clock: Arc<dyn Clock>, key: Option<&[u8; 32]>) -> Result<Self> {
+    async fn open_with_key(
+        path: &Path,
+        clock: Arc<dyn Clock>,
+        key: Option<&[u8; 32]>,
+    ) -> Result<Self> {
         let mut options = SqliteConnectOptions::new();
         if let Some(key) = key {
             // A raw key (no SQLCipher key derivation: ours is argon2id, done by the caller).
@@ -157,7 +169,10 @@ impl Store {
             })?;
         if key.is_some() {
             // Reading the schema fails with a wrong key: say so before anything else runs.
-            if let Err(error) = sqlx::query("SELECT count(*) FROM sqlite_master").execute(&pool).await {
+            if let Err(error) = sqlx::query("SELECT count(*) FROM sqlite_master")
+                .execute(&pool)
+                .await
+            {
                 pool.close().await;
                 return Err(match &error {
                     sqlx::Error::Database(db) if db.message().contains("not a database") => {
@@ -181,6 +196,7 @@ impl Store {
             docs: Arc::new(Mutex::new(lru::LruCache::new(capacity))),
             actors: Arc::new(Mutex::new(std::collections::HashMap::new())),
             device: "server".to_owned(),
+            blobs: None,
         })
     }
 
@@ -188,6 +204,17 @@ impl Store {
     pub fn with_device(mut self, device: &str) -> Self {
         self.device = device.to_owned();
         self
+    }
+
+    /// Keeps attachment files under `root`, accepting files up to `max_bytes`.
+    pub fn with_blobs(mut self, root: impl Into<std::path::PathBuf>, max_bytes: u64) -> Self {
+        self.blobs = Some(blobs::BlobStore::new(root, max_bytes));
+        self
+    }
+
+    /// The blob store, if this store has one.
+    pub fn blobs(&self) -> Option<&blobs::BlobStore> {
+        self.blobs.as_ref()
     }
 
     /// The device this store writes as.

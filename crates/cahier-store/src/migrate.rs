@@ -6,6 +6,7 @@ use sqlx::SqlitePool;
 const SQLITE: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_foundation.sql")),
     (3, include_str!("../migrations/sqlite/0003_sync.sql")),
+    (5, include_str!("../migrations/sqlite/0005_uploads.sql")),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::Error> {

@@ -39,7 +39,7 @@ pub(crate) async fn write(
     .bind(&content.title)
     .bind(&content.date)
     .bind(&content.body)
-    .bind(&body_html)
+    .bind(body_html)
     .bind(content.content_type)
     .bind(content.status)
     .bind(content.category)

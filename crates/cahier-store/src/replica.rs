@@ -13,6 +13,9 @@ use sqlx::SqliteConnection;
 /// Entities made on a replica get ids from here up, so they never collide with server ids.
 pub const LOCAL_ID_START: i64 = 1_000_000_000;
 
+/// A local entity with its document heads, acknowledged heads and server id.
+type PendingRow = (i64, String, String, Option<String>, Option<i64>);
+
 /// What applying a pulled document did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
@@ -411,7 +414,7 @@ impl Store {
 
     /// Local changes waiting to be pushed: (local id, the push, the heads being pushed).
     pub async fn pending_pushes(&self) -> Result<Vec<(i64, PushDoc, String)>> {
-        let rows: Vec<(i64, String, String, Option<String>, Option<i64>)> = sqlx::query_as(
+        let rows: Vec<PendingRow> = sqlx::query_as(
             "SELECT e.id, e.uuid, d.heads, r.acked_heads, r.server_id FROM entities e JOIN entity_docs d ON d.entity_id = e.id \
              LEFT JOIN replica_entities r ON r.entity_id = e.id WHERE r.acked_heads IS NULL OR r.acked_heads != d.heads",
         )

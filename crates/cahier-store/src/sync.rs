@@ -4,7 +4,7 @@
 
 pub mod proto;
 
-use crate::entities::{EntityRow, load_acl, row_from_sql};
+use crate::entities::{ENTITY_COLUMNS, EntityRow, load_acl, row_from_sql};
 use crate::{Result, Store, StoreError, invalid, projection, random_hex, sha256_hex};
 use cahier_core::document::{EntityContent, heads_from_string, heads_to_string};
 use cahier_core::{EntityDoc, EntityKind, Subject};
@@ -211,12 +211,7 @@ impl Store {
         subject: &Subject,
         uuid: &str,
     ) -> Result<Option<EntityRow>> {
-        let sql = format!(
-            "SELECT e.id, e.uuid, e.kind, e.team_id, e.owner_id, e.canread_base, e.canwrite_base, e.locked_by, e.locked_at, \
-             e.state, e.elabid, e.created_at, e.modified_at, e.lastchangeby, e.title, e.date, e.body, e.body_html, \
-             e.content_type, e.status_id, e.category_id, e.rating, e.tags_text, e.template_uuid, e.metadata, e.heads, \
-             e.n_conflicts FROM entities e WHERE e.uuid = ?"
-        );
+        let sql = format!("SELECT {ENTITY_COLUMNS} FROM entities e WHERE e.uuid = ?");
         let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(uuid)
             .fetch_optional(&mut *conn)

@@ -47,6 +47,8 @@ impl TestApp {
             listen: "127.0.0.1:0".into(),
             public_url: None,
             max_body_mb: 4,
+            // Above the body limit (uploads are not held to it), small enough to cross quickly.
+            max_upload_mb: 6,
         };
         let running = cahier::start(&settings).await.expect("start cahier");
         TestApp {

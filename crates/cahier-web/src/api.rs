@@ -5,6 +5,9 @@
 
 mod entities;
 mod json;
+mod subresources;
+mod teams;
+pub(crate) mod uploads;
 
 use crate::AppState;
 use crate::auth::ApiCaller;
@@ -21,6 +24,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/info", get(info))
         .route("/users/me", get(me))
         .merge(entities::routes())
+        .merge(uploads::routes())
+        .merge(subresources::routes())
+        .merge(teams::routes())
         .fallback(not_found)
 }
 

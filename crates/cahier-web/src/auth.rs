@@ -107,8 +107,28 @@ pub async fn csrf_guard(State(state): State<AppState>, request: Request, next: N
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        let is_multipart = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("multipart/form-data"));
         let (given, body) = match header_token {
             Some(t) => (Some(t), body),
+            // File uploads without JavaScript: the token rides in the form's action URL, as
+            // reading it from the body would mean buffering the whole file first.
+            None if is_multipart => {
+                let field = parts.uri.query().and_then(|q| {
+                    serde_urlencoded::from_str::<Vec<(String, String)>>(q)
+                        .ok()
+                        .and_then(|pairs| {
+                            pairs
+                                .into_iter()
+                                .find(|(k, _)| k == CSRF_FIELD)
+                                .map(|(_, v)| v)
+                        })
+                });
+                (field, body)
+            }
             None if is_form => {
                 let bytes = match axum::body::to_bytes(body, state.config.max_body_bytes).await {
                     Ok(bytes) => bytes,

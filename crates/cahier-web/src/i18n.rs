@@ -359,6 +359,16 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ),
     ("attachments.replace", "Replace", "Remplacer"),
     (
+        "attachments.history_attach",
+        "file attached",
+        "fichier joint",
+    ),
+    (
+        "attachments.replace_file",
+        "New version of this file",
+        "Nouvelle version de ce fichier",
+    ),
+    (
         "attachments.delete_confirm",
         "Delete this attachment? Earlier versions stay in the history.",
         "Supprimer cette pièce jointe ? Les versions précédentes restent dans l'historique.",
@@ -765,7 +775,11 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
         "No field copy yet.",
         "Aucune copie de terrain pour l'instant.",
     ),
-    ("entity.session_ended", "Your session has ended: sign in again in another tab; your text is kept here and will be saved.", "Votre session a pris fin : reconnectez-vous dans un autre onglet ; votre texte est conservé ici et sera enregistré."),
+    (
+        "entity.session_ended",
+        "Your session has ended: sign in again in another tab; your text is kept here and will be saved.",
+        "Votre session a pris fin : reconnectez-vous dans un autre onglet ; votre texte est conservé ici et sera enregistré.",
+    ),
     (
         "replica.unlock_title",
         "Unlock this field copy",
@@ -830,10 +844,12 @@ mod tests {
             let text = std::fs::read_to_string(&file).unwrap_or_default();
             for pattern in ["t(\"", "tk(\""] {
                 for piece in text.split(pattern).skip(1) {
-                    if let Some(key) = piece.split('"').next() {
-                        if key.contains('.') && !key.contains(' ') && !known.contains(key) {
-                            missing.push(format!("{}: {key}", file.display()));
-                        }
+                    if let Some(key) = piece.split('"').next()
+                        && key.contains('.')
+                        && !key.contains(' ')
+                        && !known.contains(key)
+                    {
+                        missing.push(format!("{}: {key}", file.display()));
                     }
                 }
             }

@@ -107,13 +107,13 @@ async fn security_headers(
     use axum::http::{HeaderValue, header};
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
+    // A handler may set a stricter policy (attachments are served in a sandbox).
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(
             "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; \
              object-src 'none'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
-        ),
-    );
+        ));
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

@@ -149,3 +149,136 @@
     if (dirty || saving) { event.preventDefault(); event.returnValue = state ? state.dataset.leave : ""; }
   });
 })();
+
+// Attachments: the upload form sends with a progress bar, files dropped anywhere on an entry's
+// page are attached, and an image pasted (or dropped) into the body is attached and linked
+// from the text as Markdown at the cursor. Without JavaScript the form posts as usual.
+(function () {
+  const uploadForm = document.getElementById("upload-form");
+  if (!uploadForm || !window.FormData || !window.XMLHttpRequest) return;
+  const csrf = document.body.dataset.csrf || "";
+  const progress = document.getElementById("upload-progress");
+  const status = document.getElementById("upload-state");
+  const body = document.getElementById("body");
+
+  function say(kind, extra) {
+    if (!status) return;
+    status.textContent = status.dataset[kind] + (extra ? " " + extra : "");
+    status.dataset.state = kind;
+  }
+
+  // Sends files; resolves with the server's list of new uploads ({id, real_name, hash, url}).
+  function send(files, comment) {
+    const data = new FormData();
+    for (const file of files) data.append("file", file, file.name);
+    if (comment) data.append("comment", comment);
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", uploadForm.action);
+      xhr.setRequestHeader("Accept", "application/json");
+      xhr.setRequestHeader("X-CSRF-Token", csrf);
+      xhr.upload.addEventListener("progress", (event) => {
+        if (event.lengthComputable && progress) progress.value = Math.round((100 * event.loaded) / event.total);
+      });
+      xhr.addEventListener("load", () => {
+        if (progress) progress.hidden = true;
+        let result = null;
+        try { result = JSON.parse(xhr.responseText); } catch (error) { result = null; }
+        if (xhr.status >= 200 && xhr.status < 300 && result && Array.isArray(result.uploads)) {
+          say("done");
+          // Attaching is a change of the entry: when it was written on the version the editor
+          // is based on, move the base past it, so the next autosave is not taken for a
+          // concurrent edit by someone else.
+          const base = document.getElementById("base-heads");
+          if (base && result.heads && result.heads_before === base.value) base.value = result.heads;
+          resolve(result.uploads);
+        } else {
+          const why = (result && result.description) || String(xhr.status);
+          say("failed", why);
+          reject(new Error(why));
+        }
+      });
+      xhr.addEventListener("error", () => {
+        if (progress) progress.hidden = true;
+        say("failed");
+        reject(new Error("network"));
+      });
+      if (progress) { progress.value = 0; progress.hidden = false; }
+      say("uploading");
+      xhr.send(data);
+    });
+  }
+
+  function showList() {
+    // The list is rendered by the server: reload on it (the browser asks first if the text
+    // has unsaved changes).
+    window.location.hash = "attachments";
+    window.location.reload();
+  }
+
+  uploadForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const input = uploadForm.querySelector("input[type=file]");
+    const comment = uploadForm.querySelector("input[name=comment]");
+    if (!input || input.files.length === 0) return;
+    send(Array.from(input.files), comment ? comment.value : "").then(showList, () => {});
+  });
+
+  function markdownFor(upload) {
+    const name = upload.real_name.replace(/[[\]\\]/g, "");
+    return "![" + name + "](" + upload.url + ")";
+  }
+
+  // Inserts text at the body's cursor and tells autosave about it.
+  function insertInBody(text) {
+    if (!body) return;
+    const start = body.selectionStart;
+    const end = body.selectionEnd;
+    body.value = body.value.slice(0, start) + text + body.value.slice(end);
+    body.selectionStart = body.selectionEnd = start + text.length;
+    body.dispatchEvent(new Event("input", { bubbles: true }));
+  }
+
+  function attachImagesToBody(files) {
+    send(files, "").then((uploads) => {
+      insertInBody(uploads.map(markdownFor).join("\n"));
+    }, () => {});
+  }
+
+  const hasFiles = (event) => event.dataTransfer && Array.from(event.dataTransfer.types || []).includes("Files");
+  document.addEventListener("dragover", (event) => {
+    if (!hasFiles(event)) return;
+    event.preventDefault();
+    document.body.classList.add("dropping");
+  });
+  document.addEventListener("dragleave", (event) => {
+    if (event.target === document.documentElement || event.target === document.body) document.body.classList.remove("dropping");
+  });
+  document.addEventListener("drop", (event) => {
+    if (!hasFiles(event)) return;
+    event.preventDefault();
+    document.body.classList.remove("dropping");
+    const files = Array.from(event.dataTransfer.files);
+    if (files.length === 0) return;
+    if (body && event.target === body && files.every((f) => f.type.startsWith("image/"))) {
+      attachImagesToBody(files);
+    } else {
+      send(files, "").then(showList, () => {});
+    }
+  });
+
+  if (body) {
+    body.addEventListener("paste", (event) => {
+      const items = event.clipboardData ? Array.from(event.clipboardData.files || []) : [];
+      const images = items.filter((f) => f.type.startsWith("image/"));
+      if (images.length === 0) return;
+      event.preventDefault();
+      const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+      const named = images.map((f, i) => {
+        const ext = (f.type.split("/")[1] || "png").replace(/[^a-z0-9]/g, "");
+        return new File([f], "pasted-" + stamp + (i ? "-" + i : "") + "." + ext, { type: f.type });
+      });
+      attachImagesToBody(named);
+    });
+  }
+})();

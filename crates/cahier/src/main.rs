@@ -408,11 +408,22 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Replica {
-            command: ReplicaCommand::Serve { data, listen, lock_after },
+            command:
+                ReplicaCommand::Serve {
+                    data,
+                    listen,
+                    lock_after,
+                },
         } => {
             let passphrase = cahier::replica::passphrase_from_env();
             let unlocked = passphrase.is_some();
-            let running = cahier::replica_gate::serve(data, &listen, std::time::Duration::from_secs(lock_after.max(1)), passphrase).await?;
+            let running = cahier::replica_gate::serve(
+                data,
+                &listen,
+                std::time::Duration::from_secs(lock_after.max(1)),
+                passphrase,
+            )
+            .await?;
             println!("Cahier field replica is running at {}", running.url);
             if !unlocked {
                 println!("Open it in your browser and enter the passphrase to unlock it.");

@@ -25,7 +25,8 @@ fn passphrase(confirm: bool) -> anyhow::Result<String> {
     let first = rpassword::prompt_password("Passphrase of this field copy: ")
         .with_context(|| format!("no terminal to ask the passphrase on; set {PASSPHRASE_ENV}"))?;
     if confirm {
-        let again = rpassword::prompt_password("Same passphrase again: ").context("reading the passphrase")?;
+        let again = rpassword::prompt_password("Same passphrase again: ")
+            .context("reading the passphrase")?;
         anyhow::ensure!(first == again, "the two passphrases differ");
     }
     Ok(first)
@@ -42,7 +43,8 @@ fn derive_key(passphrase: &str, salt: &[u8]) -> anyhow::Result<[u8; 32]> {
 
 fn read_salt(data: &Path) -> anyhow::Result<Vec<u8>> {
     let path = data.join(SALT_FILE);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     hex::decode(text.trim()).with_context(|| format!("{} is damaged", path.display()))
 }
 
@@ -123,10 +125,14 @@ pub async fn init(
     let salt: [u8; 16] = rand::random();
     write_private(&data.join(SALT_FILE), &hex::encode(salt))?;
     let key = derive_key(&passphrase, &salt)?;
-    let store = Store::open_encrypted(&data.join("cahier.db"), Arc::new(cahier_core::SystemClock), &key)
-        .await
-        .context("creating the replica database")?
-        .with_device(&registered.device);
+    let store = Store::open_encrypted(
+        &data.join("cahier.db"),
+        Arc::new(cahier_core::SystemClock),
+        &key,
+    )
+    .await
+    .context("creating the replica database")?
+    .with_device(&registered.device);
     store.init_replica().await?;
     store
         .replica_set("server", server.trim_end_matches('/'))
@@ -176,8 +182,14 @@ impl SyncTask {
 }
 
 /// The web state of an unlocked replica, and its background sync.
-pub async fn replica_parts(data: &Path, store: Store) -> anyhow::Result<(cahier_web::AppState, SyncTask)> {
-    let server = store.replica_get("server").await?.context("the replica does not know its server")?;
+pub async fn replica_parts(
+    data: &Path,
+    store: Store,
+) -> anyhow::Result<(cahier_web::AppState, SyncTask)> {
+    let server = store
+        .replica_get("server")
+        .await?
+        .context("the replica does not know its server")?;
     let user_id: i64 = store
         .replica_get("user_id")
         .await?
@@ -186,13 +198,24 @@ pub async fn replica_parts(data: &Path, store: Store) -> anyhow::Result<(cahier_
     let credential = std::fs::read_to_string(credential_path(data))
         .with_context(|| format!("reading {}", credential_path(data).display()))?;
     let transport = HttpTransport::new(&server, credential.trim())?;
-    let last_sync_ms = store.replica_get("last_sync_ms").await?.and_then(|v| v.parse().ok());
+    let last_sync_ms = store
+        .replica_get("last_sync_ms")
+        .await?
+        .and_then(|v| v.parse().ok());
     let handle = Arc::new(cahier_web::ReplicaHandle {
         user_id,
-        status: std::sync::Mutex::new(cahier_web::ReplicaStatus { online: false, last_sync_ms, last_error: None }),
+        status: std::sync::Mutex::new(cahier_web::ReplicaStatus {
+            online: false,
+            last_sync_ms,
+            last_error: None,
+        }),
         sync_now: tokio::sync::Notify::new(),
     });
-    let task = SyncTask(tokio::spawn(sync_loop(store.clone(), transport, handle.clone())));
+    let task = SyncTask(tokio::spawn(sync_loop(
+        store.clone(),
+        transport,
+        handle.clone(),
+    )));
     let state = cahier_web::AppState {
         store,
         config: Arc::new(cahier_web::WebConfig {

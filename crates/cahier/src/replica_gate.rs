@@ -53,7 +53,11 @@ impl Gate {
         }
         let store = open_with(&self.data, passphrase).await?;
         let (state, sync) = replica_parts(&self.data, store.clone()).await?;
-        *inner = Some(Unlocked { router: cahier_web::router(state), store, sync });
+        *inner = Some(Unlocked {
+            router: cahier_web::router(state),
+            store,
+            sync,
+        });
         self.touch();
         tracing::info!("field copy unlocked");
         Ok(())
@@ -105,14 +109,21 @@ struct UnlockForm {
 /// Only forms from this very page: a foreign page must not even try passphrases here.
 fn same_origin(headers: &HeaderMap) -> bool {
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    match (headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()), host) {
+    match (
+        headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
+        host,
+    ) {
         (None, _) => true,
         (Some(origin), Some(host)) => origin.split("://").nth(1) == Some(host),
         (Some(_), None) => false,
     }
 }
 
-async fn unlock_submit(State(gate): State<Arc<Gate>>, headers: HeaderMap, Form(form): Form<UnlockForm>) -> Response {
+async fn unlock_submit(
+    State(gate): State<Arc<Gate>>,
+    headers: HeaderMap,
+    Form(form): Form<UnlockForm>,
+) -> Response {
     let lang = Lang::from_headers(&headers, None);
     if !same_origin(&headers) {
         return (StatusCode::FORBIDDEN, "cross-site request refused").into_response();
@@ -147,8 +158,17 @@ impl GateRunning {
 }
 
 /// Starts the replica's server on `listen`, locked unless `passphrase` is given.
-pub async fn serve(data: PathBuf, listen: &str, lock_after: Duration, passphrase: Option<String>) -> anyhow::Result<GateRunning> {
-    anyhow::ensure!(data.join("cahier.db").exists(), "{} is not a replica (run cahier replica init first)", data.display());
+pub async fn serve(
+    data: PathBuf,
+    listen: &str,
+    lock_after: Duration,
+    passphrase: Option<String>,
+) -> anyhow::Result<GateRunning> {
+    anyhow::ensure!(
+        data.join("cahier.db").exists(),
+        "{} is not a replica (run cahier replica init first)",
+        data.display()
+    );
     let gate = Arc::new(Gate {
         data,
         lock_after,
@@ -159,7 +179,9 @@ pub async fn serve(data: PathBuf, listen: &str, lock_after: Duration, passphrase
     if let Some(passphrase) = passphrase {
         gate.unlock(&passphrase).await?;
     }
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("listening on {listen}: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("listening on {listen}: {e}"))?;
     let url = format!("http://{}", listener.local_addr()?);
     let app = Router::new()
         .route("/unlock", get(unlock_page).post(unlock_submit))

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_DATA: &str = "./cahier-data";
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default largest attachment, MiB (2 GiB).
+pub const DEFAULT_MAX_UPLOAD_MB: u64 = 2048;
 
 /// Checked settings of a Cahier process.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +23,8 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// Largest request body for forms and JSON, MiB.
     pub max_body_mb: usize,
+    /// Largest attachment, MiB.
+    pub max_upload_mb: u64,
 }
 
 /// What the configuration file may hold; all optional.
@@ -33,6 +37,8 @@ pub struct FileSettings {
     pub public_url: Option<String>,
     /// Largest request body, MiB.
     pub max_body_mb: Option<usize>,
+    /// Largest attachment, MiB.
+    pub max_upload_mb: Option<u64>,
 }
 
 /// Values given on the command line or in `CAHIER_*` variables (clap merges the two).
@@ -63,6 +69,10 @@ pub const EXAMPLE: &str = r#"# cahier.toml — put it in the data directory (or 
 
 # Largest request body for forms and API calls, in MiB.
 # max_body_mb = 16
+
+# Largest attached file, in MiB (uploads stream to disk; this limit is separate from the one
+# above).
+# max_upload_mb = 2048
 "#;
 
 impl Settings {
@@ -88,6 +98,7 @@ impl Settings {
                 .or(file.public_url)
                 .map(|u| u.trim_end_matches('/').to_owned()),
             max_body_mb: file.max_body_mb.unwrap_or(16),
+            max_upload_mb: file.max_upload_mb.unwrap_or(DEFAULT_MAX_UPLOAD_MB),
         };
         if let Some(url) = &settings.public_url {
             anyhow::ensure!(
@@ -96,6 +107,10 @@ impl Settings {
             );
         }
         anyhow::ensure!(settings.max_body_mb >= 1, "max_body_mb must be at least 1");
+        anyhow::ensure!(
+            settings.max_upload_mb >= 1,
+            "max_upload_mb must be at least 1"
+        );
         warn_unknown_env();
         Ok(settings)
     }
@@ -140,7 +155,7 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("dir");
         std::fs::write(
             dir.join("cahier.toml"),
-            "listen = \"127.0.0.1:9999\"\nmax_body_mb = 4\n",
+            "listen = \"127.0.0.1:9999\"\nmax_body_mb = 4\nmax_upload_mb = 3\n",
         )
         .expect("write");
         let from_file = Settings::load(Overrides {
@@ -150,6 +165,7 @@ mod tests {
         .expect("load");
         assert_eq!(from_file.listen, "127.0.0.1:9999");
         assert_eq!(from_file.max_body_mb, 4);
+        assert_eq!(from_file.max_upload_mb, 3);
         let flagged = Settings::load(Overrides {
             data: Some(dir.clone()),
             listen: Some("127.0.0.1:1".into()),

@@ -298,3 +298,60 @@ fn links_refuse_the_entity_itself() {
         Err(DocError::Invalid { field: "link", .. })
     ));
 }
+
+#[test]
+fn attachments_are_referenced_by_hash() {
+    let mut doc = new_doc();
+    let sha = "ab".repeat(32);
+    let attach = |name: &str| EntityPatch {
+        ops: vec![EntityOp::AddAttachment {
+            sha256: sha.clone(),
+            name: name.into(),
+            media_type: "image/png".into(),
+            size: 42,
+            at_ms: 1_700_000_000_000,
+            by: 3,
+        }],
+        ..Default::default()
+    };
+    doc.apply(None, &attach("gel.png"), &meta(1, "attach"), || actor(9))
+        .expect("attach")
+        .expect("a change");
+    doc.apply(None, &attach("gel-2.png"), &meta(1, "attach"), || actor(9))
+        .expect("attach again")
+        .expect("a change");
+    let attachments = map_obj(&doc.doc, "attachments").expect("map");
+    assert_eq!(
+        doc.doc.keys(&attachments).collect::<Vec<_>>(),
+        vec![sha.clone()]
+    );
+    let entry = child_obj(&doc.doc, "attachments", &sha, "attachment").expect("entry");
+    assert_eq!(
+        read_str(&doc.doc, &entry, "name").as_deref(),
+        Some("gel-2.png")
+    );
+    assert_eq!(
+        read_str(&doc.doc, &entry, "mime").as_deref(),
+        Some("image/png")
+    );
+    assert_eq!(read_i64(&doc.doc, &entry, "size"), Some(42));
+    assert_eq!(read_i64(&doc.doc, &entry, "added_by"), Some(3));
+    let bad = EntityPatch {
+        ops: vec![EntityOp::AddAttachment {
+            sha256: "nope".into(),
+            name: "x".into(),
+            media_type: "text/plain".into(),
+            size: 1,
+            at_ms: 1,
+            by: 1,
+        }],
+        ..Default::default()
+    };
+    assert!(matches!(
+        doc.apply(None, &bad, &meta(1, "attach"), || actor(9)),
+        Err(DocError::Invalid {
+            field: "sha256",
+            ..
+        })
+    ));
+}

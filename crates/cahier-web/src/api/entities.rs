@@ -31,7 +31,7 @@ pub(super) fn routes() -> Router<AppState> {
 }
 
 /// The kind behind an API path segment; 501 for kinds whose feature has not landed yet.
-fn kind(entity_type: &str) -> Result<EntityKind, AppError> {
+pub(super) fn kind(entity_type: &str) -> Result<EntityKind, AppError> {
     match entity_type {
         "experiments" => Ok(EntityKind::Experiment),
         "items" | "experiments_templates" | "items_types" => Err(AppError::NotImplemented(
@@ -41,7 +41,7 @@ fn kind(entity_type: &str) -> Result<EntityKind, AppError> {
     }
 }
 
-fn parse_id(id: &str) -> Result<i64, AppError> {
+pub(super) fn parse_id(id: &str) -> Result<i64, AppError> {
     id.parse().map_err(|_| AppError::NotFound("entity".into()))
 }
 
@@ -359,8 +359,13 @@ fn patch_from(body: &JsonBody) -> Result<EntityPatch, AppError> {
 }
 
 fn created(app: &AppState, entity_type: &str, id: i64) -> Response {
+    created_at_path(app, &format!("{entity_type}/{id}"))
+}
+
+/// 201 with `Location: <public url>/api/v2/<path>` (eLabFTW: the last segment is the new id).
+pub(super) fn created_at_path(app: &AppState, path: &str) -> Response {
     let location = format!(
-        "{}/api/v2/{entity_type}/{id}",
+        "{}/api/v2/{path}",
         app.config.public_url.trim_end_matches('/')
     );
     let mut response = StatusCode::CREATED.into_response();

@@ -434,6 +434,9 @@ struct EntityPage {
     write_groups: Vec<CheckItem>,
     read_users: String,
     write_users: String,
+    attachments: Vec<super::attachments::AttachmentView>,
+    /// Whether files can be attached here (writable, and this instance stores files).
+    can_upload: bool,
 }
 
 fn grant_key(grant: &Grant) -> &'static str {
@@ -533,6 +536,9 @@ async fn show_entity(
 
     let steps = store.steps(id).await.ui(lang)?;
     let comments = store.comments(id).await.ui(lang)?;
+    let attachments = super::attachments::views(store, subject, &section, id)
+        .await
+        .ui(lang)?;
     let mut people: Vec<i64> = vec![e.owner_id];
     people.extend(e.locked_by);
     people.extend(steps.iter().filter_map(|s| s.done_by));
@@ -770,6 +776,8 @@ async fn show_entity(
         write_groups: group_checks(&e.canwrite),
         read_users,
         write_users,
+        attachments,
+        can_upload: can_write && store.blobs().is_some(),
         e,
     };
     Ok(render(&page))

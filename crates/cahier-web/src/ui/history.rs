@@ -89,6 +89,7 @@ async fn history(
             what: match r.message.as_str() {
                 "create" => lang.t("history.msg_create"),
                 "save" => lang.t("history.msg_save"),
+                "attach" => lang.t("attachments.history_attach"),
                 _ => lang.t("history.msg_other"),
             },
             is_current: current.contains(&r.hash.as_str()),

@@ -11,6 +11,7 @@
     reason = "tests fail loudly"
 )]
 
+mod attachments;
 mod harness;
 
 use fantoccini::key::Key;

@@ -8,6 +8,8 @@
 
 mod api_errors;
 mod api_experiments;
+mod api_subresources;
 mod cli;
 mod policy_matrix;
 mod ui_flows;
+mod uploads;

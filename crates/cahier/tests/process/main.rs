@@ -23,7 +23,8 @@ fn free_port() -> u16 {
 }
 
 fn cli(args: &[&str], stdin: &str) -> String {
-    let mut child = Command::new(BIN).env("CAHIER_REPLICA_PASSPHRASE", PASSPHRASE)
+    let mut child = Command::new(BIN)
+        .env("CAHIER_REPLICA_PASSPHRASE", PASSPHRASE)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -46,7 +47,8 @@ fn cli(args: &[&str], stdin: &str) -> String {
 }
 
 fn serve(data: &str, port: u16) -> Child {
-    Command::new(BIN).env("CAHIER_REPLICA_PASSPHRASE", PASSPHRASE)
+    Command::new(BIN)
+        .env("CAHIER_REPLICA_PASSPHRASE", PASSPHRASE)
         .args([
             "serve",
             "--data",
@@ -63,10 +65,10 @@ fn serve(data: &str, port: u16) -> Child {
 async fn wait_healthy(client: &reqwest::Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Ok(response) = client.get(format!("{base}/healthz")).send().await {
-            if response.status() == 200 {
-                return;
-            }
+        if let Ok(response) = client.get(format!("{base}/healthz")).send().await
+            && response.status() == 200
+        {
+            return;
         }
         assert!(Instant::now() < deadline, "server did not become healthy");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -204,7 +206,8 @@ async fn acknowledged_writes_survive_kill_dash_nine() {
 }
 
 fn cli_status(args: &[&str], stdin: &str) -> (bool, String, String) {
-    let mut child = Command::new(BIN).env("CAHIER_REPLICA_PASSPHRASE", PASSPHRASE)
+    let mut child = Command::new(BIN)
+        .env("CAHIER_REPLICA_PASSPHRASE", PASSPHRASE)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -422,7 +425,8 @@ async fn a_replica_takes_a_copy_edits_offline_and_syncs_back() {
 
     // The replica serves the same UI, signed in as its user, with the sync banner.
     let replica_port = free_port();
-    let mut laptop = Command::new(BIN).env("CAHIER_REPLICA_PASSPHRASE", PASSPHRASE)
+    let mut laptop = Command::new(BIN)
+        .env("CAHIER_REPLICA_PASSPHRASE", PASSPHRASE)
         .args([
             "replica",
             "serve",
@@ -489,7 +493,10 @@ async fn a_replica_takes_a_copy_edits_offline_and_syncs_back() {
         .args(["replica", "sync", "--data", &replica])
         .output()
         .unwrap();
-    assert!(!wrong.status.success(), "a wrong passphrase must be refused");
+    assert!(
+        !wrong.status.success(),
+        "a wrong passphrase must be refused"
+    );
     let message = String::from_utf8(std::mem::take(&mut wrong.stderr)).unwrap();
     assert!(message.contains("wrong passphrase"), "{message}");
     let (ok, _, err) = cli_status(&["replica", "sync", "--data", &replica], "");
@@ -508,13 +515,41 @@ async fn killing_a_replica_mid_sync_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("lab").to_str().unwrap().to_owned();
     let replica = dir.path().join("laptop").to_str().unwrap().to_owned();
-    cli(&["user", "add", "--data", &data, "--email", "ada@lab.fr", "--name", "Ada Lovelace", "--team", "Ecology", "--password-stdin"], "long enough password\n");
+    cli(
+        &[
+            "user",
+            "add",
+            "--data",
+            &data,
+            "--email",
+            "ada@lab.fr",
+            "--name",
+            "Ada Lovelace",
+            "--team",
+            "Ecology",
+            "--password-stdin",
+        ],
+        "long enough password\n",
+    );
     let client = reqwest::Client::new();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut server = serve(&data, port);
     wait_healthy(&client, &base).await;
-    cli(&["replica", "init", "--server", &base, "--data", &replica, "--email", "ada@lab.fr", "--password-stdin"], "long enough password\n");
+    cli(
+        &[
+            "replica",
+            "init",
+            "--server",
+            &base,
+            "--data",
+            &replica,
+            "--email",
+            "ada@lab.fr",
+            "--password-stdin",
+        ],
+        "long enough password\n",
+    );
     let path = std::path::Path::new(&replica);
     let mut tokens: Vec<(String, String)> = Vec::new();
     for trial in 0..8u64 {
@@ -530,18 +565,32 @@ async fn killing_a_replica_mid_sync_loses_nothing() {
                     team_id: team,
                     canread: None,
                     canwrite: None,
-                    patch: cahier_core::EntityPatch { title: Some(token.clone()), body: Some(format!("{token}\n")), ..Default::default() },
+                    patch: cahier_core::EntityPatch {
+                        title: Some(token.clone()),
+                        body: Some(format!("{token}\n")),
+                        ..Default::default()
+                    },
                     template: None,
                 };
                 let id = store.create_entity(&subject, new).await.unwrap();
                 tokens.push((store.entity(&subject, id).await.unwrap().uuid, token));
             }
-            let first: Vec<String> = tokens.iter().take(5).map(|(uuid, _)| uuid.clone()).collect();
+            let first: Vec<String> = tokens
+                .iter()
+                .take(5)
+                .map(|(uuid, _)| uuid.clone())
+                .collect();
             for uuid in &first {
                 let row = store.entity_by_uuid(&subject, uuid).await.unwrap();
                 let token = format!("trial-{trial}-edit-{}", row.id);
-                let patch = cahier_core::EntityPatch { body: Some(format!("{}{token}\n", row.body)), ..Default::default() };
-                store.update_entity(&subject, row.id, None, &patch, "save").await.unwrap();
+                let patch = cahier_core::EntityPatch {
+                    body: Some(format!("{}{token}\n", row.body)),
+                    ..Default::default()
+                };
+                store
+                    .update_entity(&subject, row.id, None, &patch, "save")
+                    .await
+                    .unwrap();
                 tokens.push((uuid.clone(), token));
             }
             store.close().await;
@@ -581,15 +630,36 @@ async fn killing_a_replica_mid_sync_loses_nothing() {
     let subject = laptop.subject(1).await.unwrap();
     server.kill().unwrap();
     server.wait().unwrap();
-    let lab = cahier_store::Store::open_sqlite(&std::path::Path::new(&data).join("cahier.db"), std::sync::Arc::new(cahier_core::SystemClock)).await.unwrap();
+    let lab = cahier_store::Store::open_sqlite(
+        &std::path::Path::new(&data).join("cahier.db"),
+        std::sync::Arc::new(cahier_core::SystemClock),
+    )
+    .await
+    .unwrap();
     for (uuid, token) in &tokens {
         let here = laptop.entity_by_uuid(&subject, uuid).await.unwrap();
         let there = lab.entity_by_uuid(&subject, uuid).await.unwrap();
         assert_eq!(here.heads, there.heads, "{uuid} differs after recovery");
-        assert!(there.body.contains(token.as_str()) || there.title == *token, "{token} was lost");
+        assert!(
+            there.body.contains(token.as_str()) || there.title == *token,
+            "{token} was lost"
+        );
     }
-    let entries = lab.list_entities(&subject, &cahier_store::listing::ListQuery { limit: 10_000, ..cahier_store::listing::ListQuery::new(cahier_core::EntityKind::Experiment) }).await.unwrap();
-    assert_eq!(entries.rows.len(), 8 * 15, "no entry duplicated or missing on the server");
+    let entries = lab
+        .list_entities(
+            &subject,
+            &cahier_store::listing::ListQuery {
+                limit: 10_000,
+                ..cahier_store::listing::ListQuery::new(cahier_core::EntityKind::Experiment)
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        entries.rows.len(),
+        8 * 15,
+        "no entry duplicated or missing on the server"
+    );
 }
 
 #[tokio::test]
@@ -597,43 +667,114 @@ async fn a_locked_field_copy_asks_for_its_passphrase_and_locks_again_when_idle()
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("lab").to_str().unwrap().to_owned();
     let replica = dir.path().join("laptop").to_str().unwrap().to_owned();
-    cli(&["user", "add", "--data", &data, "--email", "ada@lab.fr", "--name", "Ada Lovelace", "--team", "Ecology", "--password-stdin"], "long enough password\n");
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    cli(
+        &[
+            "user",
+            "add",
+            "--data",
+            &data,
+            "--email",
+            "ada@lab.fr",
+            "--name",
+            "Ada Lovelace",
+            "--team",
+            "Ecology",
+            "--password-stdin",
+        ],
+        "long enough password\n",
+    );
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut server = serve(&data, port);
     wait_healthy(&client, &base).await;
-    cli(&["replica", "init", "--server", &base, "--data", &replica, "--email", "ada@lab.fr", "--password-stdin"], "long enough password\n");
+    cli(
+        &[
+            "replica",
+            "init",
+            "--server",
+            &base,
+            "--data",
+            &replica,
+            "--email",
+            "ada@lab.fr",
+            "--password-stdin",
+        ],
+        "long enough password\n",
+    );
     let local_port = free_port();
     let local = format!("http://127.0.0.1:{local_port}");
     // No passphrase in the environment: the copy starts locked.
     let mut laptop = Command::new(BIN)
         .env_remove("CAHIER_REPLICA_PASSPHRASE")
-        .args(["replica", "serve", "--data", &replica, "--listen", &format!("127.0.0.1:{local_port}"), "--lock-after", "2"])
+        .args([
+            "replica",
+            "serve",
+            "--data",
+            &replica,
+            "--listen",
+            &format!("127.0.0.1:{local_port}"),
+            "--lock-after",
+            "2",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     wait_healthy(&client, &local).await;
-    let locked = client.get(format!("{local}/experiments")).send().await.unwrap();
+    let locked = client
+        .get(format!("{local}/experiments"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(locked.status(), 303);
     assert_eq!(locked.headers()["location"], "/unlock");
-    let api = client.get(format!("{local}/api/v2/experiments")).send().await.unwrap();
+    let api = client
+        .get(format!("{local}/api/v2/experiments"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(api.status(), 423, "the local API says the copy is locked");
 
-    let wrong = client.post(format!("{local}/unlock")).form(&[("passphrase", "nope nope nope")]).header("Accept-Language", "en").send().await.unwrap();
+    let wrong = client
+        .post(format!("{local}/unlock"))
+        .form(&[("passphrase", "nope nope nope")])
+        .header("Accept-Language", "en")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(wrong.status(), 403);
     let body = wrong.text().await.unwrap();
     assert!(body.contains("Wrong passphrase"), "{body}");
-    let right = client.post(format!("{local}/unlock")).form(&[("passphrase", PASSPHRASE)]).send().await.unwrap();
+    let right = client
+        .post(format!("{local}/unlock"))
+        .form(&[("passphrase", PASSPHRASE)])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(right.status(), 303);
-    let page = client.get(format!("{local}/experiments")).send().await.unwrap();
+    let page = client
+        .get(format!("{local}/experiments"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.status(), 200, "unlocked: the notebook is served");
 
     // Idle for longer than --lock-after: locked again.
     tokio::time::sleep(Duration::from_millis(3500)).await;
-    let relocked = client.get(format!("{local}/experiments")).send().await.unwrap();
-    assert_eq!(relocked.status(), 303, "the copy locks again after the idle time");
+    let relocked = client
+        .get(format!("{local}/experiments"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        relocked.status(),
+        303,
+        "the copy locks again after the idle time"
+    );
     laptop.kill().unwrap();
     laptop.wait().unwrap();
     server.kill().unwrap();

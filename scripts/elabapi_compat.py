@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Compatibility check of Cahier's API v2 with eLabFTW's official Python client.
+
+Runs the calls eLabFTW's example scripts make, through `elabapi_python`, against a Cahier
+server: create, read, patch and list experiments (q, limit, order), add a comment and a step,
+link two experiments, read users/me and teams. Exits non-zero on the first mismatch.
+
+Environment: API_HOST (the server's base URL, without /api/v2) and API_KEY (a read-write key).
+Driven by `official_python_client_works_against_cahier` in
+`crates/cahier/tests/it/api_subresources.rs`, which makes a venv with
+`pip install elabapi-python`.
+"""
+
+import os
+import sys
+import uuid
+
+import elabapi_python
+import urllib3
+
+urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+
+
+def check(condition, what):
+    if not condition:
+        print(f"MISMATCH: {what}", file=sys.stderr)
+        sys.exit(1)
+    print(f"ok: {what}")
+
+
+def new_id(headers):
+    """eLabFTW's scripts take the new id from the last segment of Location."""
+    location = headers.get("Location")
+    check(location is not None, "POST answers a Location header")
+    return int(location.split("/").pop())
+
+
+def main():
+    host = os.environ["API_HOST"].rstrip("/")
+    key = os.environ["API_KEY"]
+
+    configuration = elabapi_python.Configuration()
+    configuration.api_key["api_key"] = key
+    configuration.api_key_prefix["api_key"] = ""
+    configuration.host = f"{host}/api/v2"
+    configuration.debug = False
+    configuration.verify_ssl = False
+    client = elabapi_python.ApiClient(configuration)
+    client.set_default_header(header_name="Authorization", header_value=key)
+
+    experiments = elabapi_python.ExperimentsApi(client)
+    comments = elabapi_python.CommentsApi(client)
+    steps = elabapi_python.StepsApi(client)
+    links = elabapi_python.LinksToExperimentsApi(client)
+    users = elabapi_python.UsersApi(client)
+    teams = elabapi_python.TeamsApi(client)
+
+    # Create (201 + Location), read, patch.
+    marker = uuid.uuid4().hex[:12]
+    _, status, headers = experiments.post_experiment_with_http_info(
+        body={"title": f"Python client check {marker}", "body": "made by elabapi_python", "tags": ["compat"]}
+    )
+    check(status == 201, f"POST /experiments answers 201 (got {status})")
+    first = new_id(headers)
+    exp = experiments.get_experiment(first)
+    check(exp.title == f"Python client check {marker}", f"GET /experiments/{first} title")
+    check(exp.tags == "compat", f"tags as a |-separated string (got {exp.tags!r})")
+    check(len(exp.created_at) == 19, f"created_at is YYYY-MM-DD HH:MM:SS (got {exp.created_at!r})")
+    patched = experiments.patch_experiment(id=first, body={"title": f"Python client check {marker}, renamed"})
+    check(patched.title == f"Python client check {marker}, renamed", "PATCH answers the full object")
+    check(patched.body == "made by elabapi_python", "PATCH keeps the body")
+
+    # A second experiment, then the list with q, limit and order.
+    _, _, headers = experiments.post_experiment_with_http_info(body={"title": "Second for links"})
+    second = new_id(headers)
+    found = experiments.read_experiments(q=marker, limit=5, order="date", sort="desc")
+    check([e.id for e in found] == [first], f"list with q finds the renamed one (got {[e.id for e in found]})")
+    everything = experiments.read_experiments(limit=1000, order="id", sort="desc")
+    ids = [e.id for e in everything]
+    check(ids == sorted(ids, reverse=True) and second in ids, "order=id sort=desc")
+    limited = experiments.read_experiments(limit=1, order="id", sort="asc")
+    check(len(limited) == 1 and limited[0].id == min(ids), "limit=1 with order=id sort=asc")
+
+    # Comment and step.
+    _, status, headers = comments.post_entity_comments_with_http_info(
+        "experiments", first, body={"comment": "from Python"}
+    )
+    check(status == 201, "POST comments answers 201")
+    comment_id = new_id(headers)
+    listed = comments.read_entity_comments("experiments", first)
+    check([c.id for c in listed] == [comment_id], "the comment is listed under the id from Location")
+    check(listed[0].comment == "from Python", "comment text")
+    _, status, headers = steps.post_step_with_http_info("experiments", first, body={"body": "Python step"})
+    check(status == 201, "POST steps answers 201")
+    step_id = new_id(headers)
+    listed = steps.read_steps("experiments", first)
+    check([s.id for s in listed] == [step_id], "the step is listed under the id from Location")
+    steps.patch_step("experiments", first, step_id, body={"action": "finish"})
+    listed = steps.read_steps("experiments", first)
+    check(listed[0].finished in (1, True), "finish ticks the step")
+
+    # Link two experiments.
+    _, status, _ = links.post_entity_experiments_links_with_http_info("experiments", first, second)
+    check(status == 201, "POST experiments_links answers 201")
+    linked = links.read_entity_experiments_links("experiments", first)
+    check([link.entityid for link in linked] == [second], "the link is listed")
+
+    # Users and teams.
+    me = users.read_user("me")
+    check(me.userid is not None and me.email, "users/me has userid and email")
+    team_list = teams.read_teams()
+    check(len(team_list) >= 1 and team_list[0].name, "teams are listed with names")
+    team = teams.read_team("current")
+    check(team.id in [t.id for t in team_list], "teams/current is one of the caller's teams")
+
+    print("elabapi_python compatibility: all checks passed")
+
+
+if __name__ == "__main__":
+    main()
