@@ -46,7 +46,30 @@ fn cli(args: &[&str], stdin: &str) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-fn serve(data: &str, port: u16) -> Child {
+/// A child process killed when dropped, so a failing test leaves no server behind.
+struct Proc(Child);
+
+impl std::ops::Deref for Proc {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Proc {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(data: &str, port: u16) -> Proc {
     Command::new(BIN)
         .env("CAHIER_REPLICA_PASSPHRASE", PASSPHRASE)
         .args([
@@ -59,6 +82,7 @@ fn serve(data: &str, port: u16) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
+        .map(Proc)
         .unwrap()
 }
 
@@ -425,20 +449,22 @@ async fn a_replica_takes_a_copy_edits_offline_and_syncs_back() {
 
     // The replica serves the same UI, signed in as its user, with the sync banner.
     let replica_port = free_port();
-    let mut laptop = Command::new(BIN)
-        .env("CAHIER_REPLICA_PASSPHRASE", PASSPHRASE)
-        .args([
-            "replica",
-            "serve",
-            "--data",
-            &replica,
-            "--listen",
-            &format!("127.0.0.1:{replica_port}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut laptop = Proc(
+        Command::new(BIN)
+            .env("CAHIER_REPLICA_PASSPHRASE", PASSPHRASE)
+            .args([
+                "replica",
+                "serve",
+                "--data",
+                &replica,
+                "--listen",
+                &format!("127.0.0.1:{replica_port}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let local = format!("http://127.0.0.1:{replica_port}");
     wait_healthy(&client, &local).await;
     let page = client
@@ -708,22 +734,24 @@ async fn a_locked_field_copy_asks_for_its_passphrase_and_locks_again_when_idle()
     let local_port = free_port();
     let local = format!("http://127.0.0.1:{local_port}");
     // No passphrase in the environment: the copy starts locked.
-    let mut laptop = Command::new(BIN)
-        .env_remove("CAHIER_REPLICA_PASSPHRASE")
-        .args([
-            "replica",
-            "serve",
-            "--data",
-            &replica,
-            "--listen",
-            &format!("127.0.0.1:{local_port}"),
-            "--lock-after",
-            "2",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut laptop = Proc(
+        Command::new(BIN)
+            .env_remove("CAHIER_REPLICA_PASSPHRASE")
+            .args([
+                "replica",
+                "serve",
+                "--data",
+                &replica,
+                "--listen",
+                &format!("127.0.0.1:{local_port}"),
+                "--lock-after",
+                "2",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_healthy(&client, &local).await;
     let locked = client
         .get(format!("{local}/experiments"))
