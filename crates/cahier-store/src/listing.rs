@@ -115,6 +115,9 @@ pub struct Page {
 /// Largest page served.
 pub const MAX_LIMIT: i64 = 10_000;
 
+/// How many of the most recently changed entries [`Store::tags_in_use`] counts tags on.
+pub const TAGS_WINDOW: i64 = 200;
+
 /// Turns what a user typed into a safe FTS5 query: every word must appear (prefix match on the
 /// last one, so results follow typing). Quotes keep FTS5 syntax out of user hands.
 pub fn fts_query(input: &str) -> Option<String> {
@@ -269,7 +272,9 @@ impl Store {
             .await?)
     }
 
-    /// Tags in use on entries the subject may read, most used first (for filters).
+    /// Tags in use on the [`TAGS_WINDOW`] most recently changed entries the subject may read,
+    /// most used first (for the list page's filter). Counting over every readable entry cost a
+    /// scan of the whole table on each list page (0.3 s at 100,000 entries, BENCHMARKS.md).
     pub async fn tags_in_use(
         &self,
         subject: &Subject,
@@ -277,12 +282,15 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<(String, i64)>> {
         let sql = format!(
-            "SELECT t.tag, count(*) AS n FROM entity_tags t JOIN entities e ON e.id = t.entity_id \
-             WHERE e.kind = ? AND e.state = 1 AND {} GROUP BY t.tag ORDER BY n DESC, t.tag LIMIT ?",
+            "SELECT t.tag, count(*) AS n FROM entity_tags t JOIN ( \
+               SELECT e.id FROM entities e WHERE e.kind = ? AND e.state = 1 AND {} \
+               ORDER BY e.modified_at DESC, e.id DESC LIMIT ?) r ON r.id = t.entity_id \
+             GROUP BY t.tag ORDER BY n DESC, t.tag LIMIT ?",
             crate::access_sql::readable_by(subject)
         );
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(kind.as_str())
+            .bind(TAGS_WINDOW)
             .bind(limit)
             .fetch_all(&self.pool)
             .await?)

@@ -5,6 +5,7 @@ use sqlx::SqlitePool;
 
 const SQLITE: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_foundation.sql")),
+    (2, include_str!("../migrations/sqlite/0002_list_index.sql")),
     (3, include_str!("../migrations/sqlite/0003_sync.sql")),
     (5, include_str!("../migrations/sqlite/0005_uploads.sql")),
 ];

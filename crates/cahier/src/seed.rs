@@ -6,7 +6,8 @@ use cahier_core::{EntityKind, EntityPatch};
 use cahier_store::Store;
 use cahier_store::accounts::NewUser;
 
-const WORDS: &[&str] = &[
+/// The vocabulary of generated bodies (`cahier bench` searches some of these words).
+pub(crate) const WORDS: &[&str] = &[
     "échantillon",
     "sol",
     "prélèvement",
@@ -45,7 +46,8 @@ const WORDS: &[&str] = &[
     "filtration",
 ];
 
-fn body(seed: usize, bytes: usize) -> String {
+/// A Markdown body of about `bytes` bytes: a heading, a table, a task list and prose.
+pub(crate) fn body(seed: usize, bytes: usize) -> String {
     let mut text = format!("# Experiment {seed}\n\n| sample | pH | T (°C) |\n|---|---|---|\n");
     for row in 0..5 {
         text.push_str(&format!(

@@ -1,0 +1,838 @@
+//! `cahier bench`: the HTTP benchmark recorded in BENCHMARKS.md. It owns the load generator and
+//! its report: it starts `cahier serve` as a child process on a free loopback port over a
+//! seeded data directory (so the memory measured is the server's alone), signs in a UI client,
+//! makes an API key, runs each scenario with C concurrent clients after a warm-up, and returns
+//! latency percentiles, throughput and the server's resident memory as Markdown.
+
+use crate::settings::{Overrides, Settings};
+use anyhow::{Context, bail};
+use cahier_core::EntityKind;
+use cahier_store::listing::{ListQuery, Order};
+use reqwest::StatusCode;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// The user `cahier seed` creates first; the benchmark acts as them.
+const BENCH_EMAIL: &str = "bench1@example.org";
+/// The password `cahier seed` gives its users.
+const BENCH_PASSWORD: &str = "bench-password";
+/// Pages followed from the first list page to reach the "later page" measured.
+const LATER_PAGE: usize = 50;
+/// Longest wait for the server to answer `/healthz`.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
+/// Longest wait for one request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What `cahier bench` was asked to do.
+#[derive(Debug, Clone)]
+pub struct BenchArgs {
+    /// A data directory filled by `cahier seed`.
+    pub data: PathBuf,
+    /// Configuration file passed on to the server, if any.
+    pub config: Option<PathBuf>,
+    /// Requests measured per scenario (the heavy `limit=5000` list uses a twentieth).
+    pub requests: usize,
+    /// Concurrent clients.
+    pub concurrency: usize,
+}
+
+/// Builds the request number `i` of a scenario.
+type MakeRequest = Box<dyn Fn(usize) -> reqwest::RequestBuilder + Send + Sync>;
+
+/// One line of the results table.
+struct Scenario {
+    name: String,
+    /// A bulk request whose memory is reported apart from the others' (`limit=5000`).
+    bulk: bool,
+    requests: usize,
+    expect: StatusCode,
+    make: MakeRequest,
+}
+
+/// What one scenario measured.
+struct Measured {
+    name: String,
+    bulk: bool,
+    latencies: Vec<Duration>,
+    errors: usize,
+    first_error: Option<String>,
+    wall: Duration,
+    bytes: u64,
+    peak_rss_kb: Option<u64>,
+    warmup_peak_kb: u64,
+}
+
+/// The server child process; killed if the benchmark stops early.
+struct Server {
+    child: Child,
+}
+
+impl Server {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Asks the server to stop (SIGTERM, so it closes the database cleanly), then waits.
+    async fn stop(mut self) -> anyhow::Result<()> {
+        let pid = self.pid().to_string();
+        let asked = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .map(|status| status.success())
+            .unwrap_or(false);
+        if asked {
+            for _ in 0..100 {
+                if self
+                    .child
+                    .try_wait()
+                    .context("waiting for the server")?
+                    .is_some()
+                {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        self.child.kill().context("killing the server")?;
+        self.child.wait().context("waiting for the server")?;
+        Ok(())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `VmRSS` and `VmHWM` of a process, in KiB.
+fn memory_kb(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let field = |name: &str| -> anyhow::Result<u64> {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("no {name} in {path}"))
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// Resets the peak resident size of a process to its current size (Linux `clear_refs` 5), so
+/// each scenario's peak can be read on its own. Returns whether it worked.
+fn reset_peak(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
+/// The machine's load averages over 1, 5 and 15 minutes, as `/proc/loadavg` shows them.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+fn mb(kb: u64) -> f64 {
+    kb as f64 / 1024.0
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Nearest-rank percentile of sorted latencies.
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// A deterministic spread of indices (SplitMix64), so runs pick the same "random" ids.
+fn mix(i: usize) -> usize {
+    let mut z = (i as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) as usize
+}
+
+/// A loopback port nobody listens on right now.
+fn free_port() -> anyhow::Result<u16> {
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").context("finding a free loopback port")?;
+    Ok(listener.local_addr().context("reading the port")?.port())
+}
+
+/// Reverses askama's HTML escaping of an attribute value.
+fn unescape_html(s: &str) -> String {
+    s.replace("&#x27;", "'")
+        .replace("&#39;", "'")
+        .replace("&quot;", "\"")
+        .replace("&#34;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The `href` of the list page's "next" link.
+fn next_link(html: &str) -> Option<String> {
+    let marker = html.find("rel=\"next\"")?;
+    let before = html.get(..marker)?;
+    let start = before.rfind("href=\"")? + "href=\"".len();
+    let end = start + before.get(start..)?.find('"')?;
+    Some(unescape_html(before.get(start..end)?))
+}
+
+/// The value of the `cahier_csrf` cookie set by a response.
+fn csrf_cookie(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("cahier_csrf="))
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned)
+}
+
+/// What the benchmark needs from the database before the server starts.
+struct Prepared {
+    api_key: String,
+    readable_ids: Vec<i64>,
+    experiments: i64,
+    search_hits: Vec<(String, usize)>,
+}
+
+/// Words searched, from rarest to most common in data made by `cahier seed`.
+fn search_words() -> Vec<String> {
+    vec![
+        // One experiment: its number appears in its title and first heading only. Seeded
+        // experiment n goes to team n % teams, so a multiple of 4 is in the first user's team.
+        "77776".to_owned(),
+        // The tag `batch-8`: one experiment in fifty (n % 50 == 8).
+        "batch-8".to_owned(),
+        // Words of the generated prose (seed.rs's WORDS): a 5 KB body contains nearly all.
+        "sédiment".to_owned(),
+        "protocole forêt".to_owned(),
+    ]
+}
+
+/// Counts the entries `subject` may read that match `query`, paging by id (bounded).
+async fn count_matching(
+    store: &cahier_store::Store,
+    subject: &cahier_core::Subject,
+    mut query: ListQuery,
+    mut each: impl FnMut(i64),
+) -> anyhow::Result<usize> {
+    query.order = Order::Id;
+    query.descending = false;
+    query.limit = cahier_store::listing::MAX_LIMIT;
+    let mut count = 0;
+    for _ in 0..10_000 {
+        let page = store
+            .list_entities(subject, &query)
+            .await
+            .context("listing experiments")?;
+        count += page.rows.len();
+        for row in &page.rows {
+            each(row.id);
+        }
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => return Ok(count),
+        }
+    }
+    bail!("more pages than expected while counting experiments")
+}
+
+async fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
+    let db = settings.data.join("cahier.db");
+    if !db.exists() {
+        bail!(
+            "{} has no database; fill it first with `cahier seed --data {}`",
+            settings.data.display(),
+            settings.data.display()
+        );
+    }
+    let store = crate::open_store(settings).await?;
+    let user = store.user_by_email(BENCH_EMAIL).await.with_context(|| {
+        format!("no user {BENCH_EMAIL}: fill the data directory with `cahier seed` first")
+    })?;
+    let subject = store.subject(user.id).await.context("loading the user")?;
+    let team = user
+        .current_team
+        .or_else(|| subject.teams.first().map(|m| m.team_id))
+        .with_context(|| format!("{BENCH_EMAIL} belongs to no team"))?;
+    let (_, api_key) = store
+        .create_api_key(user.id, team, "cahier bench", true)
+        .await
+        .context("creating an API key")?;
+    let mut readable_ids = Vec::new();
+    count_matching(
+        &store,
+        &subject,
+        ListQuery::new(EntityKind::Experiment),
+        |id| readable_ids.push(id),
+    )
+    .await?;
+    let mut search_hits = Vec::new();
+    for word in search_words() {
+        let mut query = ListQuery::new(EntityKind::Experiment);
+        query.q = Some(word.clone());
+        let hits = count_matching(&store, &subject, query, |_| {}).await?;
+        search_hits.push((word, hits));
+    }
+    let (_, _, experiments, _) = store
+        .instance_counts()
+        .await
+        .context("counting experiments")?;
+    store.close().await;
+    if readable_ids.is_empty() {
+        bail!("{BENCH_EMAIL} can read no experiment; run `cahier seed` first");
+    }
+    Ok(Prepared {
+        api_key,
+        readable_ids,
+        experiments,
+        search_hits,
+    })
+}
+
+/// Starts `cahier serve` on `port` and waits until `/healthz` answers.
+async fn start_server(args: &BenchArgs, port: u16) -> anyhow::Result<(Server, String)> {
+    let exe = std::env::current_exe().context("finding the cahier executable")?;
+    let mut command = Command::new(exe);
+    command
+        .arg("serve")
+        .arg("--data")
+        .arg(&args.data)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"));
+    if let Some(config) = &args.config {
+        command.arg("--config").arg(config);
+    }
+    let child = command
+        // Slow statements are what the report measures; logging each would flood the terminal.
+        .env("CAHIER_LOG", "warn,sqlx::query=error")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting `cahier serve`")?;
+    let mut server = Server { child };
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .context("building an HTTP client")?;
+    let started = Instant::now();
+    while started.elapsed() < STARTUP_TIMEOUT {
+        if let Some(status) = server.child.try_wait().context("watching the server")? {
+            bail!("`cahier serve` exited during startup ({status})");
+        }
+        if let Ok(response) = client.get(format!("{base}/healthz")).send().await
+            && response.status() == StatusCode::OK
+        {
+            return Ok((server, base));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.stop().await?;
+    bail!(
+        "`cahier serve` did not answer /healthz within {} s",
+        STARTUP_TIMEOUT.as_secs()
+    )
+}
+
+/// A browser-like client (cookie jar) signed in as the bench user.
+async fn sign_in(base: &str) -> anyhow::Result<reqwest::Client> {
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .context("building the UI client")?;
+    let page = client
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .context("opening the sign-in page")?;
+    let csrf = csrf_cookie(&page).context("the sign-in page set no cahier_csrf cookie")?;
+    let response = client
+        .post(format!("{base}/login"))
+        .form(&[
+            ("email", BENCH_EMAIL),
+            ("password", BENCH_PASSWORD),
+            ("csrf", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .context("signing in")?;
+    if response.status() != StatusCode::SEE_OTHER {
+        bail!(
+            "signing in as {BENCH_EMAIL} answered {} instead of a redirect",
+            response.status()
+        );
+    }
+    Ok(client)
+}
+
+/// The URL of the list page reached by following "next" `LATER_PAGE` times.
+async fn later_page(client: &reqwest::Client, base: &str) -> anyhow::Result<(String, usize)> {
+    let mut path = "/experiments".to_owned();
+    for followed in 0..LATER_PAGE {
+        let response = client
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .context("opening a list page")?;
+        if response.status() != StatusCode::OK {
+            bail!("GET {path} answered {}", response.status());
+        }
+        let html = response.text().await.context("reading a list page")?;
+        match next_link(&html) {
+            Some(next) => path = next,
+            None => return Ok((path, followed + 1)),
+        }
+    }
+    Ok((path, LATER_PAGE + 1))
+}
+
+/// Sends `count` requests of a scenario over `concurrency` clients; the loop is bounded by
+/// `count`.
+async fn drive(
+    scenario: &Arc<Scenario>,
+    count: usize,
+    concurrency: usize,
+) -> anyhow::Result<(Vec<Duration>, usize, Option<String>, Duration, u64)> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let scenario = Arc::clone(scenario);
+        let next = Arc::clone(&next);
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0usize;
+            let mut first_error = None;
+            let mut bytes = 0u64;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count {
+                    break;
+                }
+                let sent = Instant::now();
+                let outcome = match (scenario.make)(i).send().await {
+                    Ok(response) => {
+                        let status = response.status();
+                        match response.bytes().await {
+                            Ok(body) => {
+                                bytes += body.len() as u64;
+                                if status == scenario.expect {
+                                    Ok(())
+                                } else {
+                                    Err(format!(
+                                        "{status}: {}",
+                                        String::from_utf8_lossy(&body[..body.len().min(200)])
+                                    ))
+                                }
+                            }
+                            Err(error) => Err(format!("reading the response: {error}")),
+                        }
+                    }
+                    Err(error) => Err(format!("sending: {error}")),
+                };
+                latencies.push(sent.elapsed());
+                if let Err(message) = outcome {
+                    errors += 1;
+                    first_error.get_or_insert(message);
+                }
+            }
+            (latencies, errors, first_error, bytes)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(count);
+    let mut errors = 0;
+    let mut first_error = None;
+    let mut bytes = 0;
+    for task in tasks {
+        let (l, e, f, b) = task.await.context("benchmark client task")?;
+        latencies.extend(l);
+        errors += e;
+        bytes += b;
+        if first_error.is_none() {
+            first_error = f;
+        }
+    }
+    Ok((latencies, errors, first_error, started.elapsed(), bytes))
+}
+
+async fn measure(
+    scenario: Scenario,
+    concurrency: usize,
+    pid: u32,
+    peaks: bool,
+) -> anyhow::Result<Measured> {
+    let scenario = Arc::new(scenario);
+    let warmup = (scenario.requests / 10)
+        .min(200)
+        .max(concurrency.clamp(1, 200));
+    let (_, errors, first_error, _, _) = drive(&scenario, warmup, concurrency).await?;
+    // The warm-up's peak (and anything since the last reset) counts towards the overall peak.
+    let warmup_peak_kb = memory_kb(pid)?.1;
+    if errors == warmup {
+        bail!(
+            "{}: every warm-up request failed ({})",
+            scenario.name,
+            first_error.unwrap_or_default()
+        );
+    }
+    let peaks = peaks && reset_peak(pid);
+    let (mut latencies, errors, first_error, wall, bytes) =
+        drive(&scenario, scenario.requests, concurrency).await?;
+    latencies.sort_unstable();
+    let peak_rss_kb = if peaks { Some(memory_kb(pid)?.1) } else { None };
+    Ok(Measured {
+        name: scenario.name.clone(),
+        bulk: scenario.bulk,
+        latencies,
+        errors,
+        first_error,
+        wall,
+        bytes,
+        peak_rss_kb,
+        warmup_peak_kb,
+    })
+}
+
+fn scenarios(
+    args: &BenchArgs,
+    base: &str,
+    ui: &reqwest::Client,
+    api: &reqwest::Client,
+    prepared: &Prepared,
+    later: &str,
+    later_pages: usize,
+) -> Vec<Scenario> {
+    let n = args.requests.max(1);
+    let ids = Arc::new(prepared.readable_ids.clone());
+    let mut list = Vec::new();
+    // A bulk request costs about as much as twenty small ones: it runs a twentieth as often.
+    let get = |client: &reqwest::Client, name: String, url: String, bulk: bool| {
+        let client = client.clone();
+        Scenario {
+            name,
+            bulk,
+            requests: if bulk { (n / 20).max(1) } else { n },
+            expect: StatusCode::OK,
+            make: Box::new(move |_| client.get(&url)),
+        }
+    };
+    list.push(get(
+        ui,
+        "UI list, first page `GET /experiments`".into(),
+        format!("{base}/experiments"),
+        false,
+    ));
+    list.push(get(
+        ui,
+        format!("UI list, page {later_pages} (keyset `after=`)"),
+        format!("{base}{later}"),
+        false,
+    ));
+    for (word, hits) in &prepared.search_hits {
+        let url = reqwest::Url::parse_with_params(&format!("{base}/experiments"), [("q", word)]);
+        if let Ok(url) = url {
+            list.push(get(
+                ui,
+                format!("UI search `q={word}` ({hits} hits)"),
+                url.to_string(),
+                false,
+            ));
+        }
+    }
+    {
+        let client = ui.clone();
+        let ids = Arc::clone(&ids);
+        let base = base.to_owned();
+        list.push(Scenario {
+            bulk: false,
+            name: "UI experiment page `GET /experiments/{id}`, random ids".into(),
+            requests: n,
+            expect: StatusCode::OK,
+            make: Box::new(move |i| {
+                let id = ids[mix(i) % ids.len()];
+                client.get(format!("{base}/experiments/{id}"))
+            }),
+        });
+    }
+    {
+        let client = api.clone();
+        let ids = Arc::clone(&ids);
+        let base = base.to_owned();
+        list.push(Scenario {
+            bulk: false,
+            name: "API `GET /api/v2/experiments/{id}`, random ids".into(),
+            requests: n,
+            expect: StatusCode::OK,
+            make: Box::new(move |i| {
+                let id = ids[mix(i) % ids.len()];
+                client.get(format!("{base}/api/v2/experiments/{id}"))
+            }),
+        });
+    }
+    list.push(get(
+        api,
+        "API list `GET /api/v2/experiments?limit=15`".into(),
+        format!("{base}/api/v2/experiments?limit=15"),
+        false,
+    ));
+    {
+        let client = api.clone();
+        let base = base.to_owned();
+        let body = crate::seed::body(7, 5000);
+        list.push(Scenario {
+            bulk: false,
+            name: "API create `POST /api/v2/experiments`, 5 KB body".into(),
+            requests: n,
+            expect: StatusCode::CREATED,
+            make: Box::new(move |i| {
+                client
+                    .post(format!("{base}/api/v2/experiments"))
+                    .json(&serde_json::json!({
+                        "title": format!("Bench create {i}"),
+                        "body": body,
+                        "tags": ["bench"],
+                    }))
+            }),
+        });
+    }
+    list.push(get(
+        api,
+        "API list `GET /api/v2/experiments?limit=5000`".into(),
+        format!("{base}/api/v2/experiments?limit=5000"),
+        true,
+    ));
+    list
+}
+
+fn report(
+    args: &BenchArgs,
+    prepared: &Prepared,
+    results: &[Measured],
+    memory: &[(String, u64, u64)],
+    later_pages: usize,
+    peaks: bool,
+    load: &str,
+) -> String {
+    let mut out = String::new();
+    let db_bytes: u64 = ["cahier.db", "cahier.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(args.data.join(f)).ok())
+        .map(|m| m.len())
+        .sum();
+    let _ = writeln!(
+        out,
+        "Data: `{}` — {} experiments ({} readable by {BENCH_EMAIL}), database {:.0} MB. \
+         Concurrency {}, {} measured requests per scenario (the `limit=5000` list: {}), \
+         after a warm-up of a tenth of that (at least {}, at most 200). Later list page: page {later_pages}. \
+         Load average (1, 5, 15 min): {load}.",
+        args.data.display(),
+        prepared.experiments,
+        prepared.readable_ids.len(),
+        db_bytes as f64 / 1_000_000.0,
+        args.concurrency,
+        args.requests,
+        (args.requests / 20).max(1),
+        args.concurrency.max(1),
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "| scenario | requests | errors | p50 ms | p90 ms | p99 ms | max ms | req/s | KB/resp | server peak RSS MB |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for m in results {
+        let count = m.latencies.len();
+        let rate = count as f64 / m.wall.as_secs_f64().max(f64::EPSILON);
+        let per = if count == 0 {
+            0.0
+        } else {
+            m.bytes as f64 / count as f64 / 1024.0
+        };
+        let peak = m
+            .peak_rss_kb
+            .map(|kb| format!("{:.0}", mb(kb)))
+            .unwrap_or_else(|| "–".into());
+        let _ = writeln!(
+            out,
+            "| {} | {count} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {rate:.0} | {per:.1} | {peak} |",
+            m.name,
+            m.errors,
+            ms(percentile(&m.latencies, 50.0)),
+            ms(percentile(&m.latencies, 90.0)),
+            ms(percentile(&m.latencies, 99.0)),
+            ms(percentile(&m.latencies, 100.0)),
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "| server memory | VmRSS MB | VmHWM MB |");
+    let _ = writeln!(out, "|---|---:|---:|");
+    for (when, rss, hwm) in memory {
+        let _ = writeln!(out, "| {when} | {:.0} | {:.0} |", mb(*rss), mb(*hwm));
+    }
+    if !peaks {
+        let _ = writeln!(
+            out,
+            "\nThe peak could not be reset between scenarios (/proc/PID/clear_refs); VmHWM is the peak since start."
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "\nVmHWM is reset before each measured run (/proc/PID/clear_refs), so each row's peak is its own; \
+             the overall peak is the largest of them and of the warm-ups."
+        );
+    }
+    for m in results.iter().filter(|m| m.errors > 0) {
+        let _ = writeln!(
+            out,
+            "\n{}: {} errors; first: {}",
+            m.name,
+            m.errors,
+            m.first_error.as_deref().unwrap_or("")
+        );
+    }
+    out
+}
+
+/// Runs the benchmark over a seeded data directory and returns the report (Markdown).
+pub async fn run(args: BenchArgs) -> anyhow::Result<String> {
+    let settings = Settings::load(Overrides {
+        data: Some(args.data.clone()),
+        config: args.config.clone(),
+        ..Default::default()
+    })?;
+    eprintln!("bench: reading the data set in {}", args.data.display());
+    let prepared = prepare(&settings).await?;
+    let port = free_port()?;
+    let (server, base) = start_server(&args, port).await?;
+    let pid = server.pid();
+    let outcome = tokio::select! {
+        outcome = run_against(&args, &prepared, &base, pid) => outcome,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
+    server.stop().await?;
+    outcome
+}
+
+async fn run_against(
+    args: &BenchArgs,
+    prepared: &Prepared,
+    base: &str,
+    pid: u32,
+) -> anyhow::Result<String> {
+    let load_before = load_average();
+    let mut memory = Vec::new();
+    let (rss, hwm) = memory_kb(pid)?;
+    memory.push(("after startup".to_owned(), rss, hwm));
+    let ui = sign_in(base).await?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        prepared
+            .api_key
+            .parse()
+            .context("the API key is not a header value")?,
+    );
+    let api = reqwest::Client::builder()
+        .default_headers(headers)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .context("building the API client")?;
+    let (later, later_pages) = later_page(&ui, base).await?;
+    let peaks = reset_peak(pid);
+    let mut overall_peak = 0;
+    let mut peak_without_bulk = 0;
+    let mut results = Vec::new();
+    for scenario in scenarios(args, base, &ui, &api, prepared, &later, later_pages) {
+        eprintln!("bench: {}", scenario.name);
+        let measured = measure(scenario, args.concurrency, pid, peaks).await?;
+        let peak = measured
+            .warmup_peak_kb
+            .max(measured.peak_rss_kb.unwrap_or(0));
+        overall_peak = overall_peak.max(peak);
+        if !measured.bulk {
+            peak_without_bulk = peak_without_bulk.max(peak);
+        }
+        results.push(measured);
+    }
+    let (rss, hwm) = memory_kb(pid)?;
+    overall_peak = overall_peak.max(hwm);
+    memory.push(("after all scenarios".to_owned(), rss, hwm));
+    if peaks {
+        memory.push((
+            "peak over every scenario but the bulk list".to_owned(),
+            peak_without_bulk,
+            peak_without_bulk,
+        ));
+        memory.push((
+            "peak over the whole run".to_owned(),
+            overall_peak,
+            overall_peak,
+        ));
+    }
+    let load = format!("{load_before} before, {} after", load_average());
+    Ok(report(
+        args,
+        prepared,
+        &results,
+        &memory,
+        later_pages,
+        peaks,
+        &load,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let sorted: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&sorted, 50.0), Duration::from_millis(50));
+        assert_eq!(percentile(&sorted, 99.0), Duration::from_millis(99));
+        assert_eq!(percentile(&sorted, 100.0), Duration::from_millis(100));
+        assert_eq!(percentile(&[], 50.0), Duration::ZERO);
+    }
+
+    #[test]
+    fn next_link_is_found_and_unescaped() {
+        let html = r#"<nav><a href="/experiments">First</a> <a href="/experiments?q=a&amp;after=12%3A34" rel="next" id="next-page">Next</a></nav>"#;
+        assert_eq!(
+            next_link(html).as_deref(),
+            Some("/experiments?q=a&after=12%3A34")
+        );
+        assert_eq!(next_link("<p>no pager</p>"), None);
+    }
+
+    #[test]
+    fn searched_words_come_from_the_seed() {
+        for words in search_words().iter().skip(2) {
+            for word in words.split(' ') {
+                assert!(crate::seed::WORDS.contains(&word), "{word}");
+            }
+        }
+    }
+}
