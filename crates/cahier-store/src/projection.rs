@@ -2,6 +2,7 @@
 //! lists, search and pages read instead of loading documents. Always called inside the
 //! transaction that stores the document change, so the two never disagree.
 
+use crate::entities::{CommentRow, StepRow};
 use cahier_core::EntityContent;
 use cahier_core::markdown::{ContentType, index_text, render_body};
 use sqlx::SqliteConnection;
@@ -54,6 +55,75 @@ pub(crate) async fn write(
     .execute(&mut *conn)
     .await?;
 
+    let steps: Vec<StepRow> = content
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(ordering, step)| StepRow {
+            step_id: step.id.clone(),
+            ordering: i64::try_from(ordering).unwrap_or(i64::MAX),
+            body: step.body.clone(),
+            done: step.done,
+            done_by: step.done_by,
+            done_at: step.done_at_ms,
+        })
+        .collect();
+    let comments: Vec<CommentRow> = content
+        .comments
+        .iter()
+        .map(|comment| CommentRow {
+            comment_id: comment.id.clone(),
+            author: comment.author,
+            created_at: comment.created_at_ms,
+            edited_at: comment.edited_at_ms,
+            body: comment.body.clone(),
+        })
+        .collect();
+    let links: Vec<String> = content.links.iter().map(ToString::to_string).collect();
+    let conflicts: Vec<(String, String)> = content
+        .conflicts
+        .iter()
+        .map(|c| {
+            let values = serde_json::to_string(&c.values).unwrap_or_else(|_| "[]".into());
+            (c.field.key().to_owned(), values)
+        })
+        .collect();
+    let children = Children {
+        tags: &content.tags,
+        links: &links,
+        steps: &steps,
+        comments: &comments,
+        conflicts: &conflicts,
+    };
+    write_children(conn, entity_id, &children).await?;
+    write_fts(
+        conn,
+        entity_id,
+        &content.title,
+        &rendered.index_body,
+        &content.tags,
+        &comments,
+    )
+    .await
+}
+
+/// The child rows of an entity's projection.
+pub(crate) struct Children<'a> {
+    pub(crate) tags: &'a [String],
+    pub(crate) links: &'a [String],
+    pub(crate) steps: &'a [StepRow],
+    pub(crate) comments: &'a [CommentRow],
+    /// (field, JSON list of values)
+    pub(crate) conflicts: &'a [(String, String)],
+}
+
+/// Replaces the child rows (tags, links, steps, comments, conflicts) of an entity. Shared by
+/// the projection of a local document and by a replica applying the server's rows.
+pub(crate) async fn write_children(
+    conn: &mut SqliteConnection,
+    entity_id: i64,
+    children: &Children<'_>,
+) -> Result<(), sqlx::Error> {
     for table in [
         "entity_tags",
         "entity_links",
@@ -68,59 +138,70 @@ pub(crate) async fn write(
         .execute(&mut *conn)
         .await?;
     }
-    for tag in &content.tags {
+    for tag in children.tags {
         sqlx::query("INSERT INTO entity_tags (entity_id, tag) VALUES (?, ?)")
             .bind(entity_id)
             .bind(tag)
             .execute(&mut *conn)
             .await?;
     }
-    for target in &content.links {
+    for target in children.links {
         sqlx::query("INSERT INTO entity_links (entity_id, target_uuid) VALUES (?, ?)")
             .bind(entity_id)
-            .bind(target.to_string())
+            .bind(target)
             .execute(&mut *conn)
             .await?;
     }
-    for (ordering, step) in content.steps.iter().enumerate() {
+    for step in children.steps {
         sqlx::query(
             "INSERT INTO entity_steps (entity_id, step_id, ordering, body, done, done_by, done_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(entity_id)
-        .bind(&step.id)
-        .bind(i64::try_from(ordering).unwrap_or(i64::MAX))
+        .bind(&step.step_id)
+        .bind(step.ordering)
         .bind(&step.body)
         .bind(step.done)
         .bind(step.done_by)
-        .bind(step.done_at_ms)
+        .bind(step.done_at)
         .execute(&mut *conn)
         .await?;
     }
-    for comment in &content.comments {
+    for comment in children.comments {
         sqlx::query(
             "INSERT INTO entity_comments (entity_id, comment_id, author, created_at, edited_at, body) VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(entity_id)
-        .bind(&comment.id)
+        .bind(&comment.comment_id)
         .bind(comment.author)
-        .bind(comment.created_at_ms)
-        .bind(comment.edited_at_ms)
+        .bind(comment.created_at)
+        .bind(comment.edited_at)
         .bind(&comment.body)
         .execute(&mut *conn)
         .await?;
     }
-    for conflict in &content.conflicts {
+    for (field, values) in children.conflicts {
         sqlx::query(
             "INSERT INTO entity_conflicts (entity_id, field, values_json) VALUES (?, ?, ?)",
         )
         .bind(entity_id)
-        .bind(conflict.field.key())
-        .bind(serde_json::to_string(&conflict.values).unwrap_or_else(|_| "[]".into()))
+        .bind(field)
+        .bind(values)
         .execute(&mut *conn)
         .await?;
     }
+    Ok(())
+}
 
-    let comments_text: Vec<&str> = content.comments.iter().map(|c| c.body.as_str()).collect();
+/// Replaces an entity's full-text row (rowid = entity id).
+pub(crate) async fn write_fts(
+    conn: &mut SqliteConnection,
+    entity_id: i64,
+    title: &str,
+    index_body: &str,
+    tags: &[String],
+    comments: &[CommentRow],
+) -> Result<(), sqlx::Error> {
+    let comments_text: Vec<&str> = comments.iter().map(|c| c.body.as_str()).collect();
     sqlx::query("DELETE FROM entity_fts WHERE rowid = ?")
         .bind(entity_id)
         .execute(&mut *conn)
@@ -129,9 +210,9 @@ pub(crate) async fn write(
         "INSERT INTO entity_fts (rowid, title, body, tags, comments) VALUES (?, ?, ?, ?, ?)",
     )
     .bind(entity_id)
-    .bind(&content.title)
-    .bind(&rendered.index_body)
-    .bind(content.tags.join(" "))
+    .bind(title)
+    .bind(index_body)
+    .bind(tags.join(" "))
     .bind(comments_text.join("\n"))
     .execute(&mut *conn)
     .await?;

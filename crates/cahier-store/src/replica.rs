@@ -219,81 +219,23 @@ impl Store {
         .bind(local_id)
         .execute(&mut *conn)
         .await?;
-        for table in [
-            "entity_tags",
-            "entity_links",
-            "entity_steps",
-            "entity_comments",
-            "entity_conflicts",
-        ] {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DELETE FROM {table} WHERE entity_id = ?"
-            )))
-            .bind(local_id)
-            .execute(&mut *conn)
-            .await?;
-        }
-        for tag in &e.tags {
-            sqlx::query("INSERT INTO entity_tags (entity_id, tag) VALUES (?, ?)")
-                .bind(local_id)
-                .bind(tag)
-                .execute(&mut *conn)
-                .await?;
-        }
-        for target in &snapshot.links {
-            sqlx::query("INSERT INTO entity_links (entity_id, target_uuid) VALUES (?, ?)")
-                .bind(local_id)
-                .bind(target)
-                .execute(&mut *conn)
-                .await?;
-        }
-        for s in &snapshot.steps {
-            sqlx::query("INSERT INTO entity_steps (entity_id, step_id, ordering, body, done, done_by, done_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
-                .bind(local_id)
-                .bind(&s.step_id)
-                .bind(s.ordering)
-                .bind(&s.body)
-                .bind(s.done)
-                .bind(s.done_by)
-                .bind(s.done_at)
-                .execute(&mut *conn)
-                .await?;
-        }
-        for c in &snapshot.comments {
-            sqlx::query("INSERT INTO entity_comments (entity_id, comment_id, author, created_at, edited_at, body) VALUES (?, ?, ?, ?, ?, ?)")
-                .bind(local_id)
-                .bind(&c.comment_id)
-                .bind(c.author)
-                .bind(c.created_at)
-                .bind(c.edited_at)
-                .bind(&c.body)
-                .execute(&mut *conn)
-                .await?;
-        }
-        for (field, values) in &snapshot.conflicts {
-            sqlx::query(
-                "INSERT INTO entity_conflicts (entity_id, field, values_json) VALUES (?, ?, ?)",
-            )
-            .bind(local_id)
-            .bind(field)
-            .bind(values)
-            .execute(&mut *conn)
-            .await?;
-        }
-        let comments: Vec<&str> = snapshot.comments.iter().map(|c| c.body.as_str()).collect();
-        sqlx::query("DELETE FROM entity_fts WHERE rowid = ?")
-            .bind(local_id)
-            .execute(&mut *conn)
-            .await?;
-        sqlx::query(
-            "INSERT INTO entity_fts (rowid, title, body, tags, comments) VALUES (?, ?, ?, ?, ?)",
+        let children = projection::Children {
+            tags: &e.tags,
+            links: &snapshot.links,
+            steps: &snapshot.steps,
+            comments: &snapshot.comments,
+            conflicts: &snapshot.conflicts,
+        };
+        projection::write_children(conn, local_id, &children).await?;
+        let index_body = index_text(&e.body, ContentType::from_code(e.content_type));
+        projection::write_fts(
+            conn,
+            local_id,
+            &e.title,
+            &index_body,
+            &e.tags,
+            &snapshot.comments,
         )
-        .bind(local_id)
-        .bind(&e.title)
-        .bind(index_text(&e.body, ContentType::from_code(e.content_type)))
-        .bind(e.tags.join(" "))
-        .bind(comments.join("\n"))
-        .execute(&mut *conn)
         .await?;
         Ok(())
     }
