@@ -9,6 +9,7 @@ pub mod clock;
 pub mod document;
 pub mod entity;
 pub mod markdown;
+pub mod search_terms;
 pub mod text_splice;
 pub mod version_diff;
 

@@ -871,13 +871,13 @@ impl Store {
         let Ok(id) = id.parse::<i64>() else {
             return Ok(None);
         };
-        let row: Option<(i64, i64, String, bool)> = sqlx::query_as(
-            "SELECT user_id, team_id, secret_hash, can_write FROM api_keys WHERE id = ?",
+        let row: Option<(i64, i64, String, bool, Option<i64>)> = sqlx::query_as(
+            "SELECT user_id, team_id, secret_hash, can_write, last_used_at FROM api_keys WHERE id = ?",
         )
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        let Some((user_id, team_id, hash, can_write)) = row else {
+        let Some((user_id, team_id, hash, can_write, last_used_at)) = row else {
             return Ok(None);
         };
         if !bool::from(sha256_hex(secret).as_bytes().ct_eq(hash.as_bytes())) {
@@ -887,13 +887,17 @@ impl Store {
         if user.is_archived {
             return Ok(None);
         }
+        // At most once a minute: an UPDATE takes the database's single write lock even when it
+        // changes nothing, and queued behind writers it slowed every API request (BENCHMARKS.md).
         let now = self.now_ms();
-        sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)")
-            .bind(now)
-            .bind(id)
-            .bind(now - 60_000)
-            .execute(&self.pool)
-            .await?;
+        if last_used_at.is_none_or(|at| at < now - 60_000) {
+            sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)")
+                .bind(now)
+                .bind(id)
+                .bind(now - 60_000)
+                .execute(&self.pool)
+                .await?;
+        }
         Ok(Some(ApiKeyGrant {
             key_id: id,
             user,

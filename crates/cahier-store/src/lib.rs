@@ -106,6 +106,8 @@ pub struct Store {
     pub(crate) device: String,
     /// Where attachment files live; `None` until [`Store::with_blobs`] (uploads are refused).
     pub(crate) blobs: Option<blobs::BlobStore>,
+    /// Match counts that choose a search's plan ([`listing::SearchLimits`]).
+    pub(crate) search_limits: listing::SearchLimits,
 }
 
 impl std::fmt::Debug for Store {
@@ -197,12 +199,20 @@ impl Store {
             actors: Arc::new(Mutex::new(std::collections::HashMap::new())),
             device: "server".to_owned(),
             blobs: None,
+            search_limits: listing::SearchLimits::default(),
         })
     }
 
     /// Names the device this store writes as (a replica's device id; "server" by default).
     pub fn with_device(mut self, device: &str) -> Self {
         self.device = device.to_owned();
+        self
+    }
+
+    /// Chooses search plans with other match counts than [`listing::SearchLimits::default`]
+    /// (tests use small ones to reach every plan with few entries).
+    pub fn with_search_limits(mut self, limits: listing::SearchLimits) -> Self {
+        self.search_limits = limits;
         self
     }
 

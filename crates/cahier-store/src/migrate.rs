@@ -1,14 +1,77 @@
 //! Embedded migrations: each runs once, in order, inside a transaction. Never edit one that has
 //! shipped; add the next number instead (STYLE.md §4).
 
-use sqlx::SqlitePool;
+use sqlx::{Row, SqliteConnection, SqlitePool};
 
-const SQLITE: &[(i64, &str)] = &[
-    (1, include_str!("../migrations/sqlite/0001_foundation.sql")),
-    (2, include_str!("../migrations/sqlite/0002_list_index.sql")),
-    (3, include_str!("../migrations/sqlite/0003_sync.sql")),
-    (5, include_str!("../migrations/sqlite/0005_uploads.sql")),
+/// One migration: SQL, or a step that needs Rust (it computes what SQL cannot).
+enum Step {
+    Sql(&'static str),
+    /// Rewrites every row of the full-text index from the projection (`projection::write_fts`
+    /// decides what is indexed), then merges the index into one segment.
+    RebuildSearchIndex,
+}
+
+const SQLITE: &[(i64, Step)] = &[
+    (
+        1,
+        Step::Sql(include_str!("../migrations/sqlite/0001_foundation.sql")),
+    ),
+    (
+        2,
+        Step::Sql(include_str!("../migrations/sqlite/0002_list_index.sql")),
+    ),
+    (
+        3,
+        Step::Sql(include_str!("../migrations/sqlite/0003_sync.sql")),
+    ),
+    // Hyphenated words indexed as single terms (cahier_core::search_terms).
+    (4, Step::RebuildSearchIndex),
+    (
+        5,
+        Step::Sql(include_str!("../migrations/sqlite/0005_uploads.sql")),
+    ),
 ];
+
+async fn rebuild_search_index(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    use cahier_core::markdown::{ContentType, index_text};
+    // In batches, so memory stays flat whatever the number of entries.
+    let mut after = i64::MIN;
+    loop {
+        let rows = sqlx::query(
+            "SELECT id, title, body, content_type, tags_text FROM entities WHERE id > ? ORDER BY id LIMIT 500",
+        )
+        .bind(after)
+        .fetch_all(&mut *conn)
+        .await?;
+        let Some(last) = rows.last() else { break };
+        after = last.try_get(0)?;
+        for row in rows {
+            let id: i64 = row.try_get(0)?;
+            let title: String = row.try_get(1)?;
+            let body: String = row.try_get(2)?;
+            let content_type: i64 = row.try_get(3)?;
+            let tags_text: String = row.try_get(4)?;
+            let tags: Vec<String> = tags_text
+                .split('|')
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .collect();
+            let comments: Vec<crate::entities::CommentRow> = sqlx::query_as(
+                "SELECT comment_id, author, created_at, edited_at, body FROM entity_comments WHERE entity_id = ? \
+                 ORDER BY created_at, comment_id",
+            )
+            .bind(id)
+            .fetch_all(&mut *conn)
+            .await?;
+            let index_body = index_text(&body, ContentType::from_code(content_type));
+            crate::projection::write_fts(conn, id, &title, &index_body, &tags, &comments).await?;
+        }
+    }
+    sqlx::query("INSERT INTO entity_fts (entity_fts) VALUES ('optimize')")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -16,7 +79,8 @@ pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::Error> {
     )
     .execute(pool)
     .await?;
-    for &(version, sql) in SQLITE {
+    for (version, step) in SQLITE {
+        let version = *version;
         let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
         let done: Option<i64> =
             sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
@@ -24,7 +88,12 @@ pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::Error> {
                 .fetch_optional(&mut *tx)
                 .await?;
         if done.is_none() {
-            sqlx::raw_sql(sql).execute(&mut *tx).await?;
+            match step {
+                Step::Sql(sql) => {
+                    sqlx::raw_sql(*sql).execute(&mut *tx).await?;
+                }
+                Step::RebuildSearchIndex => rebuild_search_index(&mut tx).await?,
+            }
             sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, strftime('%s','now') * 1000)")
                 .bind(version)
                 .execute(&mut *tx)

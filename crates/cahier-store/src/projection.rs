@@ -5,6 +5,7 @@
 use crate::entities::{CommentRow, StepRow};
 use cahier_core::EntityContent;
 use cahier_core::markdown::{ContentType, index_text, render_body};
+use cahier_core::search_terms::joined_terms;
 use sqlx::SqliteConnection;
 
 /// The parts of a projection that cost CPU: computed before the write transaction starts.
@@ -202,6 +203,18 @@ pub(crate) async fn write_fts(
     comments: &[CommentRow],
 ) -> Result<(), sqlx::Error> {
     let comments_text: Vec<&str> = comments.iter().map(|c| c.body.as_str()).collect();
+    // Tags, then every hyphenated word of the entry as one term (search_terms.rs).
+    let mut tags_text = tags.join(" ");
+    let joined = joined_terms(
+        [title, index_body]
+            .into_iter()
+            .chain(tags.iter().map(String::as_str))
+            .chain(comments_text.iter().copied()),
+    );
+    if !joined.is_empty() {
+        tags_text.push(' ');
+        tags_text.push_str(&joined);
+    }
     sqlx::query("DELETE FROM entity_fts WHERE rowid = ?")
         .bind(entity_id)
         .execute(&mut *conn)
@@ -212,7 +225,7 @@ pub(crate) async fn write_fts(
     .bind(entity_id)
     .bind(title)
     .bind(index_body)
-    .bind(tags.join(" "))
+    .bind(tags_text)
     .bind(comments_text.join("\n"))
     .execute(&mut *conn)
     .await?;

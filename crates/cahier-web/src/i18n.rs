@@ -230,8 +230,8 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("list.search", "Search", "Rechercher"),
     (
         "list.search_placeholder",
-        "Words in title, body, tags or comments",
-        "Mots du titre, du texte, des mots-clés ou des commentaires",
+        "Whole words in title, body, tags or comments; sédim* for words starting with sédim",
+        "Mots entiers du titre, du texte, des mots-clés ou des commentaires ; sédim* pour les mots commençant par sédim",
     ),
     ("list.filters", "Filters", "Filtres"),
     ("list.any", "Any", "Tous"),
@@ -252,6 +252,16 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("list.apply", "Apply", "Appliquer"),
     ("list.clear", "Clear filters", "Effacer les filtres"),
     ("list.empty", "Nothing here yet.", "Rien pour l'instant."),
+    (
+        "list.no_whole_words",
+        "No entry contains these whole words.",
+        "Aucune entrée ne contient ces mots entiers.",
+    ),
+    (
+        "list.try_prefix",
+        "Search words starting with",
+        "Chercher les mots commençant par",
+    ),
     ("list.show_deleted", "Deleted", "Supprimées"),
     ("list.col_title", "Title", "Titre"),
     ("list.col_date", "Date", "Date"),

@@ -94,6 +94,38 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
     serve_store(settings, store, None).await
 }
 
+/// How often the server looks whether the search index needs tidying.
+const TIDY_EVERY: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+/// Index pages rewritten per step of tidying (a few ms of write lock each).
+const TIDY_PAGES: i64 = 200;
+
+/// Keeps the full-text index merged ([`Store::tidy_search_index`]): every quarter of an hour,
+/// if entries changed, in small steps with pauses so that writers keep going. At 100,000
+/// entries a full merge rewrites about 85 MB in 1.7 s of work.
+async fn tidy_search_index(store: Store) {
+    let mut tidied_at = None;
+    loop {
+        tokio::time::sleep(TIDY_EVERY).await;
+        let Ok(counter) = store.change_counter().await else {
+            continue;
+        };
+        if tidied_at == Some(counter) {
+            continue;
+        }
+        loop {
+            match store.tidy_search_index(TIDY_PAGES).await {
+                Ok(true) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+                Ok(false) => break,
+                Err(error) => {
+                    tracing::warn!(%error, "tidying the search index failed");
+                    break;
+                }
+            }
+        }
+        tidied_at = Some(counter);
+    }
+}
+
 /// Serves an open store: a lab instance (`replica` is `None`) or a field replica.
 pub async fn serve_store(
     settings: &Settings,
@@ -129,13 +161,16 @@ pub async fn serve_store(
         replica,
     };
     let app = cahier_web::router(state);
+    let tidy = tokio::spawn(tidy_search_index(store.clone()));
     let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
+        let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = shutdown_rx.await;
             })
-            .await
+            .await;
+        tidy.abort();
+        served
     });
     Ok(Running {
         addr,

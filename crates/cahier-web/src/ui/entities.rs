@@ -102,6 +102,8 @@ struct ListPage {
     next_url: Option<String>,
     is_first_page: bool,
     has_filters: bool,
+    /// When whole words found nothing: the same search with the last word as a prefix.
+    prefix_search: Option<(String, String)>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -218,6 +220,7 @@ async fn list_entities(
     let owners = user_names(store, page.rows.iter().map(|r| r.owner_id))
         .await
         .ui(lang)?;
+    let page_is_empty = page.rows.is_empty();
     let rows = page
         .rows
         .iter()
@@ -308,6 +311,29 @@ async fn list_entities(
         || tag_filter.is_some()
         || mine
         || deleted;
+    let prefix_search = match (&query.q, page_is_empty) {
+        (Some(q), true) if !cahier_store::listing::has_prefix(q) => {
+            let mut words: Vec<&str> = q.split_whitespace().collect();
+            let last = words.pop().unwrap_or_default().to_owned();
+            let typed = if words.is_empty() {
+                format!("{last}*")
+            } else {
+                format!("{} {last}*", words.join(" "))
+            };
+            let mut pairs = vec![("q", typed)];
+            if deleted {
+                pairs.push(("deleted", "1".to_owned()));
+            }
+            Some((
+                format!(
+                    "/{section}?{}",
+                    serde_urlencoded::to_string(&pairs).unwrap_or_default()
+                ),
+                last,
+            ))
+        }
+        _ => None,
+    };
     let p = PageCtx::signed_in(&state, &session, lang.t("list.title").to_owned())
         .await
         .ui(lang)?;
@@ -326,6 +352,7 @@ async fn list_entities(
         next_url,
         is_first_page: query.after.is_none(),
         has_filters,
+        prefix_search,
     }))
 }
 
