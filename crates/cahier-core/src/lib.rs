@@ -8,6 +8,7 @@ pub mod access;
 pub mod clock;
 pub mod document;
 pub mod entity;
+pub mod fields;
 pub mod markdown;
 pub mod text_splice;
 pub mod version_diff;

@@ -70,6 +70,10 @@ impl From<cahier_core::DocError> for StoreError {
                 message,
             },
             cahier_core::DocError::NotFound(what) => StoreError::NotFound(what),
+            cahier_core::DocError::InvalidField { name, message } => StoreError::Invalid {
+                field: name,
+                message,
+            },
             other => StoreError::Document(other),
         }
     }
