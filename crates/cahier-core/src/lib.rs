@@ -10,6 +10,7 @@ pub mod document;
 pub mod entity;
 pub mod fields;
 pub mod markdown;
+pub mod template;
 pub mod text_splice;
 pub mod version_diff;
 
