@@ -12,6 +12,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use cahier_core::clock::format_sql_datetime;
+use cahier_core::document::EntityOp;
+use cahier_core::fields::Metadata;
 use cahier_core::markdown::ContentType;
 use cahier_core::{EntityKind, EntityPatch};
 use cahier_store::catalog::Vocabulary;
@@ -34,9 +36,10 @@ pub(super) fn routes() -> Router<AppState> {
 pub(super) fn kind(entity_type: &str) -> Result<EntityKind, AppError> {
     match entity_type {
         "experiments" => Ok(EntityKind::Experiment),
-        "items" | "experiments_templates" | "items_types" => Err(AppError::NotImplemented(
-            format!("{entity_type} are not available yet in Cahier; only experiments are"),
-        )),
+        "experiments_templates" => Ok(EntityKind::ExperimentTemplate),
+        "items" | "items_types" => Err(AppError::NotImplemented(format!(
+            "{entity_type} are not available yet in Cahier; only experiments and experiment templates are"
+        ))),
         _ => Err(AppError::NotFound("endpoint".into())),
     }
 }
@@ -168,7 +171,11 @@ async fn list(
     query.limit = 15;
     for (key, value) in query_pairs(raw.as_deref())? {
         match key.as_str() {
-            "q" => query.q = Some(value).filter(|v| !v.trim().is_empty()),
+            "q" => {
+                let (words, filters) = cahier_store::field_filter::parse(&value)?;
+                query.q = words;
+                query.fields = filters;
+            }
             "limit" => {
                 query.limit = value
                     .parse()
@@ -208,12 +215,34 @@ async fn list(
     }
     let page = app.store.list_entities(&caller.subject, &query).await?;
     let names = Names::load(&app.store, &page.rows).await?;
+    let default = default_template(&app, &caller, kind).await?;
     let rows: Vec<Value> = page
         .rows
         .iter()
-        .map(|r| Value::Object(entity_json(r, &names)))
+        .map(|r| {
+            let mut map = entity_json(r, &names);
+            if cahier_core::template::is_template(kind) {
+                map.insert("is_default".into(), json!(i64::from(default == Some(r.id))));
+            }
+            Value::Object(map)
+        })
         .collect();
     Ok(axum::Json(rows).into_response())
+}
+
+/// The id of the caller's team's default template of `kind` (`None` for other kinds).
+async fn default_template(
+    app: &AppState,
+    caller: &ApiCaller,
+    kind: EntityKind,
+) -> Result<Option<i64>, AppError> {
+    if !cahier_core::template::is_template(kind) {
+        return Ok(None);
+    }
+    match caller.team() {
+        Ok(team) => Ok(app.store.default_template(team, kind).await?),
+        Err(_) => Ok(None),
+    }
 }
 
 async fn full_entity(
@@ -225,6 +254,23 @@ async fn full_entity(
     let row = app.store.entity_of_kind(&caller.subject, kind, id).await?;
     let names = Names::load(&app.store, std::slice::from_ref(&row)).await?;
     let mut map = entity_json(&row, &names);
+    let decoded = row
+        .metadata
+        .as_deref()
+        .and_then(|m| serde_json::from_str::<Value>(m).ok())
+        .unwrap_or(Value::Null);
+    map.insert("metadata_decoded".into(), decoded);
+    if cahier_core::template::is_template(kind) {
+        let default = default_template(app, caller, kind).await?;
+        map.insert("is_default".into(), json!(i64::from(default == Some(id))));
+    }
+    if let Some(uuid) = &row.template_uuid {
+        // eLabFTW's provenance columns; only a template the caller may read is named.
+        if let Ok(source) = app.store.entity_by_uuid(&caller.subject, uuid).await {
+            map.insert("created_from_id".into(), json!(source.id));
+            map.insert("created_from_type".into(), json!(source.kind.elab_code()));
+        }
+    }
     let steps = app.store.steps(id).await?;
     let comments = app.store.comments(id).await?;
     let commenters: Vec<i64> = comments.iter().map(|c| c.author).collect();
@@ -324,12 +370,21 @@ async fn read(
     Ok(axum::Json(full_entity(&app, &caller, kind, id).await?).into_response())
 }
 
-/// The fields of a create or update request, as a document patch.
-fn patch_from(body: &JsonBody) -> Result<EntityPatch, AppError> {
-    if body.has("metadata") || body.has("metadatamerge") {
+/// The fields of a create or update request, as a document patch. `metadata` (a JSON string
+/// or object) replaces the extra fields; on experiments required fields must be filled.
+fn patch_from(body: &JsonBody, kind: EntityKind) -> Result<EntityPatch, AppError> {
+    if body.has("metadatamerge") {
         return Err(AppError::NotImplemented(
-            "extra fields (metadata) are not available yet in Cahier".into(),
+            "metadatamerge is not available yet in Cahier; send the whole metadata, or use the updatemetadatafield action".into(),
         ));
+    }
+    let mut ops = Vec::new();
+    if let Some(metadata) = body.0.get("metadata") {
+        let metadata = Metadata::from_json(metadata).map_err(field_error)?;
+        ops.push(EntityOp::SetMetadata {
+            metadata,
+            require: !cahier_core::template::is_template(kind),
+        });
     }
     let content_type = match body.int("content_type")? {
         None => None,
@@ -354,7 +409,35 @@ fn patch_from(body: &JsonBody) -> Result<EntityPatch, AppError> {
         category: body.nullable_int("category")?,
         rating: body.int("rating")?,
         tags: body.strings("tags")?,
-        ops: Vec::new(),
+        ops,
+    })
+}
+
+fn field_error(error: cahier_core::fields::FieldError) -> AppError {
+    AppError::invalid(&error.name, error.message)
+}
+
+/// eLabFTW's `{"action": "updatemetadatafield", "<field name>": <value>, …}`: sets the value
+/// of each named field (which must exist), checked against its definition.
+fn field_values_from(body: &JsonBody) -> Result<EntityPatch, AppError> {
+    let ops: Vec<EntityOp> = body
+        .0
+        .iter()
+        .filter(|(key, _)| key.as_str() != "action")
+        .map(|(name, value)| EntityOp::SetFieldValue {
+            name: name.clone(),
+            value: value.clone(),
+        })
+        .collect();
+    if ops.is_empty() {
+        return Err(AppError::invalid(
+            "updatemetadatafield",
+            "name the field and its value, like {\"action\": \"updatemetadatafield\", \"Temperature\": \"20\"}",
+        ));
+    }
+    Ok(EntityPatch {
+        ops,
+        ..Default::default()
     })
 }
 
@@ -383,12 +466,23 @@ async fn create(
 ) -> Result<Response, AppError> {
     let kind = kind(&entity_type)?;
     caller.require_write()?;
-    if body.has("template") && body.int("template")?.is_some() {
-        return Err(AppError::NotImplemented(
-            "templates are not available yet in Cahier".into(),
-        ));
-    }
-    let patch = patch_from(&body)?;
+    let template = match body.0.get("template") {
+        None | Some(Value::Null) => None,
+        Some(value) => match value {
+            Value::Number(_) | Value::String(_) => {
+                Some(body.int("template")?.ok_or_else(|| {
+                    AppError::invalid("template", "expected the id of a template")
+                })?)
+            }
+            _ => {
+                return Err(AppError::invalid(
+                    "template",
+                    "expected the id of a template",
+                ));
+            }
+        },
+    };
+    let patch = patch_from(&body, kind)?;
     let canread = body.access_rule("canread", None)?;
     let canwrite = body.access_rule("canwrite", None)?;
     let new = NewEntity {
@@ -399,7 +493,30 @@ async fn create(
         patch,
         template: None,
     };
-    let id = app.store.create_entity(&caller.subject, new).await?;
+    let id = match template {
+        // eLabFTW treats template 0 (and a missing one) as "blank".
+        None | Some(0) => app.store.create_entity(&caller.subject, new).await?,
+        Some(template) => {
+            if cahier_core::template::template_kind(kind).is_none() {
+                return Err(AppError::invalid(
+                    "template",
+                    "a template cannot be made from a template; duplicate it instead",
+                ));
+            }
+            match app
+                .store
+                .create_from_template(&caller.subject, template, new)
+                .await
+            {
+                Err(cahier_store::StoreError::NotFound("template")) => {
+                    return Err(AppError::NotFound(format!(
+                        "template {template} (it does not exist, or you cannot read it)"
+                    )));
+                }
+                other => other?,
+            }
+        }
+    };
     Ok(created(&app, &entity_type, id))
 }
 
@@ -417,7 +534,7 @@ async fn update(
     let row = store.entity_of_kind(subject, kind, id).await?;
     match body.string("action")?.as_deref() {
         None | Some("update") => {
-            let patch = patch_from(&body)?;
+            let patch = patch_from(&body, kind)?;
             let canread = body.access_rule("canread", Some(&row.canread))?;
             let canwrite = body.access_rule("canwrite", Some(&row.canwrite))?;
             if canread.is_some() || canwrite.is_some() {
@@ -454,16 +571,15 @@ async fn update(
         Some("destroy") => {
             store.set_state(subject, id, state::DELETED).await?;
         }
+        Some("updatemetadatafield") => {
+            let patch = field_values_from(&body)?;
+            store
+                .update_entity(subject, id, None, &patch, "save fields")
+                .await?;
+        }
         Some(
-            action @ ("timestamp"
-            | "sign"
-            | "bloxberg"
-            | "pin"
-            | "accesskey"
-            | "updatemetadatafield"
-            | "setnextcustomid"
-            | "updateowner"
-            | "review"),
+            action @ ("timestamp" | "sign" | "bloxberg" | "pin" | "accesskey" | "setnextcustomid"
+            | "updateowner" | "review"),
         ) => {
             return Err(AppError::NotImplemented(format!(
                 "the {action} action is not available yet in Cahier"
