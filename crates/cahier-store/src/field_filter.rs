@@ -213,6 +213,42 @@ mod tests {
         );
     }
 
+    /// The filters must be index range scans, not a walk over every field row (the list page
+    /// and API search stay fast on large instances).
+    #[tokio::test]
+    async fn filters_use_the_field_indexes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let clock = std::sync::Arc::new(cahier_core::FixedClock::new(1_700_000_000_000));
+        let store = crate::Store::open_sqlite(&dir.path().join("t.db"), clock)
+            .await
+            .expect("store");
+        for (q, index) in [
+            ("field:Temperature>20", "entity_fields_num"),
+            ("field:Temperature<=4.5", "entity_fields_num"),
+            ("field:\"Sample type\"=soil", "entity_fields_text"),
+        ] {
+            let (_, filters) = parse(q).expect("parses");
+            let mut builder: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "EXPLAIN QUERY PLAN SELECT e.id FROM entities e WHERE e.kind = 'experiment'",
+            );
+            for filter in &filters {
+                push_condition(&mut builder, filter);
+            }
+            let rows: Vec<(i64, i64, i64, String)> = builder
+                .build_query_as()
+                .fetch_all(&store.pool)
+                .await
+                .expect("plan");
+            let plan: Vec<&str> = rows.iter().map(|r| r.3.as_str()).collect();
+            assert!(
+                plan.iter()
+                    .any(|d| d.contains(&format!("USING INDEX {index}"))
+                        || d.contains(&format!("USING COVERING INDEX {index}"))),
+                "{q}: {plan:?}"
+            );
+        }
+    }
+
     #[test]
     fn bad_filters_say_how_to_write_them() {
         for q in [
