@@ -536,8 +536,6 @@ struct EntityPage {
     has_fields: bool,
     /// Types offered when adding a field.
     field_types: Vec<&'static str>,
-    /// Whether the fields form was refused (errors shown next to fields).
-    fields_refused: bool,
     /// Whether this is a template (fields are defaults, not required yet).
     is_template: bool,
     /// The template this entry was made from, if the user may read it: (href, title).
@@ -863,6 +861,9 @@ pub(super) async fn render_entity_page(
     if let Some(notice) = notice {
         p.notice = Some(notice.to_owned());
     }
+    if fields.is_some() {
+        p.notice = Some(lang.t("fields.refused").to_owned());
+    }
     if e.state == state::DELETED {
         p.notice = Some(lang.t("entity.deleted").to_owned());
     } else if !can_write {
@@ -933,7 +934,6 @@ pub(super) async fn render_entity_page(
         has_fields: !field_groups.is_empty(),
         field_groups,
         field_types: super::fields::type_choices(),
-        fields_refused: fields.is_some(),
         is_template,
         from_template,
         is_default_template,

@@ -58,6 +58,8 @@ pub(super) struct FieldView {
     pub(super) required: bool,
     pub(super) description: String,
     pub(super) error: Option<String>,
+    /// The first field in error gets the focus when the refused form comes back.
+    pub(super) focus: bool,
     /// Where a link field points (`/experiments/12`), when it has a value.
     pub(super) href: Option<String>,
     pub(super) type_name: String,
@@ -133,6 +135,7 @@ pub(super) fn views(metadata: &Metadata, state: Option<&FieldFormState>) -> Vec<
             required: field.required(),
             description: field.description().to_owned(),
             error: state.and_then(|s| s.errors.get(&field.name).cloned()),
+            focus: false,
             href,
             type_name: field.field_type().to_owned(),
             name: field.name.clone(),
@@ -156,6 +159,13 @@ pub(super) fn views(metadata: &Metadata, state: Option<&FieldFormState>) -> Vec<
                 .unwrap_or(usize::MAX - 1)
         }
     });
+    if let Some(first) = out
+        .iter_mut()
+        .flat_map(|g| g.fields.iter_mut())
+        .find(|f| f.error.is_some())
+    {
+        first.focus = true;
+    }
     out
 }
 

@@ -680,3 +680,149 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+#[tokio::test]
+async fn the_fields_form_adds_checks_saves_and_removes_fields() {
+    let app = TestApp::spawn().await;
+    let bob = app.user("bob@lab.fr", "Ecology", false).await;
+    let api = app.api(&app.api_key(&bob, true).await);
+    let id = api.create("/experiments", json!({"title": "Plot 4"})).await;
+    let path = format!("/experiments/{id}");
+    let browser = app.browser(&bob).await;
+    browser.page(&path).await;
+
+    // A field added directly to the experiment, in a new group, with units.
+    for (name, field_type, extra) in [
+        (
+            "Temperature",
+            "number",
+            vec![
+                ("units", "°C, K"),
+                ("group", "Conditions"),
+                ("required", "1"),
+            ],
+        ),
+        (
+            "Sample type",
+            "select",
+            vec![("options", "soil, water"), ("value", "soil")],
+        ),
+        ("Contact", "email", vec![]),
+    ] {
+        let mut form = vec![("name", name), ("type", field_type)];
+        form.extend(extra);
+        let response = browser
+            .post_form(&format!("{path}/fields/add"), &form)
+            .await;
+        assert_eq!(response.status(), 303, "{name}");
+    }
+    let metadata = metadata_of(&api.json(&path).await);
+    let temperature = &metadata["extra_fields"]["Temperature"];
+    assert_eq!(temperature["units"], json!(["°C", "K"]));
+    assert_eq!(temperature["unit"], "°C");
+    assert_eq!(temperature["required"], true);
+    assert_eq!(
+        metadata["elabftw"]["extra_fields_groups"],
+        json!([{"id": 1, "name": "Conditions"}])
+    );
+    assert_eq!(temperature["group_id"], 1);
+    let response = browser
+        .post_form(
+            &format!("{path}/fields/add"),
+            &[("name", "Contact"), ("type", "text")],
+        )
+        .await;
+    assert_eq!(response.status(), 422, "names are unique");
+
+    // The page shows them grouped, labelled, with proper input types.
+    let html = browser.page(&path).await;
+    assert!(html.contains("<legend>Conditions</legend>"), "group legend");
+    assert!(
+        html.contains("type=\"number\"") && html.contains("type=\"email\""),
+        "input types"
+    );
+    assert!(html.contains("aria-required=\"true\""), "required marked");
+
+    // Bad values: refused with messages next to each field; what was typed stays.
+    let response = browser
+        .post_form(
+            &format!("{path}/fields"),
+            &[
+                ("f:Temperature", "warm"),
+                ("u:Temperature", "K"),
+                ("f:Sample type", "lava"),
+                ("f:Contact", "nobody"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 422);
+    let html = response.text().await.unwrap();
+    assert_eq!(
+        html.matches("class=\"error field-error\"").count(),
+        3,
+        "one message per bad field"
+    );
+    assert!(
+        html.contains("value=\"warm\"") && html.contains("value=\"nobody\""),
+        "typed values kept"
+    );
+    assert!(html.contains("aria-invalid=\"true\""));
+    let response = browser
+        .post_form(
+            &format!("{path}/fields"),
+            &[("f:Temperature", ""), ("f:Sample type", "water")],
+        )
+        .await;
+    assert_eq!(response.status(), 422, "required");
+    assert_eq!(
+        metadata_of(&api.json(&path).await),
+        metadata,
+        "nothing was saved"
+    );
+
+    // Good values are saved, unit included.
+    let response = browser
+        .post_form(
+            &format!("{path}/fields"),
+            &[
+                ("f:Temperature", "277.5"),
+                ("u:Temperature", "K"),
+                ("f:Sample type", "water"),
+                ("f:Contact", "a@b.fr"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 303);
+    let fields = metadata_of(&api.json(&path).await)["extra_fields"].clone();
+    assert_eq!(fields["Temperature"]["value"], "277.5");
+    assert_eq!(fields["Temperature"]["unit"], "K");
+    assert_eq!(fields["Sample type"]["value"], "water");
+    assert_eq!(fields["Contact"]["value"], "a@b.fr");
+    let html = browser
+        .page(&format!(
+            "/experiments?q={}",
+            urlencode("field:Temperature>100")
+        ))
+        .await;
+    assert!(html.contains("Plot 4"), "found by its new value");
+
+    // Removed.
+    let response = browser
+        .post_form(&format!("{path}/fields/remove"), &[("name", "Contact")])
+        .await;
+    assert_eq!(response.status(), 303);
+    assert!(
+        metadata_of(&api.json(&path).await)["extra_fields"]
+            .get("Contact")
+            .is_none()
+    );
+    // Another user of the team may read but not change the fields.
+    let eve = app.user("eve@lab.fr", "Ecology", false).await;
+    let eve_browser = app.browser(&eve).await;
+    eve_browser.page(&path).await;
+    let response = eve_browser
+        .post_form(&format!("{path}/fields"), &[("f:Temperature", "1")])
+        .await;
+    assert_eq!(response.status(), 403);
+    app.stop().await;
+}
