@@ -484,6 +484,20 @@ impl Metadata {
         self.fields.iter().try_for_each(Field::check_required)
     }
 
+    /// The metadata an entry copied from this one starts with (from a template, or a
+    /// duplicate): the same, except values eLabFTW marks `blank_value_on_duplicate`, emptied.
+    pub fn for_copy(&self) -> Self {
+        let mut copy = self.clone();
+        for field in &mut copy.fields {
+            if truthy(field.props.get("blank_value_on_duplicate")) {
+                field
+                    .props
+                    .insert("value".into(), Value::String(String::new()));
+            }
+        }
+        copy
+    }
+
     /// Adds a field or replaces the one with the same name.
     pub fn upsert(&mut self, field: Field) {
         match self.fields.iter_mut().find(|f| f.name == field.name) {

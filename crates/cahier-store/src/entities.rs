@@ -933,7 +933,7 @@ impl Store {
         }
         if !content.metadata.is_empty() {
             ops.push(cahier_core::document::EntityOp::SetMetadata {
-                metadata: content.metadata.clone(),
+                metadata: content.metadata.for_copy(),
                 require: false,
             });
         }

@@ -45,7 +45,7 @@ impl Store {
         }
         if !content.metadata.is_empty() {
             ops.push(EntityOp::SetMetadata {
-                metadata: content.metadata.clone(),
+                metadata: content.metadata.for_copy(),
                 require: false,
             });
         }

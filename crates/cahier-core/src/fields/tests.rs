@@ -169,3 +169,17 @@ fn checkbox_and_empty_values_are_normalised() {
     assert_eq!(f.check_value(&json!(false)).ok(), Some(json!("")));
     assert_eq!(f.check_value(&Value::Null).ok(), Some(json!("")));
 }
+
+#[test]
+fn copies_blank_the_values_marked_so() {
+    let m = Metadata::parse(ELABFTW_METADATA).expect("parses");
+    let copy = m.for_copy();
+    assert_eq!(
+        copy.field("Lost").map(Field::display_value),
+        Some(String::new())
+    );
+    assert_eq!(
+        copy.field("Count").map(Field::display_value),
+        Some("12".into())
+    );
+}
