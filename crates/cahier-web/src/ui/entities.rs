@@ -99,6 +99,8 @@ struct ListPage {
     templates: Vec<Choice>,
     has_templates: bool,
     is_template_list: bool,
+    /// Why the search could not be read, shown under the box.
+    search_error: Option<String>,
     q: String,
     statuses: Vec<Choice>,
     categories: Vec<Choice>,
@@ -179,10 +181,23 @@ async fn list_entities(
     let kind = section_kind(&section, lang)?;
     let store = &state.store;
     let mut query = ListQuery::new(kind);
+    // A malformed `field:` filter keeps the list (searched by the words alone) and says what
+    // to write, next to the search box.
+    let mut search_error = None;
     if let Some(q) = non_empty(&params.q) {
-        let (words, filters) = cahier_store::field_filter::parse(q).ui(lang)?;
-        query.q = words;
-        query.fields = filters;
+        match cahier_store::field_filter::parse(q) {
+            Ok((words, filters)) => {
+                query.q = words;
+                query.fields = filters;
+            }
+            Err(error) => {
+                search_error = Some(match error {
+                    cahier_store::StoreError::Invalid { message, .. } => message,
+                    other => other.to_string(),
+                });
+                query.q = Some(q.to_owned());
+            }
+        }
     }
     let parse_id = |s: Option<&str>, field: &str| -> Result<Option<i64>, UiError> {
         s.map(|v| {
@@ -349,6 +364,7 @@ async fn list_entities(
         has_templates: !templates.is_empty(),
         templates,
         is_template_list,
+        search_error,
         q: params.q.clone().unwrap_or_default(),
         statuses,
         categories,

@@ -667,6 +667,15 @@ async fn field_filters_find_entries_through_api_q_and_the_list_page() {
             || html.contains("field:Temperature&#62;20"),
         "the search is kept in the box"
     );
+    let response = browser.get(&q("field:Temperature>warm")).await;
+    assert_eq!(response.status(), 200, "a bad filter keeps the list");
+    let html = response.text().await.unwrap();
+    assert!(
+        html.contains("id=\"q-error\"")
+            && (html.contains("field:Temperature&gt;20")
+                || html.contains("field:Temperature&#62;20")),
+        "says what to write"
+    );
     app.stop().await;
 }
 
