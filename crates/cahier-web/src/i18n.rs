@@ -107,6 +107,11 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
         "Modèles d'expérience",
     ),
     ("templates.new", "New template", "Nouveau modèle"),
+    (
+        "templates.use",
+        "New experiment from this template",
+        "Nouvelle expérience à partir de ce modèle",
+    ),
     ("templates.start_from", "Start from", "Partir de"),
     ("templates.blank", "Blank experiment", "Expérience vierge"),
     (
@@ -215,6 +220,61 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("fields.group", "Group", "Groupe"),
     ("fields.description", "Description", "Description"),
     ("fields.required_label", "Required", "Obligatoire"),
+    (
+        "fields.err_number",
+        "Write a number, like 12 or 4.5.",
+        "Écrivez un nombre, comme 12 ou 4.5.",
+    ),
+    (
+        "fields.err_date",
+        "Write a date as YYYY-MM-DD.",
+        "Écrivez une date au format AAAA-MM-JJ.",
+    ),
+    (
+        "fields.err_datetime",
+        "Write a date and time as YYYY-MM-DDTHH:MM.",
+        "Écrivez une date et une heure au format AAAA-MM-JJTHH:MM.",
+    ),
+    (
+        "fields.err_time",
+        "Write a time as HH:MM.",
+        "Écrivez une heure au format HH:MM.",
+    ),
+    (
+        "fields.err_email",
+        "Write an e-mail address, like name@example.org.",
+        "Écrivez une adresse électronique, comme nom@exemple.fr.",
+    ),
+    (
+        "fields.err_url",
+        "Write a web address starting with https://.",
+        "Écrivez une adresse web commençant par https://.",
+    ),
+    (
+        "fields.err_option",
+        "Pick one of the proposed choices.",
+        "Choisissez parmi les choix proposés.",
+    ),
+    (
+        "fields.err_checkbox",
+        "Tick the box or leave it empty.",
+        "Cochez la case ou laissez-la vide.",
+    ),
+    (
+        "fields.err_link",
+        "Give the number of an entry you can open.",
+        "Indiquez le numéro d'une entrée que vous pouvez ouvrir.",
+    ),
+    (
+        "fields.err_unit",
+        "Pick one of the proposed units.",
+        "Choisissez parmi les unités proposées.",
+    ),
+    (
+        "fields.err_too_long",
+        "This value is too long.",
+        "Cette valeur est trop longue.",
+    ),
     ("nav.main", "Main menu", "Menu principal"),
     ("nav.dashboard", "Dashboard", "Tableau de bord"),
     ("nav.experiments", "Experiments", "Expériences"),

@@ -188,12 +188,30 @@ fn form_value<'a>(pairs: &'a Pairs, key: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-fn message(lang: Lang, error: &cahier_core::fields::FieldError) -> String {
-    if error.message.contains("required") {
-        lang.t("fields.required_error").to_owned()
+/// The message shown next to a refused field, in the user's language: what to write, by the
+/// field's type (core's messages are the API's, in English).
+fn message(lang: Lang, field: &Field, error: &cahier_core::fields::FieldError) -> String {
+    let key = if error.message.contains("required") {
+        "fields.required_error"
+    } else if error.message.starts_with("unit") {
+        "fields.err_unit"
+    } else if error.message.contains("at most") {
+        "fields.err_too_long"
     } else {
-        error.message.clone()
-    }
+        match field.field_type() {
+            "number" => "fields.err_number",
+            "date" => "fields.err_date",
+            "datetime-local" => "fields.err_datetime",
+            "time" => "fields.err_time",
+            "email" => "fields.err_email",
+            "url" => "fields.err_url",
+            "select" | "radio" => "fields.err_option",
+            "checkbox" => "fields.err_checkbox",
+            "experiments" | "items" | "users" | "compounds" | "uploads" => "fields.err_link",
+            _ => return error.message.clone(),
+        }
+    };
+    lang.t(key).to_owned()
 }
 
 async fn save_fields(
@@ -240,13 +258,15 @@ async fn save_fields(
         let checked = match checked {
             Ok(v) => v,
             Err(e) => {
-                form.errors.insert(field.name.clone(), message(lang, &e));
+                form.errors
+                    .insert(field.name.clone(), message(lang, &updated, &e));
                 continue;
             }
         };
         updated.props.insert("value".into(), checked.clone());
         if !is_template && let Err(e) = updated.check_required() {
-            form.errors.insert(field.name.clone(), message(lang, &e));
+            form.errors
+                .insert(field.name.clone(), message(lang, &updated, &e));
             continue;
         }
         if updated.unit() != field.unit() {
@@ -269,10 +289,15 @@ async fn save_fields(
             .await
         {
             Ok(_) => {}
-            Err(cahier_store::StoreError::Invalid { field, message })
-                if content.metadata.field(&field).is_some() =>
-            {
-                form.errors.insert(field, message);
+            Err(cahier_store::StoreError::Invalid {
+                field,
+                message: text,
+            }) if content.metadata.field(&field).is_some() => {
+                let shown = match content.metadata.field(&field) {
+                    Some(f) if f.link_targets().is_some() => lang.t("fields.err_link").to_owned(),
+                    _ => text,
+                };
+                form.errors.insert(field, shown);
             }
             Err(other) => return Err(UiError(other.into(), lang)),
         }

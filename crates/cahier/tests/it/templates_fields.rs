@@ -309,6 +309,11 @@ async fn the_team_default_template_is_preselected_and_used_for_a_new_experiment(
         bob_api.json(&format!("/experiments/{from_default}")).await["created_from_id"],
         template
     );
+    let html = bob_browser.page(&format!("/templates/{template}")).await;
+    assert!(
+        html.contains("id=\"use-template\""),
+        "a template page offers to use it"
+    );
     let response = bob_browser
         .post_form("/experiments", &[("template", "blank")])
         .await;
@@ -776,6 +781,10 @@ async fn the_fields_form_adds_checks_saves_and_removes_fields() {
         "typed values kept"
     );
     assert!(html.contains("aria-invalid=\"true\""));
+    assert!(
+        html.contains("Écrivez un nombre") && html.contains("Choisissez parmi les choix proposés"),
+        "messages in the user's language"
+    );
     let response = browser
         .post_form(
             &format!("{path}/fields"),
