@@ -844,3 +844,53 @@ async fn the_fields_form_adds_checks_saves_and_removes_fields() {
     assert_eq!(response.status(), 403);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_list_pages_through_field_filter_results_with_its_keyset_links() {
+    let app = TestApp::spawn().await;
+    let bob = app.user("bob@lab.fr", "Ecology", false).await;
+    let api = app.api(&app.api_key(&bob, true).await);
+    for n in 0..25 {
+        let temperature = (100 + n).to_string();
+        api.create(
+            "/experiments",
+            json!({"title": format!("Hot {n:02}"), "metadata": {"extra_fields": {"Temperature": {"type": "number", "value": temperature}}}}),
+        )
+        .await;
+    }
+    api.create("/experiments", json!({"title": "Cold", "metadata": {"extra_fields": {"Temperature": {"type": "number", "value": "3"}}}}))
+        .await;
+    let browser = app.browser(&bob).await;
+    let mut path = format!(
+        "/experiments?order=title&sort=asc&q={}",
+        urlencode("field:Temperature>=100")
+    );
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let html = browser.page(&path).await;
+        seen.extend(
+            (0..25)
+                .map(|n| format!("Hot {n:02}"))
+                .filter(|t| html.contains(&format!(">{t}</a>"))),
+        );
+        assert!(!html.contains(">Cold</a>"));
+        match html
+            .split("id=\"next-page\"")
+            .next()
+            .and_then(|before| before.rsplit("href=\"").next())
+        {
+            Some(next) if html.contains("id=\"next-page\"") => {
+                path = next.split('"').next().unwrap().replace("&amp;", "&");
+                assert!(
+                    path.contains("q=field"),
+                    "the filter stays in the next page's link: {path}"
+                );
+            }
+            _ => break,
+        }
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 25, "every match once, over two pages: {seen:?}");
+    app.stop().await;
+}
