@@ -485,3 +485,45 @@ fn concurrent_edits_of_different_fields_merge() {
         Some("Lake".into())
     );
 }
+
+#[test]
+fn a_version_diff_shows_changed_field_values() {
+    let mut doc = new_doc();
+    let metadata = crate::fields::Metadata::parse(METADATA).expect("metadata");
+    ops(
+        &mut doc,
+        1,
+        vec![EntityOp::SetMetadata {
+            metadata,
+            require: false,
+        }],
+    )
+    .expect("set");
+    let before = doc.content().expect("before");
+    ops(
+        &mut doc,
+        1,
+        vec![EntityOp::SetFieldValue {
+            name: "Temperature".into(),
+            value: "30".into(),
+        }],
+    )
+    .expect("set");
+    let after = doc.content().expect("after");
+    let d = crate::version_diff::diff(&before, &after);
+    let change = d
+        .fields
+        .iter()
+        .find(|f| f.field == "metadata")
+        .expect("metadata change");
+    assert!(
+        change.before.contains("Temperature = 20 °C"),
+        "{}",
+        change.before
+    );
+    assert!(
+        change.after.contains("Temperature = 30 °C"),
+        "{}",
+        change.after
+    );
+}
