@@ -272,8 +272,8 @@ impl Field {
                 if !text.parse::<f64>().is_ok_and(f64::is_finite) {
                     return bad(format!("{text:?} is not a number; write it like 12 or 4.5"));
                 }
-                // Keep what the writer sent (eLabFTW stores numbers as text).
-                return Ok(value.clone());
+                // Keep what the writer sent (eLabFTW stores numbers as text), trimmed.
+                return Ok(keep(value, text));
             }
             "date" if !crate::clock::is_valid_date(&text) => {
                 return bad(format!("{text:?} is not a date; write it as YYYY-MM-DD"));
@@ -318,14 +318,11 @@ impl Field {
                         "{text:?} is not an entry number; give the id of the entry"
                     ));
                 }
-                return Ok(value.clone());
+                return Ok(keep(value, text));
             }
             _ => {}
         }
-        Ok(match value {
-            Value::String(_) => Value::String(text),
-            other => other.clone(),
-        })
+        Ok(keep(value, text))
     }
 
     /// Fails when the field is required and empty.
@@ -505,6 +502,14 @@ impl Metadata {
             None => self.fields.push(field),
         }
         self.sort();
+    }
+}
+
+/// A checked value as stored: text trimmed, other JSON kinds as sent.
+fn keep(value: &Value, text: String) -> Value {
+    match value {
+        Value::String(_) => Value::String(text),
+        other => other.clone(),
     }
 }
 

@@ -183,3 +183,10 @@ fn copies_blank_the_values_marked_so() {
         Some("12".into())
     );
 }
+
+#[test]
+fn text_values_are_stored_trimmed() {
+    let f = field(json!({"type": "number"}));
+    assert_eq!(f.check_value(&json!(" 12 ")).ok(), Some(json!("12")));
+    assert_eq!(f.check_value(&json!(12)).ok(), Some(json!(12)));
+}
