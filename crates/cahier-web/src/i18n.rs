@@ -108,6 +108,11 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ),
     ("templates.new", "New template", "Nouveau modèle"),
     (
+        "team.templates_link",
+        "The team's experiment templates and its default template",
+        "Les modèles d'expérience de l'équipe et son modèle par défaut",
+    ),
+    (
         "templates.use",
         "New experiment from this template",
         "Nouvelle expérience à partir de ce modèle",
