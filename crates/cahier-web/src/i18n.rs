@@ -226,6 +226,16 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("fields.description", "Description", "Description"),
     ("fields.required_label", "Required", "Obligatoire"),
     (
+        "fields.definitions",
+        "Edit or remove fields",
+        "Modifier ou retirer des champs",
+    ),
+    (
+        "fields.update_definition",
+        "Update the field",
+        "Mettre à jour le champ",
+    ),
+    (
         "fields.err_number",
         "Write a number, like 12 or 4.5.",
         "Écrivez un nombre, comme 12 ou 4.5.",

@@ -63,6 +63,9 @@ pub(super) struct FieldView {
     /// Where a link field points (`/experiments/12`), when it has a value.
     pub(super) href: Option<String>,
     pub(super) type_name: String,
+    /// The definition as the edit form shows it.
+    pub(super) options_csv: String,
+    pub(super) units_csv: String,
 }
 
 /// A group of fields.
@@ -138,6 +141,8 @@ pub(super) fn views(metadata: &Metadata, state: Option<&FieldFormState>) -> Vec<
             focus: false,
             href,
             type_name: field.field_type().to_owned(),
+            options_csv: field.options().join(", "),
+            units_csv: field.units().join(", "),
             name: field.name.clone(),
         };
         match out.iter_mut().find(|g| g.name == group) {
@@ -222,6 +227,12 @@ async fn save_fields(
 ) -> Result<Response, UiError> {
     let lang = session.lang;
     let row = entity_id(&state, &session, &section, &id).await.ui(lang)?;
+    // Who may not write hears so before any remark on the values.
+    state
+        .store
+        .writable(&session.subject, row.id)
+        .await
+        .ui(lang)?;
     let content = state
         .store
         .content(&session.subject, row.id)
@@ -329,6 +340,11 @@ async fn add_field(
 ) -> Result<Response, UiError> {
     let lang = session.lang;
     let row = entity_id(&state, &session, &section, &id).await.ui(lang)?;
+    state
+        .store
+        .writable(&session.subject, row.id)
+        .await
+        .ui(lang)?;
     let content = state
         .store
         .content(&session.subject, row.id)
@@ -356,11 +372,44 @@ async fn add_field(
     if !description.is_empty() {
         field.props.insert("description".into(), json!(description));
     }
-    let value = form_value(&pairs, "value").unwrap_or("").trim().to_owned();
-    field.props.insert("value".into(), json!(value));
     let mut metadata = content.metadata.clone();
-    let position = i64::try_from(metadata.fields.len()).unwrap_or_default() + 1;
-    field.props.insert("position".into(), json!(position));
+    // Editing a definition keeps the field's value, position and unknown keys (eLabFTW's
+    // `readonly`, …); adding one takes the default value given and the last position.
+    let original = form_value(&pairs, "original").map(str::to_owned);
+    match original.as_deref().map(|o| metadata.field(o).cloned()) {
+        Some(None) => return Err(UiError(AppError::NotFound("field".into()), lang)),
+        Some(Some(old)) => {
+            for (key, value) in &old.props {
+                let defined_here = matches!(
+                    key.as_str(),
+                    "type"
+                        | "options"
+                        | "units"
+                        | "unit"
+                        | "required"
+                        | "allow_multi_values"
+                        | "description"
+                        | "group_id"
+                );
+                if !defined_here {
+                    field.props.insert(key.clone(), value.clone());
+                }
+            }
+            if let (Some(unit), Some(Value::Array(units))) =
+                (old.props.get("unit"), field.props.get("units"))
+                && units.contains(unit)
+            {
+                field.props.insert("unit".into(), unit.clone());
+            }
+            metadata.fields.retain(|f| f.name != old.name);
+        }
+        None => {
+            let value = form_value(&pairs, "value").unwrap_or("").trim().to_owned();
+            field.props.insert("value".into(), json!(value));
+            let position = i64::try_from(metadata.fields.len()).unwrap_or_default() + 1;
+            field.props.insert("position".into(), json!(position));
+        }
+    }
     let group = form_value(&pairs, "group").unwrap_or("").trim().to_owned();
     if !group.is_empty() {
         let groups = metadata.groups();

@@ -824,6 +824,42 @@ async fn the_fields_form_adds_checks_saves_and_removes_fields() {
         .await;
     assert!(html.contains("Plot 4"), "found by its new value");
 
+    // A definition edited: new choices, now required, renamed; the value stays.
+    let response = browser
+        .post_form(
+            &format!("{path}/fields/add"),
+            &[
+                ("original", "Sample type"),
+                ("name", "Sample"),
+                ("type", "select"),
+                ("options", "soil, water, clay"),
+                ("required", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 303);
+    let fields = metadata_of(&api.json(&path).await)["extra_fields"].clone();
+    assert!(fields.get("Sample type").is_none());
+    assert_eq!(
+        fields["Sample"]["options"],
+        json!(["soil", "water", "clay"])
+    );
+    assert_eq!(fields["Sample"]["required"], true);
+    assert_eq!(fields["Sample"]["value"], "water");
+    assert_eq!(fields["Sample"]["position"], 2, "keeps its place");
+    let response = browser
+        .post_form(
+            &format!("{path}/fields/add"),
+            &[
+                ("original", "Sample"),
+                ("name", "Sample"),
+                ("type", "select"),
+                ("options", "soil"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 422, "its value is no longer a choice");
+
     // Removed.
     let response = browser
         .post_form(&format!("{path}/fields/remove"), &[("name", "Contact")])
