@@ -111,5 +111,15 @@ async fn an_experiment_from_a_template_needs_its_required_field_before_saving() 
     let metadata: Value = serde_json::from_str(saved["metadata"].as_str().unwrap()).unwrap();
     assert_eq!(metadata["extra_fields"]["Operator"]["value"], "Ada");
     assert_eq!(metadata["extra_fields"]["Temperature"]["value"], "25");
+    // The template's page, as its team sees it: fields with their defaults, the way to use it.
+    ui.goto(&format!("/templates/{template}")).await;
+    ui.find("#use-template").await;
+    crate::no_sideways_scrolling(&ui).await;
+    ui.js(
+        "document.getElementById('fields').scrollIntoView();",
+        vec![],
+    )
+    .await;
+    ui.screenshot("template-page").await;
     ui.finish().await;
 }
