@@ -1,6 +1,7 @@
 //! Filters on metadata field values typed in the search box or the API's `q`:
 //! `field:Temperature>20`, `field:Temperature<=4.5`, `field:Temperature=20`,
-//! `field:"Sample type"=soil` (text is matched exactly, ignoring case). They combine with the
+//! `field:"Sample type"=soil` (text is matched exactly, ignoring case), and eLabFTW's
+//! `extrafield:Name:value` (the same as `field:Name=value`). They combine with the
 //! other words of the search, which stay full-text. Each filter becomes one indexed lookup in
 //! `entity_fields` (migration 0006): `name = ? AND value_num <op> ?` or `name = ? AND value_text = ?`.
 
@@ -63,13 +64,17 @@ pub fn parse(input: &str) -> Result<(Option<String>, Vec<FieldFilter>)> {
     let mut filters = Vec::new();
     let mut rest = input;
     loop {
-        let Some(at) = find_field(rest) else {
+        let Some((at, is_extrafield)) = find_field(rest) else {
             words.push_str(rest);
             break;
         };
         words.push_str(&rest[..at]);
         words.push(' ');
-        let (filter, after) = parse_one(&rest[at + "field:".len()..])?;
+        let (filter, after) = if is_extrafield {
+            parse_extrafield(&rest[at + "extrafield:".len()..])?
+        } else {
+            parse_one(&rest[at + "field:".len()..])?
+        };
         filters.push(filter);
         rest = after;
     }
@@ -77,18 +82,46 @@ pub fn parse(input: &str) -> Result<(Option<String>, Vec<FieldFilter>)> {
     Ok((Some(words).filter(|w| !w.is_empty()), filters))
 }
 
-/// The byte offset of the next `field:` that starts a word.
-fn find_field(s: &str) -> Option<usize> {
+/// The byte offset of the next word starting with `field:` (false) or eLabFTW's
+/// `extrafield:` (true).
+fn find_field(s: &str) -> Option<(usize, bool)> {
     let lower = s.to_ascii_lowercase();
-    let mut from = 0;
-    while let Some(found) = lower[from..].find("field:") {
-        let at = from + found;
-        if at == 0 || s[..at].ends_with(char::is_whitespace) {
-            return Some(at);
+    let mut at = lower.len() - lower.trim_start().len();
+    while at < lower.len() {
+        let word = &lower[at..];
+        if word.starts_with("field:") {
+            return Some((at, false));
         }
-        from = at + 1;
+        if word.starts_with("extrafield:") {
+            return Some((at, true));
+        }
+        let end = word.find(char::is_whitespace)?;
+        let after = &word[end..];
+        at += end + (after.len() - after.trim_start().len());
     }
     None
+}
+
+/// eLabFTW's `extrafield:Name:value`: the same as `field:Name=value`.
+fn parse_extrafield(s: &str) -> Result<(FieldFilter, &str)> {
+    let (name, rest) = token(s, &[':'])?;
+    if name.trim().is_empty() {
+        return Err(bad("a field filter needs a field name"));
+    }
+    let rest = rest
+        .strip_prefix(':')
+        .ok_or_else(|| bad(&format!("extrafield:{name} needs :value")))?;
+    let quoted = rest.starts_with('"');
+    let (value, rest) = token(rest, &[])?;
+    let operand = operand_for(&name, Cmp::Eq, value, quoted)?;
+    Ok((
+        FieldFilter {
+            name,
+            cmp: Cmp::Eq,
+            operand,
+        },
+        rest,
+    ))
 }
 
 fn bad(message: &str) -> crate::StoreError {
@@ -134,22 +167,25 @@ fn parse_one(s: &str) -> Result<(FieldFilter, &str)> {
     };
     let quoted = rest.starts_with('"');
     let (value, rest) = token(rest, &[])?;
+    let operand = operand_for(&name, cmp, value, quoted)?;
+    Ok((FieldFilter { name, cmp, operand }, rest))
+}
+
+/// What a value typed after a comparison means: a number unless quoted; text only with `=`.
+fn operand_for(name: &str, cmp: Cmp, value: String, quoted: bool) -> Result<FieldOperand> {
     let number = if quoted {
         None
     } else {
         value.parse::<f64>().ok().filter(|n| n.is_finite())
     };
-    let operand = match (number, cmp) {
-        (Some(n), _) => FieldOperand::Number(n),
-        (None, Cmp::Eq) if !value.is_empty() => FieldOperand::Text(value),
-        (None, Cmp::Eq) => return Err(bad(&format!("field:{name}= needs a value"))),
-        (None, _) => {
-            return Err(bad(&format!(
-                "field:{name} compares with a number only with = (got {value:?})"
-            )));
-        }
-    };
-    Ok((FieldFilter { name, cmp, operand }, rest))
+    match (number, cmp) {
+        (Some(n), _) => Ok(FieldOperand::Number(n)),
+        (None, Cmp::Eq) if !value.is_empty() => Ok(FieldOperand::Text(value)),
+        (None, Cmp::Eq) => Err(bad(&format!("field:{name}= needs a value"))),
+        (None, _) => Err(bad(&format!(
+            "field:{name} compares with a number only with = (got {value:?})"
+        ))),
+    }
 }
 
 /// Adds ` AND e.id IN (…)` for one filter to a query over entities aliased `e`. The subquery
@@ -211,6 +247,13 @@ mod tests {
             vec![],
             "only at a word start"
         );
+        let (words, filters) =
+            parse("soil extrafield:\"Sample type\":clay extrafield:T:20").expect("parses");
+        assert_eq!(words.as_deref(), Some("soil"));
+        assert_eq!(filters[0].name, "Sample type");
+        assert_eq!(filters[0].operand, FieldOperand::Text("clay".into()));
+        assert_eq!(filters[1].operand, FieldOperand::Number(20.0));
+        assert!(parse("extrafield:T").is_err());
     }
 
     /// The filters must be index range scans, not a walk over every field row (the list page

@@ -633,6 +633,11 @@ async fn field_filters_find_entries_through_api_q_and_the_list_page() {
         ["Warm soil"],
         "with full-text words"
     );
+    assert_eq!(
+        titles(api.json(&q("extrafield:\"Sample type\":soil")).await),
+        ["Room soil", "Warm soil"],
+        "eLabFTW's extrafield:key:value"
+    );
     // Pages still work with a filter.
     let first = api
         .json(&format!(
