@@ -3,7 +3,9 @@
 
 Runs the calls eLabFTW's example scripts make, through `elabapi_python`, against a Cahier
 server: create, read, patch and list experiments (q, limit, order), add a comment and a step,
-link two experiments, read users/me and teams. Exits non-zero on the first mismatch.
+link two experiments, read users/me and teams, make an experiment template with extra fields
+(metadata), create an experiment from it, set a field, search by field. Exits non-zero on the
+first mismatch.
 
 Environment: API_HOST (the server's base URL, without /api/v2) and API_KEY (a read-write key).
 Driven by `official_python_client_works_against_cahier` in
@@ -11,6 +13,7 @@ Driven by `official_python_client_works_against_cahier` in
 `pip install elabapi-python`.
 """
 
+import json
 import os
 import sys
 import uuid
@@ -112,6 +115,39 @@ def main():
     check(len(team_list) >= 1 and team_list[0].name, "teams are listed with names")
     team = teams.read_team("current")
     check(team.id in [t.id for t in team_list], "teams/current is one of the caller's teams")
+
+    # Templates and extra fields (metadata as eLabFTW's JSON string).
+    templates = elabapi_python.ExperimentsTemplatesApi(client)
+    metadata = {
+        "elabftw": {"extra_fields_groups": [{"id": 1, "name": "Conditions"}]},
+        "extra_fields": {
+            "Temperature": {"type": "number", "value": "20", "unit": "°C", "units": ["°C", "K"], "group_id": 1},
+            "Sample type": {"type": "select", "value": "soil", "options": ["soil", "water"]},
+        },
+    }
+    _, status, headers = templates.post_experiment_template_with_http_info(
+        body={"title": f"Template {marker}", "body": "from a template", "metadata": json.dumps(metadata)}
+    )
+    check(status == 201, "POST /experiments_templates answers 201")
+    template_id = new_id(headers)
+    check(templates.get_experiment_template(template_id).title == f"Template {marker}", "GET the template")
+    check(template_id in [t.id for t in templates.read_experiments_templates()], "the template is listed")
+    templates.patch_experiment_template(template_id, body={"title": f"Template {marker} v2"})
+    _, status, headers = experiments.post_experiment_with_http_info(body={"template": template_id})
+    check(status == 201, "POST /experiments with a template answers 201")
+    made = new_id(headers)
+    raw = json.loads(experiments.get_experiment(made, _preload_content=False).data)
+    check(raw["created_from_id"] == template_id, "the experiment records its template")
+    check(raw["title"] == f"Template {marker} v2" and raw["body"] == "from a template", "copied content")
+    check(json.loads(raw["metadata"]) == metadata, "metadata round-trips as eLabFTW's JSON string")
+    experiments.patch_experiment(
+        id=made, body={"action": "updatemetadatafield", "Temperature": "37.5"}, _preload_content=False
+    )
+    found = json.loads(
+        experiments.read_experiments_with_http_info(q="field:Temperature>30", limit=50, _preload_content=False)[0].data
+    )
+    check([e["id"] for e in found] == [made], "updatemetadatafield, then q=field:Temperature>30 finds it")
+    templates.delete_experiment_template(template_id)
 
     print("elabapi_python compatibility: all checks passed")
 

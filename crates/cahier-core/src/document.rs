@@ -16,7 +16,14 @@
 //!                      created_at: Timestamp}>
 //! links: Map<target entity id, {created_at: Timestamp}>
 //! comments: Map<comment id, {author: Int, created_at: Timestamp, body: Str, edited_at: Timestamp|Null}>
-//! fields: Map<name, ...>           (typed metadata; issue "Attachments, templates and typed metadata")
+//! fields: Map<name, Map<key, JSON>> (typed metadata, eLabFTW's `extra_fields`: one Map per field
+//!                                  holding eLabFTW's keys — type, value, unit, units, options,
+//!                                  required, description, group_id, position, allow_multi_values
+//!                                  and any unknown key — JSON strings/numbers/booleans/null as
+//!                                  scalars (Str, Int, F64, Boolean, Null), lists as List, objects
+//!                                  as Map; see `fields.rs`. Each key merges on its own on sync.)
+//! metadata_extra: Str (absent until set; JSON object: every key of eLabFTW's `metadata` other
+//!                                  than `extra_fields`, e.g. `elabftw.extra_fields_groups`)
 //! attachments: Map<sha256, {name: Str, mime: Str, size: Int, added_by: Int, added_at: Timestamp}>
 //!                                  (same issue; the file is the blob of that hash)
 //! ```
@@ -24,6 +31,7 @@
 //! Every container exists from creation, so two replicas never race to create one.
 
 use crate::entity::{EntityId, EntityKind};
+use crate::fields::{Field, FieldError, Metadata};
 use crate::markdown::ContentType;
 use crate::text_splice::line_splices;
 use automerge::transaction::{CommitOptions, Transactable};
@@ -66,6 +74,23 @@ pub enum DocError {
     /// A step, comment or link named by id does not exist.
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// A metadata field's definition or value breaks a rule; `name` is the field's name.
+    #[error("{name}: {message}")]
+    InvalidField {
+        /// The field's name.
+        name: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+impl From<FieldError> for DocError {
+    fn from(error: FieldError) -> Self {
+        DocError::InvalidField {
+            name: error.name,
+            message: error.message,
+        }
+    }
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> DocError {
@@ -171,6 +196,20 @@ pub enum EntityOp {
         at_ms: i64,
         by: i64,
     },
+    /// Replaces the metadata fields (and the rest of eLabFTW's `metadata`): fields not in it
+    /// are removed, the others written key by key where they differ. With `require`, a
+    /// required field left empty is refused.
+    SetMetadata { metadata: Metadata, require: bool },
+    /// Sets the value of an existing field, checked against its definition; on an experiment
+    /// or resource (not a template) a required field cannot be emptied.
+    SetFieldValue {
+        name: String,
+        value: serde_json::Value,
+    },
+    /// Adds a field or replaces its definition and value.
+    PutField(Field),
+    /// Removes a field.
+    RemoveField { name: String },
 }
 
 /// Root fields whose concurrent values are kept and shown as conflicts.
@@ -294,6 +333,10 @@ pub struct EntityContent {
     pub comments: Vec<Comment>,
     /// Fields with concurrent values.
     pub conflicts: Vec<Conflict>,
+    /// Typed metadata fields (eLabFTW's `metadata`). Left out of the serialised form when
+    /// empty, so content serialised before fields existed compares equal (golden tests).
+    #[serde(skip_serializing_if = "Metadata::is_empty")]
+    pub metadata: Metadata,
 }
 
 /// Who and when a commit is made for.
@@ -647,6 +690,24 @@ impl EntityDoc {
                 doc.put(&entry, "added_by", *by)?;
                 doc.put(&entry, "added_at", ScalarValue::Timestamp(*at_ms))?;
             }
+            EntityOp::SetMetadata { metadata, require } => {
+                write_metadata(doc, metadata, *require)?;
+            }
+            EntityOp::SetFieldValue { name, value } => {
+                set_field_value(doc, name, value)?;
+            }
+            EntityOp::PutField(field) => {
+                let field = field.clone().checked()?;
+                let fields = map_obj(doc, "fields")?;
+                write_field(doc, &fields, &field)?;
+            }
+            EntityOp::RemoveField { name } => {
+                let fields = map_obj(doc, "fields")?;
+                if doc.get(&fields, name.as_str())?.is_none() {
+                    return Err(DocError::NotFound("field"));
+                }
+                doc.delete(&fields, name.as_str())?;
+            }
             EntityOp::ResolveConflict { field, value } => {
                 let key = field.key();
                 match field {
@@ -920,8 +981,12 @@ fn read_content<D: ReadDoc>(doc: &D) -> Result<EntityContent, DocError> {
             .collect(),
         comments,
         conflicts,
+        metadata: read_metadata(doc),
     })
 }
+
+mod metadata;
+use metadata::{read_metadata, set_field_value, write_field, write_metadata};
 
 #[cfg(test)]
 mod tests;

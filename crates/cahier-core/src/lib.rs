@@ -8,8 +8,10 @@ pub mod access;
 pub mod clock;
 pub mod document;
 pub mod entity;
+pub mod fields;
 pub mod markdown;
 pub mod search_terms;
+pub mod template;
 pub mod text_splice;
 pub mod version_diff;
 

@@ -33,10 +33,27 @@ pub struct VersionDiff {
     pub body: Vec<DiffLine>,
 }
 
+/// Metadata fields as one line: `Name = value unit; …`, in form order.
+fn fields_summary(metadata: &crate::fields::Metadata) -> String {
+    metadata
+        .fields
+        .iter()
+        .map(|f| {
+            let unit = if f.is_empty() || f.unit().is_empty() {
+                String::new()
+            } else {
+                format!(" {}", f.unit())
+            };
+            format!("{} = {}{unit}", f.name, f.display_value())
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Compares two versions of one entity.
 pub fn diff(before: &EntityContent, after: &EntityContent) -> VersionDiff {
     let opt = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
-    let pairs: [(&'static str, String, String); 7] = [
+    let pairs: [(&'static str, String, String); 8] = [
         ("title", before.title.clone(), after.title.clone()),
         ("date", before.date.clone(), after.date.clone()),
         ("status", opt(before.status), opt(after.status)),
@@ -61,6 +78,11 @@ pub fn diff(before: &EntityContent, after: &EntityContent) -> VersionDiff {
                 .map(|s| format!("{}{}", if s.done { "☑ " } else { "☐ " }, s.body))
                 .collect::<Vec<_>>()
                 .join("; "),
+        ),
+        (
+            "metadata",
+            fields_summary(&before.metadata),
+            fields_summary(&after.metadata),
         ),
     ];
     let fields = pairs

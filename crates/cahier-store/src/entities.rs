@@ -463,16 +463,23 @@ impl Store {
             ));
         }
         let user = self.user(subject.user_id).await?;
-        let canread = new
-            .canread
-            .unwrap_or_else(|| rule_from(user.default_read_base))
-            .normalized();
-        let canwrite = new
-            .canwrite
-            .unwrap_or_else(|| rule_from(user.default_write_base))
-            .normalized();
+        let (default_read, default_write) = if cahier_core::template::is_template(new.kind) {
+            cahier_core::template::default_rules(subject, new.team_id)
+        } else {
+            (
+                rule_from(user.default_read_base),
+                rule_from(user.default_write_base),
+            )
+        };
+        let canread = new.canread.unwrap_or(default_read).normalized();
+        let canwrite = new.canwrite.unwrap_or(default_write).normalized();
         self.check_rule("canread", &canread).await?;
         self.check_rule("canwrite", &canwrite).await?;
+        if cahier_core::template::is_template(new.kind) {
+            cahier_core::template::check_rules(subject, new.team_id, &canread, &canwrite)
+                .map_err(|m| StoreError::Forbidden(m.into()))?;
+        }
+        self.check_field_links(subject, None, &new.patch).await?;
         let mut patch = new.patch;
         if patch.status.is_none() && matches!(new.kind, EntityKind::Experiment) {
             patch.status = Some(
@@ -703,6 +710,7 @@ impl Store {
         let own_comments = self.own_comments(id, subject.user_id, patch).await?;
         check_may_apply(&row, subject, patch, &own_comments)?;
         self.check_terms(row.kind, row.team_id, patch).await?;
+        self.check_field_links(subject, Some(id), patch).await?;
         let base = base.map(heads_from_string).transpose()?;
         let now = self.now_ms();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -821,6 +829,10 @@ impl Store {
         let (canread, canwrite) = (canread.normalized(), canwrite.normalized());
         self.check_rule("canread", &canread).await?;
         self.check_rule("canwrite", &canwrite).await?;
+        if cahier_core::template::is_template(row.kind) {
+            cahier_core::template::check_rules(subject, row.team_id, &canread, &canwrite)
+                .map_err(|m| StoreError::Forbidden(m.into()))?;
+        }
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         write_acl(&mut tx, id, &canread, &canwrite).await?;
         tx.commit().await?;
@@ -917,6 +929,12 @@ impl Store {
             ops.push(cahier_core::document::EntityOp::AddLink {
                 target: *target,
                 at_ms: now,
+            });
+        }
+        if !content.metadata.is_empty() {
+            ops.push(cahier_core::document::EntityOp::SetMetadata {
+                metadata: content.metadata.for_copy(),
+                require: false,
             });
         }
         let same_team = team_id == row.team_id;

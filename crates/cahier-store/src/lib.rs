@@ -11,11 +11,14 @@ pub mod accounts;
 pub mod blobs;
 pub mod catalog;
 pub mod entities;
+pub mod field_filter;
+mod fields;
 pub mod listing;
 mod migrate;
 mod projection;
 pub mod replica;
 pub mod sync;
+mod templates;
 pub mod uploads;
 
 use cahier_core::{Clock, EntityId};
@@ -70,6 +73,10 @@ impl From<cahier_core::DocError> for StoreError {
                 message,
             },
             cahier_core::DocError::NotFound(what) => StoreError::NotFound(what),
+            cahier_core::DocError::InvalidField { name, message } => StoreError::Invalid {
+                field: name,
+                message,
+            },
             other => StoreError::Document(other),
         }
     }

@@ -80,6 +80,9 @@ pub struct ListQuery {
     pub offset: i64,
     /// Keyset cursor from a previous page (UI).
     pub after: Option<String>,
+    /// Metadata field filters (all of), parsed from `field:` terms by
+    /// [`field_filter::parse`](crate::field_filter::parse).
+    pub fields: Vec<crate::field_filter::FieldFilter>,
 }
 
 impl ListQuery {
@@ -99,6 +102,7 @@ impl ListQuery {
             limit: 20,
             offset: 0,
             after: None,
+            fields: Vec::new(),
         }
     }
 }
@@ -296,6 +300,9 @@ impl Store {
                 " AND EXISTS (SELECT 1 FROM entity_tags t WHERE t.entity_id = e.id AND t.tag = ",
             );
             builder.push_bind(tag.clone()).push(")");
+        }
+        for filter in &query.fields {
+            crate::field_filter::push_condition(&mut builder, filter);
         }
         builder
             .push(" AND ")

@@ -30,6 +30,12 @@ const SQLITE: &[(i64, Step)] = &[
         5,
         Step::Sql(include_str!("../migrations/sqlite/0005_uploads.sql")),
     ),
+    (
+        6,
+        Step::Sql(include_str!(
+            "../migrations/sqlite/0006_fields_templates.sql"
+        )),
+    ),
 ];
 
 async fn rebuild_search_index(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {

@@ -4,6 +4,7 @@
 
 use crate::entities::{CommentRow, StepRow};
 use cahier_core::EntityContent;
+use cahier_core::fields::Metadata;
 use cahier_core::markdown::{ContentType, index_text, render_body};
 use cahier_core::search_terms::joined_terms;
 use sqlx::SqliteConnection;
@@ -35,7 +36,7 @@ pub(crate) async fn write(
     let tags_text = content.tags.join("|");
     sqlx::query(
         "UPDATE entities SET title = ?, date = ?, body = ?, body_html = ?, content_type = ?, status_id = ?, \
-         category_id = ?, rating = ?, tags_text = ?, template_uuid = ?, heads = ?, n_conflicts = ?, \
+         category_id = ?, rating = ?, tags_text = ?, template_uuid = ?, metadata = ?, heads = ?, n_conflicts = ?, \
          modified_at = ?, lastchangeby = ? WHERE id = ?",
     )
     .bind(&content.title)
@@ -48,6 +49,7 @@ pub(crate) async fn write(
     .bind(content.rating)
     .bind(&tags_text)
     .bind(content.template.map(|t| t.to_string()))
+    .bind(content.metadata.to_json_string())
     .bind(heads)
     .bind(i64::try_from(content.conflicts.len()).unwrap_or(i64::MAX))
     .bind(modified_at)
@@ -89,7 +91,9 @@ pub(crate) async fn write(
             (c.field.key().to_owned(), values)
         })
         .collect();
+    let fields = field_rows(&content.metadata);
     let children = Children {
+        fields: &fields,
         tags: &content.tags,
         links: &links,
         steps: &steps,
@@ -108,8 +112,48 @@ pub(crate) async fn write(
     .await
 }
 
+/// One value of a metadata field, as projected into `entity_fields`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct FieldRow {
+    pub(crate) name: String,
+    pub(crate) field_type: String,
+    pub(crate) value_text: String,
+    pub(crate) value_num: Option<f64>,
+}
+
+/// The `entity_fields` rows of some metadata: one per value, one with '' for an empty field.
+pub(crate) fn field_rows(metadata: &Metadata) -> Vec<FieldRow> {
+    let mut rows = Vec::new();
+    for field in &metadata.fields {
+        let mut texts = field.value_texts();
+        if texts.is_empty() {
+            texts.push(String::new());
+        }
+        for text in texts {
+            rows.push(FieldRow {
+                name: field.name.clone(),
+                field_type: field.field_type().to_owned(),
+                value_num: text.trim().parse::<f64>().ok().filter(|n| n.is_finite()),
+                value_text: text,
+            });
+        }
+    }
+    rows
+}
+
+/// The rows of eLabFTW's `metadata` string as stored in `entities.metadata` (a replica
+/// rebuilds its field rows from it); unreadable metadata gives none.
+pub(crate) fn field_rows_of_json(metadata: Option<&str>) -> Vec<FieldRow> {
+    metadata
+        .and_then(|m| Metadata::parse(m).ok())
+        .map(|m| field_rows(&m))
+        .unwrap_or_default()
+}
+
 /// The child rows of an entity's projection.
 pub(crate) struct Children<'a> {
+    /// Metadata field values.
+    pub(crate) fields: &'a [FieldRow],
     pub(crate) tags: &'a [String],
     pub(crate) links: &'a [String],
     pub(crate) steps: &'a [StepRow],
@@ -118,7 +162,7 @@ pub(crate) struct Children<'a> {
     pub(crate) conflicts: &'a [(String, String)],
 }
 
-/// Replaces the child rows (tags, links, steps, comments, conflicts) of an entity. Shared by
+/// Replaces the child rows (tags, links, steps, comments, conflicts, fields) of an entity. Shared by
 /// the projection of a local document and by a replica applying the server's rows.
 pub(crate) async fn write_children(
     conn: &mut SqliteConnection,
@@ -131,6 +175,7 @@ pub(crate) async fn write_children(
         "entity_steps",
         "entity_comments",
         "entity_conflicts",
+        "entity_fields",
     ] {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "DELETE FROM {table} WHERE entity_id = ?"
@@ -177,6 +222,18 @@ pub(crate) async fn write_children(
         .bind(comment.created_at)
         .bind(comment.edited_at)
         .bind(&comment.body)
+        .execute(&mut *conn)
+        .await?;
+    }
+    for field in children.fields {
+        sqlx::query(
+            "INSERT INTO entity_fields (entity_id, name, type, value_text, value_num) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(entity_id)
+        .bind(&field.name)
+        .bind(&field.field_type)
+        .bind(&field.value_text)
+        .bind(field.value_num)
         .execute(&mut *conn)
         .await?;
     }

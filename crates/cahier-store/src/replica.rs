@@ -219,7 +219,9 @@ impl Store {
         .bind(local_id)
         .execute(&mut *conn)
         .await?;
+        let fields = projection::field_rows_of_json(e.metadata.as_deref());
         let children = projection::Children {
+            fields: &fields,
             tags: &e.tags,
             links: &snapshot.links,
             steps: &snapshot.steps,

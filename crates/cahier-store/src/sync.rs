@@ -491,6 +491,7 @@ impl Store {
         };
         self.bind_actors(&mut tx, &actors, subject, device).await?;
         let after = doc.content()?;
+        crate::fields::check_changed_fields(&before.metadata, &after.metadata)?;
         if after.id != before.id
             || after.kind != before.kind
             || after.created_by != before.created_by

@@ -5,6 +5,7 @@ mod admin;
 mod attachments;
 mod dashboard;
 mod entities;
+mod fields;
 mod history;
 mod replica_pages;
 mod session_pages;
@@ -230,6 +231,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(session_pages::routes())
         .merge(dashboard::routes())
+        .merge(fields::routes())
         .merge(entities::routes())
         .merge(attachments::routes())
         .merge(history::routes())

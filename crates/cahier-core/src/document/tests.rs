@@ -355,3 +355,175 @@ fn attachments_are_referenced_by_hash() {
         })
     ));
 }
+
+fn ops(doc: &mut EntityDoc, n: u8, ops: Vec<EntityOp>) -> Result<Option<ChangeHash>, DocError> {
+    let patch = EntityPatch {
+        ops,
+        ..Default::default()
+    };
+    doc.apply(None, &patch, &meta(n, "fields"), || actor(99))
+}
+
+const METADATA: &str = r#"{"elabftw": {"extra_fields_groups": [{"id": 1, "name": "Conditions"}]},
+  "extra_fields": {"Temperature": {"type": "number", "value": "20", "unit": "°C", "units": ["°C", "K"], "group_id": 1, "required": true},
+                   "Kits": {"type": "select", "value": ["A"], "options": ["A", "B"], "allow_multi_values": true},
+                   "Site": {"type": "text", "value": "", "readonly": true}}}"#;
+
+#[test]
+fn metadata_is_stored_per_field_and_read_back_unchanged() {
+    let mut doc = new_doc();
+    let metadata = crate::fields::Metadata::parse(METADATA).expect("metadata");
+    ops(
+        &mut doc,
+        1,
+        vec![EntityOp::SetMetadata {
+            metadata: metadata.clone(),
+            require: true,
+        }],
+    )
+    .expect("set");
+    let mut loaded = EntityDoc::load(&doc.save()).expect("load");
+    assert_eq!(loaded.content().expect("content").metadata, metadata);
+    let again = ops(
+        &mut loaded,
+        1,
+        vec![EntityOp::SetMetadata {
+            metadata,
+            require: true,
+        }],
+    )
+    .expect("same");
+    assert_eq!(again, None, "writing the same metadata makes no version");
+}
+
+#[test]
+fn field_values_are_checked_against_their_definition() {
+    let mut doc = new_doc();
+    let metadata = crate::fields::Metadata::parse(METADATA).expect("metadata");
+    ops(
+        &mut doc,
+        1,
+        vec![EntityOp::SetMetadata {
+            metadata,
+            require: false,
+        }],
+    )
+    .expect("set");
+    let set = |name: &str, value: serde_json::Value| EntityOp::SetFieldValue {
+        name: name.into(),
+        value,
+    };
+    let err = ops(&mut doc, 1, vec![set("Temperature", "warm".into())]).expect_err("not a number");
+    assert!(
+        matches!(&err, DocError::InvalidField { name, .. } if name == "Temperature"),
+        "{err}"
+    );
+    let err = ops(&mut doc, 1, vec![set("Temperature", "".into())]).expect_err("required");
+    assert!(err.to_string().contains("required"), "{err}");
+    let err =
+        ops(&mut doc, 1, vec![set("Kits", serde_json::json!(["Z"]))]).expect_err("not an option");
+    assert!(err.to_string().contains("Kits"), "{err}");
+    assert!(ops(&mut doc, 1, vec![set("Nope", "1".into())]).is_err());
+    let mut doc = EntityDoc::load(&doc.save()).expect("reload after refused ops");
+    ops(&mut doc, 1, vec![set("Temperature", "4.5".into())]).expect("a number");
+    let content = doc.content().expect("content");
+    assert_eq!(
+        content
+            .metadata
+            .field("Temperature")
+            .and_then(|f| f.number()),
+        Some(4.5)
+    );
+}
+
+#[test]
+fn concurrent_edits_of_different_fields_merge() {
+    let mut a = new_doc();
+    let metadata = crate::fields::Metadata::parse(METADATA).expect("metadata");
+    ops(
+        &mut a,
+        1,
+        vec![EntityOp::SetMetadata {
+            metadata,
+            require: false,
+        }],
+    )
+    .expect("set");
+    let mut b = EntityDoc::load(&a.save()).expect("fork");
+    ops(
+        &mut a,
+        1,
+        vec![EntityOp::SetFieldValue {
+            name: "Temperature".into(),
+            value: "30".into(),
+        }],
+    )
+    .expect("a");
+    ops(
+        &mut b,
+        2,
+        vec![EntityOp::SetFieldValue {
+            name: "Site".into(),
+            value: "Lake".into(),
+        }],
+    )
+    .expect("b");
+    let changes = b.changes_since(&[]);
+    for change in changes {
+        a.load_changes(&change.bytes).expect("merge");
+    }
+    let content = a.content().expect("content");
+    assert_eq!(
+        content
+            .metadata
+            .field("Temperature")
+            .map(|f| f.display_value()),
+        Some("30".into())
+    );
+    assert_eq!(
+        content.metadata.field("Site").map(|f| f.display_value()),
+        Some("Lake".into())
+    );
+}
+
+#[test]
+fn a_version_diff_shows_changed_field_values() {
+    let mut doc = new_doc();
+    let metadata = crate::fields::Metadata::parse(METADATA).expect("metadata");
+    ops(
+        &mut doc,
+        1,
+        vec![EntityOp::SetMetadata {
+            metadata,
+            require: false,
+        }],
+    )
+    .expect("set");
+    let before = doc.content().expect("before");
+    ops(
+        &mut doc,
+        1,
+        vec![EntityOp::SetFieldValue {
+            name: "Temperature".into(),
+            value: "30".into(),
+        }],
+    )
+    .expect("set");
+    let after = doc.content().expect("after");
+    let d = crate::version_diff::diff(&before, &after);
+    let change = d
+        .fields
+        .iter()
+        .find(|f| f.field == "metadata")
+        .expect("metadata change");
+    assert!(
+        change.before.contains("Temperature = 20 °C"),
+        "{}",
+        change.before
+    );
+    assert!(
+        change.after.contains("Temperature = 30 °C"),
+        "{}",
+        change.after
+    );
+}

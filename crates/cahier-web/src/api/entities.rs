@@ -12,6 +12,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use cahier_core::clock::format_sql_datetime;
+use cahier_core::document::EntityOp;
+use cahier_core::fields::Metadata;
 use cahier_core::markdown::ContentType;
 use cahier_core::{EntityKind, EntityPatch};
 use cahier_store::catalog::Vocabulary;
@@ -34,9 +36,10 @@ pub(super) fn routes() -> Router<AppState> {
 pub(super) fn kind(entity_type: &str) -> Result<EntityKind, AppError> {
     match entity_type {
         "experiments" => Ok(EntityKind::Experiment),
-        "items" | "experiments_templates" | "items_types" => Err(AppError::NotImplemented(
-            format!("{entity_type} are not available yet in Cahier; only experiments are"),
-        )),
+        "experiments_templates" => Ok(EntityKind::ExperimentTemplate),
+        "items" | "items_types" => Err(AppError::NotImplemented(format!(
+            "{entity_type} are not available yet in Cahier; only experiments and experiment templates are"
+        ))),
         _ => Err(AppError::NotFound("endpoint".into())),
     }
 }
@@ -168,7 +171,11 @@ async fn list(
     query.limit = 15;
     for (key, value) in query_pairs(raw.as_deref())? {
         match key.as_str() {
-            "q" => query.q = Some(value).filter(|v| !v.trim().is_empty()),
+            "q" => {
+                let (words, filters) = cahier_store::field_filter::parse(&value)?;
+                query.q = words;
+                query.fields = filters;
+            }
             "limit" => {
                 query.limit = value
                     .parse()
@@ -206,6 +213,12 @@ async fn list(
     if query.offset < 0 {
         return Err(AppError::invalid("offset", "must not be negative"));
     }
+    // Templates say which one is the team's default.
+    let default = if cahier_core::template::is_template(kind) {
+        Some(default_template(&app, &caller, kind).await?)
+    } else {
+        None
+    };
     let wanted = query.limit.min(cahier_store::listing::MAX_LIMIT);
     if wanted <= STREAM_CHUNK {
         let page = app.store.list_entities(&caller.subject, &query).await?;
@@ -213,11 +226,23 @@ async fn list(
         let rows: Vec<Value> = page
             .rows
             .iter()
-            .map(|r| Value::Object(entity_json(r, &names)))
+            .map(|r| list_row_json(r, &names, default))
             .collect();
         return Ok(axum::Json(rows).into_response());
     }
-    stream_list(app, caller, query, wanted).await
+    stream_list(app, caller, query, wanted, default).await
+}
+
+/// One entry of a list; `default` is `Some` for templates (the team's default, if any).
+fn list_row_json(row: &EntityRow, names: &Names, default: Option<Option<i64>>) -> Value {
+    let mut map = entity_json(row, names);
+    if let Some(default) = default {
+        map.insert(
+            "is_default".into(),
+            json!(i64::from(default == Some(row.id))),
+        );
+    }
+    Value::Object(map)
 }
 
 /// Rows read from the database at a time when a list is long.
@@ -233,10 +258,11 @@ async fn stream_list(
     caller: ApiCaller,
     mut query: ListQuery,
     wanted: i64,
+    default: Option<Option<i64>>,
 ) -> Result<Response, AppError> {
     query.limit = STREAM_CHUNK;
     let first = app.store.list_entities(&caller.subject, &query).await?;
-    let first_json = chunk_json(&app.store, &first.rows, true).await?;
+    let first_json = chunk_json(&app.store, &first.rows, true, default).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
     tokio::spawn(async move {
         let mut sent = i64::try_from(first.rows.len()).unwrap_or(i64::MAX);
@@ -259,7 +285,7 @@ async fn stream_list(
                     return;
                 }
             };
-            let bytes = match chunk_json(&app.store, &chunk.rows, sent == 0).await {
+            let bytes = match chunk_json(&app.store, &chunk.rows, sent == 0, default).await {
                 Ok(bytes) => bytes,
                 Err(error) => {
                     tracing::warn!(error = %error.public_message(), "a streamed list failed part-way");
@@ -289,17 +315,37 @@ async fn stream_list(
 }
 
 /// The JSON of some rows, comma-separated, with a leading comma unless they come first.
-async fn chunk_json(store: &Store, rows: &[EntityRow], first: bool) -> Result<Vec<u8>, AppError> {
+async fn chunk_json(
+    store: &Store,
+    rows: &[EntityRow],
+    first: bool,
+    default: Option<Option<i64>>,
+) -> Result<Vec<u8>, AppError> {
     let names = Names::load(store, rows).await?;
     let mut out = Vec::new();
     for (i, row) in rows.iter().enumerate() {
         if i > 0 || !first {
             out.push(b',');
         }
-        serde_json::to_writer(&mut out, &Value::Object(entity_json(row, &names)))
+        serde_json::to_writer(&mut out, &list_row_json(row, &names, default))
             .map_err(|e| AppError::internal(&e))?;
     }
     Ok(out)
+}
+
+/// The id of the caller's team's default template of `kind` (`None` for other kinds).
+async fn default_template(
+    app: &AppState,
+    caller: &ApiCaller,
+    kind: EntityKind,
+) -> Result<Option<i64>, AppError> {
+    if !cahier_core::template::is_template(kind) {
+        return Ok(None);
+    }
+    match caller.team() {
+        Ok(team) => Ok(app.store.default_template(team, kind).await?),
+        Err(_) => Ok(None),
+    }
 }
 
 async fn full_entity(
@@ -311,6 +357,23 @@ async fn full_entity(
     let row = app.store.entity_of_kind(&caller.subject, kind, id).await?;
     let names = Names::load(&app.store, std::slice::from_ref(&row)).await?;
     let mut map = entity_json(&row, &names);
+    let decoded = row
+        .metadata
+        .as_deref()
+        .and_then(|m| serde_json::from_str::<Value>(m).ok())
+        .unwrap_or(Value::Null);
+    map.insert("metadata_decoded".into(), decoded);
+    if cahier_core::template::is_template(kind) {
+        let default = default_template(app, caller, kind).await?;
+        map.insert("is_default".into(), json!(i64::from(default == Some(id))));
+    }
+    if let Some(uuid) = &row.template_uuid {
+        // eLabFTW's provenance columns; only a template the caller may read is named.
+        if let Ok(source) = app.store.entity_by_uuid(&caller.subject, uuid).await {
+            map.insert("created_from_id".into(), json!(source.id));
+            map.insert("created_from_type".into(), json!(source.kind.elab_code()));
+        }
+    }
     let steps = app.store.steps(id).await?;
     let comments = app.store.comments(id).await?;
     let commenters: Vec<i64> = comments.iter().map(|c| c.author).collect();
@@ -410,12 +473,21 @@ async fn read(
     Ok(axum::Json(full_entity(&app, &caller, kind, id).await?).into_response())
 }
 
-/// The fields of a create or update request, as a document patch.
-fn patch_from(body: &JsonBody) -> Result<EntityPatch, AppError> {
-    if body.has("metadata") || body.has("metadatamerge") {
+/// The fields of a create or update request, as a document patch. `metadata` (a JSON string
+/// or object) replaces the extra fields; on experiments required fields must be filled.
+fn patch_from(body: &JsonBody, kind: EntityKind) -> Result<EntityPatch, AppError> {
+    if body.has("metadatamerge") {
         return Err(AppError::NotImplemented(
-            "extra fields (metadata) are not available yet in Cahier".into(),
+            "metadatamerge is not available yet in Cahier; send the whole metadata, or use the updatemetadatafield action".into(),
         ));
+    }
+    let mut ops = Vec::new();
+    if let Some(metadata) = body.0.get("metadata") {
+        let metadata = Metadata::from_json(metadata).map_err(field_error)?;
+        ops.push(EntityOp::SetMetadata {
+            metadata,
+            require: !cahier_core::template::is_template(kind),
+        });
     }
     let content_type = match body.int("content_type")? {
         None => None,
@@ -440,7 +512,35 @@ fn patch_from(body: &JsonBody) -> Result<EntityPatch, AppError> {
         category: body.nullable_int("category")?,
         rating: body.int("rating")?,
         tags: body.strings("tags")?,
-        ops: Vec::new(),
+        ops,
+    })
+}
+
+fn field_error(error: cahier_core::fields::FieldError) -> AppError {
+    AppError::invalid(&error.name, error.message)
+}
+
+/// eLabFTW's `{"action": "updatemetadatafield", "<field name>": <value>, …}`: sets the value
+/// of each named field (which must exist), checked against its definition.
+fn field_values_from(body: &JsonBody) -> Result<EntityPatch, AppError> {
+    let ops: Vec<EntityOp> = body
+        .0
+        .iter()
+        .filter(|(key, _)| key.as_str() != "action")
+        .map(|(name, value)| EntityOp::SetFieldValue {
+            name: name.clone(),
+            value: value.clone(),
+        })
+        .collect();
+    if ops.is_empty() {
+        return Err(AppError::invalid(
+            "updatemetadatafield",
+            "name the field and its value, like {\"action\": \"updatemetadatafield\", \"Temperature\": \"20\"}",
+        ));
+    }
+    Ok(EntityPatch {
+        ops,
+        ..Default::default()
     })
 }
 
@@ -469,12 +569,23 @@ async fn create(
 ) -> Result<Response, AppError> {
     let kind = kind(&entity_type)?;
     caller.require_write()?;
-    if body.has("template") && body.int("template")?.is_some() {
-        return Err(AppError::NotImplemented(
-            "templates are not available yet in Cahier".into(),
-        ));
-    }
-    let patch = patch_from(&body)?;
+    let template = match body.0.get("template") {
+        None | Some(Value::Null) => None,
+        Some(value) => match value {
+            Value::Number(_) | Value::String(_) => {
+                Some(body.int("template")?.ok_or_else(|| {
+                    AppError::invalid("template", "expected the id of a template")
+                })?)
+            }
+            _ => {
+                return Err(AppError::invalid(
+                    "template",
+                    "expected the id of a template",
+                ));
+            }
+        },
+    };
+    let patch = patch_from(&body, kind)?;
     let canread = body.access_rule("canread", None)?;
     let canwrite = body.access_rule("canwrite", None)?;
     let new = NewEntity {
@@ -485,7 +596,30 @@ async fn create(
         patch,
         template: None,
     };
-    let id = app.store.create_entity(&caller.subject, new).await?;
+    let id = match template {
+        // eLabFTW treats template 0 (and a missing one) as "blank".
+        None | Some(0) => app.store.create_entity(&caller.subject, new).await?,
+        Some(template) => {
+            if cahier_core::template::template_kind(kind).is_none() {
+                return Err(AppError::invalid(
+                    "template",
+                    "a template cannot be made from a template; duplicate it instead",
+                ));
+            }
+            match app
+                .store
+                .create_from_template(&caller.subject, template, new)
+                .await
+            {
+                Err(cahier_store::StoreError::NotFound("template")) => {
+                    return Err(AppError::NotFound(format!(
+                        "template {template} (it does not exist, or you cannot read it)"
+                    )));
+                }
+                other => other?,
+            }
+        }
+    };
     Ok(created(&app, &entity_type, id))
 }
 
@@ -503,7 +637,7 @@ async fn update(
     let row = store.entity_of_kind(subject, kind, id).await?;
     match body.string("action")?.as_deref() {
         None | Some("update") => {
-            let patch = patch_from(&body)?;
+            let patch = patch_from(&body, kind)?;
             let canread = body.access_rule("canread", Some(&row.canread))?;
             let canwrite = body.access_rule("canwrite", Some(&row.canwrite))?;
             if canread.is_some() || canwrite.is_some() {
@@ -540,16 +674,15 @@ async fn update(
         Some("destroy") => {
             store.set_state(subject, id, state::DELETED).await?;
         }
+        Some("updatemetadatafield") => {
+            let patch = field_values_from(&body)?;
+            store
+                .update_entity(subject, id, None, &patch, "save fields")
+                .await?;
+        }
         Some(
-            action @ ("timestamp"
-            | "sign"
-            | "bloxberg"
-            | "pin"
-            | "accesskey"
-            | "updatemetadatafield"
-            | "setnextcustomid"
-            | "updateowner"
-            | "review"),
+            action @ ("timestamp" | "sign" | "bloxberg" | "pin" | "accesskey" | "setnextcustomid"
+            | "updateowner" | "review"),
         ) => {
             return Err(AppError::NotImplemented(format!(
                 "the {action} action is not available yet in Cahier"

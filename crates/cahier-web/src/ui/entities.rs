@@ -48,6 +48,7 @@ pub(super) fn routes() -> Router<AppState> {
 pub(super) fn kind_of(section: &str) -> Option<EntityKind> {
     match section {
         "experiments" => Some(EntityKind::Experiment),
+        "templates" => Some(EntityKind::ExperimentTemplate),
         _ => None,
     }
 }
@@ -83,6 +84,7 @@ struct ListRow {
     changed: String,
     locked: bool,
     conflicts: bool,
+    is_default: bool,
 }
 
 #[derive(Template)]
@@ -90,6 +92,15 @@ struct ListRow {
 struct ListPage {
     p: PageCtx,
     section: String,
+    /// Page heading and "new" button label (experiments or templates).
+    heading: String,
+    new_label: String,
+    /// Templates offered for a new entry ("blank" is always offered); empty on template lists.
+    templates: Vec<Choice>,
+    has_templates: bool,
+    is_template_list: bool,
+    /// Why the search could not be read, shown under the box.
+    search_error: Option<String>,
     q: String,
     statuses: Vec<Choice>,
     categories: Vec<Choice>,
@@ -172,7 +183,24 @@ async fn list_entities(
     let kind = section_kind(&section, lang)?;
     let store = &state.store;
     let mut query = ListQuery::new(kind);
-    query.q = non_empty(&params.q).map(str::to_owned);
+    // A malformed `field:` filter keeps the list (searched by the words alone) and says what
+    // to write, next to the search box.
+    let mut search_error = None;
+    if let Some(q) = non_empty(&params.q) {
+        match cahier_store::field_filter::parse(q) {
+            Ok((words, filters)) => {
+                query.q = words;
+                query.fields = filters;
+            }
+            Err(error) => {
+                search_error = Some(match error {
+                    cahier_store::StoreError::Invalid { message, .. } => message,
+                    other => other.to_string(),
+                });
+                query.q = Some(q.to_owned());
+            }
+        }
+    }
     let parse_id = |s: Option<&str>, field: &str| -> Result<Option<i64>, UiError> {
         s.map(|v| {
             v.parse::<i64>()
@@ -221,6 +249,17 @@ async fn list_entities(
         .await
         .ui(lang)?;
     let page_is_empty = page.rows.is_empty();
+    let is_template_list = cahier_core::template::is_template(kind);
+    let default_template = match (session.current_team(), is_template_list) {
+        (Some(team), true) => store.default_template(team, kind).await.ui(lang)?,
+        _ => None,
+    };
+    let templates = match cahier_core::template::template_kind(kind) {
+        Some(template_kind) => template_choices(store, &session, template_kind)
+            .await
+            .ui(lang)?,
+        None => Vec::new(),
+    };
     let rows = page
         .rows
         .iter()
@@ -235,6 +274,7 @@ async fn list_entities(
             changed: when(r.modified_at),
             locked: r.locked_by.is_some(),
             conflicts: r.n_conflicts > 0,
+            is_default: default_template == Some(r.id),
         })
         .collect();
 
@@ -311,9 +351,17 @@ async fn list_entities(
         || tag_filter.is_some()
         || mine
         || deleted;
+    // The last typed word as a prefix, field filters kept as typed.
+    let typed_q = params.q.clone().unwrap_or_default();
     let prefix_search = match (&query.q, page_is_empty) {
-        (Some(q), true) if !cahier_store::listing::has_prefix(q) => {
-            let mut words: Vec<&str> = q.split_whitespace().collect();
+        (Some(_), true)
+            if !cahier_store::listing::has_prefix(&typed_q)
+                && typed_q
+                    .split_whitespace()
+                    .last()
+                    .is_some_and(|w| !w.contains(':')) =>
+        {
+            let mut words: Vec<&str> = typed_q.split_whitespace().collect();
             let last = words.pop().unwrap_or_default().to_owned();
             let typed = if words.is_empty() {
                 format!("{last}*")
@@ -334,12 +382,23 @@ async fn list_entities(
         }
         _ => None,
     };
-    let p = PageCtx::signed_in(&state, &session, lang.t("list.title").to_owned())
+    let (heading, new_label) = if is_template_list {
+        (lang.t("templates.title"), lang.t("templates.new"))
+    } else {
+        (lang.t("list.title"), lang.t("list.new"))
+    };
+    let p = PageCtx::signed_in(&state, &session, heading.to_owned())
         .await
         .ui(lang)?;
     Ok(render(&ListPage {
         p,
         section,
+        heading: heading.to_owned(),
+        new_label: new_label.to_owned(),
+        has_templates: !templates.is_empty(),
+        templates,
+        is_template_list,
+        search_error,
         q: params.q.clone().unwrap_or_default(),
         statuses,
         categories,
@@ -356,10 +415,46 @@ async fn list_entities(
     }))
 }
 
+/// The templates of `template_kind` the user may read, the team's default preselected, for the
+/// "new entry" chooser. The team default comes first.
+async fn template_choices(
+    store: &Store,
+    session: &SignedIn,
+    template_kind: EntityKind,
+) -> Result<Vec<Choice>, AppError> {
+    let default = match session.current_team() {
+        Some(team) => store.default_template(team, template_kind).await?,
+        None => None,
+    };
+    let mut query = ListQuery::new(template_kind);
+    query.order = Order::Title;
+    query.descending = false;
+    query.limit = 200;
+    let page = store.list_entities(&session.subject, &query).await?;
+    let mut choices: Vec<Choice> = page
+        .rows
+        .into_iter()
+        .map(|r| Choice {
+            selected: default == Some(r.id),
+            value: r.id.to_string(),
+            label: r.title,
+        })
+        .collect();
+    choices.sort_by_key(|c| !c.selected);
+    Ok(choices)
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct CreateForm {
+    /// A template id, `blank` (or empty) for none; absent means the team's default template.
+    template: Option<String>,
+}
+
 async fn create_entity(
     State(state): State<AppState>,
     session: SignedIn,
     Path(section): Path<String>,
+    Form(form): Form<CreateForm>,
 ) -> Result<Response, UiError> {
     let lang = session.lang;
     let kind = section_kind(&section, lang)?;
@@ -375,11 +470,34 @@ async fn create_entity(
         patch: EntityPatch::default(),
         template: None,
     };
-    let id = state
-        .store
-        .create_entity(&session.subject, new)
-        .await
-        .ui(lang)?;
+    let template = match (
+        form.template.as_deref().map(str::trim),
+        cahier_core::template::template_kind(kind),
+    ) {
+        (_, None) | (Some("" | "blank"), _) => None,
+        (None, Some(template_kind)) => state
+            .store
+            .default_template(team_id, template_kind)
+            .await
+            .ui(lang)?,
+        (Some(id), Some(_)) => Some(
+            id.parse::<i64>()
+                .map_err(|_| AppError::invalid("template", "expected a template number"))
+                .ui(lang)?,
+        ),
+    };
+    let id = match template {
+        Some(template) => state
+            .store
+            .create_from_template(&session.subject, template, new)
+            .await
+            .ui(lang)?,
+        None => state
+            .store
+            .create_entity(&session.subject, new)
+            .await
+            .ui(lang)?,
+    };
     Ok(Redirect::to(&format!("/{section}/{id}")).into_response())
 }
 
@@ -464,6 +582,18 @@ struct EntityPage {
     attachments: Vec<super::attachments::AttachmentView>,
     /// Whether files can be attached here (writable, and this instance stores files).
     can_upload: bool,
+    /// Metadata fields, grouped.
+    field_groups: Vec<super::fields::FieldGroupView>,
+    has_fields: bool,
+    /// Types offered when adding a field.
+    field_types: Vec<&'static str>,
+    /// Whether this is a template (fields are defaults, not required yet).
+    is_template: bool,
+    /// The template this entry was made from, if the user may read it: (href, title).
+    from_template: Option<(String, String)>,
+    /// Whether this template is its team's default, and whether the user may change that.
+    is_default_template: bool,
+    can_set_default: bool,
 }
 
 fn grant_key(grant: &Grant) -> &'static str {
@@ -543,17 +673,38 @@ async fn describe_rule(
     Ok(text)
 }
 
+#[derive(Debug, Default, Deserialize)]
+struct ShowParams {
+    saved: Option<String>,
+}
+
 async fn show_entity(
     State(state): State<AppState>,
     session: SignedIn,
     Path((section, id)): Path<(String, String)>,
+    Query(params): Query<ShowParams>,
 ) -> Result<Response, UiError> {
     let lang = session.lang;
-    let kind = section_kind(&section, lang)?;
     let id: i64 = id
         .parse()
         .map_err(|_| AppError::NotFound("entity".into()))
         .ui(lang)?;
+    let notice = (params.saved.as_deref() == Some("fields")).then(|| lang.t("fields.saved"));
+    render_entity_page(&state, &session, &section, id, None, notice).await
+}
+
+/// Renders an entity's page; `fields` carries a refused fields form (typed values and errors).
+pub(super) async fn render_entity_page(
+    state: &AppState,
+    session: &SignedIn,
+    section: &str,
+    id: i64,
+    fields: Option<super::fields::FieldFormState>,
+    notice: Option<&'static str>,
+) -> Result<Response, UiError> {
+    let lang = session.lang;
+    let kind = section_kind(section, lang)?;
+    let section = section.to_owned();
     let store = &state.store;
     let subject = &session.subject;
     let e = store.entity_of_kind(subject, kind, id).await.ui(lang)?;
@@ -735,9 +886,35 @@ async fn show_entity(
     let read_users = emails(store.users_by_ids(&e.canread.users).await.ui(lang)?);
     let write_users = emails(store.users_by_ids(&e.canwrite.users).await.ui(lang)?);
 
-    let mut p = PageCtx::signed_in(&state, &session, e.title.clone())
+    let metadata = match &e.metadata {
+        Some(json) => cahier_core::fields::Metadata::parse(json).unwrap_or_default(),
+        None => cahier_core::fields::Metadata::default(),
+    };
+    let field_groups = super::fields::views(&metadata, fields.as_ref());
+    let is_template = cahier_core::template::is_template(kind);
+    let from_template = match &e.template_uuid {
+        Some(uuid) => match store.entity_by_uuid(subject, uuid).await {
+            Ok(t) => Some((format!("/{}/{}", section_of(t.kind), t.id), t.title)),
+            Err(cahier_store::StoreError::NotFound(_)) => None,
+            Err(other) => return Err(UiError(other.into(), lang)),
+        },
+        None => None,
+    };
+    let is_default_template =
+        is_template && store.default_template(e.team_id, kind).await.ui(lang)? == Some(e.id);
+    let can_set_default = is_template
+        && e.state == state::NORMAL
+        && (subject.is_team_admin(e.team_id) || subject.is_sysadmin);
+
+    let mut p = PageCtx::signed_in(state, session, e.title.clone())
         .await
         .ui(lang)?;
+    if let Some(notice) = notice {
+        p.notice = Some(notice.to_owned());
+    }
+    if fields.is_some() {
+        p.notice = Some(lang.t("fields.refused").to_owned());
+    }
     if e.state == state::DELETED {
         p.notice = Some(lang.t("entity.deleted").to_owned());
     } else if !can_write {
@@ -805,6 +982,13 @@ async fn show_entity(
         write_users,
         attachments,
         can_upload: can_write && store.blobs().is_some(),
+        has_fields: !field_groups.is_empty(),
+        field_groups,
+        field_types: super::fields::type_choices(),
+        is_template,
+        from_template,
+        is_default_template,
+        can_set_default,
         e,
     };
     Ok(render(&page))
@@ -895,7 +1079,7 @@ fn wants_json(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.contains("application/json"))
 }
 
-async fn entity_id(
+pub(super) async fn entity_id(
     state: &AppState,
     session: &SignedIn,
     section: &str,
@@ -1322,6 +1506,13 @@ async fn entity_action(
         }
         "unlock" => {
             store.set_lock(subject, row.id, false).await.ui(lang)?;
+        }
+        "make-default" | "clear-default" => {
+            let template = (action == "make-default").then_some(row.id);
+            store
+                .set_default_template(subject, row.team_id, row.kind, template)
+                .await
+                .ui(lang)?;
         }
         _ => return Err(UiError(AppError::NotFound("action".into()), lang)),
     }

@@ -13,6 +13,7 @@
 
 mod attachments;
 mod harness;
+mod templates;
 
 use fantoccini::key::Key;
 use harness::Ui;

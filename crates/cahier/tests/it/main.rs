@@ -12,5 +12,6 @@ mod api_subresources;
 mod cli;
 mod policy_matrix;
 mod search;
+mod templates_fields;
 mod ui_flows;
 mod uploads;
