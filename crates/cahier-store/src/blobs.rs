@@ -26,6 +26,15 @@ pub enum BlobError {
     /// A hash that is not 64 lowercase hex digits.
     #[error("not a SHA-256 hash")]
     BadHash,
+    /// The content does not hash to the name it was sent under (corrupted or cut off); nothing
+    /// was kept.
+    #[error("the content hashes to {actual}, not {expected}")]
+    HashMismatch {
+        /// The hash the sender named.
+        expected: String,
+        /// The hash of what arrived.
+        actual: String,
+    },
     /// Reading the source, or the disk, failed.
     #[error("blob store: {0}")]
     Io(#[from] std::io::Error),
@@ -231,12 +240,31 @@ impl BlobWriter {
 
     /// Syncs the file, names it by its hash (keeping an existing copy), syncs the folder;
     /// returns the hash and size.
-    pub async fn finish(mut self) -> Result<(String, u64), BlobError> {
+    pub async fn finish(self) -> Result<(String, u64), BlobError> {
+        self.finish_checked(None).await
+    }
+
+    /// [`BlobWriter::finish`], but only if the content hashes to `expected`; otherwise the
+    /// temporary file is removed and nothing gets that name ([`BlobError::HashMismatch`]).
+    pub async fn finish_expecting(self, expected: &str) -> Result<(String, u64), BlobError> {
+        self.finish_checked(Some(expected)).await
+    }
+
+    async fn finish_checked(mut self, expected: Option<&str>) -> Result<(String, u64), BlobError> {
         let mut file = self.file.take().ok_or(BlobError::NotFound)?;
         file.flush().await?;
         file.sync_all().await?;
         drop(file);
         let hash = hex::encode(std::mem::take(&mut self.hasher).finalize());
+        if let Some(expected) = expected
+            && expected != hash
+        {
+            // Dropping `self` removes the temporary file.
+            return Err(BlobError::HashMismatch {
+                expected: expected.to_owned(),
+                actual: hash,
+            });
+        }
         let target = self.store.path_of(&hash)?;
         let folder = target
             .parent()

@@ -407,7 +407,7 @@ fn multipart_error(error: axum::extract::multipart::MultipartError) -> AppError 
     }
 }
 
-fn blob_error(error: BlobError) -> AppError {
+pub(crate) fn blob_error(error: BlobError) -> AppError {
     match error {
         BlobError::TooLarge { limit } => AppError::TooLarge(format!(
             "files are limited to {} (max_upload_mb in cahier.toml)",
@@ -415,6 +415,10 @@ fn blob_error(error: BlobError) -> AppError {
         )),
         BlobError::NotFound => AppError::NotFound("file".into()),
         BlobError::BadHash => AppError::NotFound("file".into()),
+        BlobError::HashMismatch { expected, actual } => AppError::invalid(
+            "file",
+            format!("the content hashes to {actual}, not {expected}; nothing was kept"),
+        ),
         BlobError::Io(io) => AppError::internal(&io),
     }
 }

@@ -11,5 +11,6 @@ mod api_experiments;
 mod api_subresources;
 mod cli;
 mod policy_matrix;
+mod sync_blobs;
 mod ui_flows;
 mod uploads;
