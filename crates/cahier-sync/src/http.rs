@@ -10,7 +10,6 @@ use cahier_store::sync::proto::{
 };
 use serde::de::DeserializeOwned;
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
 
 /// A connection to a lab instance for one device.
 #[derive(Debug, Clone)]
@@ -274,22 +273,15 @@ impl Transport for HttpTransport {
     }
 
     async fn upload_blob(&self, sha256: &str, blobs: &BlobStore) -> Result<(), SyncError> {
-        let file = blobs.open(sha256).await?;
-        let size = file
-            .metadata()
-            .await
-            .map_err(cahier_store::blobs::BlobError::Io)?
-            .len();
-        // Read from disk as the request goes out: memory stays flat whatever the file size.
-        let stream = futures_util::stream::unfold(file, |mut file| async move {
-            let mut buffer = vec![0u8; 64 * 1024];
-            match file.read(&mut buffer).await {
-                Ok(0) => None,
-                Ok(n) => {
-                    buffer.truncate(n);
-                    Some((Ok::<_, std::io::Error>(buffer), file))
-                }
-                Err(error) => Some((Err(error), file)),
+        let size = blobs.size(sha256).await?;
+        let reader = blobs.open(sha256).await?;
+        // Read (and decrypt) from disk as the request goes out: memory stays flat whatever
+        // the file size.
+        let stream = futures_util::stream::unfold(reader, |mut reader| async move {
+            match reader.next_chunk().await {
+                Ok(Some(chunk)) => Some((Ok(chunk), reader)),
+                Ok(None) => None,
+                Err(error) => Some((Err(std::io::Error::other(error)), reader)),
             }
         });
         let response = self

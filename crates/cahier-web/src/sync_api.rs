@@ -5,7 +5,7 @@
 use crate::AppState;
 use crate::error::AppError;
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path};
 use axum::extract::{FromRequestParts, Query, State};
 use axum::handler::Handler;
@@ -19,7 +19,6 @@ use cahier_store::sync::Device;
 use cahier_store::sync::proto::{PullDoc, PushDoc, RegisterRequest, RegisterResponse};
 use futures_util::StreamExt;
 use serde::Deserialize;
-use tokio::io::AsyncReadExt;
 
 /// Most documents in one push or pull request.
 pub const MAX_DOCS: usize = 1000;
@@ -289,28 +288,16 @@ async fn download_blob(
     if !state.store.blob_readable(&caller.subject, sha256).await? {
         return Err(AppError::NotFound("file".into()));
     }
-    let file = state
-        .store
-        .blob_store()?
+    let blobs = state.store.blob_store()?;
+    let size = blobs
+        .size(sha256)
+        .await
+        .map_err(crate::api::uploads::blob_error)?;
+    let reader = blobs
         .open(sha256)
         .await
         .map_err(crate::api::uploads::blob_error)?;
-    let size = file
-        .metadata()
-        .await
-        .map_err(|e| AppError::internal(&e))?
-        .len();
-    let stream = futures_util::stream::unfold(file, |mut file| async move {
-        let mut buffer = vec![0u8; 64 * 1024];
-        match file.read(&mut buffer).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buffer.truncate(n);
-                Some((Ok::<_, std::io::Error>(Bytes::from(buffer)), file))
-            }
-            Err(error) => Some((Err(error), file)),
-        }
-    });
+    let stream = crate::api::uploads::blob_stream(reader);
     let mut response = Response::new(Body::from_stream(stream));
     let h = response.headers_mut();
     h.insert(

@@ -3,7 +3,8 @@
 //! `DIR/device.key`, readable by its owner only. The replica's database is encrypted at rest
 //! (SQLCipher) with a key derived from a passphrase chosen at `init` (argon2id, salt in
 //! `DIR/replica.salt`); every command asks for it, or reads `CAHIER_REPLICA_PASSPHRASE`.
-//! Attachment files live in `DIR/blobs` (not yet encrypted at rest: see docs/SYNC.md). The
+//! Attachment files live in `DIR/blobs`, encrypted too (XChaCha20-Poly1305 STREAM, with a
+//! key derived from the database key, see [`blob_key`]). The
 //! server must be `https://` (or loopback); a lab CA given with `--ca-file` is kept in the
 //! replica's database and is then the only one trusted.
 
@@ -86,13 +87,24 @@ pub async fn open_with(data: &Path, passphrase: &str) -> anyhow::Result<Store> {
         .replica_get("device")
         .await?
         .context("this data directory is not a replica")?;
-    Ok(with_blobs(store.with_device(&device), data))
+    Ok(with_blobs(store.with_device(&device), data, &key))
 }
 
-fn with_blobs(store: Store, data: &Path) -> Store {
-    store.with_blobs(
+/// The key of the replica's attachment files: derived from the database key (itself argon2id
+/// of the passphrase) with a label, so the two keys differ and one passphrase opens both.
+fn blob_key(database_key: &[u8; 32]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(b"cahier replica attachment files v1\0");
+    hasher.update(database_key);
+    hasher.finalize().into()
+}
+
+fn with_blobs(store: Store, data: &Path, database_key: &[u8; 32]) -> Store {
+    store.with_encrypted_blobs(
         data.join(BLOBS_DIR),
         crate::settings::DEFAULT_MAX_UPLOAD_MB.saturating_mul(1024 * 1024),
+        blob_key(database_key),
     )
 }
 
@@ -172,7 +184,7 @@ pub async fn init(
     .await
     .context("creating the replica database")?
     .with_device(&registered.device);
-    let store = with_blobs(store, data);
+    let store = with_blobs(store, data, &key);
     store.init_replica().await?;
     if let Some(pem) = &tls.ca_pem {
         store

@@ -43,7 +43,7 @@ async fn replica_at(
     .await
     .unwrap()
     .with_device(&registered.device)
-    .with_blobs(dir.path().join("blobs"), 64 * 1024 * 1024);
+    .with_encrypted_blobs(dir.path().join("blobs"), 64 * 1024 * 1024, [9; 32]);
     store.init_replica().await.unwrap();
     let report = sync_once(&store, &transport).await?;
     Ok((
@@ -164,6 +164,19 @@ async fn files_attached_on_either_side_travel_with_sync_and_their_edits_merge() 
         file_bytes(&local, &format!("/experiments/{id}/uploads/{}", copy["id"])).await;
     assert_eq!(status, 200);
     assert_eq!(bytes, gel, "the replica serves the same bytes");
+    let on_disk = std::fs::read(
+        laptop
+            .store
+            .blob_store()
+            .unwrap()
+            .path_of(&sha256(&gel))
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        !on_disk.windows(64).any(|w| w == &gel[1000..1064]),
+        "the replica keeps its files encrypted"
+    );
 
     // Offline on the laptop: attach a file through the replica's API v2 and comment on the
     // gel; meanwhile the gel is renamed at the lab.
@@ -423,10 +436,11 @@ async fn a_corrupted_download_is_discarded_and_fetched_again_next_sync() {
         (1, 0),
         "{report}"
     );
+    let mut reader = blobs.open(&hash).await.unwrap();
     let mut read = Vec::new();
-    tokio::io::AsyncReadExt::read_to_end(&mut blobs.open(&hash).await.unwrap(), &mut read)
-        .await
-        .unwrap();
+    while let Some(chunk) = reader.next_chunk().await.unwrap() {
+        read.extend(chunk);
+    }
     assert_eq!(read, content);
     app.stop().await;
 }

@@ -534,6 +534,16 @@ async fn a_replica_takes_a_copy_edits_offline_and_syncs_back() {
         .unwrap();
     assert_eq!(local_photo.status(), 200);
     assert_eq!(local_photo.bytes().await.unwrap().to_vec(), photo);
+    let photo_hash = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&photo))
+    };
+    let on_disk =
+        std::fs::read(format!("{replica}/blobs/{}/{photo_hash}", &photo_hash[..2])).unwrap();
+    assert!(
+        !on_disk.windows(64).any(|w| w == &photo[5000..5064]),
+        "the laptop keeps files encrypted at rest"
+    );
     // A file attached on the laptop, through its API, reaches the lab at the next sync.
     let notes = b"wind 3 bft, overcast".to_vec();
     let attached = client
