@@ -8,6 +8,10 @@ const SQLITE: &[(i64, &str)] = &[
     (2, include_str!("../migrations/sqlite/0002_list_index.sql")),
     (3, include_str!("../migrations/sqlite/0003_sync.sql")),
     (5, include_str!("../migrations/sqlite/0005_uploads.sql")),
+    (
+        7,
+        include_str!("../migrations/sqlite/0007_device_blobs.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::Error> {
