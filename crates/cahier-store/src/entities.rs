@@ -559,6 +559,10 @@ impl Store {
             subject.user_id,
         )
         .await?;
+        let attachments = doc.attachments()?;
+        if !attachments.is_empty() {
+            projection::write_uploads(&mut tx, entity_id, &attachments).await?;
+        }
         tx.commit().await?;
         self.cache_put(entity_id, heads, doc);
         Ok(entity_id)

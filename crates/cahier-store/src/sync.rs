@@ -513,7 +513,7 @@ impl Store {
             ));
         }
         let attachments = doc.attachments()?;
-        self.check_new_attachments(&before_attachments, &attachments, subject)
+        self.check_new_attachments(&before_attachments, &attachments, subject, device)
             .await?;
         let heads = heads_to_string(&doc.heads());
         let id = match entity_id {
@@ -594,13 +594,15 @@ impl Store {
 }
 
 impl Store {
-    /// Attachments a push adds must be the pusher's and their files must already be here (the
-    /// replica uploads blobs before the documents that reference them).
+    /// Attachments a push adds must be the pusher's, and their files must be here and known to
+    /// the device: uploaded by it, or readable by its user elsewhere. Knowing a hash is not
+    /// enough to attach (and then download) a file one may not read.
     async fn check_new_attachments(
         &self,
         before: &[Attachment],
         after: &[Attachment],
         subject: &Subject,
+        device: &Device,
     ) -> Result<()> {
         let known: std::collections::HashSet<&str> =
             before.iter().map(|a| a.sha256.as_str()).collect();
@@ -611,11 +613,15 @@ impl Store {
                     attachment.name
                 )));
             }
-            if !self.blob_store()?.exists(&attachment.sha256).await {
+            if !self.blob_store()?.exists(&attachment.sha256).await
+                || !self
+                    .blob_known_to(subject, device, &attachment.sha256)
+                    .await?
+            {
                 return Err(invalid(
                     "attachments",
                     format!(
-                        "the file {} ({}) was not uploaded to the server; sync again to send it",
+                        "the file {} ({}) was not uploaded to the server by this device; sync again to send it",
                         attachment.name, attachment.sha256
                     ),
                 ));
@@ -624,14 +630,35 @@ impl Store {
         Ok(())
     }
 
-    /// Whether any entity references the blob `sha256`.
-    pub async fn blob_referenced(&self, sha256: &str) -> Result<bool> {
-        Ok(
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM uploads WHERE sha256 = ?)")
-                .bind(sha256)
-                .fetch_one(&self.pool)
-                .await?,
+    /// Records that `device` uploaded the whole file `sha256` (see [`Store::blob_known_to`]).
+    pub async fn record_device_blob(&self, device: &Device, sha256: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT OR IGNORE INTO device_blobs (device_id, sha256, received_at) VALUES (?, ?, ?)",
         )
+        .bind(device.id)
+        .bind(sha256)
+        .bind(self.now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Whether the device may know of the file `sha256`: it uploaded it, or its user may read
+    /// an entity that references it.
+    pub async fn blob_known_to(
+        &self,
+        subject: &Subject,
+        device: &Device,
+        sha256: &str,
+    ) -> Result<bool> {
+        let uploaded: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM device_blobs WHERE device_id = ? AND sha256 = ?)",
+        )
+        .bind(device.id)
+        .bind(sha256)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(uploaded || self.blob_readable(subject, sha256).await?)
     }
 
     /// Whether the subject may download the blob `sha256`: some entity they may read

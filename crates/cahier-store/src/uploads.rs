@@ -2,7 +2,7 @@
 //! new version replaces) over content-addressed blobs ([`crate::blobs`]). The entity's document
 //! is the source of truth (`attachments[sha256]`, so renames, comments, archiving and new
 //! versions sync and merge like any edit); the rows are its projection, written by
-//! [`crate::projection::write_uploads`] in the change's transaction. The blob is written first,
+//! `projection::write_uploads` in the change's transaction. The blob is written first,
 //! so a crash leaves at most an unreferenced blob.
 
 use crate::blobs::{BlobError, BlobStore, VerifyReport};

@@ -211,9 +211,9 @@ fn parse_hash(sha256: &str) -> Result<&str, AppError> {
     }
 }
 
-/// `HEAD /blobs/{sha256}`: 200 when the server holds the file and the device may know it (an
-/// entity it may read references it, or nothing references it yet: an upload whose document
-/// has not been pushed), else 404. Replicas ask before uploading, so a file is sent once.
+/// `HEAD /blobs/{sha256}`: 200 when the server holds the file and the device may know it (it
+/// uploaded it, or an entity its user may read references it), else 404. Replicas ask before
+/// uploading, so a file is sent once; the answer is exactly what a push will accept.
 async fn blob_exists(
     State(state): State<AppState>,
     caller: DeviceCaller,
@@ -222,8 +222,9 @@ async fn blob_exists(
     let sha256 = parse_hash(&sha256)?;
     let store = &state.store;
     let known = store.blob_store()?.exists(sha256).await
-        && (store.blob_readable(&caller.subject, sha256).await?
-            || !store.blob_referenced(sha256).await?);
+        && store
+            .blob_known_to(&caller.subject, &caller.device, sha256)
+            .await?;
     Ok(if known {
         StatusCode::OK.into_response()
     } else {
@@ -233,7 +234,8 @@ async fn blob_exists(
 
 /// `PUT /blobs/{sha256}`: streams the body into the blob store, hashing it. Kept only if it
 /// hashes to `sha256` (else 422) and fits `max_upload_mb` (else 413); a body cut off midway
-/// leaves nothing. Sending a file the server has costs one read of the body and no write.
+/// leaves nothing. Sending a file the server has costs one read of the body and no write. The
+/// device is recorded as holding the file, so its pushes may attach it.
 async fn upload_blob(
     State(state): State<AppState>,
     caller: DeviceCaller,
@@ -273,6 +275,11 @@ async fn upload_blob(
         .finish_expecting(&sha256)
         .await
         .map_err(crate::api::uploads::blob_error)?;
+    // The device has shown it holds the whole file: its documents may attach it.
+    state
+        .store
+        .record_device_blob(&caller.device, &sha256)
+        .await?;
     tracing::info!(device = %caller.device.uuid, %sha256, size, "blob received");
     Ok(StatusCode::CREATED.into_response())
 }

@@ -4,7 +4,7 @@
 //! (SQLCipher) with a key derived from a passphrase chosen at `init` (argon2id, salt in
 //! `DIR/replica.salt`); every command asks for it, or reads `CAHIER_REPLICA_PASSPHRASE`.
 //! Attachment files live in `DIR/blobs`, encrypted too (XChaCha20-Poly1305 STREAM, with a
-//! key derived from the database key, see [`blob_key`]). The
+//! key derived from the database key, see `blob_key`). The
 //! server must be `https://` (or loopback); a lab CA given with `--ca-file` is kept in the
 //! replica's database and is then the only one trusted.
 

@@ -494,6 +494,99 @@ async fn blob_endpoints_follow_the_access_policy_and_refuse_revoked_devices() {
     assert_eq!(alice_get.status(), 200);
     assert_eq!(alice_get.bytes().await.unwrap().to_vec(), content);
     assert_eq!(head(&alice_laptop.token).await.unwrap().status(), 200);
+    // Knowing the hash is not enough: Bob attaches it offline to his own entry, but the push is
+    // refused (he never sent the bytes) and the file stays out of his reach.
+    let bob_subject = bob_laptop.store.subject(bob.id).await.unwrap();
+    let mine = bob_laptop
+        .store
+        .create_entity(
+            &bob_subject,
+            cahier_store::NewEntity {
+                kind: cahier_core::EntityKind::Experiment,
+                team_id: bob.team_id,
+                canread: None,
+                canwrite: None,
+                patch: cahier_core::EntityPatch {
+                    title: Some("Borrowed".into()),
+                    ops: vec![cahier_core::document::EntityOp::AddAttachment {
+                        sha256: hash.clone(),
+                        name: "data.txt".into(),
+                        media_type: "text/plain".into(),
+                        size: 12,
+                        at_ms: 1,
+                        by: bob.id,
+                        comment: String::new(),
+                        replaces: None,
+                    }],
+                    ..Default::default()
+                },
+                template: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(mine > 0);
+    let report = bob_laptop.sync().await;
+    assert_eq!((report.pushed, report.rejected), (0, 1), "{report}");
+    let rejected = bob_laptop.store.rejected_edits().await.unwrap();
+    assert!(
+        rejected[0]
+            .reason
+            .contains("not uploaded to the server by this device"),
+        "{rejected:?}"
+    );
+    assert_eq!(get(&bob_laptop.token).await.unwrap().status(), 404);
+    // With the bytes in hand, the same file attaches: it is sent (the server keeps one copy),
+    // and from then on Bob may fetch it through his own entry.
+    let (_, size) = bob_laptop
+        .store
+        .blob_store()
+        .unwrap()
+        .put_stream(&content[..])
+        .await
+        .unwrap();
+    let own = bob_laptop
+        .store
+        .create_entity(
+            &bob_subject,
+            cahier_store::NewEntity {
+                kind: cahier_core::EntityKind::Experiment,
+                team_id: bob.team_id,
+                canread: None,
+                canwrite: None,
+                patch: cahier_core::EntityPatch {
+                    title: Some("Same bytes".into()),
+                    ..Default::default()
+                },
+                template: None,
+            },
+        )
+        .await
+        .unwrap();
+    bob_laptop
+        .store
+        .attach(
+            &bob_subject,
+            own,
+            cahier_store::uploads::NewUpload {
+                sha256: hash.clone(),
+                size,
+                real_name: "mine.txt".into(),
+                comment: String::new(),
+                media_type: "text/plain".into(),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let report = bob_laptop.sync().await;
+    assert_eq!(
+        (report.files_sent, report.pushed, report.rejected),
+        (1, 1, 0),
+        "{report}"
+    );
+    assert_eq!(get(&bob_laptop.token).await.unwrap().status(), 200);
+
     // No credential, or a wrong one: 401.
     let anonymous = client.get(blob_url(&app, &hash)).send().await.unwrap();
     assert_eq!(anonymous.status(), 401);
