@@ -286,6 +286,7 @@ impl Transport for HttpTransport {
         });
         let response = self
             .auth(self.client.put(self.blob_url(sha256)?))
+            .timeout(file_timeout(size))
             .header(reqwest::header::CONTENT_LENGTH, size)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .body(reqwest::Body::wrap_stream(stream))
@@ -297,6 +298,7 @@ impl Transport for HttpTransport {
     async fn download_blob(&self, sha256: &str, blobs: &BlobStore) -> Result<bool, SyncError> {
         let mut response = self
             .auth(self.client.get(self.blob_url(sha256)?))
+            .timeout(file_timeout(blobs.max_bytes()))
             .send()
             .await
             .map_err(|e| unreachable(&e))?;
@@ -320,6 +322,12 @@ impl Transport for HttpTransport {
         writer.finish_expecting(sha256).await?;
         Ok(true)
     }
+}
+
+/// How long a file transfer may take: the usual 5 minutes, plus one second per 64 KiB (a
+/// 2 GiB file over a slow field connection must not be cut off).
+fn file_timeout(size: u64) -> Duration {
+    Duration::from_secs(300_u64.saturating_add(size / 65_536))
 }
 
 /// Like [`answer`] for requests whose success has no body.
