@@ -24,8 +24,13 @@
 //!                                  as Map; see `fields.rs`. Each key merges on its own on sync.)
 //! metadata_extra: Str (absent until set; JSON object: every key of eLabFTW's `metadata` other
 //!                                  than `extra_fields`, e.g. `elabftw.extra_fields_groups`)
-//! attachments: Map<sha256, {name: Str, mime: Str, size: Int, added_by: Int, added_at: Timestamp}>
-//!                                  (same issue; the file is the blob of that hash)
+//! attachments: Map<sha256, {name: Str, mime: Str, size: Int, added_by: Int, added_at: Timestamp,
+//!                            comment: Str, state: Int (1 normal, 2 archived, 3 deleted),
+//!                            replaces: Str (sha256 of the version it replaces) | Null}>
+//!                                  (same issue; the file is the blob of that hash. `comment`,
+//!                                  `state` and `replaces` were added later without a schema bump:
+//!                                  an entry without them reads as "not recorded", see
+//!                                  [`Attachment`])
 //! ```
 //!
 //! Every container exists from creation, so two replicas never race to create one.
@@ -187,7 +192,8 @@ pub enum EntityOp {
     RemoveLink { target: EntityId },
     /// Picks one value for a field whose concurrent values are in conflict.
     ResolveConflict { field: ConflictField, value: String },
-    /// References an attachment by the SHA-256 of its content (adding it again updates it).
+    /// References an attachment by the SHA-256 of its content (adding it again updates it and
+    /// makes it live again).
     AddAttachment {
         sha256: String,
         name: String,
@@ -195,6 +201,19 @@ pub enum EntityOp {
         size: i64,
         at_ms: i64,
         by: i64,
+        /// Free comment.
+        comment: String,
+        /// SHA-256 of the version this one replaces.
+        replaces: Option<String>,
+    },
+    /// Renames, re-comments or changes the state of an attachment; `None` leaves a key alone,
+    /// so a rename on one replica and a comment on another both survive the merge.
+    UpdateAttachment {
+        sha256: String,
+        name: Option<String>,
+        comment: Option<String>,
+        /// 1 normal, 2 archived, 3 deleted.
+        state: Option<i64>,
     },
     /// Replaces the metadata fields (and the rest of eLabFTW's `metadata`): fields not in it
     /// are removed, the others written key by key where they differ. With `require`, a
@@ -675,9 +694,12 @@ impl EntityDoc {
                 size,
                 at_ms,
                 by,
+                comment,
+                replaces,
             } => {
-                if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(invalid("sha256", "expected a SHA-256 in hex"));
+                check_sha256("sha256", sha256)?;
+                if let Some(old) = replaces {
+                    check_sha256("replaces", old)?;
                 }
                 let attachments = map_obj(doc, "attachments")?;
                 let entry = match doc.get(&attachments, sha256.as_str())? {
@@ -689,6 +711,46 @@ impl EntityDoc {
                 doc.put(&entry, "size", *size)?;
                 doc.put(&entry, "added_by", *by)?;
                 doc.put(&entry, "added_at", ScalarValue::Timestamp(*at_ms))?;
+                doc.put(&entry, "comment", comment.as_str())?;
+                doc.put(&entry, "state", ATTACHMENT_NORMAL)?;
+                match replaces {
+                    Some(old) if old != sha256 => doc.put(&entry, "replaces", old.as_str())?,
+                    _ => doc.put(&entry, "replaces", ScalarValue::Null)?,
+                }
+            }
+            EntityOp::UpdateAttachment {
+                sha256,
+                name,
+                comment,
+                state,
+            } => {
+                check_sha256("sha256", sha256)?;
+                let entry = child_obj(doc, "attachments", sha256, "attachment")?;
+                if let Some(state) = state
+                    && !(ATTACHMENT_NORMAL..=ATTACHMENT_DELETED).contains(state)
+                {
+                    return Err(invalid(
+                        "state",
+                        "expected 1 (normal), 2 (archived) or 3 (deleted)",
+                    ));
+                }
+                // Only keys whose value changes are written, so an unchanged key never shadows
+                // a concurrent edit of it made elsewhere.
+                if let Some(name) = name
+                    && read_str(doc, &entry, "name").as_deref() != Some(name.as_str())
+                {
+                    doc.put(&entry, "name", name.as_str())?;
+                }
+                if let Some(comment) = comment
+                    && read_str(doc, &entry, "comment").as_deref() != Some(comment.as_str())
+                {
+                    doc.put(&entry, "comment", comment.as_str())?;
+                }
+                if let Some(state) = state
+                    && read_i64(doc, &entry, "state") != Some(*state)
+                {
+                    doc.put(&entry, "state", *state)?;
+                }
             }
             EntityOp::SetMetadata { metadata, require } => {
                 write_metadata(doc, metadata, *require)?;
@@ -765,6 +827,11 @@ impl EntityDoc {
     pub fn load_changes(&mut self, bytes: &[u8]) -> Result<(), DocError> {
         self.doc.load_incremental(bytes)?;
         Ok(())
+    }
+
+    /// The attachments referenced by the document, by hash.
+    pub fn attachments(&self) -> Result<Vec<Attachment>, DocError> {
+        read_attachments(&self.doc)
     }
 
     /// Direct access for the sync engine and tests.
@@ -890,6 +957,63 @@ fn scalar_text(value: &ScalarValue) -> String {
         ScalarValue::Boolean(b) => b.to_string(),
         _ => String::new(),
     }
+}
+
+/// State of a live attachment (`attachments[sha256].state`).
+pub const ATTACHMENT_NORMAL: i64 = 1;
+/// State of a deleted attachment (kept, never listed).
+pub const ATTACHMENT_DELETED: i64 = 3;
+
+/// One attachment as the document records it. `comment`, `state` and `replaces` are `None` in
+/// entries written before those keys existed: the reader then keeps what it had.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attachment {
+    /// SHA-256 of the content, hex: the blob's name.
+    pub sha256: String,
+    /// File name.
+    pub name: String,
+    /// Media type.
+    pub mime: String,
+    /// Bytes.
+    pub size: i64,
+    /// Who added it.
+    pub added_by: i64,
+    /// When, ms.
+    pub added_at_ms: i64,
+    /// Free comment.
+    pub comment: Option<String>,
+    /// 1 normal, 2 archived, 3 deleted.
+    pub state: Option<i64>,
+    /// SHA-256 of the version it replaces (`Some("")` is never produced).
+    pub replaces: Option<String>,
+}
+
+fn check_sha256(field: &'static str, sha256: &str) -> Result<(), DocError> {
+    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(invalid(field, "expected a SHA-256 in hex"));
+    }
+    Ok(())
+}
+
+fn read_attachments<D: ReadDoc>(doc: &D) -> Result<Vec<Attachment>, DocError> {
+    let attachments = map_obj(doc, "attachments")?;
+    Ok(doc
+        .keys(&attachments)
+        .filter_map(|key| match doc.get(&attachments, key.as_str()).ok()?? {
+            (Value::Object(ObjType::Map), obj) => Some(Attachment {
+                name: read_str(doc, &obj, "name").unwrap_or_default(),
+                mime: read_str(doc, &obj, "mime").unwrap_or_default(),
+                size: read_i64(doc, &obj, "size").unwrap_or_default(),
+                added_by: read_i64(doc, &obj, "added_by").unwrap_or_default(),
+                added_at_ms: read_i64(doc, &obj, "added_at").unwrap_or_default(),
+                comment: read_str(doc, &obj, "comment"),
+                state: read_i64(doc, &obj, "state"),
+                replaces: read_str(doc, &obj, "replaces"),
+                sha256: key,
+            }),
+            _ => None,
+        })
+        .collect())
 }
 
 fn read_content<D: ReadDoc>(doc: &D) -> Result<EntityContent, DocError> {

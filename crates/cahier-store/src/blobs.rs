@@ -3,13 +3,35 @@
 //! temporary file under `<root>/tmp` while it is hashed, synced to disk, then renamed into place
 //! and its folder synced, so a blob that has a name is complete. Writing the same bytes twice
 //! keeps one file. Memory use is flat whatever the size: bytes pass through a fixed buffer.
+//!
+//! A store may be encrypted (a field replica's: [`BlobStore::encrypted`]). Its files are then
+//! `MAGIC`, a random 19-byte nonce prefix, and the content in 64 KiB segments sealed with
+//! XChaCha20-Poly1305 in the STREAM construction (each segment's nonce holds its position and
+//! a last-segment flag, so reordering, truncation and tampering are all detected). Names stay
+//! the SHA-256 of the plaintext; a Range read decrypts only the segments it needs.
+//! DO NOT CHANGE this format: files written by it must stay readable (bump `MAGIC` instead).
 
+use chacha20poly1305::XChaCha20Poly1305;
+use chacha20poly1305::aead::KeyInit;
+use chacha20poly1305::aead::generic_array::GenericArray;
+use chacha20poly1305::aead::stream::{EncryptorBE32, NewStream, StreamBE32, StreamPrimitive};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 /// Size of the copy buffer.
 const BUFFER: usize = 64 * 1024;
+/// Plaintext bytes per encrypted segment.
+const SEGMENT: usize = 64 * 1024;
+/// Authentication tag per encrypted segment.
+const TAG: usize = 16;
+/// First bytes of an encrypted blob (format version 1).
+const MAGIC: &[u8; 8] = b"CAHIERB1";
+/// Random nonce prefix of an encrypted blob (XChaCha20's 24 bytes less STREAM's 5).
+const PREFIX: usize = 19;
+/// Header of an encrypted blob.
+const HEADER: usize = MAGIC.len() + PREFIX;
 
 /// Errors of the blob store.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +48,18 @@ pub enum BlobError {
     /// A hash that is not 64 lowercase hex digits.
     #[error("not a SHA-256 hash")]
     BadHash,
+    /// An encrypted blob that does not decrypt: damaged, cut, or sealed with another key.
+    #[error("the stored file is damaged or was encrypted with another key")]
+    Unreadable,
+    /// The content does not hash to the name it was sent under (corrupted or cut off); nothing
+    /// was kept.
+    #[error("the content hashes to {actual}, not {expected}")]
+    HashMismatch {
+        /// The hash the sender named.
+        expected: String,
+        /// The hash of what arrived.
+        actual: String,
+    },
     /// Reading the source, or the disk, failed.
     #[error("blob store: {0}")]
     Io(#[from] std::io::Error),
@@ -36,6 +70,34 @@ pub enum BlobError {
 pub struct BlobStore {
     root: PathBuf,
     max_bytes: u64,
+    key: Option<BlobKey>,
+}
+
+/// The key of an encrypted store; never printed.
+#[derive(Clone)]
+struct BlobKey(Arc<[u8; 32]>);
+
+impl std::fmt::Debug for BlobKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BlobKey(..)")
+    }
+}
+
+impl BlobKey {
+    fn stream(&self, prefix: &[u8]) -> StreamBE32<XChaCha20Poly1305> {
+        let cipher = XChaCha20Poly1305::new(GenericArray::from_slice(&self.0[..]));
+        StreamBE32::from_aead(cipher, GenericArray::from_slice(prefix))
+    }
+}
+
+/// Plaintext size of an encrypted file of `len` bytes.
+fn plain_size(len: u64) -> Result<u64, BlobError> {
+    let body = len
+        .checked_sub(HEADER as u64)
+        .filter(|b| *b >= TAG as u64)
+        .ok_or(BlobError::Unreadable)?;
+    let segments = body.div_ceil((SEGMENT + TAG) as u64);
+    Ok(body - segments * TAG as u64)
 }
 
 /// What [`BlobStore::verify`] found.
@@ -67,7 +129,19 @@ impl BlobStore {
         Self {
             root: root.into(),
             max_bytes,
+            key: None,
         }
+    }
+
+    /// Encrypts every blob written from now on with `key`, and decrypts on reading.
+    pub fn encrypted(mut self, key: [u8; 32]) -> Self {
+        self.key = Some(BlobKey(Arc::new(key)));
+        self
+    }
+
+    /// Whether blobs are encrypted at rest.
+    pub fn is_encrypted(&self) -> bool {
+        self.key.is_some()
     }
 
     /// The folder holding the blobs.
@@ -94,17 +168,35 @@ impl BlobStore {
         let tmp_dir = self.root.join("tmp");
         tokio::fs::create_dir_all(&tmp_dir).await?;
         let path = tmp_dir.join(format!("upload-{}", crate::random_hex(16)));
-        let file = tokio::fs::OpenOptions::new()
+        let mut file = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&path)
             .await?;
+        let seal = match &self.key {
+            Some(key) => {
+                let prefix: [u8; PREFIX] = rand::random();
+                let mut header = MAGIC.to_vec();
+                header.extend_from_slice(&prefix);
+                if let Err(error) = file.write_all(&header).await {
+                    drop(file);
+                    let _ = tokio::fs::remove_file(&path).await;
+                    return Err(error.into());
+                }
+                Some(Seal {
+                    encryptor: Some(EncryptorBE32::from_stream_primitive(key.stream(&prefix))),
+                    buffer: Vec::with_capacity(SEGMENT),
+                })
+            }
+            None => None,
+        };
         Ok(BlobWriter {
             store: self.clone(),
             file: Some(file),
             tmp: Some(path),
             hasher: Sha256::new(),
             size: 0,
+            seal,
         })
     }
 
@@ -125,13 +217,71 @@ impl BlobStore {
         writer.finish().await
     }
 
-    /// Opens the blob named `hash` for reading.
-    pub async fn open(&self, hash: &str) -> Result<tokio::fs::File, BlobError> {
+    async fn open_file(&self, hash: &str) -> Result<tokio::fs::File, BlobError> {
         match tokio::fs::File::open(self.path_of(hash)?).await {
             Ok(file) => Ok(file),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Err(BlobError::NotFound),
             Err(error) => Err(error.into()),
         }
+    }
+
+    /// The size of the blob's content, bytes.
+    pub async fn size(&self, hash: &str) -> Result<u64, BlobError> {
+        let len = self.open_file(hash).await?.metadata().await?.len();
+        match self.key {
+            Some(_) => plain_size(len),
+            None => Ok(len),
+        }
+    }
+
+    /// Opens the whole content of the blob named `hash`.
+    pub async fn open(&self, hash: &str) -> Result<BlobReader, BlobError> {
+        let size = self.size(hash).await?;
+        self.open_range(hash, 0, size).await
+    }
+
+    /// Opens `length` bytes of the blob's content from `start` (decrypting only the segments
+    /// they fall in). A range past the end is cut at the end.
+    pub async fn open_range(
+        &self,
+        hash: &str,
+        start: u64,
+        length: u64,
+    ) -> Result<BlobReader, BlobError> {
+        let mut file = self.open_file(hash).await?;
+        let len = file.metadata().await?.len();
+        let Some(key) = &self.key else {
+            file.seek(std::io::SeekFrom::Start(start)).await?;
+            return Ok(BlobReader {
+                file,
+                remaining: length.min(len.saturating_sub(start)),
+                open: None,
+            });
+        };
+        let size = plain_size(len)?;
+        let mut header = [0u8; HEADER];
+        file.read_exact(&mut header)
+            .await
+            .map_err(|_| BlobError::Unreadable)?;
+        if &header[..MAGIC.len()] != MAGIC {
+            return Err(BlobError::Unreadable);
+        }
+        let segment = start / SEGMENT as u64;
+        let segments = (len - HEADER as u64).div_ceil((SEGMENT + TAG) as u64);
+        file.seek(std::io::SeekFrom::Start(
+            HEADER as u64 + segment * (SEGMENT + TAG) as u64,
+        ))
+        .await?;
+        Ok(BlobReader {
+            file,
+            remaining: length.min(size.saturating_sub(start)),
+            open: Some(Open {
+                stream: key.stream(&header[MAGIC.len()..]),
+                segment,
+                segments,
+                skip: usize::try_from(start % SEGMENT as u64).unwrap_or(0),
+            }),
+        })
     }
 
     /// Whether the blob named `hash` exists.
@@ -154,7 +304,6 @@ impl BlobStore {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
             Err(error) => return Err(error.into()),
         };
-        let mut buffer = vec![0u8; BUFFER];
         while let Some(dir) = folders.as_mut() {
             let Some(folder) = dir.next_entry().await? else {
                 break;
@@ -169,17 +318,21 @@ impl BlobStore {
                 if !is_hash(&hash) || !hash.starts_with(&name) {
                     continue;
                 }
-                let mut reader = tokio::fs::File::open(file.path()).await?;
                 let mut hasher = Sha256::new();
-                loop {
-                    let n = reader.read(&mut buffer).await?;
-                    if n == 0 {
-                        break;
-                    }
-                    hasher.update(&buffer[..n]);
-                }
+                let intact = match self.open(&hash).await {
+                    Ok(mut reader) => loop {
+                        match reader.next_chunk().await {
+                            Ok(Some(chunk)) => hasher.update(&chunk),
+                            Ok(None) => break true,
+                            Err(BlobError::Unreadable) => break false,
+                            Err(error) => return Err(error),
+                        }
+                    },
+                    Err(BlobError::Unreadable) => false,
+                    Err(error) => return Err(error),
+                };
                 report.checked += 1;
-                if hex::encode(hasher.finalize()) != hash {
+                if !intact || hex::encode(hasher.finalize()) != hash {
                     report.corrupted.push(hash.clone());
                 }
                 present.insert(hash);
@@ -197,6 +350,85 @@ impl BlobStore {
     }
 }
 
+/// Reads a blob's content in chunks of at most 64 KiB. See [`BlobStore::open_range`].
+pub struct BlobReader {
+    file: tokio::fs::File,
+    remaining: u64,
+    open: Option<Open>,
+}
+
+/// Decryption state of an encrypted blob being read.
+struct Open {
+    stream: StreamBE32<XChaCha20Poly1305>,
+    /// The next segment to read.
+    segment: u64,
+    /// Segments in the file.
+    segments: u64,
+    /// Bytes to drop from the next segment (a range starting inside it).
+    skip: usize,
+}
+
+impl std::fmt::Debug for BlobReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobReader")
+            .field("remaining", &self.remaining)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BlobReader {
+    /// Bytes left to read.
+    pub fn remaining(&self) -> u64 {
+        self.remaining
+    }
+
+    /// The next chunk of content, or `None` at the end of the range.
+    pub async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, BlobError> {
+        if self.remaining == 0 {
+            return Ok(None);
+        }
+        let Some(open) = self.open.as_mut() else {
+            let want = usize::try_from(self.remaining.min(BUFFER as u64)).unwrap_or(BUFFER);
+            let mut buffer = vec![0u8; want];
+            let n = self.file.read(&mut buffer).await?;
+            if n == 0 {
+                self.remaining = 0;
+                return Ok(None);
+            }
+            buffer.truncate(n);
+            self.remaining -= n as u64;
+            return Ok(Some(buffer));
+        };
+        let mut sealed = vec![0u8; SEGMENT + TAG];
+        let mut filled = 0;
+        while filled < sealed.len() {
+            let n = self.file.read(&mut sealed[filled..]).await?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        sealed.truncate(filled);
+        let position = u32::try_from(open.segment).map_err(|_| BlobError::Unreadable)?;
+        let last = open.segment + 1 == open.segments;
+        let mut plain = open
+            .stream
+            .decrypt(position, last, sealed.as_slice())
+            .map_err(|_| BlobError::Unreadable)?;
+        open.segment += 1;
+        if open.skip > 0 {
+            plain.drain(..open.skip.min(plain.len()));
+            open.skip = 0;
+        }
+        plain.truncate(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        if plain.is_empty() {
+            return Err(BlobError::Unreadable);
+        }
+        self.remaining -= plain.len() as u64;
+        Ok(Some(plain))
+    }
+}
+
 /// A blob being written. See [`BlobStore::writer`].
 #[derive(Debug)]
 pub struct BlobWriter {
@@ -205,6 +437,24 @@ pub struct BlobWriter {
     tmp: Option<PathBuf>,
     hasher: Sha256,
     size: u64,
+    seal: Option<Seal>,
+}
+
+/// Encryption state of a blob being written: one segment is held back, so the last one can be
+/// sealed as last.
+struct Seal {
+    encryptor: Option<EncryptorBE32<XChaCha20Poly1305>>,
+    buffer: Vec<u8>,
+}
+
+impl std::fmt::Debug for Seal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Seal").finish_non_exhaustive()
+    }
+}
+
+fn sealing_failed() -> BlobError {
+    BlobError::Io(std::io::Error::other("encrypting the file failed"))
 }
 
 impl BlobWriter {
@@ -218,9 +468,26 @@ impl BlobWriter {
             });
         }
         let file = self.file.as_mut().ok_or(BlobError::NotFound)?;
-        file.write_all(bytes).await?;
         self.hasher.update(bytes);
         self.size = size;
+        let Some(seal) = self.seal.as_mut() else {
+            file.write_all(bytes).await?;
+            return Ok(());
+        };
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            if seal.buffer.len() == SEGMENT {
+                let encryptor = seal.encryptor.as_mut().ok_or_else(sealing_failed)?;
+                let sealed = encryptor
+                    .encrypt_next(seal.buffer.as_slice())
+                    .map_err(|_| sealing_failed())?;
+                file.write_all(&sealed).await?;
+                seal.buffer.clear();
+            }
+            let take = rest.len().min(SEGMENT - seal.buffer.len());
+            seal.buffer.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+        }
         Ok(())
     }
 
@@ -231,12 +498,38 @@ impl BlobWriter {
 
     /// Syncs the file, names it by its hash (keeping an existing copy), syncs the folder;
     /// returns the hash and size.
-    pub async fn finish(mut self) -> Result<(String, u64), BlobError> {
+    pub async fn finish(self) -> Result<(String, u64), BlobError> {
+        self.finish_checked(None).await
+    }
+
+    /// [`BlobWriter::finish`], but only if the content hashes to `expected`; otherwise the
+    /// temporary file is removed and nothing gets that name ([`BlobError::HashMismatch`]).
+    pub async fn finish_expecting(self, expected: &str) -> Result<(String, u64), BlobError> {
+        self.finish_checked(Some(expected)).await
+    }
+
+    async fn finish_checked(mut self, expected: Option<&str>) -> Result<(String, u64), BlobError> {
         let mut file = self.file.take().ok_or(BlobError::NotFound)?;
+        if let Some(mut seal) = self.seal.take() {
+            let encryptor = seal.encryptor.take().ok_or_else(sealing_failed)?;
+            let sealed = encryptor
+                .encrypt_last(seal.buffer.as_slice())
+                .map_err(|_| sealing_failed())?;
+            file.write_all(&sealed).await?;
+        }
         file.flush().await?;
         file.sync_all().await?;
         drop(file);
         let hash = hex::encode(std::mem::take(&mut self.hasher).finalize());
+        if let Some(expected) = expected
+            && expected != hash
+        {
+            // Dropping `self` removes the temporary file.
+            return Err(BlobError::HashMismatch {
+                expected: expected.to_owned(),
+                actual: hash,
+            });
+        }
         let target = self.store.path_of(&hash)?;
         let folder = target
             .parent()
@@ -294,15 +587,7 @@ mod tests {
         assert_eq!(hash, hex::encode(Sha256::digest(b"hello")));
         let again = store.put_stream(&b"hello"[..]).await.unwrap();
         assert_eq!(again.0, hash);
-        let mut read = String::new();
-        store
-            .open(&hash)
-            .await
-            .unwrap()
-            .read_to_string(&mut read)
-            .await
-            .unwrap();
-        assert_eq!(read, "hello");
+        assert_eq!(read_all(&store, &hash).await, b"hello");
         let error = store.put_stream(&b"way too long!"[..]).await.unwrap_err();
         assert!(matches!(error, BlobError::TooLarge { limit: 10 }));
         let tmp: Vec<_> = std::fs::read_dir(dir.path().join("blobs/tmp"))
@@ -316,5 +601,109 @@ mod tests {
         std::fs::write(store.path_of(&hash).unwrap(), b"jello").unwrap();
         let report = store.verify([]).await.unwrap();
         assert_eq!(report.corrupted, vec![hash]);
+    }
+
+    async fn read_all(store: &BlobStore, hash: &str) -> Vec<u8> {
+        let mut reader = store.open(hash).await.unwrap();
+        let mut all = Vec::new();
+        while let Some(chunk) = reader.next_chunk().await.unwrap() {
+            all.extend(chunk);
+        }
+        all
+    }
+
+    async fn read_range(store: &BlobStore, hash: &str, start: u64, length: u64) -> Vec<u8> {
+        let mut reader = store.open_range(hash, start, length).await.unwrap();
+        let mut all = Vec::new();
+        while let Some(chunk) = reader.next_chunk().await.unwrap() {
+            all.extend(chunk);
+        }
+        all
+    }
+
+    #[tokio::test]
+    async fn encrypted_blobs_round_trip_by_plaintext_hash_and_serve_any_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::new(dir.path().join("blobs"), 1 << 24).encrypted([7; 32]);
+        for len in [0, 1, SEGMENT - 1, SEGMENT, SEGMENT + 1, 3 * SEGMENT + 5] {
+            let content: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let (hash, size) = store.put_stream(&content[..]).await.unwrap();
+            assert_eq!(
+                hash,
+                hex::encode(Sha256::digest(&content)),
+                "named by plaintext"
+            );
+            assert_eq!(size, len as u64);
+            assert_eq!(store.size(&hash).await.unwrap(), len as u64);
+            assert_eq!(read_all(&store, &hash).await, content, "length {len}");
+            let raw = std::fs::read(store.path_of(&hash).unwrap()).unwrap();
+            assert!(raw.starts_with(MAGIC));
+            if len >= 64 {
+                let probe = &content[len / 2..len / 2 + 32];
+                assert!(
+                    !raw.windows(32).any(|w| w == probe),
+                    "no plaintext on disk (length {len})"
+                );
+            }
+            for (start, length) in [(0, 10), (SEGMENT - 3, 7), (len / 3, len / 2), (len, 5)] {
+                let (start, length) = (start as u64, length as u64);
+                if start > len as u64 {
+                    continue;
+                }
+                let end = (start + length).min(len as u64);
+                assert_eq!(
+                    read_range(&store, &hash, start, length).await,
+                    content[start as usize..end as usize],
+                    "length {len}, range {start}+{length}"
+                );
+            }
+        }
+        let report = store.verify([]).await.unwrap();
+        assert!(report.is_ok(), "{report:?}");
+        assert_eq!(report.checked, 6);
+    }
+
+    #[tokio::test]
+    async fn a_tampered_cut_or_foreign_encrypted_blob_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("blobs");
+        let store = BlobStore::new(&root, 1 << 24).encrypted([7; 32]);
+        let content: Vec<u8> = (0..2 * SEGMENT + 100).map(|i| (i % 13) as u8).collect();
+        let (hash, _) = store.put_stream(&content[..]).await.unwrap();
+        let path = store.path_of(&hash).unwrap();
+        let sealed = std::fs::read(&path).unwrap();
+
+        // Another key.
+        let other = BlobStore::new(&root, 1 << 24).encrypted([8; 32]);
+        let mut reader = other.open(&hash).await.unwrap();
+        assert!(matches!(
+            reader.next_chunk().await,
+            Err(BlobError::Unreadable)
+        ));
+        // One flipped bit.
+        let mut flipped = sealed.clone();
+        flipped[HEADER + 10] ^= 1;
+        std::fs::write(&path, &flipped).unwrap();
+        let mut reader = store.open(&hash).await.unwrap();
+        assert!(matches!(
+            reader.next_chunk().await,
+            Err(BlobError::Unreadable)
+        ));
+        // Cut at a segment boundary: the new last segment was not sealed as last.
+        std::fs::write(&path, &sealed[..HEADER + 2 * (SEGMENT + TAG)]).unwrap();
+        let mut reader = store.open(&hash).await.unwrap();
+        let mut outcome = Ok(Some(Vec::new()));
+        while let Ok(Some(_)) = outcome {
+            outcome = reader.next_chunk().await;
+        }
+        assert!(matches!(outcome, Err(BlobError::Unreadable)), "{outcome:?}");
+        let report = store.verify([]).await.unwrap();
+        assert_eq!(report.corrupted, vec![hash.clone()]);
+        // A plaintext file where an encrypted one is expected.
+        std::fs::write(&path, &content).unwrap();
+        assert!(matches!(
+            store.open(&hash).await.map(|_| ()),
+            Err(BlobError::Unreadable)
+        ));
     }
 }

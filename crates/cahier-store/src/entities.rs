@@ -8,7 +8,7 @@ use crate::{Result, Store, StoreError, invalid, projection};
 use automerge::{ActorId, ChangeHash};
 use cahier_core::access::Grant;
 use cahier_core::document::{
-    CommitMeta, EntityContent, NewContent, heads_from_string, heads_to_string,
+    CommitMeta, EntityContent, EntityOp, NewContent, heads_from_string, heads_to_string,
 };
 use cahier_core::{
     AccessRule, BaseLevel, EntityAccess, EntityDoc, EntityId, EntityKind, EntityPatch, Subject,
@@ -566,6 +566,10 @@ impl Store {
             subject.user_id,
         )
         .await?;
+        let attachments = doc.attachments()?;
+        if !attachments.is_empty() {
+            projection::write_uploads(&mut tx, entity_id, &attachments).await?;
+        }
         tx.commit().await?;
         self.cache_put(entity_id, heads, doc);
         Ok(entity_id)
@@ -690,13 +694,12 @@ impl Store {
         message: &str,
     ) -> Result<UpdateOutcome> {
         Ok(self
-            .update_entity_with(subject, id, base, patch, message, None)
+            .update_entity_with(subject, id, base, patch, message)
             .await?
             .0)
     }
 
-    /// [`Store::update_entity`], also writing an upload row in the same transaction (its id is
-    /// returned with the outcome, and the heads the change was written on).
+    /// [`Store::update_entity`], also returning the heads the change was written on.
     pub(crate) async fn update_entity_with(
         &self,
         subject: &Subject,
@@ -704,8 +707,7 @@ impl Store {
         base: Option<&str>,
         patch: &EntityPatch,
         message: &str,
-        upload: Option<&crate::uploads::PendingUpload>,
-    ) -> Result<(UpdateOutcome, Option<i64>, String)> {
+    ) -> Result<(UpdateOutcome, String)> {
         let row = self.entity(subject, id).await?;
         let own_comments = self.own_comments(id, subject.user_id, patch).await?;
         check_may_apply(&row, subject, patch, &own_comments)?;
@@ -740,17 +742,7 @@ impl Store {
             }
         };
         let Some(hash) = hash else {
-            let upload_id = match upload {
-                Some(upload) => {
-                    let upload_id = upload.insert(&mut tx, id, subject.user_id, now).await?;
-                    tx.commit().await?;
-                    Some(upload_id)
-                }
-                None => {
-                    tx.rollback().await?;
-                    None
-                }
-            };
+            tx.rollback().await?;
             self.cache_put(id, old_heads.clone(), doc);
             return Ok((
                 UpdateOutcome {
@@ -759,7 +751,6 @@ impl Store {
                     changed: false,
                     merged: false,
                 },
-                upload_id,
                 old_heads,
             ));
         };
@@ -787,10 +778,15 @@ impl Store {
             subject.user_id,
         )
         .await?;
-        let upload_id = match upload {
-            Some(upload) => Some(upload.insert(&mut tx, id, subject.user_id, now).await?),
-            None => None,
-        };
+        let touches_attachments = patch.ops.iter().any(|op| {
+            matches!(
+                op,
+                EntityOp::AddAttachment { .. } | EntityOp::UpdateAttachment { .. }
+            )
+        });
+        if touches_attachments {
+            projection::write_uploads(&mut tx, id, &doc.attachments()?).await?;
+        }
         tx.commit().await?;
         self.cache_put(id, heads.clone(), doc);
         Ok((
@@ -800,7 +796,6 @@ impl Store {
                 changed: true,
                 merged,
             },
-            upload_id,
             old_heads,
         ))
     }

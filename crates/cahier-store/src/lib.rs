@@ -229,6 +229,17 @@ impl Store {
         self
     }
 
+    /// Keeps attachment files under `root`, encrypted at rest with `key` (a field replica).
+    pub fn with_encrypted_blobs(
+        mut self,
+        root: impl Into<std::path::PathBuf>,
+        max_bytes: u64,
+        key: [u8; 32],
+    ) -> Self {
+        self.blobs = Some(blobs::BlobStore::new(root, max_bytes).encrypted(key));
+        self
+    }
+
     /// The blob store, if this store has one.
     pub fn blobs(&self) -> Option<&blobs::BlobStore> {
         self.blobs.as_ref()

@@ -36,6 +36,10 @@ const SQLITE: &[(i64, Step)] = &[
             "../migrations/sqlite/0006_fields_templates.sql"
         )),
     ),
+    (
+        7,
+        Step::Sql(include_str!("../migrations/sqlite/0007_device_blobs.sql")),
+    ),
 ];
 
 async fn rebuild_search_index(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {

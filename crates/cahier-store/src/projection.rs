@@ -1,9 +1,11 @@
 //! Writes an entity's projection: the content columns of `entities` and the child tables that
 //! lists, search and pages read instead of loading documents. Always called inside the
-//! transaction that stores the document change, so the two never disagree.
+//! transaction that stores the document change, so the two never disagree. The `uploads` rows
+//! are part of it: they are written from the document's `attachments` ([`write_uploads`]).
 
 use crate::entities::{CommentRow, StepRow};
 use cahier_core::EntityContent;
+use cahier_core::document::{ATTACHMENT_NORMAL, Attachment};
 use cahier_core::fields::Metadata;
 use cahier_core::markdown::{ContentType, index_text, render_body};
 use cahier_core::search_terms::joined_terms;
@@ -286,5 +288,77 @@ pub(crate) async fn write_fts(
     .bind(comments_text.join("\n"))
     .execute(&mut *conn)
     .await?;
+    Ok(())
+}
+
+/// Brings an entity's `uploads` rows in line with the document's `attachments` (upsert by
+/// entity and hash, so row ids stay stable). Values an old entry does not record (`comment`,
+/// `state`, `replaces`) keep what the row has. Rows whose hash the document does not name are
+/// left alone: the document never removes an attachment, it marks it deleted.
+pub(crate) async fn write_uploads(
+    conn: &mut SqliteConnection,
+    entity_id: i64,
+    attachments: &[Attachment],
+) -> Result<(), sqlx::Error> {
+    for a in attachments {
+        let existing: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM uploads WHERE entity_id = ? AND sha256 = ? ORDER BY id LIMIT 1",
+        )
+        .bind(entity_id)
+        .bind(&a.sha256)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if existing.is_some() {
+            sqlx::query(
+                "UPDATE uploads SET real_name = ?, size = ?, media_type = ?, \
+                 comment = COALESCE(?, comment), state = COALESCE(?, state) \
+                 WHERE entity_id = ? AND sha256 = ?",
+            )
+            .bind(&a.name)
+            .bind(a.size)
+            .bind(&a.mime)
+            .bind(&a.comment)
+            .bind(a.state)
+            .bind(entity_id)
+            .bind(&a.sha256)
+            .execute(&mut *conn)
+            .await?;
+        } else {
+            // A replica may not know the user who attached the file (not a teammate, not an
+            // owner it has seen): the row then names the entity's owner; the document keeps
+            // the true author.
+            sqlx::query(
+                "INSERT INTO uploads (entity_id, sha256, real_name, comment, size, media_type, user_id, \
+                 created_at, state) VALUES (?, ?, ?, ?, ?, ?, \
+                 COALESCE((SELECT id FROM users WHERE id = ?), (SELECT owner_id FROM entities WHERE id = ?)), ?, ?)",
+            )
+            .bind(entity_id)
+            .bind(&a.sha256)
+            .bind(&a.name)
+            .bind(a.comment.as_deref().unwrap_or_default())
+            .bind(a.size)
+            .bind(&a.mime)
+            .bind(a.added_by)
+            .bind(entity_id)
+            .bind(a.added_at_ms)
+            .bind(a.state.unwrap_or(ATTACHMENT_NORMAL))
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    for a in attachments {
+        let Some(replaces) = &a.replaces else {
+            continue;
+        };
+        sqlx::query(
+            "UPDATE uploads SET replaces_id = (SELECT id FROM uploads WHERE entity_id = ?1 AND sha256 = ?2 \
+             ORDER BY id LIMIT 1) WHERE entity_id = ?1 AND sha256 = ?3",
+        )
+        .bind(entity_id)
+        .bind(replaces)
+        .bind(&a.sha256)
+        .execute(&mut *conn)
+        .await?;
+    }
     Ok(())
 }

@@ -229,6 +229,8 @@ impl Store {
             conflicts: &snapshot.conflicts,
         };
         projection::write_children(conn, local_id, &children).await?;
+        let uploads: Vec<_> = snapshot.uploads.iter().map(|u| u.to_attachment()).collect();
+        projection::write_uploads(conn, local_id, &uploads).await?;
         let index_body = index_text(&e.body, ContentType::from_code(e.content_type));
         projection::write_fts(
             conn,
@@ -324,6 +326,7 @@ impl Store {
                     .await?;
                     projection::write(&mut tx, id, &content, &rendered, &heads, modified, by)
                         .await?;
+                    projection::write_uploads(&mut tx, id, &doc.attachments()?).await?;
                 }
                 sqlx::query(
                     "INSERT INTO replica_entities (entity_id, acked_heads, server_id) VALUES (?, ?, ?) \
@@ -455,6 +458,10 @@ impl Store {
             .bind(self.now_ms())
             .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM uploads WHERE entity_id = ?")
+            .bind(local_id)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM entities WHERE id = ?")
             .bind(local_id)
             .execute(&mut *tx)
@@ -500,6 +507,10 @@ impl Store {
                 )
                 .await?;
             } else {
+                sqlx::query("DELETE FROM uploads WHERE entity_id = ?")
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
                 sqlx::query("DELETE FROM entities WHERE id = ?")
                     .bind(id)
                     .execute(&self.pool)
@@ -534,6 +545,46 @@ impl Store {
 }
 
 impl Store {
+    /// Hashes of the files the replica's entities reference but whose blob it lacks (not yet
+    /// downloaded, or a download that failed: it is tried again at every sync).
+    pub async fn missing_blobs(&self) -> Result<Vec<String>> {
+        let hashes: Vec<String> = sqlx::query_scalar("SELECT DISTINCT sha256 FROM uploads")
+            .fetch_all(&self.pool)
+            .await?;
+        let Some(blobs) = self.blobs() else {
+            return Ok(Vec::new());
+        };
+        let mut missing = Vec::new();
+        for hash in hashes {
+            if !blobs.exists(&hash).await {
+                missing.push(hash);
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Hashes of the files that local entities reference and whose blob is here: what may
+    /// have to be uploaded before pushing them.
+    pub async fn blobs_of(&self, local_ids: &[i64]) -> Result<Vec<String>> {
+        let Some(blobs) = self.blobs() else {
+            return Ok(Vec::new());
+        };
+        let mut hashes = std::collections::BTreeSet::new();
+        for id in local_ids {
+            let rows: Vec<String> =
+                sqlx::query_scalar("SELECT DISTINCT sha256 FROM uploads WHERE entity_id = ?")
+                    .bind(id)
+                    .fetch_all(&self.pool)
+                    .await?;
+            for hash in rows {
+                if blobs.exists(&hash).await {
+                    hashes.insert(hash);
+                }
+            }
+        }
+        Ok(hashes.into_iter().collect())
+    }
+
     /// The saved bytes of a local entity's document.
     pub async fn saved_document(&self, local_id: i64) -> Result<Vec<u8>> {
         sqlx::query_scalar("SELECT doc FROM entity_docs WHERE entity_id = ?")

@@ -6,7 +6,7 @@ pub mod proto;
 
 use crate::entities::{ENTITY_COLUMNS, EntityRow, load_acl, row_from_sql};
 use crate::{Result, Store, StoreError, invalid, projection, random_hex, sha256_hex};
-use cahier_core::document::{EntityContent, heads_from_string, heads_to_string};
+use cahier_core::document::{Attachment, EntityContent, heads_from_string, heads_to_string};
 use cahier_core::{EntityDoc, EntityKind, Subject};
 use proto::{FeedItem, FeedResponse, PullEntry, PushDoc, PushResult, PushStatus, Snapshot};
 use sqlx::SqliteConnection;
@@ -248,12 +248,21 @@ impl Store {
                 .bind(row.id)
                 .fetch_all(&mut *conn)
                 .await?;
+        let uploads = sqlx::query_as(
+            "SELECT u.sha256, u.real_name, u.comment, u.size, u.media_type, u.user_id, u.created_at, u.state, \
+             r.sha256 AS replaces FROM uploads u LEFT JOIN uploads r ON r.id = u.replaces_id \
+             WHERE u.entity_id = ? ORDER BY u.id",
+        )
+        .bind(row.id)
+        .fetch_all(&mut *conn)
+        .await?;
         Ok(Snapshot {
             entity: row,
             steps,
             comments,
             links,
             conflicts,
+            uploads,
         })
     }
 
@@ -421,6 +430,7 @@ impl Store {
             .bind(&push.uuid)
             .fetch_optional(&mut *tx)
             .await?;
+        let mut before_attachments = Vec::new();
         let (entity_id, before, mut doc, old_heads) = match existing {
             Some(id) => {
                 let row = self
@@ -453,6 +463,7 @@ impl Store {
                 }
                 let (heads, doc) = self.load_doc(&mut tx, id).await?;
                 let before = doc.content()?;
+                before_attachments = doc.attachments()?;
                 (Some((id, row)), before, doc, heads)
             }
             None => {
@@ -502,6 +513,9 @@ impl Store {
                 "the id, kind, author or creation time of an entry cannot change",
             ));
         }
+        let attachments = doc.attachments()?;
+        self.check_new_attachments(&before_attachments, &attachments, subject, device)
+            .await?;
         let heads = heads_to_string(&doc.heads());
         let id = match entity_id {
             Some((id, _)) => {
@@ -566,6 +580,9 @@ impl Store {
             .await?;
         let rendered = projection::render(&after);
         projection::write(&mut tx, id, &after, &rendered, &heads, now, subject.user_id).await?;
+        if attachments != before_attachments {
+            projection::write_uploads(&mut tx, id, &attachments).await?;
+        }
         tx.commit().await?;
         self.cache_put(id, heads.clone(), doc);
         Ok(PushResult {
@@ -574,6 +591,89 @@ impl Store {
             heads,
             ..PushResult::empty(&push.uuid)
         })
+    }
+}
+
+impl Store {
+    /// Attachments a push adds must be the pusher's, and their files must be here and known to
+    /// the device: uploaded by it, or readable by its user elsewhere. Knowing a hash is not
+    /// enough to attach (and then download) a file one may not read.
+    async fn check_new_attachments(
+        &self,
+        before: &[Attachment],
+        after: &[Attachment],
+        subject: &Subject,
+        device: &Device,
+    ) -> Result<()> {
+        let known: std::collections::HashSet<&str> =
+            before.iter().map(|a| a.sha256.as_str()).collect();
+        for attachment in after.iter().filter(|a| !known.contains(a.sha256.as_str())) {
+            if attachment.added_by != subject.user_id {
+                return Err(StoreError::Forbidden(format!(
+                    "the file {} must be attached by the pushing user",
+                    attachment.name
+                )));
+            }
+            if !self.blob_store()?.exists(&attachment.sha256).await
+                || !self
+                    .blob_known_to(subject, device, &attachment.sha256)
+                    .await?
+            {
+                return Err(invalid(
+                    "attachments",
+                    format!(
+                        "the file {} ({}) was not uploaded to the server by this device; sync again to send it",
+                        attachment.name, attachment.sha256
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Records that `device` uploaded the whole file `sha256` (see [`Store::blob_known_to`]).
+    pub async fn record_device_blob(&self, device: &Device, sha256: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT OR IGNORE INTO device_blobs (device_id, sha256, received_at) VALUES (?, ?, ?)",
+        )
+        .bind(device.id)
+        .bind(sha256)
+        .bind(self.now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Whether the device may know of the file `sha256`: it uploaded it, or its user may read
+    /// an entity that references it.
+    pub async fn blob_known_to(
+        &self,
+        subject: &Subject,
+        device: &Device,
+        sha256: &str,
+    ) -> Result<bool> {
+        let uploaded: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM device_blobs WHERE device_id = ? AND sha256 = ?)",
+        )
+        .bind(device.id)
+        .bind(sha256)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(uploaded || self.blob_readable(subject, sha256).await?)
+    }
+
+    /// Whether the subject may download the blob `sha256`: some entity they may read
+    /// references it. Unreadable and unknown blobs look the same to the caller.
+    pub async fn blob_readable(&self, subject: &Subject, sha256: &str) -> Result<bool> {
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM uploads u JOIN entities e ON e.id = u.entity_id \
+             WHERE u.sha256 = ? AND {})",
+            crate::access_sql::readable_by(subject)
+        );
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(sha256)
+            .fetch_one(&self.pool)
+            .await?)
     }
 }
 
@@ -612,7 +712,8 @@ impl Store {
         let users = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT id, email, firstname, lastname, is_sysadmin FROM users WHERE id = ?1 \
              OR id IN (SELECT m2.user_id FROM memberships m1 JOIN memberships m2 ON m2.team_id = m1.team_id WHERE m1.user_id = ?1) \
-             OR id IN (SELECT e.owner_id FROM entities e WHERE {readable})"
+             OR id IN (SELECT e.owner_id FROM entities e WHERE {readable}) \
+             OR id IN (SELECT u.user_id FROM uploads u JOIN entities e ON e.id = u.entity_id WHERE {readable})"
         )))
         .bind(subject.user_id)
         .fetch_all(&self.pool)

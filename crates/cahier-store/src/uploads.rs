@@ -1,13 +1,15 @@
 //! Attachments of entities: the `uploads` rows (name, comment, size, type, state, which one a
-//! new version replaces) over content-addressed blobs ([`crate::blobs`]). The blob is written
-//! first; the row and the document's reference (`attachments[sha256]`) are written in one
-//! transaction, so a crash leaves at most an unreferenced blob.
+//! new version replaces) over content-addressed blobs ([`crate::blobs`]). The entity's document
+//! is the source of truth (`attachments[sha256]`, so renames, comments, archiving and new
+//! versions sync and merge like any edit); the rows are its projection, written by
+//! `projection::write_uploads` in the change's transaction. The blob is written first,
+//! so a crash leaves at most an unreferenced blob.
 
 use crate::blobs::{BlobError, BlobStore, VerifyReport};
 use crate::{Result, Store, StoreError, invalid};
 use cahier_core::Subject;
 use cahier_core::document::{EntityOp, EntityPatch};
-use sqlx::{Row, SqliteConnection};
+use sqlx::Row;
 
 /// States of an upload (eLabFTW's State).
 pub mod state {
@@ -49,53 +51,6 @@ pub struct UploadRow {
     pub state: i64,
     /// The version this one replaced.
     pub replaces_id: Option<i64>,
-}
-
-/// A new upload row, written by [`Store::update_entity_with`] in its transaction.
-#[derive(Debug, Clone)]
-pub(crate) struct PendingUpload {
-    sha256: String,
-    real_name: String,
-    comment: String,
-    size: i64,
-    media_type: String,
-    replaces_id: Option<i64>,
-}
-
-impl PendingUpload {
-    pub(crate) async fn insert(
-        &self,
-        conn: &mut SqliteConnection,
-        entity_id: i64,
-        user_id: i64,
-        now: i64,
-    ) -> Result<i64> {
-        let id = sqlx::query(
-            "INSERT INTO uploads (entity_id, sha256, real_name, comment, size, media_type, user_id, \
-             created_at, state, replaces_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
-        )
-        .bind(entity_id)
-        .bind(&self.sha256)
-        .bind(&self.real_name)
-        .bind(&self.comment)
-        .bind(self.size)
-        .bind(&self.media_type)
-        .bind(user_id)
-        .bind(now)
-        .bind(self.replaces_id)
-        .execute(&mut *conn)
-        .await?
-        .last_insert_rowid();
-        if let Some(old) = self.replaces_id {
-            sqlx::query("UPDATE uploads SET state = ? WHERE id = ? AND entity_id = ?")
-                .bind(state::ARCHIVED)
-                .bind(old)
-                .bind(entity_id)
-                .execute(&mut *conn)
-                .await?;
-        }
-        Ok(id)
-    }
 }
 
 /// A stored file to attach: what [`crate::blobs::BlobWriter::finish`] returned, with its name.
@@ -204,48 +159,69 @@ impl Store {
         self.writable(subject, entity_id).await?;
         let real_name = clean_name(&upload.real_name)?;
         let mut comment = clean_comment(&upload.comment)?;
+        let mut replaced = None;
         if let Some(old) = replaces {
             let old = self.upload(subject, entity_id, old).await?;
             if old.state == state::DELETED {
                 return Err(StoreError::NotFound("upload"));
             }
             if comment.is_empty() {
-                comment = old.comment;
+                comment.clone_from(&old.comment);
             }
+            replaced = Some(old.sha256);
         }
         let blobs = self.blob_store()?;
         if !blobs.exists(&upload.sha256).await {
             return Err(StoreError::NotFound("blob"));
         }
         let size = i64::try_from(upload.size).map_err(|_| invalid("file", "too large"))?;
-        let pending = PendingUpload {
+        let mut ops = vec![EntityOp::AddAttachment {
             sha256: upload.sha256.clone(),
-            real_name: real_name.clone(),
-            comment,
+            name: real_name,
+            media_type: upload.media_type,
             size,
-            media_type: upload.media_type.clone(),
-            replaces_id: replaces,
-        };
+            at_ms: self.now_ms(),
+            by: subject.user_id,
+            comment,
+            replaces: replaced.clone(),
+        }];
+        // The replaced version is archived in the same change (unless it is the same content).
+        if let Some(old) = replaced.filter(|old| *old != upload.sha256) {
+            ops.push(EntityOp::UpdateAttachment {
+                sha256: old,
+                name: None,
+                comment: None,
+                state: Some(state::ARCHIVED),
+            });
+        }
         let patch = EntityPatch {
-            ops: vec![EntityOp::AddAttachment {
-                sha256: upload.sha256,
-                name: real_name,
-                media_type: upload.media_type,
-                size,
-                at_ms: self.now_ms(),
-                by: subject.user_id,
-            }],
+            ops,
             ..Default::default()
         };
-        let (outcome, id, heads_before) = self
-            .update_entity_with(subject, entity_id, None, &patch, "attach", Some(&pending))
+        let (outcome, heads_before) = self
+            .update_entity_with(subject, entity_id, None, &patch, "attach")
             .await?;
-        let id = id.ok_or(StoreError::NotFound("upload"))?;
         Ok(Attached {
-            upload: self.upload(subject, entity_id, id).await?,
+            upload: self
+                .upload_by_hash_any_state(entity_id, &upload.sha256)
+                .await?,
             heads_before,
             heads: outcome.heads,
         })
+    }
+
+    /// The row of an entity's upload with this content, whatever its state.
+    async fn upload_by_hash_any_state(&self, entity_id: i64, sha256: &str) -> Result<UploadRow> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM uploads WHERE entity_id = ? AND sha256 = ? ORDER BY id LIMIT 1"
+        )))
+        .bind(entity_id)
+        .bind(sha256)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref()
+            .map(from_row)
+            .ok_or(StoreError::NotFound("upload"))
     }
 
     /// The uploads of an entity the subject may read, newest first; deleted ones never,
@@ -333,12 +309,16 @@ impl Store {
                 "expected 1 (normal), 2 (archived) or 3 (deleted)",
             ));
         }
-        sqlx::query("UPDATE uploads SET real_name = ?, comment = ?, state = ? WHERE id = ?")
-            .bind(&real_name)
-            .bind(&comment)
-            .bind(new_state)
-            .bind(id)
-            .execute(&self.pool)
+        let patch = EntityPatch {
+            ops: vec![EntityOp::UpdateAttachment {
+                sha256: current.sha256.clone(),
+                name: Some(real_name),
+                comment: Some(comment),
+                state: Some(new_state),
+            }],
+            ..Default::default()
+        };
+        self.update_entity_with(subject, entity_id, None, &patch, "attachment")
             .await?;
         self.upload(subject, entity_id, id).await
     }

@@ -1,7 +1,9 @@
 //! The HTTP transport: `/api/sync/v1` on the lab instance, authenticated by the device
-//! credential. Plain HTTP on loopback or HTTPS (rustls) elsewhere.
+//! credential. HTTPS (rustls, Mozilla's roots or the lab's own CA); plain HTTP only to a
+//! loopback address, since it would carry the notebook and the credential in clear.
 
 use crate::{SyncError, Transport};
+use cahier_store::blobs::BlobStore;
 use cahier_store::sync::proto::{
     FeedResponse, PullDoc, PullEntry, PushDoc, PushResult, Reference, RegisterRequest,
     RegisterResponse,
@@ -17,18 +19,102 @@ pub struct HttpTransport {
     credential: String,
 }
 
-fn client() -> Result<reqwest::Client, SyncError> {
-    reqwest::Client::builder()
+/// How to trust the server's certificate.
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    /// The lab's CA certificates (PEM). When given, only these are trusted.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl TlsOptions {
+    /// Checks a PEM bundle holds at least one certificate.
+    pub fn with_ca_pem(pem: Vec<u8>) -> Result<Self, SyncError> {
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| SyncError::Config(format!("the CA file is not PEM certificates: {e}")))?;
+        if certificates.is_empty() {
+            return Err(SyncError::Config(
+                "the CA file holds no certificate (expected -----BEGIN CERTIFICATE-----)".into(),
+            ));
+        }
+        Ok(Self { ca_pem: Some(pem) })
+    }
+}
+
+/// Checks the server address: `https://`, or `http://` to a loopback host only.
+pub fn check_server_url(server: &str) -> Result<reqwest::Url, SyncError> {
+    let url = reqwest::Url::parse(server.trim()).map_err(|e| {
+        SyncError::Config(format!(
+            "{server} is not a server address ({e}); expected https://host[:port]"
+        ))
+    })?;
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" => {
+            let host = url.host_str().unwrap_or_default();
+            let loopback = host.eq_ignore_ascii_case("localhost")
+                || host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if loopback {
+                Ok(url)
+            } else {
+                let rest = server.trim().strip_prefix("http://").unwrap_or(server);
+                Err(SyncError::Config(format!(
+                    "refusing plain http to {server}: the notebook and the device credential would travel unencrypted; \
+                     use https://{rest} (and --ca-file with the lab's CA certificate if it has its own)"
+                )))
+            }
+        }
+        other => Err(SyncError::Config(format!(
+            "{server}: unsupported scheme {other}; expected https://"
+        ))),
+    }
+}
+
+fn client(tls: &TlsOptions) -> Result<reqwest::Client, SyncError> {
+    let mut builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(300))
+        .use_rustls_tls();
+    if let Some(pem) = &tls.ca_pem {
+        builder = builder.tls_built_in_root_certs(false);
+        for certificate in reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| SyncError::Config(format!("the CA file is not PEM certificates: {e}")))?
+        {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    builder
         .build()
-        .map_err(|e| SyncError::Unreachable(e.to_string()))
+        .map_err(|e| SyncError::Config(format!("setting up HTTPS: {e}")))
+}
+
+/// A transport error with its causes, so "certificate not trusted" is not hidden behind
+/// "error sending request".
+fn unreachable(error: &reqwest::Error) -> SyncError {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    let mut untrusted = false;
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        untrusted |= text.contains("certificate") || text.contains("UnknownIssuer");
+        message.push_str(": ");
+        message.push_str(&text);
+        source = cause.source();
+    }
+    if untrusted {
+        SyncError::Untrusted(message)
+    } else {
+        SyncError::Unreachable(message)
+    }
 }
 
 async fn answer<T: DeserializeOwned>(
     response: Result<reqwest::Response, reqwest::Error>,
 ) -> Result<T, SyncError> {
-    let response = response.map_err(|e| SyncError::Unreachable(e.to_string()))?;
+    let response = response.map_err(|e| unreachable(&e))?;
     let status = response.status();
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
         let text = response.text().await.unwrap_or_default();
@@ -62,12 +148,14 @@ impl HttpTransport {
     /// Registers this device for the user; returns the transport and the server's answer.
     pub async fn register(
         server: &str,
+        tls: &TlsOptions,
         email: &str,
         password: &str,
         name: &str,
     ) -> Result<(Self, RegisterResponse), SyncError> {
-        let client = client()?;
-        let base = format!("{}/api/sync/v1", server.trim_end_matches('/'));
+        check_server_url(server)?;
+        let client = client(tls)?;
+        let base = format!("{}/api/sync/v1", server.trim().trim_end_matches('/'));
         let request = RegisterRequest {
             email: email.into(),
             password: password.into(),
@@ -90,12 +178,20 @@ impl HttpTransport {
     }
 
     /// A transport for an already registered device.
-    pub fn new(server: &str, credential: &str) -> Result<Self, SyncError> {
+    pub fn new(server: &str, tls: &TlsOptions, credential: &str) -> Result<Self, SyncError> {
+        check_server_url(server)?;
         Ok(Self {
-            client: client()?,
-            base: format!("{}/api/sync/v1", server.trim_end_matches('/')),
+            client: client(tls)?,
+            base: format!("{}/api/sync/v1", server.trim().trim_end_matches('/')),
             credential: credential.into(),
         })
+    }
+
+    fn blob_url(&self, sha256: &str) -> Result<String, SyncError> {
+        if !cahier_store::blobs::is_hash(sha256) {
+            return Err(SyncError::Protocol(format!("{sha256} is not a SHA-256")));
+        }
+        Ok(format!("{}/blobs/{sha256}", self.base))
     }
 
     fn auth(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
@@ -159,4 +255,96 @@ impl Transport for HttpTransport {
         serde_json::from_value(answer.get("revoked").cloned().unwrap_or_default())
             .map_err(|e| SyncError::Protocol(e.to_string()))
     }
+
+    async fn has_blob(&self, sha256: &str) -> Result<bool, SyncError> {
+        let response = self
+            .auth(self.client.head(self.blob_url(sha256)?))
+            .send()
+            .await
+            .map_err(|e| unreachable(&e))?;
+        match response.status() {
+            reqwest::StatusCode::OK => Ok(true),
+            reqwest::StatusCode::NOT_FOUND => Ok(false),
+            reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN => Err(
+                SyncError::Refused("this device is unknown or has been revoked".into()),
+            ),
+            status => Err(SyncError::Protocol(format!("{status} asking for a file"))),
+        }
+    }
+
+    async fn upload_blob(&self, sha256: &str, blobs: &BlobStore) -> Result<(), SyncError> {
+        let size = blobs.size(sha256).await?;
+        let reader = blobs.open(sha256).await?;
+        // Read (and decrypt) from disk as the request goes out: memory stays flat whatever
+        // the file size.
+        let stream = futures_util::stream::unfold(reader, |mut reader| async move {
+            match reader.next_chunk().await {
+                Ok(Some(chunk)) => Some((Ok(chunk), reader)),
+                Ok(None) => None,
+                Err(error) => Some((Err(std::io::Error::other(error)), reader)),
+            }
+        });
+        let response = self
+            .auth(self.client.put(self.blob_url(sha256)?))
+            .timeout(file_timeout(size))
+            .header(reqwest::header::CONTENT_LENGTH, size)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(reqwest::Body::wrap_stream(stream))
+            .send()
+            .await;
+        answer_empty(response).await
+    }
+
+    async fn download_blob(&self, sha256: &str, blobs: &BlobStore) -> Result<bool, SyncError> {
+        let mut response = self
+            .auth(self.client.get(self.blob_url(sha256)?))
+            .timeout(file_timeout(blobs.max_bytes()))
+            .send()
+            .await
+            .map_err(|e| unreachable(&e))?;
+        match response.status() {
+            reqwest::StatusCode::NOT_FOUND => return Ok(false),
+            reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN => {
+                return Err(SyncError::Refused(
+                    "this device is unknown or has been revoked".into(),
+                ));
+            }
+            status if !status.is_success() => {
+                return Err(SyncError::Protocol(format!("{status} downloading a file")));
+            }
+            _ => {}
+        }
+        // Dropping the writer on any error below removes the partial file.
+        let mut writer = blobs.writer().await?;
+        while let Some(chunk) = response.chunk().await.map_err(|e| unreachable(&e))? {
+            writer.write(&chunk).await?;
+        }
+        writer.finish_expecting(sha256).await?;
+        Ok(true)
+    }
+}
+
+/// How long a file transfer may take: the usual 5 minutes, plus one second per 64 KiB (a
+/// 2 GiB file over a slow field connection must not be cut off).
+fn file_timeout(size: u64) -> Duration {
+    Duration::from_secs(300_u64.saturating_add(size / 65_536))
+}
+
+/// Like [`answer`] for requests whose success has no body.
+async fn answer_empty(
+    response: Result<reqwest::Response, reqwest::Error>,
+) -> Result<(), SyncError> {
+    let response = response.map_err(|e| unreachable(&e))?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let text = response.text().await.unwrap_or_default();
+    if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+        return Err(SyncError::Refused(describe(&text)));
+    }
+    Err(SyncError::Protocol(format!(
+        "{status}: {}",
+        describe(&text)
+    )))
 }

@@ -1,11 +1,15 @@
 //! The field replica's sync engine (docs/SYNC.md). One [`sync_once`] pushes local changes,
 //! follows the server's feed from the replica's checkpoint, pulls what changed, and removes
 //! what the user may no longer read — a handful of requests whatever the number of documents.
+//! Attachment files travel too: files of local entities are uploaded before the documents that
+//! reference them are pushed, and files referenced by what the replica holds are downloaded
+//! after the pull (checked against their hash; a failed download is tried again next time).
 //! Every step is idempotent, so a sync cut off anywhere is simply run again.
 
 pub mod http;
 
 use cahier_store::Store;
+use cahier_store::blobs::{BlobError, BlobStore};
 use cahier_store::sync::proto::{
     FeedResponse, PullDoc, PullEntry, PushDoc, PushResult, PushStatus, Reference, b64,
 };
@@ -28,9 +32,26 @@ pub enum SyncError {
     /// The server answered something unexpected.
     #[error("unexpected answer from the server: {0}")]
     Protocol(String),
+    /// The server's TLS certificate is not trusted.
+    #[error(
+        "the server's certificate is not trusted ({0}); if the lab uses its own certificate authority, give its certificate with --ca-file (PEM)"
+    )]
+    Untrusted(String),
+    /// The server address or the TLS settings cannot be used.
+    #[error("{0}")]
+    Config(String),
     /// The local store failed.
     #[error("local store: {0}")]
     Store(#[from] cahier_store::StoreError),
+    /// The local file store failed, or a file did not match its hash.
+    #[error("attachment files: {0}")]
+    Blob(#[from] BlobError),
+}
+
+fn no_files<T>() -> Result<T, SyncError> {
+    Err(SyncError::Protocol(
+        "this transport does not carry attachment files".into(),
+    ))
 }
 
 /// How a replica talks to its server. Production uses [`http::HttpTransport`]; tests may call a
@@ -59,6 +80,30 @@ pub trait Transport {
         &self,
         uuids: Vec<String>,
     ) -> impl Future<Output = Result<Vec<String>, SyncError>> + Send;
+    /// `HEAD /blobs/{sha256}`: whether the server already has this file.
+    fn has_blob(&self, sha256: &str) -> impl Future<Output = Result<bool, SyncError>> + Send {
+        let _ = sha256;
+        async { no_files() }
+    }
+    /// `PUT /blobs/{sha256}`: sends a file from the local blob store.
+    fn upload_blob(
+        &self,
+        sha256: &str,
+        blobs: &BlobStore,
+    ) -> impl Future<Output = Result<(), SyncError>> + Send {
+        let _ = (sha256, blobs);
+        async { no_files() }
+    }
+    /// `GET /blobs/{sha256}` into the local blob store, checked against the hash. `Ok(false)`
+    /// when the server has no such file for this device.
+    fn download_blob(
+        &self,
+        sha256: &str,
+        blobs: &BlobStore,
+    ) -> impl Future<Output = Result<bool, SyncError>> + Send {
+        let _ = (sha256, blobs);
+        async { no_files() }
+    }
 }
 
 /// What one sync moved.
@@ -78,20 +123,30 @@ pub struct SyncReport {
     pub removed: usize,
     /// Local changes still waiting after the sync (0 when both sides agree).
     pub waiting: i64,
+    /// Attachment files sent to the server.
+    pub files_sent: usize,
+    /// Attachment files received.
+    pub files_received: usize,
+    /// Attachment files referenced here but still missing (tried again next sync).
+    pub files_missing: usize,
 }
 
 impl std::fmt::Display for SyncReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "pushed {} (rejected {}), pulled {} ({} new, {} merged), removed {}, waiting {}",
+            "pushed {} (rejected {}), pulled {} ({} new, {} merged), removed {}, waiting {}, \
+             files sent {}, received {}, missing {}",
             self.pushed,
             self.rejected,
             self.pulled,
             self.added,
             self.merged,
             self.removed,
-            self.waiting
+            self.waiting,
+            self.files_sent,
+            self.files_received,
+            self.files_missing
         )
     }
 }
@@ -102,10 +157,13 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
     let reference = transport.reference().await?;
     store.import_reference(&reference).await?;
 
-    // 1. Push local changes, in batches.
+    // 1. Push local changes, in batches, each after the files its documents reference: the
+    // server refuses a document naming a file it does not have.
     let mut refetch = Vec::new();
     let pending = store.pending_pushes().await?;
     for batch in pending.chunks(BATCH) {
+        let ids: Vec<i64> = batch.iter().map(|(id, _, _)| *id).collect();
+        report.files_sent += send_files(store, transport, &ids).await?;
         let docs: Vec<PushDoc> = batch.iter().map(|(_, doc, _)| doc.clone()).collect();
         let mut results = transport.push(docs).await?;
         // The server lacks what some changes build on (restored from a backup): send them whole.
@@ -193,7 +251,26 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
         pull_and_apply(store, transport, docs, &mut report).await?;
     }
 
-    // 3. Remove what the user may no longer read.
+    // 3. Fetch the files of what we hold. A file that fails is left missing (nothing is named
+    // by its hash until it arrives whole) and tried again next sync.
+    if let Some(blobs) = store.blobs() {
+        for sha256 in store.missing_blobs().await? {
+            match transport.download_blob(&sha256, blobs).await {
+                Ok(true) => report.files_received += 1,
+                Ok(false) => {
+                    tracing::warn!(%sha256, "the server has no such file for this device");
+                    report.files_missing += 1;
+                }
+                Err(error @ SyncError::Refused(_)) => return Err(error),
+                Err(error) => {
+                    tracing::warn!(%sha256, %error, "file download failed; will retry");
+                    report.files_missing += 1;
+                }
+            }
+        }
+    }
+
+    // 4. Remove what the user may no longer read.
     let held = store.synced_uuids().await?;
     for chunk in held.chunks(5000) {
         let revoked = transport.revoked(chunk.to_vec()).await?;
@@ -204,6 +281,25 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
         .replica_set("last_sync_ms", &store.now_ms().to_string())
         .await?;
     Ok(report)
+}
+
+/// Uploads the files of these local entities that the server lacks; returns how many.
+async fn send_files(
+    store: &Store,
+    transport: &impl Transport,
+    local_ids: &[i64],
+) -> Result<usize, SyncError> {
+    let Some(blobs) = store.blobs() else {
+        return Ok(0);
+    };
+    let mut sent = 0;
+    for sha256 in store.blobs_of(local_ids).await? {
+        if !transport.has_blob(&sha256).await? {
+            transport.upload_blob(&sha256, blobs).await?;
+            sent += 1;
+        }
+    }
+    Ok(sent)
 }
 
 async fn pull_and_apply(

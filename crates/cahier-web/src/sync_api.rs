@@ -5,13 +5,19 @@
 use crate::AppState;
 use crate::error::AppError;
 use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path};
 use axum::extract::{FromRequestParts, Query, State};
+use axum::handler::Handler;
 use axum::http::{HeaderMap, header, request::Parts};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use cahier_core::Subject;
+use cahier_store::blobs::is_hash;
 use cahier_store::sync::Device;
 use cahier_store::sync::proto::{PullDoc, PushDoc, RegisterRequest, RegisterResponse};
+use futures_util::StreamExt;
 use serde::Deserialize;
 
 /// Most documents in one push or pull request.
@@ -25,6 +31,12 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/pull", post(pull))
         .route("/push", post(push))
         .route("/check", post(check))
+        .route(
+            "/blobs/{sha256}",
+            get(download_blob)
+                .head(blob_exists)
+                .put(upload_blob.layer(DefaultBodyLimit::disable())),
+        )
 }
 
 /// A request from a registered, unrevoked device.
@@ -187,4 +199,118 @@ async fn check(
     let request: CheckRequest = json_body(&body)?;
     let revoked = state.store.revoked(&caller.subject, &request.uuids).await?;
     Ok(axum::Json(serde_json::json!({ "revoked": revoked })).into_response())
+}
+
+fn parse_hash(sha256: &str) -> Result<&str, AppError> {
+    if is_hash(sha256) {
+        Ok(sha256)
+    } else {
+        Err(AppError::NotFound(
+            "file (expected a SHA-256 in lowercase hex)".into(),
+        ))
+    }
+}
+
+/// `HEAD /blobs/{sha256}`: 200 when the server holds the file and the device may know it (it
+/// uploaded it, or an entity its user may read references it), else 404. Replicas ask before
+/// uploading, so a file is sent once; the answer is exactly what a push will accept.
+async fn blob_exists(
+    State(state): State<AppState>,
+    caller: DeviceCaller,
+    Path(sha256): Path<String>,
+) -> Result<Response, AppError> {
+    let sha256 = parse_hash(&sha256)?;
+    let store = &state.store;
+    let known = store.blob_store()?.exists(sha256).await
+        && store
+            .blob_known_to(&caller.subject, &caller.device, sha256)
+            .await?;
+    Ok(if known {
+        StatusCode::OK.into_response()
+    } else {
+        StatusCode::NOT_FOUND.into_response()
+    })
+}
+
+/// `PUT /blobs/{sha256}`: streams the body into the blob store, hashing it. Kept only if it
+/// hashes to `sha256` (else 422) and fits `max_upload_mb` (else 413); a body cut off midway
+/// leaves nothing. Sending a file the server has costs one read of the body and no write. The
+/// device is recorded as holding the file, so its pushes may attach it.
+async fn upload_blob(
+    State(state): State<AppState>,
+    caller: DeviceCaller,
+    Path(sha256): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, AppError> {
+    let sha256 = parse_hash(&sha256)?.to_owned();
+    let blobs = state.store.blob_store()?;
+    let too_large = || {
+        AppError::TooLarge(format!(
+            "files are limited to {} (max_upload_mb on the server)",
+            crate::api::uploads::human_size(blobs.max_bytes())
+        ))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > blobs.max_bytes()) {
+        return Err(too_large());
+    }
+    let mut writer = blobs
+        .writer()
+        .await
+        .map_err(crate::api::uploads::blob_error)?;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk
+            .map_err(|error| AppError::BadRequest(format!("the upload was cut off: {error}")))?;
+        writer
+            .write(&chunk)
+            .await
+            .map_err(crate::api::uploads::blob_error)?;
+    }
+    let (_, size) = writer
+        .finish_expecting(&sha256)
+        .await
+        .map_err(crate::api::uploads::blob_error)?;
+    // The device has shown it holds the whole file: its documents may attach it.
+    state
+        .store
+        .record_device_blob(&caller.device, &sha256)
+        .await?;
+    tracing::info!(device = %caller.device.uuid, %sha256, size, "blob received");
+    Ok(StatusCode::CREATED.into_response())
+}
+
+/// `GET /blobs/{sha256}`: the file, if an entity the device may read references it (else 404,
+/// the same answer as for a file that does not exist).
+async fn download_blob(
+    State(state): State<AppState>,
+    caller: DeviceCaller,
+    Path(sha256): Path<String>,
+) -> Result<Response, AppError> {
+    let sha256 = parse_hash(&sha256)?;
+    if !state.store.blob_readable(&caller.subject, sha256).await? {
+        return Err(AppError::NotFound("file".into()));
+    }
+    let blobs = state.store.blob_store()?;
+    let size = blobs
+        .size(sha256)
+        .await
+        .map_err(crate::api::uploads::blob_error)?;
+    let reader = blobs
+        .open(sha256)
+        .await
+        .map_err(crate::api::uploads::blob_error)?;
+    let stream = crate::api::uploads::blob_stream(reader);
+    let mut response = Response::new(Body::from_stream(stream));
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    Ok(response)
 }

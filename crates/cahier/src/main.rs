@@ -161,6 +161,10 @@ enum ReplicaCommand {
         /// Read your password from standard input (required).
         #[arg(long, required = true)]
         password_stdin: bool,
+        /// The lab's own CA certificate(s), PEM, when its HTTPS certificate is not from a
+        /// public authority. Kept in the replica; only these are then trusted.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
     },
     /// Sync once with the lab instance; exit 0 when both sides agree.
     Sync {
@@ -385,6 +389,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     data,
                     email,
                     password_stdin,
+                    ca_file,
                 },
         } => {
             if !password_stdin {
@@ -397,7 +402,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let password = password.trim_end_matches(['\n', '\r']);
             println!(
                 "{}",
-                cahier::replica::init(&server, &data, &email, password).await?
+                cahier::replica::init(&server, &data, &email, password, ca_file.as_deref()).await?
             );
             Ok(())
         }

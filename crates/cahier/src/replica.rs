@@ -3,15 +3,23 @@
 //! `DIR/device.key`, readable by its owner only. The replica's database is encrypted at rest
 //! (SQLCipher) with a key derived from a passphrase chosen at `init` (argon2id, salt in
 //! `DIR/replica.salt`); every command asks for it, or reads `CAHIER_REPLICA_PASSPHRASE`.
+//! Attachment files live in `DIR/blobs`, encrypted too (XChaCha20-Poly1305 STREAM, with a
+//! key derived from the database key, see `blob_key`). The
+//! server must be `https://` (or loopback); a lab CA given with `--ca-file` is kept in the
+//! replica's database and is then the only one trusted.
 
 use anyhow::{Context, bail};
 use cahier_store::Store;
-use cahier_sync::http::HttpTransport;
+use cahier_sync::http::{HttpTransport, TlsOptions, check_server_url};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 const CREDENTIAL_FILE: &str = "device.key";
 const SALT_FILE: &str = "replica.salt";
+/// Folder of the replica's attachment files.
+const BLOBS_DIR: &str = "blobs";
+/// Replica setting holding the lab's CA certificates (PEM), if any.
+const CA_KEY: &str = "ca_pem";
 /// Environment variable scripts and tests use to pass the replica's passphrase.
 pub const PASSPHRASE_ENV: &str = "CAHIER_REPLICA_PASSPHRASE";
 /// Shortest accepted passphrase.
@@ -79,7 +87,41 @@ pub async fn open_with(data: &Path, passphrase: &str) -> anyhow::Result<Store> {
         .replica_get("device")
         .await?
         .context("this data directory is not a replica")?;
-    Ok(store.with_device(&device))
+    Ok(with_blobs(store.with_device(&device), data, &key))
+}
+
+/// The key of the replica's attachment files: derived from the database key (itself argon2id
+/// of the passphrase) with a label, so the two keys differ and one passphrase opens both.
+fn blob_key(database_key: &[u8; 32]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(b"cahier replica attachment files v1\0");
+    hasher.update(database_key);
+    hasher.finalize().into()
+}
+
+fn with_blobs(store: Store, data: &Path, database_key: &[u8; 32]) -> Store {
+    store.with_encrypted_blobs(
+        data.join(BLOBS_DIR),
+        crate::settings::DEFAULT_MAX_UPLOAD_MB.saturating_mul(1024 * 1024),
+        blob_key(database_key),
+    )
+}
+
+/// The transport to the replica's server, with its stored TLS settings.
+async fn transport(store: &Store, data: &Path) -> anyhow::Result<(String, HttpTransport)> {
+    let server = store
+        .replica_get("server")
+        .await?
+        .context("the replica does not know its server")?;
+    let tls = match store.replica_get(CA_KEY).await? {
+        Some(pem) => TlsOptions::with_ca_pem(pem.into_bytes())?,
+        None => TlsOptions::default(),
+    };
+    let credential = std::fs::read_to_string(credential_path(data))
+        .with_context(|| format!("reading {}", credential_path(data).display()))?;
+    let transport = HttpTransport::new(&server, &tls, credential.trim())?;
+    Ok((server, transport))
 }
 
 fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
@@ -104,7 +146,16 @@ pub async fn init(
     data: &Path,
     email: &str,
     password: &str,
+    ca_file: Option<&Path>,
 ) -> anyhow::Result<String> {
+    check_server_url(server)?;
+    let tls = match ca_file {
+        Some(path) => {
+            let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            TlsOptions::with_ca_pem(pem).with_context(|| format!("reading {}", path.display()))?
+        }
+        None => TlsOptions::default(),
+    };
     if data.join("cahier.db").exists() {
         bail!(
             "{} already holds a Cahier database; choose an empty directory",
@@ -118,7 +169,7 @@ pub async fn init(
     );
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "field laptop".into());
-    let (transport, registered) = HttpTransport::register(server, email, password, &host)
+    let (transport, registered) = HttpTransport::register(server, &tls, email, password, &host)
         .await
         .with_context(|| format!("registering this device with {server}"))?;
     write_private(&credential_path(data), &registered.token)?;
@@ -133,7 +184,13 @@ pub async fn init(
     .await
     .context("creating the replica database")?
     .with_device(&registered.device);
+    let store = with_blobs(store, data, &key);
     store.init_replica().await?;
+    if let Some(pem) = &tls.ca_pem {
+        store
+            .replica_set(CA_KEY, &String::from_utf8_lossy(pem))
+            .await?;
+    }
     store
         .replica_set("server", server.trim_end_matches('/'))
         .await?;
@@ -151,13 +208,7 @@ pub async fn init(
 /// Syncs once; fails (non-zero exit) unless both sides agree afterwards.
 pub async fn sync(data: &Path) -> anyhow::Result<String> {
     let store = open(data).await?;
-    let server = store
-        .replica_get("server")
-        .await?
-        .context("the replica does not know its server")?;
-    let credential = std::fs::read_to_string(credential_path(data))
-        .with_context(|| format!("reading {}", credential_path(data).display()))?;
-    let transport = HttpTransport::new(&server, credential.trim())?;
+    let (server, transport) = transport(&store, data).await?;
     let report = cahier_sync::sync_once(&store, &transport)
         .await
         .with_context(|| format!("syncing with {server}"))?;
@@ -166,6 +217,12 @@ pub async fn sync(data: &Path) -> anyhow::Result<String> {
         bail!(
             "{report}; {} change set(s) refused by the server are kept as rejected edits",
             report.rejected
+        );
+    }
+    if report.files_missing > 0 {
+        bail!(
+            "{report}; {} attachment file(s) could not be fetched and will be tried again",
+            report.files_missing
         );
     }
     Ok(report.to_string())
@@ -186,18 +243,12 @@ pub async fn replica_parts(
     data: &Path,
     store: Store,
 ) -> anyhow::Result<(cahier_web::AppState, SyncTask)> {
-    let server = store
-        .replica_get("server")
-        .await?
-        .context("the replica does not know its server")?;
     let user_id: i64 = store
         .replica_get("user_id")
         .await?
         .and_then(|v| v.parse().ok())
         .context("the replica does not know its user")?;
-    let credential = std::fs::read_to_string(credential_path(data))
-        .with_context(|| format!("reading {}", credential_path(data).display()))?;
-    let transport = HttpTransport::new(&server, credential.trim())?;
+    let (_, transport) = transport(&store, data).await?;
     let last_sync_ms = store
         .replica_get("last_sync_ms")
         .await?

@@ -311,6 +311,8 @@ fn attachments_are_referenced_by_hash() {
             size: 42,
             at_ms: 1_700_000_000_000,
             by: 3,
+            comment: String::new(),
+            replaces: None,
         }],
         ..Default::default()
     };
@@ -344,6 +346,8 @@ fn attachments_are_referenced_by_hash() {
             size: 1,
             at_ms: 1,
             by: 1,
+            comment: String::new(),
+            replaces: None,
         }],
         ..Default::default()
     };
@@ -353,6 +357,140 @@ fn attachments_are_referenced_by_hash() {
             field: "sha256",
             ..
         })
+    ));
+}
+
+fn attach_op(sha: &str, name: &str, replaces: Option<&str>) -> EntityOp {
+    EntityOp::AddAttachment {
+        sha256: sha.into(),
+        name: name.into(),
+        media_type: "text/csv".into(),
+        size: 10,
+        at_ms: 1_700_000_000_000,
+        by: 1,
+        comment: "raw".into(),
+        replaces: replaces.map(str::to_owned),
+    }
+}
+
+#[test]
+fn attachment_renames_and_comments_made_on_two_sides_merge() {
+    let mut doc = new_doc();
+    let sha = "cd".repeat(32);
+    let attach = EntityPatch {
+        ops: vec![attach_op(&sha, "counts.csv", None)],
+        ..Default::default()
+    };
+    doc.apply(None, &attach, &meta(1, "attach"), || actor(9))
+        .unwrap()
+        .unwrap();
+    let base = doc.heads();
+    let rename = EntityPatch {
+        ops: vec![EntityOp::UpdateAttachment {
+            sha256: sha.clone(),
+            name: Some("plot-4.csv".into()),
+            comment: None,
+            state: None,
+        }],
+        ..Default::default()
+    };
+    let comment = EntityPatch {
+        ops: vec![EntityOp::UpdateAttachment {
+            sha256: sha.clone(),
+            name: Some("counts.csv".into()),
+            comment: Some("second count".into()),
+            state: None,
+        }],
+        ..Default::default()
+    };
+    let mut other = EntityDoc::load(&doc.save()).unwrap();
+    doc.apply(None, &rename, &meta(1, "rename"), || actor(9))
+        .unwrap()
+        .unwrap();
+    other
+        .apply(Some(&base), &comment, &meta(2, "comment"), || actor(10))
+        .unwrap()
+        .unwrap();
+    doc.automerge().merge(other.automerge()).unwrap();
+    let merged = doc.attachments().unwrap();
+    assert_eq!(merged.len(), 1);
+    assert_eq!(
+        merged[0].name, "plot-4.csv",
+        "an unchanged name is not rewritten"
+    );
+    assert_eq!(merged[0].comment.as_deref(), Some("second count"));
+    assert_eq!(merged[0].state, Some(1));
+}
+
+#[test]
+fn replacing_records_the_old_hash_and_old_entries_read_without_new_keys() {
+    let mut doc = new_doc();
+    let old = "ef".repeat(32);
+    let new = "01".repeat(32);
+    // An entry as written before `comment`, `state` and `replaces` existed.
+    {
+        let attachments = map_obj(&doc.doc, "attachments").unwrap();
+        let entry = doc
+            .doc
+            .put_object(&attachments, old.as_str(), ObjType::Map)
+            .unwrap();
+        doc.doc.put(&entry, "name", "v1.csv").unwrap();
+        doc.doc.put(&entry, "mime", "text/csv").unwrap();
+        doc.doc.put(&entry, "size", 3).unwrap();
+        doc.doc.put(&entry, "added_by", 1).unwrap();
+        doc.doc
+            .put(&entry, "added_at", ScalarValue::Timestamp(5))
+            .unwrap();
+        doc.doc.commit();
+    }
+    let legacy = doc.attachments().unwrap();
+    assert_eq!(legacy[0].comment, None);
+    assert_eq!(legacy[0].state, None);
+    assert_eq!(legacy[0].replaces, None);
+    let replace = EntityPatch {
+        ops: vec![
+            attach_op(&new, "v2.csv", Some(&old)),
+            EntityOp::UpdateAttachment {
+                sha256: old.clone(),
+                name: None,
+                comment: None,
+                state: Some(2),
+            },
+        ],
+        ..Default::default()
+    };
+    doc.apply(None, &replace, &meta(1, "replace"), || actor(9))
+        .unwrap()
+        .unwrap();
+    let all = doc.attachments().unwrap();
+    let find = |sha: &str| all.iter().find(|a| a.sha256 == sha).unwrap().clone();
+    assert_eq!(find(&new).replaces.as_deref(), Some(old.as_str()));
+    assert_eq!(find(&old).state, Some(2));
+    let missing = EntityPatch {
+        ops: vec![EntityOp::UpdateAttachment {
+            sha256: "23".repeat(32),
+            name: Some("x".into()),
+            comment: None,
+            state: None,
+        }],
+        ..Default::default()
+    };
+    assert!(matches!(
+        doc.apply(None, &missing, &meta(1, "rename"), || actor(9)),
+        Err(DocError::NotFound("attachment"))
+    ));
+    let bad_state = EntityPatch {
+        ops: vec![EntityOp::UpdateAttachment {
+            sha256: new,
+            name: None,
+            comment: None,
+            state: Some(7),
+        }],
+        ..Default::default()
+    };
+    assert!(matches!(
+        doc.apply(None, &bad_state, &meta(1, "state"), || actor(9)),
+        Err(DocError::Invalid { field: "state", .. })
     ));
 }
 

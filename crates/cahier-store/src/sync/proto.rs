@@ -83,6 +83,56 @@ pub struct Snapshot {
     pub links: Vec<String>,
     /// Conflicts: (field, JSON list of values).
     pub conflicts: Vec<(String, String)>,
+    /// The `uploads` rows (absent from servers older than attachment sync).
+    #[serde(default)]
+    pub uploads: Vec<SnapshotUpload>,
+}
+
+/// One `uploads` row of an entity as shipped on pull; the replica keys it by hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct SnapshotUpload {
+    /// SHA-256 of the content.
+    pub sha256: String,
+    /// File name.
+    pub real_name: String,
+    /// Comment.
+    pub comment: String,
+    /// Bytes.
+    pub size: i64,
+    /// Media type.
+    pub media_type: String,
+    /// Who attached it.
+    pub user_id: i64,
+    /// When, ms.
+    pub created_at: i64,
+    /// 1 normal, 2 archived, 3 deleted.
+    pub state: i64,
+    /// SHA-256 of the version it replaces.
+    pub replaces: Option<String>,
+}
+
+impl SnapshotUpload {
+    /// The row as a document entry, for [`crate::projection::write_uploads`].
+    pub(crate) fn to_attachment(&self) -> cahier_core::document::Attachment {
+        cahier_core::document::Attachment {
+            sha256: self.sha256.clone(),
+            name: self.real_name.clone(),
+            mime: self.media_type.clone(),
+            size: self.size,
+            added_by: self.user_id,
+            added_at_ms: self.created_at,
+            comment: Some(self.comment.clone()),
+            state: Some(self.state),
+            replaces: self.replaces.clone(),
+        }
+    }
+}
+
+/// `POST /blobs/missing` and its answer: SHA-256 hashes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobList {
+    /// Hashes, hex.
+    pub hashes: Vec<String>,
 }
 
 /// One document in the `POST /pull` answer.

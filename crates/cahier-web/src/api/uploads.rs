@@ -23,7 +23,6 @@ use cahier_store::blobs::BlobError;
 use cahier_store::uploads::{NewUpload, UploadPatch, UploadRow, state};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 pub(super) fn routes() -> Router<AppState> {
     // Only the multipart handlers lift the JSON body limit; they count the file against the
@@ -407,7 +406,7 @@ fn multipart_error(error: axum::extract::multipart::MultipartError) -> AppError 
     }
 }
 
-fn blob_error(error: BlobError) -> AppError {
+pub(crate) fn blob_error(error: BlobError) -> AppError {
     match error {
         BlobError::TooLarge { limit } => AppError::TooLarge(format!(
             "files are limited to {} (max_upload_mb in cahier.toml)",
@@ -415,8 +414,27 @@ fn blob_error(error: BlobError) -> AppError {
         )),
         BlobError::NotFound => AppError::NotFound("file".into()),
         BlobError::BadHash => AppError::NotFound("file".into()),
+        BlobError::HashMismatch { expected, actual } => AppError::invalid(
+            "file",
+            format!("the content hashes to {actual}, not {expected}; nothing was kept"),
+        ),
+        BlobError::Unreadable => AppError::internal(&BlobError::Unreadable),
         BlobError::Io(io) => AppError::internal(&io),
     }
+}
+
+/// A blob's content as a response body stream. A read error ends the body early (the client
+/// sees a short response, never wrong bytes).
+pub(crate) fn blob_stream(
+    reader: cahier_store::blobs::BlobReader,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    futures_util::stream::unfold(reader, |mut reader| async move {
+        match reader.next_chunk().await {
+            Ok(Some(chunk)) => Some((Ok(Bytes::from(chunk)), reader)),
+            Ok(None) => None,
+            Err(error) => Some((Err(std::io::Error::other(error)), reader)),
+        }
+    })
 }
 
 /// A size for people: `1.5 MiB`.
@@ -552,12 +570,7 @@ pub(crate) async fn serve(
     headers: &HeaderMap,
 ) -> Result<Response, AppError> {
     let blobs = store.blob_store()?;
-    let mut file = blobs.open(&row.sha256).await.map_err(blob_error)?;
-    let size = file
-        .metadata()
-        .await
-        .map_err(|e| AppError::internal(&e))?
-        .len();
+    let size = blobs.size(&row.sha256).await.map_err(blob_error)?;
     let (status, start, length) = match parse_range(headers.get(header::RANGE), size) {
         RangeRequest::Full => (StatusCode::OK, 0, size),
         RangeRequest::Part(s, e) => (StatusCode::PARTIAL_CONTENT, s, e - s + 1),
@@ -577,29 +590,11 @@ pub(crate) async fn serve(
             return Ok(response);
         }
     };
-    if start > 0 {
-        file.seek(std::io::SeekFrom::Start(start))
-            .await
-            .map_err(|e| AppError::internal(&e))?;
-    }
-    let stream = futures_util::stream::unfold((file, length), |(mut file, left)| async move {
-        if left == 0 {
-            return None;
-        }
-        let want = usize::try_from(left.min(64 * 1024)).unwrap_or(64 * 1024);
-        let mut buffer = vec![0u8; want];
-        match file.read(&mut buffer).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buffer.truncate(n);
-                Some((
-                    Ok::<_, std::io::Error>(Bytes::from(buffer)),
-                    (file, left - n as u64),
-                ))
-            }
-            Err(error) => Some((Err(error), (file, 0))),
-        }
-    });
+    let reader = blobs
+        .open_range(&row.sha256, start, length)
+        .await
+        .map_err(blob_error)?;
+    let stream = blob_stream(reader);
     let mut response = Response::new(Body::from_stream(stream));
     *response.status_mut() = status;
     let h = response.headers_mut();

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-fn form(name: &str, bytes: Vec<u8>, comment: Option<&str>) -> Form {
+pub(super) fn form(name: &str, bytes: Vec<u8>, comment: Option<&str>) -> Form {
     let mut form = Form::new().part("file", Part::bytes(bytes).file_name(name.to_owned()));
     if let Some(comment) = comment {
         form = form.text("comment", comment.to_owned());
@@ -27,7 +27,7 @@ async fn post_file(api: &Api, path: &str, name: &str, bytes: Vec<u8>) -> reqwest
 }
 
 /// Uploads and returns the new upload's id from `Location` (asserting 201).
-async fn upload(api: &Api, path: &str, name: &str, bytes: Vec<u8>) -> i64 {
+pub(super) async fn upload(api: &Api, path: &str, name: &str, bytes: Vec<u8>) -> i64 {
     let response = post_file(api, path, name, bytes).await;
     let status = response.status();
     let location = response
@@ -49,7 +49,7 @@ async fn bytes(api: &Api, path: &str, range: Option<&str>) -> reqwest::Response 
 }
 
 /// Blob files on disk (not counting temporary files), and temporary files.
-fn blob_files(data: &Path) -> (Vec<String>, usize) {
+pub(super) fn blob_files(data: &Path) -> (Vec<String>, usize) {
     let root = data.join("blobs");
     let mut blobs = Vec::new();
     let mut tmp = 0;
@@ -70,7 +70,7 @@ fn blob_files(data: &Path) -> (Vec<String>, usize) {
     (blobs, tmp)
 }
 
-fn sha256(bytes: &[u8]) -> String {
+pub(super) fn sha256(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
 }

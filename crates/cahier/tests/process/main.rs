@@ -1,4 +1,5 @@
-//! Tests that run the real `cahier` binary as a separate process: crash durability.
+//! Tests that run the real `cahier` binary as a separate process: crash durability, the field
+//! replica end to end (with attachments and over HTTPS).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -308,6 +309,19 @@ async fn a_replica_takes_a_copy_edits_offline_and_syncs_back() {
         .unwrap()
         .parse()
         .unwrap();
+    // A file attached at the lab travels with the first copy.
+    let photo: Vec<u8> = (0..150_000u32).map(|i| (i % 251) as u8).collect();
+    let attached = client
+        .post(format!("{base}/api/v2/experiments/{id}/uploads"))
+        .header("Authorization", &key)
+        .multipart(reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(photo.clone()).file_name("transect.jpg"),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(attached.status(), 201);
 
     let (ok, out, err) = cli_status(
         &[
@@ -341,6 +355,7 @@ async fn a_replica_takes_a_copy_edits_offline_and_syncs_back() {
         "long enough password\n",
     );
     assert!(out.contains("1 new"), "{out}");
+    assert!(out.contains("received 1, missing 0"), "{out}");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -498,8 +513,82 @@ async fn a_replica_takes_a_copy_edits_offline_and_syncs_back() {
         200,
         "scripts on the laptop use the same API"
     );
+    // The lab's file is served by the laptop, byte for byte.
+    let uploads: serde_json::Value = client
+        .get(format!("{local}/api/v2/experiments/{id}/uploads"))
+        .header("Authorization", &local_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let local_photo = client
+        .get(format!(
+            "{local}/api/v2/experiments/{id}/uploads/{}?format=binary",
+            uploads[0]["id"]
+        ))
+        .header("Authorization", &local_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(local_photo.status(), 200);
+    assert_eq!(local_photo.bytes().await.unwrap().to_vec(), photo);
+    let photo_hash = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&photo))
+    };
+    let on_disk =
+        std::fs::read(format!("{replica}/blobs/{}/{photo_hash}", &photo_hash[..2])).unwrap();
+    assert!(
+        !on_disk.windows(64).any(|w| w == &photo[5000..5064]),
+        "the laptop keeps files encrypted at rest"
+    );
+    // A file attached on the laptop, through its API, reaches the lab at the next sync.
+    let notes = b"wind 3 bft, overcast".to_vec();
+    let attached = client
+        .post(format!("{local}/api/v2/experiments/{id}/uploads"))
+        .header("Authorization", &local_key)
+        .multipart(reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(notes.clone()).file_name("weather.txt"),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(attached.status(), 201);
     laptop.kill().unwrap();
     laptop.wait().unwrap();
+    let out = cli(&["replica", "sync", "--data", &replica], "");
+    assert!(
+        out.contains("pushed 1") && out.contains("files sent 1"),
+        "{out}"
+    );
+    let at_lab: serde_json::Value = client
+        .get(format!("{base}/api/v2/experiments/{id}/uploads"))
+        .header("Authorization", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let weather = at_lab
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["real_name"] == "weather.txt")
+        .expect("the laptop's file is listed at the lab");
+    let lab_notes = client
+        .get(format!(
+            "{base}/api/v2/experiments/{id}/uploads/{}?format=binary",
+            weather["id"]
+        ))
+        .header("Authorization", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lab_notes.bytes().await.unwrap().to_vec(), notes);
 
     // Revoking the device on the server stops its sync at once.
     {
@@ -807,4 +896,133 @@ async fn a_locked_field_copy_asks_for_its_passphrase_and_locks_again_when_idle()
     laptop.wait().unwrap();
     server.kill().unwrap();
     server.wait().unwrap();
+}
+
+/// A TLS front on 127.0.0.1 for `backend` (`127.0.0.1:port`), as a lab's reverse proxy.
+async fn tls_front(backend: String, leaf_der: Vec<u8>, key_der: Vec<u8>) -> u16 {
+    use tokio_rustls::rustls;
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![rustls::pki_types::CertificateDer::from(leaf_der)],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key_der.into()),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let backend = backend.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(socket).await else {
+                    return;
+                };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(&backend).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    port
+}
+
+/// A CA and a certificate it signed for 127.0.0.1: (CA PEM, leaf DER, leaf key DER).
+fn lab_certificates(name: &str) -> (String, Vec<u8>, Vec<u8>) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    (ca.pem(), leaf.der().to_vec(), leaf_key.serialize_der())
+}
+
+// Two workers: the CLI runs blocking on one while the TLS front serves on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_init_and_sync_go_over_https_with_the_lab_ca_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("lab").to_str().unwrap().to_owned();
+    cli(
+        &[
+            "user",
+            "add",
+            "--data",
+            &data,
+            "--email",
+            "ada@lab.fr",
+            "--name",
+            "Ada Lovelace",
+            "--team",
+            "Ecology",
+            "--password-stdin",
+        ],
+        "long enough password\n",
+    );
+    let client = reqwest::Client::new();
+    let port = free_port();
+    let _server = serve(&data, port);
+    wait_healthy(&client, &format!("http://127.0.0.1:{port}")).await;
+    let (ca_pem, leaf, key) = lab_certificates("Lab CA");
+    let https = format!(
+        "https://127.0.0.1:{}",
+        tls_front(format!("127.0.0.1:{port}"), leaf, key).await
+    );
+    let ca_file = dir.path().join("lab-ca.pem");
+    std::fs::write(&ca_file, ca_pem).unwrap();
+    let (other_ca, _, _) = lab_certificates("Other CA");
+    let other_ca_file = dir.path().join("other-ca.pem");
+    std::fs::write(&other_ca_file, other_ca).unwrap();
+    let init = |replica: &str, server: &str, ca: Option<&std::path::Path>| {
+        let mut args = vec![
+            "replica".to_owned(),
+            "init".into(),
+            "--server".into(),
+            server.into(),
+            "--data".into(),
+            replica.into(),
+            "--email".into(),
+            "ada@lab.fr".into(),
+            "--password-stdin".into(),
+        ];
+        if let Some(ca) = ca {
+            args.extend(["--ca-file".to_owned(), ca.to_str().unwrap().to_owned()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        cli_status(&args, "long enough password\n")
+    };
+
+    let wrong = dir.path().join("wrong").to_str().unwrap().to_owned();
+    let (ok, _, err) = init(&wrong, &https, Some(&other_ca_file));
+    assert!(!ok, "a certificate from another CA must be refused");
+    assert!(
+        err.contains("not trusted") && err.contains("--ca-file"),
+        "{err}"
+    );
+    let (ok, _, err) = init(&wrong, "http://cahier.lab.example", None);
+    assert!(!ok, "plain http to another host must be refused");
+    assert!(
+        err.contains("unencrypted") && err.contains("https://cahier.lab.example"),
+        "{err}"
+    );
+
+    let laptop = dir.path().join("laptop").to_str().unwrap().to_owned();
+    let (ok, out, err) = init(&laptop, &https, Some(&ca_file));
+    assert!(ok, "init over https with the lab's CA: {err}");
+    assert!(out.contains("replica ready"), "{out}");
+    // The CA is kept by the replica: later syncs need no flag.
+    let out = cli(&["replica", "sync", "--data", &laptop], "");
+    assert!(out.contains("waiting 0"), "{out}");
 }
