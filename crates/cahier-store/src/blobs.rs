@@ -537,8 +537,23 @@ impl BlobWriter {
             .unwrap_or_else(|| self.store.root.clone());
         let tmp = self.tmp.take().ok_or(BlobError::NotFound)?;
         if tokio::fs::try_exists(&target).await? {
-            // Same content already stored: the name proves it.
+            // Same content already stored: the name proves it. Its time is refreshed, so the
+            // orphan sweep (sweep.rs) leaves it alone while the caller attaches it.
             tokio::fs::remove_file(&tmp).await?;
+            let touched = target.clone();
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "a file's time comes from the system clock, as a write would set it"
+            )]
+            let now = std::time::SystemTime::now();
+            tokio::task::spawn_blocking(move || {
+                std::fs::File::options()
+                    .write(true)
+                    .open(&touched)?
+                    .set_modified(now)
+            })
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))??;
             return Ok((hash, self.size));
         }
         let new_folder = !tokio::fs::try_exists(&folder).await?;

@@ -126,6 +126,33 @@ async fn tidy_search_index(store: Store) {
     }
 }
 
+/// How often the server removes orphan attachment files, and how old they must be.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Removes orphan attachment files once a day ([`Store::sweep_orphans`]), the first time an
+/// hour after start so that starting is not slowed.
+async fn sweep_orphans(store: Store) {
+    if store.blobs().is_none() {
+        return;
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+    loop {
+        match store.sweep_orphans(SWEEP_EVERY, false).await {
+            Ok(report) if !report.removed.is_empty() || report.removed_temporary > 0 => {
+                tracing::info!(
+                    files = report.removed.len(),
+                    bytes = report.freed_bytes,
+                    temporary = report.removed_temporary,
+                    "removed orphan attachment files"
+                );
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "the orphan sweep failed"),
+        }
+        tokio::time::sleep(SWEEP_EVERY).await;
+    }
+}
+
 /// Serves an open store: a lab instance (`replica` is `None`) or a field replica.
 pub async fn serve_store(
     settings: &Settings,
@@ -162,6 +189,7 @@ pub async fn serve_store(
     };
     let app = cahier_web::router(state);
     let tidy = tokio::spawn(tidy_search_index(store.clone()));
+    let sweep = tokio::spawn(sweep_orphans(store.clone()));
     let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app)
@@ -170,6 +198,7 @@ pub async fn serve_store(
             })
             .await;
         tidy.abort();
+        sweep.abort();
         served
     });
     Ok(Running {

@@ -50,6 +50,18 @@ enum Command {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Remove attachment files that no entry refers to (left by crashes or abandoned uploads)
+    /// and have not changed for the grace period.
+    Sweep {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Keep files changed within this many hours (uploads in progress).
+        #[arg(long, default_value_t = 24)]
+        grace_hours: u64,
+        /// Only list what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Manage accounts.
     User {
         #[command(subcommand)]
@@ -287,6 +299,30 @@ async fn run(command: Command) -> anyhow::Result<()> {
             anyhow::ensure!(
                 report.is_ok(),
                 "some attachment files are missing or damaged"
+            );
+            Ok(())
+        }
+        Command::Sweep {
+            data,
+            grace_hours,
+            dry_run,
+        } => {
+            let settings = settings(data)?;
+            let store = cahier::open_store(&settings).await?;
+            let grace = std::time::Duration::from_secs(grace_hours.saturating_mul(3600));
+            let report = store.sweep_orphans(grace, dry_run).await;
+            store.close().await;
+            let report = report?;
+            let verb = if dry_run { "would remove" } else { "removed" };
+            for hash in &report.removed {
+                println!("{verb}: {hash}");
+            }
+            println!(
+                "{} files checked, {} {verb} ({} bytes), {} interrupted uploads {verb}",
+                report.checked,
+                report.removed.len(),
+                report.freed_bytes,
+                report.removed_temporary
             );
             Ok(())
         }

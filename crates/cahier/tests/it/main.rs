@@ -12,6 +12,7 @@ mod api_subresources;
 mod cli;
 mod policy_matrix;
 mod search;
+mod sweep;
 mod sync_blobs;
 mod templates_fields;
 mod ui_flows;

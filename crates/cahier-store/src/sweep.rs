@@ -1,0 +1,110 @@
+//! The orphan sweep: removes blob files nothing refers to, and temporary files left by
+//! interrupted uploads. A blob is written before any row refers to it (blobs.rs), so a crash or
+//! an upload abandoned between the two leaves an orphan file; this is what takes it away.
+//!
+//! A file is kept if any `uploads` row (whatever its state: archived and deleted versions stay
+//! downloadable or restorable) or any `device_blobs` row (a replica uploaded it and will push
+//! the document that attaches it) names it, or if it changed within the grace period: an
+//! upload in progress has written its blob but not yet its row, and storing bytes that are
+//! already present refreshes the file's time (blobs.rs), so an orphan being attached again is
+//! never taken from under the upload.
+
+use crate::blobs::is_hash;
+use crate::{Result, Store, StoreError};
+use std::time::{Duration, SystemTime};
+
+/// What a sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Blob files looked at.
+    pub checked: u64,
+    /// Hashes of the removed blobs (or those that would be removed, in a dry run).
+    pub removed: Vec<String>,
+    /// Bytes freed.
+    pub freed_bytes: u64,
+    /// Temporary files of interrupted uploads removed.
+    pub removed_temporary: u64,
+}
+
+fn io(error: std::io::Error) -> StoreError {
+    StoreError::Conflict(format!("sweeping the file store: {error}"))
+}
+
+impl Store {
+    /// Removes blobs that nothing refers to and that have not changed for `grace` (see the
+    /// module documentation); with `dry_run`, only reports them.
+    pub async fn sweep_orphans(&self, grace: Duration, dry_run: bool) -> Result<SweepReport> {
+        let blobs = self.blob_store()?;
+        let root = blobs.root().to_path_buf();
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "files' times come from the system clock, so ages are measured with it"
+        )]
+        let now = SystemTime::now();
+        let is_old = |meta: &std::fs::Metadata| {
+            meta.modified()
+                .ok()
+                .and_then(|at| now.duration_since(at).ok())
+                .is_some_and(|age| age >= grace)
+        };
+        let mut report = SweepReport::default();
+
+        if let Ok(mut temporary) = tokio::fs::read_dir(root.join("tmp")).await {
+            while let Some(entry) = temporary.next_entry().await.map_err(io)? {
+                let meta = entry.metadata().await.map_err(io)?;
+                if meta.is_file() && is_old(&meta) {
+                    if !dry_run {
+                        tokio::fs::remove_file(entry.path()).await.map_err(io)?;
+                    }
+                    report.removed_temporary += 1;
+                }
+            }
+        }
+
+        let mut folders = match tokio::fs::read_dir(&root).await {
+            Ok(dir) => dir,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(report),
+            Err(error) => return Err(io(error)),
+        };
+        while let Some(folder) = folders.next_entry().await.map_err(io)? {
+            let name = folder.file_name().to_string_lossy().into_owned();
+            if name.len() != 2 || !folder.file_type().await.map_err(io)?.is_dir() {
+                continue;
+            }
+            let mut files = tokio::fs::read_dir(folder.path()).await.map_err(io)?;
+            while let Some(file) = files.next_entry().await.map_err(io)? {
+                let hash = file.file_name().to_string_lossy().into_owned();
+                if !is_hash(&hash) || !hash.starts_with(&name) {
+                    continue;
+                }
+                report.checked += 1;
+                let meta = file.metadata().await.map_err(io)?;
+                if !is_old(&meta) || self.blob_is_referenced(&hash).await? {
+                    continue;
+                }
+                if !dry_run {
+                    match tokio::fs::remove_file(file.path()).await {
+                        Ok(()) => {}
+                        Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(error) => return Err(io(error)),
+                    }
+                    tracing::info!(sha256 = %hash, bytes = meta.len(), "removed an orphan file");
+                }
+                report.freed_bytes += meta.len();
+                report.removed.push(hash);
+            }
+        }
+        report.removed.sort();
+        Ok(report)
+    }
+
+    async fn blob_is_referenced(&self, hash: &str) -> Result<bool> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM uploads WHERE sha256 = ?1) \
+                 OR EXISTS (SELECT 1 FROM device_blobs WHERE sha256 = ?1)",
+        )
+        .bind(hash)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+}
