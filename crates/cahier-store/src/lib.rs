@@ -20,6 +20,7 @@ pub mod replica;
 pub mod sweep;
 pub mod sync;
 mod templates;
+pub mod thumbnails;
 pub mod uploads;
 
 use cahier_core::{Clock, EntityId};

@@ -7,7 +7,7 @@
 //! the document that attaches it) names it, or if it changed within the grace period: an
 //! upload in progress has written its blob but not yet its row, and storing bytes that are
 //! already present refreshes the file's time (blobs.rs), so an orphan being attached again is
-//! never taken from under the upload.
+//! never taken from under the upload. Thumbnails of files that are gone go too.
 
 use crate::blobs::is_hash;
 use crate::{Result, Store, StoreError};
@@ -57,6 +57,17 @@ impl Store {
                         tokio::fs::remove_file(entry.path()).await.map_err(io)?;
                     }
                     report.removed_temporary += 1;
+                }
+            }
+        }
+
+        // Thumbnails (a cache) whose file is gone.
+        if let Ok(mut thumbs) = tokio::fs::read_dir(root.join("thumbs")).await {
+            while let Some(entry) = thumbs.next_entry().await.map_err(io)? {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let source = name.split('.').next().unwrap_or_default();
+                if is_hash(source) && !blobs.exists(source).await && !dry_run {
+                    tokio::fs::remove_file(entry.path()).await.map_err(io)?;
                 }
             }
         }

@@ -14,8 +14,8 @@ use crate::api::uploads::{human_size, receive, serve};
 use crate::auth::SignedIn;
 use crate::error::AppError;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
-use axum::http::HeaderMap;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use cahier_core::Subject;
@@ -108,7 +108,7 @@ pub(crate) async fn views(
                 hash: r.sha256.clone(),
                 short_hash: short(r),
                 url: url(r),
-                is_image: r.media_type.starts_with("image/") && r.media_type != "image/svg+xml",
+                is_image: cahier_store::thumbnails::has_thumbnail(&r.media_type, r.size),
                 previous,
             }
         })
@@ -274,11 +274,18 @@ async fn delete(
 
 /// `GET /{section}/{id}/attachments/{sha256}`: the file, if the user may read the entity and
 /// it has this attachment (any version not deleted).
+/// `?thumb=1` asks for the thumbnail of an image instead of the file.
+#[derive(Debug, Default, serde::Deserialize)]
+struct DownloadParams {
+    thumb: Option<String>,
+}
+
 async fn download(
     State(state): State<AppState>,
     session: SignedIn,
     headers: HeaderMap,
     Path((section, id, sha)): Path<(String, String, String)>,
+    Query(params): Query<DownloadParams>,
 ) -> Result<Response, UiError> {
     let lang = session.lang;
     let id = entity(&state, &session, &section, &id).await.ui(lang)?;
@@ -290,5 +297,23 @@ async fn download(
         .upload_by_hash(&session.subject, id, &sha)
         .await
         .ui(lang)?;
+    if params.thumb.is_some() {
+        let thumbnail = state.store.thumbnail(&row).await.ui(lang)?;
+        let Some(thumbnail) = thumbnail else {
+            return Err(UiError(AppError::NotFound("thumbnail".into()), lang));
+        };
+        return Ok((
+            [
+                (header::CONTENT_TYPE, thumbnail.media_type),
+                // Named by the content's hash: it never changes.
+                (
+                    header::CACHE_CONTROL,
+                    "private, max-age=31536000, immutable",
+                ),
+            ],
+            thumbnail.bytes,
+        )
+            .into_response());
+    }
     serve(&state.store, &row, &headers).await.ui(lang)
 }

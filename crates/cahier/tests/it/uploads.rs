@@ -511,3 +511,60 @@ async fn verify_names_a_corrupted_blob_and_fails() {
     assert!(stdout.contains(&format!("corrupted: {hash}")), "{stdout}");
     app.stop().await;
 }
+
+/// Images get a small thumbnail for the page; other files, undecodable images and readers
+/// without access get none.
+#[tokio::test]
+async fn images_get_thumbnails_under_the_page_access_check() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@lab.fr", "Ecology", false).await;
+    let bob = app.user("bob@lab.fr", "Chemistry", false).await;
+    let api = app.api(&app.api_key(&alice, true).await);
+    let id = api.create("/experiments", json!({"title": "Photos"})).await;
+    let uploads = format!("/experiments/{id}/uploads");
+
+    let mut png = std::io::Cursor::new(Vec::new());
+    image::RgbImage::from_fn(1000, 500, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])
+    })
+    .write_to(&mut png, image::ImageFormat::Png)
+    .unwrap();
+    let png = png.into_inner();
+    upload(&api, &uploads, "plot.png", png.clone()).await;
+    upload(&api, &uploads, "notes.txt", b"not an image".to_vec()).await;
+    upload(
+        &api,
+        &uploads,
+        "broken.png",
+        b"\x89PNG\r\n\x1a\nbroken".to_vec(),
+    )
+    .await;
+
+    let browser = app.browser(&alice).await;
+    let page = browser.page(&format!("/experiments/{id}")).await;
+    let hash = sha256(&png);
+    let thumb_url = format!("/experiments/{id}/attachments/{hash}?thumb=1");
+    assert!(page.contains(&thumb_url.replace('&', "&amp;")), "{page}");
+    for round in 0..2 {
+        // Made, then served from the cache.
+        let response = browser.get(&thumb_url).await;
+        assert_eq!(response.status(), 200, "round {round}");
+        assert_eq!(response.headers()["content-type"], "image/jpeg");
+        let bytes = response.bytes().await.unwrap();
+        assert!(bytes.len() < 32 * 1024, "small: {} bytes", bytes.len());
+        let thumb = image::load_from_memory(&bytes).unwrap();
+        assert_eq!((thumb.width(), thumb.height()), (256, 128));
+    }
+    for name in ["notes.txt", "broken.png"] {
+        let content: &[u8] = if name == "notes.txt" {
+            b"not an image"
+        } else {
+            b"\x89PNG\r\n\x1a\nbroken"
+        };
+        let url = format!("/experiments/{id}/attachments/{}?thumb=1", sha256(content));
+        assert_eq!(browser.get(&url).await.status(), 404, "{name}");
+    }
+    let stranger = app.browser(&bob).await;
+    assert_eq!(stranger.get(&thumb_url).await.status(), 404);
+    app.stop().await;
+}
