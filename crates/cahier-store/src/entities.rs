@@ -422,6 +422,12 @@ impl Store {
 
     async fn check_terms(&self, kind: EntityKind, team_id: i64, patch: &EntityPatch) -> Result<()> {
         let family = Family::of(kind);
+        if kind == EntityKind::Resource && patch.category == Some(None) {
+            return Err(invalid(
+                "category",
+                "a resource keeps a category; choose another one instead of none",
+            ));
+        }
         if let Some(Some(status)) = patch.status {
             self.check_term(Vocabulary::Status, status, team_id, family)
                 .await?;
@@ -493,6 +499,14 @@ impl Store {
                 .await?
         {
             patch.category = Some(Some(default));
+        }
+        // A resource always sits in one of its team's resource categories (eLabFTW files
+        // resources by category; lists, filters and the category's defaults rely on it).
+        if new.kind == EntityKind::Resource && !matches!(patch.category, Some(Some(_))) {
+            return Err(invalid(
+                "category",
+                "required: choose one of the team's resource categories (the team has no default one; a team admin creates them)",
+            ));
         }
         self.check_terms(new.kind, new.team_id, &patch).await?;
 

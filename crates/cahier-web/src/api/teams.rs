@@ -289,20 +289,28 @@ async fn delete_group(
 // ---------------------------------------------------------------------------------------------
 // Statuses and categories
 
-/// The vocabulary behind a path segment; resource vocabularies answer 501.
-fn vocabulary(segment: &str) -> Result<Vocabulary, AppError> {
+/// The vocabulary and family behind a path segment (`items_categories` is an old name of
+/// `resources_categories`).
+fn vocabulary(segment: &str) -> Result<(Vocabulary, Family), AppError> {
     match segment {
-        "experiments_status" | "status" => Ok(Vocabulary::Status),
-        "experiments_categories" => Ok(Vocabulary::Category),
-        "items_status" | "resources_categories" | "items_categories" => {
-            Err(AppError::NotImplemented(format!(
-                "{segment} are not available yet: resources are not built in Cahier"
-            )))
-        }
+        "experiments_status" | "status" => Ok((Vocabulary::Status, Family::Experiment)),
+        "experiments_categories" => Ok((Vocabulary::Category, Family::Experiment)),
+        "items_status" => Ok((Vocabulary::Status, Family::Resource)),
+        "resources_categories" | "items_categories" => Ok((Vocabulary::Category, Family::Resource)),
         "tags" => Err(AppError::NotImplemented(
             "team tags are not available yet in Cahier".into(),
         )),
         _ => Err(not_found("endpoint")),
+    }
+}
+
+/// The path segment a term is answered under (eLabFTW's `Location` says `items_categories`
+/// by mistake; Cahier emits the documented one).
+fn canonical_segment(segment: &str) -> &str {
+    match segment {
+        "items_categories" => "resources_categories",
+        "status" => "experiments_status",
+        other => other,
     }
 }
 
@@ -320,13 +328,13 @@ fn term_json(term: &Term) -> Value {
 
 async fn team_term(
     app: &AppState,
-    vocabulary: Vocabulary,
+    (vocabulary, family): (Vocabulary, Family),
     team_id: i64,
     subid: &str,
 ) -> Result<Term, AppError> {
     let id: i64 = subid.parse().map_err(|_| not_found("term"))?;
     app.store
-        .terms(vocabulary, team_id, Family::Experiment)
+        .terms(vocabulary, team_id, family)
         .await?
         .into_iter()
         .find(|t| t.id == id)
@@ -358,12 +366,9 @@ async fn list_terms(
     caller: ApiCaller,
     Path((id, segment)): Path<(String, String)>,
 ) -> Result<Response, AppError> {
-    let vocabulary = vocabulary(&segment)?;
+    let (vocabulary, family) = vocabulary(&segment)?;
     let team_id = readable_team(&app, &caller, &id).await?;
-    let terms = app
-        .store
-        .terms(vocabulary, team_id, Family::Experiment)
-        .await?;
+    let terms = app.store.terms(vocabulary, team_id, family).await?;
     Ok(axum::Json(terms.iter().map(term_json).collect::<Vec<_>>()).into_response())
 }
 
@@ -373,7 +378,7 @@ async fn create_term(
     Path((id, segment)): Path<(String, String)>,
     body: JsonBody,
 ) -> Result<Response, AppError> {
-    let vocabulary = vocabulary(&segment)?;
+    let (vocabulary, family) = vocabulary(&segment)?;
     let team_id = writable_team(&app, &caller, &id).await?;
     let name = term_name(&body)?
         .filter(|n| !n.trim().is_empty())
@@ -384,7 +389,7 @@ async fn create_term(
         .create_term(
             vocabulary,
             team_id,
-            Family::Experiment,
+            family,
             &name,
             &color,
             is_default(&body)?.unwrap_or(false),
@@ -398,7 +403,7 @@ async fn create_term(
         })?;
     Ok(created_at_path(
         &app,
-        &format!("teams/{team_id}/{segment}/{term_id}"),
+        &format!("teams/{team_id}/{}/{term_id}", canonical_segment(&segment)),
     ))
 }
 
@@ -427,7 +432,7 @@ async fn patch_term(
     let term = app
         .store
         .update_term(
-            vocabulary,
+            vocabulary.0,
             term.id,
             name.as_deref(),
             color.as_deref(),
@@ -445,7 +450,7 @@ async fn delete_term(
     let vocabulary = vocabulary(&segment)?;
     let team_id = writable_team(&app, &caller, &id).await?;
     let term = team_term(&app, vocabulary, team_id, &subid).await?;
-    app.store.delete_term(vocabulary, term.id).await?;
+    app.store.delete_term(vocabulary.0, term.id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

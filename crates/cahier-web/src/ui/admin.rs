@@ -1,4 +1,5 @@
-//! Administration: team admins manage their team (members, groups, statuses, categories);
+//! Administration: team admins manage their team (members, groups, statuses, categories of
+//! experiments and of resources);
 //! sysadmins manage teams and accounts. Also the team switcher every member uses.
 
 use super::{PageCtx, UiError, UiResultExt, render};
@@ -133,6 +134,15 @@ async fn team_page(State(state): State<AppState>, session: SignedIn) -> Result<R
                 new_key: "team.new_category",
                 terms: store
                     .terms(Vocabulary::Category, team_id, Family::Experiment)
+                    .await
+                    .ui(lang)?,
+            },
+            VocabView {
+                key: "resource_category",
+                title_key: "team.resource_categories",
+                new_key: "team.new_resource_category",
+                terms: store
+                    .terms(Vocabulary::Category, team_id, Family::Resource)
                     .await
                     .ui(lang)?,
             },
@@ -321,10 +331,12 @@ async fn delete_group(
     Ok(back_to_team())
 }
 
-fn vocabulary(name: &str, lang: crate::i18n::Lang) -> Result<Vocabulary, UiError> {
+/// The vocabulary and family behind a URL segment of the team page.
+fn vocabulary(name: &str, lang: crate::i18n::Lang) -> Result<(Vocabulary, Family), UiError> {
     match name {
-        "status" => Ok(Vocabulary::Status),
-        "category" => Ok(Vocabulary::Category),
+        "status" => Ok((Vocabulary::Status, Family::Experiment)),
+        "category" => Ok((Vocabulary::Category, Family::Experiment)),
+        "resource_category" => Ok((Vocabulary::Category, Family::Resource)),
         _ => Err(UiError(AppError::NotFound("page".into()), lang)),
     }
 }
@@ -344,13 +356,13 @@ async fn create_term(
 ) -> Result<Response, UiError> {
     let lang = session.lang;
     let team = admin_team(&session)?;
-    let vocab = vocabulary(&name, lang)?;
+    let (vocab, family) = vocabulary(&name, lang)?;
     state
         .store
         .create_term(
             vocab,
             team,
-            Family::Experiment,
+            family,
             &form.title,
             &form.color,
             form.is_default.is_some(),
@@ -381,7 +393,7 @@ async fn update_term(
     Form(form): Form<TermForm>,
 ) -> Result<Response, UiError> {
     let lang = session.lang;
-    let vocab = vocabulary(&name, lang)?;
+    let (vocab, _) = vocabulary(&name, lang)?;
     owned_term(&state, &session, vocab, id).await?;
     state
         .store
@@ -403,7 +415,7 @@ async fn delete_term(
     Path((name, id)): Path<(String, i64)>,
 ) -> Result<Response, UiError> {
     let lang = session.lang;
-    let vocab = vocabulary(&name, lang)?;
+    let (vocab, _) = vocabulary(&name, lang)?;
     owned_term(&state, &session, vocab, id).await?;
     state.store.delete_term(vocab, id).await.ui(lang)?;
     Ok(back_to_team())

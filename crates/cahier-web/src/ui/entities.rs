@@ -49,6 +49,8 @@ pub(super) fn kind_of(section: &str) -> Option<EntityKind> {
     match section {
         "experiments" => Some(EntityKind::Experiment),
         "templates" => Some(EntityKind::ExperimentTemplate),
+        "resources" => Some(EntityKind::Resource),
+        "resource-templates" => Some(EntityKind::ResourceTemplate),
         _ => None,
     }
 }
@@ -99,6 +101,11 @@ struct ListPage {
     templates: Vec<Choice>,
     has_templates: bool,
     is_template_list: bool,
+    /// Categories offered when making a resource (the team's default preselected); empty
+    /// for other kinds, which take the default category.
+    new_categories: Vec<Choice>,
+    /// Where this kind's templates are listed, for entry lists: (href, label).
+    templates_page: Option<(String, String)>,
     /// Why the search could not be read, shown under the box.
     search_error: Option<String>,
     q: String,
@@ -295,6 +302,20 @@ async fn list_entities(
                 .collect::<Vec<_>>(),
         )
     };
+    let new_categories = match (kind, team) {
+        (EntityKind::Resource, Some(team)) => store
+            .terms(Vocabulary::Category, team, family)
+            .await
+            .ui(lang)?
+            .into_iter()
+            .map(|t| Choice {
+                value: t.id.to_string(),
+                label: t.title,
+                selected: t.is_default,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
     let statuses = terms(Vocabulary::Status, status).await.ui(lang)?;
     let categories = terms(Vocabulary::Category, category).await.ui(lang)?;
     let tag_filter = non_empty(&params.tag).map(str::to_owned);
@@ -382,10 +403,14 @@ async fn list_entities(
         }
         _ => None,
     };
-    let (heading, new_label) = if is_template_list {
-        (lang.t("templates.title"), lang.t("templates.new"))
-    } else {
-        (lang.t("list.title"), lang.t("list.new"))
+    let (heading, new_label) = match kind {
+        EntityKind::Experiment => (lang.t("list.title"), lang.t("list.new")),
+        EntityKind::ExperimentTemplate => (lang.t("templates.title"), lang.t("templates.new")),
+        EntityKind::Resource => (lang.t("resources.title"), lang.t("resources.new")),
+        EntityKind::ResourceTemplate => (
+            lang.t("resource_templates.title"),
+            lang.t("resource_templates.new"),
+        ),
     };
     let p = PageCtx::signed_in(&state, &session, heading.to_owned())
         .await
@@ -398,6 +423,15 @@ async fn list_entities(
         has_templates: !templates.is_empty(),
         templates,
         is_template_list,
+        new_categories,
+        templates_page: cahier_core::template::template_kind(kind).map(|t| {
+            let key = if t == EntityKind::ResourceTemplate {
+                "resource_templates.title"
+            } else {
+                "templates.title"
+            };
+            (format!("/{}", section_of(t)), lang.t(key).to_owned())
+        }),
         search_error,
         q: params.q.clone().unwrap_or_default(),
         statuses,
@@ -448,6 +482,8 @@ async fn template_choices(
 struct CreateForm {
     /// A template id, `blank` (or empty) for none; absent means the team's default template.
     template: Option<String>,
+    /// The category of a new resource (empty or absent: the team's default).
+    category: Option<String>,
 }
 
 async fn create_entity(
@@ -462,12 +498,22 @@ async fn create_entity(
         .current_team()
         .ok_or_else(|| AppError::invalid("team", lang.t("dashboard.no_team")))
         .ui(lang)?;
+    let category = non_empty(&form.category)
+        .map(|c| {
+            c.parse::<i64>()
+                .map_err(|_| AppError::invalid("category", "expected a category number"))
+        })
+        .transpose()
+        .ui(lang)?;
     let new = cahier_store::NewEntity {
         kind,
         team_id,
         canread: None,
         canwrite: None,
-        patch: EntityPatch::default(),
+        patch: EntityPatch {
+            category: category.map(Some),
+            ..EntityPatch::default()
+        },
         template: None,
     };
     let template = match (
@@ -522,6 +568,8 @@ struct CommentView {
 #[derive(Debug, Clone)]
 struct LinkView {
     href: String,
+    /// What the linked entry is ("Resource", "Experiment"…), so it is not told by place alone.
+    kind_label: &'static str,
     id: i64,
     uuid: String,
     title: String,
@@ -566,6 +614,8 @@ struct EntityPage {
     comments: Vec<CommentView>,
     links: Vec<LinkView>,
     backlinks: Vec<LinkView>,
+    /// Heading over the backlinks ("Used in" on a resource, "Linked from" elsewhere).
+    backlinks_key: &'static str,
     conflicts: Vec<ConflictView>,
     read_reasons: Vec<&'static str>,
     write_reasons: Vec<&'static str>,
@@ -765,6 +815,12 @@ pub(super) async fn render_entity_page(
         href: EntityKind::parse(&l.kind)
             .map(|k| format!("/{}/{}", section_of(k), l.id))
             .unwrap_or_default(),
+        kind_label: lang.t(match EntityKind::parse(&l.kind) {
+            Some(EntityKind::Resource) => "kind.resource",
+            Some(EntityKind::ExperimentTemplate) => "kind.experiment_template",
+            Some(EntityKind::ResourceTemplate) => "kind.resource_template",
+            _ => "kind.experiment",
+        }),
         id: l.id,
         uuid: l.uuid,
         title: l.title,
@@ -967,6 +1023,11 @@ pub(super) async fn render_entity_page(
             .collect(),
         links,
         backlinks,
+        backlinks_key: if kind == EntityKind::Resource {
+            "entity.used_in"
+        } else {
+            "entity.linked_from"
+        },
         conflicts,
         read_reasons: dedup(read_grants),
         write_reasons: dedup(write_grants),
