@@ -469,22 +469,6 @@ impl Store {
             ));
         }
         let user = self.user(subject.user_id).await?;
-        let (default_read, default_write) = if cahier_core::template::is_template(new.kind) {
-            cahier_core::template::default_rules(subject, new.team_id)
-        } else {
-            (
-                rule_from(user.default_read_base),
-                rule_from(user.default_write_base),
-            )
-        };
-        let canread = new.canread.unwrap_or(default_read).normalized();
-        let canwrite = new.canwrite.unwrap_or(default_write).normalized();
-        self.check_rule("canread", &canread).await?;
-        self.check_rule("canwrite", &canwrite).await?;
-        if cahier_core::template::is_template(new.kind) {
-            cahier_core::template::check_rules(subject, new.team_id, &canread, &canwrite)
-                .map_err(|m| StoreError::Forbidden(m.into()))?;
-        }
         self.check_field_links(subject, None, &new.patch).await?;
         let mut patch = new.patch;
         if patch.status.is_none() && matches!(new.kind, EntityKind::Experiment) {
@@ -509,6 +493,33 @@ impl Store {
             ));
         }
         self.check_terms(new.kind, new.team_id, &patch).await?;
+        // Rules not given come from the resource's category, else the author's defaults.
+        let category_defaults = match (new.kind, patch.category) {
+            (EntityKind::Resource, Some(Some(category))) => {
+                self.category_defaults(category).await?
+            }
+            _ => crate::catalog::CategoryDefaults::default(),
+        };
+        let (default_read, default_write) = if cahier_core::template::is_template(new.kind) {
+            cahier_core::template::default_rules(subject, new.team_id)
+        } else {
+            (
+                category_defaults
+                    .canread
+                    .map_or_else(|| rule_from(user.default_read_base), AccessRule::base),
+                category_defaults
+                    .canwrite
+                    .map_or_else(|| rule_from(user.default_write_base), AccessRule::base),
+            )
+        };
+        let canread = new.canread.unwrap_or(default_read).normalized();
+        let canwrite = new.canwrite.unwrap_or(default_write).normalized();
+        self.check_rule("canread", &canread).await?;
+        self.check_rule("canwrite", &canwrite).await?;
+        if cahier_core::template::is_template(new.kind) {
+            cahier_core::template::check_rules(subject, new.team_id, &canread, &canwrite)
+                .map_err(|m| StoreError::Forbidden(m.into()))?;
+        }
 
         let now = self.now_ms();
         let id = self.new_entity_id();

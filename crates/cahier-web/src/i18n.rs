@@ -120,6 +120,16 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("templates.start_from", "Start from", "Partir de"),
     ("templates.blank", "Blank experiment", "Expérience vierge"),
     (
+        "templates.blank_resource",
+        "Blank resource",
+        "Ressource vierge",
+    ),
+    (
+        "templates.from_category",
+        "The category's template",
+        "Le modèle de la catégorie",
+    ),
+    (
         "templates.default",
         "team default",
         "modèle par défaut de l'équipe",
@@ -616,6 +626,26 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ),
     ("entity.linked_from", "Linked from", "Citée par"),
     ("entity.used_in", "Used in", "Utilisée dans"),
+    (
+        "team.category_read",
+        "New resources readable by",
+        "Nouvelles ressources lisibles par",
+    ),
+    (
+        "team.category_write",
+        "New resources writable by",
+        "Nouvelles ressources modifiables par",
+    ),
+    (
+        "team.category_author_default",
+        "the author's default",
+        "le choix par défaut de l'auteur",
+    ),
+    (
+        "team.category_template",
+        "New resources start from",
+        "Les nouvelles ressources partent de",
+    ),
     ("kind.experiment", "Experiment", "Expérience"),
     ("kind.resource", "Resource", "Ressource"),
     ("kind.experiment_template", "Template", "Modèle"),

@@ -594,6 +594,28 @@ async fn create(
     let patch = patch_from(&body, kind)?;
     let canread = body.access_rule("canread", None)?;
     let canwrite = body.access_rule("canwrite", None)?;
+    // A resource sent without `template` starts from its category's default template, if any.
+    let template = match (kind, template) {
+        (EntityKind::Resource, None) => {
+            let category = match patch.category {
+                Some(Some(category)) => Some(category),
+                _ => {
+                    app.store
+                        .default_term(
+                            Vocabulary::Category,
+                            caller.team()?,
+                            cahier_store::catalog::Family::Resource,
+                        )
+                        .await?
+                }
+            };
+            match category {
+                Some(category) => app.store.category_defaults(category).await?.template,
+                None => None,
+            }
+        }
+        (_, template) => template,
+    };
     let new = NewEntity {
         kind,
         team_id: caller.team()?,

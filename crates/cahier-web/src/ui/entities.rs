@@ -100,6 +100,10 @@ struct ListPage {
     /// Templates offered for a new entry ("blank" is always offered); empty on template lists.
     templates: Vec<Choice>,
     has_templates: bool,
+    /// Whether the team's default template is among `templates` (then it is preselected).
+    has_default_template: bool,
+    /// "Blank experiment" or "Blank resource".
+    blank_label: String,
     is_template_list: bool,
     /// Categories offered when making a resource (the team's default preselected); empty
     /// for other kinds, which take the default category.
@@ -421,6 +425,14 @@ async fn list_entities(
         heading: heading.to_owned(),
         new_label: new_label.to_owned(),
         has_templates: !templates.is_empty(),
+        has_default_template: templates.iter().any(|c| c.selected),
+        blank_label: lang
+            .t(if kind == EntityKind::Resource {
+                "templates.blank_resource"
+            } else {
+                "templates.blank"
+            })
+            .to_owned(),
         templates,
         is_template_list,
         new_categories,
@@ -520,7 +532,30 @@ async fn create_entity(
         form.template.as_deref().map(str::trim),
         cahier_core::template::template_kind(kind),
     ) {
-        (_, None) | (Some("" | "blank"), _) => None,
+        (_, None) | (Some("blank"), _) => None,
+        // A resource "from its category": the category's default template, if it has one.
+        (Some(""), Some(EntityKind::ResourceTemplate)) => {
+            let category = match category {
+                Some(category) => Some(category),
+                None => state
+                    .store
+                    .default_term(Vocabulary::Category, team_id, Family::Resource)
+                    .await
+                    .ui(lang)?,
+            };
+            match category {
+                Some(category) => {
+                    state
+                        .store
+                        .category_defaults(category)
+                        .await
+                        .ui(lang)?
+                        .template
+                }
+                None => None,
+            }
+        }
+        (Some(""), _) => None,
         (None, Some(template_kind)) => state
             .store
             .default_template(team_id, template_kind)
@@ -660,7 +695,7 @@ fn grant_key(grant: &Grant) -> &'static str {
     }
 }
 
-fn base_key(base: BaseLevel) -> &'static str {
+pub(super) fn base_key(base: BaseLevel) -> &'static str {
     match base {
         BaseLevel::OwnerOnly => "access.base_10",
         BaseLevel::OwnerAndAdmins => "access.base_20",

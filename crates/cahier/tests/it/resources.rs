@@ -641,3 +641,141 @@ async fn the_resources_page_lists_filters_by_category_and_makes_resources_in_a_c
     assert!(page.contains("Instruments"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_resource_category_gives_new_resources_its_access_rules_and_template() {
+    let app = TestApp::spawn().await;
+    let admin = app.user("admin@lab.fr", "Ecology", true).await;
+    let bob = app.user("bob@lab.fr", "Ecology", false).await;
+    let admin_api = app.api(&app.api_key(&admin, true).await);
+    let api = app.api(&app.api_key(&bob, true).await);
+    let template = admin_api
+        .create(
+            "/items_types",
+            json!({"title": "Antibody", "body": "Host: rabbit"}),
+        )
+        .await;
+    let experiment_template = admin_api
+        .create("/experiments_templates", json!({"title": "Protocol"}))
+        .await;
+
+    let category = admin_api
+        .create(
+            "/teams/current/resources_categories",
+            json!({"title": "Antibodies", "default_canread_base": 40, "default_canwrite_base": 20,
+                   "default_template": template}),
+        )
+        .await;
+    let read = api
+        .json(&format!("/teams/current/resources_categories/{category}"))
+        .await;
+    assert_eq!(read["default_canread_base"], 40);
+    assert_eq!(read["default_canwrite_base"], 20);
+    assert_eq!(read["default_template"], template);
+
+    // Bad defaults are refused, and only team admins set them.
+    for (body, needle) in [
+        (json!({"default_template": experiment_template}), "template"),
+        (json!({"default_canread_base": 35}), "10, 20"),
+    ] {
+        let description = refused(
+            admin_api
+                .patch(
+                    &format!("/teams/current/resources_categories/{category}"),
+                    body,
+                )
+                .await,
+            422,
+        )
+        .await;
+        assert!(description.contains(needle), "{description}");
+    }
+    refused(
+        api.patch(
+            &format!("/teams/current/resources_categories/{category}"),
+            json!({"default_canread_base": 50}),
+        )
+        .await,
+        403,
+    )
+    .await;
+    refused(
+        admin_api
+            .post(
+                "/teams/current/experiments_categories",
+                json!({"title": "X", "default_template": template}),
+            )
+            .await,
+        422,
+    )
+    .await;
+    assert_eq!(
+        admin_api
+            .json("/teams/current/experiments_categories")
+            .await,
+        json!([]),
+        "a refused request writes nothing"
+    );
+
+    // A new resource in the category starts from its template with its rules.
+    let item = api
+        .create("/items", json!({"title": "Anti-GFP", "category": category}))
+        .await;
+    let item = api.json(&format!("/items/{item}")).await;
+    assert_eq!(item["body"], "Host: rabbit");
+    assert_eq!(item["created_from_id"], template);
+    assert_eq!(item["canread_base"], 40);
+    assert_eq!(item["canwrite_base"], 20);
+    // Unless the request says otherwise.
+    let blank = api
+        .create(
+            "/items",
+            json!({"title": "Anti-RFP", "category": category, "template": 0, "canread_base": 30}),
+        )
+        .await;
+    let blank = api.json(&format!("/items/{blank}")).await;
+    assert_eq!(blank["body"], "");
+    assert_eq!(blank["canread_base"], 30);
+    assert_eq!(blank["canwrite_base"], 20);
+
+    // The team page sets them too, and the list page's "category's template" uses it.
+    let admin_browser = app.browser(&admin).await;
+    let page = admin_browser.page("/team").await;
+    assert!(page.contains(&format!("resource_category-{category}-template")));
+    let response = admin_browser
+        .post_form(
+            &format!("/team/terms/resource_category/{category}"),
+            &[
+                ("title", "Antibodies"),
+                ("color", "#aa0000"),
+                ("default_canread_base", "30"),
+                ("default_canwrite_base", ""),
+                ("default_template", &template.to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 303);
+    let read = api
+        .json(&format!("/teams/current/resources_categories/{category}"))
+        .await;
+    assert_eq!(read["default_canread_base"], 30);
+    assert_eq!(read["default_canwrite_base"], Value::Null);
+    let browser = app.browser(&bob).await;
+    let response = browser
+        .post_form(
+            "/resources",
+            &[("template", ""), ("category", &category.to_string())],
+        )
+        .await;
+    assert_eq!(response.status(), 303);
+    let made: i64 = location(&response)
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let made = api.json(&format!("/items/{made}")).await;
+    assert_eq!(made["body"], "Host: rabbit");
+    assert_eq!(made["canread_base"], 30);
+    app.stop().await;
+}
