@@ -422,12 +422,6 @@ impl Store {
 
     async fn check_terms(&self, kind: EntityKind, team_id: i64, patch: &EntityPatch) -> Result<()> {
         let family = Family::of(kind);
-        if kind == EntityKind::Resource && patch.category == Some(None) {
-            return Err(invalid(
-                "category",
-                "a resource keeps a category; choose another one instead of none",
-            ));
-        }
         if let Some(Some(status)) = patch.status {
             self.check_term(Vocabulary::Status, status, team_id, family)
                 .await?;
@@ -736,6 +730,16 @@ impl Store {
         let row = self.entity(subject, id).await?;
         let own_comments = self.own_comments(id, subject.user_id, patch).await?;
         check_may_apply(&row, subject, patch, &own_comments)?;
+        // A filed resource stays filed (one made offline without a category may stay so).
+        if row.kind == EntityKind::Resource
+            && row.category_id.is_some()
+            && patch.category == Some(None)
+        {
+            return Err(invalid(
+                "category",
+                "a resource keeps a category; choose another one instead of none",
+            ));
+        }
         self.check_terms(row.kind, row.team_id, patch).await?;
         self.check_field_links(subject, Some(id), patch).await?;
         let base = base.map(heads_from_string).transpose()?;

@@ -621,8 +621,8 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("entity.links", "Links", "Liens"),
     (
         "entity.link_add",
-        "Link to experiment number",
-        "Lier à l'expérience numéro",
+        "Link to number (experiment or resource)",
+        "Lier au numéro (expérience ou ressource)",
     ),
     ("entity.linked_from", "Linked from", "Citée par"),
     ("entity.used_in", "Used in", "Utilisée dans"),
