@@ -23,6 +23,13 @@ async fn a_resource_in_a_new_category_is_linked_from_an_experiment_and_shown_on_
         "document.querySelector(\"input[id^='resource_category-'][value='Microscopes']\") !== null",
     )
     .await;
+    crate::no_sideways_scrolling(&ui).await;
+    ui.js(
+        "document.getElementById('resource_category-title').scrollIntoView();",
+        vec![],
+    )
+    .await;
+    ui.screenshot("team-resource-categories").await;
     ui.click("form[action='/logout'] button[type=submit]").await;
     ui.wait_path("^/login").await;
 
@@ -34,6 +41,7 @@ async fn a_resource_in_a_new_category_is_linked_from_an_experiment_and_shown_on_
     ui.sign_in(&ada).await;
     ui.click("nav a[href='/resources']").await;
     ui.wait_path("^/resources$").await;
+    crate::no_sideways_scrolling(&ui).await;
     ui.js(
         "document.getElementById('new-category').value = arguments[0];",
         vec![json!(category.to_string())],
