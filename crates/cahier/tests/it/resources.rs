@@ -295,6 +295,23 @@ async fn items_are_created_read_listed_by_category_changed_and_deleted_through_a
             >= 3
     );
 
+    // Files attach to resources as to experiments.
+    let response = api
+        .client
+        .post(format!("{}/items/{pipette}/uploads", api.base))
+        .multipart(crate::uploads::form(
+            "manual.pdf",
+            b"%PDF-1.4 manual".to_vec(),
+            Some("user manual"),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let uploads = api.json(&format!("/items/{pipette}/uploads")).await;
+    assert_eq!(uploads[0]["real_name"], "manual.pdf");
+    assert_eq!(uploads[0]["comment"], "user manual");
+
     // A user of another team cannot read them.
     let carol = app.user("carol@lab.fr", "Botany", false).await;
     let carol_api = app.api(&app.api_key(&carol, true).await);
