@@ -4,8 +4,9 @@
 Runs the calls eLabFTW's example scripts make, through `elabapi_python`, against a Cahier
 server: create, read, patch and list experiments (q, limit, order), add a comment and a step,
 link two experiments, read users/me and teams, make an experiment template with extra fields
-(metadata), create an experiment from it, set a field, search by field. Exits non-zero on the
-first mismatch.
+(metadata), create an experiment from it, set a field, search by field; make a resource
+category, an item in it, link it from an experiment, list items by category. Exits non-zero on
+the first mismatch.
 
 Environment: API_HOST (the server's base URL, without /api/v2) and API_KEY (a read-write key).
 Driven by `official_python_client_works_against_cahier` in
@@ -148,6 +149,35 @@ def main():
     )
     check([e["id"] for e in found] == [made], "updatemetadatafield, then q=field:Temperature>30 finds it")
     templates.delete_experiment_template(template_id)
+
+    # Resources: a category (example 11), an item in it (example 05), linked from an
+    # experiment (example 21), and the list by category (example 19).
+    categories = elabapi_python.ResourceCategoriesApi(client)
+    items = elabapi_python.ItemsApi(client)
+    item_links = elabapi_python.LinksToItemsApi(client)
+    _, status, headers = categories.post_team_one_rescat_with_http_info(
+        team.id, body={"title": f"Antibodies {marker}", "color": "#29aeb9"}
+    )
+    check(status == 201, "POST resources_categories answers 201")
+    category = new_id(headers)
+    categories.patch_rescat(team.id, category, body={"title": f"Antibodies {marker} v2"}, _preload_content=False)
+    listed = json.loads(categories.read_team_resources_categories(team.id, _preload_content=False).data)
+    check(f"Antibodies {marker} v2" in [c["title"] for c in listed], "the renamed category is listed")
+    _, status, headers = items.post_item_with_http_info(body={"category": category, "tags": ["compat"]})
+    check(status == 201, "POST /items answers 201")
+    item = new_id(headers)
+    patched = items.patch_item(body={"title": f"Anti-GFP {marker}", "body": "rabbit", "rating": 4}, id=item)
+    check(patched.title == f"Anti-GFP {marker}", "PATCH /items answers the full object")
+    raw = json.loads(items.get_item(item, _preload_content=False).data)
+    check(raw["category"] == category and raw["category_title"] == f"Antibodies {marker} v2", "item category")
+    in_category = json.loads(items.read_items(category=str(category), limit=100, _preload_content=False).data)
+    check([i["id"] for i in in_category] == [item], "GET /items?cat= lists the category's items")
+    _, status, _ = item_links.post_entity_items_links_with_http_info("experiments", first, item)
+    check(status == 201, "POST experiments/{id}/items_links/{item} answers 201")
+    linked = json.loads(item_links.read_entity_items_links("experiments", first, _preload_content=False).data)
+    check([link["entityid"] for link in linked] == [item], "the item link is listed")
+    raw = json.loads(items.get_item(item, _preload_content=False).data)
+    check(first in [link["entityid"] for link in raw["related_experiments_links"]], "the item knows who links to it")
 
     print("elabapi_python compatibility: all checks passed")
 

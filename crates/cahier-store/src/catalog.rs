@@ -76,6 +76,17 @@ pub struct Term {
     pub ordering: i64,
 }
 
+/// What a resource category gives a new resource filed in it (team admins set it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CategoryDefaults {
+    /// Base level of the read rule (`None`: the author's own default).
+    pub canread: Option<cahier_core::BaseLevel>,
+    /// Base level of the write rule (`None`: the author's own default).
+    pub canwrite: Option<cahier_core::BaseLevel>,
+    /// The resource template a new resource starts from (`None`: blank).
+    pub template: Option<i64>,
+}
+
 /// Checks and normalises a colour (`#29aeb9` or `29AEB9` → `29aeb9`).
 pub fn parse_color(color: &str) -> Result<String> {
     let hex = color.trim().trim_start_matches('#').to_lowercase();
@@ -272,6 +283,76 @@ impl Store {
                 format!("no {} {id} in this team", vocabulary.what()),
             )),
         }
+    }
+
+    /// The defaults a category gives new entries (all `None` for a missing category).
+    pub async fn category_defaults(&self, id: i64) -> Result<CategoryDefaults> {
+        let row: Option<(Option<i64>, Option<i64>, Option<i64>)> = sqlx::query_as(
+            "SELECT default_canread_base, default_canwrite_base, default_template_id \
+             FROM categories WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let (read, write, template) = row.unwrap_or_default();
+        Ok(CategoryDefaults {
+            canread: read.and_then(cahier_core::BaseLevel::from_code),
+            canwrite: write.and_then(cahier_core::BaseLevel::from_code),
+            template,
+        })
+    }
+
+    /// Checks defaults for a resource category of `team_id` before anything is written: the
+    /// template must be a live resource template of the team that the team may read, so every
+    /// member can start from it.
+    pub async fn check_category_defaults(
+        &self,
+        team_id: i64,
+        defaults: &CategoryDefaults,
+    ) -> Result<()> {
+        if let Some(template) = defaults.template {
+            let found: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM entities WHERE id = ? AND kind = 'resource_template' AND team_id = ? \
+                 AND state = 1 AND canread_base >= 30",
+            )
+            .bind(template)
+            .bind(team_id)
+            .fetch_optional(&self.pool)
+            .await?;
+            if found.is_none() {
+                return Err(invalid(
+                    "default_template",
+                    format!(
+                        "no resource template {template} shared with this team; share it with the team first"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the defaults of a resource category of `team_id` (checked as
+    /// [`Store::check_category_defaults`]).
+    pub async fn set_category_defaults(
+        &self,
+        id: i64,
+        team_id: i64,
+        defaults: CategoryDefaults,
+    ) -> Result<()> {
+        self.check_term(Vocabulary::Category, id, team_id, Family::Resource)
+            .await?;
+        self.check_category_defaults(team_id, &defaults).await?;
+        sqlx::query(
+            "UPDATE categories SET default_canread_base = ?, default_canwrite_base = ?, \
+             default_template_id = ? WHERE id = ?",
+        )
+        .bind(defaults.canread.map(cahier_core::BaseLevel::code))
+        .bind(defaults.canwrite.map(cahier_core::BaseLevel::code))
+        .bind(defaults.template)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// The default term of a team and family, if any.

@@ -463,22 +463,6 @@ impl Store {
             ));
         }
         let user = self.user(subject.user_id).await?;
-        let (default_read, default_write) = if cahier_core::template::is_template(new.kind) {
-            cahier_core::template::default_rules(subject, new.team_id)
-        } else {
-            (
-                rule_from(user.default_read_base),
-                rule_from(user.default_write_base),
-            )
-        };
-        let canread = new.canread.unwrap_or(default_read).normalized();
-        let canwrite = new.canwrite.unwrap_or(default_write).normalized();
-        self.check_rule("canread", &canread).await?;
-        self.check_rule("canwrite", &canwrite).await?;
-        if cahier_core::template::is_template(new.kind) {
-            cahier_core::template::check_rules(subject, new.team_id, &canread, &canwrite)
-                .map_err(|m| StoreError::Forbidden(m.into()))?;
-        }
         self.check_field_links(subject, None, &new.patch).await?;
         let mut patch = new.patch;
         if patch.status.is_none() && matches!(new.kind, EntityKind::Experiment) {
@@ -494,7 +478,42 @@ impl Store {
         {
             patch.category = Some(Some(default));
         }
+        // A resource always sits in one of its team's resource categories (eLabFTW files
+        // resources by category; lists, filters and the category's defaults rely on it).
+        if new.kind == EntityKind::Resource && !matches!(patch.category, Some(Some(_))) {
+            return Err(invalid(
+                "category",
+                "required: choose one of the team's resource categories (the team has no default one; a team admin creates them)",
+            ));
+        }
         self.check_terms(new.kind, new.team_id, &patch).await?;
+        // Rules not given come from the resource's category, else the author's defaults.
+        let category_defaults = match (new.kind, patch.category) {
+            (EntityKind::Resource, Some(Some(category))) => {
+                self.category_defaults(category).await?
+            }
+            _ => crate::catalog::CategoryDefaults::default(),
+        };
+        let (default_read, default_write) = if cahier_core::template::is_template(new.kind) {
+            cahier_core::template::default_rules(subject, new.team_id)
+        } else {
+            (
+                category_defaults
+                    .canread
+                    .map_or_else(|| rule_from(user.default_read_base), AccessRule::base),
+                category_defaults
+                    .canwrite
+                    .map_or_else(|| rule_from(user.default_write_base), AccessRule::base),
+            )
+        };
+        let canread = new.canread.unwrap_or(default_read).normalized();
+        let canwrite = new.canwrite.unwrap_or(default_write).normalized();
+        self.check_rule("canread", &canread).await?;
+        self.check_rule("canwrite", &canwrite).await?;
+        if cahier_core::template::is_template(new.kind) {
+            cahier_core::template::check_rules(subject, new.team_id, &canread, &canwrite)
+                .map_err(|m| StoreError::Forbidden(m.into()))?;
+        }
 
         let now = self.now_ms();
         let id = self.new_entity_id();
@@ -711,6 +730,16 @@ impl Store {
         let row = self.entity(subject, id).await?;
         let own_comments = self.own_comments(id, subject.user_id, patch).await?;
         check_may_apply(&row, subject, patch, &own_comments)?;
+        // A filed resource stays filed (one made offline without a category may stay so).
+        if row.kind == EntityKind::Resource
+            && row.category_id.is_some()
+            && patch.category == Some(None)
+        {
+            return Err(invalid(
+                "category",
+                "a resource keeps a category; choose another one instead of none",
+            ));
+        }
         self.check_terms(row.kind, row.team_id, patch).await?;
         self.check_field_links(subject, Some(id), patch).await?;
         let base = base.map(heads_from_string).transpose()?;

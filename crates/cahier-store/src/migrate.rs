@@ -40,6 +40,12 @@ const SQLITE: &[(i64, Step)] = &[
         7,
         Step::Sql(include_str!("../migrations/sqlite/0007_device_blobs.sql")),
     ),
+    (
+        9,
+        Step::Sql(include_str!(
+            "../migrations/sqlite/0009_category_defaults.sql"
+        )),
+    ),
 ];
 
 async fn rebuild_search_index(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {

@@ -1,6 +1,5 @@
 //! `/api/v2/{experiments|items|experiments_templates|items_types}`: list, create, read, update,
-//! duplicate and delete entities, in eLabFTW's shapes. Kinds whose feature has not landed
-//! answer 501.
+//! duplicate and delete entities, in eLabFTW's shapes; one code path for every kind.
 
 use super::json::JsonBody;
 use crate::AppState;
@@ -32,14 +31,13 @@ pub(super) fn routes() -> Router<AppState> {
         )
 }
 
-/// The kind behind an API path segment; 501 for kinds whose feature has not landed yet.
+/// The kind behind an API path segment.
 pub(super) fn kind(entity_type: &str) -> Result<EntityKind, AppError> {
     match entity_type {
         "experiments" => Ok(EntityKind::Experiment),
         "experiments_templates" => Ok(EntityKind::ExperimentTemplate),
-        "items" | "items_types" => Err(AppError::NotImplemented(format!(
-            "{entity_type} are not available yet in Cahier; only experiments and experiment templates are"
-        ))),
+        "items" => Ok(EntityKind::Resource),
+        "items_types" => Ok(EntityKind::ResourceTemplate),
         _ => Err(AppError::NotFound("endpoint".into())),
     }
 }
@@ -423,14 +421,22 @@ async fn full_entity(
         Value::Array(link_json("experiment")),
     );
     map.insert("items_links".into(), Value::Array(link_json("resource")));
+    // Who links here, among the entries the caller may read (eLabFTW's reverse lookups).
     let backlinks = app.store.backlinks(&caller.subject, &row.uuid).await?;
-    map.insert(
-        "related_experiments_links".into(),
+    let backlink_json = |k: EntityKind| -> Value {
         backlinks
             .iter()
-            .filter(|l| l.kind == "experiment")
-            .map(|l| json!({"entityid": l.id, "title": l.title}))
-            .collect(),
+            .filter(|l| l.kind == k.as_str())
+            .map(|l| json!({"entityid": l.id, "title": l.title, "page": k.api_name(), "type": k.api_name()}))
+            .collect()
+    };
+    map.insert(
+        "related_experiments_links".into(),
+        backlink_json(EntityKind::Experiment),
+    );
+    map.insert(
+        "related_items_links".into(),
+        backlink_json(EntityKind::Resource),
     );
     map.insert("uploads".into(), Value::Array(Vec::new()));
     map.insert(
@@ -588,6 +594,28 @@ async fn create(
     let patch = patch_from(&body, kind)?;
     let canread = body.access_rule("canread", None)?;
     let canwrite = body.access_rule("canwrite", None)?;
+    // A resource sent without `template` starts from its category's default template, if any.
+    let template = match (kind, template) {
+        (EntityKind::Resource, None) => {
+            let category = match patch.category {
+                Some(Some(category)) => Some(category),
+                _ => {
+                    app.store
+                        .default_term(
+                            Vocabulary::Category,
+                            caller.team()?,
+                            cahier_store::catalog::Family::Resource,
+                        )
+                        .await?
+                }
+            };
+            match category {
+                Some(category) => app.store.category_defaults(category).await?.template,
+                None => None,
+            }
+        }
+        (_, template) => template,
+    };
     let new = NewEntity {
         kind,
         team_id: caller.team()?,

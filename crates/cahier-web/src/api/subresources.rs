@@ -1,5 +1,5 @@
 //! Entity sub-resources of API v2 (`/{entity_type}/{id}/…`, eLabFTW §7.3): comments, steps,
-//! tags, experiment links, revisions, and `GET /unfinished_steps`. Every read and write goes
+//! tags, links to experiments and resources, revisions, and `GET /unfinished_steps`. Every read and write goes
 //! through the store with the caller's `Subject`; an entity the caller may not read is "not
 //! found", exactly like a missing one.
 //!
@@ -21,7 +21,7 @@ use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{get, post};
 use cahier_core::clock::format_sql_datetime;
 use cahier_core::document::EntityOp;
 use cahier_core::{EntityKind, EntityPatch};
@@ -52,13 +52,26 @@ pub(super) fn routes() -> Router<AppState> {
             "/{entity_type}/{id}/tags/{subid}",
             get(read_tag).patch(patch_tag),
         )
-        .route("/{entity_type}/{id}/experiments_links", get(list_links))
+        .route(
+            "/{entity_type}/{id}/experiments_links",
+            get(|app, caller, path| list_links(app, caller, path, EntityKind::Experiment)),
+        )
         .route(
             "/{entity_type}/{id}/experiments_links/{subid}",
-            post(add_link).delete(remove_link),
+            post(|app, caller, path, body| {
+                add_link(app, caller, path, body, EntityKind::Experiment)
+            })
+            .delete(|app, caller, path| remove_link(app, caller, path, EntityKind::Experiment)),
         )
-        .route("/{entity_type}/{id}/items_links", any(items_links))
-        .route("/{entity_type}/{id}/items_links/{subid}", any(items_links))
+        .route(
+            "/{entity_type}/{id}/items_links",
+            get(|app, caller, path| list_links(app, caller, path, EntityKind::Resource)),
+        )
+        .route(
+            "/{entity_type}/{id}/items_links/{subid}",
+            post(|app, caller, path, body| add_link(app, caller, path, body, EntityKind::Resource))
+                .delete(|app, caller, path| remove_link(app, caller, path, EntityKind::Resource)),
+        )
         .route("/{entity_type}/{id}/revisions", get(list_revisions))
         .route(
             "/{entity_type}/{id}/revisions/{subid}",
@@ -574,52 +587,62 @@ async fn patch_tag(
 // ---------------------------------------------------------------------------------------------
 // Links
 
+/// `GET …/experiments_links` or `…/items_links`: the entries of `target_kind` this one links
+/// to, among those the caller may read (a link to an unreadable entry is not shown).
 async fn list_links(
     State(app): State<AppState>,
     caller: ApiCaller,
     Path((entity_type, id)): Path<(String, String)>,
+    target_kind: EntityKind,
 ) -> Result<Response, AppError> {
     let row = entity(&app, &caller, &entity_type, &id).await?;
     let links = app.store.links(&caller.subject, row.id).await?;
     let list: Vec<Value> = links
         .iter()
-        .filter(|l| l.kind == EntityKind::Experiment.as_str())
+        .filter(|l| l.kind == target_kind.as_str())
         .map(|l| {
             json!({
                 "entityid": l.id, "uuid": l.uuid, "title": l.title, "custom_id": Value::Null,
-                "link_state": l.state, "page": "experiments", "type": "experiments",
+                "link_state": l.state, "page": target_kind.api_name(), "type": target_kind.api_name(),
             })
         })
         .collect();
     Ok(axum::Json(list).into_response())
 }
 
-/// The experiment `subid`, if the caller may read it (otherwise "not found").
+/// The name of a link target in messages.
+fn target_noun(kind: EntityKind) -> &'static str {
+    match kind {
+        EntityKind::Resource => "resource",
+        _ => "experiment",
+    }
+}
+
+/// The entry `subid` of `target_kind`, if the caller may read it (otherwise "not found").
 async fn link_target(
     app: &AppState,
     caller: &ApiCaller,
     subid: &str,
+    target_kind: EntityKind,
 ) -> Result<(i64, cahier_core::EntityId), AppError> {
-    let target_id: i64 = subid
-        .parse()
-        .map_err(|_| AppError::NotFound("experiment".into()))?;
+    let missing = || AppError::NotFound(format!("{} {subid}", target_noun(target_kind)));
+    let target_id: i64 = subid.parse().map_err(|_| missing())?;
     let target = app
         .store
-        .entity_of_kind(&caller.subject, EntityKind::Experiment, target_id)
+        .entity_of_kind(&caller.subject, target_kind, target_id)
         .await
-        .map_err(|_| AppError::NotFound("experiment".into()))?;
-    let uuid = target
-        .uuid
-        .parse()
-        .map_err(|_| AppError::NotFound("experiment".into()))?;
+        .map_err(|_| missing())?;
+    let uuid = target.uuid.parse().map_err(|_| missing())?;
     Ok((target.id, uuid))
 }
 
+/// `POST …/experiments_links/{subid}` or `…/items_links/{subid}`: links to that entry.
 async fn add_link(
     State(app): State<AppState>,
     caller: ApiCaller,
     Path((entity_type, id, subid)): Path<(String, String, String)>,
     body: JsonBody,
+    target_kind: EntityKind,
 ) -> Result<Response, AppError> {
     caller.require_write()?;
     let row = entity(&app, &caller, &entity_type, &id).await?;
@@ -628,7 +651,7 @@ async fn add_link(
             "importing the target's links (duplicate) is not available yet in Cahier".into(),
         ));
     }
-    let (target_id, target) = link_target(&app, &caller, &subid).await?;
+    let (target_id, target) = link_target(&app, &caller, &subid, target_kind).await?;
     if target_id == row.id {
         return Err(AppError::invalid("subid", "an entry cannot link to itself"));
     }
@@ -639,18 +662,24 @@ async fn add_link(
     apply(&app, &caller, row.id, vec![op], "link").await?;
     Ok(created_at_path(
         &app,
-        &format!("{entity_type}/{}/experiments_links/{target_id}", row.id),
+        &format!(
+            "{entity_type}/{}/{}_links/{target_id}",
+            row.id,
+            target_kind.api_name()
+        ),
     ))
 }
 
+/// `DELETE …/experiments_links/{subid}` or `…/items_links/{subid}`.
 async fn remove_link(
     State(app): State<AppState>,
     caller: ApiCaller,
     Path((entity_type, id, subid)): Path<(String, String, String)>,
+    target_kind: EntityKind,
 ) -> Result<Response, AppError> {
     caller.require_write()?;
     let row = entity(&app, &caller, &entity_type, &id).await?;
-    let (target_id, target) = link_target(&app, &caller, &subid).await?;
+    let (target_id, target) = link_target(&app, &caller, &subid, target_kind).await?;
     let linked = app
         .store
         .links(&caller.subject, row.id)
@@ -669,14 +698,6 @@ async fn remove_link(
     )
     .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-async fn items_links() -> Response {
-    AppError::NotImplemented(
-        "links to resources (items_links) are not available yet: resources are not built in Cahier; use experiments_links"
-            .into(),
-    )
-    .into_response()
 }
 
 // ---------------------------------------------------------------------------------------------

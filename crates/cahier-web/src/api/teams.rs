@@ -17,9 +17,10 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
+use cahier_core::BaseLevel;
 use cahier_core::clock::format_sql_datetime;
 use cahier_store::accounts::{NewUser, User};
-use cahier_store::catalog::{Family, Term, Vocabulary};
+use cahier_store::catalog::{CategoryDefaults, Family, Term, Vocabulary};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
@@ -289,21 +290,102 @@ async fn delete_group(
 // ---------------------------------------------------------------------------------------------
 // Statuses and categories
 
-/// The vocabulary behind a path segment; resource vocabularies answer 501.
-fn vocabulary(segment: &str) -> Result<Vocabulary, AppError> {
+/// The vocabulary and family behind a path segment (`items_categories` is an old name of
+/// `resources_categories`).
+fn vocabulary(segment: &str) -> Result<(Vocabulary, Family), AppError> {
     match segment {
-        "experiments_status" | "status" => Ok(Vocabulary::Status),
-        "experiments_categories" => Ok(Vocabulary::Category),
-        "items_status" | "resources_categories" | "items_categories" => {
-            Err(AppError::NotImplemented(format!(
-                "{segment} are not available yet: resources are not built in Cahier"
-            )))
-        }
+        "experiments_status" | "status" => Ok((Vocabulary::Status, Family::Experiment)),
+        "experiments_categories" => Ok((Vocabulary::Category, Family::Experiment)),
+        "items_status" => Ok((Vocabulary::Status, Family::Resource)),
+        "resources_categories" | "items_categories" => Ok((Vocabulary::Category, Family::Resource)),
         "tags" => Err(AppError::NotImplemented(
             "team tags are not available yet in Cahier".into(),
         )),
         _ => Err(not_found("endpoint")),
     }
+}
+
+/// The path segment a term is answered under (eLabFTW's `Location` says `items_categories`
+/// by mistake; Cahier emits the documented one).
+fn canonical_segment(segment: &str) -> &str {
+    match segment {
+        "items_categories" => "resources_categories",
+        "status" => "experiments_status",
+        other => other,
+    }
+}
+
+/// A term as JSON; resource categories add what they give new resources.
+async fn term_value(app: &AppState, family: Family, term: &Term) -> Result<Value, AppError> {
+    let mut value = term_json(term);
+    if family == Family::Resource
+        && let Value::Object(map) = &mut value
+    {
+        let defaults = app.store.category_defaults(term.id).await?;
+        map.insert(
+            "default_canread_base".into(),
+            json!(defaults.canread.map(BaseLevel::code)),
+        );
+        map.insert(
+            "default_canwrite_base".into(),
+            json!(defaults.canwrite.map(BaseLevel::code)),
+        );
+        map.insert("default_template".into(), json!(defaults.template));
+    }
+    Ok(value)
+}
+
+/// A base level from a request (`None` for null: the author's own default).
+fn base_level(body: &JsonBody, field: &str) -> Result<Option<BaseLevel>, AppError> {
+    body.int(field)?
+        .map(|code| {
+            BaseLevel::from_code(code)
+                .ok_or_else(|| AppError::invalid(field, "expected 10, 20, 30, 40 or 50"))
+        })
+        .transpose()
+}
+
+/// The defaults a request sets on a resource category, merged over `current`: keys absent keep
+/// their value, null clears. `None` when the request names none. Checked before anything is
+/// written, so a refused request changes nothing.
+async fn requested_defaults(
+    app: &AppState,
+    (vocabulary, family): (Vocabulary, Family),
+    team_id: i64,
+    current: Option<i64>,
+    body: &JsonBody,
+) -> Result<Option<CategoryDefaults>, AppError> {
+    let keys = [
+        "default_canread_base",
+        "default_canwrite_base",
+        "default_template",
+    ];
+    if !keys.iter().any(|k| body.has(k)) {
+        return Ok(None);
+    }
+    if (vocabulary, family) != (Vocabulary::Category, Family::Resource) {
+        return Err(AppError::invalid(
+            "default_template",
+            "only resource categories have defaults",
+        ));
+    }
+    let mut defaults = match current {
+        Some(id) => app.store.category_defaults(id).await?,
+        None => CategoryDefaults::default(),
+    };
+    if body.has("default_canread_base") {
+        defaults.canread = base_level(body, "default_canread_base")?;
+    }
+    if body.has("default_canwrite_base") {
+        defaults.canwrite = base_level(body, "default_canwrite_base")?;
+    }
+    if body.has("default_template") {
+        defaults.template = body.int("default_template")?.filter(|id| *id != 0);
+    }
+    app.store
+        .check_category_defaults(team_id, &defaults)
+        .await?;
+    Ok(Some(defaults))
 }
 
 fn term_json(term: &Term) -> Value {
@@ -320,13 +402,13 @@ fn term_json(term: &Term) -> Value {
 
 async fn team_term(
     app: &AppState,
-    vocabulary: Vocabulary,
+    (vocabulary, family): (Vocabulary, Family),
     team_id: i64,
     subid: &str,
 ) -> Result<Term, AppError> {
     let id: i64 = subid.parse().map_err(|_| not_found("term"))?;
     app.store
-        .terms(vocabulary, team_id, Family::Experiment)
+        .terms(vocabulary, team_id, family)
         .await?
         .into_iter()
         .find(|t| t.id == id)
@@ -358,13 +440,14 @@ async fn list_terms(
     caller: ApiCaller,
     Path((id, segment)): Path<(String, String)>,
 ) -> Result<Response, AppError> {
-    let vocabulary = vocabulary(&segment)?;
+    let (vocabulary, family) = vocabulary(&segment)?;
     let team_id = readable_team(&app, &caller, &id).await?;
-    let terms = app
-        .store
-        .terms(vocabulary, team_id, Family::Experiment)
-        .await?;
-    Ok(axum::Json(terms.iter().map(term_json).collect::<Vec<_>>()).into_response())
+    let terms = app.store.terms(vocabulary, team_id, family).await?;
+    let mut list = Vec::with_capacity(terms.len());
+    for term in &terms {
+        list.push(term_value(&app, family, term).await?);
+    }
+    Ok(axum::Json(list).into_response())
 }
 
 async fn create_term(
@@ -373,18 +456,19 @@ async fn create_term(
     Path((id, segment)): Path<(String, String)>,
     body: JsonBody,
 ) -> Result<Response, AppError> {
-    let vocabulary = vocabulary(&segment)?;
+    let (vocabulary, family) = vocabulary(&segment)?;
     let team_id = writable_team(&app, &caller, &id).await?;
     let name = term_name(&body)?
         .filter(|n| !n.trim().is_empty())
         .ok_or_else(|| AppError::invalid("name", "required (title is accepted too)"))?;
     let color = body.string("color")?.unwrap_or_else(|| "29aeb9".into());
+    let defaults = requested_defaults(&app, (vocabulary, family), team_id, None, &body).await?;
     let term_id = app
         .store
         .create_term(
             vocabulary,
             team_id,
-            Family::Experiment,
+            family,
             &name,
             &color,
             is_default(&body)?.unwrap_or(false),
@@ -396,9 +480,14 @@ async fn create_term(
             }
             other => other.into(),
         })?;
+    if let Some(defaults) = defaults {
+        app.store
+            .set_category_defaults(term_id, team_id, defaults)
+            .await?;
+    }
     Ok(created_at_path(
         &app,
-        &format!("teams/{team_id}/{segment}/{term_id}"),
+        &format!("teams/{team_id}/{}/{term_id}", canonical_segment(&segment)),
     ))
 }
 
@@ -410,7 +499,7 @@ async fn read_term(
     let vocabulary = vocabulary(&segment)?;
     let team_id = readable_team(&app, &caller, &id).await?;
     let term = team_term(&app, vocabulary, team_id, &subid).await?;
-    Ok(axum::Json(term_json(&term)).into_response())
+    Ok(axum::Json(term_value(&app, vocabulary.1, &term).await?).into_response())
 }
 
 async fn patch_term(
@@ -424,17 +513,23 @@ async fn patch_term(
     let term = team_term(&app, vocabulary, team_id, &subid).await?;
     let name = term_name(&body)?;
     let color = body.string("color")?;
+    let defaults = requested_defaults(&app, vocabulary, team_id, Some(term.id), &body).await?;
     let term = app
         .store
         .update_term(
-            vocabulary,
+            vocabulary.0,
             term.id,
             name.as_deref(),
             color.as_deref(),
             is_default(&body)?,
         )
         .await?;
-    Ok(axum::Json(term_json(&term)).into_response())
+    if let Some(defaults) = defaults {
+        app.store
+            .set_category_defaults(term.id, team_id, defaults)
+            .await?;
+    }
+    Ok(axum::Json(term_value(&app, vocabulary.1, &term).await?).into_response())
 }
 
 async fn delete_term(
@@ -445,7 +540,7 @@ async fn delete_term(
     let vocabulary = vocabulary(&segment)?;
     let team_id = writable_team(&app, &caller, &id).await?;
     let term = team_term(&app, vocabulary, team_id, &subid).await?;
-    app.store.delete_term(vocabulary, term.id).await?;
+    app.store.delete_term(vocabulary.0, term.id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -44,9 +44,10 @@ pub(super) fn routes() -> Router<AppState> {
 fn kind(entity_type: &str) -> Result<EntityKind, AppError> {
     match entity_type {
         "experiments" => Ok(EntityKind::Experiment),
-        "items" | "experiments_templates" | "items_types" => Err(AppError::NotImplemented(
-            format!("{entity_type} are not available yet in Cahier; only experiments are"),
-        )),
+        "items" => Ok(EntityKind::Resource),
+        "experiments_templates" | "items_types" => Err(AppError::NotImplemented(format!(
+            "{entity_type} cannot hold files yet in Cahier; experiments and resources can"
+        ))),
         _ => Err(AppError::NotFound("endpoint".into())),
     }
 }

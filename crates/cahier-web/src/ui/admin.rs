@@ -1,4 +1,5 @@
-//! Administration: team admins manage their team (members, groups, statuses, categories);
+//! Administration: team admins manage their team (members, groups, statuses, categories of
+//! experiments and of resources);
 //! sysadmins manage teams and accounts. Also the team switcher every member uses.
 
 use super::{PageCtx, UiError, UiResultExt, render};
@@ -89,7 +90,82 @@ struct VocabView {
     key: &'static str,
     title_key: &'static str,
     new_key: &'static str,
-    terms: Vec<Term>,
+    terms: Vec<TermRow>,
+}
+
+struct TermRow {
+    t: Term,
+    /// What a resource category gives new resources; `None` for other vocabularies.
+    defaults: Option<DefaultsView>,
+}
+
+/// Choices as (value, label, selected).
+struct DefaultsView {
+    read: Vec<(String, String, bool)>,
+    write: Vec<(String, String, bool)>,
+    templates: Vec<(String, String, bool)>,
+}
+
+fn plain_rows(terms: Vec<Term>) -> Vec<TermRow> {
+    terms
+        .into_iter()
+        .map(|t| TermRow { t, defaults: None })
+        .collect()
+}
+
+/// The resource categories of a team with their defaults, and the team's shared resource
+/// templates to choose from.
+async fn resource_category_rows(
+    store: &cahier_store::Store,
+    session: &SignedIn,
+    team_id: i64,
+) -> Result<Vec<TermRow>, AppError> {
+    use cahier_core::{BaseLevel, EntityKind};
+    let lang = session.lang;
+    let mut query = cahier_store::listing::ListQuery::new(EntityKind::ResourceTemplate);
+    query.order = cahier_store::listing::Order::Title;
+    query.descending = false;
+    query.limit = 200;
+    let templates: Vec<(i64, String)> = store
+        .list_entities(&session.subject, &query)
+        .await?
+        .rows
+        .into_iter()
+        .filter(|r| r.team_id == team_id && r.canread.base.code() >= BaseLevel::Team.code())
+        .map(|r| (r.id, r.title))
+        .collect();
+    let levels = |selected: Option<BaseLevel>| {
+        BaseLevel::ALL
+            .iter()
+            .rev()
+            .map(|l| {
+                (
+                    l.code().to_string(),
+                    lang.t(super::entities::base_key(*l)).to_owned(),
+                    Some(*l) == selected,
+                )
+            })
+            .collect()
+    };
+    let mut rows = Vec::new();
+    for t in store
+        .terms(Vocabulary::Category, team_id, Family::Resource)
+        .await?
+    {
+        let d = store.category_defaults(t.id).await?;
+        rows.push(TermRow {
+            defaults: Some(DefaultsView {
+                read: levels(d.canread),
+                write: levels(d.canwrite),
+                templates: templates
+                    .iter()
+                    .map(|(id, title)| (id.to_string(), title.clone(), d.template == Some(*id)))
+                    .collect(),
+            }),
+            t,
+        });
+    }
+    Ok(rows)
 }
 
 async fn team_page(State(state): State<AppState>, session: SignedIn) -> Result<Response, UiError> {
@@ -122,17 +198,29 @@ async fn team_page(State(state): State<AppState>, session: SignedIn) -> Result<R
                 key: "status",
                 title_key: "team.statuses",
                 new_key: "team.new_status",
-                terms: store
-                    .terms(Vocabulary::Status, team_id, Family::Experiment)
-                    .await
-                    .ui(lang)?,
+                terms: plain_rows(
+                    store
+                        .terms(Vocabulary::Status, team_id, Family::Experiment)
+                        .await
+                        .ui(lang)?,
+                ),
             },
             VocabView {
                 key: "category",
                 title_key: "team.categories",
                 new_key: "team.new_category",
-                terms: store
-                    .terms(Vocabulary::Category, team_id, Family::Experiment)
+                terms: plain_rows(
+                    store
+                        .terms(Vocabulary::Category, team_id, Family::Experiment)
+                        .await
+                        .ui(lang)?,
+                ),
+            },
+            VocabView {
+                key: "resource_category",
+                title_key: "team.resource_categories",
+                new_key: "team.new_resource_category",
+                terms: resource_category_rows(store, &session, team_id)
                     .await
                     .ui(lang)?,
             },
@@ -321,10 +409,12 @@ async fn delete_group(
     Ok(back_to_team())
 }
 
-fn vocabulary(name: &str, lang: crate::i18n::Lang) -> Result<Vocabulary, UiError> {
+/// The vocabulary and family behind a URL segment of the team page.
+fn vocabulary(name: &str, lang: crate::i18n::Lang) -> Result<(Vocabulary, Family), UiError> {
     match name {
-        "status" => Ok(Vocabulary::Status),
-        "category" => Ok(Vocabulary::Category),
+        "status" => Ok((Vocabulary::Status, Family::Experiment)),
+        "category" => Ok((Vocabulary::Category, Family::Experiment)),
+        "resource_category" => Ok((Vocabulary::Category, Family::Resource)),
         _ => Err(UiError(AppError::NotFound("page".into()), lang)),
     }
 }
@@ -334,6 +424,46 @@ struct TermForm {
     title: String,
     color: String,
     is_default: Option<String>,
+    /// Resource categories only: base levels and template for new resources (empty: none).
+    default_canread_base: Option<String>,
+    default_canwrite_base: Option<String>,
+    default_template: Option<String>,
+}
+
+impl TermForm {
+    /// The resource category defaults in the form, if it carries them.
+    fn defaults(&self) -> Result<Option<cahier_store::catalog::CategoryDefaults>, AppError> {
+        if self.default_canread_base.is_none()
+            && self.default_canwrite_base.is_none()
+            && self.default_template.is_none()
+        {
+            return Ok(None);
+        }
+        let number = |field: &str, value: &Option<String>| -> Result<Option<i64>, AppError> {
+            value
+                .as_deref()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(|v| {
+                    v.parse::<i64>()
+                        .map_err(|_| AppError::invalid(field, "expected a number"))
+                })
+                .transpose()
+        };
+        let level = |field: &str, value: &Option<String>| {
+            number(field, value)?
+                .map(|code| {
+                    cahier_core::BaseLevel::from_code(code)
+                        .ok_or_else(|| AppError::invalid(field, "expected 10, 20, 30, 40 or 50"))
+                })
+                .transpose()
+        };
+        Ok(Some(cahier_store::catalog::CategoryDefaults {
+            canread: level("default_canread_base", &self.default_canread_base)?,
+            canwrite: level("default_canwrite_base", &self.default_canwrite_base)?,
+            template: number("default_template", &self.default_template)?,
+        }))
+    }
 }
 
 async fn create_term(
@@ -344,13 +474,13 @@ async fn create_term(
 ) -> Result<Response, UiError> {
     let lang = session.lang;
     let team = admin_team(&session)?;
-    let vocab = vocabulary(&name, lang)?;
+    let (vocab, family) = vocabulary(&name, lang)?;
     state
         .store
         .create_term(
             vocab,
             team,
-            Family::Experiment,
+            family,
             &form.title,
             &form.color,
             form.is_default.is_some(),
@@ -381,8 +511,21 @@ async fn update_term(
     Form(form): Form<TermForm>,
 ) -> Result<Response, UiError> {
     let lang = session.lang;
-    let vocab = vocabulary(&name, lang)?;
+    let (vocab, family) = vocabulary(&name, lang)?;
     owned_term(&state, &session, vocab, id).await?;
+    // Everything is checked before anything is written.
+    let team = admin_team(&session)?;
+    let defaults = match form.defaults().ui(lang)? {
+        Some(defaults) if family == Family::Resource => {
+            state
+                .store
+                .check_category_defaults(team, &defaults)
+                .await
+                .ui(lang)?;
+            Some(defaults)
+        }
+        _ => None,
+    };
     state
         .store
         .update_term(
@@ -394,6 +537,13 @@ async fn update_term(
         )
         .await
         .ui(lang)?;
+    if let Some(defaults) = defaults {
+        state
+            .store
+            .set_category_defaults(id, team, defaults)
+            .await
+            .ui(lang)?;
+    }
     Ok(back_to_team())
 }
 
@@ -403,7 +553,7 @@ async fn delete_term(
     Path((name, id)): Path<(String, i64)>,
 ) -> Result<Response, UiError> {
     let lang = session.lang;
-    let vocab = vocabulary(&name, lang)?;
+    let (vocab, _) = vocabulary(&name, lang)?;
     owned_term(&state, &session, vocab, id).await?;
     state.store.delete_term(vocab, id).await.ui(lang)?;
     Ok(back_to_team())

@@ -49,6 +49,8 @@ pub(super) fn kind_of(section: &str) -> Option<EntityKind> {
     match section {
         "experiments" => Some(EntityKind::Experiment),
         "templates" => Some(EntityKind::ExperimentTemplate),
+        "resources" => Some(EntityKind::Resource),
+        "resource-templates" => Some(EntityKind::ResourceTemplate),
         _ => None,
     }
 }
@@ -98,7 +100,16 @@ struct ListPage {
     /// Templates offered for a new entry ("blank" is always offered); empty on template lists.
     templates: Vec<Choice>,
     has_templates: bool,
+    /// Whether the team's default template is among `templates` (then it is preselected).
+    has_default_template: bool,
+    /// "Blank experiment" or "Blank resource".
+    blank_label: String,
     is_template_list: bool,
+    /// Categories offered when making a resource (the team's default preselected); empty
+    /// for other kinds, which take the default category.
+    new_categories: Vec<Choice>,
+    /// Where this kind's templates are listed, for entry lists: (href, label).
+    templates_page: Option<(String, String)>,
     /// Why the search could not be read, shown under the box.
     search_error: Option<String>,
     q: String,
@@ -295,6 +306,20 @@ async fn list_entities(
                 .collect::<Vec<_>>(),
         )
     };
+    let new_categories = match (kind, team) {
+        (EntityKind::Resource, Some(team)) => store
+            .terms(Vocabulary::Category, team, family)
+            .await
+            .ui(lang)?
+            .into_iter()
+            .map(|t| Choice {
+                value: t.id.to_string(),
+                label: t.title,
+                selected: t.is_default,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
     let statuses = terms(Vocabulary::Status, status).await.ui(lang)?;
     let categories = terms(Vocabulary::Category, category).await.ui(lang)?;
     let tag_filter = non_empty(&params.tag).map(str::to_owned);
@@ -382,10 +407,14 @@ async fn list_entities(
         }
         _ => None,
     };
-    let (heading, new_label) = if is_template_list {
-        (lang.t("templates.title"), lang.t("templates.new"))
-    } else {
-        (lang.t("list.title"), lang.t("list.new"))
+    let (heading, new_label) = match kind {
+        EntityKind::Experiment => (lang.t("list.title"), lang.t("list.new")),
+        EntityKind::ExperimentTemplate => (lang.t("templates.title"), lang.t("templates.new")),
+        EntityKind::Resource => (lang.t("resources.title"), lang.t("resources.new")),
+        EntityKind::ResourceTemplate => (
+            lang.t("resource_templates.title"),
+            lang.t("resource_templates.new"),
+        ),
     };
     let p = PageCtx::signed_in(&state, &session, heading.to_owned())
         .await
@@ -396,8 +425,25 @@ async fn list_entities(
         heading: heading.to_owned(),
         new_label: new_label.to_owned(),
         has_templates: !templates.is_empty(),
+        has_default_template: templates.iter().any(|c| c.selected),
+        blank_label: lang
+            .t(if kind == EntityKind::Resource {
+                "templates.blank_resource"
+            } else {
+                "templates.blank"
+            })
+            .to_owned(),
         templates,
         is_template_list,
+        new_categories,
+        templates_page: cahier_core::template::template_kind(kind).map(|t| {
+            let key = if t == EntityKind::ResourceTemplate {
+                "resource_templates.title"
+            } else {
+                "templates.title"
+            };
+            (format!("/{}", section_of(t)), lang.t(key).to_owned())
+        }),
         search_error,
         q: params.q.clone().unwrap_or_default(),
         statuses,
@@ -448,6 +494,8 @@ async fn template_choices(
 struct CreateForm {
     /// A template id, `blank` (or empty) for none; absent means the team's default template.
     template: Option<String>,
+    /// The category of a new resource (empty or absent: the team's default).
+    category: Option<String>,
 }
 
 async fn create_entity(
@@ -462,19 +510,52 @@ async fn create_entity(
         .current_team()
         .ok_or_else(|| AppError::invalid("team", lang.t("dashboard.no_team")))
         .ui(lang)?;
+    let category = non_empty(&form.category)
+        .map(|c| {
+            c.parse::<i64>()
+                .map_err(|_| AppError::invalid("category", "expected a category number"))
+        })
+        .transpose()
+        .ui(lang)?;
     let new = cahier_store::NewEntity {
         kind,
         team_id,
         canread: None,
         canwrite: None,
-        patch: EntityPatch::default(),
+        patch: EntityPatch {
+            category: category.map(Some),
+            ..EntityPatch::default()
+        },
         template: None,
     };
     let template = match (
         form.template.as_deref().map(str::trim),
         cahier_core::template::template_kind(kind),
     ) {
-        (_, None) | (Some("" | "blank"), _) => None,
+        (_, None) | (Some("blank"), _) => None,
+        // A resource "from its category": the category's default template, if it has one.
+        (Some(""), Some(EntityKind::ResourceTemplate)) => {
+            let category = match category {
+                Some(category) => Some(category),
+                None => state
+                    .store
+                    .default_term(Vocabulary::Category, team_id, Family::Resource)
+                    .await
+                    .ui(lang)?,
+            };
+            match category {
+                Some(category) => {
+                    state
+                        .store
+                        .category_defaults(category)
+                        .await
+                        .ui(lang)?
+                        .template
+                }
+                None => None,
+            }
+        }
+        (Some(""), _) => None,
         (None, Some(template_kind)) => state
             .store
             .default_template(team_id, template_kind)
@@ -522,6 +603,8 @@ struct CommentView {
 #[derive(Debug, Clone)]
 struct LinkView {
     href: String,
+    /// What the linked entry is ("Resource", "Experiment"…), so it is not told by place alone.
+    kind_label: &'static str,
     id: i64,
     uuid: String,
     title: String,
@@ -566,6 +649,8 @@ struct EntityPage {
     comments: Vec<CommentView>,
     links: Vec<LinkView>,
     backlinks: Vec<LinkView>,
+    /// Heading over the backlinks ("Used in" on a resource, "Linked from" elsewhere).
+    backlinks_key: &'static str,
     conflicts: Vec<ConflictView>,
     read_reasons: Vec<&'static str>,
     write_reasons: Vec<&'static str>,
@@ -610,7 +695,7 @@ fn grant_key(grant: &Grant) -> &'static str {
     }
 }
 
-fn base_key(base: BaseLevel) -> &'static str {
+pub(super) fn base_key(base: BaseLevel) -> &'static str {
     match base {
         BaseLevel::OwnerOnly => "access.base_10",
         BaseLevel::OwnerAndAdmins => "access.base_20",
@@ -765,6 +850,12 @@ pub(super) async fn render_entity_page(
         href: EntityKind::parse(&l.kind)
             .map(|k| format!("/{}/{}", section_of(k), l.id))
             .unwrap_or_default(),
+        kind_label: lang.t(match EntityKind::parse(&l.kind) {
+            Some(EntityKind::Resource) => "kind.resource",
+            Some(EntityKind::ExperimentTemplate) => "kind.experiment_template",
+            Some(EntityKind::ResourceTemplate) => "kind.resource_template",
+            _ => "kind.experiment",
+        }),
         id: l.id,
         uuid: l.uuid,
         title: l.title,
@@ -967,6 +1058,11 @@ pub(super) async fn render_entity_page(
             .collect(),
         links,
         backlinks,
+        backlinks_key: if kind == EntityKind::Resource {
+            "entity.used_in"
+        } else {
+            "entity.linked_from"
+        },
         conflicts,
         read_reasons: dedup(read_grants),
         write_reasons: dedup(write_grants),

@@ -13,6 +13,7 @@
 
 mod attachments;
 mod harness;
+mod resources;
 mod templates;
 
 use fantoccini::key::Key;

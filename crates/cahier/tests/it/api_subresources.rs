@@ -385,7 +385,7 @@ async fn tags_are_added_unreferenced_and_cleared() {
 }
 
 #[tokio::test]
-async fn experiments_are_linked_and_unlinked_and_item_links_say_not_yet() {
+async fn experiments_are_linked_and_unlinked_and_item_links_need_a_resource() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice@lab.fr", "Ecology", false).await;
     let carol = app.user("carol@lab.fr", "Physics", false).await;
@@ -433,16 +433,14 @@ async fn experiments_are_linked_and_unlinked_and_item_links_say_not_yet() {
     refused(
         api.post(&format!("/experiments/{a}/items_links/{b}"), json!({}))
             .await,
-        501,
-        "resources",
+        404,
+        "resource",
     )
     .await;
-    refused(
-        api.get(&format!("/experiments/{a}/items_links")).await,
-        501,
-        "resources",
-    )
-    .await;
+    assert_eq!(
+        api.json(&format!("/experiments/{a}/items_links")).await,
+        json!([])
+    );
 
     assert_eq!(
         api.delete(&format!("/experiments/{a}/experiments_links/{b}"))
@@ -942,12 +940,11 @@ async fn statuses_and_categories_are_managed_by_team_admins() {
         bob_api.json(&format!("/experiments/{experiment}")).await["category_title"],
         "Field work"
     );
-    refused(
-        admin_api.get("/teams/current/resources_categories").await,
-        501,
-        "resources",
-    )
-    .await;
+    assert_eq!(
+        admin_api.json("/teams/current/resources_categories").await,
+        json!([]),
+        "resource categories are a separate list"
+    );
 
     assert_eq!(
         admin_api

@@ -11,6 +11,7 @@ mod api_experiments;
 mod api_subresources;
 mod cli;
 mod policy_matrix;
+mod resources;
 mod search;
 mod sweep;
 mod sync_blobs;

@@ -141,6 +141,19 @@ async fn files_attached_on_either_side_travel_with_sync_and_their_edits_merge() 
     let alice = app.user("alice@lab.fr", "Ecology", false).await;
     let lab = app.api(&app.api_key(&alice, true).await);
     let id = lab.create("/experiments", json!({"title": "Gels"})).await;
+    // A resource in a resource category travels like an experiment.
+    app.store
+        .create_term(
+            cahier_store::catalog::Vocabulary::Category,
+            alice.team_id,
+            cahier_store::catalog::Family::Resource,
+            "Instruments",
+            "29aeb9",
+            true,
+        )
+        .await
+        .unwrap();
+    let imager = lab.create("/items", json!({"title": "Gel imager"})).await;
     let gel: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
     let response = lab
         .client
@@ -156,6 +169,9 @@ async fn files_attached_on_either_side_travel_with_sync_and_their_edits_merge() 
     assert_eq!(first.files_received, 1, "{first}");
     assert_eq!(first.files_missing, 0, "{first}");
     let (local_server, local) = serve_replica(&laptop).await;
+    let resource = local.json(&format!("/items/{imager}")).await;
+    assert_eq!(resource["title"], "Gel imager");
+    assert_eq!(resource["category_title"], "Instruments");
     let listed = local.json(&format!("/experiments/{id}/uploads")).await;
     let copy = by_hash(&listed, &sha256(&gel));
     assert_eq!(copy["real_name"], "gel.png");
