@@ -19,6 +19,7 @@ mod projection;
 pub mod replica;
 pub mod sync;
 mod templates;
+pub mod timestamps;
 pub mod uploads;
 
 use cahier_core::{Clock, EntityId};

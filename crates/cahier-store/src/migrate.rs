@@ -40,6 +40,10 @@ const SQLITE: &[(i64, Step)] = &[
         7,
         Step::Sql(include_str!("../migrations/sqlite/0007_device_blobs.sql")),
     ),
+    (
+        8,
+        Step::Sql(include_str!("../migrations/sqlite/0008_timestamps.sql")),
+    ),
 ];
 
 async fn rebuild_search_index(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
