@@ -322,13 +322,13 @@ async fn endpoints_for_items_and_resource_templates_answer_501_with_a_message() 
     let description = error(
         api.patch(
             &format!("/experiments/{id}"),
-            json!({"action": "timestamp"}),
+            json!({"action": "sign"}),
         )
         .await,
         501,
     )
     .await;
-    assert!(description.contains("timestamp"), "{description}");
+    assert!(description.contains("sign"), "{description}");
     app.stop().await;
 }
 

@@ -14,5 +14,6 @@ mod policy_matrix;
 mod search;
 mod sync_blobs;
 mod templates_fields;
+mod timestamps;
 mod ui_flows;
 mod uploads;
