@@ -320,11 +320,8 @@ async fn endpoints_for_items_and_resource_templates_answer_501_with_a_message() 
     assert!(description.contains("items"), "{description}");
     let id = api.create("/experiments", json!({"title": "x"})).await;
     let description = error(
-        api.patch(
-            &format!("/experiments/{id}"),
-            json!({"action": "sign"}),
-        )
-        .await,
+        api.patch(&format!("/experiments/{id}"), json!({"action": "sign"}))
+            .await,
         501,
     )
     .await;

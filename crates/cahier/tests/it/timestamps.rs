@@ -121,6 +121,12 @@ async fn an_api_timestamp_is_a_proof_openssl_verifies_and_each_edit_can_be_stamp
         first["export_sha256"].as_str().unwrap()
     );
 
+    // The proof is immutable: no rename, no deletion.
+    let proof_path = format!("/experiments/{id}/uploads/{}", first["upload_id"]);
+    let response = api.patch(&proof_path, json!({"real_name": "x.zip"})).await;
+    assert_eq!(response.status(), 409);
+    assert_eq!(api.delete(&proof_path).await.status(), 409);
+
     // Edit, then stamp again: two proofs, each bound to its version.
     let response = api
         .patch(
