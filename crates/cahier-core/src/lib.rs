@@ -13,6 +13,7 @@ pub mod markdown;
 pub mod search_terms;
 pub mod template;
 pub mod text_splice;
+pub mod trace;
 pub mod version_diff;
 
 pub use access::{AccessRule, BaseLevel, EntityAccess, Subject};

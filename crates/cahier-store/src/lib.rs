@@ -21,6 +21,7 @@ pub mod sweep;
 pub mod sync;
 mod templates;
 pub mod thumbnails;
+pub mod timestamps;
 pub mod uploads;
 
 use cahier_core::{Clock, EntityId};

@@ -41,6 +41,10 @@ const SQLITE: &[(i64, Step)] = &[
         Step::Sql(include_str!("../migrations/sqlite/0007_device_blobs.sql")),
     ),
     (
+        8,
+        Step::Sql(include_str!("../migrations/sqlite/0008_timestamps.sql")),
+    ),
+    (
         9,
         Step::Sql(include_str!(
             "../migrations/sqlite/0009_category_defaults.sql"

@@ -161,6 +161,7 @@ impl Store {
         let mut comment = clean_comment(&upload.comment)?;
         let mut replaced = None;
         if let Some(old) = replaces {
+            self.refuse_if_proof(old).await?;
             let old = self.upload(subject, entity_id, old).await?;
             if old.state == state::DELETED {
                 return Err(StoreError::NotFound("upload"));
@@ -208,6 +209,22 @@ impl Store {
             heads_before,
             heads: outcome.heads,
         })
+    }
+
+    /// A trusted timestamp's proof archive is immutable: no rename, new version or deletion.
+    async fn refuse_if_proof(&self, upload_id: i64) -> Result<()> {
+        let is_proof: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM entity_timestamps WHERE upload_id = ?)",
+        )
+        .bind(upload_id)
+        .fetch_one(&self.pool)
+        .await?;
+        if is_proof {
+            return Err(StoreError::Conflict(
+                "this file is the proof of a trusted timestamp: it cannot be renamed, replaced or deleted".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// The row of an entity's upload with this content, whatever its state.
@@ -294,6 +311,7 @@ impl Store {
     ) -> Result<UploadRow> {
         self.writable(subject, entity_id).await?;
         let current = self.upload(subject, entity_id, id).await?;
+        self.refuse_if_proof(id).await?;
         let real_name = match &patch.real_name {
             Some(name) => clean_name(name)?,
             None => current.real_name,

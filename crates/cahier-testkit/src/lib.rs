@@ -8,6 +8,8 @@
     reason = "test helpers fail the test loudly"
 )]
 
+pub mod tsa;
+
 use cahier_core::Subject;
 use cahier_store::Store;
 use cahier_store::accounts::NewUser;
@@ -41,6 +43,11 @@ pub struct TestUser {
 impl TestApp {
     /// Starts a server on a fresh data directory.
     pub async fn spawn() -> TestApp {
+        Self::spawn_with_tsa(None).await
+    }
+
+    /// Starts a server that asks `tsa` for trusted timestamps.
+    pub async fn spawn_with_tsa(tsa: Option<cahier_trace::TsaConfig>) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let settings = cahier::settings::Settings {
             data: dir.path().to_path_buf(),
@@ -49,6 +56,7 @@ impl TestApp {
             max_body_mb: 4,
             // Above the body limit (uploads are not held to it), small enough to cross quickly.
             max_upload_mb: 6,
+            tsa,
         };
         let running = cahier::start(&settings).await.expect("start cahier");
         TestApp {

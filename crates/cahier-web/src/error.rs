@@ -38,6 +38,10 @@ pub enum AppError {
     /// 429: throttled.
     #[error("{0}")]
     TooManyRequests(String),
+    /// 502: an outside service (the timestamping authority) failed or answered wrongly;
+    /// nothing was stored and the user may retry.
+    #[error("{0}")]
+    BadGateway(String),
     /// 501: the feature is not built yet.
     #[error("{0}")]
     NotImplemented(String),
@@ -59,6 +63,7 @@ impl AppError {
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -116,6 +121,23 @@ impl From<StoreError> for AppError {
             StoreError::Throttled { minutes } => Self::TooManyRequests(format!(
                 "too many failed attempts; try again in {minutes} minutes"
             )),
+            other => Self::internal(&other),
+        }
+    }
+}
+
+impl From<cahier_trace::TraceError> for AppError {
+    fn from(error: cahier_trace::TraceError) -> Self {
+        use cahier_trace::TraceError;
+        match error {
+            TraceError::NotConfigured => Self::Conflict(error.to_string()),
+            TraceError::BadAnswer(message) => {
+                tracing::warn!(reason = %message, "timestamping failed");
+                Self::BadGateway(format!(
+                    "timestamping failed, nothing was stored: {message}"
+                ))
+            }
+            TraceError::Store(store) => store.into(),
             other => Self::internal(&other),
         }
     }

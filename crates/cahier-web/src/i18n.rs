@@ -92,6 +92,26 @@ impl Lang {
 
 /// Every interface string: (key, English, French).
 pub const STRINGS: &[(&str, &str, &str)] = &[
+    // Trusted timestamps
+    ("timestamp.title", "Trusted timestamps", "Horodatages"),
+    (
+        "timestamp.none",
+        "This entry has no trusted timestamp yet.",
+        "Cette entrée n'a pas encore été horodatée.",
+    ),
+    ("timestamp.on", "Timestamped on", "Horodaté le"),
+    ("timestamp.by", "by", "par"),
+    (
+        "timestamp.download",
+        "download the proof",
+        "télécharger la preuve",
+    ),
+    ("timestamp.button", "Timestamp", "Horodater"),
+    (
+        "timestamp.hint",
+        "Ask the timestamping authority to certify the current version (RFC 3161)",
+        "Demander à l'autorité d'horodatage de certifier la version actuelle (RFC 3161)",
+    ),
     // Layout and navigation
     ("app.name", "Cahier", "Cahier"),
     (

@@ -42,6 +42,8 @@ pub struct AppState {
     pub config: Arc<WebConfig>,
     /// Set when this process serves a field replica.
     pub replica: Option<Arc<ReplicaHandle>>,
+    /// The timestamping authority, when one is configured.
+    pub tsa: Option<Arc<cahier_trace::TsaConfig>>,
 }
 
 /// What the web layer knows of the field replica it serves.

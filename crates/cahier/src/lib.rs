@@ -186,6 +186,7 @@ pub async fn serve_store(
             version: VERSION.to_owned(),
         }),
         replica,
+        tsa: settings.tsa.clone().map(Arc::new),
     };
     let app = cahier_web::router(state);
     let tidy = tokio::spawn(tidy_search_index(store.clone()));

@@ -25,6 +25,40 @@ struct DataArgs {
     /// Configuration file (default: cahier.toml in the data directory).
     #[arg(long, env = "CAHIER_CONFIG")]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    tsa: TsaArgs,
+}
+
+/// The timestamping authority (overrides `tsa_*` in cahier.toml).
+#[derive(Debug, Args, Clone, Default)]
+struct TsaArgs {
+    /// URL of the RFC 3161 timestamping authority.
+    #[arg(long, env = "CAHIER_TSA_URL")]
+    tsa_url: Option<String>,
+    /// PEM bundle of the TSA roots to trust.
+    #[arg(long, env = "CAHIER_TSA_CA_FILE")]
+    tsa_ca_file: Option<PathBuf>,
+    /// Basic-auth user for the TSA.
+    #[arg(long, env = "CAHIER_TSA_USER")]
+    tsa_user: Option<String>,
+    /// Basic-auth password for the TSA (prefer the variable or the file to the flag).
+    #[arg(long, env = "CAHIER_TSA_PASSWORD", hide_env_values = true)]
+    tsa_password: Option<String>,
+    /// Hash of the stamped export: sha256 or sha512.
+    #[arg(long, env = "CAHIER_TSA_HASH")]
+    tsa_hash: Option<String>,
+}
+
+impl TsaArgs {
+    fn into_overrides(self) -> cahier::settings::TsaOverrides {
+        cahier::settings::TsaOverrides {
+            url: self.tsa_url,
+            ca_file: self.tsa_ca_file,
+            user: self.tsa_user,
+            password: self.tsa_password,
+            hash: self.tsa_hash,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -45,7 +79,8 @@ enum Command {
         #[command(flatten)]
         data: DataArgs,
     },
-    /// Check every attachment file against its SHA-256; exit 1 if one is missing or damaged.
+    /// Check every attachment file against its SHA-256 and every trusted timestamp against its
+    /// token and the TSA roots; exit 1 if anything is missing, damaged or does not verify.
     Verify {
         #[command(flatten)]
         data: DataArgs,
@@ -214,6 +249,7 @@ fn settings(data: DataArgs) -> anyhow::Result<Settings> {
     Settings::load(Overrides {
         data: data.data,
         config: data.config,
+        tsa: data.tsa.into_overrides(),
         ..Default::default()
     })
 }
@@ -260,6 +296,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 config: data.config,
                 listen,
                 public_url,
+                tsa: data.tsa.into_overrides(),
             })?;
             let running = cahier::start(&settings).await?;
             println!("Cahier {} is running at {}", cahier::VERSION, running.url);
@@ -279,11 +316,20 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Verify { data } => {
+            // The roots may be given without a TSA URL: checking needs no authority.
+            let roots_flag = data.tsa.tsa_ca_file.clone();
             let settings = settings(data)?;
+            let roots = settings
+                .tsa
+                .as_ref()
+                .map(|tsa| tsa.ca_file.clone())
+                .or(roots_flag);
             let store = cahier::open_store(&settings).await?;
             let report = store.verify_blobs().await;
+            let stamps = cahier_trace::verify_stored(&store, roots.as_deref()).await;
             store.close().await;
             let report = report?;
+            let (n_stamps, broken) = stamps.context("checking the trusted timestamps")?;
             for hash in &report.missing {
                 println!("missing: {hash}");
             }
@@ -296,10 +342,21 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 report.missing.len(),
                 report.corrupted.len()
             );
+            for proof in &broken {
+                println!(
+                    "timestamp broken: entity {} upload {}: {}",
+                    proof.entity_id, proof.upload_id, proof.reason
+                );
+            }
+            println!(
+                "{n_stamps} trusted timestamps checked, {} broken",
+                broken.len()
+            );
             anyhow::ensure!(
                 report.is_ok(),
                 "some attachment files are missing or damaged"
             );
+            anyhow::ensure!(broken.is_empty(), "some trusted timestamps do not hold");
             Ok(())
         }
         Command::Sweep {

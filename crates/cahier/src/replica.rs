@@ -275,6 +275,7 @@ pub async fn replica_parts(
             version: crate::VERSION.to_owned(),
         }),
         replica: Some(handle),
+        tsa: None,
     };
     Ok((state, task))
 }

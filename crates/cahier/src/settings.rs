@@ -25,6 +25,8 @@ pub struct Settings {
     pub max_body_mb: usize,
     /// Largest attachment, MiB.
     pub max_upload_mb: u64,
+    /// The timestamping authority, when `tsa_url` is set.
+    pub tsa: Option<cahier_trace::TsaConfig>,
 }
 
 /// What the configuration file may hold; all optional.
@@ -39,6 +41,35 @@ pub struct FileSettings {
     pub max_body_mb: Option<usize>,
     /// Largest attachment, MiB.
     pub max_upload_mb: Option<u64>,
+    /// RFC 3161 timestamping authority URL.
+    pub tsa_url: Option<String>,
+    /// Its basic-auth user.
+    pub tsa_user: Option<String>,
+    /// Its basic-auth password.
+    pub tsa_password: Option<String>,
+    /// A file holding that password (first line).
+    pub tsa_password_file: Option<PathBuf>,
+    /// PEM bundle of the TSA roots to trust.
+    pub tsa_ca_file: Option<PathBuf>,
+    /// `sha256` (default) or `sha512`.
+    pub tsa_hash: Option<String>,
+    /// Longest wait for the TSA, seconds (default 30).
+    pub tsa_timeout_secs: Option<u64>,
+}
+
+/// TSA settings given as flags or `CAHIER_TSA_*` variables.
+#[derive(Debug, Default, Clone)]
+pub struct TsaOverrides {
+    /// `--tsa-url` / `CAHIER_TSA_URL`.
+    pub url: Option<String>,
+    /// `--tsa-ca-file` / `CAHIER_TSA_CA_FILE`.
+    pub ca_file: Option<PathBuf>,
+    /// `--tsa-user` / `CAHIER_TSA_USER`.
+    pub user: Option<String>,
+    /// `CAHIER_TSA_PASSWORD`.
+    pub password: Option<String>,
+    /// `--tsa-hash` / `CAHIER_TSA_HASH`.
+    pub hash: Option<String>,
 }
 
 /// Values given on the command line or in `CAHIER_*` variables (clap merges the two).
@@ -52,6 +83,8 @@ pub struct Overrides {
     pub public_url: Option<String>,
     /// `--config` / `CAHIER_CONFIG`.
     pub config: Option<PathBuf>,
+    /// The timestamping authority.
+    pub tsa: TsaOverrides,
 }
 
 /// The commented default configuration file (`cahier config example`).
@@ -73,6 +106,19 @@ pub const EXAMPLE: &str = r#"# cahier.toml — put it in the data directory (or 
 # Largest attached file, in MiB (uploads stream to disk; this limit is separate from the one
 # above).
 # max_upload_mb = 2048
+
+# Trusted timestamps (RFC 3161) of entries: the timestamping authority's URL and the PEM bundle
+# of its roots (both needed; also CAHIER_TSA_URL and CAHIER_TSA_CA_FILE). docs/TRACEABILITY.md
+# lists the URLs and roots of common authorities (DFN, DigiCert, Sectigo, Universign).
+# tsa_url = "http://timestamp.digicert.com"
+# tsa_ca_file = "/etc/cahier/tsa-roots.pem"
+# Basic authentication, for authorities that want it (the password never reaches the log).
+# tsa_user = "lab"
+# tsa_password_file = "/etc/cahier/tsa-password"
+# Hash of the stamped export: sha256 or sha512.
+# tsa_hash = "sha256"
+# Longest wait for the authority, in seconds.
+# tsa_timeout_secs = 30
 "#;
 
 impl Settings {
@@ -87,6 +133,7 @@ impl Settings {
             .clone()
             .unwrap_or_else(|| data.join("cahier.toml"));
         let file = read_file(&file_path, overrides.config.is_some())?;
+        let tsa = tsa_config(overrides.tsa, &file)?;
         let settings = Settings {
             data,
             listen: overrides
@@ -99,6 +146,7 @@ impl Settings {
                 .map(|u| u.trim_end_matches('/').to_owned()),
             max_body_mb: file.max_body_mb.unwrap_or(16),
             max_upload_mb: file.max_upload_mb.unwrap_or(DEFAULT_MAX_UPLOAD_MB),
+            tsa,
         };
         if let Some(url) = &settings.public_url {
             anyhow::ensure!(
@@ -114,6 +162,59 @@ impl Settings {
         warn_unknown_env();
         Ok(settings)
     }
+}
+
+fn tsa_config(
+    overrides: TsaOverrides,
+    file: &FileSettings,
+) -> anyhow::Result<Option<cahier_trace::TsaConfig>> {
+    let Some(url) = overrides.url.or(file.tsa_url.clone()) else {
+        return Ok(None);
+    };
+    anyhow::ensure!(
+        url.starts_with("http://") || url.starts_with("https://"),
+        "tsa_url must start with http:// or https:// (got {url})"
+    );
+    let ca_file = overrides
+        .ca_file
+        .or(file.tsa_ca_file.clone())
+        .context("tsa_url is set but tsa_ca_file is not: give the PEM bundle of the TSA's roots")?;
+    let roots = std::fs::read_to_string(&ca_file)
+        .with_context(|| format!("reading tsa_ca_file {}", ca_file.display()))?;
+    anyhow::ensure!(
+        roots.contains("-----BEGIN CERTIFICATE-----"),
+        "tsa_ca_file {} holds no PEM certificate",
+        ca_file.display()
+    );
+    let hash_name = overrides
+        .hash
+        .or(file.tsa_hash.clone())
+        .unwrap_or_else(|| "sha256".into());
+    let hash = cahier_trace::HashAlg::parse(&hash_name)
+        .with_context(|| format!("tsa_hash must be sha256 or sha512 (got {hash_name})"))?;
+    let password = match (
+        overrides.password.or(file.tsa_password.clone()),
+        &file.tsa_password_file,
+    ) {
+        (Some(password), _) => Some(password),
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading tsa_password_file {}", path.display()))?
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+        ),
+        (None, None) => None,
+    };
+    Ok(Some(cahier_trace::TsaConfig {
+        url,
+        user: overrides.user.or(file.tsa_user.clone()),
+        password: password.map(cahier_trace::Secret),
+        ca_file,
+        hash,
+        timeout: std::time::Duration::from_secs(file.tsa_timeout_secs.unwrap_or(30).max(1)),
+    }))
 }
 
 fn read_file(path: &Path, required: bool) -> anyhow::Result<FileSettings> {
@@ -135,6 +236,11 @@ const KNOWN_ENV: &[&str] = &[
     "CAHIER_PUBLIC_URL",
     "CAHIER_CONFIG",
     "CAHIER_LOG",
+    "CAHIER_TSA_URL",
+    "CAHIER_TSA_CA_FILE",
+    "CAHIER_TSA_USER",
+    "CAHIER_TSA_PASSWORD",
+    "CAHIER_TSA_HASH",
 ];
 
 fn warn_unknown_env() {

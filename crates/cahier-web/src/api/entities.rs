@@ -439,6 +439,28 @@ async fn full_entity(
         backlink_json(EntityKind::Resource),
     );
     map.insert("uploads".into(), Value::Array(Vec::new()));
+    // eLabFTW's columns for the latest trusted timestamp, plus every proof of this entity.
+    let stamps = app.store.timestamps(&caller.subject, id).await?;
+    let latest = stamps.first();
+    map.insert("timestamped".into(), json!(i64::from(latest.is_some())));
+    map.insert("timestampedby".into(), json!(latest.map(|t| t.user_id)));
+    map.insert(
+        "timestamped_at".into(),
+        json!(latest.map(|t| format_sql_datetime(t.gen_time_ms))),
+    );
+    map.insert(
+        "timestamps".into(),
+        stamps
+            .iter()
+            .map(|t| {
+                json!({
+                    "id": t.id, "heads": t.heads, "gen_time": format_sql_datetime(t.gen_time_ms),
+                    "tsa_name": t.tsa_name, "hash_alg": t.hash_alg, "export_sha256": t.export_sha256,
+                    "upload_id": t.upload_id, "userid": t.user_id,
+                })
+            })
+            .collect(),
+    );
     map.insert(
         "sharelink".into(),
         Value::String(format!(
@@ -708,9 +730,13 @@ async fn update(
                 .update_entity(subject, id, None, &patch, "save fields")
                 .await?;
         }
+        Some("timestamp") => {
+            cahier_trace::stamp_entity(store, app.tsa.as_deref(), subject, id, rand::random())
+                .await?;
+        }
         Some(
-            action @ ("timestamp" | "sign" | "bloxberg" | "pin" | "accesskey" | "setnextcustomid"
-            | "updateowner" | "review"),
+            action @ ("sign" | "bloxberg" | "pin" | "accesskey" | "setnextcustomid" | "updateowner"
+            | "review"),
         ) => {
             return Err(AppError::NotImplemented(format!(
                 "the {action} action is not available yet in Cahier"

@@ -679,6 +679,21 @@ struct EntityPage {
     /// Whether this template is its team's default, and whether the user may change that.
     is_default_template: bool,
     can_set_default: bool,
+    /// Trusted timestamps, newest first.
+    timestamps: Vec<TimestampView>,
+}
+
+/// One trusted timestamp on the entity page.
+#[derive(Debug, Clone)]
+struct TimestampView {
+    /// The TSA's time (genTime), UTC.
+    at: String,
+    /// The TSA's name.
+    tsa: String,
+    /// Download link of the proof archive.
+    url: String,
+    /// Name of the proof archive.
+    name: String,
 }
 
 fn grant_key(grant: &Grant) -> &'static str {
@@ -997,6 +1012,18 @@ pub(super) async fn render_entity_page(
         && e.state == state::NORMAL
         && (subject.is_team_admin(e.team_id) || subject.is_sysadmin);
 
+    let timestamps = store
+        .timestamps(subject, id)
+        .await
+        .ui(lang)?
+        .into_iter()
+        .map(|t| TimestampView {
+            at: cahier_core::clock::format_sql_datetime(t.gen_time_ms),
+            tsa: t.tsa_name,
+            url: format!("/{section}/{id}/attachments/{}", t.upload_sha256),
+            name: format!("timestamp-{}.zip", t.id),
+        })
+        .collect();
     let mut p = PageCtx::signed_in(state, session, e.title.clone())
         .await
         .ui(lang)?;
@@ -1085,6 +1112,7 @@ pub(super) async fn render_entity_page(
         from_template,
         is_default_template,
         can_set_default,
+        timestamps,
         e,
     };
     Ok(render(&page))
@@ -1599,6 +1627,18 @@ async fn entity_action(
         }
         "lock" => {
             store.set_lock(subject, row.id, true).await.ui(lang)?;
+        }
+        "timestamp" => {
+            cahier_trace::stamp_entity(
+                store,
+                state.tsa.as_deref(),
+                subject,
+                row.id,
+                rand::random(),
+            )
+            .await
+            .ui(lang)?;
+            return Ok(Redirect::to(&format!("/{section}/{}#timestamps", row.id)).into_response());
         }
         "unlock" => {
             store.set_lock(subject, row.id, false).await.ui(lang)?;

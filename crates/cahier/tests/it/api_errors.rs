@@ -314,15 +314,12 @@ async fn features_not_built_yet_answer_501_with_a_message() {
     let (app, api) = app_and_api().await;
     let id = api.create("/experiments", json!({"title": "x"})).await;
     let description = error(
-        api.patch(
-            &format!("/experiments/{id}"),
-            json!({"action": "timestamp"}),
-        )
-        .await,
+        api.patch(&format!("/experiments/{id}"), json!({"action": "sign"}))
+            .await,
         501,
     )
     .await;
-    assert!(description.contains("timestamp"), "{description}");
+    assert!(description.contains("sign"), "{description}");
     app.stop().await;
 }
 

@@ -16,5 +16,6 @@ mod search;
 mod sweep;
 mod sync_blobs;
 mod templates_fields;
+mod timestamps;
 mod ui_flows;
 mod uploads;

@@ -73,6 +73,7 @@ async fn serve_replica(replica: &Replica) -> (cahier::Running, Api) {
         public_url: None,
         max_body_mb: 4,
         max_upload_mb: 64,
+        tsa: None,
     };
     let handle = Arc::new(cahier_web::ReplicaHandle {
         user_id: replica.user_id,

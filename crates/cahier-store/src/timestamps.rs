@@ -1,0 +1,163 @@
+//! Trusted timestamps of entity versions: the canonical export a proof covers, and the record
+//! of each proof (`entity_timestamps`). The proof archive itself is an ordinary attachment
+//! ([`crate::uploads`]); talking to the TSA and checking its answer is `cahier-trace`'s job.
+
+use crate::{Result, Store, StoreError};
+use cahier_core::Subject;
+use cahier_core::trace::{ExportContext, canonical_json, export_value};
+use sqlx::Row;
+
+/// The exact bytes to stamp, and the version they were read at.
+#[derive(Debug, Clone)]
+pub struct VersionExport {
+    /// The document's heads (comma-separated hex).
+    pub heads: String,
+    /// Canonical JSON ([`cahier_core::trace`]).
+    pub bytes: Vec<u8>,
+}
+
+/// A proof to record once its archive is attached.
+#[derive(Debug, Clone)]
+pub struct NewTimestamp {
+    /// The stamped version.
+    pub heads: String,
+    /// SHA-256 of the export, hex.
+    pub export_sha256: String,
+    /// `sha256` or `sha512`: the imprint's algorithm.
+    pub hash_alg: String,
+    /// The token's genTime, ms.
+    pub gen_time_ms: i64,
+    /// The TSA's name.
+    pub tsa_name: String,
+    /// The attached archive.
+    pub upload_id: i64,
+}
+
+/// One recorded proof.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimestampRow {
+    /// Id.
+    pub id: i64,
+    /// The entity.
+    pub entity_id: i64,
+    /// The stamped version.
+    pub heads: String,
+    /// SHA-256 of the export, hex.
+    pub export_sha256: String,
+    /// Imprint algorithm.
+    pub hash_alg: String,
+    /// The token's genTime, ms.
+    pub gen_time_ms: i64,
+    /// The TSA's name.
+    pub tsa_name: String,
+    /// The archive upload.
+    pub upload_id: i64,
+    /// The archive's blob (SHA-256 hex).
+    pub upload_sha256: String,
+    /// Who asked for it.
+    pub user_id: i64,
+}
+
+const SELECT: &str = "SELECT t.id, t.entity_id, t.heads, t.export_sha256, t.hash_alg, \
+     t.gen_time_ms, t.tsa_name, t.upload_id, u.sha256 AS upload_sha256, t.user_id \
+     FROM entity_timestamps t JOIN uploads u ON u.id = t.upload_id";
+
+fn from_row(row: &sqlx::sqlite::SqliteRow) -> TimestampRow {
+    TimestampRow {
+        id: row.get("id"),
+        entity_id: row.get("entity_id"),
+        heads: row.get("heads"),
+        export_sha256: row.get("export_sha256"),
+        hash_alg: row.get("hash_alg"),
+        gen_time_ms: row.get("gen_time_ms"),
+        tsa_name: row.get("tsa_name"),
+        upload_id: row.get("upload_id"),
+        upload_sha256: row.get("upload_sha256"),
+        user_id: row.get("user_id"),
+    }
+}
+
+impl Store {
+    /// The canonical export of the current version of an entity the subject may write (only
+    /// writers may stamp: a stamp adds an attachment).
+    pub async fn timestamp_export(&self, subject: &Subject, id: i64) -> Result<VersionExport> {
+        let row = self.writable(subject, id).await?;
+        let mut conn = self.pool.acquire().await?;
+        let (heads, doc) = self.load_doc(&mut conn, id).await?;
+        let content = doc.content()?;
+        let attachments = doc.attachments()?;
+        self.cache_put(id, heads.clone(), doc);
+        let mut head_list: Vec<String> = heads
+            .split(',')
+            .filter(|h| !h.is_empty())
+            .map(str::to_owned)
+            .collect();
+        head_list.sort();
+        let value = export_value(
+            &content,
+            &ExportContext {
+                entity_id: id,
+                owner_id: row.owner_id,
+                heads: &head_list,
+                attachments: &attachments,
+            },
+        );
+        Ok(VersionExport {
+            heads,
+            bytes: canonical_json(&value),
+        })
+    }
+
+    /// Records a proof whose archive is attached to the entity.
+    pub async fn record_timestamp(
+        &self,
+        subject: &Subject,
+        entity_id: i64,
+        new: NewTimestamp,
+    ) -> Result<TimestampRow> {
+        self.writable(subject, entity_id).await?;
+        let upload = self.upload(subject, entity_id, new.upload_id).await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO entity_timestamps (entity_id, heads, export_sha256, hash_alg, \
+             gen_time_ms, tsa_name, upload_id, user_id, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(entity_id)
+        .bind(&new.heads)
+        .bind(&new.export_sha256)
+        .bind(&new.hash_alg)
+        .bind(new.gen_time_ms)
+        .bind(&new.tsa_name)
+        .bind(upload.id)
+        .bind(subject.user_id)
+        .bind(self.now_ms())
+        .fetch_one(&self.pool)
+        .await?;
+        self.timestamps(subject, entity_id)
+            .await?
+            .into_iter()
+            .find(|t| t.id == id)
+            .ok_or(StoreError::NotFound("timestamp"))
+    }
+
+    /// The proofs of an entity the subject may read, newest first.
+    pub async fn timestamps(&self, subject: &Subject, entity_id: i64) -> Result<Vec<TimestampRow>> {
+        self.entity(subject, entity_id).await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{SELECT} WHERE t.entity_id = ? ORDER BY t.id DESC"
+        )))
+        .bind(entity_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(from_row).collect())
+    }
+
+    /// Every proof on this instance, oldest first (for `cahier verify`, an administrator's
+    /// command run on the data directory; no subject).
+    pub async fn all_timestamps(&self) -> Result<Vec<TimestampRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} ORDER BY t.id")))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(from_row).collect())
+    }
+}
