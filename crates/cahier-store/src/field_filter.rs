@@ -188,10 +188,21 @@ fn operand_for(name: &str, cmp: Cmp, value: String, quoted: bool) -> Result<Fiel
     }
 }
 
-/// Adds ` AND e.id IN (…)` for one filter to a query over entities aliased `e`. The subquery
-/// is not correlated, so SQLite runs it once through the (name, value) index.
-pub fn push_condition(builder: &mut QueryBuilder<Sqlite>, filter: &FieldFilter) {
-    builder.push(" AND e.id IN (SELECT f.entity_id FROM entity_fields f WHERE f.name = ");
+/// How a field filter finds its entries, chosen from a bounded count of the matching values
+/// (as for full-text search, listing.rs; figures in BENCHMARKS.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldPlan {
+    /// Few matches: read them (an index-only scan) into a set, which SQLite may also use to
+    /// look their rows up directly.
+    Few,
+    /// More: each walked row's values are looked up by entity (a few microseconds each), which
+    /// stops as soon as the page is full. A set of 12,000 matches cost 10 ms to build; the
+    /// lookups for a page 0.3 ms.
+    Many,
+}
+
+fn push_match(builder: &mut QueryBuilder<Sqlite>, filter: &FieldFilter) {
+    builder.push(" AND f.name = ");
     builder.push_bind(filter.name.clone());
     match &filter.operand {
         FieldOperand::Number(n) => {
@@ -203,6 +214,36 @@ pub fn push_condition(builder: &mut QueryBuilder<Sqlite>, filter: &FieldFilter) 
             builder.push_bind(text.clone());
         }
     }
+}
+
+/// Adds ` AND e.id IN (…)` for one filter to a query over entities aliased `e`. The subquery
+/// is not correlated, so SQLite runs it once through the (name, value, entity) index.
+pub fn push_condition(builder: &mut QueryBuilder<Sqlite>, filter: &FieldFilter) {
+    push_planned(builder, filter, FieldPlan::Few);
+}
+
+/// Adds one filter's condition as `plan` says.
+pub fn push_planned(builder: &mut QueryBuilder<Sqlite>, filter: &FieldFilter, plan: FieldPlan) {
+    match plan {
+        FieldPlan::Few => {
+            builder.push(" AND e.id IN (SELECT f.entity_id FROM entity_fields f WHERE 1")
+        }
+        // The entity index: left alone, SQLite scans the (name, value) range for every row.
+        FieldPlan::Many => builder.push(
+            " AND EXISTS (SELECT 1 FROM entity_fields f INDEXED BY entity_fields_entity \
+             WHERE f.entity_id = e.id",
+        ),
+    };
+    push_match(builder, filter);
+    builder.push(")");
+}
+
+/// Counts the values matching a filter, up to `limit` (an index-only range scan).
+pub fn push_count(builder: &mut QueryBuilder<Sqlite>, filter: &FieldFilter, limit: i64) {
+    builder.push("SELECT count(*) FROM (SELECT 1 FROM entity_fields f WHERE 1");
+    push_match(builder, filter);
+    builder.push(" LIMIT ");
+    builder.push_bind(limit);
     builder.push(")");
 }
 

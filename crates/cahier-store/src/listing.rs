@@ -3,6 +3,7 @@
 //! [`access_sql::readable_by`](crate::access_sql::readable_by).
 
 use crate::entities::{EntityRow, row_from_sql};
+use crate::field_filter::FieldPlan;
 use crate::{Result, Store, invalid};
 use cahier_core::{EntityKind, Subject};
 use sqlx::{QueryBuilder, Sqlite};
@@ -301,14 +302,30 @@ impl Store {
             );
             builder.push_bind(tag.clone()).push(")");
         }
+        let mut field_plans = Vec::with_capacity(query.fields.len());
         for filter in &query.fields {
-            crate::field_filter::push_condition(&mut builder, filter);
+            let Some(plan) = self.field_plan(filter).await? else {
+                return Ok(Page {
+                    rows: Vec::new(),
+                    next: None,
+                });
+            };
+            if plan == FieldPlan::Few {
+                crate::field_filter::push_planned(&mut builder, filter, plan);
+            }
+            field_plans.push(plan);
         }
         builder
             .push(" AND ")
             .push(crate::access_sql::readable_by(subject))
             .push(" AND ")
             .push(crate::access_sql::deleted_visible_to(subject));
+        // Lookups per walked row come last, so only rows the subject may read pay for them.
+        for (filter, plan) in query.fields.iter().zip(&field_plans) {
+            if *plan == FieldPlan::Many {
+                crate::field_filter::push_planned(&mut builder, filter, FieldPlan::Many);
+            }
+        }
         match (plan, &fts) {
             (SearchPlan::InSet, Some(fts)) => {
                 builder.push(" AND e.id IN (SELECT rowid FROM entity_fts WHERE entity_fts MATCH ");
@@ -358,6 +375,23 @@ impl Store {
             None
         };
         Ok(Page { rows, next })
+    }
+
+    /// Chooses how a field filter runs from a bounded count of its matches ([`SearchLimits`]):
+    /// `None` when nothing matches.
+    async fn field_plan(
+        &self,
+        filter: &crate::field_filter::FieldFilter,
+    ) -> Result<Option<FieldPlan>> {
+        let small = self.search_limits.small;
+        let mut builder: QueryBuilder<Sqlite> = QueryBuilder::new("");
+        crate::field_filter::push_count(&mut builder, filter, small);
+        let matches: i64 = builder.build_query_scalar().fetch_one(&self.pool).await?;
+        Ok(match matches {
+            0 => None,
+            n if n < small => Some(FieldPlan::Few),
+            _ => Some(FieldPlan::Many),
+        })
     }
 
     /// The subject's unfinished steps across entries they may read (dashboard).

@@ -50,6 +50,10 @@ const SQLITE: &[(i64, Step)] = &[
             "../migrations/sqlite/0009_category_defaults.sql"
         )),
     ),
+    (
+        10,
+        Step::Sql(include_str!("../migrations/sqlite/0010_field_index.sql")),
+    ),
 ];
 
 async fn rebuild_search_index(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {

@@ -283,3 +283,62 @@ async fn migration_reindexes_hyphenated_words_of_existing_entries() {
     );
     app.stop().await;
 }
+
+/// Field filters also choose their plan from the number of matching values; every plan gives
+/// the same entries.
+#[tokio::test]
+async fn every_field_filter_plan_gives_the_same_entries() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@lab.fr", "Ecology", false).await;
+    let api = app.api(&app.api_key(&alice, true).await);
+    for i in 0..150 {
+        let site = if i % 3 == 0 { "lac" } else { "forêt" };
+        api.create(
+            "/experiments",
+            json!({"title": format!("Sample {i}"), "metadata": {"extra_fields": {
+                "Temperature": {"type": "number", "value": format!("{}", i % 40)},
+                "Site": {"type": "text", "value": site}}}}),
+        )
+        .await;
+    }
+    let subject = app.subject(&alice).await;
+    let plans = [
+        SearchLimits {
+            small: 1_000,
+            large: 2_000,
+        },
+        SearchLimits {
+            small: 10,
+            large: 2_000,
+        },
+    ];
+    for (q, expected) in [
+        ("field:Temperature>=30", 30),
+        ("field:Site=lac", 50),
+        ("field:Site=LAC field:Temperature<5", 7),
+        ("field:Temperature>100", 0),
+    ] {
+        let mut answers = Vec::new();
+        for limits in plans {
+            let store = app.store.clone().with_search_limits(limits);
+            let (words, fields) = cahier_store::field_filter::parse(q).unwrap();
+            let mut query = ListQuery::new(EntityKind::Experiment);
+            query.q = words;
+            query.fields = fields;
+            query.limit = 1_000;
+            let mut ids: Vec<i64> = store
+                .list_entities(&subject, &query)
+                .await
+                .unwrap()
+                .rows
+                .iter()
+                .map(|r| r.id)
+                .collect();
+            ids.sort_unstable();
+            answers.push(ids);
+        }
+        assert_eq!(answers[0].len(), expected, "{q}");
+        assert!(answers.windows(2).all(|w| w[0] == w[1]), "{q}: plans agree");
+    }
+    app.stop().await;
+}
