@@ -224,6 +224,11 @@ fn search_words() -> Vec<String> {
         // Words of the generated prose (seed.rs's WORDS): a 5 KB body contains nearly all.
         "sédiment".to_owned(),
         "protocole forêt".to_owned(),
+        // Typed fields (seed.rs): one site in fifty; a temperature above 39 (1 in 40) and
+        // above 20 (half).
+        "field:Site=\"site 8\"".to_owned(),
+        "field:Temperature>39".to_owned(),
+        "field:Temperature>20".to_owned(),
     ]
 }
 
@@ -289,7 +294,10 @@ async fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
     let mut search_hits = Vec::new();
     for word in search_words() {
         let mut query = ListQuery::new(EntityKind::Experiment);
-        query.q = Some(word.clone());
+        let (words, fields) = cahier_store::field_filter::parse(&word)
+            .map_err(|e| anyhow::anyhow!("search {word}: {e}"))?;
+        query.q = words;
+        query.fields = fields;
         let hits = count_matching(&store, &subject, query, |_| {}).await?;
         search_hits.push((word, hits));
     }

@@ -120,10 +120,23 @@ pub async fn seed(
         handles.push(tokio::spawn(async move {
             for n in start..end {
                 let (team_id, subject) = &subjects[n % subjects.len()];
+                // Two typed fields, for `field:` searches: a temperature spread over 0–39.9 °C
+                // and one of 50 sites.
+                let metadata = cahier_core::fields::Metadata::parse(&format!(
+                    r#"{{"extra_fields": {{"Temperature": {{"type": "number", "value": "{}", "unit": "°C", "units": ["°C"]}},
+                        "Site": {{"type": "text", "value": "site {}"}}}}}}"#,
+                    ((n * 7919) % 400) as f64 / 10.0,
+                    n % 50
+                ))
+                .map_err(|e| cahier_store::StoreError::Conflict(e.to_string()))?;
                 let patch = EntityPatch {
                     title: Some(format!("Soil campaign {n}: {}", WORDS[n % WORDS.len()])),
                     body: Some(body(n, body_bytes)),
                     tags: Some(vec![WORDS[n % 7].to_owned(), format!("batch-{}", n % 50)]),
+                    ops: vec![cahier_core::document::EntityOp::SetMetadata {
+                        metadata,
+                        require: false,
+                    }],
                     ..Default::default()
                 };
                 let new = cahier_store::NewEntity {
