@@ -292,22 +292,16 @@ impl BlobStore {
         }
     }
 
-    /// Re-hashes every blob on disk, and reports those of `expected` that are missing.
-    pub async fn verify(
-        &self,
-        expected: impl IntoIterator<Item = String>,
-    ) -> Result<VerifyReport, BlobError> {
-        let mut report = VerifyReport::default();
-        let mut present = std::collections::BTreeSet::new();
+    /// Every blob on disk: its hash and its file (the `<root>/ab/abcdef…` layout; other files,
+    /// such as `tmp/` and `thumbs/`, are not blobs).
+    pub async fn stored(&self) -> Result<Vec<(String, PathBuf)>, BlobError> {
+        let mut stored = Vec::new();
         let mut folders = match tokio::fs::read_dir(&self.root).await {
-            Ok(dir) => Some(dir),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+            Ok(dir) => dir,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(stored),
             Err(error) => return Err(error.into()),
         };
-        while let Some(dir) = folders.as_mut() {
-            let Some(folder) = dir.next_entry().await? else {
-                break;
-            };
+        while let Some(folder) = folders.next_entry().await? {
             let name = folder.file_name().to_string_lossy().into_owned();
             if name.len() != 2 || !folder.file_type().await?.is_dir() {
                 continue;
@@ -315,28 +309,40 @@ impl BlobStore {
             let mut files = tokio::fs::read_dir(folder.path()).await?;
             while let Some(file) = files.next_entry().await? {
                 let hash = file.file_name().to_string_lossy().into_owned();
-                if !is_hash(&hash) || !hash.starts_with(&name) {
-                    continue;
+                if is_hash(&hash) && hash.starts_with(&name) {
+                    stored.push((hash, file.path()));
                 }
-                let mut hasher = Sha256::new();
-                let intact = match self.open(&hash).await {
-                    Ok(mut reader) => loop {
-                        match reader.next_chunk().await {
-                            Ok(Some(chunk)) => hasher.update(&chunk),
-                            Ok(None) => break true,
-                            Err(BlobError::Unreadable) => break false,
-                            Err(error) => return Err(error),
-                        }
-                    },
-                    Err(BlobError::Unreadable) => false,
-                    Err(error) => return Err(error),
-                };
-                report.checked += 1;
-                if !intact || hex::encode(hasher.finalize()) != hash {
-                    report.corrupted.push(hash.clone());
-                }
-                present.insert(hash);
             }
+        }
+        Ok(stored)
+    }
+
+    /// Re-hashes every blob on disk, and reports those of `expected` that are missing.
+    pub async fn verify(
+        &self,
+        expected: impl IntoIterator<Item = String>,
+    ) -> Result<VerifyReport, BlobError> {
+        let mut report = VerifyReport::default();
+        let mut present = std::collections::BTreeSet::new();
+        for (hash, _) in self.stored().await? {
+            let mut hasher = Sha256::new();
+            let intact = match self.open(&hash).await {
+                Ok(mut reader) => loop {
+                    match reader.next_chunk().await {
+                        Ok(Some(chunk)) => hasher.update(&chunk),
+                        Ok(None) => break true,
+                        Err(BlobError::Unreadable) => break false,
+                        Err(error) => return Err(error),
+                    }
+                },
+                Err(BlobError::Unreadable) => false,
+                Err(error) => return Err(error),
+            };
+            report.checked += 1;
+            if !intact || hex::encode(hasher.finalize()) != hash {
+                report.corrupted.push(hash.clone());
+            }
+            present.insert(hash);
         }
         let mut missing: Vec<String> = expected
             .into_iter()

@@ -72,38 +72,30 @@ impl Store {
             }
         }
 
-        let mut folders = match tokio::fs::read_dir(&root).await {
-            Ok(dir) => dir,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(report),
-            Err(error) => return Err(io(error)),
-        };
-        while let Some(folder) = folders.next_entry().await.map_err(io)? {
-            let name = folder.file_name().to_string_lossy().into_owned();
-            if name.len() != 2 || !folder.file_type().await.map_err(io)?.is_dir() {
+        let stored = blobs
+            .stored()
+            .await
+            .map_err(|e| StoreError::Conflict(format!("sweeping the file store: {e}")))?;
+        for (hash, path) in stored {
+            report.checked += 1;
+            let meta = match tokio::fs::metadata(&path).await {
+                Ok(meta) => meta,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(error) => return Err(io(error)),
+            };
+            if !is_old(&meta) || self.blob_is_referenced(&hash).await? {
                 continue;
             }
-            let mut files = tokio::fs::read_dir(folder.path()).await.map_err(io)?;
-            while let Some(file) = files.next_entry().await.map_err(io)? {
-                let hash = file.file_name().to_string_lossy().into_owned();
-                if !is_hash(&hash) || !hash.starts_with(&name) {
-                    continue;
+            if !dry_run {
+                match tokio::fs::remove_file(&path).await {
+                    Ok(()) => {}
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(error) => return Err(io(error)),
                 }
-                report.checked += 1;
-                let meta = file.metadata().await.map_err(io)?;
-                if !is_old(&meta) || self.blob_is_referenced(&hash).await? {
-                    continue;
-                }
-                if !dry_run {
-                    match tokio::fs::remove_file(file.path()).await {
-                        Ok(()) => {}
-                        Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
-                        Err(error) => return Err(io(error)),
-                    }
-                    tracing::info!(sha256 = %hash, bytes = meta.len(), "removed an orphan file");
-                }
-                report.freed_bytes += meta.len();
-                report.removed.push(hash);
+                tracing::info!(sha256 = %hash, bytes = meta.len(), "removed an orphan file");
             }
+            report.freed_bytes += meta.len();
+            report.removed.push(hash);
         }
         report.removed.sort();
         Ok(report)
