@@ -172,7 +172,12 @@ fn parse_one(s: &str) -> Result<(FieldFilter, &str)> {
 }
 
 /// What a value typed after a comparison means: a number unless quoted; text only with `=`.
-fn operand_for(name: &str, cmp: Cmp, value: String, quoted: bool) -> Result<FieldOperand> {
+pub(crate) fn operand_for(
+    name: &str,
+    cmp: Cmp,
+    value: String,
+    quoted: bool,
+) -> Result<FieldOperand> {
     let number = if quoted {
         None
     } else {
@@ -201,7 +206,7 @@ pub enum FieldPlan {
     Many,
 }
 
-fn push_match(builder: &mut QueryBuilder<Sqlite>, filter: &FieldFilter) {
+pub(crate) fn push_match(builder: &mut QueryBuilder<Sqlite>, filter: &FieldFilter) {
     builder.push(" AND f.name = ");
     builder.push_bind(filter.name.clone());
     match &filter.operand {

@@ -11,6 +11,7 @@ pub mod accounts;
 pub mod blobs;
 pub mod catalog;
 pub mod entities;
+pub mod extended;
 pub mod field_filter;
 mod fields;
 pub mod listing;

@@ -84,6 +84,8 @@ pub struct ListQuery {
     /// Metadata field filters (all of), parsed from `field:` terms by
     /// [`field_filter::parse`](crate::field_filter::parse).
     pub fields: Vec<crate::field_filter::FieldFilter>,
+    /// The rest of an advanced query ([`crate::extended`]), if any.
+    pub extended: Option<crate::extended::Expr>,
 }
 
 impl ListQuery {
@@ -104,6 +106,7 @@ impl ListQuery {
             offset: 0,
             after: None,
             fields: Vec::new(),
+            extended: None,
         }
     }
 }
@@ -279,10 +282,21 @@ impl Store {
         }
         builder.push(" WHERE e.kind = ");
         builder.push_bind(query.kind.as_str());
-        if query.states.is_empty() {
-            builder.push(" AND e.state = 1");
-        } else {
-            push_ids(&mut builder, "e.state", &query.states);
+        // An advanced query that names states replaces the default (normal entries only).
+        let states_in_query = query
+            .extended
+            .as_ref()
+            .is_some_and(crate::extended::mentions_state);
+        if !states_in_query {
+            if query.states.is_empty() {
+                builder.push(" AND e.state = 1");
+            } else {
+                push_ids(&mut builder, "e.state", &query.states);
+            }
+        }
+        if let Some(expr) = &query.extended {
+            builder.push(" AND ");
+            crate::extended::push(&mut builder, expr);
         }
         if !query.statuses.is_empty() {
             push_ids(&mut builder, "e.status_id", &query.statuses);

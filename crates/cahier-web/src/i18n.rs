@@ -181,8 +181,8 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ),
     (
         "list.search_fields_hint",
-        "Search fields too: field:Temperature>20, field:\"Sample type\"=soil",
-        "Cherchez aussi dans les champs : field:Température>20, field:\"Type d'échantillon\"=sol",
+        "Search fields too: field:Temperature>20, field:\"Sample type\"=soil; combine with AND, OR, NOT and parentheses: title:soil OR tag:water, date:>2024-01-01, author:Curie, status:Running",
+        "Cherchez aussi dans les champs : field:Température>20, field:\"Type d'échantillon\"=sol ; combinez avec AND, OR, NOT et des parenthèses : title:sol OR tag:eau, date:>2024-01-01, author:Curie, status:\"En cours\"",
     ),
     ("fields.title", "Fields", "Champs"),
     (

@@ -169,11 +169,7 @@ async fn list(
     query.limit = 15;
     for (key, value) in query_pairs(raw.as_deref())? {
         match key.as_str() {
-            "q" => {
-                let (words, filters) = cahier_store::field_filter::parse(&value)?;
-                query.q = words;
-                query.fields = filters;
-            }
+            "q" => cahier_store::extended::apply_q(&mut query, &value)?,
             "limit" => {
                 query.limit = value
                     .parse()
@@ -197,10 +193,10 @@ async fn list(
             "owner" => query.owners.extend(csv_ints("owner", &value)?),
             "state" => query.states = csv_ints("state", &value)?,
             "tags[]" | "tags" => query.tags.push(value),
-            "extended" if !value.trim().is_empty() => {
-                return Err(AppError::NotImplemented(
-                    "the extended query grammar is not available yet; use q and the filters".into(),
-                ));
+            "extended" => {
+                if let Some(expr) = cahier_store::extended::parse(&value)? {
+                    cahier_store::extended::add(&mut query, expr);
+                }
             }
             _ => {}
         }

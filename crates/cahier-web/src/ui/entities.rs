@@ -194,23 +194,17 @@ async fn list_entities(
     let kind = section_kind(&section, lang)?;
     let store = &state.store;
     let mut query = ListQuery::new(kind);
-    // A malformed `field:` filter keeps the list (searched by the words alone) and says what
-    // to write, next to the search box.
+    // A malformed `field:` filter or advanced query keeps the list (searched by the words
+    // alone) and says what to write, next to the search box.
     let mut search_error = None;
-    if let Some(q) = non_empty(&params.q) {
-        match cahier_store::field_filter::parse(q) {
-            Ok((words, filters)) => {
-                query.q = words;
-                query.fields = filters;
-            }
-            Err(error) => {
-                search_error = Some(match error {
-                    cahier_store::StoreError::Invalid { message, .. } => message,
-                    other => other.to_string(),
-                });
-                query.q = Some(q.to_owned());
-            }
-        }
+    if let Some(q) = non_empty(&params.q)
+        && let Err(error) = cahier_store::extended::apply_q(&mut query, q)
+    {
+        search_error = Some(match error {
+            cahier_store::StoreError::Invalid { message, .. } => message,
+            other => other.to_string(),
+        });
+        query.q = Some(q.to_owned());
     }
     let parse_id = |s: Option<&str>, field: &str| -> Result<Option<i64>, UiError> {
         s.map(|v| {
