@@ -8,6 +8,7 @@
     reason = "test helpers fail the test loudly"
 )]
 
+pub mod python;
 pub mod tsa;
 
 use cahier_core::Subject;

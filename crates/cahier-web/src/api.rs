@@ -5,6 +5,7 @@
 
 mod entities;
 mod json;
+pub(crate) mod openapi;
 mod subresources;
 mod teams;
 pub(crate) mod uploads;
@@ -19,15 +20,80 @@ use axum::routing::get;
 use cahier_core::clock::format_sql_datetime;
 use serde_json::json;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/info", get(info))
-        .route("/users/me", get(me))
+/// The API's routes and its OpenAPI document, made from the same table.
+pub(crate) fn documented(version: &str) -> (Router<AppState>, serde_json::Value) {
+    use openapi::{Documented, Op, schema};
+    Documented::new()
+        .route(
+            "instance",
+            "/info",
+            get(info),
+            vec![Op::get("Counts and version", schema("Info"))],
+        )
+        .route(
+            "users",
+            "/users/me",
+            get(me),
+            vec![Op::get("The caller", schema("User"))],
+        )
         .merge(entities::routes())
         .merge(uploads::routes())
         .merge(subresources::routes())
         .merge(teams::routes())
+        .finish(version)
+}
+
+pub(crate) fn routes(version: &str) -> Router<AppState> {
+    let (router, _) = documented(version);
+    let version = version.to_owned();
+    router
+        .route(
+            "/openapi.json",
+            get(move || async move { axum::Json(openapi::document(&version).clone()) }),
+        )
         .fallback(not_found)
+        .layer(axum::middleware::map_response(json_errors))
+}
+
+/// Errors made by the framework before a handler runs (a query string, path or multipart
+/// body that cannot be read) come as plain text; scripts expect eLabFTW's JSON error, so they
+/// are rewritten as one, keeping the status and the text.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    // Framework rejections are one short line; anything longer is cut.
+    let text = match axum::body::to_bytes(body, 16 * 1024).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(_) => String::new(),
+    };
+    let description = if text.trim().is_empty() {
+        status.canonical_reason().unwrap_or("Error").to_owned()
+    } else {
+        text.trim().to_owned()
+    };
+    let mut rewritten = (
+        status,
+        axum::Json(json!({
+            "code": status.as_u16(),
+            "message": status.canonical_reason().unwrap_or("Error"),
+            "description": description,
+        })),
+    )
+        .into_response();
+    for (name, value) in &parts.headers {
+        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            rewritten.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    rewritten
 }
 
 async fn not_found() -> Response {

@@ -909,6 +909,46 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
         "Accès par défaut de mes nouvelles entrées",
     ),
     ("settings.apikeys", "API keys", "Clés d'API"),
+    ("api.title", "API", "API"),
+    (
+        "api.intro",
+        "Scripts, instruments and eLabFTW's clients use Cahier's REST API (eLabFTW API v2). Everything below is generated from the server itself, so it is always up to date.",
+        "Les scripts, les instruments et les clients d'eLabFTW utilisent l'API REST de Cahier (API v2 d'eLabFTW). Tout ce qui suit vient du serveur lui-même et reste donc à jour.",
+    ),
+    ("api.start", "Getting started", "Pour commencer"),
+    (
+        "api.step_key",
+        "Make an API key (read-only, or read-write for scripts that record data) in your",
+        "Créez une clé d'API (lecture seule, ou lecture-écriture pour les scripts qui enregistrent des données) dans vos",
+    ),
+    (
+        "api.step_call",
+        "Send it as the Authorization header:",
+        "Envoyez-la dans l'en-tête Authorization :",
+    ),
+    (
+        "api.step_python",
+        "From Python, eLabFTW's official client works unchanged:",
+        "En Python, le client officiel d'eLabFTW fonctionne tel quel :",
+    ),
+    (
+        "api.document",
+        "Download the OpenAPI description",
+        "Télécharger la description OpenAPI",
+    ),
+    (
+        "api.document_hint",
+        "for code generators and API tools.",
+        "pour les générateurs de code et les outils d'API.",
+    ),
+    ("api.method", "Method", "Méthode"),
+    ("api.path", "Path", "Chemin"),
+    ("api.what", "What it does", "Ce qu'elle fait"),
+    (
+        "settings.api_docs",
+        "API documentation",
+        "Documentation de l'API",
+    ),
     (
         "settings.apikeys_intro",
         "Scripts and eLabFTW clients use a key in the Authorization header. A key acts as you, in one team.",

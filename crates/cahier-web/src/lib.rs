@@ -73,7 +73,7 @@ pub fn router(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
     Router::new()
         .merge(ui::routes())
-        .nest("/api/v2", api::routes())
+        .nest("/api/v2", api::routes(&state.config.version))
         .nest("/api/sync/v1", sync_api::routes())
         .route("/healthz", axum::routing::get(healthz))
         .merge(assets::routes())

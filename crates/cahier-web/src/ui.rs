@@ -2,6 +2,7 @@
 //! routes, handlers and template structs. Rules live in the store and core, never here.
 
 mod admin;
+mod api_page;
 mod attachments;
 mod dashboard;
 mod entities;
@@ -238,4 +239,5 @@ pub fn routes() -> Router<AppState> {
         .merge(settings::routes())
         .merge(admin::routes())
         .merge(replica_pages::routes())
+        .merge(api_page::routes())
 }

@@ -5,7 +5,6 @@ use super::json::JsonBody;
 use crate::AppState;
 use crate::auth::ApiCaller;
 use crate::error::AppError;
-use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -22,12 +21,48 @@ use cahier_store::{NewEntity, Store};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/{entity_type}", get(list).post(create))
+use super::openapi::{
+    Documented, Op, entity_fields, integer, list_of, list_params, one_of, schema, with_property,
+};
+
+pub(super) fn routes() -> Documented {
+    Documented::new()
         .route(
+            "entities",
+            "/{entity_type}",
+            get(list).post(create),
+            vec![
+                Op::get("List entries the caller may read", list_of("Entity"))
+                    .query(&list_params()),
+                Op::post("Create an entry").body(with_property(
+                    entity_fields(&[]),
+                    "template",
+                    integer(),
+                )),
+            ],
+        )
+        .route(
+            "entities",
             "/{entity_type}/{id}",
             get(read).patch(update).delete(destroy).post(duplicate),
+            vec![
+                Op::get("Read an entry", schema("Entity")).query(&[("format", one_of(&["json"]))]),
+                Op::patch("Change an entry, or act on it", schema("Entity")).body(entity_fields(
+                    &[
+                        "lock",
+                        "forcelock",
+                        "forceunlock",
+                        "archive",
+                        "unarchive",
+                        "restore",
+                        "destroy",
+                        "updatemetadatafield",
+                        "timestamp",
+                    ],
+                )),
+                Op::delete("Delete an entry (it can be restored)"),
+                Op::post("Duplicate an entry"),
+            ],
         )
 }
 
@@ -490,9 +525,20 @@ async fn read(
         .find(|(k, _)| k == "format")
         && format != "json"
     {
-        return Err(AppError::NotImplemented(format!(
-            "export as {format} is not available yet"
-        )));
+        // eLabFTW's export formats that have not landed yet answer 501; anything else is a
+        // mistake.
+        const LATER: [&str; 9] = [
+            "csv", "eln", "elnhtml", "pdf", "pdfa", "qrpdf", "qrpng", "zip", "zipa",
+        ];
+        if LATER.contains(&format.as_str()) {
+            return Err(AppError::NotImplemented(format!(
+                "export as {format} is not available yet"
+            )));
+        }
+        return Err(AppError::invalid(
+            "format",
+            format!("unknown format {format:?}; expected json"),
+        ));
     }
     Ok(axum::Json(full_entity(&app, &caller, kind, id).await?).into_response())
 }

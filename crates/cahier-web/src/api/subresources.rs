@@ -17,7 +17,6 @@ use super::json::JsonBody;
 use crate::AppState;
 use crate::auth::ApiCaller;
 use crate::error::AppError;
-use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -29,55 +28,136 @@ use cahier_store::entities::{CommentRow, EntityRow, StepRow};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
+use super::openapi::{Documented, Op, list_of, object, one_of, schema, string};
+
+pub(super) fn routes() -> Documented {
+    let text = |name: &str| object(&[(name, string())]);
+    Documented::new()
         .route(
+            "comments",
             "/{entity_type}/{id}/comments",
             get(list_comments).post(add_comment),
+            vec![
+                Op::get("List comments", list_of("Comment")),
+                Op::post("Comment (readers may comment)").body(text("comment")),
+            ],
         )
         .route(
+            "comments",
             "/{entity_type}/{id}/comments/{subid}",
             get(read_comment).patch(edit_comment).delete(delete_comment),
+            vec![
+                Op::get("Read a comment", schema("Comment")),
+                Op::patch("Edit your comment", schema("Comment")).body(text("comment")),
+                Op::delete("Delete your comment"),
+            ],
         )
-        .route("/{entity_type}/{id}/steps", get(list_steps).post(add_step))
         .route(
+            "steps",
+            "/{entity_type}/{id}/steps",
+            get(list_steps).post(add_step),
+            vec![
+                Op::get("List steps", list_of("Step")),
+                Op::post("Add a step").body(text("body")),
+            ],
+        )
+        .route(
+            "steps",
             "/{entity_type}/{id}/steps/{subid}",
             get(read_step).patch(patch_step).delete(delete_step),
+            vec![
+                Op::get("Read a step", schema("Step")),
+                Op::patch("Finish or reopen a step, or edit its text", schema("Step")).body(
+                    object(&[
+                        ("action", one_of(&["finish", "update"])),
+                        ("body", string()),
+                    ]),
+                ),
+                Op::delete("Delete a step"),
+            ],
         )
         .route(
+            "tags",
             "/{entity_type}/{id}/tags",
             get(list_tags).post(add_tag).delete(clear_tags),
+            vec![
+                Op::get("List tags", list_of("Tag")),
+                Op::post("Add a tag").body(text("tag")),
+                Op::delete("Remove every tag"),
+            ],
         )
         .route(
+            "tags",
             "/{entity_type}/{id}/tags/{subid}",
             get(read_tag).patch(patch_tag),
+            vec![
+                Op::get("Read a tag", schema("Tag")),
+                Op::patch("Remove the tag from the entry", list_of("Tag"))
+                    .body(object(&[("action", one_of(&["unreference"]))])),
+            ],
         )
         .route(
+            "links",
             "/{entity_type}/{id}/experiments_links",
             get(|app, caller, path| list_links(app, caller, path, EntityKind::Experiment)),
+            vec![Op::get("List links to experiments", list_of("Link"))],
         )
         .route(
+            "links",
             "/{entity_type}/{id}/experiments_links/{subid}",
             post(|app, caller, path, body| {
                 add_link(app, caller, path, body, EntityKind::Experiment)
             })
             .delete(|app, caller, path| remove_link(app, caller, path, EntityKind::Experiment)),
+            vec![
+                Op::post("Link an experiment"),
+                Op::delete("Remove the link to an experiment"),
+            ],
         )
         .route(
+            "links",
             "/{entity_type}/{id}/items_links",
             get(|app, caller, path| list_links(app, caller, path, EntityKind::Resource)),
+            vec![Op::get("List links to resources", list_of("Link"))],
         )
         .route(
+            "links",
             "/{entity_type}/{id}/items_links/{subid}",
             post(|app, caller, path, body| add_link(app, caller, path, body, EntityKind::Resource))
                 .delete(|app, caller, path| remove_link(app, caller, path, EntityKind::Resource)),
+            vec![
+                Op::post("Link a resource"),
+                Op::delete("Remove the link to a resource"),
+            ],
         )
-        .route("/{entity_type}/{id}/revisions", get(list_revisions))
         .route(
+            "revisions",
+            "/{entity_type}/{id}/revisions",
+            get(list_revisions),
+            vec![Op::get("List saved versions", list_of("Revision"))],
+        )
+        .route(
+            "revisions",
             "/{entity_type}/{id}/revisions/{subid}",
             get(read_revision).patch(restore_revision),
+            vec![
+                Op::get("Read a saved version", schema("Revision")),
+                Op::patch("Restore this version's body", schema("Revision"))
+                    .body(object(&[("action", one_of(&["replace"]))])),
+            ],
         )
-        .route("/unfinished_steps", get(unfinished_steps))
+        .route(
+            "steps",
+            "/unfinished_steps",
+            get(unfinished_steps),
+            vec![
+                Op::get(
+                    "Unfinished steps of your entries",
+                    schema("UnfinishedSteps"),
+                )
+                .query(&[("scope", one_of(&["user", "team"]))]),
+            ],
+        )
 }
 
 /// 52 bits: integers above 2^53 lose precision in JavaScript clients.

@@ -12,7 +12,6 @@ use super::json::JsonBody;
 use crate::AppState;
 use crate::auth::ApiCaller;
 use crate::error::AppError;
-use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -24,30 +23,145 @@ use cahier_store::catalog::{CategoryDefaults, Family, Term, Vocabulary};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/users", get(list_users).post(create_user))
-        .route("/users/{id}", get(read_user).patch(patch_user))
-        .route("/teams", get(list_teams).post(create_team))
-        .route("/teams/{id}", get(read_team).patch(patch_team))
+use super::openapi::{Documented, Op, integer, list_of, object, one_of, schema, string};
+
+pub(super) fn routes() -> Documented {
+    let term_fields = || {
+        object(&[
+            ("name", string()),
+            ("title", string()),
+            (
+                "color",
+                json!({"type": "string", "pattern": "^#?[0-9a-fA-F]{6}$"}),
+            ),
+            ("is_default", json!({"type": "integer", "enum": [0, 1]})),
+            (
+                "default_canread_base",
+                json!({"type": "integer", "enum": [10, 20, 30, 40, 50], "nullable": true}),
+            ),
+            (
+                "default_canwrite_base",
+                json!({"type": "integer", "enum": [10, 20, 30, 40, 50], "nullable": true}),
+            ),
+            (
+                "default_template",
+                json!({"type": "integer", "nullable": true}),
+            ),
+        ])
+    };
+    Documented::new()
         .route(
+            "users",
+            "/users",
+            get(list_users).post(create_user),
+            vec![
+                Op::get("List users", list_of("User")),
+                Op::post("Create a user (sysadmin)").body(object(&[
+                    ("firstname", string()),
+                    ("lastname", string()),
+                    ("email", string()),
+                    ("team", integer()),
+                ])),
+            ],
+        )
+        .route(
+            "users",
+            "/users/{id}",
+            get(read_user).patch(patch_user),
+            vec![
+                Op::get("Read a user", schema("User")),
+                Op::patch("Change a user, or act on them", schema("User")).body(object(&[
+                    ("action", one_of(&["add", "unreference", "patchuser2team"])),
+                    ("team", integer()),
+                    ("target", one_of(&["is_admin", "is_archived"])),
+                    ("content", integer()),
+                ])),
+            ],
+        )
+        .route(
+            "teams",
+            "/teams",
+            get(list_teams).post(create_team),
+            vec![
+                Op::get("List teams", list_of("Team")),
+                Op::post("Create a team (sysadmin)").body(object(&[("name", string())])),
+            ],
+        )
+        .route(
+            "teams",
+            "/teams/{id}",
+            get(read_team).patch(patch_team),
+            vec![
+                Op::get("Read a team (or current)", schema("Team")),
+                Op::patch("Rename a team", schema("Team")).body(object(&[("name", string())])),
+            ],
+        )
+        .route(
+            "teams",
             "/teams/{id}/teamgroups",
             get(list_groups).post(create_group),
+            vec![
+                Op::get("List a team's groups", list_of("TeamGroup")),
+                Op::post("Create a team group").body(object(&[("name", string())])),
+            ],
         )
         .route(
+            "teams",
             "/teams/{id}/teamgroups/{subid}",
             get(read_group).patch(patch_group).delete(delete_group),
+            vec![
+                Op::get("Read a team group", schema("TeamGroup")),
+                Op::patch(
+                    "Rename a group, or add or remove a member",
+                    schema("TeamGroup"),
+                )
+                .body(object(&[
+                    ("name", string()),
+                    ("how", one_of(&["add", "unreference"])),
+                    ("userid", integer()),
+                ])),
+                Op::delete("Delete a team group"),
+            ],
         )
         .route(
+            "vocabularies",
             "/teams/{id}/{vocabulary}",
             get(list_terms).post(create_term),
+            vec![
+                Op::get("List statuses or categories", list_of("Term")),
+                Op::post("Create a status or category (team admins)").body(term_fields()),
+            ],
         )
         .route(
+            "vocabularies",
             "/teams/{id}/{vocabulary}/{subid}",
             get(read_term).patch(patch_term).delete(delete_term),
+            vec![
+                Op::get("Read a status or category", schema("Term")),
+                Op::patch("Change a status or category", schema("Term")).body(term_fields()),
+                Op::delete("Delete a status or category"),
+            ],
         )
-        .route("/apikeys", get(list_keys).post(create_key))
-        .route("/apikeys/{id}", delete(delete_key))
+        .route(
+            "keys",
+            "/apikeys",
+            get(list_keys).post(create_key),
+            vec![
+                Op::get("List your API keys", list_of("ApiKey")),
+                Op::post("Make an API key (the key is the last segment of Location)").body(object(
+                    &[
+                        ("name", string()),
+                        ("canwrite", json!({"type": "integer", "enum": [0, 1]})),
+                    ],
+                )),
+            ],
+        )
+        .route(
+            "keys",
+            "/apikeys/{id}",
+            delete(delete_key),
+            vec![Op::delete("Revoke an API key")],
+        )
 }
 
 fn not_found(what: &str) -> AppError {

@@ -9,7 +9,6 @@ use super::json::JsonBody;
 use crate::AppState;
 use crate::auth::ApiCaller;
 use crate::error::AppError;
-use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::handler::Handler;
@@ -24,20 +23,45 @@ use cahier_store::uploads::{NewUpload, UploadPatch, UploadRow, state};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-pub(super) fn routes() -> Router<AppState> {
+use super::openapi::{Documented, Op, list_of, object, one_of, schema, string};
+
+pub(super) fn routes() -> Documented {
     // Only the multipart handlers lift the JSON body limit; they count the file against the
     // upload limit themselves. PATCH keeps the usual limit.
-    Router::new()
+    Documented::new()
         .route(
+            "uploads",
             "/{entity_type}/{id}/uploads",
             get(list).post(create.layer(DefaultBodyLimit::disable())),
+            vec![
+                Op::get("List attached files", list_of("Upload")).query(&[(
+                    "state",
+                    json!({"type": "string", "pattern": "^[1-3](,[1-3])*$"}),
+                )]),
+                Op::post("Attach a file").multipart(),
+            ],
         )
         .route(
+            "uploads",
             "/{entity_type}/{id}/uploads/{subid}",
             get(read)
                 .patch(update)
                 .delete(destroy)
                 .post(replace.layer(DefaultBodyLimit::disable())),
+            vec![
+                Op::get_file(
+                    "Describe or download a file (Range supported)",
+                    schema("Upload"),
+                ),
+                Op::patch("Rename, comment or archive a file", schema("Upload")).body(object(&[
+                    ("real_name", string()),
+                    ("comment", string()),
+                    ("state", json!({"type": "integer", "enum": [1, 2]})),
+                    ("action", one_of(&["update", "archive"])),
+                ])),
+                Op::delete("Delete a file (kept in the history)"),
+                Op::post("Replace a file by a new version").multipart(),
+            ],
         )
 }
 

@@ -2,7 +2,7 @@
 //! unfinished steps, users, teams, team groups, statuses, categories and API keys, with
 //! eLabFTW's conventions (201 + Location, PATCH → full object, DELETE → 204) and refusals.
 
-use cahier_testkit::{Api, TestApp};
+use cahier_testkit::{Api, TestApp, python};
 use serde_json::{Value, json};
 
 async fn status(response: reqwest::Response) -> (u16, Value) {
@@ -1045,22 +1045,7 @@ async fn api_keys_are_listed_created_with_the_key_in_location_and_revoked() {
     app.stop().await;
 }
 
-/// Runs a command to completion; panics with a clear message (never skips) when it fails.
-fn run(what: &str, command: &mut std::process::Command) -> String {
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: could not start it ({e}); is python3 installed?"));
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(
-        output.status.success(),
-        "{what} failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
-    stdout
-}
-
-/// eLabFTW's official client (`elabapi-python` from PyPI, in a fresh venv) runs
+/// eLabFTW's official client (`elabapi-python` from PyPI, in a cached venv) runs
 /// `scripts/elabapi_compat.py` against a real server. Needs python3 and PyPI: without them
 /// the test fails and says why.
 #[tokio::test]
@@ -1068,39 +1053,15 @@ async fn official_python_client_works_against_cahier() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice@lab.fr", "Ecology", true).await;
     let key = app.api_key(&alice, true).await;
-    let venv = tempfile::tempdir().expect("temp dir");
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/elabapi_compat.py");
     let url = app.url.clone();
-    let venv_path = venv.path().to_path_buf();
     // Blocking work off the runtime, so the server keeps answering meanwhile.
     let output = tokio::task::spawn_blocking(move || {
-        run(
-            "python3 -m venv",
-            std::process::Command::new("python3")
-                .arg("-m")
-                .arg("venv")
-                .arg(&venv_path),
-        );
-        let python = venv_path.join("bin/python");
-        run(
-            "pip install elabapi-python (is PyPI reachable from this machine?)",
-            std::process::Command::new(&python).args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--timeout",
-                "30",
-                "--retries",
-                "2",
-                "elabapi-python",
-            ]),
-        );
-        run(
+        let bin = python::venv("elabapi", &["elabapi-python"]);
+        python::run(
             "scripts/elabapi_compat.py (the eLabFTW client against Cahier)",
-            std::process::Command::new(&python)
+            std::process::Command::new(bin.join("python"))
                 .arg(&script)
                 .env("API_HOST", &url)
                 .env("API_KEY", &key),
