@@ -3,6 +3,8 @@
 
 mod admin;
 mod attachments;
+mod calendar;
+mod calendar_feed;
 mod dashboard;
 mod entities;
 mod fields;
@@ -238,4 +240,6 @@ pub fn routes() -> Router<AppState> {
         .merge(settings::routes())
         .merge(admin::routes())
         .merge(replica_pages::routes())
+        .merge(calendar::routes())
+        .merge(calendar_feed::routes())
 }
