@@ -181,7 +181,7 @@ pub fn parse_instant(text: &str) -> Option<i64> {
     use time::format_description::well_known::Rfc3339;
     let text = text.trim();
     if let Ok(t) = time::OffsetDateTime::parse(text, &Rfc3339) {
-        return Some(i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()?);
+        return i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok();
     }
     let formats = [
         time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]"),

@@ -372,13 +372,13 @@ async fn render_calendar(
     // Per resource: its rules and whether this user manages it (for the buttons).
     let mut rules_of: HashMap<i64, (BookingRules, bool)> = HashMap::new();
     for row in &rows {
-        if !rules_of.contains_key(&row.entity_id) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = rules_of.entry(row.entity_id) {
             let r = store.booking_rules(subject, row.entity_id).await.ui(lang)?;
             let m = store
                 .manages_bookings(subject, row.entity_id)
                 .await
                 .ui(lang)?;
-            rules_of.insert(row.entity_id, (r, m));
+            slot.insert((r, m));
         }
     }
     let show_item = scope == Scope::Team;
@@ -800,6 +800,19 @@ fn optional_number(field: &str, text: &str) -> Result<Option<i64>, AppError> {
     }
 }
 
+fn rules_from_form(form: &RulesForm) -> Result<BookingRules, AppError> {
+    Ok(BookingRules {
+        is_bookable: form.is_bookable.is_some(),
+        can_overlap: form.can_overlap.is_some(),
+        max_minutes: optional_number("max_minutes", &form.max_minutes)?,
+        max_slots: optional_number("max_slots", &form.max_slots)?,
+        window_days: optional_number("window_days", &form.window_days)?,
+        is_cancellable: form.is_cancellable.is_some(),
+        cancel_minutes: optional_number("cancel_minutes", &form.cancel_minutes)?.unwrap_or(0),
+        needs_approval: form.needs_approval.is_some(),
+    })
+}
+
 async fn save_rules(
     State(state): State<AppState>,
     session: SignedIn,
@@ -807,19 +820,7 @@ async fn save_rules(
     Form(form): Form<RulesForm>,
 ) -> Result<Response, UiError> {
     let lang = session.lang;
-    let rules = (|| -> Result<BookingRules, AppError> {
-        Ok(BookingRules {
-            is_bookable: form.is_bookable.is_some(),
-            can_overlap: form.can_overlap.is_some(),
-            max_minutes: optional_number("max_minutes", &form.max_minutes)?,
-            max_slots: optional_number("max_slots", &form.max_slots)?,
-            window_days: optional_number("window_days", &form.window_days)?,
-            is_cancellable: form.is_cancellable.is_some(),
-            cancel_minutes: optional_number("cancel_minutes", &form.cancel_minutes)?.unwrap_or(0),
-            needs_approval: form.needs_approval.is_some(),
-        })
-    })()
-    .ui(lang)?;
+    let rules = rules_from_form(&form).ui(lang)?;
     state
         .store
         .set_booking_rules(&session.subject, id, &rules)
