@@ -727,3 +727,68 @@ async fn ical_feeds_answer_only_to_their_secret_token() {
     assert_eq!(get(format!("/ical/{token}/mine.ics")).await.status(), 404);
     lab.app.stop().await;
 }
+
+#[tokio::test]
+async fn elabftw_patch_targets_work_and_redirects_stay_on_cahier() {
+    let lab = lab().await;
+    let (t, m) = (lab.tomorrow, lab.microscope);
+    set_rules(&lab, &[("is_bookable", "1"), ("is_cancellable", "1")]).await;
+    let experiment = lab
+        .bob_api
+        .create("/experiments", json!({"title": "Leaf count"}))
+        .await;
+    let mut body = slot("Counting", t + 9 * HOUR, t + 10 * HOUR);
+    body["experiment"] = json!(experiment);
+    let id = lab.bob_api.create(&format!("/events/{m}"), body).await;
+    let path = format!("/event/{id}");
+
+    let renamed: Value = lab
+        .bob_api
+        .patch(
+            &path,
+            json!({"target": "title", "content": "Counting leaves"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(renamed["title"], "Counting leaves");
+    assert_eq!(renamed["experiment"], experiment, "other fields unchanged");
+    let unlinked: Value = lab
+        .bob_api
+        .patch(&path, json!({"experiment": null}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(unlinked["experiment"].is_null(), "{unlinked}");
+    let why = refused(
+        lab.bob_api.patch(&path, json!({"target": "colour"})).await,
+        422,
+    )
+    .await;
+    assert!(why.starts_with("target:"), "{why}");
+    // Another team's reader cannot change it; a team member who did not book it may not either.
+    refused(
+        lab.dave_api.patch(&path, json!({"title": "Mine"})).await,
+        404,
+    )
+    .await;
+    refused(
+        lab.carol_api.patch(&path, json!({"title": "Mine"})).await,
+        403,
+    )
+    .await;
+
+    // A `back` pointing elsewhere is ignored: the redirect stays on Cahier.
+    let browser = lab.app.browser(&lab.bob).await;
+    let response = browser
+        .post_form(
+            &format!("/calendar/bookings/{id}/cancel"),
+            &[("back", "//evil.example/phish")],
+        )
+        .await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(location(&response), "/calendar?msg=cancelled");
+    lab.app.stop().await;
+}
