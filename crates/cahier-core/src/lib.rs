@@ -5,6 +5,7 @@
 //! be tested deterministically and shared by the lab instance and the field replica.
 
 pub mod access;
+pub mod booking;
 pub mod clock;
 pub mod document;
 pub mod entity;

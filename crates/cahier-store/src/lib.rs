@@ -9,6 +9,7 @@
 pub mod access_sql;
 pub mod accounts;
 pub mod blobs;
+pub mod bookings;
 pub mod catalog;
 pub mod entities;
 pub mod extended;

@@ -4,6 +4,7 @@
 //! as JSON strings. Endpoints whose feature does not exist yet answer 501 and say so.
 
 mod entities;
+mod events;
 mod json;
 pub(crate) mod openapi;
 mod subresources;
@@ -40,6 +41,7 @@ pub(crate) fn documented(version: &str) -> (Router<AppState>, serde_json::Value)
         .merge(uploads::routes())
         .merge(subresources::routes())
         .merge(teams::routes())
+        .merge(events::routes())
         .finish(version)
 }
 

@@ -11,6 +11,8 @@ use axum::routing::get;
 pub const APP_CSS: &str = include_str!("../static/app.css");
 /// The script: autosave, preview, shortcuts, small enhancements. No framework, no build step.
 pub const APP_JS: &str = include_str!("../static/app.js");
+/// The booking calendar's script (drag on the week grid), loaded by calendar pages only.
+pub const CALENDAR_JS: &str = include_str!("../static/calendar.js");
 
 /// A short fingerprint of the assets, added to their URLs so a new release is never hidden
 /// behind a cached old script or stylesheet.
@@ -19,7 +21,11 @@ pub fn version() -> &'static str {
     VERSION.get_or_init(|| {
         // FNV-1a: stable across builds and platforms, enough to tell versions apart.
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in APP_CSS.bytes().chain(APP_JS.bytes()) {
+        for byte in APP_CSS
+            .bytes()
+            .chain(APP_JS.bytes())
+            .chain(CALENDAR_JS.bytes())
+        {
             hash ^= u64::from(byte);
             hash = hash.wrapping_mul(0x0100_0000_01b3);
         }
@@ -38,6 +44,19 @@ pub(crate) fn routes() -> Router<AppState> {
                         (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
                     ],
                     APP_CSS,
+                )
+                    .into_response()
+            }),
+        )
+        .route(
+            "/static/calendar.js",
+            get(|| async {
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+                        (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+                    ],
+                    CALENDAR_JS,
                 )
                     .into_response()
             }),

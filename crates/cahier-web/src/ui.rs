@@ -4,6 +4,8 @@
 mod admin;
 mod api_page;
 mod attachments;
+mod calendar;
+mod calendar_feed;
 mod dashboard;
 mod entities;
 mod fields;
@@ -240,4 +242,6 @@ pub fn routes() -> Router<AppState> {
         .merge(admin::routes())
         .merge(replica_pages::routes())
         .merge(api_page::routes())
+        .merge(calendar::routes())
+        .merge(calendar_feed::routes())
 }

@@ -361,6 +361,7 @@ fn components() -> Value {
             "Team": with_id(true),
             "TeamGroup": with_id(true),
             "Term": with_id(true),
+            "Event": object(&[("id", integer()), ("item", integer()), ("start", string()), ("end", string()), ("title", string())]),
             "ApiKey": with_id(true),
             "Info": object(&[("items_count", integer()), ("experiments_count", integer()), ("teams_count", integer())]),
             "UnfinishedSteps": object(&[("experiments", json!({"type": "array"})), ("items", json!({"type": "array"}))]),

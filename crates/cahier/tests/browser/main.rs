@@ -12,6 +12,7 @@
 )]
 
 mod attachments;
+mod bookings;
 mod harness;
 mod resources;
 mod templates;

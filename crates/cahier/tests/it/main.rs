@@ -11,6 +11,7 @@ mod api_experiments;
 mod api_extended;
 mod api_openapi;
 mod api_subresources;
+mod bookings;
 mod cli;
 mod policy_matrix;
 mod resources;

@@ -1,0 +1,733 @@
+//! Bookings of resources (instruments, rooms): their rules, the bookings themselves, and the
+//! secret tokens of calendar feeds. Bookings are authoritative records, not documents.
+//!
+//! Every decision that depends on other bookings (overlap, the per-user limit) is taken inside
+//! one `BEGIN IMMEDIATE` transaction, which holds SQLite's write lock from its first statement:
+//! two requests for one slot are serialised, the second sees the first's row and gets a
+//! conflict. Rules that need no other booking live in [`cahier_core::booking`].
+//!
+//! Access: whoever may read a bookable resource may book it (eLabFTW's default); its owner
+//! and its team's admins ("managers") may also book in the past and beyond the window, approve
+//! or refuse, and cancel anyone's booking. A booking of a resource one may not read is not
+//! found.
+
+use crate::entities::state;
+use crate::{Result, Store, StoreError, access_sql, invalid};
+use cahier_core::booking::{BookingError, BookingRules};
+use cahier_core::{EntityKind, Subject};
+use serde::{Deserialize, Serialize};
+use sqlx::{Row, SqliteConnection};
+
+/// Where a booking stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BookingState {
+    /// Holds the slot.
+    Confirmed,
+    /// Holds the slot while it waits for the owner's or a team admin's approval.
+    Pending,
+    /// Cancelled; the slot is free.
+    Cancelled,
+    /// Refused by the owner or a team admin; the slot is free.
+    Refused,
+}
+
+impl BookingState {
+    /// The stored and API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Confirmed => "confirmed",
+            Self::Pending => "pending",
+            Self::Cancelled => "cancelled",
+            Self::Refused => "refused",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "pending" => Self::Pending,
+            "cancelled" => Self::Cancelled,
+            "refused" => Self::Refused,
+            _ => Self::Confirmed,
+        }
+    }
+
+    /// Whether it holds its slot.
+    pub fn is_active(self) -> bool {
+        matches!(self, Self::Confirmed | Self::Pending)
+    }
+}
+
+/// A booking as readers see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookingRow {
+    /// Integer id (API v2 `event` id).
+    pub id: i64,
+    /// The booked resource.
+    pub entity_id: i64,
+    /// Its title.
+    pub item_title: String,
+    /// Its team.
+    pub team_id: i64,
+    /// Who booked.
+    pub user_id: i64,
+    /// Their full name.
+    pub fullname: String,
+    /// Start, UTC ms.
+    pub start_ms: i64,
+    /// End (excluded), UTC ms.
+    pub end_ms: i64,
+    /// What it is for.
+    pub title: String,
+    /// The linked experiment, if any.
+    pub experiment_id: Option<i64>,
+    /// Its title, only if the reader may read it.
+    pub experiment_title: Option<String>,
+    /// State.
+    pub state: BookingState,
+    /// Created, ms.
+    pub created_at: i64,
+    /// Last change, ms.
+    pub modified_at: i64,
+}
+
+/// A booking request.
+#[derive(Debug, Clone)]
+pub struct NewBooking {
+    /// The resource.
+    pub entity_id: i64,
+    /// Start, UTC ms.
+    pub start_ms: i64,
+    /// End, UTC ms.
+    pub end_ms: i64,
+    /// What it is for.
+    pub title: String,
+    /// An experiment the booking serves.
+    pub experiment_id: Option<i64>,
+}
+
+/// Changes to a booking; `None` keeps a value.
+#[derive(Debug, Clone, Default)]
+pub struct BookingChange {
+    /// New start.
+    pub start_ms: Option<i64>,
+    /// New end.
+    pub end_ms: Option<i64>,
+    /// New title.
+    pub title: Option<String>,
+    /// New experiment (`Some(None)` unlinks).
+    pub experiment_id: Option<Option<i64>>,
+}
+
+/// Which bookings to list. Only active ones (confirmed, pending) are listed.
+#[derive(Debug, Clone, Default)]
+pub struct BookingQuery {
+    /// Bookings ending after this, UTC ms.
+    pub from_ms: Option<i64>,
+    /// Bookings starting before this, UTC ms.
+    pub to_ms: Option<i64>,
+    /// Only these resources (empty: all readable ones).
+    pub entity_ids: Vec<i64>,
+    /// Only resources of this team.
+    pub team_id: Option<i64>,
+    /// Only this booker's.
+    pub user_id: Option<i64>,
+}
+
+/// A resource that can be booked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BookableResource {
+    /// Id.
+    pub id: i64,
+    /// Title.
+    pub title: String,
+    /// Team.
+    pub team_id: i64,
+}
+
+impl From<BookingError> for StoreError {
+    fn from(error: BookingError) -> Self {
+        match error {
+            BookingError::Invalid { field, message } => invalid(field, message),
+            BookingError::Refused(message) => StoreError::Conflict(message),
+        }
+    }
+}
+
+const MAX_TITLE_CHARS: usize = 255;
+
+fn check_title(title: &str) -> Result<String> {
+    let title = title.trim();
+    if title.is_empty() {
+        return Err(invalid("title", "give the booking a title"));
+    }
+    if title.chars().count() > MAX_TITLE_CHARS {
+        return Err(invalid(
+            "title",
+            format!("the title is longer than {MAX_TITLE_CHARS} characters"),
+        ));
+    }
+    Ok(title.to_owned())
+}
+
+fn row_from_sql(row: &sqlx::sqlite::SqliteRow) -> Result<BookingRow> {
+    let state: String = row.try_get("state")?;
+    Ok(BookingRow {
+        id: row.try_get("id")?,
+        entity_id: row.try_get("entity_id")?,
+        item_title: row.try_get("item_title")?,
+        team_id: row.try_get("team_id")?,
+        user_id: row.try_get("user_id")?,
+        fullname: row.try_get("fullname")?,
+        start_ms: row.try_get("start_ms")?,
+        end_ms: row.try_get("end_ms")?,
+        title: row.try_get("title")?,
+        experiment_id: row.try_get("experiment_id")?,
+        experiment_title: row.try_get("experiment_title")?,
+        state: BookingState::parse(&state),
+        created_at: row.try_get("created_at")?,
+        modified_at: row.try_get("modified_at")?,
+    })
+}
+
+/// The select list of [`BookingRow`] over `bookings b` joined with the resource `e` and the
+/// booker `u`. The experiment's title is read only if `subject` may read it.
+fn booking_select(subject: &Subject) -> String {
+    let readable = access_sql::readable_by(subject);
+    format!(
+        "SELECT b.id, b.entity_id, e.title AS item_title, e.team_id, b.user_id, \
+         trim(u.firstname || ' ' || u.lastname) AS fullname, b.start_ms, b.end_ms, b.title, \
+         b.experiment_id, \
+         (SELECT e.title FROM entities e WHERE e.id = b.experiment_id AND e.state != 3 AND {readable}) AS experiment_title, \
+         b.state, b.created_at, b.modified_at \
+         FROM bookings b JOIN entities e ON e.id = b.entity_id JOIN users u ON u.id = b.user_id \
+         WHERE {readable}"
+    )
+}
+
+/// A booking as the database holds it, without access checks (inside transactions).
+struct RawBooking {
+    entity_id: i64,
+    user_id: i64,
+    start_ms: i64,
+    end_ms: i64,
+    state: BookingState,
+}
+
+async fn raw_booking(conn: &mut SqliteConnection, id: i64) -> Result<Option<RawBooking>> {
+    let row = sqlx::query(
+        "SELECT entity_id, user_id, start_ms, end_ms, state FROM bookings WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let state: String = row.try_get(4)?;
+    Ok(Some(RawBooking {
+        entity_id: row.try_get(0)?,
+        user_id: row.try_get(1)?,
+        start_ms: row.try_get(2)?,
+        end_ms: row.try_get(3)?,
+        state: BookingState::parse(&state),
+    }))
+}
+
+async fn load_rules(conn: &mut SqliteConnection, entity_id: i64) -> Result<BookingRules> {
+    let row = sqlx::query(
+        "SELECT is_bookable, can_overlap, max_minutes, max_slots, window_days, is_cancellable, \
+         cancel_minutes, needs_approval FROM booking_rules WHERE entity_id = ?",
+    )
+    .bind(entity_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(BookingRules::default());
+    };
+    Ok(BookingRules {
+        is_bookable: row.try_get(0)?,
+        can_overlap: row.try_get(1)?,
+        max_minutes: row.try_get(2)?,
+        max_slots: row.try_get(3)?,
+        window_days: row.try_get(4)?,
+        is_cancellable: row.try_get(5)?,
+        cancel_minutes: row.try_get(6)?,
+        needs_approval: row.try_get(7)?,
+    })
+}
+
+/// Refuses a slot that overlaps an active booking (unless the rules allow overlaps).
+async fn check_overlap(
+    conn: &mut SqliteConnection,
+    rules: &BookingRules,
+    entity_id: i64,
+    start_ms: i64,
+    end_ms: i64,
+    except: Option<i64>,
+) -> Result<()> {
+    if rules.can_overlap {
+        return Ok(());
+    }
+    let clash = sqlx::query(
+        "SELECT b.title, b.start_ms, b.end_ms, trim(u.firstname || ' ' || u.lastname) \
+         FROM bookings b JOIN users u ON u.id = b.user_id \
+         WHERE b.entity_id = ? AND b.state IN ('confirmed', 'pending') \
+           AND b.start_ms < ? AND b.end_ms > ? AND b.id != ? \
+         ORDER BY b.start_ms LIMIT 1",
+    )
+    .bind(entity_id)
+    .bind(end_ms)
+    .bind(start_ms)
+    .bind(except.unwrap_or(0))
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(row) = clash {
+        let title: String = row.try_get(0)?;
+        let (start, end): (i64, i64) = (row.try_get(1)?, row.try_get(2)?);
+        let who: String = row.try_get(3)?;
+        return Err(StoreError::Conflict(format!(
+            "this slot is already booked: \"{title}\" by {who}, {} to {} (UTC); choose another time",
+            short_time(start),
+            short_time(end)
+        )));
+    }
+    Ok(())
+}
+
+/// `YYYY-MM-DD HH:MM`.
+fn short_time(ms: i64) -> String {
+    let full = cahier_core::clock::format_sql_datetime(ms);
+    full.get(..16).unwrap_or(&full).to_owned()
+}
+
+impl Store {
+    /// The resource behind a booking operation: readable, a resource, not deleted.
+    async fn bookable_row(
+        &self,
+        conn: &mut SqliteConnection,
+        subject: &Subject,
+        entity_id: i64,
+    ) -> Result<crate::EntityRow> {
+        let row = self
+            .fetch_row(conn, entity_id)
+            .await?
+            .filter(|row| {
+                row.kind == EntityKind::Resource
+                    && row.state != state::DELETED
+                    && row.access().may_read(subject)
+            })
+            .ok_or(StoreError::NotFound("resource"))?;
+        Ok(row)
+    }
+
+    /// The booking rules of a resource the subject may read.
+    pub async fn booking_rules(&self, subject: &Subject, entity_id: i64) -> Result<BookingRules> {
+        let mut conn = self.pool.acquire().await?;
+        self.bookable_row(&mut conn, subject, entity_id).await?;
+        load_rules(&mut conn, entity_id).await
+    }
+
+    /// Whether the subject manages bookings of a resource (its owner or a team admin).
+    pub async fn manages_bookings(&self, subject: &Subject, entity_id: i64) -> Result<bool> {
+        let mut conn = self.pool.acquire().await?;
+        let row = self.bookable_row(&mut conn, subject, entity_id).await?;
+        Ok(row.access().may_admin(subject))
+    }
+
+    /// Replaces a resource's booking rules (its owner or a team admin). Existing bookings stay.
+    pub async fn set_booking_rules(
+        &self,
+        subject: &Subject,
+        entity_id: i64,
+        rules: &BookingRules,
+    ) -> Result<()> {
+        rules.validate()?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = self.bookable_row(&mut tx, subject, entity_id).await?;
+        if !row.access().may_admin(subject) {
+            return Err(StoreError::Forbidden(
+                "only the resource's owner or a team admin can change its booking rules".into(),
+            ));
+        }
+        sqlx::query(
+            "INSERT INTO booking_rules (entity_id, is_bookable, can_overlap, max_minutes, max_slots, \
+             window_days, is_cancellable, cancel_minutes, needs_approval, updated_at, updated_by) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (entity_id) DO UPDATE SET is_bookable = excluded.is_bookable, \
+             can_overlap = excluded.can_overlap, max_minutes = excluded.max_minutes, \
+             max_slots = excluded.max_slots, window_days = excluded.window_days, \
+             is_cancellable = excluded.is_cancellable, cancel_minutes = excluded.cancel_minutes, \
+             needs_approval = excluded.needs_approval, updated_at = excluded.updated_at, \
+             updated_by = excluded.updated_by",
+        )
+        .bind(entity_id)
+        .bind(rules.is_bookable)
+        .bind(rules.can_overlap)
+        .bind(rules.max_minutes)
+        .bind(rules.max_slots)
+        .bind(rules.window_days)
+        .bind(rules.is_cancellable)
+        .bind(rules.cancel_minutes)
+        .bind(rules.needs_approval)
+        .bind(self.now_ms())
+        .bind(subject.user_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Checks that an experiment to link exists and is readable.
+    async fn check_experiment(&self, subject: &Subject, experiment_id: i64) -> Result<()> {
+        match self.entity(subject, experiment_id).await {
+            Ok(row) if row.kind == EntityKind::Experiment => Ok(()),
+            Ok(_) | Err(StoreError::NotFound(_)) => Err(invalid(
+                "experiment",
+                format!("there is no experiment {experiment_id} that you can read"),
+            )),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Books a resource. Every rule is checked in one write transaction, so of two requests
+    /// for one slot exactly one succeeds; the other gets [`StoreError::Conflict`] naming the
+    /// booking it clashes with.
+    pub async fn create_booking(&self, subject: &Subject, new: NewBooking) -> Result<BookingRow> {
+        let title = check_title(&new.title)?;
+        if let Some(experiment) = new.experiment_id {
+            self.check_experiment(subject, experiment).await?;
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let now = self.now_ms();
+        let resource = self.bookable_row(&mut tx, subject, new.entity_id).await?;
+        let rules = load_rules(&mut tx, new.entity_id).await?;
+        let is_manager = resource.access().may_admin(subject);
+        rules.check_slot(new.start_ms, new.end_ms, now, is_manager)?;
+        check_overlap(
+            &mut tx,
+            &rules,
+            new.entity_id,
+            new.start_ms,
+            new.end_ms,
+            None,
+        )
+        .await?;
+        if let Some(max) = rules.max_slots
+            && !is_manager
+        {
+            let held: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM bookings WHERE entity_id = ? AND user_id = ? \
+                 AND state IN ('confirmed', 'pending') AND end_ms > ?",
+            )
+            .bind(new.entity_id)
+            .bind(subject.user_id)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            if held >= max {
+                return Err(StoreError::Conflict(format!(
+                    "you already hold {held} upcoming bookings of this resource, the most allowed is {max}; cancel one first"
+                )));
+            }
+        }
+        let state = if rules.needs_approval && !is_manager {
+            BookingState::Pending
+        } else {
+            BookingState::Confirmed
+        };
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO bookings (entity_id, user_id, start_ms, end_ms, title, experiment_id, \
+             state, created_at, modified_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(new.entity_id)
+        .bind(subject.user_id)
+        .bind(new.start_ms)
+        .bind(new.end_ms)
+        .bind(&title)
+        .bind(new.experiment_id)
+        .bind(state.as_str())
+        .bind(now)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        tracing::info!(
+            booking = id,
+            resource = new.entity_id,
+            user = subject.user_id,
+            state = state.as_str(),
+            "booked"
+        );
+        self.booking(subject, id).await
+    }
+
+    /// A booking of a resource the subject may read.
+    pub async fn booking(&self, subject: &Subject, id: i64) -> Result<BookingRow> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{} AND b.id = ?",
+            booking_select(subject)
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound("booking"))?;
+        row_from_sql(&row)
+    }
+
+    /// Active bookings (confirmed, pending) of resources the subject may read, by start.
+    pub async fn bookings(
+        &self,
+        subject: &Subject,
+        query: &BookingQuery,
+    ) -> Result<Vec<BookingRow>> {
+        let mut sql = format!(
+            "{} AND b.state IN ('confirmed', 'pending') AND e.state != 3",
+            booking_select(subject)
+        );
+        if query.from_ms.is_some() {
+            sql.push_str(" AND b.end_ms > ?");
+        }
+        if query.to_ms.is_some() {
+            sql.push_str(" AND b.start_ms < ?");
+        }
+        if query.team_id.is_some() {
+            sql.push_str(" AND e.team_id = ?");
+        }
+        if query.user_id.is_some() {
+            sql.push_str(" AND b.user_id = ?");
+        }
+        if !query.entity_ids.is_empty() {
+            let ids: Vec<String> = query.entity_ids.iter().map(i64::to_string).collect();
+            sql.push_str(&format!(" AND b.entity_id IN ({})", ids.join(",")));
+        }
+        sql.push_str(" ORDER BY b.start_ms, b.id LIMIT 5000");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for value in [query.from_ms, query.to_ms, query.team_id, query.user_id]
+            .into_iter()
+            .flatten()
+        {
+            q = q.bind(value);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter().map(row_from_sql).collect()
+    }
+
+    /// Bookable resources the subject may read, in a team or everywhere, by title.
+    pub async fn bookable_resources(
+        &self,
+        subject: &Subject,
+        team_id: Option<i64>,
+    ) -> Result<Vec<BookableResource>> {
+        let readable = access_sql::readable_by(subject);
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT e.id, e.title, e.team_id FROM entities e \
+             JOIN booking_rules r ON r.entity_id = e.id AND r.is_bookable = 1 \
+             WHERE e.kind = 'resource' AND e.state = 1 AND (? IS NULL OR e.team_id = ?) AND {readable} \
+             ORDER BY e.title COLLATE NOCASE, e.id"
+        )))
+        .bind(team_id)
+        .bind(team_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(BookableResource {
+                    id: row.try_get(0)?,
+                    title: row.try_get(1)?,
+                    team_id: row.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Changes a booking's time, title or experiment (its booker or a manager), with the same
+    /// rules as a new booking, in one write transaction.
+    pub async fn update_booking(
+        &self,
+        subject: &Subject,
+        id: i64,
+        change: BookingChange,
+    ) -> Result<BookingRow> {
+        let title = change.title.as_deref().map(check_title).transpose()?;
+        if let Some(Some(experiment)) = change.experiment_id {
+            self.check_experiment(subject, experiment).await?;
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let now = self.now_ms();
+        let booking = raw_booking(&mut tx, id)
+            .await?
+            .ok_or(StoreError::NotFound("booking"))?;
+        let resource = self
+            .bookable_row(&mut tx, subject, booking.entity_id)
+            .await
+            .map_err(|_| StoreError::NotFound("booking"))?;
+        let is_manager = resource.access().may_admin(subject);
+        if booking.user_id != subject.user_id && !is_manager {
+            return Err(StoreError::Forbidden(
+                "only the booker, the resource's owner or a team admin can change this booking"
+                    .into(),
+            ));
+        }
+        if !booking.state.is_active() {
+            return Err(StoreError::Conflict(format!(
+                "this booking is {}; book again instead",
+                booking.state.as_str()
+            )));
+        }
+        let start = change.start_ms.unwrap_or(booking.start_ms);
+        let end = change.end_ms.unwrap_or(booking.end_ms);
+        if (start, end) != (booking.start_ms, booking.end_ms) {
+            let rules = load_rules(&mut tx, booking.entity_id).await?;
+            rules.check_slot(start, end, now, is_manager)?;
+            check_overlap(&mut tx, &rules, booking.entity_id, start, end, Some(id)).await?;
+        }
+        sqlx::query(
+            "UPDATE bookings SET start_ms = ?, end_ms = ?, title = coalesce(?, title), \
+             experiment_id = CASE WHEN ? THEN ? ELSE experiment_id END, modified_at = ? WHERE id = ?",
+        )
+        .bind(start)
+        .bind(end)
+        .bind(title)
+        .bind(change.experiment_id.is_some())
+        .bind(change.experiment_id.flatten())
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.booking(subject, id).await
+    }
+
+    /// Cancels a booking: its booker within the resource's rules, or a manager at any time.
+    pub async fn cancel_booking(&self, subject: &Subject, id: i64) -> Result<BookingRow> {
+        self.close_booking(subject, id, BookingState::Cancelled)
+            .await
+    }
+
+    /// Approves or refuses a pending booking (the resource's owner or a team admin).
+    pub async fn decide_booking(
+        &self,
+        subject: &Subject,
+        id: i64,
+        approve: bool,
+    ) -> Result<BookingRow> {
+        let target = if approve {
+            BookingState::Confirmed
+        } else {
+            BookingState::Refused
+        };
+        self.close_booking(subject, id, target).await
+    }
+
+    async fn close_booking(
+        &self,
+        subject: &Subject,
+        id: i64,
+        target: BookingState,
+    ) -> Result<BookingRow> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let now = self.now_ms();
+        let booking = raw_booking(&mut tx, id)
+            .await?
+            .ok_or(StoreError::NotFound("booking"))?;
+        let resource = self
+            .bookable_row(&mut tx, subject, booking.entity_id)
+            .await
+            .map_err(|_| StoreError::NotFound("booking"))?;
+        let is_manager = resource.access().may_admin(subject);
+        if target == BookingState::Cancelled {
+            if !booking.state.is_active() {
+                return Err(StoreError::Conflict(format!(
+                    "this booking is already {}",
+                    booking.state.as_str()
+                )));
+            }
+            if !is_manager {
+                if booking.user_id != subject.user_id {
+                    return Err(StoreError::Forbidden(
+                        "only the booker, the resource's owner or a team admin can cancel this booking"
+                            .into(),
+                    ));
+                }
+                load_rules(&mut tx, booking.entity_id)
+                    .await?
+                    .check_cancel(booking.start_ms, now)?;
+            }
+        } else {
+            if !is_manager {
+                return Err(StoreError::Forbidden(
+                    "only the resource's owner or a team admin can approve or refuse bookings"
+                        .into(),
+                ));
+            }
+            if booking.state != BookingState::Pending {
+                return Err(StoreError::Conflict(format!(
+                    "this booking is {}, not waiting for approval",
+                    booking.state.as_str()
+                )));
+            }
+        }
+        sqlx::query(
+            "UPDATE bookings SET state = ?, decided_by = ?, decided_at = ?, modified_at = ? WHERE id = ?",
+        )
+        .bind(target.as_str())
+        .bind(subject.user_id)
+        .bind(now)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        tracing::info!(
+            booking = id,
+            by = subject.user_id,
+            state = target.as_str(),
+            end_ms = booking.end_ms,
+            "booking changed"
+        );
+        self.booking(subject, id).await
+    }
+
+    /// The user's calendar feed token, if they have one.
+    pub async fn calendar_token(&self, user_id: i64) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT token FROM calendar_tokens WHERE user_id = ?")
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Makes a new calendar feed token for the user; the old one stops working.
+    pub async fn renew_calendar_token(&self, user_id: i64) -> Result<String> {
+        let token = crate::random_hex(24);
+        sqlx::query(
+            "INSERT INTO calendar_tokens (user_id, token, created_at) VALUES (?, ?, ?) \
+             ON CONFLICT (user_id) DO UPDATE SET token = excluded.token, created_at = excluded.created_at",
+        )
+        .bind(user_id)
+        .bind(&token)
+        .bind(self.now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(token)
+    }
+
+    /// Deletes the user's calendar feed token: their feed URLs stop working.
+    pub async fn revoke_calendar_token(&self, user_id: i64) -> Result<()> {
+        sqlx::query("DELETE FROM calendar_tokens WHERE user_id = ?")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The user a calendar feed token belongs to.
+    pub async fn calendar_token_user(&self, token: &str) -> Result<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT user_id FROM calendar_tokens WHERE token = ?")
+                .bind(token)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+}

@@ -1,0 +1,733 @@
+//! The booking calendar: a week or month view per resource (`/resources/{id}/calendar`) and per
+//! team (`/calendar`), a booking form that works without JavaScript (the week grid's
+//! click-and-drag fills and submits the same form), cancel/approve/refuse buttons, the
+//! resource's booking rules for its owner and team admins, and the calendar feed (iCal) URLs.
+//! Times are shown and entered in UTC. Every rule is the store's.
+
+use super::{PageCtx, UiError, UiResultExt, render};
+use crate::AppState;
+use crate::auth::SignedIn;
+use crate::error::AppError;
+use crate::i18n::Lang;
+use askama::Template;
+use axum::Router;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use cahier_core::booking::{BookingRules, parse_instant};
+use cahier_store::bookings::{BookingQuery, BookingRow, BookingState, NewBooking};
+use serde::Deserialize;
+use std::collections::HashMap;
+use time::{Date, Duration, Month, OffsetDateTime, Weekday};
+
+mod actions;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/calendar", get(team_calendar))
+        .route("/resources/{id}/calendar", get(resource_calendar))
+        .route("/resources/{id}/booking-rules", post(actions::save_rules))
+        .route("/calendar/book", post(book))
+        .route(
+            "/calendar/bookings/{id}/{action}",
+            post(actions::change_booking),
+        )
+        .route("/calendar/feed/{action}", post(actions::feed_token))
+}
+
+const DAY_MS: i64 = 86_400_000;
+const HOUR_MS: i64 = 3_600_000;
+
+/// Which calendar a page shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    Team,
+    Resource(i64),
+}
+
+impl Scope {
+    fn parse(s: &str) -> Option<Self> {
+        if s == "team" {
+            return Some(Self::Team);
+        }
+        s.strip_prefix("resource:")
+            .and_then(|id| id.parse().ok())
+            .map(Self::Resource)
+    }
+
+    fn as_field(self) -> String {
+        match self {
+            Self::Team => "team".into(),
+            Self::Resource(id) => format!("resource:{id}"),
+        }
+    }
+
+    fn path(self) -> String {
+        match self {
+            Self::Team => "/calendar".into(),
+            Self::Resource(id) => format!("/resources/{id}/calendar"),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct CalendarQuery {
+    view: Option<String>,
+    date: Option<String>,
+    experiment: Option<String>,
+    msg: Option<String>,
+}
+
+/// What the booking form holds (kept as typed after an error).
+#[derive(Debug, Default, Clone, Deserialize)]
+struct BookingForm {
+    #[serde(default)]
+    scope: String,
+    #[serde(default)]
+    view: String,
+    #[serde(default)]
+    date: String,
+    #[serde(default)]
+    item: String,
+    #[serde(default)]
+    start: String,
+    #[serde(default)]
+    end: String,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    experiment: String,
+}
+
+struct Cell {
+    start: String,
+    items: Vec<CellItem>,
+}
+
+struct CellItem {
+    text: String,
+    state: &'static str,
+    is_start: bool,
+}
+
+struct HourRow {
+    label: String,
+    cells: Vec<Cell>,
+}
+
+struct DayHead {
+    label: String,
+    date: String,
+}
+
+struct MonthCell {
+    day: u8,
+    date: String,
+    href: String,
+    in_month: bool,
+    items: Vec<CellItem>,
+}
+
+struct BookingView {
+    id: i64,
+    when: String,
+    title: String,
+    item_title: String,
+    item_href: String,
+    who: String,
+    experiment: Option<(String, String)>,
+    state: &'static str,
+    state_label: &'static str,
+    can_cancel: bool,
+    cancel_note: Option<String>,
+    can_decide: bool,
+}
+
+struct RulesView {
+    rules: BookingRules,
+    summary: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "calendar.html")]
+struct CalendarPage {
+    p: PageCtx,
+    heading: String,
+    scope: String,
+    resource_id: Option<i64>,
+    resources: Vec<(i64, String)>,
+    is_week: bool,
+    date: String,
+    range_label: String,
+    prev_href: String,
+    next_href: String,
+    today_href: String,
+    week_href: String,
+    month_href: String,
+    day_heads: Vec<DayHead>,
+    hours: Vec<HourRow>,
+    month_weeks: Vec<Vec<MonthCell>>,
+    bookings: Vec<BookingView>,
+    form: BookingForm,
+    error: Option<String>,
+    rules: Option<RulesView>,
+    can_manage: bool,
+    is_bookable: bool,
+    resource_feed: Option<String>,
+    user_feed: Option<String>,
+    back: String,
+}
+
+fn date_of(ms: i64) -> Date {
+    OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .map(OffsetDateTime::date)
+        .unwrap_or(Date::MIN)
+}
+
+fn ms_of(date: Date) -> i64 {
+    date.midnight().assume_utc().unix_timestamp() * 1000
+}
+
+fn iso(date: Date) -> String {
+    format!(
+        "{:04}-{:02}-{:02}",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    )
+}
+
+fn parse_date(s: &str) -> Option<Date> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    Date::parse(s, &format).ok()
+}
+
+/// `YYYY-MM-DDTHH:MM`, the value of a `datetime-local` input.
+fn local_input(ms: i64) -> String {
+    let full = cahier_core::booking::format_instant(ms);
+    full.get(..16).unwrap_or(&full).to_owned()
+}
+
+fn hm(ms: i64) -> String {
+    let full = cahier_core::clock::format_sql_datetime(ms);
+    full.get(11..16).unwrap_or("").to_owned()
+}
+
+fn weekday_key(day: Weekday) -> &'static str {
+    match day {
+        Weekday::Monday => "booking.mon",
+        Weekday::Tuesday => "booking.tue",
+        Weekday::Wednesday => "booking.wed",
+        Weekday::Thursday => "booking.thu",
+        Weekday::Friday => "booking.fri",
+        Weekday::Saturday => "booking.sat",
+        Weekday::Sunday => "booking.sun",
+    }
+}
+
+fn state_label(state: BookingState) -> &'static str {
+    match state {
+        BookingState::Confirmed => "booking.state_confirmed",
+        BookingState::Pending => "booking.state_pending",
+        BookingState::Cancelled => "booking.state_cancelled",
+        BookingState::Refused => "booking.state_refused",
+    }
+}
+
+fn rules_summary(rules: &BookingRules, lang: Lang) -> Vec<String> {
+    let mut lines = Vec::new();
+    if !rules.is_bookable {
+        lines.push(lang.t("booking.rule_not_bookable").to_owned());
+        return lines;
+    }
+    lines.push(
+        lang.t(if rules.can_overlap {
+            "booking.rule_overlap"
+        } else {
+            "booking.rule_no_overlap"
+        })
+        .to_owned(),
+    );
+    if let Some(max) = rules.max_minutes {
+        lines.push(format!(
+            "{} {}",
+            lang.t("booking.rule_max_minutes"),
+            cahier_core::booking::duration(max)
+        ));
+    }
+    if let Some(max) = rules.max_slots {
+        lines.push(format!("{} {max}", lang.t("booking.rule_max_slots")));
+    }
+    if let Some(days) = rules.window_days {
+        lines.push(format!("{} {days}", lang.t("booking.rule_window_days")));
+    }
+    if !rules.is_cancellable {
+        lines.push(lang.t("booking.rule_not_cancellable").to_owned());
+    } else if rules.cancel_minutes > 0 {
+        lines.push(format!(
+            "{} {}",
+            lang.t("booking.rule_cancel_minutes"),
+            cahier_core::booking::duration(rules.cancel_minutes)
+        ));
+    }
+    if rules.needs_approval {
+        lines.push(lang.t("booking.rule_approval").to_owned());
+    }
+    lines
+}
+
+fn feed_url(state: &AppState, token: &str, file: &str) -> String {
+    format!(
+        "{}/ical/{token}/{file}",
+        state.config.public_url.trim_end_matches('/')
+    )
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the page is rendered from a request or after a refused form"
+)]
+async fn render_calendar(
+    state: &AppState,
+    session: &SignedIn,
+    scope: Scope,
+    view: &str,
+    date: Option<&str>,
+    form: BookingForm,
+    error: Option<(StatusCode, String)>,
+    notice: Option<&str>,
+) -> Result<Response, UiError> {
+    let lang = session.lang;
+    let subject = &session.subject;
+    let store = &state.store;
+    let now = store.now_ms();
+    let is_week = view != "month";
+    let anchor = date.and_then(parse_date).unwrap_or_else(|| date_of(now));
+
+    // The shown range: Monday to Sunday, or the weeks covering the month.
+    let (first, days) = if is_week {
+        let monday = anchor - Duration::days(i64::from(anchor.weekday().number_days_from_monday()));
+        (monday, 7)
+    } else {
+        let first_of_month = anchor.replace_day(1).unwrap_or(anchor);
+        let monday = first_of_month
+            - Duration::days(i64::from(
+                first_of_month.weekday().number_days_from_monday(),
+            ));
+        let next_month = match first_of_month.month() {
+            Month::December => {
+                Date::from_calendar_date(first_of_month.year() + 1, Month::January, 1)
+            }
+            m => Date::from_calendar_date(first_of_month.year(), m.next(), 1),
+        }
+        .unwrap_or(first_of_month);
+        let span = (next_month - monday).whole_days();
+        (monday, (span + 6) / 7 * 7)
+    };
+    let from_ms = ms_of(first);
+    let to_ms = from_ms + days * DAY_MS;
+
+    let (heading, resource_id, resources, rules, can_manage) = match scope {
+        Scope::Resource(id) => {
+            let row = store
+                .entity_of_kind(subject, cahier_core::EntityKind::Resource, id)
+                .await
+                .ui(lang)?;
+            let rules = store.booking_rules(subject, id).await.ui(lang)?;
+            let can_manage = row.access().may_admin(subject);
+            let summary = rules_summary(&rules, lang);
+            (
+                row.title.clone(),
+                Some(id),
+                vec![(id, row.title)],
+                Some(RulesView { rules, summary }),
+                can_manage,
+            )
+        }
+        Scope::Team => {
+            let team = session.current_team();
+            let list = store.bookable_resources(subject, team).await.ui(lang)?;
+            (
+                lang.t("booking.team_calendar").to_owned(),
+                None,
+                list.into_iter().map(|r| (r.id, r.title)).collect(),
+                None,
+                false,
+            )
+        }
+    };
+    let is_bookable = match &rules {
+        Some(r) => r.rules.is_bookable,
+        None => !resources.is_empty(),
+    };
+    let query = BookingQuery {
+        from_ms: Some(from_ms),
+        to_ms: Some(to_ms),
+        entity_ids: resources.iter().map(|(id, _)| *id).collect(),
+        ..BookingQuery::default()
+    };
+    let rows: Vec<BookingRow> = if resources.is_empty() {
+        Vec::new()
+    } else {
+        store.bookings(subject, &query).await.ui(lang)?
+    };
+
+    // Per resource: its rules and whether this user manages it (for the buttons).
+    let mut rules_of: HashMap<i64, (BookingRules, bool)> = HashMap::new();
+    for row in &rows {
+        if let std::collections::hash_map::Entry::Vacant(slot) = rules_of.entry(row.entity_id) {
+            let r = store.booking_rules(subject, row.entity_id).await.ui(lang)?;
+            let m = store
+                .manages_bookings(subject, row.entity_id)
+                .await
+                .ui(lang)?;
+            slot.insert((r, m));
+        }
+    }
+    let show_item = scope == Scope::Team;
+    let label = |row: &BookingRow| {
+        let mut text = row.title.clone();
+        if show_item {
+            text = format!("{} · {text}", row.item_title);
+        }
+        format!("{text} ({})", row.fullname)
+    };
+
+    let mut day_heads = Vec::new();
+    let mut hours = Vec::new();
+    let mut month_weeks = Vec::new();
+    if is_week {
+        for d in 0..7 {
+            let day = first + Duration::days(d);
+            day_heads.push(DayHead {
+                label: format!(
+                    "{} {:02}/{:02}",
+                    lang.t(weekday_key(day.weekday())),
+                    day.day(),
+                    u8::from(day.month())
+                ),
+                date: iso(day),
+            });
+        }
+        for hour in 0..24 {
+            let cells = (0..7)
+                .map(|d| {
+                    let cell_start = from_ms + d * DAY_MS + hour * HOUR_MS;
+                    let cell_end = cell_start + HOUR_MS;
+                    Cell {
+                        start: local_input(cell_start),
+                        items: rows
+                            .iter()
+                            .filter(|r| r.start_ms < cell_end && r.end_ms > cell_start)
+                            .map(|r| CellItem {
+                                is_start: r.start_ms >= cell_start || (d == 0 && hour == 0),
+                                text: format!("{}–{} {}", hm(r.start_ms), hm(r.end_ms), label(r)),
+                                state: r.state.as_str(),
+                            })
+                            .collect(),
+                    }
+                })
+                .collect();
+            hours.push(HourRow {
+                label: format!("{hour:02}:00"),
+                cells,
+            });
+        }
+    } else {
+        for d in 0..7 {
+            let day = first + Duration::days(d);
+            day_heads.push(DayHead {
+                label: lang.t(weekday_key(day.weekday())).to_owned(),
+                date: String::new(),
+            });
+        }
+        let mut week = Vec::new();
+        for d in 0..days {
+            let day = first + Duration::days(d);
+            let day_start = ms_of(day);
+            week.push(MonthCell {
+                day: day.day(),
+                date: iso(day),
+                href: format!("{}?view=week&date={}", scope.path(), iso(day)),
+                in_month: day.month() == anchor.month(),
+                items: rows
+                    .iter()
+                    .filter(|r| r.start_ms < day_start + DAY_MS && r.end_ms > day_start)
+                    .map(|r| CellItem {
+                        is_start: true,
+                        text: format!("{} {}", hm(r.start_ms), label(r)),
+                        state: r.state.as_str(),
+                    })
+                    .collect(),
+            });
+            if week.len() == 7 {
+                month_weeks.push(std::mem::take(&mut week));
+            }
+        }
+    }
+
+    let bookings = rows
+        .iter()
+        .map(|r| {
+            let (rules, manages) = rules_of
+                .get(&r.entity_id)
+                .cloned()
+                .unwrap_or((BookingRules::default(), false));
+            let is_mine = r.user_id == subject.user_id;
+            let (can_cancel, cancel_note) = if manages {
+                (true, None)
+            } else if is_mine {
+                match rules.check_cancel(r.start_ms, now) {
+                    Ok(()) => (true, None),
+                    Err(e) => (false, Some(e.to_string())),
+                }
+            } else {
+                (false, None)
+            };
+            BookingView {
+                id: r.id,
+                when: format!(
+                    "{} {}–{}",
+                    cahier_core::clock::format_date(r.start_ms),
+                    hm(r.start_ms),
+                    if r.end_ms - r.start_ms < DAY_MS
+                        && date_of(r.end_ms - 1) == date_of(r.start_ms)
+                    {
+                        hm(r.end_ms)
+                    } else {
+                        super::when(r.end_ms)
+                    }
+                ),
+                title: r.title.clone(),
+                item_title: r.item_title.clone(),
+                item_href: format!("/resources/{}/calendar", r.entity_id),
+                who: r.fullname.clone(),
+                experiment: r.experiment_id.map(|id| {
+                    (
+                        format!("/experiments/{id}"),
+                        r.experiment_title
+                            .clone()
+                            .unwrap_or_else(|| format!("#{id}")),
+                    )
+                }),
+                state: r.state.as_str(),
+                state_label: state_label(r.state),
+                can_cancel,
+                cancel_note,
+                can_decide: manages && r.state == BookingState::Pending,
+            }
+        })
+        .collect();
+
+    let view_name = if is_week { "week" } else { "month" };
+    let (prev, next) = if is_week {
+        (anchor - Duration::days(7), anchor + Duration::days(7))
+    } else {
+        let first_of_month = anchor.replace_day(1).unwrap_or(anchor);
+        let before = first_of_month - Duration::days(1);
+        let after = first_of_month + Duration::days(31);
+        (
+            before.replace_day(1).unwrap_or(before),
+            after.replace_day(1).unwrap_or(after),
+        )
+    };
+    let path = scope.path();
+    let range_label = format!(
+        "{} – {} (UTC)",
+        iso(first),
+        iso(first + Duration::days(days - 1))
+    );
+    let token = store.calendar_token(session.user.id).await.ui(lang)?;
+    let resource_feed = match (&token, resource_id) {
+        (Some(t), Some(id)) => Some(feed_url(state, t, &format!("resources/{id}.ics"))),
+        _ => None,
+    };
+    let user_feed = token.as_deref().map(|t| feed_url(state, t, "mine.ics"));
+    let mut form = form;
+    if form.title.is_empty() && error.is_none() {
+        form.title = session.user.fullname();
+    }
+    let (status, error) = match error {
+        Some((status, message)) => (status, Some(message)),
+        None => (StatusCode::OK, None),
+    };
+    let mut p = PageCtx::signed_in(state, session, heading.clone())
+        .await
+        .ui(lang)?
+        .with_notice(notice);
+    p.title = format!("{} — {heading}", lang.t("booking.calendar"));
+    let page = CalendarPage {
+        p,
+        heading,
+        scope: scope.as_field(),
+        resource_id,
+        resources,
+        is_week,
+        date: iso(anchor),
+        range_label,
+        prev_href: format!("{path}?view={view_name}&date={}", iso(prev)),
+        next_href: format!("{path}?view={view_name}&date={}", iso(next)),
+        today_href: format!("{path}?view={view_name}"),
+        week_href: format!("{path}?view=week&date={}", iso(anchor)),
+        month_href: format!("{path}?view=month&date={}", iso(anchor)),
+        day_heads,
+        hours,
+        month_weeks,
+        bookings,
+        form,
+        error,
+        rules,
+        can_manage,
+        is_bookable,
+        resource_feed,
+        user_feed,
+        back: format!("{path}?view={view_name}&date={}", iso(anchor)),
+    };
+    let mut response = render(&page);
+    *response.status_mut() = status;
+    Ok(response)
+}
+
+fn notice_key(msg: Option<&str>) -> Option<&'static str> {
+    match msg? {
+        "booked" => Some("booking.notice_booked"),
+        "pending" => Some("booking.notice_pending"),
+        "cancelled" => Some("booking.notice_cancelled"),
+        "approved" => Some("booking.notice_approved"),
+        "refused" => Some("booking.notice_refused"),
+        "rules" => Some("booking.notice_rules"),
+        "feed" => Some("booking.notice_feed"),
+        _ => None,
+    }
+}
+
+async fn team_calendar(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Query(query): Query<CalendarQuery>,
+) -> Result<Response, UiError> {
+    let form = BookingForm {
+        experiment: query.experiment.clone().unwrap_or_default(),
+        ..BookingForm::default()
+    };
+    render_calendar(
+        &state,
+        &session,
+        Scope::Team,
+        query.view.as_deref().unwrap_or("week"),
+        query.date.as_deref(),
+        form,
+        None,
+        notice_key(query.msg.as_deref()),
+    )
+    .await
+}
+
+async fn resource_calendar(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Path(id): Path<i64>,
+    Query(query): Query<CalendarQuery>,
+) -> Result<Response, UiError> {
+    let form = BookingForm {
+        item: id.to_string(),
+        experiment: query.experiment.clone().unwrap_or_default(),
+        ..BookingForm::default()
+    };
+    render_calendar(
+        &state,
+        &session,
+        Scope::Resource(id),
+        query.view.as_deref().unwrap_or("week"),
+        query.date.as_deref(),
+        form,
+        None,
+        notice_key(query.msg.as_deref()),
+    )
+    .await
+}
+
+fn parse_form(form: &BookingForm) -> Result<NewBooking, AppError> {
+    let item = form
+        .item
+        .trim()
+        .parse()
+        .map_err(|_| AppError::invalid("item", "choose a resource"))?;
+    let instant = |field: &str, value: &str| {
+        parse_instant(value).ok_or_else(|| {
+            AppError::invalid(field, "enter a date and time, e.g. 2026-12-01 09:00 (UTC)")
+        })
+    };
+    let experiment = match form.experiment.trim().trim_start_matches('#') {
+        "" => None,
+        text => Some(text.parse().map_err(|_| {
+            AppError::invalid(
+                "experiment",
+                "enter the number of an experiment, or leave it empty",
+            )
+        })?),
+    };
+    Ok(NewBooking {
+        entity_id: item,
+        start_ms: instant("start", &form.start)?,
+        end_ms: instant("end", &form.end)?,
+        title: form.title.clone(),
+        experiment_id: experiment,
+    })
+}
+
+async fn book(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Form(form): Form<BookingForm>,
+) -> Result<Response, UiError> {
+    let lang = session.lang;
+    let scope = Scope::parse(&form.scope)
+        .ok_or_else(|| AppError::BadRequest("unknown calendar".into()))
+        .ui(lang)?;
+    let result = match parse_form(&form) {
+        Ok(new) => state
+            .store
+            .create_booking(&session.subject, new)
+            .await
+            .map_err(AppError::from),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(row) => {
+            let msg = if row.state == BookingState::Pending {
+                "pending"
+            } else {
+                "booked"
+            };
+            let date = cahier_core::clock::format_date(row.start_ms);
+            Ok(Redirect::to(&format!(
+                "{}?view={}&date={date}&msg={msg}",
+                scope.path(),
+                if form.view == "month" {
+                    "month"
+                } else {
+                    "week"
+                }
+            ))
+            .into_response())
+        }
+        Err(error @ (AppError::Invalid { .. } | AppError::Conflict(_))) => {
+            let status = error.status();
+            let (view, date) = (form.view.clone(), form.date.clone());
+            render_calendar(
+                &state,
+                &session,
+                scope,
+                &view,
+                Some(date.as_str()),
+                form,
+                Some((status, error.public_message())),
+                None,
+            )
+            .await
+        }
+        Err(error) => Err(UiError(error, lang)),
+    }
+}

@@ -1,0 +1,139 @@
+//! The calendar's buttons and small forms: cancel, approve and refuse a booking, save a
+//! resource's booking rules, make, renew or turn off the calendar feed token. Each answers
+//! with a redirect back to the calendar it came from (a local path only).
+
+use crate::AppState;
+use crate::auth::SignedIn;
+use crate::error::AppError;
+use crate::ui::{UiError, UiResultExt};
+use axum::extract::{Form, Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use cahier_core::booking::BookingRules;
+use cahier_store::StoreError;
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+pub(super) struct BackForm {
+    #[serde(default)]
+    back: String,
+}
+
+/// A local path to return to (never another site).
+fn safe_back(back: &str) -> &str {
+    if back.starts_with('/') && !back.starts_with("//") && !back.contains('\\') {
+        back
+    } else {
+        "/calendar"
+    }
+}
+
+fn with_msg(back: &str, msg: &str) -> String {
+    let back = safe_back(back);
+    let separator = if back.contains('?') { '&' } else { '?' };
+    format!("{back}{separator}msg={msg}")
+}
+
+pub(super) async fn change_booking(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Path((id, action)): Path<(i64, String)>,
+    Form(form): Form<BackForm>,
+) -> Result<Response, UiError> {
+    let lang = session.lang;
+    let store = &state.store;
+    let subject = &session.subject;
+    let msg = match action.as_str() {
+        "cancel" => store.cancel_booking(subject, id).await.map(|_| "cancelled"),
+        "approve" => store
+            .decide_booking(subject, id, true)
+            .await
+            .map(|_| "approved"),
+        "refuse" => store
+            .decide_booking(subject, id, false)
+            .await
+            .map(|_| "refused"),
+        _ => Err(StoreError::NotFound("action")),
+    }
+    .ui(lang)?;
+    Ok(Redirect::to(&with_msg(&form.back, msg)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RulesForm {
+    is_bookable: Option<String>,
+    can_overlap: Option<String>,
+    #[serde(default)]
+    max_minutes: String,
+    #[serde(default)]
+    max_slots: String,
+    #[serde(default)]
+    window_days: String,
+    is_cancellable: Option<String>,
+    #[serde(default)]
+    cancel_minutes: String,
+    needs_approval: Option<String>,
+}
+
+fn optional_number(field: &str, text: &str) -> Result<Option<i64>, AppError> {
+    match text.trim() {
+        "" => Ok(None),
+        t => t
+            .parse()
+            .map(Some)
+            .map_err(|_| AppError::invalid(field, "enter a whole number, or leave it empty")),
+    }
+}
+
+fn rules_from_form(form: &RulesForm) -> Result<BookingRules, AppError> {
+    Ok(BookingRules {
+        is_bookable: form.is_bookable.is_some(),
+        can_overlap: form.can_overlap.is_some(),
+        max_minutes: optional_number("max_minutes", &form.max_minutes)?,
+        max_slots: optional_number("max_slots", &form.max_slots)?,
+        window_days: optional_number("window_days", &form.window_days)?,
+        is_cancellable: form.is_cancellable.is_some(),
+        cancel_minutes: optional_number("cancel_minutes", &form.cancel_minutes)?.unwrap_or(0),
+        needs_approval: form.needs_approval.is_some(),
+    })
+}
+
+pub(super) async fn save_rules(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Path(id): Path<i64>,
+    Form(form): Form<RulesForm>,
+) -> Result<Response, UiError> {
+    let lang = session.lang;
+    let rules = rules_from_form(&form).ui(lang)?;
+    state
+        .store
+        .set_booking_rules(&session.subject, id, &rules)
+        .await
+        .ui(lang)?;
+    Ok(Redirect::to(&format!("/resources/{id}/calendar?msg=rules")).into_response())
+}
+
+pub(super) async fn feed_token(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Path(action): Path<String>,
+    Form(form): Form<BackForm>,
+) -> Result<Response, UiError> {
+    let lang = session.lang;
+    match action.as_str() {
+        "renew" => {
+            state
+                .store
+                .renew_calendar_token(session.user.id)
+                .await
+                .ui(lang)?;
+        }
+        "revoke" => state
+            .store
+            .revoke_calendar_token(session.user.id)
+            .await
+            .ui(lang)?,
+        _ => return Err(UiError(AppError::NotFound("action".into()), lang)),
+    }
+    Ok(Redirect::to(&with_msg(&form.back, "feed")).into_response())
+}
