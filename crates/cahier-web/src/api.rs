@@ -6,6 +6,7 @@
 mod entities;
 mod json;
 mod subresources;
+mod stock;
 mod teams;
 pub(crate) mod uploads;
 
@@ -27,6 +28,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(uploads::routes())
         .merge(subresources::routes())
         .merge(teams::routes())
+        .merge(stock::routes())
         .fallback(not_found)
 }
 

@@ -1,0 +1,353 @@
+//! Stock of resources: enabling tracking, recording consumption, restocking and corrections
+//! (all document changes through [`Store::update_entity`], so they sync, merge by summing and
+//! obey the access policy and locks), the projection rows that lists and the "to reorder" page
+//! read, and the queries over them. Never loads a document to answer a list.
+
+use crate::{Result, Store, StoreError};
+use cahier_core::document::EntityOp;
+use cahier_core::stock::{Stock, StockEvent, StockKind};
+use cahier_core::{EntityKind, EntityPatch, Subject};
+use serde::Serialize;
+use sqlx::SqliteConnection;
+use std::collections::HashSet;
+
+/// A resource's stock as projected (`entities.stock_*`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct StockRow {
+    /// Unit of the quantity.
+    pub unit: String,
+    /// Current quantity, thousandths (may be below zero).
+    pub quantity_milli: i64,
+    /// Reorder threshold, thousandths.
+    pub threshold_milli: Option<i64>,
+}
+
+impl StockRow {
+    /// Whether the quantity is at or below the threshold.
+    pub fn is_low(&self) -> bool {
+        self.threshold_milli
+            .is_some_and(|threshold| self.quantity_milli <= threshold)
+    }
+
+    /// Whether more was recorded as used than there was.
+    pub fn is_negative(&self) -> bool {
+        self.quantity_milli < 0
+    }
+}
+
+/// One stock event as projected, with names resolved for pages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct StockEventRow {
+    /// Stable id.
+    pub event_id: String,
+    /// `consume`, `restock` or `adjust`.
+    pub kind: String,
+    /// Signed change, thousandths.
+    pub delta_milli: i64,
+    /// Unit the event was recorded in.
+    pub unit: String,
+    /// Who recorded it.
+    pub user_id: i64,
+    /// Their name, when this database knows the user.
+    pub user_name: Option<String>,
+    /// Device time, ms.
+    pub at: i64,
+    /// When this database first stored it, ms (on the lab instance: server receive time).
+    pub received_at: i64,
+    /// UUID of the experiment it was used for.
+    pub experiment_uuid: Option<String>,
+    /// That experiment's id, when the reader may read it.
+    pub experiment_id: Option<i64>,
+    /// Its title, when the reader may read it.
+    pub experiment_title: Option<String>,
+    /// Note.
+    pub note: String,
+}
+
+/// A resource at or below its threshold, for the "to reorder" page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct ReorderRow {
+    /// Resource id.
+    pub id: i64,
+    /// Title.
+    pub title: String,
+    /// Unit.
+    pub unit: String,
+    /// Quantity, thousandths.
+    pub quantity_milli: i64,
+    /// Threshold, thousandths.
+    pub threshold_milli: i64,
+    /// Category name.
+    pub category_title: Option<String>,
+}
+
+/// What to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewStockEvent {
+    /// The action.
+    pub kind: StockKind,
+    /// The amount as written (positive for consume and restock, signed for adjust), thousandths.
+    pub amount_milli: i64,
+    /// Unit it is written in; must be the resource's unit. `None`: the resource's unit.
+    pub unit: Option<String>,
+    /// Integer id of the experiment it was used for.
+    pub experiment: Option<i64>,
+    /// Free note.
+    pub note: String,
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> StoreError {
+    StoreError::Invalid {
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+impl Store {
+    /// The resource's stock, if it tracks one (`Ok(None)` otherwise). Readers may see it.
+    pub async fn stock(&self, subject: &Subject, id: i64) -> Result<Option<StockRow>> {
+        self.entity(subject, id).await?;
+        Ok(sqlx::query_as(
+            "SELECT stock_unit AS unit, stock_quantity AS quantity_milli, stock_threshold AS threshold_milli \
+             FROM entities WHERE id = ? AND stock_unit IS NOT NULL",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// The resource's stock events, newest first (device time).
+    pub async fn stock_events(&self, subject: &Subject, id: i64) -> Result<Vec<StockEventRow>> {
+        self.entity(subject, id).await?;
+        let sql = format!(
+            "SELECT s.event_id, s.kind, s.delta AS delta_milli, s.unit, s.user_id, \
+             (SELECT u.firstname || ' ' || u.lastname FROM users u WHERE u.id = s.user_id) AS user_name, \
+             s.at, s.received_at, s.experiment_uuid, e.id AS experiment_id, e.title AS experiment_title, s.note \
+             FROM entity_stock_events s \
+             LEFT JOIN entities e ON e.uuid = s.experiment_uuid AND e.state != 3 AND {} \
+             WHERE s.entity_id = ? ORDER BY s.at DESC, s.event_id DESC",
+            crate::access_sql::readable_by(subject)
+        );
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Enables stock tracking on a resource or changes its unit or threshold (thousandths;
+    /// `Some(None)` clears it). With `initial`, also records that quantity as an adjustment
+    /// (in the same version). Needs write access.
+    pub async fn set_stock(
+        &self,
+        subject: &Subject,
+        id: i64,
+        unit: Option<String>,
+        threshold_milli: Option<Option<i64>>,
+        initial_milli: Option<i64>,
+    ) -> Result<()> {
+        let row = self.entity(subject, id).await?;
+        if row.kind != EntityKind::Resource {
+            return Err(invalid("stock", "only resources track stock"));
+        }
+        let mut ops = vec![EntityOp::SetStock {
+            unit: unit.clone(),
+            threshold_milli,
+        }];
+        if let Some(initial) = initial_milli.filter(|q| *q != 0) {
+            let unit = match unit {
+                Some(unit) => unit,
+                None => self
+                    .stock(subject, id)
+                    .await?
+                    .map(|s| s.unit)
+                    .unwrap_or_default(),
+            };
+            ops.push(EntityOp::RecordStock(StockEvent {
+                id: self.new_event_id(),
+                kind: StockKind::Adjust,
+                delta_milli: initial,
+                unit,
+                by: subject.user_id,
+                at_ms: self.now_ms(),
+                experiment: None,
+                note: String::new(),
+            }));
+        }
+        let patch = EntityPatch {
+            ops,
+            ..Default::default()
+        };
+        self.update_entity(subject, id, None, &patch, "stock settings")
+            .await?;
+        Ok(())
+    }
+
+    /// Records consumption, restocking or a correction. Needs write access; the resource must
+    /// track stock, the unit must be its unit, and the experiment (if any) one the subject may
+    /// read. Returns the event's id.
+    pub async fn record_stock(
+        &self,
+        subject: &Subject,
+        id: i64,
+        new: NewStockEvent,
+    ) -> Result<String> {
+        let row = self.entity(subject, id).await?;
+        if row.kind != EntityKind::Resource {
+            return Err(invalid("stock", "only resources track stock"));
+        }
+        let Some(stock) = self.stock(subject, id).await? else {
+            return Err(invalid(
+                "stock",
+                "this resource does not track stock yet; enable tracking with a unit first",
+            ));
+        };
+        let delta_milli = new.kind.delta(new.amount_milli).map_err(|m| invalid("amount", m))?;
+        let experiment = match new.experiment {
+            Some(experiment_id) => {
+                let experiment = self
+                    .entity_of_kind(subject, EntityKind::Experiment, experiment_id)
+                    .await
+                    .map_err(|error| match error {
+                        StoreError::NotFound(_) => invalid(
+                            "experiment",
+                            format!(
+                                "experiment {experiment_id} does not exist, or you cannot read it"
+                            ),
+                        ),
+                        other => other,
+                    })?;
+                Some(experiment.uuid.parse().map_err(|_| {
+                    StoreError::Document(cahier_core::DocError::Damaged("entity uuid".into()))
+                })?)
+            }
+            None => None,
+        };
+        let event_id = self.new_event_id();
+        let event = StockEvent {
+            id: event_id.clone(),
+            kind: new.kind,
+            delta_milli,
+            unit: new.unit.unwrap_or(stock.unit),
+            by: subject.user_id,
+            at_ms: self.now_ms(),
+            experiment,
+            note: new.note,
+        };
+        let patch = EntityPatch {
+            ops: vec![EntityOp::RecordStock(event)],
+            ..Default::default()
+        };
+        self.update_entity(subject, id, None, &patch, new.kind.as_str())
+            .await?;
+        Ok(event_id)
+    }
+
+    /// Resources of `team_id` the subject may read whose quantity is at or below their
+    /// threshold, lowest first relative to it.
+    pub async fn to_reorder(&self, subject: &Subject, team_id: i64) -> Result<Vec<ReorderRow>> {
+        // The WHERE repeats the partial index's condition (migration 11).
+        let sql = format!(
+            "SELECT e.id, e.title, e.stock_unit AS unit, e.stock_quantity AS quantity_milli, \
+             e.stock_threshold AS threshold_milli, c.title AS category_title \
+             FROM entities e LEFT JOIN categories c ON c.id = e.category_id \
+             WHERE e.team_id = ? AND e.stock_threshold IS NOT NULL AND e.stock_quantity <= e.stock_threshold \
+             AND e.kind = 'resource' AND e.state = 1 AND {} \
+             ORDER BY e.stock_quantity - e.stock_threshold, e.title",
+            crate::access_sql::readable_by(subject)
+        );
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(team_id)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Among `ids`, those whose stock is at or below its threshold (for list badges).
+    pub async fn low_stock_among(&self, ids: &[i64]) -> Result<HashSet<i64>> {
+        if ids.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let list: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        let sql = format!(
+            "SELECT id FROM entities WHERE id IN ({}) AND stock_threshold IS NOT NULL \
+             AND stock_quantity <= stock_threshold",
+            list.join(",")
+        );
+        let rows: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    fn new_event_id(&self) -> String {
+        // Time first, so ids sort roughly by creation; random so replicas never collide.
+        format!("{:012x}{:020x}", self.now_ms(), rand::random::<u128>() >> 48)
+    }
+}
+
+/// Writes the stock columns and adds the events not yet projected. Part of
+/// [`crate::projection::write`]; `now` becomes the new events' `received_at`.
+pub(crate) async fn write_projection(
+    conn: &mut SqliteConnection,
+    entity_id: i64,
+    stock: Option<&Stock>,
+    now: i64,
+) -> std::result::Result<(), sqlx::Error> {
+    let Some(stock) = stock else {
+        sqlx::query(
+            "UPDATE entities SET stock_unit = NULL, stock_quantity = NULL, stock_threshold = NULL \
+             WHERE id = ? AND stock_unit IS NOT NULL",
+        )
+        .bind(entity_id)
+        .execute(&mut *conn)
+        .await?;
+        return Ok(());
+    };
+    sqlx::query(
+        "UPDATE entities SET stock_unit = ?, stock_quantity = ?, stock_threshold = ? WHERE id = ?",
+    )
+    .bind(&stock.unit)
+    .bind(stock.quantity_milli)
+    .bind(stock.threshold_milli)
+    .bind(entity_id)
+    .execute(&mut *conn)
+    .await?;
+    // Events are only ever added: the same count means the same set, nothing to write.
+    let projected: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM entity_stock_events WHERE entity_id = ?")
+            .bind(entity_id)
+            .fetch_one(&mut *conn)
+            .await?;
+    if usize::try_from(projected).ok() == Some(stock.events.len()) {
+        return Ok(());
+    }
+    for event in &stock.events {
+        insert_event(conn, entity_id, event, now).await?;
+    }
+    Ok(())
+}
+
+async fn insert_event(
+    conn: &mut SqliteConnection,
+    entity_id: i64,
+    event: &StockEvent,
+    received_at: i64,
+) -> std::result::Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO entity_stock_events (entity_id, event_id, kind, delta, unit, user_id, at, \
+         experiment_uuid, note, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (entity_id, event_id) DO NOTHING",
+    )
+    .bind(entity_id)
+    .bind(&event.id)
+    .bind(event.kind.as_str())
+    .bind(event.delta_milli)
+    .bind(&event.unit)
+    .bind(event.by)
+    .bind(event.at_ms)
+    .bind(event.experiment.map(|e| e.to_string()))
+    .bind(&event.note)
+    .bind(received_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
