@@ -10,6 +10,7 @@ mod history;
 mod replica_pages;
 mod session_pages;
 mod settings;
+mod stock;
 
 use crate::AppState;
 use crate::auth::SignedIn;
@@ -238,4 +239,5 @@ pub fn routes() -> Router<AppState> {
         .merge(settings::routes())
         .merge(admin::routes())
         .merge(replica_pages::routes())
+        .merge(stock::routes())
 }
