@@ -3,6 +3,7 @@
 //! obey the access policy and locks), the projection rows that lists and the "to reorder" page
 //! read, and the queries over them. Never loads a document to answer a list.
 
+use crate::sync::proto::SnapshotStock;
 use crate::{Result, Store, StoreError};
 use cahier_core::document::EntityOp;
 use cahier_core::stock::{Stock, StockEvent, StockKind};
@@ -349,5 +350,77 @@ async fn insert_event(
     .bind(received_at)
     .execute(&mut *conn)
     .await?;
+    Ok(())
+}
+
+/// The stock rows of an entity for a pull snapshot (`None` when it does not track stock).
+pub(crate) async fn snapshot(
+    conn: &mut SqliteConnection,
+    entity_id: i64,
+) -> std::result::Result<Option<SnapshotStock>, sqlx::Error> {
+    let columns: Option<(String, i64, Option<i64>)> = sqlx::query_as(
+        "SELECT stock_unit, stock_quantity, stock_threshold FROM entities \
+         WHERE id = ? AND stock_unit IS NOT NULL",
+    )
+    .bind(entity_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((unit, quantity_milli, threshold_milli)) = columns else {
+        return Ok(None);
+    };
+    let events = sqlx::query_as(
+        "SELECT event_id, kind, delta, unit, user_id, at, experiment_uuid, note, received_at \
+         FROM entity_stock_events WHERE entity_id = ? ORDER BY at, event_id",
+    )
+    .bind(entity_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(Some(SnapshotStock {
+        unit,
+        quantity_milli,
+        threshold_milli,
+        events,
+    }))
+}
+
+/// A replica writes the server's stock rows; the server's receive time replaces the local one
+/// of events the replica recorded itself.
+pub(crate) async fn write_snapshot(
+    conn: &mut SqliteConnection,
+    entity_id: i64,
+    stock: Option<&SnapshotStock>,
+) -> std::result::Result<(), sqlx::Error> {
+    let (unit, quantity, threshold) = match stock {
+        Some(s) => (Some(s.unit.as_str()), Some(s.quantity_milli), s.threshold_milli),
+        None => (None, None, None),
+    };
+    sqlx::query(
+        "UPDATE entities SET stock_unit = ?, stock_quantity = ?, stock_threshold = ? WHERE id = ?",
+    )
+    .bind(unit)
+    .bind(quantity)
+    .bind(threshold)
+    .bind(entity_id)
+    .execute(&mut *conn)
+    .await?;
+    for event in stock.map(|s| s.events.as_slice()).unwrap_or_default() {
+        sqlx::query(
+            "INSERT INTO entity_stock_events (entity_id, event_id, kind, delta, unit, user_id, at, \
+             experiment_uuid, note, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (entity_id, event_id) DO UPDATE SET received_at = excluded.received_at",
+        )
+        .bind(entity_id)
+        .bind(&event.event_id)
+        .bind(&event.kind)
+        .bind(event.delta)
+        .bind(&event.unit)
+        .bind(event.user_id)
+        .bind(event.at)
+        .bind(&event.experiment_uuid)
+        .bind(&event.note)
+        .bind(event.received_at)
+        .execute(&mut *conn)
+        .await?;
+    }
     Ok(())
 }

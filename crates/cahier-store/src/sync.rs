@@ -256,6 +256,7 @@ impl Store {
         .bind(row.id)
         .fetch_all(&mut *conn)
         .await?;
+        let stock = crate::stock::snapshot(conn, row.id).await?;
         Ok(Snapshot {
             entity: row,
             steps,
@@ -263,6 +264,7 @@ impl Store {
             links,
             conflicts,
             uploads,
+            stock,
         })
     }
 
