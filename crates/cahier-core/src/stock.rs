@@ -176,6 +176,16 @@ impl Stock {
     pub fn is_negative(&self) -> bool {
         self.quantity_milli < 0
     }
+
+    /// Whether the counter equals the sum of the events, as it does when every change was made
+    /// through [`crate::document::EntityOp::RecordStock`] (which moves both together).
+    pub fn is_consistent(&self) -> bool {
+        let sum = self
+            .events
+            .iter()
+            .try_fold(0i64, |sum, e| sum.checked_add(e.delta_milli));
+        sum == Some(self.quantity_milli)
+    }
 }
 
 #[cfg(test)]

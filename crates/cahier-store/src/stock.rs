@@ -424,3 +424,47 @@ pub(crate) async fn write_snapshot(
     }
     Ok(())
 }
+
+/// Checks the stock part of a pushed document: events are only added, each new one names the
+/// pushing user, and the counter still equals the sum of the events (a change that moves the
+/// counter without an event, or the reverse, is refused).
+pub(crate) fn check_pushed(
+    before: Option<&Stock>,
+    after: Option<&Stock>,
+    user_id: i64,
+) -> Result<()> {
+    let Some(after) = after else {
+        return match before {
+            Some(_) => Err(invalid("stock", "the stock of a resource cannot be removed")),
+            None => Ok(()),
+        };
+    };
+    if !after.is_consistent() {
+        return Err(invalid(
+            "stock",
+            "the stock quantity does not match its events",
+        ));
+    }
+    let known: HashSet<&str> = before
+        .map(|b| b.events.iter().map(|e| e.id.as_str()).collect())
+        .unwrap_or_default();
+    if known.len() > after.events.len()
+        || before.is_some_and(|b| {
+            b.events
+                .iter()
+                .any(|e| !after.events.iter().any(|a| a.id == e.id && a == e))
+        })
+    {
+        return Err(invalid("stock", "recorded stock events cannot be changed"));
+    }
+    if after
+        .events
+        .iter()
+        .any(|e| !known.contains(e.id.as_str()) && e.by != user_id)
+    {
+        return Err(StoreError::Forbidden(
+            "stock events must be recorded by the pushing user".into(),
+        ));
+    }
+    Ok(())
+}

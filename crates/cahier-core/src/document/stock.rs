@@ -273,6 +273,7 @@ mod tests {
         assert_eq!(stock.quantity_milli, 100_000 - 2_500 - 10_000 + 500);
         let ids: Vec<&str> = stock.events.iter().map(|e| e.id.as_str()).collect();
         assert_eq!(ids, ["e0", "e1", "e2", "e3"]);
+        assert!(stock.is_consistent());
 
         // Merging the other way gives the same quantity.
         merged(&mut field, &mut lab);
@@ -305,6 +306,7 @@ mod tests {
         apply(&mut lab, 2, vec![event("c", StockKind::Consume, -9_000, 2)]);
         let stock = lab.content().expect("content").stock.expect("tracked");
         assert_eq!(stock.quantity_milli, 40_000);
+        assert!(stock.is_consistent());
     }
 
     #[test]
