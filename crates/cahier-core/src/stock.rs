@@ -58,10 +58,9 @@ impl StockKind {
             }
             Self::Consume => Ok(-amount_milli),
             Self::Restock => Ok(amount_milli),
-            Self::Adjust if amount_milli == 0 => {
-                Err("an adjustment must change the quantity (use a negative amount to lower it)"
-                    .into())
-            }
+            Self::Adjust if amount_milli == 0 => Err(
+                "an adjustment must change the quantity (use a negative amount to lower it)".into(),
+            ),
             Self::Adjust => Ok(amount_milli),
         }
     }
@@ -82,7 +81,10 @@ pub fn parse_amount(text: &str) -> Result<i64, String> {
         return Err(format!("\"{}\" is not a number; {hint}", text.trim()));
     }
     if fraction.len() > 3 {
-        return Err(format!("\"{}\" has more than 3 decimals; {hint}", text.trim()));
+        return Err(format!(
+            "\"{}\" has more than 3 decimals; {hint}",
+            text.trim()
+        ));
     }
     let too_large = || format!("\"{}\" is too large", text.trim());
     let whole: i64 = if whole.is_empty() {

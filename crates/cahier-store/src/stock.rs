@@ -202,7 +202,10 @@ impl Store {
                 "this resource does not track stock yet; enable tracking with a unit first",
             ));
         };
-        let delta_milli = new.kind.delta(new.amount_milli).map_err(|m| invalid("amount", m))?;
+        let delta_milli = new
+            .kind
+            .delta(new.amount_milli)
+            .map_err(|m| invalid("amount", m))?;
         let experiment = match new.experiment {
             Some(experiment_id) => {
                 let experiment = self
@@ -281,7 +284,11 @@ impl Store {
 
     fn new_event_id(&self) -> String {
         // Time first, so ids sort roughly by creation; random so replicas never collide.
-        format!("{:012x}{:020x}", self.now_ms(), rand::random::<u128>() >> 48)
+        format!(
+            "{:012x}{:020x}",
+            self.now_ms(),
+            rand::random::<u128>() >> 48
+        )
     }
 }
 
@@ -391,7 +398,11 @@ pub(crate) async fn write_snapshot(
     stock: Option<&SnapshotStock>,
 ) -> std::result::Result<(), sqlx::Error> {
     let (unit, quantity, threshold) = match stock {
-        Some(s) => (Some(s.unit.as_str()), Some(s.quantity_milli), s.threshold_milli),
+        Some(s) => (
+            Some(s.unit.as_str()),
+            Some(s.quantity_milli),
+            s.threshold_milli,
+        ),
         None => (None, None, None),
     };
     sqlx::query(
@@ -435,7 +446,10 @@ pub(crate) fn check_pushed(
 ) -> Result<()> {
     let Some(after) = after else {
         return match before {
-            Some(_) => Err(invalid("stock", "the stock of a resource cannot be removed")),
+            Some(_) => Err(invalid(
+                "stock",
+                "the stock of a resource cannot be removed",
+            )),
             None => Ok(()),
         };
     };

@@ -5,8 +5,8 @@
 
 mod entities;
 mod json;
-mod subresources;
 mod stock;
+mod subresources;
 mod teams;
 pub(crate) mod uploads;
 

@@ -1134,7 +1134,11 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
         "Rien n'a encore été enregistré.",
     ),
     ("stock.device_time", "recorded", "saisi le"),
-    ("stock.received_time", "received by the server", "reçu par le serveur le"),
+    (
+        "stock.received_time",
+        "received by the server",
+        "reçu par le serveur le",
+    ),
     ("stock.for_experiment", "for", "pour"),
     ("stock.full_history", "Full history", "Historique complet"),
     (
@@ -1151,7 +1155,11 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
         "What the quantity is counted in, like mL, g or units.",
         "Ce en quoi la quantité est comptée, comme mL, g ou unités.",
     ),
-    ("stock.initial", "Quantity in stock now", "Quantité en stock maintenant"),
+    (
+        "stock.initial",
+        "Quantity in stock now",
+        "Quantité en stock maintenant",
+    ),
     (
         "stock.refused",
         "Nothing was recorded:",

@@ -264,8 +264,16 @@ mod tests {
         let bytes = base.save();
         let mut lab = EntityDoc::load(&bytes).expect("load");
         let mut field = EntityDoc::load(&bytes).expect("load");
-        apply(&mut lab, 2, vec![event("e1", StockKind::Consume, -2_500, 2)]);
-        apply(&mut field, 3, vec![event("e2", StockKind::Consume, -10_000, 3)]);
+        apply(
+            &mut lab,
+            2,
+            vec![event("e1", StockKind::Consume, -2_500, 2)],
+        );
+        apply(
+            &mut field,
+            3,
+            vec![event("e2", StockKind::Consume, -10_000, 3)],
+        );
         apply(&mut field, 3, vec![event("e3", StockKind::Restock, 500, 3)]);
 
         merged(&mut lab, &mut field);
@@ -320,7 +328,10 @@ mod tests {
         let error = doc
             .apply(None, &wrong_unit, &meta(1), || ActorId::from([9; 16]))
             .expect_err("unit mismatch");
-        assert!(error.to_string().contains("counts its stock in g"), "{error}");
+        assert!(
+            error.to_string().contains("counts its stock in g"),
+            "{error}"
+        );
 
         let mut doc = resource();
         apply(
@@ -345,7 +356,10 @@ mod tests {
         let error = doc
             .apply(None, &patch, &meta(1), || ActorId::from([9; 16]))
             .expect_err("not tracked");
-        assert!(error.to_string().contains("does not track stock"), "{error}");
+        assert!(
+            error.to_string().contains("does not track stock"),
+            "{error}"
+        );
         assert!(doc.content().expect("content").stock.is_none());
     }
 }

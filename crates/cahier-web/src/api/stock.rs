@@ -80,9 +80,7 @@ fn summary_json(stock: &StockRow, events: &[StockEventRow]) -> Value {
 /// Bad values answer 400 here (the stock extension's contract), still naming the field.
 fn bad_request(error: AppError) -> AppError {
     match error {
-        AppError::Invalid { field, message } => {
-            AppError::BadRequest(format!("{field}: {message}"))
-        }
+        AppError::Invalid { field, message } => AppError::BadRequest(format!("{field}: {message}")),
         other => other,
     }
 }

@@ -1035,9 +1035,16 @@ pub(super) async fn render_entity_page(
             name: format!("timestamp-{}.zip", t.id),
         })
         .collect();
-    let stock = super::stock::view(store, subject, lang, &e, can_write, Some(super::stock::RECENT_EVENTS))
-        .await
-        .ui(lang)?;
+    let stock = super::stock::view(
+        store,
+        subject,
+        lang,
+        &e,
+        can_write,
+        Some(super::stock::RECENT_EVENTS),
+    )
+    .await
+    .ui(lang)?;
     let mut p = PageCtx::signed_in(state, session, e.title.clone())
         .await
         .ui(lang)?;

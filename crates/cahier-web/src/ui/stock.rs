@@ -143,9 +143,12 @@ pub(super) async fn view(
                 .unwrap_or_else(|| lang.t("common.unknown_user").to_owned()),
             device_time: when(e.at),
             received_time: when(e.received_at),
-            experiment: e
-                .experiment_id
-                .map(|id| (format!("/experiments/{id}"), e.experiment_title.unwrap_or_default())),
+            experiment: e.experiment_id.map(|id| {
+                (
+                    format!("/experiments/{id}"),
+                    e.experiment_title.unwrap_or_default(),
+                )
+            }),
             note: e.note,
         })
         .collect();
@@ -238,14 +241,13 @@ async fn record_stock(
             .ok_or_else(|| AppError::invalid("action", lang.t("stock.error_action")))?;
         let amount_milli =
             parse_amount(&form.amount).map_err(|m| AppError::invalid("amount", m))?;
-        let experiment = match form.experiment.trim() {
-            "" => None,
-            text => Some(
-                text.trim_start_matches('#')
-                    .parse::<i64>()
-                    .map_err(|_| AppError::invalid("experiment", lang.t("stock.error_experiment")))?,
-            ),
-        };
+        let experiment =
+            match form.experiment.trim() {
+                "" => None,
+                text => Some(text.trim_start_matches('#').parse::<i64>().map_err(|_| {
+                    AppError::invalid("experiment", lang.t("stock.error_experiment"))
+                })?),
+            };
         let new = NewStockEvent {
             kind,
             amount_milli,
@@ -357,10 +359,7 @@ struct ReorderPage {
     rows: Vec<ReorderView>,
 }
 
-async fn to_reorder(
-    State(state): State<AppState>,
-    session: SignedIn,
-) -> Result<Response, UiError> {
+async fn to_reorder(State(state): State<AppState>, session: SignedIn) -> Result<Response, UiError> {
     let lang = session.lang;
     let Some(team_id) = session.current_team() else {
         return Err(UiError(AppError::NotFound("team".into()), lang));

@@ -40,16 +40,19 @@ async fn stock_is_recorded_through_the_api_and_summed_in_the_item() {
     let app = TestApp::spawn().await;
     let (_admin, alice, _bob) = lab(&app).await;
     let api = app.api(&app.api_key(&alice, true).await);
-    let item = api
-        .create("/items", json!({"title": "Ethanol 70 %"}))
-        .await;
+    let item = api.create("/items", json!({"title": "Ethanol 70 %"})).await;
     let experiment = api
         .create("/experiments", json!({"title": "DNA extraction"}))
         .await;
     let stock_path = format!("/items/{item}/stock");
 
     // Not tracked: no stock object, and recording says what to do first.
-    assert!(api.json(&format!("/items/{item}")).await.get("stock").is_none());
+    assert!(
+        api.json(&format!("/items/{item}"))
+            .await
+            .get("stock")
+            .is_none()
+    );
     let (status, description) = status_and_description(
         api.post(&stock_path, json!({"action": "consume", "amount": 1}))
             .await,
@@ -110,8 +113,11 @@ async fn stock_is_recorded_through_the_api_and_summed_in_the_item() {
     assert_eq!(stock["quantity"], json!(-1.0));
     assert_eq!(stock["is_negative"], true);
     assert_eq!(stock["events"].as_array().unwrap().len(), 4);
-    api.post(&stock_path, json!({"action": "restock", "amount": "100.125"}))
-        .await;
+    api.post(
+        &stock_path,
+        json!({"action": "restock", "amount": "100.125"}),
+    )
+    .await;
     assert_eq!(stock_of(&api, item).await["quantity"], json!(99.125));
 
     // The threshold can be cleared; the item's other fields are untouched.
@@ -153,15 +159,43 @@ async fn bad_stock_input_answers_400_naming_the_field_and_records_nothing() {
     );
 
     for (body, field, words) in [
-        (json!({"action": "consume", "amount": 1, "unit": "mL"}), "unit", "counts its stock in g"),
-        (json!({"action": "consume", "amount": "beaucoup"}), "amount", "not a number"),
-        (json!({"action": "consume", "amount": 1.2345}), "amount", "3 decimals"),
-        (json!({"action": "consume", "amount": -1}), "amount", "greater than zero"),
-        (json!({"action": "adjust", "amount": 0}), "amount", "must change"),
+        (
+            json!({"action": "consume", "amount": 1, "unit": "mL"}),
+            "unit",
+            "counts its stock in g",
+        ),
+        (
+            json!({"action": "consume", "amount": "beaucoup"}),
+            "amount",
+            "not a number",
+        ),
+        (
+            json!({"action": "consume", "amount": 1.2345}),
+            "amount",
+            "3 decimals",
+        ),
+        (
+            json!({"action": "consume", "amount": -1}),
+            "amount",
+            "greater than zero",
+        ),
+        (
+            json!({"action": "adjust", "amount": 0}),
+            "amount",
+            "must change",
+        ),
         (json!({"action": "consume"}), "amount", "give the amount"),
         (json!({"action": "eat", "amount": 1}), "action", "consume"),
-        (json!({"action": "consume", "amount": true}), "amount", "expected a number"),
-        (json!({"action": "consume", "amount": 1, "experiment": 999_999}), "experiment", "does not exist"),
+        (
+            json!({"action": "consume", "amount": true}),
+            "amount",
+            "expected a number",
+        ),
+        (
+            json!({"action": "consume", "amount": 1, "experiment": 999_999}),
+            "experiment",
+            "does not exist",
+        ),
     ] {
         let (status, description) =
             status_and_description(api.post(&stock_path, body.clone()).await).await;
@@ -186,7 +220,9 @@ async fn readers_see_stock_but_only_writers_record_it_and_a_lock_stops_them() {
     let (admin, alice, bob) = lab(&app).await;
     let carol = app.user("carol@lab.fr", "Botany", false).await;
     let alice_api = app.api(&app.api_key(&alice, true).await);
-    let item = alice_api.create("/items", json!({"title": "Taq polymerase"})).await;
+    let item = alice_api
+        .create("/items", json!({"title": "Taq polymerase"}))
+        .await;
     let stock_path = format!("/items/{item}/stock");
     alice_api
         .patch(&stock_path, json!({"unit": "units", "threshold": 1}))
@@ -248,8 +284,12 @@ async fn the_resource_page_tracks_stock_and_low_stock_shows_in_lists_and_to_reor
     let app = TestApp::spawn().await;
     let (_admin, alice, bob) = lab(&app).await;
     let api = app.api(&app.api_key(&alice, true).await);
-    let item = api.create("/items", json!({"title": "Ethanol absolu"})).await;
-    let other = api.create("/items", json!({"title": "Gants nitrile"})).await;
+    let item = api
+        .create("/items", json!({"title": "Ethanol absolu"}))
+        .await;
+    let other = api
+        .create("/items", json!({"title": "Gants nitrile"}))
+        .await;
     let page_path = format!("/resources/{item}");
     let browser = app.browser(&alice).await;
 
@@ -286,7 +326,11 @@ async fn the_resource_page_tracks_stock_and_low_stock_shows_in_lists_and_to_reor
     let response = browser
         .post_form(
             &format!("{page_path}/stock"),
-            &[("action", "consume"), ("amount", "2,5"), ("note", "TP lundi")],
+            &[
+                ("action", "consume"),
+                ("amount", "2,5"),
+                ("note", "TP lundi"),
+            ],
         )
         .await;
     assert_eq!(response.status(), 303);
@@ -299,7 +343,11 @@ async fn the_resource_page_tracks_stock_and_low_stock_shows_in_lists_and_to_reor
     let response = browser
         .post_form(
             &format!("{page_path}/stock"),
-            &[("action", "consume"), ("amount", "beaucoup"), ("note", "à garder")],
+            &[
+                ("action", "consume"),
+                ("amount", "beaucoup"),
+                ("note", "à garder"),
+            ],
         )
         .await;
     assert_eq!(response.status(), 422);
