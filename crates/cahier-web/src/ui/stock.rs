@@ -87,6 +87,15 @@ impl StockView {
     }
 }
 
+/// An amount as the user's language writes it (a decimal comma in French).
+fn amount_text(lang: Lang, milli: i64) -> String {
+    let text = format_amount(milli);
+    match lang {
+        Lang::Fr => text.replace('.', ","),
+        Lang::En => text,
+    }
+}
+
 fn kind_label(kind: &str) -> &'static str {
     match kind {
         "consume" => "stock.consume",
@@ -118,8 +127,11 @@ pub(super) async fn view(
     };
     let events = store.stock_events(subject, row.id).await?;
     view.tracked = true;
-    view.quantity = format_amount(stock.quantity_milli);
-    view.threshold = stock.threshold_milli.map(format_amount).unwrap_or_default();
+    view.quantity = amount_text(lang, stock.quantity_milli);
+    view.threshold = stock
+        .threshold_milli
+        .map(|t| amount_text(lang, t))
+        .unwrap_or_default();
     view.is_low = stock.is_low();
     view.is_negative = stock.is_negative();
     view.form_unit.clone_from(&stock.unit);
@@ -134,7 +146,7 @@ pub(super) async fn view(
             amount: format!(
                 "{}{} {}",
                 if e.delta_milli > 0 { "+" } else { "" },
-                format_amount(e.delta_milli),
+                amount_text(lang, e.delta_milli),
                 e.unit
             ),
             is_decrease: e.delta_milli < 0,
@@ -375,8 +387,8 @@ async fn to_reorder(State(state): State<AppState>, session: SignedIn) -> Result<
             href: format!("/resources/{}", r.id),
             title: r.title,
             category: r.category_title.unwrap_or_default(),
-            quantity: format!("{} {}", format_amount(r.quantity_milli), r.unit),
-            threshold: format!("{} {}", format_amount(r.threshold_milli), r.unit),
+            quantity: format!("{} {}", amount_text(lang, r.quantity_milli), r.unit),
+            threshold: format!("{} {}", amount_text(lang, r.threshold_milli), r.unit),
             is_negative: r.quantity_milli < 0,
         })
         .collect();

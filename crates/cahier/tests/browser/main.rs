@@ -14,6 +14,7 @@
 mod attachments;
 mod harness;
 mod resources;
+mod stock;
 mod templates;
 
 use fantoccini::key::Key;

@@ -335,7 +335,7 @@ async fn the_resource_page_tracks_stock_and_low_stock_shows_in_lists_and_to_reor
         .await;
     assert_eq!(response.status(), 303);
     let html = browser.page(&page_path).await;
-    assert!(html.contains(">2.5 mL<"), "{html}");
+    assert!(html.contains(">2,5 mL<"), "{html}");
     assert!(html.contains("TP lundi"));
     assert!(!html.contains("id=\"stock-low\""));
 
@@ -355,7 +355,7 @@ async fn the_resource_page_tracks_stock_and_low_stock_shows_in_lists_and_to_reor
     assert!(html.contains("id=\"stock-error\""), "{html}");
     assert!(html.contains("value=\"beaucoup\""));
     assert!(html.contains("value=\"à garder\"") || html.contains("value=\"&#224; garder\""));
-    assert!(html.contains(">2.5 mL<"));
+    assert!(html.contains(">2,5 mL<"));
 
     // Down to the threshold: low in the list and on the team's page; the other is not.
     browser
@@ -382,9 +382,9 @@ async fn the_resource_page_tracks_stock_and_low_stock_shows_in_lists_and_to_reor
         .await;
     let html = browser.page(&page_path).await;
     assert!(html.contains("id=\"stock-negative\""), "{html}");
-    assert!(html.contains(">-2.5 mL<"));
+    assert!(html.contains(">-2,5 mL<"));
     let reorder = browser.page("/to-reorder").await;
-    assert!(reorder.contains("-2.5 mL"), "{reorder}");
+    assert!(reorder.contains("-2,5 mL"), "{reorder}");
 
     // Bob reads the stock but gets no form, and his post is refused.
     let bob_browser = app.browser(&bob).await;
@@ -399,7 +399,7 @@ async fn the_resource_page_tracks_stock_and_low_stock_shows_in_lists_and_to_reor
         .await;
     assert_eq!(response.status(), 403);
     let html = bob_browser.page(&format!("{page_path}/stock")).await;
-    assert!(html.contains(">-2.5 mL<"), "{html}");
+    assert!(html.contains(">-2,5 mL<"), "{html}");
 }
 
 #[tokio::test]
