@@ -482,3 +482,64 @@ pub(crate) fn check_pushed(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: &str, delta_milli: i64, by: i64) -> StockEvent {
+        StockEvent {
+            id: id.into(),
+            kind: if delta_milli < 0 {
+                StockKind::Consume
+            } else {
+                StockKind::Restock
+            },
+            delta_milli,
+            unit: "mL".into(),
+            by,
+            at_ms: 1,
+            experiment: None,
+            note: String::new(),
+        }
+    }
+
+    fn stock(events: Vec<StockEvent>, quantity_milli: i64) -> Stock {
+        Stock {
+            unit: "mL".into(),
+            threshold_milli: None,
+            quantity_milli,
+            events,
+        }
+    }
+
+    #[test]
+    fn a_push_may_only_add_its_own_events_with_the_counter_in_step() {
+        let before = stock(vec![event("a", 5_000, 1)], 5_000);
+        // Adding one's own event, counter in step: accepted.
+        let after = stock(vec![event("a", 5_000, 1), event("b", -1_000, 2)], 4_000);
+        assert!(check_pushed(Some(&before), Some(&after), 2).is_ok());
+        // Enabling tracking in the push itself: accepted, with the pusher's own events only.
+        let own = stock(vec![event("b", 2_000, 2)], 2_000);
+        assert!(check_pushed(None, Some(&own), 2).is_ok());
+        assert!(check_pushed(None, Some(&after), 2).is_err());
+        // The counter moved without an event.
+        let moved = stock(vec![event("a", 5_000, 1)], 9_000);
+        assert!(matches!(
+            check_pushed(Some(&before), Some(&moved), 2),
+            Err(StoreError::Invalid { .. })
+        ));
+        // An event in someone else's name.
+        let forged = stock(vec![event("a", 5_000, 1), event("b", -1_000, 3)], 4_000);
+        assert!(matches!(
+            check_pushed(Some(&before), Some(&forged), 2),
+            Err(StoreError::Forbidden(_))
+        ));
+        // A recorded event rewritten (counter kept in step), or dropped, or the stock removed.
+        let rewritten = stock(vec![event("a", 9_000, 1)], 9_000);
+        assert!(check_pushed(Some(&before), Some(&rewritten), 1).is_err());
+        let dropped = stock(vec![], 0);
+        assert!(check_pushed(Some(&before), Some(&dropped), 1).is_err());
+        assert!(check_pushed(Some(&before), None, 1).is_err());
+    }
+}
