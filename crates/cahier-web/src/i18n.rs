@@ -1176,6 +1176,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
         "indiquez le numéro de l'expérience, comme 42, ou laissez vide",
     ),
     ("stock.reorder_title", "To reorder", "À commander"),
+    ("stock.dashboard_title", "Low in stock", "Stock bas"),
     (
         "stock.reorder_explain",
         "Resources of your team at or below their reorder threshold, the most urgent first.",

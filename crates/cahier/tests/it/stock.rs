@@ -372,6 +372,9 @@ async fn the_resource_page_tracks_stock_and_low_stock_shows_in_lists_and_to_reor
     let reorder = browser.page("/to-reorder").await;
     assert!(reorder.contains(&format!("/resources/{item}")), "{reorder}");
     assert!(!reorder.contains(&format!("/resources/{other}\"")));
+    let dashboard = browser.page("/").await;
+    assert!(dashboard.contains("id=\"low-stock\""), "{dashboard}");
+    assert!(dashboard.contains(&format!("/resources/{item}#stock")));
 
     // Below zero: shown, flagged, never clipped.
     browser
