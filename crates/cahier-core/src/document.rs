@@ -31,6 +31,8 @@
 //!                                  `state` and `replaces` were added later without a schema bump:
 //!                                  an entry without them reads as "not recorded", see
 //!                                  [`Attachment`])
+//! stock: Map (absent until tracking is enabled; unit, threshold, a Counter for the quantity
+//!             and the events: see `document/stock.rs`)
 //! ```
 //!
 //! Every container exists from creation, so two replicas never race to create one.
@@ -229,6 +231,14 @@ pub enum EntityOp {
     PutField(Field),
     /// Removes a field.
     RemoveField { name: String },
+    /// Enables stock tracking (the unit is then required) or changes its unit or threshold
+    /// (thousandths; `Some(None)` clears it).
+    SetStock {
+        unit: Option<String>,
+        threshold_milli: Option<Option<i64>>,
+    },
+    /// Records a stock event; the quantity's counter moves by its delta.
+    RecordStock(crate::stock::StockEvent),
 }
 
 /// Root fields whose concurrent values are kept and shown as conflicts.
@@ -356,6 +366,9 @@ pub struct EntityContent {
     /// empty, so content serialised before fields existed compares equal (golden tests).
     #[serde(skip_serializing_if = "Metadata::is_empty")]
     pub metadata: Metadata,
+    /// Stock, when the entity tracks it (left out of the serialised form otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stock: Option<crate::stock::Stock>,
 }
 
 /// Who and when a commit is made for.
@@ -763,6 +776,15 @@ impl EntityDoc {
                 let fields = map_obj(doc, "fields")?;
                 write_field(doc, &fields, &field)?;
             }
+            EntityOp::SetStock {
+                unit,
+                threshold_milli,
+            } => {
+                stock::set_stock(doc, unit.as_deref(), *threshold_milli)?;
+            }
+            EntityOp::RecordStock(event) => {
+                stock::record_stock(doc, event)?;
+            }
             EntityOp::RemoveField { name } => {
                 let fields = map_obj(doc, "fields")?;
                 if doc.get(&fields, name.as_str())?.is_none() {
@@ -1106,10 +1128,12 @@ fn read_content<D: ReadDoc>(doc: &D) -> Result<EntityContent, DocError> {
         comments,
         conflicts,
         metadata: read_metadata(doc),
+        stock: stock::read_stock(doc)?,
     })
 }
 
 mod metadata;
+mod stock;
 use metadata::{read_metadata, set_field_value, write_field, write_metadata};
 
 #[cfg(test)]

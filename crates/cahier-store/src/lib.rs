@@ -19,6 +19,7 @@ pub mod listing;
 mod migrate;
 mod projection;
 pub mod replica;
+pub mod stock;
 pub mod sweep;
 pub mod sync;
 mod templates;

@@ -55,6 +55,10 @@ const SQLITE: &[(i64, Step)] = &[
         Step::Sql(include_str!("../migrations/sqlite/0010_field_index.sql")),
     ),
     (
+        11,
+        Step::Sql(include_str!("../migrations/sqlite/0011_stock.sql")),
+    ),
+    (
         12,
         Step::Sql(include_str!("../migrations/sqlite/0012_bookings.sql")),
     ),

@@ -103,6 +103,7 @@ pub(crate) async fn write(
         conflicts: &conflicts,
     };
     write_children(conn, entity_id, &children).await?;
+    crate::stock::write_projection(conn, entity_id, content.stock.as_ref(), modified_at).await?;
     write_fts(
         conn,
         entity_id,

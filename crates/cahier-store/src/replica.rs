@@ -231,6 +231,7 @@ impl Store {
         projection::write_children(conn, local_id, &children).await?;
         let uploads: Vec<_> = snapshot.uploads.iter().map(|u| u.to_attachment()).collect();
         projection::write_uploads(conn, local_id, &uploads).await?;
+        crate::stock::write_snapshot(conn, local_id, snapshot.stock.as_ref()).await?;
         let index_body = index_text(&e.body, ContentType::from_code(e.content_type));
         projection::write_fts(
             conn,

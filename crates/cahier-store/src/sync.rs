@@ -256,6 +256,7 @@ impl Store {
         .bind(row.id)
         .fetch_all(&mut *conn)
         .await?;
+        let stock = crate::stock::snapshot(conn, row.id).await?;
         Ok(Snapshot {
             entity: row,
             steps,
@@ -263,6 +264,7 @@ impl Store {
             links,
             conflicts,
             uploads,
+            stock,
         })
     }
 
@@ -503,6 +505,7 @@ impl Store {
         self.bind_actors(&mut tx, &actors, subject, device).await?;
         let after = doc.content()?;
         crate::fields::check_changed_fields(&before.metadata, &after.metadata)?;
+        crate::stock::check_pushed(before.stock.as_ref(), after.stock.as_ref(), subject.user_id)?;
         if after.id != before.id
             || after.kind != before.kind
             || after.created_by != before.created_by

@@ -7,6 +7,7 @@ mod entities;
 mod events;
 mod json;
 pub(crate) mod openapi;
+mod stock;
 mod subresources;
 mod teams;
 pub(crate) mod uploads;
@@ -42,6 +43,7 @@ pub(crate) fn documented(version: &str) -> (Router<AppState>, serde_json::Value)
         .merge(subresources::routes())
         .merge(teams::routes())
         .merge(events::routes())
+        .merge(stock::routes())
         .finish(version)
 }
 

@@ -13,6 +13,7 @@ mod history;
 mod replica_pages;
 mod session_pages;
 mod settings;
+mod stock;
 
 use crate::AppState;
 use crate::auth::SignedIn;
@@ -244,4 +245,5 @@ pub fn routes() -> Router<AppState> {
         .merge(api_page::routes())
         .merge(calendar::routes())
         .merge(calendar_feed::routes())
+        .merge(stock::routes())
 }

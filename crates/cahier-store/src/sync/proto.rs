@@ -86,6 +86,47 @@ pub struct Snapshot {
     /// The `uploads` rows (absent from servers older than attachment sync).
     #[serde(default)]
     pub uploads: Vec<SnapshotUpload>,
+    /// The stock projection, when the entity tracks stock (absent from servers older than
+    /// stock tracking).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stock: Option<SnapshotStock>,
+}
+
+/// A resource's stock as shipped on pull: the columns and every event, with the server's
+/// receive time of each (which the replica then shows).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotStock {
+    /// Unit.
+    pub unit: String,
+    /// Quantity, thousandths.
+    pub quantity_milli: i64,
+    /// Threshold, thousandths.
+    pub threshold_milli: Option<i64>,
+    /// Events.
+    pub events: Vec<SnapshotStockEvent>,
+}
+
+/// One `entity_stock_events` row as shipped on pull.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct SnapshotStockEvent {
+    /// Stable id.
+    pub event_id: String,
+    /// `consume`, `restock` or `adjust`.
+    pub kind: String,
+    /// Signed change, thousandths.
+    pub delta: i64,
+    /// Unit.
+    pub unit: String,
+    /// Who recorded it.
+    pub user_id: i64,
+    /// Device time, ms.
+    pub at: i64,
+    /// Experiment UUID.
+    pub experiment_uuid: Option<String>,
+    /// Note.
+    pub note: String,
+    /// The server's receive time, ms.
+    pub received_at: i64,
 }
 
 /// One `uploads` row of an entity as shipped on pull; the replica keys it by hash.

@@ -470,6 +470,12 @@ async fn full_entity(
         backlink_json(EntityKind::Resource),
     );
     map.insert("uploads".into(), Value::Array(Vec::new()));
+    // Cahier's stock extension: present only on resources that track stock.
+    if kind == EntityKind::Resource
+        && let Some(stock) = super::stock::stock_json(app, caller, id).await?
+    {
+        map.insert("stock".into(), stock);
+    }
     // eLabFTW's columns for the latest trusted timestamp, plus every proof of this entity.
     let stamps = app.store.timestamps(&caller.subject, id).await?;
     let latest = stamps.first();

@@ -163,6 +163,9 @@ fn path_params(path: &str) -> Vec<Value> {
         .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
         .map(|name| {
             let schema = match name {
+                "entity_type" if path.ends_with("/stock") => {
+                    json!({"type": "string", "enum": ["items"]})
+                }
                 "entity_type" if path.contains("/uploads") => {
                     json!({"type": "string", "enum": ["experiments", "items"]})
                 }
@@ -361,6 +364,7 @@ fn components() -> Value {
             "Team": with_id(true),
             "TeamGroup": with_id(true),
             "Term": with_id(true),
+            "Stock": object(&[("unit", string()), ("is_low", json!({"type": "boolean"})), ("is_negative", json!({"type": "boolean"})), ("events", json!({"type": "array"}))]),
             "Event": object(&[("id", integer()), ("item", integer()), ("start", string()), ("end", string()), ("title", string())]),
             "ApiKey": with_id(true),
             "Info": object(&[("items_count", integer()), ("experiments_count", integer()), ("teams_count", integer())]),

@@ -1,4 +1,5 @@
-//! The dashboard: the user's recent experiments and unfinished steps.
+//! The dashboard: the user's recent experiments, unfinished steps and the team's resources low
+//! in stock.
 
 use super::{PageCtx, UiError, UiResultExt, render, when};
 use crate::AppState;
@@ -23,6 +24,8 @@ struct DashboardPage {
     has_team: bool,
     recent: Vec<(i64, String, String)>,
     steps: Vec<(i64, String, String)>,
+    /// Resources of the current team at or below their threshold: (id, title), the first few.
+    low_stock: Vec<(i64, String)>,
 }
 
 async fn dashboard(State(state): State<AppState>, session: SignedIn) -> Result<Response, UiError> {
@@ -44,6 +47,18 @@ async fn dashboard(State(state): State<AppState>, session: SignedIn) -> Result<R
         .unfinished_steps(&session.subject, 10)
         .await
         .ui(lang)?;
+    let low_stock = match session.current_team() {
+        Some(team) => state
+            .store
+            .to_reorder(&session.subject, team)
+            .await
+            .ui(lang)?
+            .into_iter()
+            .take(8)
+            .map(|r| (r.id, r.title))
+            .collect(),
+        None => Vec::new(),
+    };
     let p = PageCtx::signed_in(&state, &session, lang.t("dashboard.title").to_owned())
         .await
         .ui(lang)?;
@@ -53,5 +68,6 @@ async fn dashboard(State(state): State<AppState>, session: SignedIn) -> Result<R
         has_team: !session.subject.teams.is_empty(),
         recent,
         steps,
+        low_stock,
     }))
 }

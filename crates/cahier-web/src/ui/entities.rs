@@ -87,6 +87,8 @@ struct ListRow {
     locked: bool,
     conflicts: bool,
     is_default: bool,
+    /// At or below its reorder threshold (resources tracking stock).
+    low_stock: bool,
 }
 
 #[derive(Template)]
@@ -265,6 +267,12 @@ async fn list_entities(
             .ui(lang)?,
         None => Vec::new(),
     };
+    let low_stock = if kind == EntityKind::Resource {
+        let ids: Vec<i64> = page.rows.iter().map(|r| r.id).collect();
+        store.low_stock_among(&ids).await.ui(lang)?
+    } else {
+        Default::default()
+    };
     let rows = page
         .rows
         .iter()
@@ -280,6 +288,7 @@ async fn list_entities(
             locked: r.locked_by.is_some(),
             conflicts: r.n_conflicts > 0,
             is_default: default_template == Some(r.id),
+            low_stock: low_stock.contains(&r.id),
         })
         .collect();
 
@@ -675,6 +684,8 @@ struct EntityPage {
     can_set_default: bool,
     /// Trusted timestamps, newest first.
     timestamps: Vec<TimestampView>,
+    /// The Stock panel (resources only).
+    stock: Option<super::stock::StockView>,
 }
 
 /// One trusted timestamp on the entity page.
@@ -1018,6 +1029,16 @@ pub(super) async fn render_entity_page(
             name: format!("timestamp-{}.zip", t.id),
         })
         .collect();
+    let stock = super::stock::view(
+        store,
+        subject,
+        lang,
+        &e,
+        can_write,
+        Some(super::stock::RECENT_EVENTS),
+    )
+    .await
+    .ui(lang)?;
     let mut p = PageCtx::signed_in(state, session, e.title.clone())
         .await
         .ui(lang)?;
@@ -1107,6 +1128,7 @@ pub(super) async fn render_entity_page(
         is_default_template,
         can_set_default,
         timestamps,
+        stock,
         e,
     };
     Ok(render(&page))

@@ -15,6 +15,7 @@ mod attachments;
 mod bookings;
 mod harness;
 mod resources;
+mod stock;
 mod templates;
 
 use fantoccini::key::Key;

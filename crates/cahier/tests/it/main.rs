@@ -16,6 +16,7 @@ mod cli;
 mod policy_matrix;
 mod resources;
 mod search;
+mod stock;
 mod sweep;
 mod sync_blobs;
 mod templates_fields;

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// A field replica of one user.
-struct Replica {
-    store: Store,
+pub(super) struct Replica {
+    pub(super) store: Store,
     transport: HttpTransport,
     /// The device credential (`<uuid>.<secret>`).
     token: String,
@@ -22,7 +22,7 @@ struct Replica {
 }
 
 impl Replica {
-    async fn sync(&self) -> SyncReport {
+    pub(super) async fn sync(&self) -> SyncReport {
         sync_once(&self.store, &self.transport).await.unwrap()
     }
 }
@@ -58,7 +58,7 @@ async fn replica_at(
     ))
 }
 
-async fn replica(app: &TestApp, user: &TestUser) -> (Replica, SyncReport) {
+pub(super) async fn replica(app: &TestApp, user: &TestUser) -> (Replica, SyncReport) {
     replica_at(&app.url, &TlsOptions::default(), user)
         .await
         .unwrap()
