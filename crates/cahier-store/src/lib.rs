@@ -8,11 +8,13 @@
 
 pub mod access_sql;
 pub mod accounts;
+pub mod audit;
 pub mod blobs;
 pub mod catalog;
 pub mod entities;
 pub mod field_filter;
 mod fields;
+pub mod integrity;
 pub mod listing;
 mod migrate;
 mod projection;

@@ -117,6 +117,8 @@ impl Store {
     ) -> Result<TimestampRow> {
         self.writable(subject, entity_id).await?;
         let upload = self.upload(subject, entity_id, new.upload_id).await?;
+        let now = self.now_ms();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO entity_timestamps (entity_id, heads, export_sha256, hash_alg, \
              gen_time_ms, tsa_name, upload_id, user_id, created_at) \
@@ -130,9 +132,29 @@ impl Store {
         .bind(&new.tsa_name)
         .bind(upload.id)
         .bind(subject.user_id)
-        .bind(self.now_ms())
-        .fetch_one(&self.pool)
+        .bind(now)
+        .fetch_one(&mut *tx)
         .await?;
+        crate::audit::append(
+            &mut tx,
+            now,
+            &crate::audit::AuditEvent::new(
+                Some(subject.user_id),
+                crate::audit::action::TIMESTAMP,
+                "entity",
+                entity_id,
+            )
+            .details(serde_json::json!({
+                "timestamp": id,
+                "heads": new.heads,
+                "export_sha256": new.export_sha256,
+                "gen_time_ms": new.gen_time_ms,
+                "tsa": new.tsa_name,
+                "upload": upload.id,
+            })),
+        )
+        .await?;
+        tx.commit().await?;
         self.timestamps(subject, entity_id)
             .await?
             .into_iter()

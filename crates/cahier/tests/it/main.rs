@@ -9,6 +9,7 @@
 mod api_errors;
 mod api_experiments;
 mod api_subresources;
+mod audit;
 mod cli;
 mod policy_matrix;
 mod resources;
