@@ -58,6 +58,10 @@ const SQLITE: &[(i64, Step)] = &[
         13,
         Step::Sql(include_str!("../migrations/sqlite/0013_audit_log.sql")),
     ),
+    (
+        14,
+        Step::Sql(include_str!("../migrations/sqlite/0014_signatures.sql")),
+    ),
 ];
 
 async fn rebuild_search_index(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
