@@ -41,6 +41,8 @@ pub mod action {
     pub const TIMESTAMP: &str = "entity.timestamp";
     /// An entity version was signed.
     pub const SIGN: &str = "entity.sign";
+    /// A user made (or replaced) their signing key.
+    pub const SIGN_KEY: &str = "user.signing_key";
     /// An entity was exported.
     pub const EXPORT: &str = "entity.export";
     /// A replica device was registered.
@@ -68,6 +70,7 @@ pub mod action {
         STATE,
         TIMESTAMP,
         SIGN,
+        SIGN_KEY,
         EXPORT,
         DEVICE_REGISTER,
         DEVICE_REVOKE,

@@ -19,6 +19,7 @@ pub mod listing;
 mod migrate;
 mod projection;
 pub mod replica;
+pub mod signatures;
 pub mod sweep;
 pub mod sync;
 mod templates;

@@ -82,6 +82,12 @@ impl Store {
     /// writers may stamp: a stamp adds an attachment).
     pub async fn timestamp_export(&self, subject: &Subject, id: i64) -> Result<VersionExport> {
         let row = self.writable(subject, id).await?;
+        self.version_export(&row).await
+    }
+
+    /// The canonical export of the current version of `row` (access already checked).
+    pub(crate) async fn version_export(&self, row: &crate::EntityRow) -> Result<VersionExport> {
+        let id = row.id;
         let mut conn = self.pool.acquire().await?;
         let (heads, doc) = self.load_doc(&mut conn, id).await?;
         let content = doc.content()?;

@@ -11,6 +11,7 @@ pub mod anchor;
 pub mod archive;
 pub mod der;
 pub mod rfc3161;
+pub mod signature;
 
 pub use anchor::{BrokenAnchor, anchor_audit_head, verify_anchors};
 use cahier_core::Subject;

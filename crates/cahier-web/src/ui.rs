@@ -10,6 +10,7 @@ mod history;
 mod replica_pages;
 mod session_pages;
 mod settings;
+mod signatures;
 
 use crate::AppState;
 use crate::auth::SignedIn;
@@ -236,6 +237,7 @@ pub fn routes() -> Router<AppState> {
         .merge(attachments::routes())
         .merge(history::routes())
         .merge(settings::routes())
+        .merge(signatures::routes())
         .merge(admin::routes())
         .merge(replica_pages::routes())
 }

@@ -734,8 +734,26 @@ async fn update(
             cahier_trace::stamp_entity(store, app.tsa.as_deref(), subject, id, rand::random())
                 .await?;
         }
+        Some("sign") => {
+            let passphrase = body.string("passphrase")?.ok_or_else(|| {
+                AppError::invalid("passphrase", "required: your key's passphrase")
+            })?;
+            let meaning = match body.0.get("meaning") {
+                Some(serde_json::Value::Number(n)) => n.to_string(),
+                Some(serde_json::Value::String(s)) => s.clone(),
+                _ => String::new(),
+            };
+            let meaning = cahier_core::signature::Meaning::parse(&meaning).ok_or_else(|| {
+                AppError::invalid(
+                    "meaning",
+                    "required: 10 approval, 11 disapproval, 20 authorship, 30 responsibility, \
+                     40 review, 50 safety or 60 witness",
+                )
+            })?;
+            cahier_trace::signature::sign_entity(store, subject, id, &passphrase, meaning).await?;
+        }
         Some(
-            action @ ("sign" | "bloxberg" | "pin" | "accesskey" | "setnextcustomid" | "updateowner"
+            action @ ("bloxberg" | "pin" | "accesskey" | "setnextcustomid" | "updateowner"
             | "review"),
         ) => {
             return Err(AppError::NotImplemented(format!(

@@ -14,6 +14,7 @@ mod cli;
 mod policy_matrix;
 mod resources;
 mod search;
+mod signatures;
 mod sweep;
 mod sync_blobs;
 mod templates_fields;
