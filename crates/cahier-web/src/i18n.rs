@@ -220,6 +220,53 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
         "Votre clé de signature est prête.",
     ),
     ("signkey.back", "Back to settings", "Retour aux paramètres"),
+    // Audit log (ui/audit_log.rs)
+    ("audit.title", "Audit log", "Journal d'audit"),
+    (
+        "audit.explain",
+        "Every action on the server, in order. Each entry's hash covers the previous one, so any later change to the log shows.",
+        "Toutes les actions sur le serveur, dans l'ordre. L'empreinte de chaque entrée couvre la précédente : toute modification ultérieure du journal se voit.",
+    ),
+    (
+        "audit.chain_ok",
+        "The chain is intact",
+        "La chaîne est intacte",
+    ),
+    (
+        "audit.chain_broken",
+        "The chain is broken: these entries were changed or removed after they were written.",
+        "La chaîne est rompue : ces entrées ont été modifiées ou supprimées après leur écriture.",
+    ),
+    ("audit.entries", "entries", "entrées"),
+    ("audit.head", "last entry", "dernière entrée"),
+    ("audit.action", "Action", "Action"),
+    ("audit.any", "any", "toutes"),
+    ("audit.user", "User", "Utilisateur"),
+    ("audit.target_type", "Target type", "Type de cible"),
+    ("audit.target_id", "Target id", "Identifiant de cible"),
+    ("audit.target", "Target", "Cible"),
+    ("audit.from", "From", "Du"),
+    ("audit.to", "To", "Au"),
+    ("audit.filter", "Filter", "Filtrer"),
+    ("audit.when", "When", "Quand"),
+    ("audit.details", "Details", "Détails"),
+    ("audit.hash", "Hash", "Empreinte"),
+    (
+        "audit.none",
+        "No entry matches these filters.",
+        "Aucune entrée ne correspond à ces filtres.",
+    ),
+    ("audit.older", "Older entries", "Entrées plus anciennes"),
+    (
+        "audit.unknown_user",
+        "No user has this e-mail address.",
+        "Aucun utilisateur n'a cette adresse e-mail.",
+    ),
+    (
+        "audit.bad_date",
+        "Write dates as YYYY-MM-DD.",
+        "Écrivez les dates sous la forme AAAA-MM-JJ.",
+    ),
     // Layout and navigation
     ("app.name", "Cahier", "Cahier"),
     (

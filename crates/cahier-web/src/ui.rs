@@ -3,6 +3,7 @@
 
 mod admin;
 mod attachments;
+mod audit_log;
 mod dashboard;
 mod entities;
 mod fields;
@@ -239,5 +240,6 @@ pub fn routes() -> Router<AppState> {
         .merge(settings::routes())
         .merge(signatures::routes())
         .merge(admin::routes())
+        .merge(audit_log::routes())
         .merge(replica_pages::routes())
 }

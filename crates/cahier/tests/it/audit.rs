@@ -394,3 +394,72 @@ async fn the_chain_head_is_anchored_by_the_tsa_and_a_changed_token_byte_is_named
     db.close().await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn sysadmins_browse_and_filter_the_log_page_by_page_and_see_a_broken_chain() {
+    let app = TestApp::spawn().await;
+    let root = app.user("root@lab.fr", "Ecology", true).await;
+    app.store.set_sysadmin(root.id, true).await.unwrap();
+    let alice = app.user("alice@lab.fr", "Ecology", false).await;
+    let api = app.api(&app.api_key(&alice, true).await);
+    let id = api.create("/experiments", json!({"title": "Busy"})).await;
+    // 60 lock and unlock entries: more than one page.
+    for _ in 0..60 {
+        api.patch(&format!("/experiments/{id}"), json!({"action": "lock"}))
+            .await;
+    }
+    let alice_ui = app.browser(&alice).await;
+    assert_eq!(alice_ui.get("/admin/audit").await.status(), 403);
+
+    let ui = app.browser(&root).await;
+    let page = ui.page("/admin/audit").await;
+    assert!(page.contains("id=\"chain-status\""), "{page}");
+    assert!(
+        page.contains("class=\"notice\" id=\"chain-status\""),
+        "{page}"
+    );
+    assert_eq!(page.matches("class=\"audit-entry\"").count(), 50);
+    // Newest first: root's sign-in is on top.
+    assert!(page.contains("<td>62</td>"), "{page}");
+    let next = page
+        .split("href=\"")
+        .filter_map(|s| s.split('"').next())
+        .find(|href| href.starts_with("/admin/audit?"))
+        .unwrap()
+        .replace("&amp;", "&");
+    let older = ui.page(&next).await;
+    assert_eq!(older.matches("class=\"audit-entry\"").count(), 12);
+    assert!(older.contains("<td>1</td>"));
+
+    let locks = ui
+        .page("/admin/audit?action=entity.lock&user=alice%40lab.fr")
+        .await;
+    assert_eq!(locks.matches("class=\"audit-entry\"").count(), 30);
+    assert!(!locks.contains("entity.unlock</code>"));
+    let mine = ui
+        .page(&format!(
+            "/admin/audit?target_type=entity&target_id={id}&action=entity.unlock"
+        ))
+        .await;
+    assert_eq!(mine.matches("class=\"audit-entry\"").count(), 30);
+    let future = ui.page("/admin/audit?from=2999-01-01").await;
+    assert_eq!(future.matches("class=\"audit-entry\"").count(), 0);
+    let bad = ui.page("/admin/audit?from=someday").await;
+    assert!(bad.contains("id=\"filter-error\""), "{bad}");
+    let nobody = ui.page("/admin/audit?user=nobody%40lab.fr").await;
+    assert_eq!(nobody.matches("class=\"audit-entry\"").count(), 0);
+
+    let db = open_db(&app).await;
+    sqlx::query("UPDATE audit_log SET actor_id = actor_id + 1 WHERE seq = 7")
+        .execute(&db)
+        .await
+        .unwrap();
+    db.close().await;
+    let broken = ui.page("/admin/audit").await;
+    assert!(
+        broken.contains("role=\"alert\" id=\"chain-status\""),
+        "{broken}"
+    );
+    assert!(broken.contains("<li>7: "), "{broken}");
+    app.stop().await;
+}
