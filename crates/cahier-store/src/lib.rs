@@ -18,6 +18,7 @@ pub mod integrity;
 pub mod listing;
 mod migrate;
 mod projection;
+pub mod proof_lock;
 pub mod replica;
 pub mod signatures;
 pub mod sweep;

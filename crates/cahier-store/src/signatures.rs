@@ -164,6 +164,14 @@ impl Store {
             })),
         )
         .await?;
+        crate::proof_lock::lock_after_proof(
+            &mut tx,
+            now,
+            entity_id,
+            subject.user_id,
+            crate::proof_lock::LockTrigger::Signature,
+        )
+        .await?;
         tx.commit().await?;
         self.signature(subject, entity_id, id).await
     }

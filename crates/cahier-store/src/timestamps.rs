@@ -160,6 +160,14 @@ impl Store {
             })),
         )
         .await?;
+        crate::proof_lock::lock_after_proof(
+            &mut tx,
+            now,
+            entity_id,
+            subject.user_id,
+            crate::proof_lock::LockTrigger::Timestamp,
+        )
+        .await?;
         tx.commit().await?;
         self.timestamps(subject, entity_id)
             .await?

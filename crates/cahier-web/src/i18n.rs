@@ -221,6 +221,21 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ),
     ("signkey.back", "Back to settings", "Retour aux paramètres"),
     // Audit log (ui/audit_log.rs)
+    (
+        "locking.title",
+        "Locking on proofs",
+        "Verrouillage sur preuve",
+    ),
+    (
+        "locking.on_timestamp",
+        "Lock an entry when it is timestamped",
+        "Verrouiller une entrée quand elle est horodatée",
+    ),
+    (
+        "locking.on_signature",
+        "Lock an entry when it is signed",
+        "Verrouiller une entrée quand elle est signée",
+    ),
     ("audit.title", "Audit log", "Journal d'audit"),
     (
         "audit.explain",

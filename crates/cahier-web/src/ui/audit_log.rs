@@ -1,6 +1,7 @@
 //! The audit log for sysadmins (`/admin/audit`): entries newest first, filtered by action,
 //! user, target and date range, fifty a page, with the state of the hash chain. Read-only;
-//! entries are written by the store (`cahier_store::audit`).
+//! entries are written by the store (`cahier_store::audit`). The same page holds the two
+//! traceability settings: lock an entry when it is timestamped, or when it is signed.
 
 use super::{PageCtx, UiError, UiResultExt, render, when};
 use crate::AppState;
@@ -8,14 +9,48 @@ use crate::auth::SignedIn;
 use crate::error::AppError;
 use askama::Template;
 use axum::Router;
-use axum::extract::{Query, State};
-use axum::response::Response;
-use axum::routing::get;
+use axum::extract::{Form, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
 use cahier_store::audit::{AuditFilter, action};
+use cahier_store::proof_lock::LockTrigger;
 use serde::Deserialize;
 
 pub(super) fn routes() -> Router<AppState> {
-    Router::new().route("/admin/audit", get(audit_page))
+    Router::new()
+        .route("/admin/audit", get(audit_page))
+        .route("/admin/audit/locking", post(set_locking))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct LockingForm {
+    lock_on_timestamp: Option<String>,
+    lock_on_signature: Option<String>,
+}
+
+async fn set_locking(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Form(form): Form<LockingForm>,
+) -> Result<Response, UiError> {
+    let lang = session.lang;
+    if !session.user.is_sysadmin {
+        return Err(UiError(
+            AppError::Forbidden(lang.t("admin.not_sysadmin").into()),
+            lang,
+        ));
+    }
+    for (trigger, on) in [
+        (LockTrigger::Timestamp, form.lock_on_timestamp.is_some()),
+        (LockTrigger::Signature, form.lock_on_signature.is_some()),
+    ] {
+        state
+            .store
+            .set_lock_on(session.user.id, trigger, on)
+            .await
+            .ui(lang)?;
+    }
+    Ok(Redirect::to("/admin/audit").into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -72,6 +107,8 @@ struct AuditPage {
     chain_problems: Vec<String>,
     head: String,
     error: Option<String>,
+    lock_on_timestamp: bool,
+    lock_on_signature: bool,
 }
 
 async fn audit_page(
@@ -192,6 +229,8 @@ async fn audit_page(
             .map(|(seq, hash)| format!("{seq} · {hash}"))
             .unwrap_or_default(),
         error,
+        lock_on_timestamp: store.lock_on(LockTrigger::Timestamp).await.ui(lang)?,
+        lock_on_signature: store.lock_on(LockTrigger::Signature).await.ui(lang)?,
     }))
 }
 

@@ -12,6 +12,7 @@ mod api_subresources;
 mod audit;
 mod cli;
 mod policy_matrix;
+mod proof_locks;
 mod resources;
 mod search;
 mod signatures;
