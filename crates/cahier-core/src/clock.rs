@@ -70,9 +70,23 @@ pub fn is_valid_date(s: &str) -> bool {
     time::Date::parse(s, &format).is_ok()
 }
 
+/// Midnight UTC of the calendar date `YYYY-MM-DD`, in ms since the epoch.
+pub fn date_start_ms(s: &str) -> Option<i64> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date = time::Date::parse(s.trim(), &format).ok()?;
+    Some(date.midnight().assume_utc().unix_timestamp() * 1000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_start_at_midnight_utc() {
+        assert_eq!(date_start_ms("2023-11-14"), Some(1_699_920_000_000));
+        assert_eq!(date_start_ms("2023-02-30"), None);
+        assert_eq!(date_start_ms("yesterday"), None);
+    }
 
     #[test]
     fn formats_like_elabftw() {

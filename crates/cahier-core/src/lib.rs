@@ -12,6 +12,7 @@ pub mod entity;
 pub mod fields;
 pub mod markdown;
 pub mod search_terms;
+pub mod signature;
 pub mod stock;
 pub mod template;
 pub mod text_splice;

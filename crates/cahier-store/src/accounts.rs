@@ -733,6 +733,7 @@ impl Store {
                 .bind(email.trim())
                 .fetch_optional(&self.pool)
                 .await?;
+        let known_id = row.as_ref().map(|(id, _, _)| *id);
         let password = password.to_owned();
         let verified = match row {
             Some((id, Some(hash), false)) => {
@@ -759,17 +760,34 @@ impl Store {
                 self.user(id).await
             }
             None => {
+                let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
                 for key in [&email_key, &client_key] {
                     sqlx::query("INSERT INTO login_failures (subject, at) VALUES (?, ?)")
                         .bind(key)
                         .bind(now)
-                        .execute(&self.pool)
+                        .execute(&mut *tx)
                         .await?;
                 }
                 sqlx::query("DELETE FROM login_failures WHERE at < ?")
                     .bind(since)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
+                // The account when one has this e-mail; never what was typed otherwise (a
+                // password typed into the e-mail field must not land in the log).
+                crate::audit::append(
+                    &mut tx,
+                    now,
+                    &crate::audit::AuditEvent::new(
+                        known_id,
+                        crate::audit::action::SIGN_IN_FAILED,
+                        "user",
+                        known_id.unwrap_or(0),
+                    )
+                    .ip(Some(client))
+                    .details(serde_json::json!({"known_account": known_id.is_some()})),
+                )
+                .await?;
+                tx.commit().await?;
                 Err(invalid("password", "wrong e-mail or password"))
             }
         }
@@ -777,16 +795,35 @@ impl Store {
 
     /// Opens a session; returns the secret token for the cookie.
     pub async fn create_session(&self, user_id: i64) -> Result<String> {
+        self.create_session_from(user_id, None).await
+    }
+
+    /// [`Store::create_session`], recording the client's address in the audit log.
+    pub async fn create_session_from(&self, user_id: i64, client: Option<&str>) -> Result<String> {
         let token = random_hex(32);
         let now = self.now_ms();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, last_seen, expires_at) VALUES (?, ?, ?, ?, ?)")
             .bind(sha256_hex(&token))
             .bind(user_id)
             .bind(now)
             .bind(now)
             .bind(now + SESSION_IDLE_MS)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        crate::audit::append(
+            &mut tx,
+            now,
+            &crate::audit::AuditEvent::new(
+                Some(user_id),
+                crate::audit::action::SIGN_IN,
+                "user",
+                user_id,
+            )
+            .ip(client),
+        )
+        .await?;
+        tx.commit().await?;
         Ok(token)
     }
 
@@ -818,10 +855,26 @@ impl Store {
 
     /// Ends a session.
     pub async fn delete_session(&self, token: &str) -> Result<()> {
-        sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
-            .bind(sha256_hex(token))
-            .execute(&self.pool)
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let user_id: Option<i64> =
+            sqlx::query_scalar("DELETE FROM sessions WHERE token_hash = ? RETURNING user_id")
+                .bind(sha256_hex(token))
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(user_id) = user_id {
+            crate::audit::append(
+                &mut tx,
+                self.now_ms(),
+                &crate::audit::AuditEvent::new(
+                    Some(user_id),
+                    crate::audit::action::SIGN_OUT,
+                    "user",
+                    user_id,
+                ),
+            )
             .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

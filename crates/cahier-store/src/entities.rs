@@ -859,6 +859,21 @@ impl Store {
         }
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         write_acl(&mut tx, id, &canread, &canwrite).await?;
+        crate::audit::append(
+            &mut tx,
+            self.now_ms(),
+            &crate::audit::AuditEvent::new(
+                Some(subject.user_id),
+                crate::audit::action::ACCESS,
+                "entity",
+                id,
+            )
+            .details(serde_json::json!({
+                "canread": &canread,
+                "canwrite": &canwrite,
+            })),
+        )
+        .await?;
         tx.commit().await?;
         self.entity(subject, id).await
     }
@@ -881,15 +896,30 @@ impl Store {
                 "this entry is locked; unlock it before deleting it".into(),
             ));
         }
+        let now = self.now_ms();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "UPDATE entities SET state = ?, modified_at = ?, lastchangeby = ? WHERE id = ?",
         )
         .bind(new_state)
-        .bind(self.now_ms())
+        .bind(now)
         .bind(subject.user_id)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        let action = if new_state == state::DELETED {
+            crate::audit::action::DELETE
+        } else {
+            crate::audit::action::STATE
+        };
+        crate::audit::append(
+            &mut tx,
+            now,
+            &crate::audit::AuditEvent::new(Some(subject.user_id), action, "entity", id)
+                .details(serde_json::json!({"from": row.state, "state": new_state})),
+        )
+        .await?;
+        tx.commit().await?;
         self.entity(subject, id).await
     }
 
@@ -919,12 +949,26 @@ impl Store {
         } else {
             (None, None)
         };
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query("UPDATE entities SET locked_by = ?, locked_at = ? WHERE id = ?")
             .bind(by)
             .bind(at)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        let action = if lock {
+            crate::audit::action::LOCK
+        } else {
+            crate::audit::action::UNLOCK
+        };
+        crate::audit::append(
+            &mut tx,
+            self.now_ms(),
+            &crate::audit::AuditEvent::new(Some(subject.user_id), action, "entity", id)
+                .details(serde_json::json!({"locked_by": row.locked_by})),
+        )
+        .await?;
+        tx.commit().await?;
         self.entity(subject, id).await
     }
 

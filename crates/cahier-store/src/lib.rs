@@ -8,6 +8,7 @@
 
 pub mod access_sql;
 pub mod accounts;
+pub mod audit;
 pub mod blobs;
 pub mod bookings;
 pub mod catalog;
@@ -15,10 +16,13 @@ pub mod entities;
 pub mod extended;
 pub mod field_filter;
 mod fields;
+pub mod integrity;
 pub mod listing;
 mod migrate;
 mod projection;
+pub mod proof_lock;
 pub mod replica;
+pub mod signatures;
 pub mod stock;
 pub mod sweep;
 pub mod sync;

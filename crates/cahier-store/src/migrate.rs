@@ -62,6 +62,14 @@ const SQLITE: &[(i64, Step)] = &[
         12,
         Step::Sql(include_str!("../migrations/sqlite/0012_bookings.sql")),
     ),
+    (
+        13,
+        Step::Sql(include_str!("../migrations/sqlite/0013_audit_log.sql")),
+    ),
+    (
+        14,
+        Step::Sql(include_str!("../migrations/sqlite/0014_signatures.sql")),
+    ),
 ];
 
 async fn rebuild_search_index(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {

@@ -4,6 +4,7 @@
 
 pub mod proto;
 
+use crate::audit::{self, AuditEvent};
 use crate::entities::{ENTITY_COLUMNS, EntityRow, load_acl, row_from_sql};
 use crate::{Result, Store, StoreError, invalid, projection, random_hex, sha256_hex};
 use cahier_core::document::{Attachment, EntityContent, heads_from_string, heads_to_string};
@@ -63,6 +64,8 @@ impl Store {
         } else {
             name.trim()
         };
+        let now = self.now_ms();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO devices (uuid, user_id, name, secret_hash, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
         )
@@ -70,9 +73,19 @@ impl Store {
         .bind(user.id)
         .bind(name)
         .bind(sha256_hex(&secret))
-        .bind(self.now_ms())
-        .fetch_one(&self.pool)
+        .bind(now)
+        .fetch_one(&mut *tx)
         .await?;
+        crate::audit::append(
+            &mut tx,
+            now,
+            &AuditEvent::new(Some(user.id), audit::action::DEVICE_REGISTER, "device", id)
+                .device(&uuid)
+                .ip(Some(client))
+                .details(serde_json::json!({"name": name})),
+        )
+        .await?;
+        tx.commit().await?;
         tracing::info!(user_id = user.id, device = %uuid, "device registered");
         Ok((
             Device {
@@ -131,21 +144,34 @@ impl Store {
 
     /// Revokes a device: its next request is refused. Its owner or a sysadmin may do it.
     pub async fn revoke_device(&self, subject: &Subject, device_id: i64) -> Result<()> {
+        let now = self.now_ms();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let n = sqlx::query(
             "UPDATE devices SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL AND (user_id = ? OR ?)",
         )
-        .bind(self.now_ms())
+        .bind(now)
         .bind(device_id)
         .bind(subject.user_id)
         .bind(subject.is_sysadmin)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
         if n == 0 {
-            Err(StoreError::NotFound("device"))
-        } else {
-            Ok(())
+            return Err(StoreError::NotFound("device"));
         }
+        crate::audit::append(
+            &mut tx,
+            now,
+            &AuditEvent::new(
+                Some(subject.user_id),
+                audit::action::DEVICE_REVOKE,
+                "device",
+                device_id,
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Entities the subject may read that changed after `since`, in sequence order.
@@ -369,19 +395,36 @@ impl Store {
         bytes: &[u8],
         reason: &str,
     ) -> Result<i64> {
-        Ok(sqlx::query_scalar(
+        let now = self.now_ms();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let id: i64 = sqlx::query_scalar(
             "INSERT INTO quarantine (entity_uuid, user_id, device_id, received_at, base_heads, bytes, reason) \
              VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(uuid)
         .bind(subject.user_id)
         .bind(device.id)
-        .bind(self.now_ms())
+        .bind(now)
         .bind(base)
         .bind(bytes)
         .bind(reason)
-        .fetch_one(&self.pool)
-        .await?)
+        .fetch_one(&mut *tx)
+        .await?;
+        crate::audit::append(
+            &mut tx,
+            now,
+            &AuditEvent::new(
+                Some(subject.user_id),
+                audit::action::SYNC_REJECT,
+                "entity",
+                uuid,
+            )
+            .device(&device.uuid)
+            .details(serde_json::json!({"quarantine": id, "reason": reason, "base": base})),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(id)
     }
 
     /// Binds new actors to this user and device; refuses an actor bound to someone else.
@@ -520,6 +563,7 @@ impl Store {
         self.check_new_attachments(&before_attachments, &attachments, subject, device)
             .await?;
         let heads = heads_to_string(&doc.heads());
+        let created = entity_id.is_none();
         let id = match entity_id {
             Some((id, _)) => {
                 if changes.is_empty() {
@@ -579,8 +623,27 @@ impl Store {
                 id
             }
         };
+        let n_changes = changes.len();
         self.insert_changes_from(&mut tx, id, changes, subject.user_id, &device.uuid)
             .await?;
+        crate::audit::append(
+            &mut tx,
+            now,
+            &AuditEvent::new(
+                Some(subject.user_id),
+                audit::action::SYNC_ACCEPT,
+                "entity",
+                id,
+            )
+            .device(&device.uuid)
+            .details(serde_json::json!({
+                "uuid": push.uuid,
+                "heads": heads,
+                "changes": n_changes,
+                "created": created,
+            })),
+        )
+        .await?;
         let rendered = projection::render(&after);
         projection::write(&mut tx, id, &after, &rendered, &heads, now, subject.user_id).await?;
         if attachments != before_attachments {

@@ -82,6 +82,12 @@ impl Store {
     /// writers may stamp: a stamp adds an attachment).
     pub async fn timestamp_export(&self, subject: &Subject, id: i64) -> Result<VersionExport> {
         let row = self.writable(subject, id).await?;
+        self.version_export(&row).await
+    }
+
+    /// The canonical export of the current version of `row` (access already checked).
+    pub(crate) async fn version_export(&self, row: &crate::EntityRow) -> Result<VersionExport> {
+        let id = row.id;
         let mut conn = self.pool.acquire().await?;
         let (heads, doc) = self.load_doc(&mut conn, id).await?;
         let content = doc.content()?;
@@ -117,6 +123,8 @@ impl Store {
     ) -> Result<TimestampRow> {
         self.writable(subject, entity_id).await?;
         let upload = self.upload(subject, entity_id, new.upload_id).await?;
+        let now = self.now_ms();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO entity_timestamps (entity_id, heads, export_sha256, hash_alg, \
              gen_time_ms, tsa_name, upload_id, user_id, created_at) \
@@ -130,9 +138,37 @@ impl Store {
         .bind(&new.tsa_name)
         .bind(upload.id)
         .bind(subject.user_id)
-        .bind(self.now_ms())
-        .fetch_one(&self.pool)
+        .bind(now)
+        .fetch_one(&mut *tx)
         .await?;
+        crate::audit::append(
+            &mut tx,
+            now,
+            &crate::audit::AuditEvent::new(
+                Some(subject.user_id),
+                crate::audit::action::TIMESTAMP,
+                "entity",
+                entity_id,
+            )
+            .details(serde_json::json!({
+                "timestamp": id,
+                "heads": new.heads,
+                "export_sha256": new.export_sha256,
+                "gen_time_ms": new.gen_time_ms,
+                "tsa": new.tsa_name,
+                "upload": upload.id,
+            })),
+        )
+        .await?;
+        crate::proof_lock::lock_after_proof(
+            &mut tx,
+            now,
+            entity_id,
+            subject.user_id,
+            crate::proof_lock::LockTrigger::Timestamp,
+        )
+        .await?;
+        tx.commit().await?;
         self.timestamps(subject, entity_id)
             .await?
             .into_iter()

@@ -58,6 +58,7 @@ impl TestApp {
             // Above the body limit (uploads are not held to it), small enough to cross quickly.
             max_upload_mb: 6,
             tsa,
+            audit_anchor_hours: 24,
         };
         let running = cahier::start(&settings).await.expect("start cahier");
         TestApp {

@@ -7,10 +7,13 @@
 //! [`verify_stored`] re-checks every stored proof (`cahier verify`). Nothing here decides who
 //! may stamp: the store's access policy does.
 
+pub mod anchor;
 pub mod archive;
 pub mod der;
 pub mod rfc3161;
+pub mod signature;
 
+pub use anchor::{BrokenAnchor, anchor_audit_head, verify_anchors};
 use cahier_core::Subject;
 use cahier_store::timestamps::{NewTimestamp, TimestampRow};
 use cahier_store::uploads::NewUpload;

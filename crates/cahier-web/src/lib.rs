@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod assets;
+mod audit_trail;
 pub mod auth;
 pub mod error;
 pub mod i18n;

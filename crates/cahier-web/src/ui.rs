@@ -4,6 +4,7 @@
 mod admin;
 mod api_page;
 mod attachments;
+mod audit_log;
 mod calendar;
 mod calendar_feed;
 mod dashboard;
@@ -13,6 +14,7 @@ mod history;
 mod replica_pages;
 mod session_pages;
 mod settings;
+mod signatures;
 mod stock;
 
 use crate::AppState;
@@ -240,7 +242,9 @@ pub fn routes() -> Router<AppState> {
         .merge(attachments::routes())
         .merge(history::routes())
         .merge(settings::routes())
+        .merge(signatures::routes())
         .merge(admin::routes())
+        .merge(audit_log::routes())
         .merge(replica_pages::routes())
         .merge(api_page::routes())
         .merge(calendar::routes())

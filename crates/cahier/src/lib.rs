@@ -153,6 +153,37 @@ async fn sweep_orphans(store: Store) {
     }
 }
 
+/// How often the anchor task looks whether an anchor is due (and retries after a failure).
+const ANCHOR_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Timestamps the head of the audit log with the TSA every `hours` hours
+/// ([`cahier_trace::anchor_audit_head`]); a failure is logged and retried an hour later.
+async fn anchor_audit_log(store: Store, tsa: Option<cahier_trace::TsaConfig>, hours: u64) {
+    let Some(tsa) = tsa else { return };
+    if hours == 0 {
+        return;
+    }
+    let every_ms = i64::try_from(hours.saturating_mul(3_600_000)).unwrap_or(i64::MAX);
+    loop {
+        let due = match store.last_audit_anchor_at().await {
+            Ok(Some(at)) => store.now_ms().saturating_sub(at) >= every_ms,
+            Ok(None) => true,
+            Err(error) => {
+                tracing::warn!(%error, "reading the last audit anchor failed");
+                false
+            }
+        };
+        if due {
+            match cahier_trace::anchor_audit_head(&store, Some(&tsa), rand::random()).await {
+                Ok(Some(anchor)) => tracing::info!(anchor, "audit log anchored by the TSA"),
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "timestamping the audit log failed"),
+            }
+        }
+        tokio::time::sleep(ANCHOR_CHECK_EVERY).await;
+    }
+}
+
 /// Serves an open store: a lab instance (`replica` is `None`) or a field replica.
 pub async fn serve_store(
     settings: &Settings,
@@ -188,9 +219,16 @@ pub async fn serve_store(
         replica,
         tsa: settings.tsa.clone().map(Arc::new),
     };
+    let is_replica = state.replica.is_some();
     let app = cahier_web::router(state);
     let tidy = tokio::spawn(tidy_search_index(store.clone()));
     let sweep = tokio::spawn(sweep_orphans(store.clone()));
+    // Only a lab instance anchors its log; a replica's actions are the server's to record.
+    let anchor = tokio::spawn(anchor_audit_log(
+        store.clone(),
+        settings.tsa.clone().filter(|_| !is_replica),
+        settings.audit_anchor_hours,
+    ));
     let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app)
@@ -200,6 +238,7 @@ pub async fn serve_store(
             .await;
         tidy.abort();
         sweep.abort();
+        anchor.abort();
         served
     });
     Ok(Running {

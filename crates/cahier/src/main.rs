@@ -79,8 +79,10 @@ enum Command {
         #[command(flatten)]
         data: DataArgs,
     },
-    /// Check every attachment file against its SHA-256 and every trusted timestamp against its
-    /// token and the TSA roots; exit 1 if anything is missing, damaged or does not verify.
+    /// Check every attachment file against its SHA-256, every trusted timestamp against its
+    /// token and the TSA roots, the audit log's hash chain and its anchors, every document's
+    /// stored changes against its heads, and every signature; exit 1 if anything is missing,
+    /// damaged or does not verify, naming it.
     Verify {
         #[command(flatten)]
         data: DataArgs,
@@ -327,9 +329,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let store = cahier::open_store(&settings).await?;
             let report = store.verify_blobs().await;
             let stamps = cahier_trace::verify_stored(&store, roots.as_deref()).await;
+            let chain = store.verify_audit_chain().await;
+            let anchors = cahier_trace::verify_anchors(&store, roots.as_deref()).await;
+            let documents = store.verify_documents().await;
+            let signatures = cahier_trace::signature::verify_signatures(&store).await;
             store.close().await;
             let report = report?;
             let (n_stamps, broken) = stamps.context("checking the trusted timestamps")?;
+            let chain = chain.context("checking the audit log")?;
+            let (n_anchors, broken_anchors) = anchors.context("checking the audit anchors")?;
+            let documents = documents.context("checking the documents")?;
+            let (n_signatures, broken_signatures) =
+                signatures.context("checking the signatures")?;
             for hash in &report.missing {
                 println!("missing: {hash}");
             }
@@ -351,6 +362,59 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!(
                 "{n_stamps} trusted timestamps checked, {} broken",
                 broken.len()
+            );
+            for (seq, reason) in &chain.broken {
+                println!("audit entry broken: {seq}: {reason}");
+            }
+            println!(
+                "{} audit entries checked, {} broken",
+                chain.checked,
+                chain.broken.len()
+            );
+            for anchor in &broken_anchors {
+                println!(
+                    "audit anchor broken: {} (entry {}): {}",
+                    anchor.anchor_id, anchor.seq, anchor.reason
+                );
+            }
+            println!(
+                "{n_anchors} audit anchors checked, {} broken",
+                broken_anchors.len()
+            );
+            for doc in &documents.broken {
+                match doc.change_seq {
+                    Some(seq) => println!(
+                        "document broken: entity {} change {seq}: {}",
+                        doc.entity_id, doc.reason
+                    ),
+                    None => println!("document broken: entity {}: {}", doc.entity_id, doc.reason),
+                }
+            }
+            println!(
+                "{} documents and {} changes checked, {} broken",
+                documents.checked,
+                documents.changes,
+                documents.broken.len()
+            );
+            for signature in &broken_signatures {
+                println!(
+                    "signature broken: entity {} signature {}: {}",
+                    signature.entity_id, signature.signature_id, signature.reason
+                );
+            }
+            println!(
+                "{n_signatures} signatures checked, {} broken",
+                broken_signatures.len()
+            );
+            anyhow::ensure!(chain.is_ok(), "the audit log's chain is broken");
+            anyhow::ensure!(
+                broken_signatures.is_empty(),
+                "some signatures do not verify"
+            );
+            anyhow::ensure!(broken_anchors.is_empty(), "some audit anchors do not hold");
+            anyhow::ensure!(
+                documents.broken.is_empty(),
+                "some documents do not match their stored changes"
             );
             anyhow::ensure!(
                 report.is_ok(),

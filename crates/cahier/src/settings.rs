@@ -27,6 +27,8 @@ pub struct Settings {
     pub max_upload_mb: u64,
     /// The timestamping authority, when `tsa_url` is set.
     pub tsa: Option<cahier_trace::TsaConfig>,
+    /// Hours between trusted timestamps of the audit log's head (0: never; needs `tsa`).
+    pub audit_anchor_hours: u64,
 }
 
 /// What the configuration file may hold; all optional.
@@ -55,6 +57,8 @@ pub struct FileSettings {
     pub tsa_hash: Option<String>,
     /// Longest wait for the TSA, seconds (default 30).
     pub tsa_timeout_secs: Option<u64>,
+    /// Hours between timestamps of the audit log's head (default 24, 0 = never).
+    pub audit_anchor_hours: Option<u64>,
 }
 
 /// TSA settings given as flags or `CAHIER_TSA_*` variables.
@@ -119,6 +123,9 @@ pub const EXAMPLE: &str = r#"# cahier.toml — put it in the data directory (or 
 # tsa_hash = "sha256"
 # Longest wait for the authority, in seconds.
 # tsa_timeout_secs = 30
+# With an authority set, the head of the audit log is itself timestamped this often (hours;
+# 0 = never), so the whole log is proven to have existed then (docs/TRACEABILITY.md).
+# audit_anchor_hours = 24
 "#;
 
 impl Settings {
@@ -147,6 +154,7 @@ impl Settings {
             max_body_mb: file.max_body_mb.unwrap_or(16),
             max_upload_mb: file.max_upload_mb.unwrap_or(DEFAULT_MAX_UPLOAD_MB),
             tsa,
+            audit_anchor_hours: file.audit_anchor_hours.unwrap_or(24),
         };
         if let Some(url) = &settings.public_url {
             anyhow::ensure!(

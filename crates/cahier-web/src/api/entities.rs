@@ -22,7 +22,8 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 
 use super::openapi::{
-    Documented, Op, entity_fields, integer, list_of, list_params, one_of, schema, with_property,
+    Documented, Op, entity_fields, integer, list_of, list_params, one_of, schema, string,
+    with_property,
 };
 
 pub(super) fn routes() -> Documented {
@@ -47,18 +48,25 @@ pub(super) fn routes() -> Documented {
             get(read).patch(update).delete(destroy).post(duplicate),
             vec![
                 Op::get("Read an entry", schema("Entity")).query(&[("format", one_of(&["json"]))]),
-                Op::patch("Change an entry, or act on it", schema("Entity")).body(entity_fields(
-                    &[
-                        "lock",
-                        "forcelock",
-                        "forceunlock",
-                        "archive",
-                        "unarchive",
-                        "restore",
-                        "destroy",
-                        "updatemetadatafield",
-                        "timestamp",
-                    ],
+                Op::patch("Change an entry, or act on it", schema("Entity")).body(with_property(
+                    with_property(
+                        entity_fields(&[
+                            "lock",
+                            "forcelock",
+                            "forceunlock",
+                            "archive",
+                            "unarchive",
+                            "restore",
+                            "destroy",
+                            "updatemetadatafield",
+                            "timestamp",
+                            "sign",
+                        ]),
+                        "passphrase",
+                        string(),
+                    ),
+                    "meaning",
+                    integer(),
                 )),
                 Op::delete("Delete an entry (it can be restored)"),
                 Op::post("Duplicate an entry"),
@@ -782,8 +790,26 @@ async fn update(
             cahier_trace::stamp_entity(store, app.tsa.as_deref(), subject, id, rand::random())
                 .await?;
         }
+        Some("sign") => {
+            let passphrase = body.string("passphrase")?.ok_or_else(|| {
+                AppError::invalid("passphrase", "required: your key's passphrase")
+            })?;
+            let meaning = match body.0.get("meaning") {
+                Some(serde_json::Value::Number(n)) => n.to_string(),
+                Some(serde_json::Value::String(s)) => s.clone(),
+                _ => String::new(),
+            };
+            let meaning = cahier_core::signature::Meaning::parse(&meaning).ok_or_else(|| {
+                AppError::invalid(
+                    "meaning",
+                    "required: 10 approval, 11 disapproval, 20 authorship, 30 responsibility, \
+                     40 review, 50 safety or 60 witness",
+                )
+            })?;
+            cahier_trace::signature::sign_entity(store, subject, id, &passphrase, meaning).await?;
+        }
         Some(
-            action @ ("sign" | "bloxberg" | "pin" | "accesskey" | "setnextcustomid" | "updateowner"
+            action @ ("bloxberg" | "pin" | "accesskey" | "setnextcustomid" | "updateowner"
             | "review"),
         ) => {
             return Err(AppError::NotImplemented(format!(

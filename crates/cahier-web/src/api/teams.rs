@@ -246,6 +246,15 @@ async fn create_team(
         .filter(|n| !n.trim().is_empty())
         .ok_or_else(|| AppError::invalid("name", "required, and must not be empty"))?;
     let id = app.store.create_team(&name).await?;
+    crate::audit_trail::admin_action(
+        &app.store,
+        caller.user.id,
+        "team.create",
+        "team",
+        id,
+        serde_json::json!({"name": name.trim()}),
+    )
+    .await;
     Ok(created_at_path(&app, &format!("teams/{id}")))
 }
 
@@ -823,6 +832,15 @@ async fn create_user(
         })
         .await?;
     app.store.add_member(team_id, id, false).await?;
+    crate::audit_trail::admin_action(
+        &app.store,
+        caller.user.id,
+        "user.create",
+        "user",
+        id,
+        serde_json::json!({"team": team_id}),
+    )
+    .await;
     Ok(created_at_path(&app, &format!("users/{id}")))
 }
 
@@ -956,6 +974,19 @@ async fn patch_user(
             ));
         }
     }
+    crate::audit_trail::admin_action(
+        &app.store,
+        caller.user.id,
+        &format!("user.{}", action.as_deref().unwrap_or_default()),
+        "user",
+        user.id,
+        json!({
+            "team": body.0.get("team"),
+            "target": body.0.get("target"),
+            "content": body.0.get("content"),
+        }),
+    )
+    .await;
     let user = app.store.user(user.id).await?;
     Ok(axum::Json(user_json(&app, &caller, &user).await?).into_response())
 }

@@ -264,6 +264,15 @@ async fn add_member(
         .add_member(team, user.id, form.is_admin.is_some())
         .await
         .ui(lang)?;
+    crate::audit_trail::admin_action(
+        &state.store,
+        session.user.id,
+        "team.add_member",
+        "user",
+        user.id,
+        serde_json::json!({"team": team, "is_admin": form.is_admin.is_some()}),
+    )
+    .await;
     Ok(back_to_team())
 }
 
@@ -305,6 +314,15 @@ async fn toggle_admin(
         .add_member(team, user, !member.is_admin)
         .await
         .ui(lang)?;
+    crate::audit_trail::admin_action(
+        &state.store,
+        session.user.id,
+        "team.set_admin",
+        "user",
+        user,
+        serde_json::json!({"team": team, "is_admin": !member.is_admin}),
+    )
+    .await;
     Ok(back_to_team())
 }
 
@@ -319,6 +337,15 @@ async fn remove_member(
         .remove_member(team, user)
         .await
         .ui(session.lang)?;
+    crate::audit_trail::admin_action(
+        &state.store,
+        session.user.id,
+        "team.remove_member",
+        "user",
+        user,
+        serde_json::json!({"team": team}),
+    )
+    .await;
     Ok(back_to_team())
 }
 
@@ -621,7 +648,16 @@ async fn create_team(
     Form(form): Form<NameForm>,
 ) -> Result<Response, UiError> {
     require_sysadmin(&session)?;
-    state.store.create_team(&form.name).await.ui(session.lang)?;
+    let id = state.store.create_team(&form.name).await.ui(session.lang)?;
+    crate::audit_trail::admin_action(
+        &state.store,
+        session.user.id,
+        "team.create",
+        "team",
+        id,
+        serde_json::json!({"name": form.name.trim()}),
+    )
+    .await;
     Ok(Redirect::to("/admin").into_response())
 }
 
@@ -637,6 +673,15 @@ async fn rename_team(
         .rename_team(id, &form.name)
         .await
         .ui(session.lang)?;
+    crate::audit_trail::admin_action(
+        &state.store,
+        session.user.id,
+        "team.rename",
+        "team",
+        id,
+        serde_json::json!({"name": form.name.trim()}),
+    )
+    .await;
     Ok(Redirect::to("/admin").into_response())
 }
 
@@ -658,6 +703,7 @@ async fn create_user(
 ) -> Result<Response, UiError> {
     let lang = session.lang;
     require_sysadmin(&session)?;
+    let is_sysadmin = form.is_sysadmin.is_some();
     let id = state
         .store
         .create_user(NewUser {
@@ -676,6 +722,15 @@ async fn create_user(
             .await
             .ui(lang)?;
     }
+    crate::audit_trail::admin_action(
+        &state.store,
+        session.user.id,
+        "user.create",
+        "user",
+        id,
+        serde_json::json!({"team": form.team, "is_sysadmin": is_sysadmin}),
+    )
+    .await;
     Ok(Redirect::to("/admin").into_response())
 }
 
@@ -715,5 +770,14 @@ async fn user_action(
         }
         _ => return Err(UiError(AppError::NotFound("action".into()), lang)),
     }
+    crate::audit_trail::admin_action(
+        store,
+        session.user.id,
+        &format!("user.{action}"),
+        "user",
+        id,
+        serde_json::json!({"team": form.team}),
+    )
+    .await;
     Ok(Redirect::to("/admin").into_response())
 }

@@ -87,7 +87,11 @@ async fn login(
         .verify_login(&form.email, &form.password, &client)
         .await
     {
-        Ok(user) => match state.store.create_session(user.id).await {
+        Ok(user) => match state
+            .store
+            .create_session_from(user.id, Some(&client))
+            .await
+        {
             Ok(token) => {
                 let mut response = Redirect::to(&safe_next(form.next.as_deref())).into_response();
                 response.headers_mut().append(

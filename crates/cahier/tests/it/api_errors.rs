@@ -314,12 +314,20 @@ async fn features_not_built_yet_answer_501_with_a_message() {
     let (app, api) = app_and_api().await;
     let id = api.create("/experiments", json!({"title": "x"})).await;
     let description = error(
-        api.patch(&format!("/experiments/{id}"), json!({"action": "sign"}))
+        api.patch(&format!("/experiments/{id}"), json!({"action": "bloxberg"}))
             .await,
         501,
     )
     .await;
-    assert!(description.contains("sign"), "{description}");
+    assert!(description.contains("bloxberg"), "{description}");
+    // Signing is built: without a passphrase it says what is missing.
+    let description = error(
+        api.patch(&format!("/experiments/{id}"), json!({"action": "sign"}))
+            .await,
+        422,
+    )
+    .await;
+    assert!(description.contains("passphrase"), "{description}");
     app.stop().await;
 }
 

@@ -154,7 +154,7 @@ async fn schemathesis_finds_no_server_error_and_no_schema_break() {
     }
     let url = app.url.clone();
     let output = tokio::task::spawn_blocking(move || {
-        let bin = python::venv("schemathesis", &["schemathesis==4.32.5"]);
+        let bin = python::venv("schemathesis", &["schemathesis==4.32.5", "hypothesis==6.160.0"]);
         let output = std::process::Command::new(bin.join("schemathesis"))
             .args([
                 "run",

@@ -74,6 +74,7 @@ async fn serve_replica(replica: &Replica) -> (cahier::Running, Api) {
         max_body_mb: 4,
         max_upload_mb: 64,
         tsa: None,
+        audit_anchor_hours: 0,
     };
     let handle = Arc::new(cahier_web::ReplicaHandle {
         user_id: replica.user_id,
