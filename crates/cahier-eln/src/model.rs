@@ -401,7 +401,9 @@ impl Crate {
             .and_then(|t| text(t.get("name")));
         let mut steps: Vec<(f64, ImportedStep)> = Vec::new();
         for (n, step) in items(node.get("step")).into_iter().enumerate() {
-            let Some(step) = self.node(step) else { continue };
+            let Some(step) = self.node(step) else {
+                continue;
+            };
             let body = items(step.get("itemListElement"))
                 .into_iter()
                 .filter_map(|d| self.node(d))

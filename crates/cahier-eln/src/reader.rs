@@ -163,7 +163,11 @@ impl<R: Read + Seek> ElnArchive<R> {
         };
         let mut bytes = Vec::new();
         archive
-            .copy_limited("ro-crate-metadata.json", &mut bytes, limits.max_metadata_bytes)
+            .copy_limited(
+                "ro-crate-metadata.json",
+                &mut bytes,
+                limits.max_metadata_bytes,
+            )
             .map_err(|error| match error {
                 ElnError::Missing(_) => refused(format!(
                     "{}/ro-crate-metadata.json is missing: not an .eln archive",

@@ -221,8 +221,10 @@ impl<W: Write + Seek> ElnWriter<W> {
     pub fn begin_entity(&mut self, entity: &ExportEntity) -> Result<()> {
         let key = format!("{}-{}", safe_name(&entity.kind), safe_name(&entity.uuid));
         let id = format!("./{key}/");
-        self.zip
-            .add_directory(format!("{}/{key}/", self.root), SimpleFileOptions::default())?;
+        self.zip.add_directory(
+            format!("{}/{key}/", self.root),
+            SimpleFileOptions::default(),
+        )?;
         let author = self.person(&entity.author);
         let mut d = Map::new();
         d.insert("@id".into(), json!(id));
@@ -249,7 +251,10 @@ impl<W: Write + Seek> ElnWriter<W> {
                 "experiment"
             }),
         );
-        d.insert("identifier".into(), json!(format!("urn:uuid:{}", entity.uuid)));
+        d.insert(
+            "identifier".into(),
+            json!(format!("urn:uuid:{}", entity.uuid)),
+        );
         d.insert("alternateName".into(), json!(entity.elabid));
         if !entity.tags.is_empty() {
             d.insert("keywords".into(), json!(entity.tags.join(",")));

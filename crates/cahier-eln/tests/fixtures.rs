@@ -21,7 +21,10 @@ fn every_fixture_reads_with_its_dataset_count() {
         ("elabftw/4.9.0_special_chars.eln", 2),
         ("elabftw/invalid-shasum.eln", 1),
         ("kadi4mat/records-example.eln", 1),
-        ("RSpace/RSpace-2023-12-08-14-44-xml-SELECTION-c0bEtpHcnNe-HA.eln", 3),
+        (
+            "RSpace/RSpace-2023-12-08-14-44-xml-SELECTION-c0bEtpHcnNe-HA.eln",
+            3,
+        ),
         ("SampleDB/sampledb_export.eln", 2),
         ("PASTA/PASTA.eln", 9),
         ("OpenSemanticLab/MinimalExample.osl.eln", 1),

@@ -10,6 +10,8 @@ pub mod access_sql;
 pub mod accounts;
 pub mod blobs;
 pub mod catalog;
+pub mod eln_export;
+pub mod eln_import;
 pub mod entities;
 pub mod field_filter;
 mod fields;

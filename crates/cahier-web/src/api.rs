@@ -4,6 +4,7 @@
 //! as JSON strings. Endpoints whose feature does not exist yet answer 501 and say so.
 
 mod entities;
+pub(crate) mod exports;
 mod json;
 mod subresources;
 mod teams;
@@ -27,6 +28,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(uploads::routes())
         .merge(subresources::routes())
         .merge(teams::routes())
+        .merge(exports::routes())
         .fallback(not_found)
 }
 

@@ -494,6 +494,9 @@ async fn read(
         .find(|(k, _)| k == "format")
         && format != "json"
     {
+        if format == "eln" {
+            return super::exports::entity_eln(&app, &caller, kind, id).await;
+        }
         return Err(AppError::NotImplemented(format!(
             "export as {format} is not available yet"
         )));

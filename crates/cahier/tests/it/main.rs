@@ -10,6 +10,7 @@ mod api_errors;
 mod api_experiments;
 mod api_subresources;
 mod cli;
+mod eln;
 mod policy_matrix;
 mod resources;
 mod search;

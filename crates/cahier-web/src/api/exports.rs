@@ -1,0 +1,327 @@
+//! `.eln` exchange over the API: `GET /{experiments|items}/{id}?format=eln` (one entity),
+//! `POST /exports` (a selection, answered with the archive), `POST /import` (multipart `file`,
+//! with `team`, `target` = `experiments`|`items`, `category`, and `dry_run=1` for a preview).
+//! Handlers are thin: the store reads through the access policy and imports in one
+//! transaction; this module only moves bytes between HTTP and temporary files.
+//!
+//! Temporary archives live in the blob store's `tmp` folder (the orphan sweep removes any a
+//! crash leaves behind). An export file is unlinked as soon as it is opened for the response.
+
+use crate::AppState;
+use crate::auth::ApiCaller;
+use crate::error::AppError;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Multipart, State};
+use axum::handler::Handler;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use cahier_core::{EntityKind, Subject};
+use cahier_store::Store;
+use cahier_store::eln_import::ImportOptions;
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/exports", post(create_export))
+        .route("/import", post(import.layer(DefaultBodyLimit::disable())))
+}
+
+fn tmp_dir(store: &Store) -> Result<PathBuf, AppError> {
+    Ok(store.blob_store()?.root().join("tmp"))
+}
+
+/// The archive of `ids` (in order) as a download named `name`.
+pub(crate) async fn eln_response(
+    store: &Store,
+    subject: &Subject,
+    ids: &[i64],
+    name: &str,
+) -> Result<Response, AppError> {
+    let dir = tmp_dir(store)?;
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| AppError::internal(&e))?;
+    let path = dir.join(format!(
+        "export-{}.eln",
+        hex::encode(rand::random::<[u8; 16]>())
+    ));
+    let file = std::fs::File::create(&path).map_err(|e| AppError::internal(&e))?;
+    let written = store.export_eln(subject, ids, file, "Cahier", |_| {}).await;
+    let file = match written {
+        Ok(file) => file,
+        Err(error) => {
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(error.into());
+        }
+    };
+    drop(file);
+    let reader = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| AppError::internal(&e))?;
+    let size = reader
+        .metadata()
+        .await
+        .map_err(|e| AppError::internal(&e))?
+        .len();
+    // The open handle keeps the content readable; nothing is left on disk.
+    let _ = tokio::fs::remove_file(&path).await;
+    Ok(file_response(reader, size, name, cahier_eln::MEDIA_TYPE))
+}
+
+/// Streams an open file as an attachment download.
+pub(crate) fn file_response(
+    reader: tokio::fs::File,
+    size: u64,
+    name: &str,
+    media_type: &str,
+) -> Response {
+    let stream = futures_util::stream::unfold(reader, |mut reader| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buffer = vec![0u8; 64 * 1024];
+        match reader.read(&mut buffer).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buffer.truncate(n);
+                Some((Ok::<_, std::io::Error>(Bytes::from(buffer)), reader))
+            }
+            Err(error) => Some((Err(error), reader)),
+        }
+    });
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    (
+        [
+            (header::CONTENT_TYPE, media_type.to_owned()),
+            (header::CONTENT_LENGTH, size.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{safe}\""),
+            ),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+/// `GET /{experiments|items}/{id}?format=eln`.
+pub(crate) async fn entity_eln(
+    app: &AppState,
+    caller: &ApiCaller,
+    kind: EntityKind,
+    id: i64,
+) -> Result<Response, AppError> {
+    let row = app.store.entity_of_kind(&caller.subject, kind, id).await?;
+    let name = format!("{}-{}.eln", row.kind.as_str(), row.id);
+    eln_response(&app.store, &caller.subject, &[id], &name).await
+}
+
+#[derive(Debug, Deserialize)]
+struct ExportRequest {
+    #[serde(default)]
+    experiments: Vec<i64>,
+    #[serde(default)]
+    items: Vec<i64>,
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// `POST /exports`: `{"experiments": [ids], "items": [ids], "format": "eln"}` → the archive.
+async fn create_export(
+    State(app): State<AppState>,
+    caller: ApiCaller,
+    body: axum::body::Bytes,
+) -> Result<Response, AppError> {
+    let request: ExportRequest = serde_json::from_slice(&body).map_err(|e| {
+        AppError::BadRequest(format!(
+            "expected {{\"experiments\": [ids], \"items\": [ids]}}: {e}"
+        ))
+    })?;
+    if request.format.as_deref().is_some_and(|f| f != "eln") {
+        return Err(AppError::NotImplemented(
+            "only the eln format is available for exports".into(),
+        ));
+    }
+    let mut ids = Vec::new();
+    for id in &request.experiments {
+        app.store
+            .entity_of_kind(&caller.subject, EntityKind::Experiment, *id)
+            .await?;
+        ids.push(*id);
+    }
+    for id in &request.items {
+        app.store
+            .entity_of_kind(&caller.subject, EntityKind::Resource, *id)
+            .await?;
+        ids.push(*id);
+    }
+    if ids.is_empty() {
+        return Err(AppError::invalid(
+            "experiments",
+            "name at least one entry to export",
+        ));
+    }
+    ids.dedup();
+    eln_response(&app.store, &caller.subject, &ids, "cahier-export.eln").await
+}
+
+/// A received archive waiting in the temporary folder; removed when dropped.
+pub(crate) struct ReceivedArchive {
+    /// Where it is.
+    pub path: PathBuf,
+    /// The other form fields.
+    pub fields: HashMap<String, String>,
+}
+
+impl Drop for ReceivedArchive {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Streams the multipart `file` field into a temporary file (bounded by the upload limit)
+/// and collects the small fields.
+pub(crate) async fn receive_archive(
+    store: &Store,
+    mut multipart: Multipart,
+) -> Result<ReceivedArchive, AppError> {
+    use tokio::io::AsyncWriteExt;
+    let limit = store.blob_store()?.max_bytes();
+    let dir = tmp_dir(store)?;
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| AppError::internal(&e))?;
+    let path = dir.join(format!(
+        "import-{}.eln",
+        hex::encode(rand::random::<[u8; 16]>())
+    ));
+    let mut received = ReceivedArchive {
+        path,
+        fields: HashMap::new(),
+    };
+    let mut has_file = false;
+    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+        let name = field.name().unwrap_or_default().to_owned();
+        if name == "file" {
+            let mut file = tokio::fs::File::create(&received.path)
+                .await
+                .map_err(|e| AppError::internal(&e))?;
+            let mut total: u64 = 0;
+            while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+                total = total.saturating_add(chunk.len() as u64);
+                if total > limit {
+                    return Err(AppError::TooLarge(format!(
+                        "archives are limited to {limit} bytes (max_upload_mb in cahier.toml)"
+                    )));
+                }
+                file.write_all(&chunk)
+                    .await
+                    .map_err(|e| AppError::internal(&e))?;
+            }
+            file.flush().await.map_err(|e| AppError::internal(&e))?;
+            has_file = total > 0;
+        } else {
+            let value = field.text().await.map_err(multipart_error)?;
+            if value.len() > 1000 {
+                return Err(AppError::invalid(&name, "too long"));
+            }
+            received.fields.insert(name, value);
+        }
+    }
+    if !has_file {
+        return Err(AppError::invalid("file", "choose an .eln file to import"));
+    }
+    Ok(received)
+}
+
+fn multipart_error(error: axum::extract::multipart::MultipartError) -> AppError {
+    if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        AppError::TooLarge("the upload is larger than this server accepts".into())
+    } else {
+        AppError::BadRequest(format!("could not read the upload: {}", error.body_text()))
+    }
+}
+
+/// Reads `team`, `target` and `category` form fields into import options.
+pub(crate) fn import_options(
+    fields: &HashMap<String, String>,
+    default_team: Option<i64>,
+) -> Result<ImportOptions, AppError> {
+    let team_id = match fields
+        .get("team")
+        .map(|t| t.trim())
+        .filter(|t| !t.is_empty())
+    {
+        Some(team) => team
+            .parse()
+            .map_err(|_| AppError::invalid("team", "expected a team id"))?,
+        None => default_team.ok_or_else(|| AppError::invalid("team", "choose a team"))?,
+    };
+    let kind = match fields.get("target").map(|t| t.trim()).unwrap_or_default() {
+        "" | "auto" => None,
+        "experiments" | "experiment" => Some(EntityKind::Experiment),
+        "items" | "resources" | "resource" => Some(EntityKind::Resource),
+        _ => {
+            return Err(AppError::invalid(
+                "target",
+                "expected experiments, items or auto",
+            ));
+        }
+    };
+    let category_id = match fields
+        .get("category")
+        .map(|c| c.trim())
+        .filter(|c| !c.is_empty())
+    {
+        Some(category) => Some(
+            category
+                .parse()
+                .map_err(|_| AppError::invalid("category", "expected a category id"))?,
+        ),
+        None => None,
+    };
+    Ok(ImportOptions {
+        team_id,
+        kind,
+        category_id,
+    })
+}
+
+/// `POST /import`: 201 with the report, or 200 with the preview when `dry_run=1`.
+async fn import(
+    State(app): State<AppState>,
+    caller: ApiCaller,
+    multipart: Multipart,
+) -> Result<Response, AppError> {
+    caller.require_write()?;
+    let received = receive_archive(&app.store, multipart).await?;
+    let options = import_options(&received.fields, caller.team_id)?;
+    let dry_run = received
+        .fields
+        .get("dry_run")
+        .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes"));
+    if dry_run {
+        let preview = app
+            .store
+            .preview_eln(&caller.subject, &received.path, &options)
+            .await?;
+        return Ok(axum::Json(json!(preview)).into_response());
+    }
+    let report = app
+        .store
+        .import_eln(&caller.subject, &received.path, &options)
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(json!(report))).into_response())
+}

@@ -1,0 +1,657 @@
+//! .eln exchange over real HTTP: every shared fixture imports with what it holds (titles,
+//! counts, attachments whose hashes match), a bad hash refuses only that file, hostile
+//! archives built here are refused with a message and leave nothing behind, and a Cahier
+//! export imports back into the same content. The export is also checked by the RO-Crate
+//! tools of PyPI (`roc-validator`, `rocrate`) in a fresh venv, offline for the contexts.
+
+use cahier_store::catalog::{Family, Vocabulary};
+use cahier_testkit::{Api, TestApp};
+use reqwest::multipart::{Form, Part};
+use serde_json::{Value, json};
+use sha2::Digest;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+const FIXTURES: &str = "/work/shared/fixtures/eln";
+const CONTEXTS: &str = "/work/shared/fixtures/rocrate-context";
+
+async fn import(api: &Api, name: &str, bytes: Vec<u8>, fields: &[(&str, &str)]) -> (u16, Value) {
+    let mut form = Form::new().part("file", Part::bytes(bytes).file_name(name.to_owned()));
+    for (key, value) in fields {
+        form = form.text(key.to_string(), value.to_string());
+    }
+    let response = api
+        .client
+        .post(format!("{}/import", api.base))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|_| json!({ "raw": text })),
+    )
+}
+
+async fn count_entities(app: &TestApp) -> i64 {
+    sqlx::query_scalar::<_, i64>("SELECT count(*) FROM entities")
+        .fetch_one(&pool(app).await)
+        .await
+        .unwrap()
+}
+
+async fn pool(app: &TestApp) -> sqlx::SqlitePool {
+    sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        app.dir.path().join("cahier.db").display()
+    ))
+    .await
+    .unwrap()
+}
+
+/// A team member with a resource category (imported resources need one) and a key.
+async fn importer(app: &TestApp) -> (Api, i64) {
+    let alice = app.user("alice@lab.fr", "Ecology", true).await;
+    app.store
+        .create_term(
+            Vocabulary::Category,
+            alice.team_id,
+            Family::Resource,
+            "Imported",
+            "29aeb9",
+            true,
+        )
+        .await
+        .unwrap();
+    (app.api(&app.api_key(&alice, true).await), alice.team_id)
+}
+
+fn fixture(path: &str) -> Vec<u8> {
+    std::fs::read(Path::new(FIXTURES).join(path)).unwrap()
+}
+
+#[tokio::test]
+async fn every_fixture_imports_with_its_entries_and_files() {
+    let app = TestApp::spawn().await;
+    let (api, _) = importer(&app).await;
+    // (file, entries, attached files, a title that must arrive)
+    let cases = [
+        ("elabftw/export.eln", 12, 2, "Gold master experiment"),
+        (
+            "elabftw/single-experiment.eln",
+            1,
+            1,
+            "test eln export with metadata",
+        ),
+        (
+            "elabftw/multiple-experiments.eln",
+            9,
+            4,
+            "Synthesis of Aspirin",
+        ),
+        (
+            "elabftw/4.9.0_special_chars.eln",
+            2,
+            4,
+            "export from 4.9.0 - special chars",
+        ),
+        ("kadi4mat/records-example.eln", 1, 4, "records-example"),
+        (
+            "RSpace/RSpace-2023-12-08-14-44-xml-SELECTION-c0bEtpHcnNe-HA.eln",
+            3,
+            6,
+            "doc_Editable2-32",
+        ),
+        ("SampleDB/sampledb_export.eln", 2, 4, "OMBE-1"),
+        ("PASTA/PASTA.eln", 9, 8, "PASTAs Example Project"),
+        (
+            "OpenSemanticLab/MinimalExample.osl.eln",
+            1,
+            0,
+            "MinimalExample",
+        ),
+    ];
+    for (path, n_entries, n_files, title) in cases {
+        let (status, report) = import(&api, path, fixture(path), &[]).await;
+        assert_eq!(status, 201, "{path}: {report}");
+        let created = report["created"].as_array().unwrap();
+        assert_eq!(created.len(), n_entries, "{path}: {report}");
+        let attached: u64 = created.iter().map(|c| c["n_files"].as_u64().unwrap()).sum();
+        assert_eq!(attached, n_files, "{path}: {report}");
+        assert!(
+            created
+                .iter()
+                .any(|c| c["title"].as_str().unwrap().starts_with(title)),
+            "{path}: {title} missing from {report}"
+        );
+        assert!(
+            report["refused_files"].as_array().unwrap().is_empty(),
+            "{path}: {report}"
+        );
+        // Every attached file is stored with the hash of its content.
+        for entry in created {
+            let kind = if entry["kind"] == "resource" {
+                "items"
+            } else {
+                "experiments"
+            };
+            let id = entry["id"].as_i64().unwrap();
+            let uploads = api.json(&format!("/{kind}/{id}/uploads")).await;
+            for upload in uploads.as_array().unwrap() {
+                let bytes = api
+                    .get(&format!(
+                        "/{kind}/{id}/uploads/{}?format=binary",
+                        upload["id"]
+                    ))
+                    .await
+                    .bytes()
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    hex::encode(sha2::Sha256::digest(&bytes)),
+                    upload["hash"].as_str().unwrap(),
+                    "{path}"
+                );
+            }
+        }
+    }
+
+    // What eLabFTW's gold master carries arrived: tags, steps, comments, links, fields.
+    let list = api.json("/experiments?q=Gold&limit=5").await;
+    let gold = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["title"] == "Gold master experiment")
+        .expect("gold master listed");
+    let gold = api.json(&format!("/experiments/{}", gold["id"])).await;
+    assert_eq!(gold["steps"].as_array().unwrap().len(), 2, "{gold}");
+    assert_eq!(gold["comments"].as_array().unwrap().len(), 1);
+    let n_links = gold["experiments_links"].as_array().unwrap().len()
+        + gold["items_links"].as_array().unwrap().len();
+    assert_eq!(n_links, 3, "{gold}");
+    assert!(
+        gold["tags"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("test-data"),
+        "{gold}"
+    );
+    let metadata: Value = serde_json::from_str(gold["metadata"].as_str().unwrap()).unwrap();
+    assert!(
+        metadata["extra_fields"].as_object().unwrap().len() > 5,
+        "{metadata}"
+    );
+    assert_eq!(
+        metadata["eln_import"]["authors"][0]["name"], "Nicola Mohr",
+        "original author kept: {metadata}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_file_whose_hash_does_not_match_is_refused_and_reported() {
+    let app = TestApp::spawn().await;
+    let (api, _) = importer(&app).await;
+    let (status, report) = import(
+        &api,
+        "invalid-shasum.eln",
+        fixture("elabftw/invalid-shasum.eln"),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 201, "{report}");
+    assert_eq!(report["created"][0]["n_files"], 1, "{report}");
+    let refused = report["refused_files"].as_array().unwrap();
+    assert_eq!(refused.len(), 1, "{report}");
+    assert!(
+        refused[0].as_str().unwrap().contains("file.txt"),
+        "{report}"
+    );
+    assert!(refused[0].as_str().unwrap().contains("SHA-256"), "{report}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_preview_lists_what_would_be_created_and_writes_nothing() {
+    let app = TestApp::spawn().await;
+    let (api, _) = importer(&app).await;
+    let before = count_entities(&app).await;
+    let (status, preview) = import(
+        &api,
+        "export.eln",
+        fixture("elabftw/export.eln"),
+        &[("dry_run", "1"), ("target", "experiments")],
+    )
+    .await;
+    assert_eq!(status, 200, "{preview}");
+    assert_eq!(preview["entries"].as_array().unwrap().len(), 12);
+    assert!(
+        preview["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["kind"] == "experiment")
+    );
+    assert_eq!(count_entities(&app).await, before);
+    app.stop().await;
+}
+
+/// A ZIP built entry by entry: (name, content, deflated).
+fn zip_of(entries: &[(&str, &[u8], bool)]) -> Vec<u8> {
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, bytes, deflate) in entries {
+        let method = if *deflate {
+            zip::CompressionMethod::Deflated
+        } else {
+            zip::CompressionMethod::Stored
+        };
+        zip.start_file(
+            *name,
+            zip::write::SimpleFileOptions::default().compression_method(method),
+        )
+        .unwrap();
+        zip.write_all(bytes).unwrap();
+    }
+    zip.finish().unwrap().into_inner()
+}
+
+fn metadata_with_file(file_id: &str) -> Vec<u8> {
+    json!({
+        "@context": "https://w3id.org/ro/crate/1.2/context",
+        "@graph": [
+            {"@id": "ro-crate-metadata.json", "@type": "CreativeWork", "about": {"@id": "./"}},
+            {"@id": "./", "@type": "Dataset", "hasPart": [{"@id": "./a/"}]},
+            {"@id": "./a/", "@type": "Dataset", "name": "Hostile", "hasPart": [{"@id": file_id}]},
+            {"@id": file_id, "@type": "File", "name": "x"}
+        ]
+    })
+    .to_string()
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn hostile_archives_are_refused_with_a_message_and_leave_nothing() {
+    let app = TestApp::spawn().await;
+    let (api, _) = importer(&app).await;
+    let before = count_entities(&app).await;
+    let metadata = metadata_with_file("./a/x.txt");
+
+    let traversal = zip_of(&[
+        ("root/ro-crate-metadata.json", &metadata, true),
+        ("root/../../etc/passwd", b"x", false),
+    ]);
+    let absolute = zip_of(&[
+        ("root/ro-crate-metadata.json", &metadata, true),
+        ("/etc/passwd", b"x", false),
+    ]);
+    let two_roots = zip_of(&[
+        ("root/ro-crate-metadata.json", &metadata, true),
+        ("other/x.txt", b"x", false),
+    ]);
+    let symlink = {
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default();
+        zip.start_file("root/ro-crate-metadata.json", options)
+            .unwrap();
+        zip.write_all(&metadata).unwrap();
+        zip.add_symlink("root/a/x.txt", "/etc/passwd", options)
+            .unwrap();
+        zip.finish().unwrap().into_inner()
+    };
+    // 5 MiB of zeros (under the per-file limit) deflate to about 5 KiB: a ratio near 1000.
+    let zeros = vec![0u8; 5 << 20];
+    let bomb = zip_of(&[
+        ("root/ro-crate-metadata.json", &metadata, true),
+        ("root/a/x.txt", &zeros, true),
+    ]);
+    drop(zeros);
+    // Metadata past the 32 MiB limit (compressed well below the upload limit).
+    let mut huge = b"{\"@graph\": [], \"pad\": \"".to_vec();
+    huge.resize(33 << 20, b' ');
+    huge.extend_from_slice(b"\"}");
+    let huge_metadata = zip_of(&[("root/ro-crate-metadata.json", &huge, true)]);
+    let no_metadata = zip_of(&[("root/a/x.txt", b"x", false)]);
+    let not_zip = b"this is not a zip archive".to_vec();
+
+    for (label, bytes, expected) in [
+        ("traversal", traversal, ".."),
+        ("absolute", absolute, "absolute"),
+        ("two roots", two_roots, "one top folder"),
+        ("symlink", symlink, "symbolic link"),
+        ("bomb", bomb, "zip bomb"),
+        ("huge metadata", huge_metadata, "are accepted"),
+        (
+            "no metadata",
+            no_metadata,
+            "ro-crate-metadata.json is missing",
+        ),
+        ("not a zip", not_zip, "ZIP"),
+    ] {
+        let (status, body) = import(&api, "hostile.eln", bytes, &[]).await;
+        assert_eq!(status, 422, "{label}: {body}");
+        assert!(
+            body["description"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(expected)
+                || body["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains(expected),
+            "{label}: {body}"
+        );
+    }
+    assert_eq!(count_entities(&app).await, before);
+    // Nothing of the refused archives stays in the temporary folder.
+    let tmp = app.dir.path().join("blobs/tmp");
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_import_that_fails_midway_creates_nothing() {
+    let app = TestApp::spawn().await;
+    // No resource category in this team: the resource of the archive cannot be created, so
+    // the experiments before it must not be either.
+    let alice = app.user("alice@lab.fr", "Ecology", true).await;
+    let api = app.api(&app.api_key(&alice, true).await);
+    let before = count_entities(&app).await;
+    let (status, body) = import(
+        &api,
+        "multiple-experiments.eln",
+        fixture("elabftw/multiple-experiments.eln"),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.to_string().contains("nothing was imported") || body.to_string().contains("category"),
+        "{body}"
+    );
+    assert_eq!(count_entities(&app).await, before);
+    app.stop().await;
+}
+
+/// Builds an experiment with every part the round trip must carry.
+async fn rich_experiment(api: &Api, team_id: i64, app: &TestApp) -> (i64, i64) {
+    let category = app
+        .store
+        .create_term(
+            Vocabulary::Category,
+            team_id,
+            Family::Experiment,
+            "Chemistry",
+            "ff0000",
+            false,
+        )
+        .await
+        .unwrap();
+    let target = api
+        .create(
+            "/experiments",
+            json!({"title": "Linked target", "body": "target"}),
+        )
+        .await;
+    let id = api
+        .create(
+            "/experiments",
+            json!({
+                "title": "Titration of acetic acid",
+                "body": "# Aim\n\nMeasure the **concentration**.",
+                "tags": ["acid", "titration"],
+                "category": category,
+                "metadata": {"extra_fields": {
+                    "Volume": {"type": "number", "value": "25", "unit": "mL", "units": ["mL", "L"]},
+                    "Operator": {"type": "text", "value": "Alice"}
+                }},
+            }),
+        )
+        .await;
+    api.create(
+        &format!("/experiments/{id}/steps"),
+        json!({"body": "Weigh"}),
+    )
+    .await;
+    api.create(
+        &format!("/experiments/{id}/comments"),
+        json!({"comment": "Looks right"}),
+    )
+    .await;
+    let response = api
+        .post(
+            &format!("/experiments/{id}/experiments_links/{target}"),
+            json!({}),
+        )
+        .await;
+    assert!(response.status().is_success());
+    let form = Form::new().part(
+        "file",
+        Part::bytes(b"t,ph\n0,2.9\n".to_vec()).file_name("curve é.csv"),
+    );
+    let response = api
+        .client
+        .post(format!("{}/experiments/{id}/uploads", api.base))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    (id, target)
+}
+
+async fn export(api: &Api, ids: &[i64]) -> Vec<u8> {
+    let response = api.post("/exports", json!({"experiments": ids})).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/vnd.eln+zip"
+    );
+    response.bytes().await.unwrap().to_vec()
+}
+
+#[tokio::test]
+async fn a_cahier_export_imports_back_with_everything() {
+    let app = TestApp::spawn().await;
+    let (api, team_id) = importer(&app).await;
+    let (id, target) = rich_experiment(&api, team_id, &app).await;
+    let original = api.json(&format!("/experiments/{id}")).await;
+
+    // One entity through `?format=eln`, and the pair through POST /exports.
+    let single = api.get(&format!("/experiments/{id}?format=eln")).await;
+    assert_eq!(single.status(), 200);
+    assert!(!single.bytes().await.unwrap().is_empty());
+    let archive = export(&api, &[id, target]).await;
+
+    let (status, report) = import(&api, "back.eln", archive, &[]).await;
+    assert_eq!(status, 201, "{report}");
+    let created = report["created"].as_array().unwrap();
+    assert_eq!(created.len(), 2);
+    let copy_id = created[0]["id"].as_i64().unwrap();
+    let copy = api.json(&format!("/experiments/{copy_id}")).await;
+    for key in [
+        "title",
+        "body",
+        "content_type",
+        "tags",
+        "category",
+        "status",
+        "rating",
+        "date",
+    ] {
+        assert_eq!(copy[key], original[key], "{key}");
+    }
+    let fields = |v: &Value| {
+        let metadata: Value = serde_json::from_str(v["metadata"].as_str().unwrap()).unwrap();
+        metadata["extra_fields"].clone()
+    };
+    assert_eq!(fields(&copy), fields(&original));
+    assert_eq!(copy["steps"][0]["body"], "Weigh");
+    assert_eq!(copy["comments"][0]["comment"], "Looks right");
+    // The link now points at the imported copy of the target.
+    assert_eq!(copy["experiments_links"][0]["entityid"], created[1]["id"]);
+    let uploads = api.json(&format!("/experiments/{copy_id}/uploads")).await;
+    let originals = api.json(&format!("/experiments/{id}/uploads")).await;
+    assert_eq!(uploads[0]["real_name"], "curve é.csv");
+    assert_eq!(uploads[0]["hash"], originals[0]["hash"]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn exporting_what_one_may_not_read_is_not_found() {
+    let app = TestApp::spawn().await;
+    let (api, _) = importer(&app).await;
+    let bob = app.user("bob@lab.fr", "Geology", false).await;
+    let bob_api = app.api(&app.api_key(&bob, true).await);
+    let secret = bob_api
+        .create(
+            "/experiments",
+            json!({"title": "Secret", "canread_base": 10}),
+        )
+        .await;
+    let response = api.get(&format!("/experiments/{secret}?format=eln")).await;
+    assert_eq!(response.status(), 404);
+    let response = api.post("/exports", json!({"experiments": [secret]})).await;
+    assert_eq!(response.status(), 404);
+    app.stop().await;
+}
+
+fn run(what: &str, command: &mut std::process::Command) -> String {
+    let output = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{what} failed:\n{text}");
+    text
+}
+
+/// Seeds the validator's HTTP cache with the vendored RO-Crate contexts (the recipe of
+/// `reference/interop-trust.md` §1.6), so it runs without network.
+const SEED_CACHE: &str = r#"
+import io, sys, urllib3
+from requests.adapters import HTTPAdapter
+from requests_cache import CachedSession
+ctx_dir = sys.argv[2]
+CTX = {"https://w3id.org/ro/crate/1.1/context": ctx_dir + "/1.1.jsonld",
+       "https://w3id.org/ro/crate/1.2/context": ctx_dir + "/1.2.jsonld"}
+class Local(HTTPAdapter):
+    def send(self, req, **kw):
+        p = CTX.get(req.url.rstrip("/"))
+        body = open(p, "rb").read() if p else b""
+        raw = urllib3.HTTPResponse(body=io.BytesIO(body), headers={"Content-Type": "application/ld+json"},
+                                   status=200 if p else 404, preload_content=False, request_url=req.url)
+        return self.build_response(req, raw)
+s = CachedSession(cache_name=sys.argv[1], backend="sqlite", expire_after=-1,
+                  allowable_methods=("GET",), allowable_codes=(200, 302, 404))
+s.mount("https://", Local())
+for u in CTX:
+    s.get(u)
+"#;
+
+const LOAD_WITH_ROCRATE: &str = r#"
+import sys
+from rocrate.rocrate import ROCrate
+crate = ROCrate(sys.argv[1])
+datasets = [e for e in crate.get_entities() if "Dataset" in (e.type if isinstance(e.type, list) else [e.type]) and e.id != "./"]
+files = [e for e in crate.get_entities() if e.type == "File"]
+print("datasets", len(datasets), "files", len(files))
+"#;
+
+/// The export validates as RO-Crate 1.2 with `roc-validator` and loads with `rocrate`
+/// (both from PyPI, in a fresh venv). Needs python3 and PyPI: without them the test fails
+/// and says why.
+#[tokio::test]
+async fn an_export_passes_the_ro_crate_validator_and_loads_with_rocrate() {
+    let app = TestApp::spawn().await;
+    let (api, team_id) = importer(&app).await;
+    let (id, target) = rich_experiment(&api, team_id, &app).await;
+    let archive = export(&api, &[id, target]).await;
+    let work = tempfile::tempdir().unwrap();
+    let unzipped = work.path().join("x");
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(archive)).unwrap();
+    zip.extract(&unzipped).unwrap();
+    let root: PathBuf = std::fs::read_dir(&unzipped)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let work_path = work.path().to_path_buf();
+    let output = tokio::task::spawn_blocking(move || {
+        let venv = work_path.join("venv");
+        run(
+            "python3 -m venv",
+            std::process::Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv),
+        );
+        let python = venv.join("bin/python");
+        run(
+            "pip install roc-validator rocrate (is PyPI reachable from this machine?)",
+            std::process::Command::new(&python).args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--timeout",
+                "30",
+                "--retries",
+                "2",
+                "roc-validator==0.13.0",
+                "rocrate==0.16.0",
+            ]),
+        );
+        let cache = work_path.join("rocache/http_cache");
+        std::fs::create_dir_all(work_path.join("rocache")).unwrap();
+        let seed = work_path.join("seed_cache.py");
+        std::fs::write(&seed, SEED_CACHE).unwrap();
+        run(
+            "seeding the validator's cache with the vendored contexts",
+            std::process::Command::new(&python)
+                .arg(&seed)
+                .arg(&cache)
+                .arg(CONTEXTS),
+        );
+        let report = work_path.join("report.json");
+        let validation = std::process::Command::new(venv.join("bin/rocrate-validator"))
+            .args(["-y", "validate", "--no-paging", "--offline", "--cache-path"])
+            .arg(&cache)
+            .args([
+                "--skip-availability-check",
+                "-p",
+                "ro-crate-1.2",
+                "-f",
+                "json",
+                "-o",
+            ])
+            .arg(&report)
+            .arg(&root)
+            .output()
+            .unwrap();
+        let report_text = std::fs::read_to_string(&report).unwrap_or_default();
+        assert!(
+            validation.status.success(),
+            "rocrate-validator refused the export:\n{}\n{}\n{report_text}",
+            String::from_utf8_lossy(&validation.stdout),
+            String::from_utf8_lossy(&validation.stderr)
+        );
+        let loader = work_path.join("load.py");
+        std::fs::write(&loader, LOAD_WITH_ROCRATE).unwrap();
+        run(
+            "rocrate (ro-crate-py) loading the export",
+            std::process::Command::new(&python).arg(&loader).arg(&root),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(output.contains("datasets 2 files 1"), "{output}");
+    app.stop().await;
+}
