@@ -54,6 +54,10 @@ const SQLITE: &[(i64, Step)] = &[
         10,
         Step::Sql(include_str!("../migrations/sqlite/0010_field_index.sql")),
     ),
+    (
+        15,
+        Step::Sql(include_str!("../migrations/sqlite/0015_export_jobs.sql")),
+    ),
 ];
 
 async fn rebuild_search_index(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
