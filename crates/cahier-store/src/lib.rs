@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod eln_export;
 pub mod eln_import;
 pub mod entities;
+pub mod export_jobs;
 pub mod field_filter;
 mod fields;
 pub mod listing;

@@ -1,5 +1,6 @@
-//! `.eln` exchange over the API: `GET /{experiments|items}/{id}?format=eln` (one entity),
-//! `POST /exports` (a selection, answered with the archive), `POST /import` (multipart `file`,
+//! `.eln` exchange over the API: `GET /{experiments|items}/{id}?format=eln` (one entity, at
+//! once), `GET|POST /exports` and `GET /exports/{id}[?format=binary]` (background exports of
+//! a selection, a user's or a team's notebook), `POST /import` (multipart `file`,
 //! with `team`, `target` = `experiments`|`items`, `category`, and `dry_run=1` for a preview).
 //! Handlers are thin: the store reads through the access policy and imports in one
 //! transaction; this module only moves bytes between HTTP and temporary files.
@@ -12,14 +13,16 @@ use crate::auth::ApiCaller;
 use crate::error::AppError;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Multipart, State};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::handler::Handler;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
+use cahier_core::clock::format_sql_datetime;
 use cahier_core::{EntityKind, Subject};
 use cahier_store::Store;
 use cahier_store::eln_import::ImportOptions;
+use cahier_store::export_jobs::{ExportJob, ExportScope};
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::HashMap;
@@ -27,7 +30,8 @@ use std::path::PathBuf;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/exports", post(create_export))
+        .route("/exports", get(list_exports).post(create_export))
+        .route("/exports/{id}", get(read_export))
         .route("/import", post(import.layer(DefaultBodyLimit::disable())))
 }
 
@@ -128,53 +132,108 @@ pub(crate) async fn entity_eln(
     eln_response(&app.store, &caller.subject, &[id], &name).await
 }
 
-#[derive(Debug, Deserialize)]
-struct ExportRequest {
-    #[serde(default)]
-    experiments: Vec<i64>,
-    #[serde(default)]
-    items: Vec<i64>,
-    #[serde(default)]
-    format: Option<String>,
-}
-
-/// `POST /exports`: `{"experiments": [ids], "items": [ids], "format": "eln"}` → the archive.
+/// `POST /exports`: `{"experiments": [ids], "items": [ids], "user": id, "team": id}` starts a
+/// background export; 201 with `Location: /api/v2/exports/{id}`.
 async fn create_export(
     State(app): State<AppState>,
     caller: ApiCaller,
-    body: axum::body::Bytes,
+    body: Bytes,
 ) -> Result<Response, AppError> {
-    let request: ExportRequest = serde_json::from_slice(&body).map_err(|e| {
+    let scope: ExportScope = serde_json::from_slice(&body).map_err(|e| {
         AppError::BadRequest(format!(
-            "expected {{\"experiments\": [ids], \"items\": [ids]}}: {e}"
+            "expected {{\"experiments\": [ids], \"items\": [ids], \"user\": id, \"team\": id}}: {e}"
         ))
     })?;
-    if request.format.as_deref().is_some_and(|f| f != "eln") {
-        return Err(AppError::NotImplemented(
-            "only the eln format is available for exports".into(),
-        ));
+    let id = start_export(&app, &caller.subject, &scope).await?;
+    let location = format!(
+        "{}/api/v2/exports/{id}",
+        app.config.public_url.trim_end_matches('/')
+    );
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        axum::Json(json!({ "id": id })),
+    )
+        .into_response())
+}
+
+/// Records an export job and runs it in the background; returns its id.
+pub(crate) async fn start_export(
+    app: &AppState,
+    subject: &Subject,
+    scope: &ExportScope,
+) -> Result<i64, AppError> {
+    let id = app.store.create_export_job(subject, scope).await?;
+    let store = app.store.clone();
+    let subject = subject.clone();
+    tokio::spawn(async move {
+        // The outcome is in the job's row (and logged); nobody waits on this task.
+        let _ = store.run_export_job(&subject, id).await;
+    });
+    Ok(id)
+}
+
+fn job_json(job: &ExportJob) -> serde_json::Value {
+    json!({
+        "id": job.id, "scope": job.scope, "format": job.format, "state": job.state,
+        "total": job.total, "done": job.done, "file_size": job.file_size, "error": job.error,
+        "created_at": format_sql_datetime(job.created_at),
+        "finished_at": job.finished_at.map(format_sql_datetime),
+    })
+}
+
+/// `GET /exports`: the caller's export jobs, newest first.
+async fn list_exports(
+    State(app): State<AppState>,
+    caller: ApiCaller,
+) -> Result<Response, AppError> {
+    let jobs = app.store.export_jobs(&caller.subject).await?;
+    Ok(axum::Json(jobs.iter().map(job_json).collect::<Vec<_>>()).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct ReadQuery {
+    format: Option<String>,
+}
+
+/// `GET /exports/{id}`: the job; with `?format=binary`, its file once done.
+async fn read_export(
+    State(app): State<AppState>,
+    caller: ApiCaller,
+    Path(id): Path<String>,
+    Query(query): Query<ReadQuery>,
+) -> Result<Response, AppError> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| AppError::NotFound("export".into()))?;
+    if query.format.as_deref() == Some("binary") {
+        return export_download(&app.store, &caller.subject, id).await;
     }
-    let mut ids = Vec::new();
-    for id in &request.experiments {
-        app.store
-            .entity_of_kind(&caller.subject, EntityKind::Experiment, *id)
-            .await?;
-        ids.push(*id);
-    }
-    for id in &request.items {
-        app.store
-            .entity_of_kind(&caller.subject, EntityKind::Resource, *id)
-            .await?;
-        ids.push(*id);
-    }
-    if ids.is_empty() {
-        return Err(AppError::invalid(
-            "experiments",
-            "name at least one entry to export",
-        ));
-    }
-    ids.dedup();
-    eln_response(&app.store, &caller.subject, &ids, "cahier-export.eln").await
+    let job = app.store.export_job(&caller.subject, id).await?;
+    Ok(axum::Json(job_json(&job)).into_response())
+}
+
+/// The finished file of an export job, as a download.
+pub(crate) async fn export_download(
+    store: &Store,
+    subject: &Subject,
+    id: i64,
+) -> Result<Response, AppError> {
+    let path = store.export_job_file(subject, id).await?;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|_| AppError::NotFound("export file".into()))?;
+    let size = file
+        .metadata()
+        .await
+        .map_err(|e| AppError::internal(&e))?
+        .len();
+    Ok(file_response(
+        file,
+        size,
+        &format!("cahier-export-{id}.eln"),
+        cahier_eln::MEDIA_TYPE,
+    ))
 }
 
 /// A received archive waiting in the temporary folder; removed when dropped.

@@ -445,14 +445,79 @@ async fn rich_experiment(api: &Api, team_id: i64, app: &TestApp) -> (i64, i64) {
     (id, target)
 }
 
+/// Starts a background export, waits for it (polling its job) and downloads the file.
 async fn export(api: &Api, ids: &[i64]) -> Vec<u8> {
     let response = api.post("/exports", json!({"experiments": ids})).await;
+    assert_eq!(response.status(), 201);
+    let job: Value = response.json().await.unwrap();
+    let id = job["id"].as_i64().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let job = api.json(&format!("/exports/{id}")).await;
+        match job["state"].as_str().unwrap() {
+            "done" => {
+                assert_eq!(job["done"], job["total"]);
+                break;
+            }
+            "failed" => panic!("export failed: {job}"),
+            _ => {}
+        }
+        assert!(std::time::Instant::now() < deadline, "export still {job}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let response = api.get(&format!("/exports/{id}?format=binary")).await;
     assert_eq!(response.status(), 200);
     assert_eq!(
         response.headers()["content-type"],
         "application/vnd.eln+zip"
     );
     response.bytes().await.unwrap().to_vec()
+}
+
+#[tokio::test]
+async fn export_jobs_are_listed_to_their_owner_only() {
+    let app = TestApp::spawn().await;
+    let (api, team_id) = importer(&app).await;
+    let (id, target) = rich_experiment(&api, team_id, &app).await;
+    let archive = export(&api, &[id, target]).await;
+    assert!(!archive.is_empty());
+    // A whole team's notebook, as a background job too.
+    let response = api.post("/exports", json!({"team": team_id})).await;
+    assert_eq!(response.status(), 201);
+    let jobs = api.json("/exports").await;
+    assert_eq!(jobs.as_array().unwrap().len(), 2, "{jobs}");
+    assert_eq!(jobs[1]["total"], 2);
+    let bob = app.user("bob@lab.fr", "Geology", false).await;
+    let bob_api = app.api(&app.api_key(&bob, true).await);
+    assert!(
+        bob_api
+            .json("/exports")
+            .await
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let first = jobs[1]["id"].as_i64().unwrap();
+    assert_eq!(
+        bob_api.get(&format!("/exports/{first}")).await.status(),
+        404
+    );
+    assert_eq!(
+        bob_api
+            .get(&format!("/exports/{first}?format=binary"))
+            .await
+            .status(),
+        404
+    );
+    // Bob may not export Alice's team, nor her private entries.
+    assert_eq!(
+        bob_api
+            .post("/exports", json!({"team": team_id}))
+            .await
+            .status(),
+        404
+    );
+    app.stop().await;
 }
 
 #[tokio::test]
@@ -518,6 +583,8 @@ async fn exporting_what_one_may_not_read_is_not_found() {
     assert_eq!(response.status(), 404);
     let response = api.post("/exports", json!({"experiments": [secret]})).await;
     assert_eq!(response.status(), 404);
+    let response = api.post("/exports", json!({"user": bob.id})).await;
+    assert_eq!(response.status(), 422, "nothing of Bob's is readable");
     app.stop().await;
 }
 
