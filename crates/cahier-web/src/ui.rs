@@ -5,6 +5,7 @@ mod admin;
 mod attachments;
 mod dashboard;
 mod entities;
+mod exchange;
 mod fields;
 mod history;
 mod replica_pages;
@@ -238,4 +239,5 @@ pub fn routes() -> Router<AppState> {
         .merge(settings::routes())
         .merge(admin::routes())
         .merge(replica_pages::routes())
+        .merge(exchange::routes())
 }

@@ -722,3 +722,100 @@ async fn an_export_passes_the_ro_crate_validator_and_loads_with_rocrate() {
     assert!(output.contains("datasets 2 files 1"), "{output}");
     app.stop().await;
 }
+
+/// The pages, without JavaScript: upload → preview → confirm → report; the Exports page
+/// starts a background export and offers its download; the entry page offers its `.eln`.
+#[tokio::test]
+async fn the_import_and_export_pages_work_without_javascript() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@lab.fr", "Ecology", true).await;
+    let browser = app.browser(&alice).await;
+    let page = browser.page("/import").await;
+    assert!(page.contains("id=\"import-form\""), "{page}");
+    let csrf = browser.csrf().await;
+    let form = Form::new().text("target", "experiments").part(
+        "file",
+        Part::bytes(fixture("elabftw/multiple-experiments.eln")).file_name("m.eln"),
+    );
+    let response = browser
+        .client
+        .post(format!("{}/import/preview?csrf={csrf}", browser.base))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let preview = response.text().await.unwrap();
+    assert!(
+        preview.contains("High-Speed Insect Flight Analysis"),
+        "{preview}"
+    );
+    let before = count_entities(&app).await;
+    assert_eq!(before, 0, "the preview creates nothing");
+    let token = preview
+        .split("name=\"token\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_owned();
+    // Another user cannot confirm Alice's waiting import.
+    let bob = app.user("bob@lab.fr", "Ecology", false).await;
+    let bob_browser = app.browser(&bob).await;
+    bob_browser.page("/import").await;
+    let response = bob_browser
+        .post_form(
+            "/import/confirm",
+            &[
+                ("token", &token),
+                ("team", &alice.team_id.to_string()),
+                ("target", "experiments"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 422);
+    let response = browser
+        .post_form(
+            "/import/confirm",
+            &[
+                ("token", &token),
+                ("team", &alice.team_id.to_string()),
+                ("target", "experiments"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let report = response.text().await.unwrap();
+    assert!(report.contains("id=\"import-created\">9 "), "{report}");
+    assert_eq!(count_entities(&app).await, 9);
+
+    let response = browser.post_form("/exports", &[("scope", "mine")]).await;
+    assert_eq!(response.status(), 303);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let id = loop {
+        let page = browser.page("/exports").await;
+        if let Some(link) = page.split("href=\"/exports/").nth(1) {
+            break link.split('/').next().unwrap().to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "{page}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let response = browser.get(&format!("/exports/{id}/download")).await;
+    assert_eq!(response.status(), 200);
+    let bytes = response.bytes().await.unwrap();
+    let archive = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    assert!(
+        archive
+            .file_names()
+            .any(|n| n.is_ok_and(|n| n.ends_with("ro-crate-metadata.json")))
+    );
+
+    let entry = browser.page("/experiments/1").await;
+    assert!(entry.contains("/experiments/1/export"), "{entry}");
+    let response = browser.get("/experiments/1/export").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/vnd.eln+zip"
+    );
+    app.stop().await;
+}
