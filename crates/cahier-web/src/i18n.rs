@@ -1184,6 +1184,21 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("exchange.state_failed", "Failed", "Échec"),
     ("exchange.state_running", "Running", "En cours"),
     ("exchange.state_queued", "Waiting", "En attente"),
+    (
+        "exchange.export_page",
+        "Export the entries of this page (.eln)",
+        "Exporter les entrées de cette page (.eln)",
+    ),
+    (
+        "exchange.export_csv",
+        "This search as CSV",
+        "Cette recherche en CSV",
+    ),
+    (
+        "exchange.export_json",
+        "This search as JSON",
+        "Cette recherche en JSON",
+    ),
 ];
 
 #[cfg(test)]

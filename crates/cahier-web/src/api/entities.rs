@@ -167,8 +167,10 @@ async fn list(
     let kind = kind(&entity_type)?;
     let mut query = ListQuery::new(kind);
     query.limit = 15;
+    let mut format = None;
     for (key, value) in query_pairs(raw.as_deref())? {
         match key.as_str() {
+            "format" => format = Some(value),
             "q" => {
                 let (words, filters) = cahier_store::field_filter::parse(&value)?;
                 query.q = words;
@@ -218,6 +220,18 @@ async fn list(
         None
     };
     let wanted = query.limit.min(cahier_store::listing::MAX_LIMIT);
+    match format.as_deref() {
+        None | Some("json") => {}
+        Some("csv") => {
+            query.limit = wanted;
+            return super::exports::list_csv(&app, &caller, &query).await;
+        }
+        Some(other) => {
+            return Err(AppError::NotImplemented(format!(
+                "lists are available as json or csv, not {other}"
+            )));
+        }
+    }
     if wanted <= STREAM_CHUNK {
         let page = app.store.list_entities(&caller.subject, &query).await?;
         let names = Names::load(&app.store, &page.rows).await?;

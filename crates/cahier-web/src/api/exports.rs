@@ -384,3 +384,83 @@ async fn import(
         .await?;
     Ok((StatusCode::CREATED, axum::Json(json!(report))).into_response())
 }
+
+/// A CSV cell: always quoted, quotes doubled, and a leading `=`, `+`, `-`, `@` or tab made
+/// inert (a spreadsheet would run it as a formula).
+fn csv_cell(value: &str) -> String {
+    let guarded = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{value}")
+    } else {
+        value.to_owned()
+    };
+    format!("\"{}\"", guarded.replace('"', "\"\""))
+}
+
+/// `GET /{experiments|items}?format=csv`: the list (same filters as JSON, up to `limit` rows)
+/// as CSV, one row per entry.
+pub(crate) async fn list_csv(
+    app: &AppState,
+    caller: &ApiCaller,
+    query: &cahier_store::listing::ListQuery,
+) -> Result<Response, AppError> {
+    use cahier_store::catalog::Vocabulary;
+    let page = app.store.list_entities(&caller.subject, query).await?;
+    let ids = |f: &dyn Fn(&cahier_store::EntityRow) -> Option<i64>| -> Vec<i64> {
+        page.rows.iter().filter_map(f).collect()
+    };
+    let statuses: HashMap<i64, String> = app
+        .store
+        .terms_by_ids(Vocabulary::Status, &ids(&|r| r.status_id))
+        .await?
+        .into_iter()
+        .map(|t| (t.id, t.title))
+        .collect();
+    let categories: HashMap<i64, String> = app
+        .store
+        .terms_by_ids(Vocabulary::Category, &ids(&|r| r.category_id))
+        .await?
+        .into_iter()
+        .map(|t| (t.id, t.title))
+        .collect();
+    let owners: HashMap<i64, String> = app
+        .store
+        .users_by_ids(&ids(&|r| Some(r.owner_id)))
+        .await?
+        .into_iter()
+        .map(|u| (u.id, u.fullname()))
+        .collect();
+    let mut out =
+        String::from("id,title,date,status,category,tags,owner,created_at,modified_at,elabid\r\n");
+    for row in &page.rows {
+        let cells = [
+            row.id.to_string(),
+            row.title.clone(),
+            row.date.clone(),
+            row.status_id
+                .and_then(|s| statuses.get(&s).cloned())
+                .unwrap_or_default(),
+            row.category_id
+                .and_then(|c| categories.get(&c).cloned())
+                .unwrap_or_default(),
+            row.tags.join("|"),
+            owners.get(&row.owner_id).cloned().unwrap_or_default(),
+            format_sql_datetime(row.created_at),
+            format_sql_datetime(row.modified_at),
+            row.elabid.clone(),
+        ];
+        let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
+        out.push_str(&line.join(","));
+        out.push_str("\r\n");
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"cahier-list.csv\"".to_owned(),
+            ),
+        ],
+        out,
+    )
+        .into_response())
+}

@@ -819,3 +819,62 @@ async fn the_import_and_export_pages_work_without_javascript() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn lists_export_as_csv_and_json_and_the_list_page_exports_its_entries() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@lab.fr", "Ecology", true).await;
+    let api = app.api(&app.api_key(&alice, true).await);
+    api.create(
+        "/experiments",
+        json!({"title": "=HYPERLINK(\"x\") soil", "tags": ["a", "b"]}),
+    )
+    .await;
+    api.create("/experiments", json!({"title": "Plain \"quoted\" soil"}))
+        .await;
+    api.create("/experiments", json!({"title": "Other"})).await;
+    let response = api.get("/experiments?format=csv&q=soil").await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let csv = response.text().await.unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(lines[0].starts_with("id,title,date"));
+    assert!(
+        csv.contains("\"'=HYPERLINK(\"\"x\"\") soil\""),
+        "formula made inert: {csv}"
+    );
+    assert!(csv.contains("\"Plain \"\"quoted\"\" soil\""), "{csv}");
+    assert!(csv.contains("\"a|b\""), "{csv}");
+    let json = api.json("/experiments?format=json&q=soil").await;
+    assert_eq!(json.as_array().unwrap().len(), 2);
+    let response = api.get("/experiments?format=xlsx").await;
+    assert_eq!(response.status(), 501);
+
+    let browser = app.browser(&alice).await;
+    let page = browser.page("/experiments?q=soil").await;
+    assert!(page.contains("id=\"export-list\""), "{page}");
+    assert!(
+        page.contains("format=csv&amp;limit=10000&amp;q=soil"),
+        "{page}"
+    );
+    let ids = page
+        .split("name=\"experiments\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_owned();
+    assert_eq!(ids.split(',').count(), 2, "{ids}");
+    let response = browser
+        .post_form("/exports", &[("scope", "ids"), ("experiments", &ids)])
+        .await;
+    assert_eq!(response.status(), 303);
+    let jobs = api.json("/exports").await;
+    assert_eq!(jobs[0]["total"], 2, "{jobs}");
+    app.stop().await;
+}
