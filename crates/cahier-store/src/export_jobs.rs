@@ -158,6 +158,30 @@ impl Store {
         Ok(ids)
     }
 
+    /// Marks the jobs a stopped server left queued or running as failed (their task is gone);
+    /// called at startup. Removes their partial files. Returns how many there were.
+    pub async fn fail_interrupted_export_jobs(&self) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE export_jobs SET state = 'failed', error = 'interrupted by a server restart; start it again', \
+             finished_at = ? WHERE state IN ('queued', 'running')",
+        )
+        .bind(self.now_ms())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if done > 0
+            && let Ok(dir) = self.exports_dir()
+            && let Ok(mut entries) = tokio::fs::read_dir(&dir).await
+        {
+            while let Ok(Some(entry)) = entries.next_entry().await {
+                if entry.file_name().to_string_lossy().ends_with(".part") {
+                    let _ = tokio::fs::remove_file(entry.path()).await;
+                }
+            }
+        }
+        Ok(done)
+    }
+
     /// The jobs of `subject`, newest first.
     pub async fn export_jobs(&self, subject: &Subject) -> Result<Vec<ExportJob>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(

@@ -189,6 +189,9 @@ pub async fn serve_store(
         tsa: settings.tsa.clone().map(Arc::new),
     };
     let app = cahier_web::router(state);
+    if let Err(error) = store.fail_interrupted_export_jobs().await {
+        tracing::warn!(%error, "marking interrupted exports as failed");
+    }
     let tidy = tokio::spawn(tidy_search_index(store.clone()));
     let sweep = tokio::spawn(sweep_orphans(store.clone()));
     let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();

@@ -878,3 +878,29 @@ async fn lists_export_as_csv_and_json_and_the_list_page_exports_its_entries() {
     assert_eq!(jobs[0]["total"], 2, "{jobs}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn exports_left_unfinished_by_a_restart_are_marked_failed() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@lab.fr", "Ecology", true).await;
+    let api = app.api(&app.api_key(&alice, true).await);
+    let id = api.create("/experiments", json!({"title": "x"})).await;
+    let subject = app.subject(&alice).await;
+    // A job recorded but never run, as if the server stopped before its task did anything.
+    let job = app
+        .store
+        .create_export_job(
+            &subject,
+            &cahier_store::export_jobs::ExportScope {
+                experiments: vec![id],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(app.store.fail_interrupted_export_jobs().await.unwrap(), 1);
+    let job = api.json(&format!("/exports/{job}")).await;
+    assert_eq!(job["state"], "failed");
+    assert!(job["error"].as_str().unwrap().contains("restart"), "{job}");
+    app.stop().await;
+}
