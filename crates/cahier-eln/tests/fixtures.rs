@@ -1,5 +1,11 @@
 //! Every .eln fixture of the shared folder opens under the default limits and reads as the
 //! datasets its producer wrote (counts measured in `fixtures/eln/SOURCES.md`).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
 
 use cahier_eln::{Crate, ElnArchive, Limits};
 use sha2::Digest;
