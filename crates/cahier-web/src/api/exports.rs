@@ -32,6 +32,7 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/exports", get(list_exports).post(create_export))
         .route("/exports/{id}", get(read_export))
+        .route("/exports/dmp", get(team_dmp))
         .route("/import", post(import.layer(DefaultBodyLimit::disable())))
 }
 
@@ -461,6 +462,86 @@ pub(crate) async fn list_csv(
             ),
         ],
         out,
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct DmpQuery {
+    team: Option<i64>,
+}
+
+/// `GET /exports/dmp?team={id}`: a machine-actionable DMP (RDA DMP Common Standard 1.2) whose
+/// datasets are the team's experiments and resources the caller may read. Values Cahier does
+/// not know (personal or sensitive data, ethical issues) are `unknown`, as the standard allows.
+async fn team_dmp(
+    State(app): State<AppState>,
+    caller: ApiCaller,
+    Query(query): Query<DmpQuery>,
+) -> Result<Response, AppError> {
+    let team_id = query
+        .team
+        .or(caller.team_id)
+        .ok_or_else(|| AppError::invalid("team", "name a team"))?;
+    let team = app.store.team(team_id).await?;
+    let scope = ExportScope {
+        team: Some(team_id),
+        ..Default::default()
+    };
+    let ids = app.store.export_scope_ids(&caller.subject, &scope).await?;
+    let now = app.store.now_ms();
+    let iso = cahier_store::eln_export::rfc3339;
+    let mut datasets = Vec::new();
+    for id in ids {
+        let row = app.store.entity(&caller.subject, id).await?;
+        let mut dataset = json!({
+            "title": row.title,
+            "type": if row.kind == EntityKind::Resource { "resource" } else { "experiment" },
+            "dataset_id": {"identifier": format!("urn:uuid:{}", row.uuid), "type": "other"},
+            "personal_data": "unknown",
+            "sensitive_data": "unknown",
+            "issued": row.date,
+            "keyword": row.tags,
+            "metadata": [{
+                "description": "eLabFTW extra fields (metadata JSON)",
+                "language": "eng",
+                "metadata_standard_id": {"identifier": "https://doc.elabftw.net/metadata.html", "type": "url"},
+            }],
+            "distribution": [{
+                "title": format!("{}.eln", row.title),
+                "format": [cahier_eln::MEDIA_TYPE],
+                "data_access": "closed",
+            }],
+        });
+        if !row.body.is_empty() {
+            dataset["description"] = json!(row.body.chars().take(2000).collect::<String>());
+        }
+        datasets.push(dataset);
+    }
+    let user = &caller.user;
+    let dmp = json!({
+        "dmp": {
+            "title": format!("Data of team {}", team.name),
+            "description": "Experiments and resources recorded in Cahier, an electronic lab notebook.",
+            "language": "eng",
+            "created": iso(now),
+            "modified": iso(now),
+            "dmp_id": {"identifier": format!("{}/teams/{team_id}", app.config.public_url.trim_end_matches('/')), "type": "url"},
+            "contact": {
+                "name": user.fullname(),
+                "mbox": user.email,
+                "contact_id": {"identifier": user.email, "type": "other"},
+            },
+            "ethical_issues_exist": "unknown",
+            "dataset": datasets,
+        }
+    });
+    Ok((
+        [(
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"dmp-team-{team_id}.json\""),
+        )],
+        axum::Json(dmp),
     )
         .into_response())
 }

@@ -904,3 +904,50 @@ async fn exports_left_unfinished_by_a_restart_are_marked_failed() {
     assert!(job["error"].as_str().unwrap().contains("restart"), "{job}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_team_dmp_lists_its_readable_entries_as_rda_datasets() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@lab.fr", "Ecology", false).await;
+    let api = app.api(&app.api_key(&alice, true).await);
+    api.create(
+        "/experiments",
+        json!({"title": "Soil survey", "tags": ["soil"]}),
+    )
+    .await;
+    let bob = app.user("bob@lab.fr", "Ecology", false).await;
+    let bob_api = app.api(&app.api_key(&bob, true).await);
+    bob_api
+        .create(
+            "/experiments",
+            json!({"title": "Bob's private", "canread_base": 10}),
+        )
+        .await;
+    let dmp = api
+        .json(&format!("/exports/dmp?team={}", alice.team_id))
+        .await;
+    let datasets = dmp["dmp"]["dataset"].as_array().unwrap();
+    assert_eq!(datasets.len(), 1, "{dmp}");
+    assert_eq!(datasets[0]["title"], "Soil survey");
+    for key in ["title", "dataset_id", "personal_data", "sensitive_data"] {
+        assert!(!datasets[0][key].is_null(), "{key}: {dmp}");
+    }
+    for key in [
+        "title",
+        "created",
+        "modified",
+        "dmp_id",
+        "contact",
+        "language",
+        "ethical_issues_exist",
+    ] {
+        assert!(!dmp["dmp"][key].is_null(), "{key}: {dmp}");
+    }
+    let outsider = app.user("carol@lab.fr", "Geology", false).await;
+    let carol = app.api(&app.api_key(&outsider, true).await);
+    let response = carol
+        .get(&format!("/exports/dmp?team={}", alice.team_id))
+        .await;
+    assert_eq!(response.status(), 404);
+    app.stop().await;
+}
