@@ -25,6 +25,10 @@ pub struct ExportScope {
     /// Every experiment and resource of this team (that the requester may read).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub team: Option<i64>,
+    /// The experiments and resources a search finds (the list's `q`: words and `field:`
+    /// filters), up to the list limit of 10,000 each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
 }
 
 /// One export job.
@@ -152,6 +156,23 @@ impl Store {
             for id in found {
                 if !ids.contains(&id) {
                     ids.push(id);
+                }
+            }
+        }
+        if let Some(q) = scope.query.as_deref().filter(|q| !q.trim().is_empty()) {
+            let (words, fields) = crate::field_filter::parse(q)?;
+            for kind in [
+                cahier_core::EntityKind::Experiment,
+                cahier_core::EntityKind::Resource,
+            ] {
+                let mut query = crate::listing::ListQuery::new(kind);
+                query.q = words.clone();
+                query.fields = fields.clone();
+                query.limit = crate::listing::MAX_LIMIT;
+                for row in self.list_entities(subject, &query).await?.rows {
+                    if !ids.contains(&row.id) {
+                        ids.push(row.id);
+                    }
                 }
             }
         }

@@ -133,7 +133,7 @@ pub(crate) async fn entity_eln(
     eln_response(&app.store, &caller.subject, &[id], &name).await
 }
 
-/// `POST /exports`: `{"experiments": [ids], "items": [ids], "user": id, "team": id}` starts a
+/// `POST /exports`: `{"experiments": [ids], "items": [ids], "user": id, "team": id, "query": q}` starts a
 /// background export; 201 with `Location: /api/v2/exports/{id}`.
 async fn create_export(
     State(app): State<AppState>,

@@ -876,6 +876,12 @@ async fn lists_export_as_csv_and_json_and_the_list_page_exports_its_entries() {
     assert_eq!(response.status(), 303);
     let jobs = api.json("/exports").await;
     assert_eq!(jobs[0]["total"], 2, "{jobs}");
+    // A search as the scope of an export, over the API.
+    let response = api.post("/exports", json!({"query": "soil"})).await;
+    assert_eq!(response.status(), 201);
+    let jobs = api.json("/exports").await;
+    assert_eq!(jobs[0]["total"], 2, "{jobs}");
+    assert_eq!(jobs[0]["scope"]["query"], "soil");
     app.stop().await;
 }
 
