@@ -50,6 +50,31 @@ pub struct NewEntity {
     pub template: Option<EntityId>,
 }
 
+/// A new entity checked and built, not yet written ([`Store::prepare_entity`]).
+pub(crate) struct PreparedEntity {
+    pub(crate) id: EntityId,
+    kind: EntityKind,
+    team_id: i64,
+    canread: AccessRule,
+    canwrite: AccessRule,
+    actor: ActorId,
+    now: i64,
+    pub(crate) heads: String,
+    bytes: Vec<u8>,
+    changes: Vec<cahier_core::document::ChangeInfo>,
+    content: EntityContent,
+    rendered: projection::Rendered,
+    elabid: String,
+    pub(crate) doc: EntityDoc,
+}
+
+impl PreparedEntity {
+    /// The kind it will have.
+    pub(crate) fn kind(&self) -> EntityKind {
+        self.kind
+    }
+}
+
 /// The projection row of an entity, with its authoritative columns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntityRow {
@@ -456,6 +481,27 @@ impl Store {
 
     /// Creates an entity owned by `subject` and returns its integer id.
     pub async fn create_entity(&self, subject: &Subject, new: NewEntity) -> Result<i64> {
+        let prepared = self
+            .prepare_entity(subject, new, self.new_entity_id(), "create")
+            .await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let entity_id = self.insert_prepared(&mut tx, subject, &prepared).await?;
+        tx.commit().await?;
+        self.cache_put(entity_id, prepared.heads, prepared.doc);
+        Ok(entity_id)
+    }
+
+    /// Checks a new entity and builds its document (no write): the first half of
+    /// [`Store::create_entity`], shared with the .eln import, which inserts many in one
+    /// transaction. `id` is the entity's UUID, chosen by the caller so that links between
+    /// entities created together can be written before they exist.
+    pub(crate) async fn prepare_entity(
+        &self,
+        subject: &Subject,
+        new: NewEntity,
+        id: EntityId,
+        message: &str,
+    ) -> Result<PreparedEntity> {
         if !subject.is_member(new.team_id) {
             return Err(invalid(
                 "team",
@@ -516,7 +562,6 @@ impl Store {
         }
 
         let now = self.now_ms();
-        let id = self.new_entity_id();
         // The document, its save and its projection are built before taking the write lock:
         // creating an Automerge document costs milliseconds, and writers wait on that lock.
         let actor = self.process_actor(subject.user_id)?;
@@ -532,7 +577,7 @@ impl Store {
         let meta = CommitMeta {
             actor: actor.clone(),
             time_ms: now,
-            message: "create".into(),
+            message: message.into(),
         };
         let mut doc = EntityDoc::create(&content, &meta)?;
         let heads = heads_to_string(&doc.heads());
@@ -545,8 +590,50 @@ impl Store {
             cahier_core::clock::format_date(now).replace('-', ""),
             crate::random_hex(10)
         );
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        self.register_actor(&mut tx, &actor, subject.user_id)
+        Ok(PreparedEntity {
+            id,
+            kind: new.kind,
+            team_id: new.team_id,
+            canread,
+            canwrite,
+            actor,
+            now,
+            heads,
+            bytes,
+            changes,
+            content,
+            rendered,
+            elabid,
+            doc,
+        })
+    }
+
+    /// Writes a prepared entity inside `tx` (the second half of [`Store::create_entity`]);
+    /// returns its integer id. The caller commits, then puts the document in the cache.
+    pub(crate) async fn insert_prepared(
+        &self,
+        tx: &mut SqliteConnection,
+        subject: &Subject,
+        prepared: &PreparedEntity,
+    ) -> Result<i64> {
+        let PreparedEntity {
+            id,
+            kind,
+            team_id,
+            canread,
+            canwrite,
+            actor,
+            now,
+            heads,
+            bytes,
+            changes,
+            content,
+            rendered,
+            elabid,
+            doc,
+        } = prepared;
+        let (now, changes) = (*now, changes.clone());
+        self.register_actor(&mut *tx, actor, subject.user_id)
             .await?;
         let entity_id: i64 = sqlx::query_scalar(
             "INSERT INTO entities (uuid, kind, team_id, owner_id, canread_base, canwrite_base, elabid, created_at, \
@@ -554,8 +641,8 @@ impl Store {
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', '', '', '', 2, ?) RETURNING id",
         )
         .bind(id.to_string())
-        .bind(new.kind.as_str())
-        .bind(new.team_id)
+        .bind(kind.as_str())
+        .bind(*team_id)
         .bind(subject.user_id)
         .bind(canread.base.code())
         .bind(canwrite.base.code())
@@ -563,34 +650,32 @@ impl Store {
         .bind(now)
         .bind(now)
         .bind(subject.user_id)
-        .bind(&heads)
+        .bind(heads)
         .fetch_one(&mut *tx)
         .await?;
-        write_acl(&mut tx, entity_id, &canread, &canwrite).await?;
+        write_acl(&mut *tx, entity_id, canread, canwrite).await?;
         sqlx::query("INSERT INTO entity_docs (entity_id, doc, heads) VALUES (?, ?, ?)")
             .bind(entity_id)
-            .bind(&bytes)
-            .bind(&heads)
+            .bind(bytes)
+            .bind(heads)
             .execute(&mut *tx)
             .await?;
-        self.insert_changes(&mut tx, entity_id, changes, subject.user_id)
+        self.insert_changes(&mut *tx, entity_id, changes, subject.user_id)
             .await?;
         projection::write(
-            &mut tx,
+            &mut *tx,
             entity_id,
-            &content,
-            &rendered,
-            &heads,
+            content,
+            rendered,
+            heads,
             now,
             subject.user_id,
         )
         .await?;
         let attachments = doc.attachments()?;
         if !attachments.is_empty() {
-            projection::write_uploads(&mut tx, entity_id, &attachments).await?;
+            projection::write_uploads(&mut *tx, entity_id, &attachments).await?;
         }
-        tx.commit().await?;
-        self.cache_put(entity_id, heads, doc);
         Ok(entity_id)
     }
 

@@ -62,7 +62,7 @@ impl Store {
         Ok(())
     }
 
-    async fn check_links_of(&self, subject: &Subject, field: &Field) -> Result<()> {
+    pub(crate) async fn check_links_of(&self, subject: &Subject, field: &Field) -> Result<()> {
         let Some((kind, ids)) = field.link_targets() else {
             return Ok(());
         };

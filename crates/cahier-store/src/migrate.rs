@@ -70,6 +70,10 @@ const SQLITE: &[(i64, Step)] = &[
         14,
         Step::Sql(include_str!("../migrations/sqlite/0014_signatures.sql")),
     ),
+    (
+        15,
+        Step::Sql(include_str!("../migrations/sqlite/0015_export_jobs.sql")),
+    ),
 ];
 
 async fn rebuild_search_index(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {

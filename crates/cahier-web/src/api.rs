@@ -5,6 +5,7 @@
 
 mod entities;
 mod events;
+pub(crate) mod exports;
 mod json;
 pub(crate) mod openapi;
 mod stock;
@@ -44,6 +45,7 @@ pub(crate) fn documented(version: &str) -> (Router<AppState>, serde_json::Value)
         .merge(teams::routes())
         .merge(events::routes())
         .merge(stock::routes())
+        .merge(exports::routes())
         .finish(version)
 }
 

@@ -9,6 +9,7 @@ mod calendar;
 mod calendar_feed;
 mod dashboard;
 mod entities;
+mod exchange;
 mod fields;
 mod history;
 mod replica_pages;
@@ -250,4 +251,5 @@ pub fn routes() -> Router<AppState> {
         .merge(calendar::routes())
         .merge(calendar_feed::routes())
         .merge(stock::routes())
+        .merge(exchange::routes())
 }

@@ -221,6 +221,9 @@ pub async fn serve_store(
     };
     let is_replica = state.replica.is_some();
     let app = cahier_web::router(state);
+    if let Err(error) = store.fail_interrupted_export_jobs().await {
+        tracing::warn!(%error, "marking interrupted exports as failed");
+    }
     let tidy = tokio::spawn(tidy_search_index(store.clone()));
     let sweep = tokio::spawn(sweep_orphans(store.clone()));
     // Only a lab instance anchors its log; a replica's actions are the server's to record.

@@ -34,7 +34,9 @@ pub(super) fn routes() -> Documented {
             get(list).post(create),
             vec![
                 Op::get("List entries the caller may read", list_of("Entity"))
-                    .query(&list_params()),
+                    .query(&list_params())
+                    .query(&[("format", one_of(&["json", "csv"]))])
+                    .also("text/csv"),
                 Op::post("Create an entry").body(with_property(
                     entity_fields(&[]),
                     "template",
@@ -47,7 +49,9 @@ pub(super) fn routes() -> Documented {
             "/{entity_type}/{id}",
             get(read).patch(update).delete(destroy).post(duplicate),
             vec![
-                Op::get("Read an entry", schema("Entity")).query(&[("format", one_of(&["json"]))]),
+                Op::get("Read an entry", schema("Entity"))
+                    .query(&[("format", one_of(&["json", "eln"]))])
+                    .also(cahier_eln::MEDIA_TYPE),
                 Op::patch("Change an entry, or act on it", schema("Entity")).body(with_property(
                     with_property(
                         entity_fields(&[
@@ -210,8 +214,10 @@ async fn list(
     let kind = kind(&entity_type)?;
     let mut query = ListQuery::new(kind);
     query.limit = 15;
+    let mut format = None;
     for (key, value) in query_pairs(raw.as_deref())? {
         match key.as_str() {
+            "format" => format = Some(value),
             "q" => cahier_store::extended::apply_q(&mut query, &value)?,
             "limit" => {
                 query.limit = value
@@ -257,6 +263,19 @@ async fn list(
         None
     };
     let wanted = query.limit.min(cahier_store::listing::MAX_LIMIT);
+    match format.as_deref() {
+        None | Some("json") => {}
+        Some("csv") => {
+            query.limit = wanted;
+            return super::exports::list_csv(&app, &caller, &query).await;
+        }
+        Some(other) => {
+            return Err(AppError::invalid(
+                "format",
+                format!("lists are available as json or csv, not {other:?}"),
+            ));
+        }
+    }
     if wanted <= STREAM_CHUNK {
         let page = app.store.list_entities(&caller.subject, &query).await?;
         let names = Names::load(&app.store, &page.rows).await?;
@@ -539,10 +558,13 @@ async fn read(
         .find(|(k, _)| k == "format")
         && format != "json"
     {
+        if format == "eln" {
+            return super::exports::entity_eln(&app, &caller, kind, id).await;
+        }
         // eLabFTW's export formats that have not landed yet answer 501; anything else is a
         // mistake.
-        const LATER: [&str; 9] = [
-            "csv", "eln", "elnhtml", "pdf", "pdfa", "qrpdf", "qrpng", "zip", "zipa",
+        const LATER: [&str; 8] = [
+            "csv", "elnhtml", "pdf", "pdfa", "qrpdf", "qrpng", "zip", "zipa",
         ];
         if LATER.contains(&format.as_str()) {
             return Err(AppError::NotImplemented(format!(

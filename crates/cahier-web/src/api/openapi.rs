@@ -19,6 +19,10 @@ pub(crate) struct Op {
     body: Option<Value>,
     multipart: bool,
     ok: Success,
+    /// Other media types the success may come as (e.g. a file for some `format`).
+    also: Vec<&'static str>,
+    /// More responses: status, JSON schema of the body.
+    extra: Vec<(&'static str, Value)>,
 }
 
 /// What a successful call answers.
@@ -42,7 +46,21 @@ impl Op {
             body: None,
             multipart: false,
             ok,
+            also: Vec::new(),
+            extra: Vec::new(),
         }
+    }
+
+    /// The success may also come as this media type (a file asked for by `format`).
+    pub(crate) fn also(mut self, media_type: &'static str) -> Self {
+        self.also.push(media_type);
+        self
+    }
+
+    /// Another answer: `status` with a JSON body of `schema`.
+    pub(crate) fn answers(mut self, status: &'static str, schema: Value) -> Self {
+        self.extra.push((status, schema));
+        self
     }
 
     /// `GET` answering JSON of `schema`.
@@ -133,6 +151,24 @@ impl Op {
                     json!({"description": "The range is outside the file"}),
                 );
             }
+        }
+        for media_type in &self.also {
+            if let Some(content) = responses
+                .get_mut("200")
+                .and_then(|r| r.get_mut("content"))
+                .and_then(Value::as_object_mut)
+            {
+                content.insert(
+                    (*media_type).to_owned(),
+                    json!({"schema": {"type": "string", "format": "binary"}}),
+                );
+            }
+        }
+        for (status, schema) in &self.extra {
+            responses.insert(
+                (*status).to_owned(),
+                json!({"description": "OK", "content": {"application/json": {"schema": schema}}}),
+            );
         }
         responses.insert("4XX".into(), error.clone());
         let mut op = json!({
@@ -364,6 +400,8 @@ fn components() -> Value {
             "Team": with_id(true),
             "TeamGroup": with_id(true),
             "Term": with_id(true),
+            "ExportJob": object(&[("id", integer()), ("state", string()), ("total", integer()), ("done", integer())]),
+            "ImportReport": {"type": "object"},
             "Stock": object(&[("unit", string()), ("is_low", json!({"type": "boolean"})), ("is_negative", json!({"type": "boolean"})), ("events", json!({"type": "array"}))]),
             "Event": object(&[("id", integer()), ("item", integer()), ("start", string()), ("end", string()), ("title", string())]),
             "ApiKey": with_id(true),

@@ -14,6 +14,7 @@ mod api_subresources;
 mod audit;
 mod bookings;
 mod cli;
+mod eln;
 mod policy_matrix;
 mod proof_locks;
 mod resources;

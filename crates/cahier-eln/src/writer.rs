@@ -1,0 +1,539 @@
+//! Cahier's `.eln` export: RO-Crate 1.2, one top folder, a flattened graph (no inline objects
+//! besides `{@id}` references), every entity a Dataset listed in the root's `hasPart`, with an
+//! explicit folder entry even when it holds no file, ASCII-safe `@id`s, and root `name`,
+//! `description`, `datePublished`, `license`.
+//!
+//! Standard properties carry what other ELNs read (the same ones eLabFTW writes); Cahier's own
+//! (`cahier:kind`, `cahier:uuid`, `cahier:heads`, `cahier:rating`, `cahier:state`,
+//! `cahier:timestamps`) live under [`CAHIER_NS`], declared in the `@context`, so a Cahier →
+//! .eln → Cahier round trip loses nothing. DO NOT rename existing properties: archives already
+//! written must keep importing.
+//!
+//! File contents are streamed: the caller writes each attachment in chunks between
+//! [`ElnWriter::start_file`] and the next call; only the graph (metadata, no content) is held in
+//! memory until [`ElnWriter::finish`].
+
+use crate::{CAHIER_NS, ROCRATE_CONTEXT_1_2, Result};
+use serde_json::{Map, Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Seek, Write};
+use zip::write::SimpleFileOptions;
+
+/// A person in the export.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportPerson {
+    /// Stable key within the export (the user id).
+    pub key: String,
+    /// Display name.
+    pub name: String,
+    /// E-mail.
+    pub email: Option<String>,
+}
+
+/// A step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportStep {
+    /// Text.
+    pub body: String,
+    /// Done.
+    pub done: bool,
+    /// When done, RFC 3339.
+    pub done_at: Option<String>,
+}
+
+/// A comment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportComment {
+    /// Author.
+    pub author: ExportPerson,
+    /// When written, RFC 3339.
+    pub created_at: String,
+    /// Text.
+    pub body: String,
+}
+
+/// One typed field, for readers that do not understand eLabFTW's metadata JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportField {
+    /// Name.
+    pub name: String,
+    /// Value as text.
+    pub value: String,
+    /// Unit.
+    pub unit: Option<String>,
+    /// eLabFTW field type (`text`, `number` …).
+    pub kind: String,
+}
+
+/// An attachment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportFile {
+    /// SHA-256 of the content.
+    pub sha256: String,
+    /// File name.
+    pub name: String,
+    /// Media type.
+    pub media_type: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// When attached, RFC 3339.
+    pub created_at: String,
+    /// Comment.
+    pub comment: String,
+    /// 1 normal, 2 archived.
+    pub state: i64,
+}
+
+/// One entity to export.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportEntity {
+    /// UUID.
+    pub uuid: String,
+    /// Kind (`experiment`, `resource`, …).
+    pub kind: String,
+    /// Title.
+    pub title: String,
+    /// Body source.
+    pub body: String,
+    /// Whether the body is HTML (else Markdown).
+    pub body_is_html: bool,
+    /// Date `YYYY-MM-DD`.
+    pub date: String,
+    /// Created, RFC 3339.
+    pub created_at: String,
+    /// Last modified, RFC 3339.
+    pub modified_at: String,
+    /// Owner.
+    pub author: ExportPerson,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Category name.
+    pub category: Option<String>,
+    /// Category colour (hex, no `#`).
+    pub category_color: Option<String>,
+    /// Status name.
+    pub status: Option<String>,
+    /// Steps in order.
+    pub steps: Vec<ExportStep>,
+    /// Comments.
+    pub comments: Vec<ExportComment>,
+    /// UUIDs of linked entities.
+    pub links: Vec<String>,
+    /// eLabFTW's `metadata` JSON, when the entity has fields.
+    pub metadata_json: Option<String>,
+    /// The fields, one by one.
+    pub fields: Vec<ExportField>,
+    /// Rating 0–5.
+    pub rating: i64,
+    /// History heads of the exported version.
+    pub heads: String,
+    /// eLabFTW-style unique reference.
+    pub elabid: String,
+    /// Trusted timestamps of its versions (heads, hash, time, authority).
+    pub timestamps: Vec<Value>,
+    /// Attachments.
+    pub files: Vec<ExportFile>,
+}
+
+/// Writes an `.eln` archive entity by entity.
+pub struct ElnWriter<W: Write + Seek> {
+    zip: zip::ZipWriter<W>,
+    root: String,
+    published_at: String,
+    publisher: String,
+    datasets: Vec<(Map<String, Value>, Vec<String>)>,
+    by_uuid: HashMap<String, String>,
+    nodes: BTreeMap<String, Value>,
+    current: Option<usize>,
+    n_files: usize,
+}
+
+impl<W: Write + Seek> std::fmt::Debug for ElnWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ElnWriter")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Letters, digits, `.`, `_` and `-` kept; anything else becomes `_` (ids stay URI-safe).
+pub fn safe_name(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let trimmed = cleaned.trim_matches('.');
+    let short: String = trimmed.chars().take(80).collect();
+    if short.is_empty() {
+        "file".to_owned()
+    } else {
+        short
+    }
+}
+
+fn id_ref(id: &str) -> Value {
+    json!({ "@id": id })
+}
+
+impl<W: Write + Seek> ElnWriter<W> {
+    /// Starts an archive whose top folder is `root` (ASCII-safe), published at `published_at`
+    /// (RFC 3339) by `publisher` (the instance's name).
+    pub fn new(sink: W, root: &str, published_at: &str, publisher: &str) -> Result<Self> {
+        let mut zip = zip::ZipWriter::new(sink);
+        let root = safe_name(root);
+        zip.add_directory(format!("{root}/"), SimpleFileOptions::default())?;
+        Ok(Self {
+            zip,
+            root,
+            published_at: published_at.to_owned(),
+            publisher: publisher.to_owned(),
+            datasets: Vec::new(),
+            by_uuid: HashMap::new(),
+            nodes: BTreeMap::new(),
+            current: None,
+            n_files: 0,
+        })
+    }
+
+    /// The top folder's name.
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+
+    fn person(&mut self, person: &ExportPerson) -> Value {
+        let id = format!("#person-{}", safe_name(&person.key));
+        let mut node = json!({"@id": id, "@type": "Person", "name": person.name});
+        if let Some(email) = &person.email {
+            node["email"] = json!(email);
+        }
+        self.nodes.insert(id.clone(), node);
+        id_ref(&id)
+    }
+
+    /// Adds an entity's Dataset (and its folder); its files follow with
+    /// [`ElnWriter::start_file`].
+    pub fn begin_entity(&mut self, entity: &ExportEntity) -> Result<()> {
+        let key = format!("{}-{}", safe_name(&entity.kind), safe_name(&entity.uuid));
+        let id = format!("./{key}/");
+        self.zip.add_directory(
+            format!("{}/{key}/", self.root),
+            SimpleFileOptions::default(),
+        )?;
+        let author = self.person(&entity.author);
+        let mut d = Map::new();
+        d.insert("@id".into(), json!(id));
+        d.insert("@type".into(), json!("Dataset"));
+        d.insert("name".into(), json!(entity.title));
+        d.insert("text".into(), json!(entity.body));
+        d.insert(
+            "encodingFormat".into(),
+            json!(if entity.body_is_html {
+                "text/html"
+            } else {
+                "text/markdown"
+            }),
+        );
+        d.insert("dateCreated".into(), json!(entity.created_at));
+        d.insert("dateModified".into(), json!(entity.modified_at));
+        d.insert("temporal".into(), json!(entity.date));
+        d.insert("author".into(), author);
+        d.insert(
+            "genre".into(),
+            json!(if entity.kind.starts_with("resource") {
+                "resource"
+            } else {
+                "experiment"
+            }),
+        );
+        d.insert(
+            "identifier".into(),
+            json!(format!("urn:uuid:{}", entity.uuid)),
+        );
+        d.insert("alternateName".into(), json!(entity.elabid));
+        if !entity.tags.is_empty() {
+            d.insert("keywords".into(), json!(entity.tags.join(",")));
+        }
+        if let Some(category) = &entity.category {
+            let cid = format!("#category-{}", safe_name(category));
+            let mut thing = json!({"@id": cid, "@type": "Thing", "name": category});
+            if let Some(color) = &entity.category_color {
+                thing["color"] = json!(color);
+            }
+            self.nodes.insert(cid.clone(), thing);
+            d.insert("about".into(), id_ref(&cid));
+        }
+        if let Some(status) = &entity.status {
+            d.insert("creativeWorkStatus".into(), json!(status));
+        }
+        let base = safe_name(&entity.uuid);
+        let mut steps = Vec::new();
+        for (n, step) in entity.steps.iter().enumerate() {
+            let sid = format!("#step-{base}-{n}");
+            let did = format!("#direction-{base}-{n}");
+            self.nodes.insert(
+                did.clone(),
+                json!({"@id": did, "@type": "HowToDirection", "text": step.body}),
+            );
+            let mut node = json!({
+                "@id": sid, "@type": "HowToStep", "position": n + 1,
+                "creativeWorkStatus": if step.done { "finished" } else { "unfinished" },
+                "itemListElement": id_ref(&did),
+            });
+            if let Some(at) = &step.done_at {
+                node["temporal"] = json!(at);
+            }
+            self.nodes.insert(sid.clone(), node);
+            steps.push(id_ref(&sid));
+        }
+        if !steps.is_empty() {
+            d.insert("step".into(), Value::Array(steps));
+        }
+        let mut comments = Vec::new();
+        for (n, comment) in entity.comments.iter().enumerate() {
+            let cid = format!("#comment-{base}-{n}");
+            let author = self.person(&comment.author);
+            self.nodes.insert(
+                cid.clone(),
+                json!({"@id": cid, "@type": "Comment", "dateCreated": comment.created_at,
+                       "text": comment.body, "author": author}),
+            );
+            comments.push(id_ref(&cid));
+        }
+        if !comments.is_empty() {
+            d.insert("comment".into(), Value::Array(comments));
+        }
+        let mut values = Vec::new();
+        if let Some(metadata) = &entity.metadata_json {
+            let pid = format!("#pv-{base}-metadata");
+            self.nodes.insert(
+                pid.clone(),
+                json!({"@id": pid, "@type": "PropertyValue", "propertyID": "elabftw_metadata",
+                       "value": metadata}),
+            );
+            values.push(id_ref(&pid));
+        }
+        for (n, field) in entity.fields.iter().enumerate() {
+            let pid = format!("#pv-{base}-{n}");
+            let mut node = json!({"@id": pid, "@type": "PropertyValue", "propertyID": field.name,
+                                  "valueReference": field.kind, "value": field.value});
+            if let Some(unit) = &field.unit {
+                node["unitText"] = json!(unit);
+            }
+            self.nodes.insert(pid.clone(), node);
+            values.push(id_ref(&pid));
+        }
+        if !values.is_empty() {
+            d.insert("variableMeasured".into(), Value::Array(values));
+        }
+        d.insert("cahier:kind".into(), json!(entity.kind));
+        d.insert("cahier:uuid".into(), json!(entity.uuid));
+        d.insert("cahier:rating".into(), json!(entity.rating));
+        d.insert("cahier:heads".into(), json!(entity.heads));
+        if !entity.timestamps.is_empty() {
+            d.insert(
+                "cahier:timestamps".into(),
+                json!(Value::Array(entity.timestamps.clone()).to_string()),
+            );
+        }
+        d.insert("hasPart".into(), json!([]));
+        self.by_uuid.insert(entity.uuid.clone(), id.clone());
+        self.datasets.push((d, entity.links.clone()));
+        self.current = Some(self.datasets.len() - 1);
+        Ok(())
+    }
+
+    /// Starts the content of `file` in the current entity's folder; write it with
+    /// [`ElnWriter::write_chunk`].
+    pub fn start_file(&mut self, file: &ExportFile) -> Result<()> {
+        let Some(index) = self.current else {
+            return Err(crate::refused("a file needs an entity first"));
+        };
+        let dataset_id = self.datasets[index]
+            .0
+            .get("@id")
+            .and_then(Value::as_str)
+            .unwrap_or("./")
+            .to_owned();
+        self.n_files += 1;
+        let name = format!("{:03}-{}", self.n_files, safe_name(&file.name));
+        let id = format!("{dataset_id}{name}");
+        let path = format!("{}/{}", self.root, id.trim_start_matches("./"));
+        let options = SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored)
+            .large_file(file.size >= u64::from(u32::MAX));
+        self.zip.start_file(path, options)?;
+        self.nodes.insert(
+            id.clone(),
+            json!({"@id": id, "@type": "File", "name": file.name, "encodingFormat": file.media_type,
+                   "contentSize": file.size.to_string(), "sha256": file.sha256,
+                   "dateCreated": file.created_at, "description": file.comment,
+                   "cahier:state": file.state}),
+        );
+        if let Some(Value::Array(parts)) = self.datasets[index].0.get_mut("hasPart") {
+            parts.push(id_ref(&id));
+        }
+        Ok(())
+    }
+
+    /// Appends bytes to the file started last.
+    pub fn write_chunk(&mut self, bytes: &[u8]) -> Result<()> {
+        self.zip.write_all(bytes)?;
+        Ok(())
+    }
+
+    /// Writes `ro-crate-metadata.json` and closes the archive.
+    pub fn finish(mut self) -> Result<W> {
+        let mut graph = Vec::new();
+        graph.push(json!({
+            "@id": "ro-crate-metadata.json", "@type": "CreativeWork",
+            "about": id_ref("./"),
+            "conformsTo": id_ref("https://w3id.org/ro/crate/1.2"),
+            "dateCreated": self.published_at,
+            "sdPublisher": id_ref("#publisher"),
+            "version": "1.0",
+        }));
+        let parts: Vec<Value> = self
+            .datasets
+            .iter()
+            .filter_map(|(d, _)| d.get("@id").cloned())
+            .map(|id| json!({ "@id": id }))
+            .collect();
+        graph.push(json!({
+            "@id": "./", "@type": "Dataset",
+            "name": "Cahier export",
+            "description": "Experiments and resources exported from Cahier, an electronic lab notebook.",
+            "datePublished": self.published_at,
+            "license": id_ref("#license"),
+            "hasPart": parts,
+        }));
+        graph.push(json!({
+            "@id": "#license", "@type": "CreativeWork", "name": "License not specified",
+            "description": "The authors set no licence on these entries; ask them before reusing them.",
+        }));
+        graph.push(json!({"@id": "#publisher", "@type": "Organization", "name": self.publisher}));
+        for (mut d, links) in std::mem::take(&mut self.datasets) {
+            let mentions: Vec<Value> = links
+                .iter()
+                .map(|uuid| match self.by_uuid.get(uuid) {
+                    Some(id) => id_ref(id),
+                    None => id_ref(&format!("urn:uuid:{uuid}")),
+                })
+                .collect();
+            if !mentions.is_empty() {
+                d.insert("mentions".into(), Value::Array(mentions));
+            }
+            graph.push(Value::Object(d));
+        }
+        graph.extend(std::mem::take(&mut self.nodes).into_values());
+        let metadata = json!({
+            "@context": [ROCRATE_CONTEXT_1_2, {"cahier": CAHIER_NS}],
+            "@graph": graph,
+        });
+        let options =
+            SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        self.zip
+            .start_file(format!("{}/ro-crate-metadata.json", self.root), options)?;
+        let bytes = serde_json::to_vec_pretty(&metadata)
+            .map_err(|e| crate::refused(format!("writing the metadata failed: {e}")))?;
+        self.zip.write_all(&bytes)?;
+        Ok(self.zip.finish()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Crate, ElnArchive, Limits};
+    use std::io::Cursor;
+
+    fn person() -> ExportPerson {
+        ExportPerson {
+            key: "1".into(),
+            name: "Ada Lovelace".into(),
+            email: Some("ada@example.org".into()),
+        }
+    }
+
+    #[test]
+    fn an_export_reads_back_with_its_files() {
+        let mut writer = ElnWriter::new(
+            Cursor::new(Vec::new()),
+            "export",
+            "2026-01-01T00:00:00Z",
+            "Cahier",
+        )
+        .unwrap();
+        let entity = ExportEntity {
+            uuid: "0190-aa".into(),
+            kind: "experiment".into(),
+            title: "Titration".into(),
+            body: "# Aim".into(),
+            body_is_html: false,
+            date: "2026-01-01".into(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+            modified_at: "2026-01-01T00:00:00Z".into(),
+            author: person(),
+            tags: vec!["a".into(), "b".into()],
+            category: Some("Chemistry".into()),
+            category_color: None,
+            status: Some("Running".into()),
+            steps: vec![ExportStep {
+                body: "weigh".into(),
+                done: true,
+                done_at: None,
+            }],
+            comments: vec![ExportComment {
+                author: person(),
+                created_at: "2026-01-01T00:00:00Z".into(),
+                body: "ok".into(),
+            }],
+            links: vec!["other".into()],
+            metadata_json: None,
+            fields: vec![],
+            rating: 3,
+            heads: "abc".into(),
+            elabid: "x".into(),
+            timestamps: vec![],
+            files: vec![],
+        };
+        writer.begin_entity(&entity).unwrap();
+        writer
+            .start_file(&ExportFile {
+                sha256: "00".into(),
+                name: "data é.csv".into(),
+                media_type: "text/csv".into(),
+                size: 3,
+                created_at: "2026-01-01T00:00:00Z".into(),
+                comment: String::new(),
+                state: 1,
+            })
+            .unwrap();
+        writer.write_chunk(b"1,2").unwrap();
+        let bytes = writer.finish().unwrap().into_inner();
+        let mut archive = ElnArchive::open(Cursor::new(bytes), Limits::default()).unwrap();
+        let krate = Crate::parse(archive.metadata());
+        let datasets = krate.datasets();
+        assert_eq!(datasets.len(), 1);
+        let d = &datasets[0];
+        assert_eq!(d.title, "Titration");
+        assert_eq!(d.keywords, vec!["a", "b"]);
+        assert_eq!(d.category.as_deref(), Some("Chemistry"));
+        assert_eq!(d.status.as_deref(), Some("Running"));
+        assert!(d.steps[0].done);
+        assert_eq!(d.comments[0].body, "ok");
+        assert_eq!(d.mentions, vec!["urn:uuid:other"]);
+        assert_eq!(d.cahier.kind.as_deref(), Some("experiment"));
+        assert_eq!(d.cahier.rating, Some(3));
+        assert_eq!(d.files[0].name, "data é.csv");
+        let path = archive.resolve(&d.files[0].id).unwrap();
+        let mut out = Vec::new();
+        archive.copy(&path, &mut out).unwrap();
+        assert_eq!(out, b"1,2");
+    }
+}

@@ -1,0 +1,203 @@
+//! Exporting entities as an `.eln` archive. Every entity is read through the access policy
+//! (`Store::entity`, `Store::content`, `Store::uploads`, `Store::links`): an entity the subject
+//! may not read is "not found", a link to one is left out. Entities are written one after the
+//! other and attachments stream from the blob store in chunks, so memory stays flat whatever
+//! the size of the export (only the graph, without file contents, is held until the end).
+
+use crate::catalog::Vocabulary;
+use crate::{Result, Store, StoreError};
+use cahier_core::Subject;
+use cahier_eln::ElnWriter;
+use cahier_eln::writer::{
+    ExportComment, ExportEntity, ExportField, ExportFile, ExportPerson, ExportStep,
+};
+use serde_json::json;
+use std::collections::HashMap;
+use std::io::{Seek, Write};
+
+/// RFC 3339 (UTC) of milliseconds since the epoch.
+pub fn rfc3339(ms: i64) -> String {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+fn eln_error(error: cahier_eln::ElnError) -> StoreError {
+    StoreError::Conflict(format!("writing the export failed: {error}"))
+}
+
+impl Store {
+    async fn export_person(
+        &self,
+        cache: &mut HashMap<i64, ExportPerson>,
+        user_id: i64,
+    ) -> Result<ExportPerson> {
+        if let Some(person) = cache.get(&user_id) {
+            return Ok(person.clone());
+        }
+        let person = match self.user(user_id).await {
+            Ok(user) => ExportPerson {
+                key: user_id.to_string(),
+                name: user.fullname(),
+                email: Some(user.email),
+            },
+            Err(StoreError::NotFound(_)) => ExportPerson {
+                key: user_id.to_string(),
+                name: format!("user {user_id}"),
+                email: None,
+            },
+            Err(other) => return Err(other),
+        };
+        cache.insert(user_id, person.clone());
+        Ok(person)
+    }
+
+    /// Everything the export says about one entity (no file contents).
+    async fn export_entity(
+        &self,
+        subject: &Subject,
+        id: i64,
+        people: &mut HashMap<i64, ExportPerson>,
+    ) -> Result<ExportEntity> {
+        let row = self.entity(subject, id).await?;
+        let content = self.content(subject, id).await?;
+        let author = self.export_person(people, row.owner_id).await?;
+        let category = match content.category {
+            Some(category) => self.term(Vocabulary::Category, category).await.ok(),
+            None => None,
+        };
+        let status = match content.status {
+            Some(status) => self.term(Vocabulary::Status, status).await.ok(),
+            None => None,
+        };
+        let mut comments = Vec::new();
+        for comment in &content.comments {
+            comments.push(ExportComment {
+                author: self.export_person(people, comment.author).await?,
+                created_at: rfc3339(comment.created_at_ms),
+                body: comment.body.clone(),
+            });
+        }
+        let links = self
+            .links(subject, id)
+            .await?
+            .into_iter()
+            .map(|l| l.uuid)
+            .collect();
+        let timestamps = self
+            .timestamps(subject, id)
+            .await?
+            .into_iter()
+            .map(|t| {
+                json!({"heads": t.heads, "export_sha256": t.export_sha256, "hash_alg": t.hash_alg,
+                       "gen_time": rfc3339(t.gen_time_ms), "tsa": t.tsa_name,
+                       "proof_sha256": t.upload_sha256})
+            })
+            .collect();
+        let files = self
+            .uploads(subject, id, true)
+            .await?
+            .into_iter()
+            .rev()
+            .map(|u| ExportFile {
+                sha256: u.sha256,
+                name: u.real_name,
+                media_type: u.media_type,
+                size: u64::try_from(u.size).unwrap_or_default(),
+                created_at: rfc3339(u.created_at),
+                comment: u.comment,
+                state: u.state,
+            })
+            .collect();
+        Ok(ExportEntity {
+            uuid: row.uuid.clone(),
+            kind: row.kind.as_str().to_owned(),
+            title: content.title.clone(),
+            body: content.body.clone(),
+            body_is_html: content.content_type == 1,
+            date: content.date.clone(),
+            created_at: rfc3339(row.created_at),
+            modified_at: rfc3339(row.modified_at),
+            author,
+            tags: content.tags.clone(),
+            category: category.as_ref().map(|t| t.title.clone()),
+            category_color: category.map(|t| t.color),
+            status: status.map(|t| t.title),
+            steps: content
+                .steps
+                .iter()
+                .map(|s| ExportStep {
+                    body: s.body.clone(),
+                    done: s.done,
+                    done_at: s.done_at_ms.map(rfc3339),
+                })
+                .collect(),
+            comments,
+            links,
+            metadata_json: content.metadata.to_json_string(),
+            fields: content
+                .metadata
+                .fields
+                .iter()
+                .map(|f| ExportField {
+                    name: f.name.clone(),
+                    value: f.display_value(),
+                    unit: Some(f.unit().to_owned()).filter(|u| !u.is_empty()),
+                    kind: f.field_type().to_owned(),
+                })
+                .collect(),
+            rating: content.rating,
+            heads: row.heads.clone(),
+            elabid: row.elabid.clone(),
+            timestamps,
+            files,
+        })
+    }
+
+    /// Writes the entities `ids` (in that order) as an `.eln` archive into `sink`, calling
+    /// `progress` with the number of entities written after each one. Any id the subject may
+    /// not read fails the export with "not found".
+    pub async fn export_eln<W: Write + Seek + Send>(
+        &self,
+        subject: &Subject,
+        ids: &[i64],
+        sink: W,
+        publisher: &str,
+        mut progress: impl FnMut(usize) + Send,
+    ) -> Result<W> {
+        let now = self.now_ms();
+        let root = format!(
+            "cahier-export-{}",
+            cahier_core::clock::format_date(now).replace('-', "")
+        );
+        let mut writer =
+            ElnWriter::new(sink, &root, &rfc3339(now), publisher).map_err(eln_error)?;
+        let mut people = HashMap::new();
+        for (n, id) in ids.iter().enumerate() {
+            let entity = self.export_entity(subject, *id, &mut people).await?;
+            writer.begin_entity(&entity).map_err(eln_error)?;
+            for file in &entity.files {
+                writer.start_file(file).map_err(eln_error)?;
+                let blobs = self.blob_store()?;
+                let mut reader = blobs.open(&file.sha256).await.map_err(|error| {
+                    StoreError::Conflict(format!(
+                        "reading the attachment {} of entry {id} failed: {error}",
+                        file.name
+                    ))
+                })?;
+                while let Some(chunk) = reader.next_chunk().await.map_err(|error| {
+                    StoreError::Conflict(format!(
+                        "reading the attachment {} of entry {id} failed: {error}",
+                        file.name
+                    ))
+                })? {
+                    writer.write_chunk(&chunk).map_err(eln_error)?;
+                }
+            }
+            progress(n + 1);
+        }
+        writer.finish().map_err(eln_error)
+    }
+}

@@ -1,0 +1,592 @@
+//! `.eln` exchange over the API: `GET /{experiments|items}/{id}?format=eln` (one entity, at
+//! once), `GET|POST /exports` and `GET /exports/{id}[?format=binary]` (background exports of
+//! a selection, a user's or a team's notebook), `POST /import` (multipart `file`,
+//! with `team`, `target` = `experiments`|`items`, `category`, and `dry_run=1` for a preview).
+//! Handlers are thin: the store reads through the access policy and imports in one
+//! transaction; this module only moves bytes between HTTP and temporary files.
+//!
+//! Temporary archives live in the blob store's `tmp` folder (the orphan sweep removes any a
+//! crash leaves behind). An export file is unlinked as soon as it is opened for the response.
+
+use crate::AppState;
+use crate::auth::ApiCaller;
+use crate::error::AppError;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::handler::Handler;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use cahier_core::clock::format_sql_datetime;
+use cahier_core::{EntityKind, Subject};
+use cahier_store::Store;
+use cahier_store::eln_import::ImportOptions;
+use cahier_store::export_jobs::{ExportJob, ExportScope};
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use super::openapi::{Documented, Op, integer, list_of, object, schema, string};
+
+pub(super) fn routes() -> Documented {
+    let ids = || json!({"type": "array", "items": {"type": "integer"}});
+    Documented::new()
+        .route(
+            "exchange",
+            "/exports",
+            get(list_exports).post(create_export),
+            vec![
+                Op::get("Your background exports", list_of("ExportJob")),
+                Op::post("Start a background .eln export").body(object(&[
+                    ("experiments", ids()),
+                    ("items", ids()),
+                    ("user", integer()),
+                    ("team", integer()),
+                    ("query", string()),
+                ])),
+            ],
+        )
+        .route(
+            "exchange",
+            "/exports/{id}",
+            get(read_export),
+            vec![
+                Op::get_file("An export, or its file once done", schema("ExportJob"))
+                    .also(cahier_eln::MEDIA_TYPE),
+            ],
+        )
+        .route(
+            "exchange",
+            "/exports/dmp",
+            get(team_dmp),
+            vec![
+                Op::get(
+                    "A team's datasets as a maDMP (RDA DMP Common Standard 1.2)",
+                    json!({"type": "object"}),
+                )
+                .query(&[("team", integer())]),
+            ],
+        )
+        .route(
+            "exchange",
+            "/import",
+            post(import.layer(DefaultBodyLimit::disable())),
+            vec![
+                Op::post("Import an .eln archive (dry_run=1 previews)")
+                    .multipart()
+                    .answers("200", schema("ImportReport"))
+                    .answers("201", schema("ImportReport")),
+            ],
+        )
+}
+
+fn tmp_dir(store: &Store) -> Result<PathBuf, AppError> {
+    Ok(store.blob_store()?.root().join("tmp"))
+}
+
+/// The archive of `ids` (in order) as a download named `name`.
+pub(crate) async fn eln_response(
+    store: &Store,
+    subject: &Subject,
+    ids: &[i64],
+    name: &str,
+) -> Result<Response, AppError> {
+    let dir = tmp_dir(store)?;
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| AppError::internal(&e))?;
+    let path = dir.join(format!(
+        "export-{}.eln",
+        hex::encode(rand::random::<[u8; 16]>())
+    ));
+    let file = std::fs::File::create(&path).map_err(|e| AppError::internal(&e))?;
+    let written = store.export_eln(subject, ids, file, "Cahier", |_| {}).await;
+    let file = match written {
+        Ok(file) => file,
+        Err(error) => {
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(error.into());
+        }
+    };
+    drop(file);
+    let reader = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| AppError::internal(&e))?;
+    let size = reader
+        .metadata()
+        .await
+        .map_err(|e| AppError::internal(&e))?
+        .len();
+    // The open handle keeps the content readable; nothing is left on disk.
+    let _ = tokio::fs::remove_file(&path).await;
+    Ok(file_response(reader, size, name, cahier_eln::MEDIA_TYPE))
+}
+
+/// Streams an open file as an attachment download.
+pub(crate) fn file_response(
+    reader: tokio::fs::File,
+    size: u64,
+    name: &str,
+    media_type: &str,
+) -> Response {
+    let stream = futures_util::stream::unfold(reader, |mut reader| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buffer = vec![0u8; 64 * 1024];
+        match reader.read(&mut buffer).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buffer.truncate(n);
+                Some((Ok::<_, std::io::Error>(Bytes::from(buffer)), reader))
+            }
+            Err(error) => Some((Err(error), reader)),
+        }
+    });
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    (
+        [
+            (header::CONTENT_TYPE, media_type.to_owned()),
+            (header::CONTENT_LENGTH, size.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{safe}\""),
+            ),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+/// `GET /{experiments|items}/{id}?format=eln`.
+pub(crate) async fn entity_eln(
+    app: &AppState,
+    caller: &ApiCaller,
+    kind: EntityKind,
+    id: i64,
+) -> Result<Response, AppError> {
+    let row = app.store.entity_of_kind(&caller.subject, kind, id).await?;
+    let name = format!("{}-{}.eln", row.kind.as_str(), row.id);
+    eln_response(&app.store, &caller.subject, &[id], &name).await
+}
+
+/// `POST /exports`: `{"experiments": [ids], "items": [ids], "user": id, "team": id, "query": q}` starts a
+/// background export; 201 with `Location: /api/v2/exports/{id}`.
+async fn create_export(
+    State(app): State<AppState>,
+    caller: ApiCaller,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let scope: ExportScope = serde_json::from_slice(&body).map_err(|e| {
+        AppError::BadRequest(format!(
+            "expected {{\"experiments\": [ids], \"items\": [ids], \"user\": id, \"team\": id}}: {e}"
+        ))
+    })?;
+    let id = start_export(&app, &caller.subject, &scope).await?;
+    let location = format!(
+        "{}/api/v2/exports/{id}",
+        app.config.public_url.trim_end_matches('/')
+    );
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        axum::Json(json!({ "id": id })),
+    )
+        .into_response())
+}
+
+/// Records an export job and runs it in the background; returns its id.
+pub(crate) async fn start_export(
+    app: &AppState,
+    subject: &Subject,
+    scope: &ExportScope,
+) -> Result<i64, AppError> {
+    let id = app.store.create_export_job(subject, scope).await?;
+    let store = app.store.clone();
+    let subject = subject.clone();
+    tokio::spawn(async move {
+        // The outcome is in the job's row (and logged); nobody waits on this task.
+        let _ = store.run_export_job(&subject, id).await;
+    });
+    Ok(id)
+}
+
+fn job_json(job: &ExportJob) -> serde_json::Value {
+    json!({
+        "id": job.id, "scope": job.scope, "format": job.format, "state": job.state,
+        "total": job.total, "done": job.done, "file_size": job.file_size, "error": job.error,
+        "created_at": format_sql_datetime(job.created_at),
+        "finished_at": job.finished_at.map(format_sql_datetime),
+    })
+}
+
+/// `GET /exports`: the caller's export jobs, newest first.
+async fn list_exports(
+    State(app): State<AppState>,
+    caller: ApiCaller,
+) -> Result<Response, AppError> {
+    let jobs = app.store.export_jobs(&caller.subject).await?;
+    Ok(axum::Json(jobs.iter().map(job_json).collect::<Vec<_>>()).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct ReadQuery {
+    format: Option<String>,
+}
+
+/// `GET /exports/{id}`: the job; with `?format=binary`, its file once done.
+async fn read_export(
+    State(app): State<AppState>,
+    caller: ApiCaller,
+    Path(id): Path<String>,
+    Query(query): Query<ReadQuery>,
+) -> Result<Response, AppError> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| AppError::NotFound("export".into()))?;
+    if query.format.as_deref() == Some("binary") {
+        return export_download(&app.store, &caller.subject, id).await;
+    }
+    let job = app.store.export_job(&caller.subject, id).await?;
+    Ok(axum::Json(job_json(&job)).into_response())
+}
+
+/// The finished file of an export job, as a download.
+pub(crate) async fn export_download(
+    store: &Store,
+    subject: &Subject,
+    id: i64,
+) -> Result<Response, AppError> {
+    let path = store.export_job_file(subject, id).await?;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|_| AppError::NotFound("export file".into()))?;
+    let size = file
+        .metadata()
+        .await
+        .map_err(|e| AppError::internal(&e))?
+        .len();
+    Ok(file_response(
+        file,
+        size,
+        &format!("cahier-export-{id}.eln"),
+        cahier_eln::MEDIA_TYPE,
+    ))
+}
+
+/// A received archive waiting in the temporary folder; removed when dropped.
+pub(crate) struct ReceivedArchive {
+    /// Where it is.
+    pub path: PathBuf,
+    /// The other form fields.
+    pub fields: HashMap<String, String>,
+}
+
+impl Drop for ReceivedArchive {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Streams the multipart `file` field into a temporary file (bounded by the upload limit)
+/// and collects the small fields.
+pub(crate) async fn receive_archive(
+    store: &Store,
+    mut multipart: Multipart,
+) -> Result<ReceivedArchive, AppError> {
+    use tokio::io::AsyncWriteExt;
+    let limit = store.blob_store()?.max_bytes();
+    let dir = tmp_dir(store)?;
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| AppError::internal(&e))?;
+    let path = dir.join(format!(
+        "import-{}.eln",
+        hex::encode(rand::random::<[u8; 16]>())
+    ));
+    let mut received = ReceivedArchive {
+        path,
+        fields: HashMap::new(),
+    };
+    let mut has_file = false;
+    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+        let name = field.name().unwrap_or_default().to_owned();
+        if name == "file" {
+            let mut file = tokio::fs::File::create(&received.path)
+                .await
+                .map_err(|e| AppError::internal(&e))?;
+            let mut total: u64 = 0;
+            while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+                total = total.saturating_add(chunk.len() as u64);
+                if total > limit {
+                    return Err(AppError::TooLarge(format!(
+                        "archives are limited to {limit} bytes (max_upload_mb in cahier.toml)"
+                    )));
+                }
+                file.write_all(&chunk)
+                    .await
+                    .map_err(|e| AppError::internal(&e))?;
+            }
+            file.flush().await.map_err(|e| AppError::internal(&e))?;
+            has_file = total > 0;
+        } else {
+            let value = field.text().await.map_err(multipart_error)?;
+            if value.len() > 1000 {
+                return Err(AppError::invalid(&name, "too long"));
+            }
+            received.fields.insert(name, value);
+        }
+    }
+    if !has_file {
+        return Err(AppError::invalid("file", "choose an .eln file to import"));
+    }
+    Ok(received)
+}
+
+fn multipart_error(error: axum::extract::multipart::MultipartError) -> AppError {
+    if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        AppError::TooLarge("the upload is larger than this server accepts".into())
+    } else {
+        AppError::BadRequest(format!("could not read the upload: {}", error.body_text()))
+    }
+}
+
+/// Reads `team`, `target` and `category` form fields into import options.
+pub(crate) fn import_options(
+    fields: &HashMap<String, String>,
+    default_team: Option<i64>,
+) -> Result<ImportOptions, AppError> {
+    let team_id = match fields
+        .get("team")
+        .map(|t| t.trim())
+        .filter(|t| !t.is_empty())
+    {
+        Some(team) => team
+            .parse()
+            .map_err(|_| AppError::invalid("team", "expected a team id"))?,
+        None => default_team.ok_or_else(|| AppError::invalid("team", "choose a team"))?,
+    };
+    let kind = match fields.get("target").map(|t| t.trim()).unwrap_or_default() {
+        "" | "auto" => None,
+        "experiments" | "experiment" => Some(EntityKind::Experiment),
+        "items" | "resources" | "resource" => Some(EntityKind::Resource),
+        _ => {
+            return Err(AppError::invalid(
+                "target",
+                "expected experiments, items or auto",
+            ));
+        }
+    };
+    let category_id = match fields
+        .get("category")
+        .map(|c| c.trim())
+        .filter(|c| !c.is_empty())
+    {
+        Some(category) => Some(
+            category
+                .parse()
+                .map_err(|_| AppError::invalid("category", "expected a category id"))?,
+        ),
+        None => None,
+    };
+    Ok(ImportOptions {
+        team_id,
+        kind,
+        category_id,
+    })
+}
+
+/// `POST /import`: 201 with the report, or 200 with the preview when `dry_run=1`.
+async fn import(
+    State(app): State<AppState>,
+    caller: ApiCaller,
+    multipart: Multipart,
+) -> Result<Response, AppError> {
+    caller.require_write()?;
+    let received = receive_archive(&app.store, multipart).await?;
+    let options = import_options(&received.fields, caller.team_id)?;
+    let dry_run = received
+        .fields
+        .get("dry_run")
+        .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes"));
+    if dry_run {
+        let preview = app
+            .store
+            .preview_eln(&caller.subject, &received.path, &options)
+            .await?;
+        return Ok(axum::Json(json!(preview)).into_response());
+    }
+    let report = app
+        .store
+        .import_eln(&caller.subject, &received.path, &options)
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(json!(report))).into_response())
+}
+
+/// A CSV cell: always quoted, quotes doubled, and a leading `=`, `+`, `-`, `@` or tab made
+/// inert (a spreadsheet would run it as a formula).
+fn csv_cell(value: &str) -> String {
+    let guarded = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{value}")
+    } else {
+        value.to_owned()
+    };
+    format!("\"{}\"", guarded.replace('"', "\"\""))
+}
+
+/// `GET /{experiments|items}?format=csv`: the list (same filters as JSON, up to `limit` rows)
+/// as CSV, one row per entry.
+pub(crate) async fn list_csv(
+    app: &AppState,
+    caller: &ApiCaller,
+    query: &cahier_store::listing::ListQuery,
+) -> Result<Response, AppError> {
+    use cahier_store::catalog::Vocabulary;
+    let page = app.store.list_entities(&caller.subject, query).await?;
+    let ids = |f: &dyn Fn(&cahier_store::EntityRow) -> Option<i64>| -> Vec<i64> {
+        page.rows.iter().filter_map(f).collect()
+    };
+    let statuses: HashMap<i64, String> = app
+        .store
+        .terms_by_ids(Vocabulary::Status, &ids(&|r| r.status_id))
+        .await?
+        .into_iter()
+        .map(|t| (t.id, t.title))
+        .collect();
+    let categories: HashMap<i64, String> = app
+        .store
+        .terms_by_ids(Vocabulary::Category, &ids(&|r| r.category_id))
+        .await?
+        .into_iter()
+        .map(|t| (t.id, t.title))
+        .collect();
+    let owners: HashMap<i64, String> = app
+        .store
+        .users_by_ids(&ids(&|r| Some(r.owner_id)))
+        .await?
+        .into_iter()
+        .map(|u| (u.id, u.fullname()))
+        .collect();
+    let mut out =
+        String::from("id,title,date,status,category,tags,owner,created_at,modified_at,elabid\r\n");
+    for row in &page.rows {
+        let cells = [
+            row.id.to_string(),
+            row.title.clone(),
+            row.date.clone(),
+            row.status_id
+                .and_then(|s| statuses.get(&s).cloned())
+                .unwrap_or_default(),
+            row.category_id
+                .and_then(|c| categories.get(&c).cloned())
+                .unwrap_or_default(),
+            row.tags.join("|"),
+            owners.get(&row.owner_id).cloned().unwrap_or_default(),
+            format_sql_datetime(row.created_at),
+            format_sql_datetime(row.modified_at),
+            row.elabid.clone(),
+        ];
+        let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
+        out.push_str(&line.join(","));
+        out.push_str("\r\n");
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"cahier-list.csv\"".to_owned(),
+            ),
+        ],
+        out,
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct DmpQuery {
+    team: Option<i64>,
+}
+
+/// `GET /exports/dmp?team={id}`: a machine-actionable DMP (RDA DMP Common Standard 1.2) whose
+/// datasets are the team's experiments and resources the caller may read. Values Cahier does
+/// not know (personal or sensitive data, ethical issues) are `unknown`, as the standard allows.
+async fn team_dmp(
+    State(app): State<AppState>,
+    caller: ApiCaller,
+    Query(query): Query<DmpQuery>,
+) -> Result<Response, AppError> {
+    let team_id = query
+        .team
+        .or(caller.team_id)
+        .ok_or_else(|| AppError::invalid("team", "name a team"))?;
+    let team = app.store.team(team_id).await?;
+    let scope = ExportScope {
+        team: Some(team_id),
+        ..Default::default()
+    };
+    let ids = app.store.export_scope_ids(&caller.subject, &scope).await?;
+    let now = app.store.now_ms();
+    let iso = cahier_store::eln_export::rfc3339;
+    let mut datasets = Vec::new();
+    for id in ids {
+        let row = app.store.entity(&caller.subject, id).await?;
+        let mut dataset = json!({
+            "title": row.title,
+            "type": if row.kind == EntityKind::Resource { "resource" } else { "experiment" },
+            "dataset_id": {"identifier": format!("urn:uuid:{}", row.uuid), "type": "other"},
+            "personal_data": "unknown",
+            "sensitive_data": "unknown",
+            "issued": row.date,
+            "keyword": row.tags,
+            "metadata": [{
+                "description": "eLabFTW extra fields (metadata JSON)",
+                "language": "eng",
+                "metadata_standard_id": {"identifier": "https://doc.elabftw.net/metadata.html", "type": "url"},
+            }],
+            "distribution": [{
+                "title": format!("{}.eln", row.title),
+                "format": [cahier_eln::MEDIA_TYPE],
+                "data_access": "closed",
+            }],
+        });
+        if !row.body.is_empty() {
+            dataset["description"] = json!(row.body.chars().take(2000).collect::<String>());
+        }
+        datasets.push(dataset);
+    }
+    let user = &caller.user;
+    let dmp = json!({
+        "dmp": {
+            "title": format!("Data of team {}", team.name),
+            "description": "Experiments and resources recorded in Cahier, an electronic lab notebook.",
+            "language": "eng",
+            "created": iso(now),
+            "modified": iso(now),
+            "dmp_id": {"identifier": format!("{}/teams/{team_id}", app.config.public_url.trim_end_matches('/')), "type": "url"},
+            "contact": {
+                "name": user.fullname(),
+                "mbox": user.email,
+                "contact_id": {"identifier": user.email, "type": "other"},
+            },
+            "ethical_issues_exist": "unknown",
+            "dataset": datasets,
+        }
+    });
+    Ok((
+        [(
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"dmp-team-{team_id}.json\""),
+        )],
+        axum::Json(dmp),
+    )
+        .into_response())
+}
