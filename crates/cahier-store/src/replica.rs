@@ -166,6 +166,20 @@ impl Store {
                 .await?;
             }
         }
+        // What a category gives a new resource. Pulled entries keep their server ids, so the
+        // template is named by the same id here, once it has arrived (a later sync links it).
+        for t in &reference.categories {
+            sqlx::query(
+                "UPDATE categories SET default_canread_base = ?, default_canwrite_base = ?, \
+                 default_template_id = (SELECT id FROM entities WHERE id = ?) WHERE id = ?",
+            )
+            .bind(t.default_canread_base)
+            .bind(t.default_canwrite_base)
+            .bind(t.default_template_id)
+            .bind(t.id)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }

@@ -799,9 +799,11 @@ impl Store {
         .bind(subject.user_id)
         .fetch_all(&self.pool)
         .await?;
-        let terms = |table: &'static str| {
+        // Categories also carry what they give a new resource (migration 0009), so that one
+        // made offline gets the same rules and template as on the server.
+        let terms = |table: &'static str, extra: &'static str| {
             sqlx::query_as::<_, proto::RefTerm>(sqlx::AssertSqlSafe(format!(
-                "SELECT id, team_id, family, title, color, is_default, ordering, state FROM {table} \
+                "SELECT id, team_id, family, title, color, is_default, ordering, state{extra} FROM {table} \
                  WHERE team_id IN (SELECT team_id FROM memberships WHERE user_id = ?)"
             )))
             .bind(subject.user_id)
@@ -814,8 +816,12 @@ impl Store {
             memberships,
             groups,
             my_groups: subject.groups.clone(),
-            statuses: terms("statuses").await?,
-            categories: terms("categories").await?,
+            statuses: terms("statuses", "").await?,
+            categories: terms(
+                "categories",
+                ", default_canread_base, default_canwrite_base, default_template_id",
+            )
+            .await?,
         })
     }
 }

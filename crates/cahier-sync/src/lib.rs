@@ -239,6 +239,10 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
             break;
         }
     }
+    // Records the reference names that arrived with this pull (a category's template).
+    if report.pulled > 0 {
+        store.import_reference(&reference).await?;
+    }
     // Entities whose local edits were refused come back as the server has them.
     if !refetch.is_empty() {
         let docs = refetch

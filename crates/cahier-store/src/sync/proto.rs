@@ -302,6 +302,19 @@ pub struct RefTerm {
     pub ordering: i64,
     /// 1 live, 3 retired.
     pub state: i64,
+    /// Resource categories: the base level a new resource's read rule gets (none: the
+    /// author's own default). Absent from older servers and from statuses.
+    #[serde(default)]
+    #[sqlx(default)]
+    pub default_canread_base: Option<i64>,
+    /// Resource categories: the base level of its write rule.
+    #[serde(default)]
+    #[sqlx(default)]
+    pub default_canwrite_base: Option<i64>,
+    /// Resource categories: the template (its server id) a new resource starts from.
+    #[serde(default)]
+    #[sqlx(default)]
+    pub default_template_id: Option<i64>,
 }
 
 /// `GET /reference`: the server records a replica needs, read-only on the replica.

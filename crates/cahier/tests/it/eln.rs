@@ -853,8 +853,9 @@ async fn lists_export_as_csv_and_json_and_the_list_page_exports_its_entries() {
     assert!(csv.contains("\"a|b\""), "{csv}");
     let json = api.json("/experiments?format=json&q=soil").await;
     assert_eq!(json.as_array().unwrap().len(), 2);
+    // A list format that does not exist is a mistake (422 naming `format`).
     let response = api.get("/experiments?format=xlsx").await;
-    assert_eq!(response.status(), 501);
+    assert_eq!(response.status(), 422);
 
     let browser = app.browser(&alice).await;
     let page = browser.page("/experiments?q=soil").await;

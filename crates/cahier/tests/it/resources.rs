@@ -796,3 +796,68 @@ async fn a_resource_category_gives_new_resources_its_access_rules_and_template()
     assert_eq!(made["canread_base"], 30);
     app.stop().await;
 }
+
+/// A field replica receives what a resource category gives new resources (read and write
+/// rules, template), so a resource made offline in it gets the same as on the server.
+#[tokio::test]
+async fn a_replica_knows_what_a_category_gives_new_resources() {
+    use cahier_core::{BaseLevel, EntityKind, EntityPatch};
+    let app = TestApp::spawn().await;
+    let admin = app.user("admin@lab.fr", "Ecology", true).await;
+    let alice = app.user("alice@lab.fr", "Ecology", false).await;
+    let admin_api = app.api(&app.api_key(&admin, true).await);
+    let template = admin_api
+        .create(
+            "/items_types",
+            json!({"title": "Antibody sheet", "body": "Clone, host, dilution", "canread_base": 30}),
+        )
+        .await;
+    let (category, _) = create_at(
+        &admin_api,
+        "/teams/current/resources_categories",
+        json!({"name": "Antibodies", "color": "#112233", "default_canread_base": 20,
+               "default_canwrite_base": 10, "default_template": template}),
+    )
+    .await;
+
+    let (replica, _) = super::sync_blobs::replica(&app, &alice).await;
+    // The template arrives with the first pull; the category names it from then on.
+    replica.sync().await;
+    let defaults = replica.store.category_defaults(category).await.unwrap();
+    assert_eq!(defaults.canread, Some(BaseLevel::OwnerAndAdmins));
+    assert_eq!(defaults.canwrite, Some(BaseLevel::OwnerOnly));
+    assert_eq!(defaults.template, Some(template));
+
+    // Offline: a resource filed in the category gets its rules.
+    let subject = replica.store.subject(alice.id).await.unwrap();
+    let id = replica
+        .store
+        .create_entity(
+            &subject,
+            cahier_store::NewEntity {
+                kind: EntityKind::Resource,
+                team_id: alice.team_id,
+                canread: None,
+                canwrite: None,
+                patch: EntityPatch {
+                    title: Some("Anti-GFP".into()),
+                    category: Some(Some(category)),
+                    ..Default::default()
+                },
+                template: None,
+            },
+        )
+        .await
+        .unwrap();
+    let row = replica.store.entity(&subject, id).await.unwrap();
+    assert_eq!(row.canread.base, BaseLevel::OwnerAndAdmins);
+    assert_eq!(row.canwrite.base, BaseLevel::OwnerOnly);
+    // And the server accepts it as it is.
+    replica.sync().await;
+    let list = app
+        .api(&app.api_key(&alice, false).await)
+        .json("/items?q=Anti-GFP")
+        .await;
+    assert_eq!(list[0]["canread_base"], 20);
+    assert_eq!(list[0]["category"], category);
+}
