@@ -310,23 +310,38 @@ impl Store {
                 "this is not your current password",
             ));
         }
-        self.set_password(user_id, new).await
+        self.write_password(user_id, new, Some(user_id)).await
     }
 
-    /// Sets a password (admin reset or after checking the old one).
+    /// Sets a password (an administrator's reset, or the setup).
     pub async fn set_password(&self, user_id: i64, new: &str) -> Result<()> {
+        self.write_password(user_id, new, None).await
+    }
+
+    /// Writes a password hash, ends the account's sessions and records it, in one transaction;
+    /// `actor` is the user themselves when they changed it (`None`: an administrator or the
+    /// command line, whose own entry says who).
+    async fn write_password(&self, user_id: i64, new: &str, actor: Option<i64>) -> Result<()> {
         let new = new.to_owned();
         let hash = blocking(move || hash_password(&new)).await??;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
             .bind(hash)
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         // A new password ends every other session.
         sqlx::query("DELETE FROM sessions WHERE user_id = ?")
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        crate::audit::append(
+            &mut tx,
+            self.now_ms(),
+            &crate::audit::AuditEvent::new(actor, crate::audit::action::PASSWORD, "user", user_id),
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -902,6 +917,8 @@ impl Store {
             name.trim()
         };
         let secret = random_hex(32);
+        let now = self.now_ms();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO api_keys (user_id, team_id, name, secret_hash, can_write, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
         )
@@ -910,9 +927,23 @@ impl Store {
         .bind(name)
         .bind(sha256_hex(&secret))
         .bind(can_write)
-        .bind(self.now_ms())
-        .fetch_one(&self.pool)
+        .bind(now)
+        .fetch_one(&mut *tx)
         .await?;
+        // Never the secret: the key's id, team and rights.
+        crate::audit::append(
+            &mut tx,
+            now,
+            &crate::audit::AuditEvent::new(
+                Some(user_id),
+                crate::audit::action::KEY_CREATE,
+                "apikey",
+                id,
+            )
+            .details(serde_json::json!({"team": team_id, "can_write": can_write, "name": name})),
+        )
+        .await?;
+        tx.commit().await?;
         Ok((id, format!("{id}-{secret}")))
     }
 
@@ -971,17 +1002,29 @@ impl Store {
 
     /// Revokes one of a user's keys.
     pub async fn delete_api_key(&self, user_id: i64, key_id: i64) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let n = sqlx::query("DELETE FROM api_keys WHERE id = ? AND user_id = ?")
             .bind(key_id)
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
         if n == 0 {
-            Err(StoreError::NotFound("api key"))
-        } else {
-            Ok(())
+            return Err(StoreError::NotFound("api key"));
         }
+        crate::audit::append(
+            &mut tx,
+            self.now_ms(),
+            &crate::audit::AuditEvent::new(
+                Some(user_id),
+                crate::audit::action::KEY_DELETE,
+                "apikey",
+                key_id,
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// On an instance without users, makes a one-time setup token (replacing any earlier one)

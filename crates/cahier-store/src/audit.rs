@@ -53,6 +53,12 @@ pub mod action {
     pub const SYNC_ACCEPT: &str = "sync.accept";
     /// Pushed changes were refused and quarantined.
     pub const SYNC_REJECT: &str = "sync.reject";
+    /// An API key was made.
+    pub const KEY_CREATE: &str = "apikey.create";
+    /// An API key was revoked.
+    pub const KEY_DELETE: &str = "apikey.delete";
+    /// A password was changed or reset (every other session of the account ends).
+    pub const PASSWORD: &str = "user.password";
     /// An administrator's action on users, teams or settings (`details.what`).
     pub const ADMIN: &str = "admin";
     /// The chain's head was timestamped by the TSA.
@@ -72,6 +78,9 @@ pub mod action {
         SIGN,
         SIGN_KEY,
         EXPORT,
+        KEY_CREATE,
+        KEY_DELETE,
+        PASSWORD,
         DEVICE_REGISTER,
         DEVICE_REVOKE,
         SYNC_ACCEPT,

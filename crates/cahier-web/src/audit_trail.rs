@@ -28,3 +28,19 @@ pub(crate) async fn admin_action(
         tracing::error!(%error, what, "could not record an admin action in the audit log");
     }
 }
+
+/// Records that `actor` exported `target_type` `target_id` (entries as `.eln`, a list as CSV,
+/// a background export job), once the export is made.
+pub(crate) async fn exported(
+    store: &Store,
+    actor: i64,
+    target_type: &'static str,
+    target_id: impl ToString,
+    details: Value,
+) {
+    let event =
+        AuditEvent::new(Some(actor), action::EXPORT, target_type, target_id).details(details);
+    if let Err(error) = store.audit(event).await {
+        tracing::error!(%error, "could not record an export in the audit log");
+    }
+}

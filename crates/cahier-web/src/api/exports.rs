@@ -120,6 +120,18 @@ pub(crate) async fn eln_response(
         .len();
     // The open handle keeps the content readable; nothing is left on disk.
     let _ = tokio::fs::remove_file(&path).await;
+    let (target_type, target_id) = match ids {
+        [one] => ("entity", one.to_string()),
+        _ => ("entities", format!("{} entries", ids.len())),
+    };
+    crate::audit_trail::exported(
+        store,
+        subject.user_id,
+        target_type,
+        target_id,
+        serde_json::json!({"format": "eln", "ids": ids.iter().take(100).collect::<Vec<_>>(), "bytes": size}),
+    )
+    .await;
     Ok(file_response(reader, size, name, cahier_eln::MEDIA_TYPE))
 }
 
@@ -210,6 +222,14 @@ pub(crate) async fn start_export(
     scope: &ExportScope,
 ) -> Result<i64, AppError> {
     let id = app.store.create_export_job(subject, scope).await?;
+    crate::audit_trail::exported(
+        &app.store,
+        subject.user_id,
+        "export",
+        id,
+        serde_json::json!({"format": "eln", "scope": scope}),
+    )
+    .await;
     let store = app.store.clone();
     let subject = subject.clone();
     tokio::spawn(async move {
@@ -451,6 +471,14 @@ pub(crate) async fn list_csv(
 ) -> Result<Response, AppError> {
     use cahier_store::catalog::Vocabulary;
     let page = app.store.list_entities(&caller.subject, query).await?;
+    crate::audit_trail::exported(
+        &app.store,
+        caller.user.id,
+        "list",
+        query.kind.as_str(),
+        serde_json::json!({"format": "csv", "rows": page.rows.len(), "q": query.q}),
+    )
+    .await;
     let ids = |f: &dyn Fn(&cahier_store::EntityRow) -> Option<i64>| -> Vec<i64> {
         page.rows.iter().filter_map(f).collect()
     };

@@ -99,6 +99,7 @@ async fn actions_from_ui_api_and_admin_pages_form_one_verified_chain() {
     let expected = [
         action::SIGN_IN_FAILED,
         action::SIGN_IN,
+        action::KEY_CREATE,
         action::LOCK,
         action::UNLOCK,
         action::ACCESS,
@@ -186,11 +187,11 @@ async fn verify_names_the_audit_entry_whose_row_changed_by_one_byte() {
     let (ok, report) = verify(app.dir.path(), None);
     assert!(ok, "{report}");
     assert!(
-        report.contains("3 audit entries checked, 0 broken"),
+        report.contains("4 audit entries checked, 0 broken"),
         "{report}"
     );
 
-    // One byte of entry 2's details: `"locked_by":1` becomes `"locked_by":2`-like garbage.
+    // One byte of entry 2's details (entry 1 is the key): `"locked_by":1` becomes `"locked_by":2`-like garbage.
     let db = open_db(&app).await;
     let details: String = sqlx::query_scalar("SELECT details FROM audit_log WHERE seq = 2")
         .fetch_one(&db)
@@ -211,7 +212,7 @@ async fn verify_names_the_audit_entry_whose_row_changed_by_one_byte() {
         "{report}"
     );
     assert!(
-        report.contains("3 audit entries checked, 1 broken"),
+        report.contains("4 audit entries checked, 1 broken"),
         "{report}"
     );
 
@@ -419,8 +420,8 @@ async fn sysadmins_browse_and_filter_the_log_page_by_page_and_see_a_broken_chain
         "{page}"
     );
     assert_eq!(page.matches("class=\"audit-entry\"").count(), 50);
-    // Newest first: root's sign-in is on top.
-    assert!(page.contains("<td>62</td>"), "{page}");
+    // Newest first: root's sign-in is on top (after alice's key and 60 locks and unlocks).
+    assert!(page.contains("<td>63</td>"), "{page}");
     let next = page
         .split("href=\"")
         .filter_map(|s| s.split('"').next())
@@ -428,7 +429,7 @@ async fn sysadmins_browse_and_filter_the_log_page_by_page_and_see_a_broken_chain
         .unwrap()
         .replace("&amp;", "&");
     let older = ui.page(&next).await;
-    assert_eq!(older.matches("class=\"audit-entry\"").count(), 12);
+    assert_eq!(older.matches("class=\"audit-entry\"").count(), 13);
     assert!(older.contains("<td>1</td>"));
 
     let locks = ui
@@ -461,5 +462,52 @@ async fn sysadmins_browse_and_filter_the_log_page_by_page_and_see_a_broken_chain
         "{broken}"
     );
     assert!(broken.contains("<li>7: "), "{broken}");
+    app.stop().await;
+}
+
+/// Keys, passwords and exports leave entries too; the key's secret never does.
+#[tokio::test]
+async fn keys_passwords_and_exports_are_in_the_log() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@lab.fr", "Ecology", false).await;
+    let key = app.api_key(&alice, true).await;
+    let api = app.api(&key);
+    let id = api
+        .create("/experiments", json!({"title": "Export me"}))
+        .await;
+    let eln = api.get(&format!("/experiments/{id}?format=eln")).await;
+    assert_eq!(eln.status(), 200);
+    let _ = eln.bytes().await.unwrap();
+    let csv = api.get("/experiments?format=csv").await;
+    assert_eq!(csv.status(), 200);
+    app.store
+        .change_password(alice.id, &alice.password, "a brand new long password")
+        .await
+        .unwrap();
+    let key_id: i64 = key.split('-').next().unwrap().parse().unwrap();
+    app.store.delete_api_key(alice.id, key_id).await.unwrap();
+
+    let recorded = actions(&app).await;
+    assert_eq!(
+        recorded,
+        [
+            action::KEY_CREATE,
+            action::EXPORT,
+            action::EXPORT,
+            action::PASSWORD,
+            action::KEY_DELETE,
+        ],
+        "{recorded:?}"
+    );
+    let (entries, _) = app
+        .store
+        .audit_entries(&AuditFilter::default())
+        .await
+        .unwrap();
+    let secret = key.split('-').nth(1).unwrap();
+    assert!(entries.iter().all(|e| !e.details.contains(secret)));
+    assert!(entries.iter().all(|e| e.actor_id == Some(alice.id)));
+    let chain = app.store.verify_audit_chain().await.unwrap();
+    assert!(chain.is_ok(), "{chain:?}");
     app.stop().await;
 }
