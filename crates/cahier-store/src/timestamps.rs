@@ -78,6 +78,24 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> TimestampRow {
 }
 
 impl Store {
+    /// Which of `ids` have at least one trusted timestamp (for list rows; the caller has already
+    /// read the rows through the access policy).
+    pub async fn timestamped_among(&self, ids: &[i64]) -> Result<std::collections::HashSet<i64>> {
+        if ids.is_empty() {
+            return Ok(std::collections::HashSet::new());
+        }
+        let mut builder: sqlx::QueryBuilder<sqlx::Sqlite> = sqlx::QueryBuilder::new(
+            "SELECT DISTINCT entity_id FROM entity_timestamps WHERE entity_id IN (",
+        );
+        let mut list = builder.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        builder.push(")");
+        let found: Vec<i64> = builder.build_query_scalar().fetch_all(&self.pool).await?;
+        Ok(found.into_iter().collect())
+    }
+
     /// The canonical export of the current version of an entity the subject may write (only
     /// writers may stamp: a stamp adds an attachment).
     pub async fn timestamp_export(&self, subject: &Subject, id: i64) -> Result<VersionExport> {

@@ -98,6 +98,8 @@ struct Names {
     users: HashMap<i64, String>,
     statuses: HashMap<i64, cahier_store::catalog::Term>,
     categories: HashMap<i64, cahier_store::catalog::Term>,
+    /// The rows that have a trusted timestamp.
+    timestamped: std::collections::HashSet<i64>,
 }
 
 impl Names {
@@ -134,6 +136,9 @@ impl Names {
                 .into_iter()
                 .map(|t| (t.id, t))
                 .collect(),
+            timestamped: store
+                .timestamped_among(&rows.iter().map(|r| r.id).collect::<Vec<_>>())
+                .await?,
         })
     }
 }
@@ -174,7 +179,7 @@ fn entity_json(row: &EntityRow, names: &Names) -> serde_json::Map<String, Value>
         "metadata": row.metadata,
         "state": row.state,
         "tags": if row.tags.is_empty() { Value::Null } else { Value::String(row.tags.join("|")) },
-        "timestamped": 0,
+        "timestamped": i64::from(names.timestamped.contains(&row.id)),
         "custom_id": Value::Null,
         "has_conflicts": row.n_conflicts > 0,
         "heads": row.heads,

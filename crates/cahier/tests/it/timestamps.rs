@@ -84,6 +84,25 @@ async fn an_api_timestamp_is_a_proof_openssl_verifies_and_each_edit_can_be_stamp
     let first = entity["timestamps"][0].clone();
     assert_eq!(first["tsa_name"], "Cahier Test TSA");
     assert_eq!(first["hash_alg"], "sha256");
+    // List rows say it too (eLabFTW's download-timestamps script filters on it), and the
+    // advanced query finds it.
+    let other = api
+        .create("/experiments", json!({"title": "Not stamped"}))
+        .await;
+    let list = api.json("/experiments").await;
+    let row = |id: i64| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(row(id)["timestamped"], 1);
+    assert_eq!(row(other)["timestamped"], 0);
+    let stamped = api.json("/experiments?extended=timestamped%3Ayes").await;
+    assert_eq!(stamped.as_array().unwrap().len(), 1);
+    assert_eq!(stamped[0]["id"], id);
 
     let uploads = api.json(&format!("/experiments/{id}/uploads")).await;
     let proof = uploads
