@@ -131,6 +131,9 @@ pub struct ExportEntity {
     pub elabid: String,
     /// Trusted timestamps of its versions (heads, hash, time, authority).
     pub timestamps: Vec<Value>,
+    /// Signatures of its versions (meaning, signer, minisign public key and signature, and the
+    /// signed export itself, so `minisign -V` can check them from the archive alone).
+    pub signatures: Vec<Value>,
     /// Attachments.
     pub files: Vec<ExportFile>,
 }
@@ -341,6 +344,12 @@ impl<W: Write + Seek> ElnWriter<W> {
                 json!(Value::Array(entity.timestamps.clone()).to_string()),
             );
         }
+        if !entity.signatures.is_empty() {
+            d.insert(
+                "cahier:signatures".into(),
+                json!(Value::Array(entity.signatures.clone()).to_string()),
+            );
+        }
         d.insert("hasPart".into(), json!([]));
         self.by_uuid.insert(entity.uuid.clone(), id.clone());
         self.datasets.push((d, entity.links.clone()));
@@ -500,6 +509,7 @@ mod tests {
             heads: "abc".into(),
             elabid: "x".into(),
             timestamps: vec![],
+            signatures: vec![],
             files: vec![],
         };
         writer.begin_entity(&entity).unwrap();

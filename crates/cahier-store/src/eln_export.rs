@@ -96,6 +96,17 @@ impl Store {
                        "proof_sha256": t.upload_sha256})
             })
             .collect();
+        let signatures = self
+            .signatures(subject, id)
+            .await?
+            .into_iter()
+            .map(|s| {
+                json!({"heads": s.heads, "meaning": s.meaning, "signer": s.user_id,
+                       "key_id": s.key_id, "public_key": s.public_key, "minisig": s.signature,
+                       "export": String::from_utf8_lossy(&s.export),
+                       "signed_at": rfc3339(s.created_at)})
+            })
+            .collect();
         let files = self
             .uploads(subject, id, true)
             .await?
@@ -152,6 +163,7 @@ impl Store {
             heads: row.heads.clone(),
             elabid: row.elabid.clone(),
             timestamps,
+            signatures,
             files,
         })
     }

@@ -263,3 +263,93 @@ async fn verify_names_a_signature_whose_signed_bytes_changed() {
     );
     app.stop().await;
 }
+
+/// A signed entry's `.eln` export carries its signatures with the signed bytes, so the
+/// signature verifies with `minisign -V` from the archive alone.
+#[tokio::test]
+async fn an_eln_export_carries_signatures_that_minisign_verifies() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@lab.fr", "Ecology", false).await;
+    let browser = app.browser(&alice).await;
+    let api = app.api(&app.api_key(&alice, true).await);
+    let id = api
+        .create("/experiments", json!({"title": "Signed and exported"}))
+        .await;
+    let made = browser
+        .post_form(
+            "/settings/signing-key",
+            &[("passphrase", PASSPHRASE), ("passphrase_again", PASSPHRASE)],
+        )
+        .await;
+    assert_eq!(made.status(), 200);
+    let signed = api
+        .patch(
+            &format!("/experiments/{id}"),
+            json!({"action": "sign", "passphrase": PASSPHRASE, "meaning": 10}),
+        )
+        .await;
+    assert_eq!(signed.status(), 200);
+
+    let archive = api
+        .get(&format!("/experiments/{id}?format=eln"))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(archive.to_vec())).unwrap();
+    let name = (0..zip.len())
+        .map(|i| zip.by_index(i).unwrap().name().unwrap().into_owned())
+        .find(|n| n.ends_with("/ro-crate-metadata.json"))
+        .unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut zip.by_name(&name).unwrap(), &mut text).unwrap();
+    let crate_json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let dataset = crate_json["@graph"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "Signed and exported")
+        .unwrap();
+    let signatures: serde_json::Value =
+        serde_json::from_str(dataset["cahier:signatures"].as_str().unwrap()).unwrap();
+    let signature = &signatures[0];
+    assert_eq!(signature["meaning"], 10);
+    assert_eq!(signature["signer"], alice.id);
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("export.json"),
+        signature["export"].as_str().unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("export.json.minisig"),
+        signature["minisig"].as_str().unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("key.pub"),
+        signature["public_key"].as_str().unwrap(),
+    )
+    .unwrap();
+    let output = std::process::Command::new("minisign")
+        .current_dir(dir.path())
+        .args([
+            "-V",
+            "-p",
+            "key.pub",
+            "-m",
+            "export.json",
+            "-x",
+            "export.json.minisig",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    app.stop().await;
+}
