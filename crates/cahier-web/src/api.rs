@@ -7,6 +7,7 @@ mod entities;
 mod events;
 mod json;
 pub(crate) mod openapi;
+pub(crate) mod pdf;
 mod stock;
 mod subresources;
 mod teams;

@@ -10,6 +10,7 @@ mod dashboard;
 mod entities;
 mod fields;
 mod history;
+mod pdf;
 mod replica_pages;
 mod session_pages;
 mod settings;
@@ -239,6 +240,7 @@ pub fn routes() -> Router<AppState> {
         .merge(entities::routes())
         .merge(attachments::routes())
         .merge(history::routes())
+        .merge(pdf::routes())
         .merge(settings::routes())
         .merge(admin::routes())
         .merge(replica_pages::routes())

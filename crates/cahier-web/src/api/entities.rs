@@ -46,7 +46,9 @@ pub(super) fn routes() -> Documented {
             "/{entity_type}/{id}",
             get(read).patch(update).delete(destroy).post(duplicate),
             vec![
-                Op::get("Read an entry", schema("Entity")).query(&[("format", one_of(&["json"]))]),
+                Op::get("Read an entry", schema("Entity"))
+                    .query(&[("format", one_of(&["json", "pdf", "pdfa"]))])
+                    .exports("application/pdf"),
                 Op::patch("Change an entry, or act on it", schema("Entity")).body(entity_fields(
                     &[
                         "lock",
@@ -531,11 +533,13 @@ async fn read(
         .find(|(k, _)| k == "format")
         && format != "json"
     {
+        if let Some(standard) = super::pdf::standard_of(&format) {
+            let lang = crate::i18n::Lang::En;
+            return super::pdf::entity_pdf(&app, &caller.subject, kind, id, standard, lang).await;
+        }
         // eLabFTW's export formats that have not landed yet answer 501; anything else is a
         // mistake.
-        const LATER: [&str; 9] = [
-            "csv", "eln", "elnhtml", "pdf", "pdfa", "qrpdf", "qrpng", "zip", "zipa",
-        ];
+        const LATER: [&str; 7] = ["csv", "eln", "elnhtml", "qrpdf", "qrpng", "zip", "zipa"];
         if LATER.contains(&format.as_str()) {
             return Err(AppError::NotImplemented(format!(
                 "export as {format} is not available yet"
@@ -543,7 +547,7 @@ async fn read(
         }
         return Err(AppError::invalid(
             "format",
-            format!("unknown format {format:?}; expected json"),
+            format!("unknown format {format:?}; expected json, pdf or pdfa"),
         ));
     }
     Ok(axum::Json(full_entity(&app, &caller, kind, id).await?).into_response())

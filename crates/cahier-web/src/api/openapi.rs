@@ -19,6 +19,8 @@ pub(crate) struct Op {
     body: Option<Value>,
     multipart: bool,
     ok: Success,
+    /// Other media types the 200 answer may have (an export `format`).
+    exports: Vec<&'static str>,
 }
 
 /// What a successful call answers.
@@ -42,6 +44,7 @@ impl Op {
             body: None,
             multipart: false,
             ok,
+            exports: Vec::new(),
         }
     }
 
@@ -89,6 +92,12 @@ impl Op {
         self
     }
 
+    /// The 200 answer may also be a file of this media type (chosen by a `format` parameter).
+    pub(crate) fn exports(mut self, media_type: &'static str) -> Self {
+        self.exports.push(media_type);
+        self
+    }
+
     /// A multipart body with a `file` (and an optional `comment`).
     pub(crate) fn multipart(mut self) -> Self {
         self.multipart = true;
@@ -102,9 +111,14 @@ impl Op {
         let mut responses = Map::new();
         match &self.ok {
             Success::Json(schema) => {
+                let mut content = json!({"application/json": {"schema": schema}});
+                for media_type in &self.exports {
+                    content[*media_type] =
+                        json!({"schema": {"type": "string", "format": "binary"}});
+                }
                 responses.insert(
                     "200".into(),
-                    json!({"description": "OK", "content": {"application/json": {"schema": schema}}}),
+                    json!({"description": "OK", "content": content}),
                 );
             }
             Success::Created => {

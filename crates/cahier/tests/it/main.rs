@@ -13,6 +13,7 @@ mod api_openapi;
 mod api_subresources;
 mod bookings;
 mod cli;
+mod pdf;
 mod policy_matrix;
 mod resources;
 mod search;
