@@ -8,6 +8,7 @@ mod events;
 pub(crate) mod exports;
 mod json;
 pub(crate) mod openapi;
+pub(crate) mod pdf;
 mod stock;
 mod subresources;
 mod teams;

@@ -12,6 +12,7 @@ mod entities;
 mod exchange;
 mod fields;
 mod history;
+mod pdf;
 mod replica_pages;
 mod session_pages;
 mod settings;
@@ -242,6 +243,7 @@ pub fn routes() -> Router<AppState> {
         .merge(entities::routes())
         .merge(attachments::routes())
         .merge(history::routes())
+        .merge(pdf::routes())
         .merge(settings::routes())
         .merge(signatures::routes())
         .merge(admin::routes())

@@ -50,8 +50,9 @@ pub(super) fn routes() -> Documented {
             get(read).patch(update).delete(destroy).post(duplicate),
             vec![
                 Op::get("Read an entry", schema("Entity"))
-                    .query(&[("format", one_of(&["json", "eln"]))])
-                    .also(cahier_eln::MEDIA_TYPE),
+                    .query(&[("format", one_of(&["json", "eln", "pdf", "pdfa"]))])
+                    .also(cahier_eln::MEDIA_TYPE)
+                    .also("application/pdf"),
                 Op::patch("Change an entry, or act on it", schema("Entity")).body(with_property(
                     with_property(
                         entity_fields(&[
@@ -566,11 +567,13 @@ async fn read(
         if format == "eln" {
             return super::exports::entity_eln(&app, &caller, kind, id).await;
         }
+        if let Some(standard) = super::pdf::standard_of(&format) {
+            let lang = crate::i18n::Lang::En;
+            return super::pdf::entity_pdf(&app, &caller.subject, kind, id, standard, lang).await;
+        }
         // eLabFTW's export formats that have not landed yet answer 501; anything else is a
         // mistake.
-        const LATER: [&str; 8] = [
-            "csv", "elnhtml", "pdf", "pdfa", "qrpdf", "qrpng", "zip", "zipa",
-        ];
+        const LATER: [&str; 6] = ["csv", "elnhtml", "qrpdf", "qrpng", "zip", "zipa"];
         if LATER.contains(&format.as_str()) {
             return Err(AppError::NotImplemented(format!(
                 "export as {format} is not available yet"
@@ -578,7 +581,7 @@ async fn read(
         }
         return Err(AppError::invalid(
             "format",
-            format!("unknown format {format:?}; expected json"),
+            format!("unknown format {format:?}; expected json, pdf or pdfa"),
         ));
     }
     Ok(axum::Json(full_entity(&app, &caller, kind, id).await?).into_response())

@@ -15,6 +15,7 @@ mod audit;
 mod bookings;
 mod cli;
 mod eln;
+mod pdf;
 mod policy_matrix;
 mod proof_locks;
 mod resources;
