@@ -51,7 +51,8 @@ pub(crate) fn documented(version: &str) -> (Router<AppState>, serde_json::Value)
 }
 
 pub(crate) fn routes(version: &str) -> Router<AppState> {
-    let (router, _) = documented(version);
+    let (router, document) = documented(version);
+    openapi::remember(document);
     let version = version.to_owned();
     router
         .route(

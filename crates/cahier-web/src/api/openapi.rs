@@ -494,8 +494,14 @@ pub(crate) fn entity_fields(actions: &[&str]) -> Value {
     object(&fields)
 }
 
-/// The API's document (made once per process: the routes do not change while it runs).
+static DOCUMENT: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+
+/// Keeps the document made with the routes (the routes do not change while the process runs).
+pub(crate) fn remember(document: Value) {
+    let _ = DOCUMENT.set(document);
+}
+
+/// The API's document: the one kept when the routes were made, else made now.
 pub(crate) fn document(version: &str) -> &'static Value {
-    static DOCUMENT: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
     DOCUMENT.get_or_init(|| super::documented(version).1)
 }

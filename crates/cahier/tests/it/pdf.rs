@@ -296,7 +296,6 @@ async fn pdfa_3b_carries_the_timestamp_proof_archive_and_pdfa_2b_does_not() {
 /// signature and the public key, which `minisign -V` verifies once detached.
 #[tokio::test]
 async fn signatures_are_listed_and_pdfa_3b_carries_what_minisign_verifies() {
-    const PASSPHRASE: &str = "a long lab passphrase";
     let app = TestApp::spawn().await;
     let alice = app.user("alice@lab.fr", "Ecology", false).await;
     let browser = app.browser(&alice).await;
@@ -304,20 +303,7 @@ async fn signatures_are_listed_and_pdfa_3b_carries_what_minisign_verifies() {
     let id = api
         .create("/experiments", json!({"title": "Signed record"}))
         .await;
-    let made = browser
-        .post_form(
-            "/settings/signing-key",
-            &[("passphrase", PASSPHRASE), ("passphrase_again", PASSPHRASE)],
-        )
-        .await;
-    assert_eq!(made.status(), 200);
-    let signed = api
-        .patch(
-            &format!("/experiments/{id}"),
-            json!({"action": "sign", "passphrase": PASSPHRASE, "meaning": 20}),
-        )
-        .await;
-    assert_eq!(signed.status(), 200);
+    super::signatures::sign_with_a_new_key(&browser, &api, id, 20).await;
 
     let dir = tempfile::tempdir().unwrap();
     let pdf = pdf_of(&api, &format!("/experiments/{id}?format=pdfa")).await;
@@ -342,17 +328,10 @@ async fn signatures_are_listed_and_pdfa_3b_carries_what_minisign_verifies() {
             .find(|p| p.to_string_lossy().ends_with(suffix))
             .unwrap()
     };
-    run(
-        "minisign",
-        &[
-            "-V",
-            "-p",
-            named("-key.pub").to_str().unwrap(),
-            "-m",
-            named("-export.json").to_str().unwrap(),
-            "-x",
-            named("-export.json.minisig").to_str().unwrap(),
-        ],
+    super::signatures::minisign_verifies(
+        &named("-key.pub"),
+        &named("-export.json"),
+        &named("-export.json.minisig"),
     );
     app.stop().await;
 }

@@ -264,6 +264,54 @@ async fn verify_names_a_signature_whose_signed_bytes_changed() {
     app.stop().await;
 }
 
+/// Makes `browser`'s user a signing key with [`PASSPHRASE`] and signs entry `id` with
+/// `meaning` through the API.
+pub(super) async fn sign_with_a_new_key(
+    browser: &cahier_testkit::Browser,
+    api: &cahier_testkit::Api,
+    id: i64,
+    meaning: i64,
+) {
+    let made = browser
+        .post_form(
+            "/settings/signing-key",
+            &[("passphrase", PASSPHRASE), ("passphrase_again", PASSPHRASE)],
+        )
+        .await;
+    assert_eq!(made.status(), 200);
+    let signed = api
+        .patch(
+            &format!("/experiments/{id}"),
+            json!({"action": "sign", "passphrase": PASSPHRASE, "meaning": meaning}),
+        )
+        .await;
+    assert_eq!(signed.status(), 200);
+}
+
+/// Checks a signature with Debian's `minisign -V`; fails the test with minisign's words.
+pub(super) fn minisign_verifies(
+    key: &std::path::Path,
+    message: &std::path::Path,
+    signature: &std::path::Path,
+) {
+    let output = std::process::Command::new("minisign")
+        .arg("-V")
+        .arg("-p")
+        .arg(key)
+        .arg("-m")
+        .arg(message)
+        .arg("-x")
+        .arg(signature)
+        .output()
+        .expect("minisign must be installed");
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// A signed entry's `.eln` export carries its signatures with the signed bytes, so the
 /// signature verifies with `minisign -V` from the archive alone.
 #[tokio::test]
@@ -275,20 +323,7 @@ async fn an_eln_export_carries_signatures_that_minisign_verifies() {
     let id = api
         .create("/experiments", json!({"title": "Signed and exported"}))
         .await;
-    let made = browser
-        .post_form(
-            "/settings/signing-key",
-            &[("passphrase", PASSPHRASE), ("passphrase_again", PASSPHRASE)],
-        )
-        .await;
-    assert_eq!(made.status(), 200);
-    let signed = api
-        .patch(
-            &format!("/experiments/{id}"),
-            json!({"action": "sign", "passphrase": PASSPHRASE, "meaning": 10}),
-        )
-        .await;
-    assert_eq!(signed.status(), 200);
+    sign_with_a_new_key(&browser, &api, id, 10).await;
 
     let archive = api
         .get(&format!("/experiments/{id}?format=eln"))
@@ -332,24 +367,10 @@ async fn an_eln_export_carries_signatures_that_minisign_verifies() {
         signature["public_key"].as_str().unwrap(),
     )
     .unwrap();
-    let output = std::process::Command::new("minisign")
-        .current_dir(dir.path())
-        .args([
-            "-V",
-            "-p",
-            "key.pub",
-            "-m",
-            "export.json",
-            "-x",
-            "export.json.minisig",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+    minisign_verifies(
+        &dir.path().join("key.pub"),
+        &dir.path().join("export.json"),
+        &dir.path().join("export.json.minisig"),
     );
     app.stop().await;
 }
