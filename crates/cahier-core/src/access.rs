@@ -241,16 +241,27 @@ impl EntityAccess {
         !self.read_grants(subject).is_empty()
     }
 
-    /// May `subject` change this entity's content? Needs a write grant and, when locked, to be
-    /// the locker or an admin of the entity's team.
+    /// Does `subject` hold a write grant, whatever the lock? (What a lock is lifted for, and
+    /// who may add a proof — a trusted timestamp — to a locked entity.)
+    pub fn has_write_grant(&self, subject: &Subject) -> bool {
+        !self.grants(&self.canwrite, subject).is_empty()
+    }
+
+    /// May `subject` change this entity's content now? Needs a write grant, and the entity
+    /// must not be locked: a lock refuses every change, from anyone, until it is lifted.
     pub fn may_write(&self, subject: &Subject) -> bool {
-        if self.grants(&self.canwrite, subject).is_empty() {
-            return false;
-        }
-        match self.locked_by {
-            None => true,
-            Some(locker) => locker == subject.user_id || subject.is_team_admin(self.team_id),
-        }
+        self.locked_by.is_none() && self.has_write_grant(subject)
+    }
+
+    /// May `subject` lock this entity? Its owner and the admins of its team.
+    pub fn may_lock(&self, subject: &Subject) -> bool {
+        self.may_admin(subject)
+    }
+
+    /// May `subject` lift this entity's lock? The person who locked it, its owner and the
+    /// admins of its team.
+    pub fn may_unlock(&self, subject: &Subject) -> bool {
+        self.locked_by == Some(subject.user_id) || self.may_admin(subject)
     }
 
     /// May `subject` administer this entity: change its access rules, lock or unlock it,
@@ -339,14 +350,21 @@ mod tests {
     }
 
     #[test]
-    fn a_lock_keeps_out_writers_except_the_locker_and_team_admins() {
+    fn a_lock_refuses_every_writer_and_only_the_locker_owner_or_admins_lift_it() {
         let mut e = entity(BaseLevel::Team, BaseLevel::Team);
-        let member = subject(2, &[(10, false)], &[]);
+        let owner = subject(1, &[(10, false)], &[]);
+        let locker = subject(2, &[(10, false)], &[]);
+        let member = subject(4, &[(10, false)], &[]);
         let admin = subject(3, &[(10, true)], &[]);
-        e.locked_by = Some(1);
-        assert!(!e.may_write(&member));
-        assert!(e.may_write(&admin));
-        assert!(e.may_write(&subject(1, &[(10, false)], &[])));
+        assert!(e.may_lock(&owner) && e.may_lock(&admin));
+        assert!(!e.may_lock(&member));
+        e.locked_by = Some(2);
+        for who in [&owner, &locker, &member, &admin] {
+            assert!(!e.may_write(who));
+            assert!(e.has_write_grant(who));
+        }
+        assert!(e.may_unlock(&locker) && e.may_unlock(&owner) && e.may_unlock(&admin));
+        assert!(!e.may_unlock(&member));
     }
 
     #[test]

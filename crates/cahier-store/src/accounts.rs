@@ -214,9 +214,60 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         .map_err(|_| StoreError::Conflict("background task failed".into()))
 }
 
+/// Appends an administrator's action (`what`, e.g. `team.add_member`) to the audit log inside
+/// the change's transaction; nothing when there is no acting user (setup, seed, fixtures).
+async fn admin_entry(
+    conn: &mut sqlx::SqliteConnection,
+    now: i64,
+    actor: Option<i64>,
+    what: &str,
+    target: (&'static str, i64),
+    details: serde_json::Value,
+) -> Result<()> {
+    let Some(actor) = actor else { return Ok(()) };
+    let mut details = details;
+    if let serde_json::Value::Object(map) = &mut details {
+        map.insert("what".into(), serde_json::Value::String(what.to_owned()));
+    }
+    crate::audit::append(
+        conn,
+        now,
+        &crate::audit::AuditEvent::new(
+            Some(actor),
+            crate::audit::action::ADMIN,
+            target.0,
+            target.1,
+        )
+        .details(details),
+    )
+    .await?;
+    Ok(())
+}
+
 impl Store {
-    /// Creates an account.
+    /// Creates an account (setup, seed, command line: no audit entry; administrators use
+    /// [`Store::create_user_by`]).
     pub async fn create_user(&self, new: NewUser) -> Result<i64> {
+        self.create_user_as(None, new, None).await
+    }
+
+    /// An administrator (`actor`) creates an account, optionally in `team` (`(team, is_admin)`):
+    /// the account, the membership and the audit entry in one transaction.
+    pub async fn create_user_by(
+        &self,
+        actor: i64,
+        new: NewUser,
+        team: Option<(i64, bool)>,
+    ) -> Result<i64> {
+        self.create_user_as(Some(actor), new, team).await
+    }
+
+    async fn create_user_as(
+        &self,
+        actor: Option<i64>,
+        new: NewUser,
+        team: Option<(i64, bool)>,
+    ) -> Result<i64> {
         let email = validate_email(&new.email)?;
         let firstname = validate_name("firstname", &new.firstname)?;
         let lastname = new.lastname.trim().to_owned();
@@ -224,6 +275,8 @@ impl Store {
             Some(password) => Some(blocking(move || hash_password(&password)).await??),
             None => None,
         };
+        let now = self.now_ms();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let id = sqlx::query_scalar(
             "INSERT INTO users (email, firstname, lastname, password_hash, is_sysadmin, created_at) \
              VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
@@ -233,10 +286,27 @@ impl Store {
         .bind(&lastname)
         .bind(hash)
         .bind(new.is_sysadmin)
-        .bind(self.now_ms())
-        .fetch_one(&self.pool)
+        .bind(now)
+        .fetch_one(&mut *tx)
         .await
         .map_err(|e| on_unique(e, "a user with this e-mail already exists"))?;
+        if let Some((team_id, is_admin)) = team {
+            add_member_in(&mut tx, team_id, id, is_admin).await?;
+        }
+        admin_entry(
+            &mut tx,
+            now,
+            actor,
+            "user.create",
+            ("user", id),
+            serde_json::json!({
+                "team": team.map(|t| t.0),
+                "is_admin": team.is_some_and(|t| t.1),
+                "is_sysadmin": new.is_sysadmin,
+            }),
+        )
+        .await?;
+        tx.commit().await?;
         Ok(id)
     }
 
@@ -376,41 +446,114 @@ impl Store {
         Ok(())
     }
 
-    /// Archives or restores an account; archived accounts cannot sign in.
+    /// Archives or restores an account; archived accounts cannot sign in (no audit entry:
+    /// administrators use [`Store::set_archived_by`]).
     pub async fn set_archived(&self, user_id: i64, archived: bool) -> Result<()> {
+        self.set_archived_as(None, user_id, archived).await
+    }
+
+    /// [`Store::set_archived`] by the administrator `actor`, audited in the same transaction.
+    pub async fn set_archived_by(&self, actor: i64, user_id: i64, archived: bool) -> Result<()> {
+        self.set_archived_as(Some(actor), user_id, archived).await
+    }
+
+    async fn set_archived_as(
+        &self,
+        actor: Option<i64>,
+        user_id: i64,
+        archived: bool,
+    ) -> Result<()> {
+        let now = self.now_ms();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let n = sqlx::query("UPDATE users SET is_archived = ? WHERE id = ?")
             .bind(archived)
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound("user"));
+        }
         if archived {
             sqlx::query("DELETE FROM sessions WHERE user_id = ?")
                 .bind(user_id)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
         }
-        if n == 0 {
-            Err(StoreError::NotFound("user"))
+        let what = if archived {
+            "user.archive"
         } else {
-            Ok(())
-        }
-    }
-
-    /// Grants or removes instance administration.
-    pub async fn set_sysadmin(&self, user_id: i64, is_sysadmin: bool) -> Result<()> {
-        sqlx::query("UPDATE users SET is_sysadmin = ? WHERE id = ?")
-            .bind(is_sysadmin)
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
+            "user.unarchive"
+        };
+        admin_entry(
+            &mut tx,
+            now,
+            actor,
+            what,
+            ("user", user_id),
+            serde_json::json!({}),
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
-    /// Creates a team with eLabFTW's four default experiment statuses.
+    /// Grants or removes instance administration (no audit entry: administrators use
+    /// [`Store::set_sysadmin_by`]).
+    pub async fn set_sysadmin(&self, user_id: i64, is_sysadmin: bool) -> Result<()> {
+        self.set_sysadmin_as(None, user_id, is_sysadmin).await
+    }
+
+    /// [`Store::set_sysadmin`] by the administrator `actor`, audited in the same transaction.
+    pub async fn set_sysadmin_by(&self, actor: i64, user_id: i64, is_sysadmin: bool) -> Result<()> {
+        self.set_sysadmin_as(Some(actor), user_id, is_sysadmin)
+            .await
+    }
+
+    async fn set_sysadmin_as(
+        &self,
+        actor: Option<i64>,
+        user_id: i64,
+        is_sysadmin: bool,
+    ) -> Result<()> {
+        let now = self.now_ms();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let n = sqlx::query("UPDATE users SET is_sysadmin = ? WHERE id = ?")
+            .bind(is_sysadmin)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound("user"));
+        }
+        admin_entry(
+            &mut tx,
+            now,
+            actor,
+            "user.sysadmin",
+            ("user", user_id),
+            serde_json::json!({"is_sysadmin": is_sysadmin}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Creates a team with eLabFTW's four default experiment statuses (no audit entry:
+    /// administrators use [`Store::create_team_by`]).
     pub async fn create_team(&self, name: &str) -> Result<i64> {
+        self.create_team_as(None, name).await
+    }
+
+    /// [`Store::create_team`] by the administrator `actor`, audited in the same transaction.
+    pub async fn create_team_by(&self, actor: i64, name: &str) -> Result<i64> {
+        self.create_team_as(Some(actor), name).await
+    }
+
+    async fn create_team_as(&self, actor: Option<i64>, name: &str) -> Result<i64> {
         let name = validate_name("name", name)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let id: i64 =
             sqlx::query_scalar("INSERT INTO teams (name, created_at) VALUES (?, ?) RETURNING id")
                 .bind(&name)
@@ -438,6 +581,15 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        admin_entry(
+            &mut tx,
+            self.now_ms(),
+            actor,
+            "team.create",
+            ("team", id),
+            serde_json::json!({"name": name}),
+        )
+        .await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -469,21 +621,41 @@ impl Store {
             .ok_or(StoreError::NotFound("team"))
     }
 
-    /// Renames a team.
+    /// Renames a team (no audit entry: administrators use [`Store::rename_team_by`]).
     pub async fn rename_team(&self, id: i64, name: &str) -> Result<()> {
+        self.rename_team_as(None, id, name).await
+    }
+
+    /// [`Store::rename_team`] by the administrator `actor`, audited in the same transaction.
+    pub async fn rename_team_by(&self, actor: i64, id: i64, name: &str) -> Result<()> {
+        self.rename_team_as(Some(actor), id, name).await
+    }
+
+    async fn rename_team_as(&self, actor: Option<i64>, id: i64, name: &str) -> Result<()> {
         let name = validate_name("name", name)?;
+        let now = self.now_ms();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let n = sqlx::query("UPDATE teams SET name = ? WHERE id = ?")
-            .bind(name)
+            .bind(&name)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(|e| on_unique(e, "a team with this name already exists"))?
             .rows_affected();
         if n == 0 {
-            Err(StoreError::NotFound("team"))
-        } else {
-            Ok(())
+            return Err(StoreError::NotFound("team"));
         }
+        admin_entry(
+            &mut tx,
+            now,
+            actor,
+            "team.rename",
+            ("team", id),
+            serde_json::json!({"name": name}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Teams a user belongs to.
@@ -509,28 +681,74 @@ impl Store {
     }
 
     /// Adds a user to a team (or changes their admin flag). The first team becomes current.
+    /// No audit entry: administrators use [`Store::add_member_by`].
     pub async fn add_member(&self, team_id: i64, user_id: i64, is_admin: bool) -> Result<()> {
+        self.add_member_as(None, team_id, user_id, is_admin).await
+    }
+
+    /// [`Store::add_member`] by the administrator `actor`, audited in the same transaction
+    /// (`team.add_member`, or `team.set_admin` for a member already in the team).
+    pub async fn add_member_by(
+        &self,
+        actor: i64,
+        team_id: i64,
+        user_id: i64,
+        is_admin: bool,
+    ) -> Result<()> {
+        self.add_member_as(Some(actor), team_id, user_id, is_admin)
+            .await
+    }
+
+    async fn add_member_as(
+        &self,
+        actor: Option<i64>,
+        team_id: i64,
+        user_id: i64,
+        is_admin: bool,
+    ) -> Result<()> {
         self.team(team_id).await?;
         self.user(user_id).await?;
-        sqlx::query(
-            "INSERT INTO memberships (user_id, team_id, is_admin) VALUES (?, ?, ?) \
-             ON CONFLICT (user_id, team_id) DO UPDATE SET is_admin = excluded.is_admin",
+        let now = self.now_ms();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let was_member: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM memberships WHERE team_id = ? AND user_id = ?)",
         )
-        .bind(user_id)
         .bind(team_id)
-        .bind(is_admin)
-        .execute(&self.pool)
+        .bind(user_id)
+        .fetch_one(&mut *tx)
         .await?;
-        sqlx::query("UPDATE users SET current_team = ? WHERE id = ? AND current_team IS NULL")
-            .bind(team_id)
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
+        add_member_in(&mut tx, team_id, user_id, is_admin).await?;
+        let what = if was_member {
+            "team.set_admin"
+        } else {
+            "team.add_member"
+        };
+        admin_entry(
+            &mut tx,
+            now,
+            actor,
+            what,
+            ("user", user_id),
+            serde_json::json!({"team": team_id, "is_admin": is_admin}),
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
-    /// Removes a user from a team. A team keeps at least one admin.
+    /// Removes a user from a team. A team keeps at least one admin. No audit entry:
+    /// administrators use [`Store::remove_member_by`].
     pub async fn remove_member(&self, team_id: i64, user_id: i64) -> Result<()> {
+        self.remove_member_as(None, team_id, user_id).await
+    }
+
+    /// [`Store::remove_member`] by the administrator `actor`, audited in the same transaction.
+    pub async fn remove_member_by(&self, actor: i64, team_id: i64, user_id: i64) -> Result<()> {
+        self.remove_member_as(Some(actor), team_id, user_id).await
+    }
+
+    async fn remove_member_as(&self, actor: Option<i64>, team_id: i64, user_id: i64) -> Result<()> {
+        let now = self.now_ms();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let admins: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM memberships WHERE team_id = ? AND is_admin AND user_id != ?",
@@ -568,6 +786,15 @@ impl Store {
         .bind(team_id)
         .execute(&mut *tx)
         .await?;
+        admin_entry(
+            &mut tx,
+            now,
+            actor,
+            "team.remove_member",
+            ("user", user_id),
+            serde_json::json!({"team": team_id}),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -592,16 +819,40 @@ impl Store {
         }
     }
 
-    /// Creates a team group.
+    /// Creates a team group (no audit entry: administrators use [`Store::create_group_by`]).
     pub async fn create_group(&self, team_id: i64, name: &str) -> Result<i64> {
+        self.create_group_as(None, team_id, name).await
+    }
+
+    /// [`Store::create_group`] by the team admin `actor`, audited in the same transaction.
+    pub async fn create_group_by(&self, actor: i64, team_id: i64, name: &str) -> Result<i64> {
+        self.create_group_as(Some(actor), team_id, name).await
+    }
+
+    async fn create_group_as(&self, actor: Option<i64>, team_id: i64, name: &str) -> Result<i64> {
         let name = validate_name("name", name)?;
         self.team(team_id).await?;
-        sqlx::query_scalar("INSERT INTO team_groups (team_id, name) VALUES (?, ?) RETURNING id")
-            .bind(team_id)
-            .bind(name)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| on_unique(e, "this team already has a group with this name"))
+        let now = self.now_ms();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO team_groups (team_id, name) VALUES (?, ?) RETURNING id",
+        )
+        .bind(team_id)
+        .bind(&name)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| on_unique(e, "this team already has a group with this name"))?;
+        admin_entry(
+            &mut tx,
+            now,
+            actor,
+            "group.create",
+            ("group", id),
+            serde_json::json!({"team": team_id, "name": name}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(id)
     }
 
     /// Groups of a team with their members.
@@ -647,20 +898,69 @@ impl Store {
             .ok_or(StoreError::NotFound("team group"))
     }
 
-    /// Renames a group.
+    /// Renames a group (no audit entry: administrators use [`Store::rename_group_by`]).
     pub async fn rename_group(&self, group_id: i64, name: &str) -> Result<()> {
+        self.rename_group_as(None, group_id, name).await
+    }
+
+    /// [`Store::rename_group`] by the team admin `actor`, audited in the same transaction.
+    pub async fn rename_group_by(&self, actor: i64, group_id: i64, name: &str) -> Result<()> {
+        self.rename_group_as(Some(actor), group_id, name).await
+    }
+
+    async fn rename_group_as(&self, actor: Option<i64>, group_id: i64, name: &str) -> Result<()> {
         let name = validate_name("name", name)?;
-        sqlx::query("UPDATE team_groups SET name = ? WHERE id = ?")
-            .bind(name)
+        let now = self.now_ms();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let n = sqlx::query("UPDATE team_groups SET name = ? WHERE id = ?")
+            .bind(&name)
             .bind(group_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
-            .map_err(|e| on_unique(e, "this team already has a group with this name"))?;
+            .map_err(|e| on_unique(e, "this team already has a group with this name"))?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound("team group"));
+        }
+        admin_entry(
+            &mut tx,
+            now,
+            actor,
+            "group.rename",
+            ("group", group_id),
+            serde_json::json!({"name": name}),
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
-    /// Adds (`true`) or removes (`false`) a user from a group.
+    /// Adds (`true`) or removes (`false`) a user from a group (no audit entry: administrators
+    /// use [`Store::set_group_member_by`]).
     pub async fn set_group_member(&self, group_id: i64, user_id: i64, member: bool) -> Result<()> {
+        self.set_group_member_as(None, group_id, user_id, member)
+            .await
+    }
+
+    /// [`Store::set_group_member`] by the team admin `actor`, audited in the same transaction.
+    pub async fn set_group_member_by(
+        &self,
+        actor: i64,
+        group_id: i64,
+        user_id: i64,
+        member: bool,
+    ) -> Result<()> {
+        self.set_group_member_as(Some(actor), group_id, user_id, member)
+            .await
+    }
+
+    async fn set_group_member_as(
+        &self,
+        actor: Option<i64>,
+        group_id: i64,
+        user_id: i64,
+        member: bool,
+    ) -> Result<()> {
         self.group(group_id).await?;
         self.user(user_id).await?;
         let sql = if member {
@@ -668,26 +968,63 @@ impl Store {
         } else {
             "DELETE FROM group_members WHERE group_id = ? AND user_id = ?"
         };
+        let now = self.now_ms();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(sql)
             .bind(group_id)
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        let what = if member {
+            "group.add_member"
+        } else {
+            "group.remove_member"
+        };
+        admin_entry(
+            &mut tx,
+            now,
+            actor,
+            what,
+            ("user", user_id),
+            serde_json::json!({"group": group_id}),
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
-    /// Deletes a group.
+    /// Deletes a group (no audit entry: administrators use [`Store::delete_group_by`]).
     pub async fn delete_group(&self, group_id: i64) -> Result<()> {
+        self.delete_group_as(None, group_id).await
+    }
+
+    /// [`Store::delete_group`] by the team admin `actor`, audited in the same transaction.
+    pub async fn delete_group_by(&self, actor: i64, group_id: i64) -> Result<()> {
+        self.delete_group_as(Some(actor), group_id).await
+    }
+
+    async fn delete_group_as(&self, actor: Option<i64>, group_id: i64) -> Result<()> {
+        let now = self.now_ms();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let n = sqlx::query("DELETE FROM team_groups WHERE id = ?")
             .bind(group_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
         if n == 0 {
-            Err(StoreError::NotFound("team group"))
-        } else {
-            Ok(())
+            return Err(StoreError::NotFound("team group"));
         }
+        admin_entry(
+            &mut tx,
+            now,
+            actor,
+            "group.delete",
+            ("group", group_id),
+            serde_json::json!({}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Everything the access policy needs to know about a user.
@@ -1087,4 +1424,33 @@ impl Store {
 fn dummy_hash() -> &'static str {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     HASH.get_or_init(|| hash_password(&random_hex(16)).unwrap_or_default())
+}
+
+/// Adds `user_id` to `team_id` (or sets their admin flag) on `conn`; the first team becomes
+/// their current one.
+async fn add_member_in(
+    conn: &mut sqlx::SqliteConnection,
+    team_id: i64,
+    user_id: i64,
+    is_admin: bool,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO memberships (user_id, team_id, is_admin) VALUES (?, ?, ?) \
+         ON CONFLICT (user_id, team_id) DO UPDATE SET is_admin = excluded.is_admin",
+    )
+    .bind(user_id)
+    .bind(team_id)
+    .bind(is_admin)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound("team"),
+        _ => e.into(),
+    })?;
+    sqlx::query("UPDATE users SET current_team = ? WHERE id = ? AND current_team IS NULL")
+        .bind(team_id)
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }

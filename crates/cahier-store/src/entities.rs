@@ -798,7 +798,7 @@ impl Store {
         message: &str,
     ) -> Result<UpdateOutcome> {
         Ok(self
-            .update_entity_with(subject, id, base, patch, message)
+            .update_entity_with(subject, id, base, patch, message, None)
             .await?
             .0)
     }
@@ -811,10 +811,15 @@ impl Store {
         base: Option<&str>,
         patch: &EntityPatch,
         message: &str,
+        proof: Option<&crate::timestamps::NewTimestamp>,
     ) -> Result<(UpdateOutcome, String)> {
         let row = self.entity(subject, id).await?;
         let own_comments = self.own_comments(id, subject.user_id, patch).await?;
-        check_may_apply(&row, subject, patch, &own_comments)?;
+        let check = |row: &EntityRow| match proof {
+            Some(_) => check_may_attach_proof(row, subject, patch),
+            None => check_may_apply(row, subject, patch, &own_comments),
+        };
+        check(&row)?;
         // A filed resource stays filed (one made offline without a category may stay so).
         if row.kind == EntityKind::Resource
             && row.category_id.is_some()
@@ -835,7 +840,7 @@ impl Store {
             .fetch_row(&mut tx, id)
             .await?
             .ok_or(StoreError::NotFound("entity"))?;
-        check_may_apply(&fresh, subject, patch, &own_comments)?;
+        check(&fresh)?;
         let actor = self.actor_for(&mut tx, subject.user_id).await?;
         let fork_actor = ActorId::from(rand::random::<[u8; 16]>());
         self.register_actor(&mut tx, &fork_actor, subject.user_id)
@@ -857,6 +862,12 @@ impl Store {
         };
         let Some(hash) = hash else {
             tx.rollback().await?;
+            if proof.is_some() {
+                self.cache_put(id, old_heads, doc);
+                return Err(StoreError::Conflict(
+                    "this proof archive is already attached".into(),
+                ));
+            }
             self.cache_put(id, old_heads.clone(), doc);
             return Ok((
                 UpdateOutcome {
@@ -900,6 +911,9 @@ impl Store {
         });
         if touches_attachments {
             projection::write_uploads(&mut tx, id, &doc.attachments()?).await?;
+        }
+        if let Some(proof) = proof {
+            crate::timestamps::record_in(&mut tx, now, subject.user_id, id, patch, proof).await?;
         }
         tx.commit().await?;
         self.cache_put(id, heads.clone(), doc);
@@ -1008,23 +1022,21 @@ impl Store {
         self.entity(subject, id).await
     }
 
-    /// Locks or unlocks an entity. Anyone who may write may lock; only the locker or a team
-    /// admin may unlock.
+    /// Locks or unlocks an entity. Its owner and team admins may lock; the person who locked
+    /// it, its owner and team admins may unlock (`cahier_core::access`).
     pub async fn set_lock(&self, subject: &Subject, id: i64, lock: bool) -> Result<EntityRow> {
         let row = self.entity(subject, id).await?;
         let access = row.access();
         match (lock, row.locked_by) {
             (true, Some(_)) | (false, None) => return Ok(row),
-            (true, None) if !access.may_write(subject) => {
+            (true, None) if !access.may_lock(subject) => {
                 return Err(StoreError::Forbidden(
-                    "you need write access to lock this entry".into(),
+                    "only the owner of this entry or a team admin can lock it".into(),
                 ));
             }
-            (false, Some(locker))
-                if locker != subject.user_id && !subject.is_team_admin(row.team_id) =>
-            {
+            (false, Some(_)) if !access.may_unlock(subject) => {
                 return Err(StoreError::Forbidden(
-                    "only the person who locked it or a team admin can unlock it".into(),
+                    "only the person who locked it, its owner or a team admin can unlock it".into(),
                 ));
             }
             _ => {}
@@ -1312,6 +1324,47 @@ fn check_may_apply(
     Ok(())
 }
 
+/// Whether `subject` may attach a trusted timestamp's archive (`patch` adds that one file and
+/// nothing else): a write grant on an entry that is not deleted. A lock does not stop a proof:
+/// it adds evidence about the locked version and changes nothing of its content.
+fn check_may_attach_proof(row: &EntityRow, subject: &Subject, patch: &EntityPatch) -> Result<()> {
+    use cahier_core::document::EntityOp;
+    let one_new_file = matches!(
+        patch.ops.as_slice(),
+        [EntityOp::AddAttachment { replaces: None, .. }]
+    ) && *patch
+        == EntityPatch {
+            ops: patch.ops.clone(),
+            ..Default::default()
+        };
+    if !one_new_file {
+        return Err(invalid(
+            "patch",
+            "a proof adds its archive and nothing else",
+        ));
+    }
+    check_may_stamp(row, subject)
+}
+
+/// Whether `subject` may timestamp `row`: a write grant, not deleted (a lock does not matter).
+pub(crate) fn check_may_stamp(row: &EntityRow, subject: &Subject) -> Result<()> {
+    let access = row.access();
+    if !access.may_read(subject) {
+        return Err(StoreError::NotFound("entity"));
+    }
+    if row.state == state::DELETED {
+        return Err(StoreError::Conflict(
+            "this entry is deleted; restore it to timestamp it".into(),
+        ));
+    }
+    if !access.has_write_grant(subject) {
+        return Err(StoreError::Forbidden(
+            "only people who may write this entry may timestamp it".into(),
+        ));
+    }
+    Ok(())
+}
+
 fn check_writable(row: &EntityRow, subject: &Subject) -> Result<()> {
     let access = row.access();
     if row.state == state::DELETED {
@@ -1319,13 +1372,8 @@ fn check_writable(row: &EntityRow, subject: &Subject) -> Result<()> {
             "this entry is deleted; restore it to edit it".into(),
         ));
     }
-    if !access.grants(&access.canwrite, subject).is_empty()
-        && access.is_locked()
-        && !access.may_write(subject)
-    {
-        return Err(StoreError::Conflict(
-            "this entry is locked; ask the person who locked it or a team admin".into(),
-        ));
+    if access.is_locked() && access.has_write_grant(subject) {
+        return Err(locked_error());
     }
     if !access.may_write(subject) {
         return Err(StoreError::Forbidden(
@@ -1333,6 +1381,13 @@ fn check_writable(row: &EntityRow, subject: &Subject) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// What a change to a locked entry gets: no change lands while the lock holds, whoever asks.
+pub(crate) fn locked_error() -> StoreError {
+    StoreError::Conflict(
+        "this entry is locked: no change is accepted until the person who locked it, its owner or a team admin unlocks it".into(),
+    )
 }
 
 fn poisoned() -> StoreError {

@@ -493,12 +493,9 @@ impl Store {
                         "this entry was deleted on the server".into(),
                     ));
                 }
-                if access.is_locked()
-                    && !access.may_write(subject)
-                    && !access.grants(&access.canwrite, subject).is_empty()
-                {
+                if access.is_locked() && access.has_write_grant(subject) {
                     return Err(StoreError::Conflict(
-                        "this entry was locked on the server".into(),
+                        "this entry was locked on the server: no change is accepted until it is unlocked".into(),
                     ));
                 }
                 if !access.may_write(subject) {
@@ -560,6 +557,9 @@ impl Store {
             ));
         }
         let attachments = doc.attachments()?;
+        if let Some((id, _)) = &entity_id {
+            check_proofs_kept(&mut tx, *id, &before_attachments, &attachments).await?;
+        }
         self.check_new_attachments(&before_attachments, &attachments, subject, device)
             .await?;
         let heads = heads_to_string(&doc.heads());
@@ -741,6 +741,32 @@ impl Store {
             .fetch_one(&self.pool)
             .await?)
     }
+}
+
+/// A trusted timestamp's archive is immutable: pushed changes may not remove, rename, comment,
+/// archive or delete it (the push is then refused and quarantined, like any refused edit).
+async fn check_proofs_kept(
+    conn: &mut SqliteConnection,
+    entity_id: i64,
+    before: &[Attachment],
+    after: &[Attachment],
+) -> Result<()> {
+    let proofs: Vec<String> = sqlx::query_scalar(
+        "SELECT u.sha256 FROM entity_timestamps t JOIN uploads u ON u.id = t.upload_id \
+         WHERE t.entity_id = ?",
+    )
+    .bind(entity_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    for sha256 in proofs {
+        let find = |list: &[Attachment]| list.iter().find(|a| a.sha256 == sha256).cloned();
+        if find(before) != find(after) {
+            return Err(StoreError::Conflict(format!(
+                "the file {sha256} is the proof of a trusted timestamp: it cannot be renamed, replaced or deleted"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn check_new(

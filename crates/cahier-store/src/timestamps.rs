@@ -16,7 +16,7 @@ pub struct VersionExport {
     pub bytes: Vec<u8>,
 }
 
-/// A proof to record once its archive is attached.
+/// A proof to record with its archive ([`Store::attach_timestamp`]).
 #[derive(Debug, Clone)]
 pub struct NewTimestamp {
     /// The stamped version.
@@ -29,8 +29,6 @@ pub struct NewTimestamp {
     pub gen_time_ms: i64,
     /// The TSA's name.
     pub tsa_name: String,
-    /// The attached archive.
-    pub upload_id: i64,
 }
 
 /// One recorded proof.
@@ -97,9 +95,10 @@ impl Store {
     }
 
     /// The canonical export of the current version of an entity the subject may write (only
-    /// writers may stamp: a stamp adds an attachment).
+    /// writers may stamp: a stamp adds an attachment; a locked entry may be stamped).
     pub async fn timestamp_export(&self, subject: &Subject, id: i64) -> Result<VersionExport> {
-        let row = self.writable(subject, id).await?;
+        let row = self.entity(subject, id).await?;
+        crate::entities::check_may_stamp(&row, subject)?;
         self.version_export(&row).await
     }
 
@@ -132,65 +131,44 @@ impl Store {
         })
     }
 
-    /// Records a proof whose archive is attached to the entity.
-    pub async fn record_timestamp(
+    /// Attaches a proof's archive (a blob already stored) and records the proof, its audit
+    /// entry and, when the lab chose so, the lock, all in the one transaction of the change
+    /// that references the archive: a failure leaves no attachment and no record (the blob,
+    /// unreferenced, is swept later). Allowed on a locked entry (it changes no content).
+    pub async fn attach_timestamp(
         &self,
         subject: &Subject,
         entity_id: i64,
+        archive: crate::uploads::NewUpload,
         new: NewTimestamp,
     ) -> Result<TimestampRow> {
-        self.writable(subject, entity_id).await?;
-        let upload = self.upload(subject, entity_id, new.upload_id).await?;
-        let now = self.now_ms();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO entity_timestamps (entity_id, heads, export_sha256, hash_alg, \
-             gen_time_ms, tsa_name, upload_id, user_id, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(entity_id)
-        .bind(&new.heads)
-        .bind(&new.export_sha256)
-        .bind(&new.hash_alg)
-        .bind(new.gen_time_ms)
-        .bind(&new.tsa_name)
-        .bind(upload.id)
-        .bind(subject.user_id)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        crate::audit::append(
-            &mut tx,
-            now,
-            &crate::audit::AuditEvent::new(
-                Some(subject.user_id),
-                crate::audit::action::TIMESTAMP,
-                "entity",
-                entity_id,
-            )
-            .details(serde_json::json!({
-                "timestamp": id,
-                "heads": new.heads,
-                "export_sha256": new.export_sha256,
-                "gen_time_ms": new.gen_time_ms,
-                "tsa": new.tsa_name,
-                "upload": upload.id,
-            })),
-        )
-        .await?;
-        crate::proof_lock::lock_after_proof(
-            &mut tx,
-            now,
-            entity_id,
-            subject.user_id,
-            crate::proof_lock::LockTrigger::Timestamp,
-        )
-        .await?;
-        tx.commit().await?;
+        let blobs = self.blob_store()?;
+        if !blobs.exists(&archive.sha256).await {
+            return Err(StoreError::NotFound("blob"));
+        }
+        let size = i64::try_from(archive.size).map_err(|_| crate::invalid("file", "too large"))?;
+        let patch = cahier_core::document::EntityPatch {
+            ops: vec![cahier_core::document::EntityOp::AddAttachment {
+                sha256: archive.sha256.clone(),
+                name: archive.real_name,
+                media_type: archive.media_type,
+                size,
+                at_ms: self.now_ms(),
+                by: subject.user_id,
+                comment: archive.comment,
+                replaces: None,
+            }],
+            ..Default::default()
+        };
+        self.update_entity_with(subject, entity_id, None, &patch, "timestamp", Some(&new))
+            .await?;
+        let upload = self
+            .upload_by_hash(subject, entity_id, &archive.sha256)
+            .await?;
         self.timestamps(subject, entity_id)
             .await?
             .into_iter()
-            .find(|t| t.id == id)
+            .find(|t| t.upload_id == upload.id)
             .ok_or(StoreError::NotFound("timestamp"))
     }
 
@@ -214,4 +192,72 @@ impl Store {
             .await?;
         Ok(rows.iter().map(from_row).collect())
     }
+}
+
+/// Records a proof inside the transaction that attached its archive (`patch`, one
+/// `AddAttachment`): the `entity_timestamps` row, the audit entry and the lock on timestamp.
+pub(crate) async fn record_in(
+    conn: &mut sqlx::SqliteConnection,
+    now: i64,
+    user_id: i64,
+    entity_id: i64,
+    patch: &cahier_core::document::EntityPatch,
+    new: &NewTimestamp,
+) -> Result<()> {
+    let Some(cahier_core::document::EntityOp::AddAttachment { sha256, .. }) = patch.ops.first()
+    else {
+        return Err(crate::invalid("patch", "a proof adds its archive"));
+    };
+    let upload_id: i64 = sqlx::query_scalar(
+        "SELECT id FROM uploads WHERE entity_id = ? AND sha256 = ? ORDER BY id DESC LIMIT 1",
+    )
+    .bind(entity_id)
+    .bind(sha256)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(StoreError::NotFound("upload"))?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO entity_timestamps (entity_id, heads, export_sha256, hash_alg, \
+         gen_time_ms, tsa_name, upload_id, user_id, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(entity_id)
+    .bind(&new.heads)
+    .bind(&new.export_sha256)
+    .bind(&new.hash_alg)
+    .bind(new.gen_time_ms)
+    .bind(&new.tsa_name)
+    .bind(upload_id)
+    .bind(user_id)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    crate::audit::append(
+        conn,
+        now,
+        &crate::audit::AuditEvent::new(
+            Some(user_id),
+            crate::audit::action::TIMESTAMP,
+            "entity",
+            entity_id,
+        )
+        .details(serde_json::json!({
+            "timestamp": id,
+            "heads": new.heads,
+            "export_sha256": new.export_sha256,
+            "gen_time_ms": new.gen_time_ms,
+            "tsa": new.tsa_name,
+            "upload": upload_id,
+        })),
+    )
+    .await?;
+    crate::proof_lock::lock_after_proof(
+        conn,
+        now,
+        entity_id,
+        user_id,
+        crate::proof_lock::LockTrigger::Timestamp,
+    )
+    .await?;
+    Ok(())
 }

@@ -200,7 +200,7 @@ impl Store {
             ..Default::default()
         };
         let (outcome, heads_before) = self
-            .update_entity_with(subject, entity_id, None, &patch, "attach")
+            .update_entity_with(subject, entity_id, None, &patch, "attach", None)
             .await?;
         Ok(Attached {
             upload: self
@@ -336,7 +336,7 @@ impl Store {
             }],
             ..Default::default()
         };
-        self.update_entity_with(subject, entity_id, None, &patch, "attachment")
+        self.update_entity_with(subject, entity_id, None, &patch, "attachment", None)
             .await?;
         self.upload(subject, entity_id, id).await
     }

@@ -170,8 +170,8 @@ pub async fn stamp_entity(
                 .ok()
             })
             .unwrap_or_default();
-    let attached = store
-        .attach(
+    let timestamp = store
+        .attach_timestamp(
             subject,
             entity_id,
             NewUpload {
@@ -184,20 +184,12 @@ pub async fn stamp_entity(
                 ),
                 media_type: "application/zip".into(),
             },
-            None,
-        )
-        .await?;
-    let timestamp = store
-        .record_timestamp(
-            subject,
-            entity_id,
             NewTimestamp {
                 heads: export.heads,
                 export_sha256: hex::encode(sha2::Sha256::digest(&export.bytes)),
                 hash_alg: config.hash.name().into(),
                 gen_time_ms: token.gen_time_ms,
                 tsa_name: token.tsa_name,
-                upload_id: attached.upload.id,
             },
         )
         .await?;

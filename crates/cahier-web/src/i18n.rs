@@ -716,8 +716,8 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("entity.locked_by", "Locked by", "Verrouillée par"),
     (
         "entity.locked_explain",
-        "A locked entry cannot be changed until the person who locked it or a team admin unlocks it.",
-        "Une entrée verrouillée ne peut plus être modifiée tant que la personne qui l'a verrouillée ou un administrateur d'équipe ne l'a pas déverrouillée.",
+        "A locked entry accepts no change, from anyone, until the person who locked it, its owner or a team admin unlocks it.",
+        "Une entrée verrouillée n'accepte aucune modification, de personne, tant que la personne qui l'a verrouillée, son propriétaire ou un administrateur d'équipe ne l'a pas déverrouillée.",
     ),
     (
         "entity.deleted",

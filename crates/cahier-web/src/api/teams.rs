@@ -245,16 +245,7 @@ async fn create_team(
         .string("name")?
         .filter(|n| !n.trim().is_empty())
         .ok_or_else(|| AppError::invalid("name", "required, and must not be empty"))?;
-    let id = app.store.create_team(&name).await?;
-    crate::audit_trail::admin_action(
-        &app.store,
-        caller.user.id,
-        "team.create",
-        "team",
-        id,
-        serde_json::json!({"name": name.trim()}),
-    )
-    .await;
+    let id = app.store.create_team_by(caller.user.id, &name).await?;
     Ok(created_at_path(&app, &format!("teams/{id}")))
 }
 
@@ -266,7 +257,9 @@ async fn patch_team(
 ) -> Result<Response, AppError> {
     let team_id = writable_team(&app, &caller, &id).await?;
     if let Some(name) = body.string("name")? {
-        app.store.rename_team(team_id, &name).await?;
+        app.store
+            .rename_team_by(caller.user.id, team_id, &name)
+            .await?;
     }
     Ok(axum::Json(team_json(&app, team_id).await?).into_response())
 }
@@ -329,7 +322,10 @@ async fn create_group(
         .string("name")?
         .filter(|n| !n.trim().is_empty())
         .ok_or_else(|| AppError::invalid("name", "required, and must not be empty"))?;
-    let group_id = app.store.create_group(team_id, &name).await?;
+    let group_id = app
+        .store
+        .create_group_by(caller.user.id, team_id, &name)
+        .await?;
     Ok(created_at_path(
         &app,
         &format!("teams/{team_id}/teamgroups/{group_id}"),
@@ -384,11 +380,13 @@ async fn patch_group(
             ));
         }
         app.store
-            .set_group_member(group.id, user_id, member)
+            .set_group_member_by(caller.user.id, group.id, user_id, member)
             .await?;
     }
     if let Some(name) = body.string("name")? {
-        app.store.rename_group(group.id, &name).await?;
+        app.store
+            .rename_group_by(caller.user.id, group.id, &name)
+            .await?;
     } else if how.is_none() {
         return Err(AppError::invalid(
             "how",
@@ -406,7 +404,7 @@ async fn delete_group(
 ) -> Result<Response, AppError> {
     let team_id = writable_team(&app, &caller, &id).await?;
     let group = team_group(&app, team_id, &subid).await?;
-    app.store.delete_group(group.id).await?;
+    app.store.delete_group_by(caller.user.id, group.id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -823,24 +821,18 @@ async fn create_user(
     };
     let id = app
         .store
-        .create_user(NewUser {
-            email,
-            firstname,
-            lastname,
-            password: None,
-            is_sysadmin: false,
-        })
+        .create_user_by(
+            caller.user.id,
+            NewUser {
+                email,
+                firstname,
+                lastname,
+                password: None,
+                is_sysadmin: false,
+            },
+            Some((team_id, false)),
+        )
         .await?;
-    app.store.add_member(team_id, id, false).await?;
-    crate::audit_trail::admin_action(
-        &app.store,
-        caller.user.id,
-        "user.create",
-        "user",
-        id,
-        serde_json::json!({"team": team_id}),
-    )
-    .await;
     Ok(created_at_path(&app, &format!("users/{id}")))
 }
 
@@ -894,7 +886,9 @@ async fn patch_user(
                 .map_err(|_| AppError::invalid("team", "no team has this id"))?;
             admin_of(team_id)?;
             if !is_member(team_id).await? {
-                app.store.add_member(team_id, user.id, false).await?;
+                app.store
+                    .add_member_by(caller.user.id, team_id, user.id, false)
+                    .await?;
             }
         }
         Some("unreference") => {
@@ -903,7 +897,9 @@ async fn patch_user(
             if !is_member(team_id).await? {
                 return Err(AppError::invalid("team", "the user is not in this team"));
             }
-            app.store.remove_member(team_id, user.id).await?;
+            app.store
+                .remove_member_by(caller.user.id, team_id, user.id)
+                .await?;
         }
         Some("patchuser2team") => {
             let team_id = team_field()?;
@@ -935,13 +931,17 @@ async fn patch_user(
                             ));
                         }
                     }
-                    app.store.add_member(team_id, user.id, content).await?;
+                    app.store
+                        .add_member_by(caller.user.id, team_id, user.id, content)
+                        .await?;
                 }
                 Some("is_archived") => {
                     if user.id == caller.user.id {
                         return Err(AppError::invalid("target", "you cannot archive yourself"));
                     }
-                    app.store.set_archived(user.id, content).await?;
+                    app.store
+                        .set_archived_by(caller.user.id, user.id, content)
+                        .await?;
                 }
                 Some("is_owner") => {
                     return Err(AppError::NotImplemented(
@@ -974,19 +974,6 @@ async fn patch_user(
             ));
         }
     }
-    crate::audit_trail::admin_action(
-        &app.store,
-        caller.user.id,
-        &format!("user.{}", action.as_deref().unwrap_or_default()),
-        "user",
-        user.id,
-        json!({
-            "team": body.0.get("team"),
-            "target": body.0.get("target"),
-            "content": body.0.get("content"),
-        }),
-    )
-    .await;
     let user = app.store.user(user.id).await?;
     Ok(axum::Json(user_json(&app, &caller, &user).await?).into_response())
 }

@@ -261,18 +261,9 @@ async fn add_member(
         .ui(lang)?;
     state
         .store
-        .add_member(team, user.id, form.is_admin.is_some())
+        .add_member_by(session.user.id, team, user.id, form.is_admin.is_some())
         .await
         .ui(lang)?;
-    crate::audit_trail::admin_action(
-        &state.store,
-        session.user.id,
-        "team.add_member",
-        "user",
-        user.id,
-        serde_json::json!({"team": team, "is_admin": form.is_admin.is_some()}),
-    )
-    .await;
     Ok(back_to_team())
 }
 
@@ -311,18 +302,9 @@ async fn toggle_admin(
     }
     state
         .store
-        .add_member(team, user, !member.is_admin)
+        .add_member_by(session.user.id, team, user, !member.is_admin)
         .await
         .ui(lang)?;
-    crate::audit_trail::admin_action(
-        &state.store,
-        session.user.id,
-        "team.set_admin",
-        "user",
-        user,
-        serde_json::json!({"team": team, "is_admin": !member.is_admin}),
-    )
-    .await;
     Ok(back_to_team())
 }
 
@@ -334,18 +316,9 @@ async fn remove_member(
     let team = admin_team(&session)?;
     state
         .store
-        .remove_member(team, user)
+        .remove_member_by(session.user.id, team, user)
         .await
         .ui(session.lang)?;
-    crate::audit_trail::admin_action(
-        &state.store,
-        session.user.id,
-        "team.remove_member",
-        "user",
-        user,
-        serde_json::json!({"team": team}),
-    )
-    .await;
     Ok(back_to_team())
 }
 
@@ -362,7 +335,7 @@ async fn create_group(
     let team = admin_team(&session)?;
     state
         .store
-        .create_group(team, &form.name)
+        .create_group_by(session.user.id, team, &form.name)
         .await
         .ui(session.lang)?;
     Ok(back_to_team())
@@ -406,7 +379,7 @@ async fn add_group_member(
         .ui(lang)?;
     state
         .store
-        .set_group_member(group, user.id, true)
+        .set_group_member_by(session.user.id, group, user.id, true)
         .await
         .ui(lang)?;
     Ok(back_to_team())
@@ -420,7 +393,7 @@ async fn remove_group_member(
     let group = owned_group(&state, &session, group).await?;
     state
         .store
-        .set_group_member(group, user, false)
+        .set_group_member_by(session.user.id, group, user, false)
         .await
         .ui(session.lang)?;
     Ok(back_to_team())
@@ -432,7 +405,11 @@ async fn delete_group(
     Path(group): Path<i64>,
 ) -> Result<Response, UiError> {
     let group = owned_group(&state, &session, group).await?;
-    state.store.delete_group(group).await.ui(session.lang)?;
+    state
+        .store
+        .delete_group_by(session.user.id, group)
+        .await
+        .ui(session.lang)?;
     Ok(back_to_team())
 }
 
@@ -648,16 +625,11 @@ async fn create_team(
     Form(form): Form<NameForm>,
 ) -> Result<Response, UiError> {
     require_sysadmin(&session)?;
-    let id = state.store.create_team(&form.name).await.ui(session.lang)?;
-    crate::audit_trail::admin_action(
-        &state.store,
-        session.user.id,
-        "team.create",
-        "team",
-        id,
-        serde_json::json!({"name": form.name.trim()}),
-    )
-    .await;
+    state
+        .store
+        .create_team_by(session.user.id, &form.name)
+        .await
+        .ui(session.lang)?;
     Ok(Redirect::to("/admin").into_response())
 }
 
@@ -670,18 +642,9 @@ async fn rename_team(
     require_sysadmin(&session)?;
     state
         .store
-        .rename_team(id, &form.name)
+        .rename_team_by(session.user.id, id, &form.name)
         .await
         .ui(session.lang)?;
-    crate::audit_trail::admin_action(
-        &state.store,
-        session.user.id,
-        "team.rename",
-        "team",
-        id,
-        serde_json::json!({"name": form.name.trim()}),
-    )
-    .await;
     Ok(Redirect::to("/admin").into_response())
 }
 
@@ -704,33 +667,21 @@ async fn create_user(
     let lang = session.lang;
     require_sysadmin(&session)?;
     let is_sysadmin = form.is_sysadmin.is_some();
-    let id = state
+    state
         .store
-        .create_user(NewUser {
-            email: form.email,
-            firstname: form.firstname,
-            lastname: form.lastname,
-            password: Some(form.password),
-            is_sysadmin: form.is_sysadmin.is_some(),
-        })
+        .create_user_by(
+            session.user.id,
+            NewUser {
+                email: form.email,
+                firstname: form.firstname,
+                lastname: form.lastname,
+                password: Some(form.password),
+                is_sysadmin,
+            },
+            form.team.map(|team| (team, form.is_admin.is_some())),
+        )
         .await
         .ui(lang)?;
-    if let Some(team) = form.team {
-        state
-            .store
-            .add_member(team, id, form.is_admin.is_some())
-            .await
-            .ui(lang)?;
-    }
-    crate::audit_trail::admin_action(
-        &state.store,
-        session.user.id,
-        "user.create",
-        "user",
-        id,
-        serde_json::json!({"team": form.team, "is_sysadmin": is_sysadmin}),
-    )
-    .await;
     Ok(Redirect::to("/admin").into_response())
 }
 
@@ -755,29 +706,32 @@ async fn user_action(
         ));
     }
     match action.as_str() {
-        "archive" => store.set_archived(id, true).await.ui(lang)?,
-        "unarchive" => store.set_archived(id, false).await.ui(lang)?,
+        "archive" => store
+            .set_archived_by(session.user.id, id, true)
+            .await
+            .ui(lang)?,
+        "unarchive" => store
+            .set_archived_by(session.user.id, id, false)
+            .await
+            .ui(lang)?,
         "sysadmin" => {
             let user = store.user(id).await.ui(lang)?;
-            store.set_sysadmin(id, !user.is_sysadmin).await.ui(lang)?;
+            store
+                .set_sysadmin_by(session.user.id, id, !user.is_sysadmin)
+                .await
+                .ui(lang)?;
         }
         "teams" => {
             let team = form
                 .team
                 .ok_or_else(|| AppError::invalid("team", "choose a team"))
                 .ui(lang)?;
-            store.add_member(team, id, false).await.ui(lang)?;
+            store
+                .add_member_by(session.user.id, team, id, false)
+                .await
+                .ui(lang)?;
         }
         _ => return Err(UiError(AppError::NotFound("action".into()), lang)),
     }
-    crate::audit_trail::admin_action(
-        store,
-        session.user.id,
-        &format!("user.{action}"),
-        "user",
-        id,
-        serde_json::json!({"team": form.team}),
-    )
-    .await;
     Ok(Redirect::to("/admin").into_response())
 }

@@ -639,6 +639,12 @@ struct EntityPage {
     is_html: bool,
     locked_by: Option<String>,
     locked_at: String,
+    /// May add a trusted timestamp (a write grant; a lock does not stop a proof).
+    can_stamp: bool,
+    /// May lock (owner, team admins).
+    can_lock: bool,
+    /// May unlock (locker, owner, team admins).
+    can_unlock: bool,
     owner: String,
     team: String,
     created: String,
@@ -816,6 +822,9 @@ pub(super) async fn render_entity_page(
     let access = e.access();
     let can_write = e.state != state::DELETED && access.may_write(subject);
     let can_admin = access.may_admin(subject);
+    let can_stamp = e.state != state::DELETED && access.has_write_grant(subject);
+    let can_lock = e.state != state::DELETED && access.may_lock(subject);
+    let can_unlock = access.may_unlock(subject);
 
     let steps = store.steps(id).await.ui(lang)?;
     let comments = store.comments(id).await.ui(lang)?;
@@ -1065,6 +1074,9 @@ pub(super) async fn render_entity_page(
         section: section.clone(),
         can_write,
         can_admin,
+        can_stamp,
+        can_lock,
+        can_unlock,
         is_deleted: e.state == state::DELETED,
         is_html: e.content_type == ContentType::Html.code(),
         locked_by: e.locked_by.map(name),
