@@ -277,6 +277,9 @@ pub struct ChainReport {
     pub head: Option<(i64, String)>,
     /// `(seq, reason)` of every entry that breaks the chain.
     pub broken: Vec<(i64, String)>,
+    /// When the walk started from a checkpoint ([`Store::verify_audit_chain_since_checkpoint`]):
+    /// the seq of the last entry verified earlier (entries up to it were not re-read).
+    pub from_checkpoint: Option<i64>,
 }
 
 impl ChainReport {
@@ -407,11 +410,82 @@ impl Store {
 
     /// Walks the whole chain in order: seqs run 1, 2, 3 …, each `prev_hash` is the previous
     /// hash, and each hash is the recomputed one. Reads in batches, so memory stays flat.
+    /// (`cahier verify` runs this.)
     pub async fn verify_audit_chain(&self) -> Result<ChainReport> {
-        let mut report = ChainReport::default();
-        let mut expected_seq = 1;
-        let mut prev = GENESIS.to_owned();
-        let mut after = 0;
+        self.walk_chain(ChainReport::default(), 1, GENESIS.to_owned(), 0)
+            .await
+    }
+
+    /// What the admin page runs on each load: checks only the entries after the last verified
+    /// checkpoint (seq and hash, kept in `instance_settings` as `audit_verified`), after
+    /// checking that the checkpoint entry is still there, still hashes to its hash, and that no
+    /// entry before it went missing; then moves the checkpoint to the head when all holds.
+    /// A change to an entry *before* the checkpoint is not seen here: the full walk
+    /// ([`Store::verify_audit_chain`], `cahier verify`) finds it.
+    pub async fn verify_audit_chain_since_checkpoint(&self) -> Result<ChainReport> {
+        let checkpoint: Option<String> =
+            sqlx::query_scalar("SELECT value FROM instance_settings WHERE key = 'audit_verified'")
+                .fetch_optional(&self.pool)
+                .await?;
+        let parsed = checkpoint.as_deref().and_then(|value| {
+            let (seq, hash) = value.split_once(':')?;
+            Some((seq.parse::<i64>().ok()?, hash.to_owned()))
+        });
+        let report = match parsed {
+            None => self.verify_audit_chain().await?,
+            Some((seq, hash)) => {
+                let mut report = ChainReport {
+                    from_checkpoint: Some(seq),
+                    ..ChainReport::default()
+                };
+                let entry = self.audit_entry(seq).await?;
+                let below: i64 =
+                    sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE seq <= ?")
+                        .bind(seq)
+                        .fetch_one(&self.pool)
+                        .await?;
+                match entry {
+                    Some(entry) if entry.hash == hash && entry.computed_hash() == hash => {}
+                    _ => report.broken.push((
+                        seq,
+                        "the last verified entry was changed or removed since it was verified"
+                            .into(),
+                    )),
+                }
+                if below != seq {
+                    report.broken.push((
+                        seq,
+                        format!(
+                            "{} entries up to here went missing since they were verified",
+                            seq - below
+                        ),
+                    ));
+                }
+                report.head = Some((seq, hash.clone()));
+                self.walk_chain(report, seq + 1, hash, seq).await?
+            }
+        };
+        if report.is_ok()
+            && let Some((seq, hash)) = &report.head
+        {
+            sqlx::query(
+                "INSERT INTO instance_settings (key, value) VALUES ('audit_verified', ?) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(format!("{seq}:{hash}"))
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(report)
+    }
+
+    async fn walk_chain(
+        &self,
+        mut report: ChainReport,
+        mut expected_seq: i64,
+        mut prev: String,
+        mut after: i64,
+    ) -> Result<ChainReport> {
         loop {
             let rows = sqlx::query_as::<_, AuditEntry>(sqlx::AssertSqlSafe(format!(
                 "SELECT {COLUMNS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT 1000"

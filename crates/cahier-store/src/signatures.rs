@@ -207,12 +207,24 @@ impl Store {
         .ok_or(StoreError::NotFound("signature"))
     }
 
-    /// Every signature on this instance, oldest first (for `cahier verify`; no subject).
-    pub async fn all_signatures(&self) -> Result<Vec<SignatureRow>> {
+    /// The ids of every signature on this instance, oldest first (for `cahier verify`, which
+    /// then reads them one at a time with [`Store::signature_for_check`], so a large instance's
+    /// signed exports are never all in memory at once).
+    pub async fn all_signature_ids(&self) -> Result<Vec<i64>> {
         Ok(
-            sqlx::query_as::<_, SignatureRow>(sqlx::AssertSqlSafe(format!("{SELECT} ORDER BY id")))
+            sqlx::query_scalar("SELECT id FROM entity_signatures ORDER BY id")
                 .fetch_all(&self.pool)
                 .await?,
         )
+    }
+
+    /// One signature by id, with no subject (for `cahier verify`, an administrator's command
+    /// run on the data directory).
+    pub async fn signature_for_check(&self, id: i64) -> Result<SignatureRow> {
+        sqlx::query_as::<_, SignatureRow>(sqlx::AssertSqlSafe(format!("{SELECT} WHERE id = ?")))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound("signature"))
     }
 }

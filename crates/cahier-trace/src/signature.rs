@@ -218,18 +218,20 @@ pub struct BrokenSignature {
     pub reason: String,
 }
 
-/// Re-checks every stored signature (`cahier verify`). Returns how many were checked.
+/// Re-checks every stored signature (`cahier verify`), reading them one at a time. Returns
+/// how many were checked.
 pub async fn verify_signatures(store: &Store) -> Result<(usize, Vec<BrokenSignature>), TraceError> {
-    let rows = store.all_signatures().await?;
-    let broken = rows
-        .iter()
-        .filter_map(|row| {
-            check_signature(row).err().map(|reason| BrokenSignature {
+    let ids = store.all_signature_ids().await?;
+    let mut broken = Vec::new();
+    for id in &ids {
+        let row = store.signature_for_check(*id).await?;
+        if let Err(reason) = check_signature(&row) {
+            broken.push(BrokenSignature {
                 entity_id: row.entity_id,
                 signature_id: row.id,
                 reason,
-            })
-        })
-        .collect();
-    Ok((rows.len(), broken))
+            });
+        }
+    }
+    Ok((ids.len(), broken))
 }

@@ -253,6 +253,16 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
         "La chaîne est rompue : ces entrées ont été modifiées ou supprimées après leur écriture.",
     ),
     ("audit.entries", "entries", "entrées"),
+    (
+        "audit.checkpoint",
+        "Checked here: the entries written since the last verified entry,",
+        "Vérifiées ici : les entrées écrites depuis la dernière entrée vérifiée,",
+    ),
+    (
+        "audit.checkpoint_full",
+        "`cahier verify` re-checks the whole chain from the first entry.",
+        "`cahier verify` revérifie toute la chaîne depuis la première entrée.",
+    ),
     ("audit.head", "last entry", "dernière entrée"),
     ("audit.action", "Action", "Action"),
     ("audit.any", "any", "toutes"),

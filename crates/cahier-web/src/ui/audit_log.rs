@@ -104,6 +104,8 @@ struct AuditPage {
     next: Option<String>,
     chain_ok: bool,
     chain_checked: i64,
+    /// Entries up to this seq were verified on an earlier load (not re-read now).
+    chain_since: Option<i64>,
     chain_problems: Vec<String>,
     head: String,
     error: Option<String>,
@@ -197,7 +199,7 @@ async fn audit_page(
             hash: e.hash.get(..16).unwrap_or_default().to_owned(),
         })
         .collect();
-    let chain = store.verify_audit_chain().await.ui(lang)?;
+    let chain = store.verify_audit_chain_since_checkpoint().await.ui(lang)?;
     let p = PageCtx::signed_in(&state, &session, lang.t("audit.title").to_owned())
         .await
         .ui(lang)?;
@@ -219,6 +221,7 @@ async fn audit_page(
         next,
         chain_ok: chain.is_ok(),
         chain_checked: chain.checked,
+        chain_since: chain.from_checkpoint,
         chain_problems: chain
             .broken
             .iter()

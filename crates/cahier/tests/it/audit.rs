@@ -450,8 +450,29 @@ async fn sysadmins_browse_and_filter_the_log_page_by_page_and_see_a_broken_chain
     let nobody = ui.page("/admin/audit?user=nobody%40lab.fr").await;
     assert_eq!(nobody.matches("class=\"audit-entry\"").count(), 0);
 
+    // The page checks only what was written since its last verified entry: a change to an
+    // entry verified earlier is for the full check, `cahier verify`, which names it.
     let db = open_db(&app).await;
     sqlx::query("UPDATE audit_log SET actor_id = actor_id + 1 WHERE seq = 7")
+        .execute(&db)
+        .await
+        .unwrap();
+    let page = ui.page("/admin/audit").await;
+    assert!(
+        page.contains("class=\"notice\" id=\"chain-status\""),
+        "{page}"
+    );
+    assert!(page.contains("id=\"chain-checkpoint\""), "{page}");
+    let (ok, report) = verify(app.dir.path(), None);
+    assert!(!ok, "{report}");
+    assert!(report.contains("audit entry broken: 7: "), "{report}");
+
+    // An entry written after the checkpoint and then changed shows on the page.
+    api.patch(&format!("/experiments/{id}"), json!({"action": "lock"}))
+        .await;
+    let head = app.store.audit_head().await.unwrap().unwrap().seq;
+    sqlx::query("UPDATE audit_log SET at = at + 1 WHERE seq = ?")
+        .bind(head)
         .execute(&db)
         .await
         .unwrap();
@@ -461,7 +482,10 @@ async fn sysadmins_browse_and_filter_the_log_page_by_page_and_see_a_broken_chain
         broken.contains("role=\"alert\" id=\"chain-status\""),
         "{broken}"
     );
-    assert!(broken.contains("<li>7: "), "{broken}");
+    assert!(broken.contains(&format!("<li>{head}: ")), "{broken}");
+    // A broken chain does not move the checkpoint: the next load still says so.
+    let again = ui.page("/admin/audit").await;
+    assert!(again.contains(&format!("<li>{head}: ")), "{again}");
     app.stop().await;
 }
 
@@ -507,6 +531,205 @@ async fn keys_passwords_and_exports_are_in_the_log() {
     let secret = key.split('-').nth(1).unwrap();
     assert!(entries.iter().all(|e| !e.details.contains(secret)));
     assert!(entries.iter().all(|e| e.actor_id == Some(alice.id)));
+    let chain = app.store.verify_audit_chain().await.unwrap();
+    assert!(chain.is_ok(), "{chain:?}");
+    app.stop().await;
+}
+
+/// The `what` of every admin entry, oldest first, with its actor.
+async fn admin_whats(app: &TestApp) -> Vec<(String, Option<i64>, String)> {
+    let (entries, _) = app
+        .store
+        .audit_entries(&AuditFilter {
+            action: Some(action::ADMIN.into()),
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    entries
+        .into_iter()
+        .rev()
+        .map(|e| {
+            let details: serde_json::Value = serde_json::from_str(&e.details).unwrap();
+            (
+                details["what"].as_str().unwrap_or_default().to_owned(),
+                e.actor_id,
+                format!("{} {}", e.target_type, e.target_id),
+            )
+        })
+        .collect()
+}
+
+/// Every administrator's change to users, teams and groups, from the UI and the API, is in the
+/// log with who made it, written by the store in the change's own transaction; a refused change
+/// leaves no entry.
+#[tokio::test]
+async fn admin_changes_are_logged_with_their_actor_and_a_refused_one_leaves_no_entry() {
+    let app = TestApp::spawn().await;
+    let root = app.user("root@lab.fr", "Ecology", true).await;
+    app.store.set_sysadmin(root.id, true).await.unwrap();
+    let alice = app.user("alice@lab.fr", "Ecology", false).await;
+    assert!(admin_whats(&app).await.is_empty(), "fixtures log nothing");
+    let ui = app.browser(&root).await;
+    let ok = |r: reqwest::Response| {
+        assert_eq!(r.status(), 303, "{r:?}");
+    };
+    let ecology = root.team_id;
+
+    // Sysadmin pages.
+    ok(ui.post_form("/admin/teams", &[("name", "Genetics")]).await);
+    let genetics = app.store.team_by_name("Genetics").await.unwrap().id;
+    ok(ui
+        .post_form(
+            &format!("/admin/teams/{genetics}/rename"),
+            &[("name", "Genomics")],
+        )
+        .await);
+    ok(ui
+        .post_form(
+            "/admin/users",
+            &[
+                ("email", "bob@lab.fr"),
+                ("firstname", "Bob"),
+                ("lastname", "Martin"),
+                ("password", "a long enough password"),
+                ("team", &genetics.to_string()),
+            ],
+        )
+        .await);
+    let bob = app.store.user_by_email("bob@lab.fr").await.unwrap().id;
+    assert_eq!(app.store.teams_of(bob).await.unwrap()[0].id, genetics);
+    for what in ["archive", "unarchive", "sysadmin"] {
+        ok(ui
+            .post_form(&format!("/admin/users/{bob}/{what}"), &[])
+            .await);
+    }
+    assert!(app.store.user(bob).await.unwrap().is_sysadmin);
+    ok(ui
+        .post_form(
+            &format!("/admin/users/{bob}/teams"),
+            &[("team", &ecology.to_string())],
+        )
+        .await);
+
+    // Team admin pages (root is Ecology's admin).
+    ok(ui
+        .post_form(
+            &format!("/team/members/{alice_id}/admin", alice_id = alice.id),
+            &[],
+        )
+        .await);
+    ok(ui
+        .post_form(&format!("/team/members/{bob}/remove"), &[])
+        .await);
+    ok(ui
+        .post_form("/team/groups", &[("name", "Field crew")])
+        .await);
+    let group = app.store.groups(ecology).await.unwrap()[0].id;
+    ok(ui
+        .post_form(
+            &format!("/team/groups/{group}/members"),
+            &[("email", "alice@lab.fr")],
+        )
+        .await);
+    ok(ui
+        .post_form(
+            &format!("/team/groups/{group}/members/{}/remove", alice.id),
+            &[],
+        )
+        .await);
+    ok(ui
+        .post_form(&format!("/team/groups/{group}/delete"), &[])
+        .await);
+
+    // The API: a sysadmin creates a user in a team.
+    let api = app.api(&app.api_key(&root, true).await);
+    let carol = api
+        .create(
+            "/users",
+            json!({"firstname": "Carol", "lastname": "Petit", "email": "carol@lab.fr"}),
+        )
+        .await;
+
+    let expected = [
+        (
+            "team.create".to_owned(),
+            Some(root.id),
+            format!("team {genetics}"),
+        ),
+        (
+            "team.rename".into(),
+            Some(root.id),
+            format!("team {genetics}"),
+        ),
+        ("user.create".into(), Some(root.id), format!("user {bob}")),
+        ("user.archive".into(), Some(root.id), format!("user {bob}")),
+        (
+            "user.unarchive".into(),
+            Some(root.id),
+            format!("user {bob}"),
+        ),
+        ("user.sysadmin".into(), Some(root.id), format!("user {bob}")),
+        (
+            "team.add_member".into(),
+            Some(root.id),
+            format!("user {bob}"),
+        ),
+        (
+            "team.set_admin".into(),
+            Some(root.id),
+            format!("user {}", alice.id),
+        ),
+        (
+            "team.remove_member".into(),
+            Some(root.id),
+            format!("user {bob}"),
+        ),
+        (
+            "group.create".into(),
+            Some(root.id),
+            format!("group {group}"),
+        ),
+        (
+            "group.add_member".into(),
+            Some(root.id),
+            format!("user {}", alice.id),
+        ),
+        (
+            "group.remove_member".into(),
+            Some(root.id),
+            format!("user {}", alice.id),
+        ),
+        (
+            "group.delete".into(),
+            Some(root.id),
+            format!("group {group}"),
+        ),
+        ("user.create".into(), Some(root.id), format!("user {carol}")),
+    ];
+    assert_eq!(admin_whats(&app).await, expected);
+
+    // Refused changes: a taken team name, a taken e-mail, the last admin removed. No entry.
+    let before = app.store.audit_head().await.unwrap().unwrap().seq;
+    let taken = ui.post_form("/admin/teams", &[("name", "Genomics")]).await;
+    assert!(taken.status().is_client_error(), "{taken:?}");
+    let taken = api
+        .post(
+            "/users",
+            json!({"firstname": "Bob", "lastname": "Again", "email": "bob@lab.fr"}),
+        )
+        .await;
+    assert!(taken.status().is_client_error(), "{taken:?}");
+    let lone = app.store.remove_member_by(root.id, genetics, carol).await;
+    assert!(lone.is_err(), "carol is not in Genomics");
+    assert!(
+        app.store
+            .rename_team_by(root.id, 999_999, "Nowhere")
+            .await
+            .is_err()
+    );
+    assert_eq!(app.store.audit_head().await.unwrap().unwrap().seq, before);
+    assert_eq!(admin_whats(&app).await.len(), expected.len());
     let chain = app.store.verify_audit_chain().await.unwrap();
     assert!(chain.is_ok(), "{chain:?}");
     app.stop().await;

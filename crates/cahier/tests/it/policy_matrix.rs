@@ -343,10 +343,10 @@ async fn teams_groups_and_users_listed_for_writing_are_enforced_like_the_policy(
 }
 
 #[tokio::test]
-async fn a_locked_entry_refuses_writers_with_409_except_its_locker_and_team_admins() {
+async fn a_locked_entry_refuses_every_writer_with_409_until_its_locker_owner_or_an_admin_unlocks_it()
+ {
     let app = TestApp::spawn().await;
     let owner = app.user("owner@lab.fr", "Ecology", false).await;
-    let locker = app.user("locker@lab.fr", "Ecology", false).await;
     let colleague = app.user("colleague@lab.fr", "Ecology", false).await;
     let admin = app.user("admin@lab.fr", "Ecology", true).await;
     let reader = app.user("reader@lab.fr", "Chemistry", false).await;
@@ -364,12 +364,16 @@ async fn a_locked_entry_refuses_writers_with_409_except_its_locker_and_team_admi
         .await;
     let path = format!("/experiments/{id}");
 
-    let locker_api = app.api(&app.api_key(&locker, true).await);
-    let locked = locker_api.patch(&path, json!({"action": "lock"})).await;
+    // A colleague who may write may not lock; a team admin may.
+    let colleague_api = app.api(&app.api_key(&colleague, true).await);
+    let refused = colleague_api.patch(&path, json!({"action": "lock"})).await;
+    assert_eq!(refused.status(), 403);
+    let admin_api = app.api(&app.api_key(&admin, true).await);
+    let locked = admin_api.patch(&path, json!({"action": "lock"})).await;
     assert_eq!(locked.status(), 200);
     let locked: Value = locked.json().await.unwrap();
     assert_eq!(locked["locked"], 1);
-    assert_eq!(locked["lockedby"], locker.id);
+    assert_eq!(locked["lockedby"], admin.id);
 
     let row = app
         .store
@@ -377,22 +381,17 @@ async fn a_locked_entry_refuses_writers_with_409_except_its_locker_and_team_admi
         .await
         .unwrap();
     let access = row.access();
-    assert_eq!(access.locked_by, Some(locker.id));
+    assert_eq!(access.locked_by, Some(admin.id));
+    // Nobody writes a locked entry: not its owner, not the admin who locked it.
     for (user, expected) in [
         (&owner, 409),
         (&colleague, 409),
-        (&locker, 200),
-        (&admin, 200),
+        (&admin, 409),
         (&reader, 403),
         (&outsider, 404),
     ] {
         let subject = app.subject(user).await;
-        assert_eq!(
-            access.may_write(&subject),
-            expected == 200,
-            "policy for {}",
-            user.email
-        );
+        assert!(!access.may_write(&subject), "policy for {}", user.email);
         let api = app.api(&app.api_key(user, true).await);
         let response = api
             .patch(
@@ -412,33 +411,29 @@ async fn a_locked_entry_refuses_writers_with_409_except_its_locker_and_team_admi
         }
     }
 
-    // The UI refuses the owner's save the same way, and nothing changes.
-    let owner_browser = app.browser(&owner).await;
-    let page = owner_browser.page(&path).await;
+    // The UI refuses the locker's save the same way, and nothing changes.
+    let admin_browser = app.browser(&admin).await;
+    let page = admin_browser.page(&path).await;
     assert!(
         !page.contains("id=\"entity-form\""),
         "no editor on a locked entry"
     );
-    let refused = owner_browser
-        .post_form(&format!("{path}/save"), &[("title", "Owner's title")])
+    let refused = admin_browser
+        .post_form(&format!("{path}/save"), &[("title", "Admin's title")])
         .await;
     assert_eq!(refused.status(), 409);
-    assert_eq!(
-        owner_api.json(&path).await["title"],
-        "Calibration by admin@lab.fr"
-    );
+    assert_eq!(owner_api.json(&path).await["title"], "Calibration");
 
-    // A lock also blocks deletion, and only the locker or a team admin lifts it.
-    assert_eq!(locker_api.delete(&path).await.status(), 409);
+    // A lock also blocks deletion; a colleague cannot lift it, the owner can.
+    assert_eq!(admin_api.delete(&path).await.status(), 409);
     assert_eq!(
-        owner_api
+        colleague_api
             .patch(&path, json!({"action": "forceunlock"}))
             .await
             .status(),
         403
     );
-    let admin_api = app.api(&app.api_key(&admin, true).await);
-    let unlocked = admin_api
+    let unlocked = owner_api
         .patch(&path, json!({"action": "forceunlock"}))
         .await;
     assert_eq!(unlocked.status(), 200);
@@ -449,6 +444,27 @@ async fn a_locked_entry_refuses_writers_with_409_except_its_locker_and_team_admi
             .await
             .status(),
         200
+    );
+    let (entries, _) = app
+        .store
+        .audit_entries(&cahier_store::audit::AuditFilter {
+            target_type: Some("entity".into()),
+            target_id: Some(id.to_string()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let steps: Vec<(&str, Option<i64>)> = entries
+        .iter()
+        .rev()
+        .map(|e| (e.action.as_str(), e.actor_id))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("entity.lock", Some(admin.id)),
+            ("entity.unlock", Some(owner.id))
+        ]
     );
     app.stop().await;
 }

@@ -216,7 +216,8 @@ async fn verify_names_a_signature_whose_signed_bytes_changed() {
         )
         .await;
     assert_eq!(signed.status(), 200);
-    let signature = app.store.all_signatures().await.unwrap()[0].clone();
+    let first = app.store.all_signature_ids().await.unwrap()[0];
+    let signature = app.store.signature_for_check(first).await.unwrap();
     let data = app.dir.path().to_path_buf();
     let verify = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_cahier"))

@@ -347,3 +347,34 @@ async fn verify_checks_every_proof_and_names_a_tampered_one() {
     );
     app.stop().await;
 }
+
+/// With `tsa_hash = "sha512"` the request's imprint is SHA-512 and the archive still verifies
+/// with the real `openssl ts -verify`; `cahier verify` checks it too.
+#[tokio::test]
+async fn a_sha512_timestamp_verifies_with_openssl() {
+    let tsa = TestTsa::start().await;
+    let mut config = tsa.config();
+    config.hash = cahier_trace::HashAlg::Sha512;
+    let app = TestApp::spawn_with_tsa(Some(config)).await;
+    let alice = app.user("alice@lab.fr", "Ecology", false).await;
+    let api = app.api(&app.api_key(&alice, true).await);
+    let id = api
+        .create("/experiments", json!({"title": "Long hash"}))
+        .await;
+    let response = stamp(&api, id).await;
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    let entity: Value = response.json().await.unwrap();
+    assert_eq!(entity["timestamps"][0]["hash_alg"], "sha512");
+    let upload_id = entity["timestamps"][0]["upload_id"].as_i64().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let export = download_and_verify(&api, id, upload_id, dir.path(), &tsa.roots).await;
+    assert_eq!(export["content"]["title"], "Long hash");
+    let token = std::process::Command::new("openssl")
+        .args(["ts", "-reply", "-in", "token.tsr", "-text"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&token.stdout);
+    assert!(text.contains("sha512"), "{text}");
+    app.stop().await;
+}

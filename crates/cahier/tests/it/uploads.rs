@@ -568,3 +568,111 @@ async fn images_get_thumbnails_under_the_page_access_check() {
     assert_eq!(stranger.get(&thumb_url).await.status(), 404);
     app.stop().await;
 }
+
+/// An attachment is the stored file first (content-addressed), then the document's reference
+/// and the upload row in one transaction: when that transaction fails (here the real database
+/// refuses the row) or is refused (the entry was locked in between), there is no row and no
+/// document change, and the file, referenced by nothing, is removed by the sweep.
+#[tokio::test]
+async fn a_failed_or_refused_attach_leaves_no_row_nor_change_and_the_file_is_swept() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@lab.fr", "Ecology", false).await;
+    let api = app.api(&app.api_key(&alice, true).await);
+    let id = api.create("/experiments", json!({"title": "Atomic"})).await;
+    let subject = app.subject(&alice).await;
+    let blobs = app.store.blobs().unwrap().clone();
+    let heads_before = app.store.entity(&subject, id).await.unwrap().heads;
+    let store_file = |bytes: &'static [u8]| {
+        let blobs = blobs.clone();
+        async move {
+            let mut writer = blobs.writer().await.unwrap();
+            writer.write(bytes).await.unwrap();
+            writer.finish().await.unwrap()
+        }
+    };
+    let new_upload = |(sha256, size): (String, u64)| cahier_store::uploads::NewUpload {
+        sha256,
+        size,
+        real_name: "data.csv".into(),
+        comment: String::new(),
+        media_type: "text/csv".into(),
+    };
+
+    // The database refuses the row (a trigger put in the real file, as a full disk would).
+    let stored = store_file(b"rows refused").await;
+    let db = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        app.dir.path().join("cahier.db").display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER refuse_uploads BEFORE INSERT ON uploads \
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    let failed = app
+        .store
+        .attach(&subject, id, new_upload(stored.clone()), None)
+        .await;
+    assert!(failed.is_err(), "{failed:?}");
+    sqlx::query("DROP TRIGGER refuse_uploads")
+        .execute(&db)
+        .await
+        .unwrap();
+
+    // The entry is locked after the file is stored: the attach is refused.
+    let refused_file = store_file(b"lock came first").await;
+    assert_eq!(
+        api.patch(&format!("/experiments/{id}"), json!({"action": "lock"}))
+            .await
+            .status(),
+        200
+    );
+    let refused = app
+        .store
+        .attach(&subject, id, new_upload(refused_file.clone()), None)
+        .await;
+    assert!(
+        matches!(refused, Err(cahier_store::StoreError::Conflict(ref m)) if m.contains("locked")),
+        "{refused:?}"
+    );
+
+    let row = app.store.entity(&subject, id).await.unwrap();
+    assert_eq!(row.heads, heads_before, "no document change landed");
+    assert!(
+        api.json(&format!("/experiments/{id}/uploads"))
+            .await
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM uploads")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+    db.close().await;
+    // Both files are orphans; once older than the grace period the sweep removes them.
+    for (hash, _) in [&stored, &refused_file] {
+        let path = blobs.path_of(hash).unwrap();
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        let modified = file.metadata().unwrap().modified().unwrap();
+        file.set_modified(modified - Duration::from_secs(48 * 3600))
+            .unwrap();
+    }
+    let report = app
+        .store
+        .sweep_orphans(Duration::from_secs(24 * 3600), false)
+        .await
+        .unwrap();
+    let mut removed = report.removed.clone();
+    removed.sort();
+    let mut expected = vec![stored.0.clone(), refused_file.0.clone()];
+    expected.sort();
+    assert_eq!(removed, expected);
+    assert!(blob_files(app.dir.path()).0.is_empty());
+    app.stop().await;
+}
