@@ -117,6 +117,31 @@ pub enum TraceError {
     Internal(String),
 }
 
+/// Common timestamping authorities, offered to administrators as presets: `(name, URL, note)`.
+/// Their roots are the authority's published CA certificates (`tsa_ca_file`).
+pub const TSA_PRESETS: &[(&str, &str, &str)] = &[
+    (
+        "DFN",
+        "https://zeitstempel.dfn.de",
+        "free for DFN members (German research network)",
+    ),
+    (
+        "DigiCert",
+        "http://timestamp.digicert.com",
+        "free, no account; eLabFTW's default",
+    ),
+    (
+        "Sectigo",
+        "http://timestamp.sectigo.com",
+        "free, rate-limited",
+    ),
+    (
+        "Universign",
+        "https://ws.universign.eu/tsa",
+        "paid; basic auth (tsa_user, tsa_password_file); use the URL of your contract",
+    ),
+];
+
 /// A new proof.
 #[derive(Debug, Clone)]
 pub struct Stamped {

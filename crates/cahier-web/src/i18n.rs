@@ -238,6 +238,26 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ),
     ("audit.title", "Audit log", "Journal d'audit"),
     (
+        "tsa.title",
+        "Timestamping authority",
+        "Autorité d'horodatage",
+    ),
+    ("tsa.url", "Address", "Adresse"),
+    ("tsa.hash", "Hash", "Empreinte"),
+    ("tsa.roots", "Trusted roots", "Racines de confiance"),
+    (
+        "tsa.none",
+        "No authority is configured: trusted timestamps are unavailable.",
+        "Aucune autorité n'est configurée : l'horodatage qualifié est indisponible.",
+    ),
+    (
+        "tsa.how",
+        "Set tsa_url and tsa_ca_file (the authority's root certificates, PEM) in cahier.toml, or CAHIER_TSA_URL and CAHIER_TSA_CA_FILE, then restart. Common authorities:",
+        "Renseignez tsa_url et tsa_ca_file (les certificats racines de l'autorité, en PEM) dans cahier.toml, ou CAHIER_TSA_URL et CAHIER_TSA_CA_FILE, puis redémarrez. Autorités courantes :",
+    ),
+    ("tsa.authority", "Authority", "Autorité"),
+    ("tsa.note", "Notes", "Remarques"),
+    (
         "audit.explain",
         "Every action on the server, in order. Each entry's hash covers the previous one, so any later change to the log shows.",
         "Toutes les actions sur le serveur, dans l'ordre. L'empreinte de chaque entrée couvre la précédente : toute modification ultérieure du journal se voit.",

@@ -111,6 +111,19 @@ struct AuditPage {
     error: Option<String>,
     lock_on_timestamp: bool,
     lock_on_signature: bool,
+    /// The configured authority (never its password).
+    tsa: Option<TsaView>,
+    /// Common authorities.
+    tsa_presets: Vec<TsaView>,
+}
+
+/// An authority as the page shows it: `hash` and `roots` for the configured one, a note for
+/// a preset.
+struct TsaView {
+    name: String,
+    url: String,
+    hash: String,
+    roots: String,
 }
 
 async fn audit_page(
@@ -234,6 +247,21 @@ async fn audit_page(
         error,
         lock_on_timestamp: store.lock_on(LockTrigger::Timestamp).await.ui(lang)?,
         lock_on_signature: store.lock_on(LockTrigger::Signature).await.ui(lang)?,
+        tsa: state.tsa.as_ref().map(|tsa| TsaView {
+            name: String::new(),
+            url: tsa.url.clone(),
+            hash: tsa.hash.name().to_owned(),
+            roots: tsa.ca_file.display().to_string(),
+        }),
+        tsa_presets: cahier_trace::TSA_PRESETS
+            .iter()
+            .map(|(name, url, note)| TsaView {
+                name: (*name).to_owned(),
+                url: (*url).to_owned(),
+                hash: String::new(),
+                roots: (*note).to_owned(),
+            })
+            .collect(),
     }))
 }
 

@@ -81,6 +81,15 @@ async fn a_signature_locks_the_entry_when_chosen_and_offline_edits_become_reject
         "{page}"
     );
     assert!(!page.contains("name=\"lock_on_timestamp\" value=\"1\" checked"));
+    // No authority here: the page says so and offers the common ones.
+    assert!(page.contains("id=\"tsa-none\""), "{page}");
+    for preset in [
+        "zeitstempel.dfn.de",
+        "timestamp.digicert.com",
+        "timestamp.sectigo.com",
+    ] {
+        assert!(page.contains(preset), "{preset}");
+    }
     cahier_trace::signature::create_signing_key(&app.store, alice.id, PASSPHRASE)
         .await
         .unwrap();
@@ -164,6 +173,12 @@ async fn a_timestamp_locks_the_entry_only_when_the_lab_chose_so() {
     };
     let stamped: serde_json::Value = stamp(first).await.json().await.unwrap();
     assert_eq!(stamped["locked"], 0, "{stamped}");
+    app.store.set_sysadmin(root.id, true).await.unwrap();
+    let page = app.browser(&root).await.page("/admin/audit").await;
+    assert!(
+        page.contains(&format!("<code id=\"tsa-url\">{}</code>", tsa.config().url)),
+        "{page}"
+    );
 
     app.store
         .set_lock_on(
