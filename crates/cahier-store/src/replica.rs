@@ -419,6 +419,20 @@ impl Store {
         Ok(pushes)
     }
 
+    /// What the server needs to create a local entity (its team and access rules).
+    pub async fn new_entity_info(&self, local_id: i64) -> Result<NewEntityInfo> {
+        let mut conn = self.pool.acquire().await?;
+        let row = self
+            .fetch_row(&mut conn, local_id)
+            .await?
+            .ok_or(StoreError::NotFound("entity"))?;
+        Ok(NewEntityInfo {
+            team_id: row.team_id,
+            canread: row.canread,
+            canwrite: row.canwrite,
+        })
+    }
+
     /// Number of entities with local changes waiting.
     pub async fn pending_count(&self) -> Result<i64> {
         Ok(sqlx::query_scalar(
@@ -497,6 +511,36 @@ impl Store {
         Ok(sqlx::query_scalar("SELECT e.uuid FROM entities e JOIN replica_entities r ON r.entity_id = e.id WHERE r.server_id IS NOT NULL")
             .fetch_all(&self.pool)
             .await?)
+    }
+
+    /// After the server went back to an older backup: of the entities this replica holds as
+    /// known to the server, those the server's whole feed did not list (`seen` holds the UUIDs
+    /// it listed) are made local again, to be pushed whole as new entries. An entry the user
+    /// may in fact no longer read is then refused on push and kept as a rejected edit, never
+    /// silently dropped. Returns how many.
+    pub async fn forget_unseen(&self, seen: &std::collections::HashSet<String>) -> Result<usize> {
+        let synced: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT e.id, e.uuid FROM entities e JOIN replica_entities r ON r.entity_id = e.id \
+             WHERE r.server_id IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut forgotten = 0;
+        for (id, uuid) in synced {
+            if seen.contains(&uuid) {
+                continue;
+            }
+            sqlx::query(
+                "UPDATE replica_entities SET server_id = NULL, acked_heads = '' WHERE entity_id = ?",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            forgotten += 1;
+        }
+        tx.commit().await?;
+        Ok(forgotten)
     }
 
     /// Removes entities the user may no longer read; unpushed edits become rejected edits.

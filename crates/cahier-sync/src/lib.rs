@@ -129,6 +129,8 @@ pub struct SyncReport {
     pub files_received: usize,
     /// Attachment files referenced here but still missing (tried again next sync).
     pub files_missing: usize,
+    /// Entities the server no longer had (restored from an older backup), pushed again.
+    pub restored: usize,
 }
 
 impl std::fmt::Display for SyncReport {
@@ -157,63 +159,9 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
     let reference = transport.reference().await?;
     store.import_reference(&reference).await?;
 
-    // 1. Push local changes, in batches, each after the files its documents reference: the
-    // server refuses a document naming a file it does not have.
+    // 1. Push local changes.
     let mut refetch = Vec::new();
-    let pending = store.pending_pushes().await?;
-    for batch in pending.chunks(BATCH) {
-        let ids: Vec<i64> = batch.iter().map(|(id, _, _)| *id).collect();
-        report.files_sent += send_files(store, transport, &ids).await?;
-        let docs: Vec<PushDoc> = batch.iter().map(|(_, doc, _)| doc.clone()).collect();
-        let mut results = transport.push(docs).await?;
-        // The server lacks what some changes build on (restored from a backup): send them whole.
-        let need_full: Vec<usize> = results
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.status == PushStatus::NeedFull)
-            .map(|(i, _)| i)
-            .collect();
-        if !need_full.is_empty() {
-            let mut full_docs = Vec::new();
-            for &i in &need_full {
-                let (local_id, doc, _) = &batch[i];
-                let bytes = store.saved_document(*local_id).await?;
-                full_docs.push(PushDoc {
-                    base: String::new(),
-                    changes: b64(&bytes),
-                    ..doc.clone()
-                });
-            }
-            let retried = transport.push(full_docs).await?;
-            for (&i, result) in need_full.iter().zip(retried) {
-                results[i] = result;
-            }
-        }
-        for ((local_id, doc, heads), result) in batch.iter().zip(results) {
-            if result.uuid != doc.uuid {
-                return Err(SyncError::Protocol("push results out of order".into()));
-            }
-            match result.status {
-                PushStatus::Accepted => {
-                    let server_id = result
-                        .id
-                        .ok_or_else(|| SyncError::Protocol("accepted without an id".into()))?;
-                    store.mark_accepted(*local_id, heads, server_id).await?;
-                    report.pushed += 1;
-                }
-                PushStatus::Rejected | PushStatus::NeedFull => {
-                    let reason = result
-                        .reason
-                        .unwrap_or_else(|| "refused by the server".into());
-                    store.record_rejection(*local_id, doc, &reason).await?;
-                    if doc.new.is_none() {
-                        refetch.push(doc.uuid.clone());
-                    }
-                    report.rejected += 1;
-                }
-            }
-        }
-    }
+    push_pending(store, transport, &mut report, &mut refetch).await?;
 
     // 2. Follow the feed from our checkpoint and pull what changed.
     let mut since: i64 = store
@@ -221,8 +169,25 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
         .await?
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
+    // Set when the server's sequence went back: it was restored from a backup older than what
+    // it acknowledged. The whole feed is then read again, and what it no longer lists is pushed.
+    let mut rescan: Option<std::collections::HashSet<String>> = None;
     loop {
         let feed = transport.feed(since, FEED_PAGE).await?;
+        if feed.next < since && rescan.is_none() {
+            tracing::warn!(
+                since,
+                next = feed.next,
+                "the server's sequence went back (restored from a backup?); reading its whole feed again"
+            );
+            rescan = Some(std::collections::HashSet::new());
+            since = 0;
+            store.replica_set("feed_since", "0").await?;
+            continue;
+        }
+        if let Some(seen) = rescan.as_mut() {
+            seen.extend(feed.items.iter().map(|item| item.uuid.clone()));
+        }
         let acked = store.acked_heads().await?;
         let wanted: Vec<PullDoc> = feed
             .items
@@ -238,6 +203,12 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
         if !feed.more {
             break;
         }
+    }
+    // After a restore: entities the server no longer lists are pushed whole, and so are the
+    // changes it lost on those it kept (their pull above recorded its older heads).
+    if let Some(seen) = rescan {
+        report.restored = store.forget_unseen(&seen).await?;
+        push_pending(store, transport, &mut report, &mut refetch).await?;
     }
     // Records the reference names that arrived with this pull (a category's template).
     if report.pulled > 0 {
@@ -285,6 +256,79 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
         .replica_set("last_sync_ms", &store.now_ms().to_string())
         .await?;
     Ok(report)
+}
+
+/// Pushes local changes, in batches, each after the files its documents reference: the server
+/// refuses a document naming a file it does not have. Entities whose edits were refused are
+/// added to `refetch`.
+async fn push_pending(
+    store: &Store,
+    transport: &impl Transport,
+    report: &mut SyncReport,
+    refetch: &mut Vec<String>,
+) -> Result<(), SyncError> {
+    let pending = store.pending_pushes().await?;
+    for batch in pending.chunks(BATCH) {
+        let ids: Vec<i64> = batch.iter().map(|(id, _, _)| *id).collect();
+        report.files_sent += send_files(store, transport, &ids).await?;
+        let docs: Vec<PushDoc> = batch.iter().map(|(_, doc, _)| doc.clone()).collect();
+        let mut results = transport.push(docs).await?;
+        // The server lacks what some changes build on (restored from a backup): send them whole.
+        let need_full: Vec<usize> = results
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.status == PushStatus::NeedFull)
+            .map(|(i, _)| i)
+            .collect();
+        if !need_full.is_empty() {
+            let mut full_docs = Vec::new();
+            for &i in &need_full {
+                let (local_id, doc, _) = &batch[i];
+                let bytes = store.saved_document(*local_id).await?;
+                // With what the server needs to create the entry, should it have lost it
+                // entirely (ignored when it holds the entry).
+                let new = match &doc.new {
+                    Some(new) => Some(new.clone()),
+                    None => Some(store.new_entity_info(*local_id).await?),
+                };
+                full_docs.push(PushDoc {
+                    uuid: doc.uuid.clone(),
+                    base: String::new(),
+                    changes: b64(&bytes),
+                    new,
+                });
+            }
+            let retried = transport.push(full_docs).await?;
+            for (&i, result) in need_full.iter().zip(retried) {
+                results[i] = result;
+            }
+        }
+        for ((local_id, doc, heads), result) in batch.iter().zip(results) {
+            if result.uuid != doc.uuid {
+                return Err(SyncError::Protocol("push results out of order".into()));
+            }
+            match result.status {
+                PushStatus::Accepted => {
+                    let server_id = result
+                        .id
+                        .ok_or_else(|| SyncError::Protocol("accepted without an id".into()))?;
+                    store.mark_accepted(*local_id, heads, server_id).await?;
+                    report.pushed += 1;
+                }
+                PushStatus::Rejected | PushStatus::NeedFull => {
+                    let reason = result
+                        .reason
+                        .unwrap_or_else(|| "refused by the server".into());
+                    store.record_rejection(*local_id, doc, &reason).await?;
+                    if doc.new.is_none() {
+                        refetch.push(doc.uuid.clone());
+                    }
+                    report.rejected += 1;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Uploads the files of these local entities that the server lacks; returns how many.
