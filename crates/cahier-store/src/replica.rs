@@ -6,6 +6,7 @@
 use crate::entities::write_acl;
 use crate::sync::proto::{NewEntityInfo, PullEntry, PushDoc, Reference, Snapshot, b64, unb64};
 use crate::{Result, Store, StoreError, invalid, projection};
+use cahier_core::EntityDoc;
 use cahier_core::document::{heads_from_string, heads_to_string};
 use cahier_core::markdown::{ContentType, index_text};
 use sqlx::SqliteConnection;
@@ -263,8 +264,37 @@ impl Store {
     /// received, without loading it), merges with local changes if any, and updates the
     /// projection.
     pub async fn apply_pulled(&self, entry: &PullEntry) -> Result<Applied> {
-        let bytes = unb64(&entry.changes).map_err(|_| invalid("changes", "not base64"))?;
+        let mut applied = self.apply_pulled_batch(std::slice::from_ref(entry)).await?;
+        applied
+            .pop()
+            .ok_or_else(|| invalid("changes", "nothing applied"))
+    }
+
+    /// Applies pulled documents in one transaction (one commit, one sync to disk, for a
+    /// whole pull batch): all of them or none.
+    pub async fn apply_pulled_batch(&self, entries: &[PullEntry]) -> Result<Vec<Applied>> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut applied = Vec::with_capacity(entries.len());
+        let mut loaded = Vec::new();
+        for entry in entries {
+            let (outcome, doc) = self.apply_one_pulled(&mut tx, entry).await?;
+            applied.push(outcome);
+            loaded.extend(doc);
+        }
+        tx.commit().await?;
+        for (id, heads, doc) in loaded {
+            self.cache_put(id, heads, doc);
+        }
+        Ok(applied)
+    }
+
+    async fn apply_one_pulled(
+        &self,
+        tx: &mut SqliteConnection,
+        entry: &PullEntry,
+    ) -> Result<(Applied, Option<(i64, String, EntityDoc)>)> {
+        let bytes = unb64(&entry.changes).map_err(|_| invalid("changes", "not base64"))?;
+        let mut loaded = None;
         let local: Option<(i64, String, Option<String>)> = sqlx::query_as(
             "SELECT e.id, d.heads, r.acked_heads FROM entities e JOIN entity_docs d ON d.entity_id = e.id \
              LEFT JOIN replica_entities r ON r.entity_id = e.id WHERE e.uuid = ?",
@@ -303,7 +333,7 @@ impl Store {
                     .bind(&entry.heads)
                     .execute(&mut *tx)
                     .await?;
-                self.write_snapshot(&mut tx, id, &entry.snapshot, true)
+                self.write_snapshot(tx, id, &entry.snapshot, true)
                     .await?;
                 sqlx::query("INSERT INTO replica_entities (entity_id, acked_heads, server_id) VALUES (?, ?, ?)")
                     .bind(id)
@@ -315,7 +345,7 @@ impl Store {
             }
             Some((id, local_heads, acked)) => {
                 let pending = acked.as_deref() != Some(local_heads.as_str());
-                let (_, mut doc) = self.load_doc(&mut tx, id).await?;
+                let (_, mut doc) = self.load_doc(tx, id).await?;
                 doc.load_changes(&bytes)?;
                 let heads = heads_to_string(&doc.heads());
                 let saved = doc.save();
@@ -326,10 +356,10 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 if heads == entry.heads {
-                    self.write_snapshot(&mut tx, id, &entry.snapshot, true)
+                    self.write_snapshot(tx, id, &entry.snapshot, true)
                         .await?;
                 } else {
-                    self.write_snapshot(&mut tx, id, &entry.snapshot, false)
+                    self.write_snapshot(tx, id, &entry.snapshot, false)
                         .await?;
                     let content = doc.content()?;
                     let rendered = projection::render(&content);
@@ -339,9 +369,9 @@ impl Store {
                     .bind(id)
                     .fetch_one(&mut *tx)
                     .await?;
-                    projection::write(&mut tx, id, &content, &rendered, &heads, modified, by)
+                    projection::write(tx, id, &content, &rendered, &heads, modified, by)
                         .await?;
-                    projection::write_uploads(&mut tx, id, &doc.attachments()?).await?;
+                    projection::write_uploads(tx, id, &doc.attachments()?).await?;
                 }
                 sqlx::query(
                     "INSERT INTO replica_entities (entity_id, acked_heads, server_id) VALUES (?, ?, ?) \
@@ -352,7 +382,7 @@ impl Store {
                 .bind(entry.id)
                 .execute(&mut *tx)
                 .await?;
-                self.cache_put(id, heads, doc);
+                loaded = Some((id, heads, doc));
                 if pending {
                     Applied::Merged
                 } else {
@@ -360,8 +390,7 @@ impl Store {
                 }
             }
         };
-        tx.commit().await?;
-        Ok(applied)
+        Ok((applied, loaded))
     }
 
     /// The heads this replica last had acknowledged for each entity it holds, by UUID.
