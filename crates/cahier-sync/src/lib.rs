@@ -157,7 +157,14 @@ impl std::fmt::Display for SyncReport {
 pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<SyncReport, SyncError> {
     let mut report = SyncReport::default();
     let reference = transport.reference().await?;
-    store.import_reference(&reference).await?;
+    // Unchanged reference records (the usual case) are not written again.
+    let reference_digest = digest(&reference)?;
+    if store.replica_get(REFERENCE_DIGEST).await?.as_deref() != Some(reference_digest.as_str()) {
+        store.import_reference(&reference).await?;
+        store
+            .replica_set(REFERENCE_DIGEST, &reference_digest)
+            .await?;
+    }
 
     // 1. Push local changes.
     let mut refetch = Vec::new();
@@ -245,17 +252,41 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
         }
     }
 
-    // 4. Remove what the user may no longer read.
+    // 4. Remove what the user may no longer read. Whatever can withdraw a right moves the
+    // server's sequence (a change of an entry's rules, team, lock or state) or changes the
+    // reference records (the user's teams, roles and groups): when neither moved since the
+    // last check, and the replica holds the same entries, the answer cannot differ and the
+    // check is not asked again (a sync with nothing to do stays a few small requests).
     let held = store.synced_uuids().await?;
-    for chunk in held.chunks(5000) {
-        let revoked = transport.revoked(chunk.to_vec()).await?;
-        report.removed += store.remove_revoked(&revoked).await?;
+    let check_key = format!("{since}/{reference_digest}/{}", held.len());
+    if store.replica_get(LAST_CHECK).await?.as_deref() != Some(check_key.as_str()) {
+        for chunk in held.chunks(5000) {
+            let revoked = transport.revoked(chunk.to_vec()).await?;
+            report.removed += store.remove_revoked(&revoked).await?;
+        }
+        store.replica_set(LAST_CHECK, &check_key).await?;
     }
     report.waiting = store.pending_count().await?;
     store
         .replica_set("last_sync_ms", &store.now_ms().to_string())
         .await?;
     Ok(report)
+}
+
+/// Replica setting: digest of the last reference records imported.
+const REFERENCE_DIGEST: &str = "reference_digest";
+/// Replica setting: the feed checkpoint, reference digest and entry count of the last
+/// revocation check.
+const LAST_CHECK: &str = "revocation_checked";
+
+/// A digest of the reference records, to notice when they change (not a security measure).
+fn digest(reference: &Reference) -> Result<String, SyncError> {
+    use std::hash::{Hash, Hasher};
+    let text = serde_json::to_string(reference)
+        .map_err(|e| SyncError::Protocol(format!("reference records: {e}")))?;
+    let mut hasher = std::hash::DefaultHasher::new();
+    text.hash(&mut hasher);
+    Ok(format!("{:016x}-{}", hasher.finish(), text.len()))
 }
 
 /// Pushes local changes, in batches, each after the files its documents reference: the server
@@ -358,8 +389,10 @@ async fn pull_and_apply(
 ) -> Result<(), SyncError> {
     for batch in wanted.chunks(BATCH) {
         let entries = transport.pull(batch.to_vec()).await?;
-        for entry in &entries {
-            match store.apply_pulled(entry).await? {
+        // One transaction per batch: a first copy of thousands of entries is not thousands of
+        // commits.
+        for applied in store.apply_pulled_batch(&entries).await? {
+            match applied {
                 cahier_store::replica::Applied::Added => report.added += 1,
                 cahier_store::replica::Applied::Merged => report.merged += 1,
                 cahier_store::replica::Applied::Updated => {}
