@@ -135,6 +135,8 @@ try {
   await waitFor(`http://127.0.0.1:${serverPort}/`);
   const direct = new PouchDB(`http://127.0.0.1:${serverPort}/lab`);
   const docs = JSON.parse(readFileSync(docsFile, 'utf8'));
+  // sqlite3 -json gives the tag list as JSON text.
+  for (const d of docs) if (typeof d.tags === 'string') d.tags = JSON.parse(d.tags);
   log(`loading ${docs.length} documents into pouchdb-server`);
   for (let i = 0; i < docs.length; i += 500) {
     const result = await direct.bulkDocs(docs.slice(i, i + 500));

@@ -229,7 +229,7 @@ async fn duplicated_held_back_and_replayed_requests_converge_and_lose_nothing() 
     let (before, _) = heads(&app.store, &laptop, &ada).await;
     let log = proxy.log();
     let pushes = log.iter().filter(|r| r.key() == PUSH).count();
-    assert!(pushes >= 4, "{pushes} pushes recorded");
+    assert!(pushes >= 3, "{pushes} pushes recorded");
     for request in &log {
         let (status, body) = proxy.replay(request).await;
         assert!(
