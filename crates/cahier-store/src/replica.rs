@@ -333,8 +333,7 @@ impl Store {
                     .bind(&entry.heads)
                     .execute(&mut *tx)
                     .await?;
-                self.write_snapshot(tx, id, &entry.snapshot, true)
-                    .await?;
+                self.write_snapshot(tx, id, &entry.snapshot, true).await?;
                 sqlx::query("INSERT INTO replica_entities (entity_id, acked_heads, server_id) VALUES (?, ?, ?)")
                     .bind(id)
                     .bind(&entry.heads)
@@ -356,11 +355,9 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 if heads == entry.heads {
-                    self.write_snapshot(tx, id, &entry.snapshot, true)
-                        .await?;
+                    self.write_snapshot(tx, id, &entry.snapshot, true).await?;
                 } else {
-                    self.write_snapshot(tx, id, &entry.snapshot, false)
-                        .await?;
+                    self.write_snapshot(tx, id, &entry.snapshot, false).await?;
                     let content = doc.content()?;
                     let rendered = projection::render(&content);
                     let (modified, by): (i64, i64) = sqlx::query_as(
@@ -369,8 +366,7 @@ impl Store {
                     .bind(id)
                     .fetch_one(&mut *tx)
                     .await?;
-                    projection::write(tx, id, &content, &rendered, &heads, modified, by)
-                        .await?;
+                    projection::write(tx, id, &content, &rendered, &heads, modified, by).await?;
                     projection::write_uploads(tx, id, &doc.attachments()?).await?;
                 }
                 sqlx::query(

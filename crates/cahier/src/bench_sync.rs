@@ -7,9 +7,7 @@
 //! with `curl` fetching the same files from the same server. The data directory is changed
 //! (edits and files are added): run it on a copy. `scripts/bench-sync` runs it beside PouchDB.
 
-use crate::bench::{
-    BENCH_EMAIL, BENCH_PASSWORD, BenchArgs, free_port, load_average, start_server,
-};
+use crate::bench::{BENCH_EMAIL, BENCH_PASSWORD, BenchArgs, free_port, load_average, start_server};
 use anyhow::{Context, bail};
 use cahier_sync::http::TlsOptions;
 use cahier_sync::{SyncReport, sync_once};
@@ -203,7 +201,10 @@ fn edited(body: &str, marker: &str) -> String {
 /// Runs the sync benchmark; returns the report (Markdown).
 pub async fn run(args: SyncBenchArgs) -> anyhow::Result<String> {
     if args.replica.join("cahier.db").exists() {
-        bail!("{} already holds a replica; give an empty directory", args.replica.display());
+        bail!(
+            "{} already holds a replica; give an empty directory",
+            args.replica.display()
+        );
     }
     let settings = crate::settings::Settings::load(crate::settings::Overrides {
         data: Some(args.data.clone()),
@@ -321,7 +322,9 @@ async fn run_against(
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(
         reqwest::header::AUTHORIZATION,
-        api_key.parse().context("the API key is not a header value")?,
+        api_key
+            .parse()
+            .context("the API key is not a header value")?,
     );
     let api = reqwest::Client::builder()
         .default_headers(headers)
@@ -330,7 +333,13 @@ async fn run_against(
     eprintln!("bench-sync: editing {} experiments at the lab", args.edits);
     for (i, id) in ids.iter().skip(args.edits).take(args.edits).enumerate() {
         let url = format!("{base}/api/v2/experiments/{id}");
-        let current: serde_json::Value = api.get(&url).send().await?.error_for_status()?.json().await?;
+        let current: serde_json::Value = api
+            .get(&url)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
         let body = current["body"].as_str().unwrap_or_default();
         api.patch(&url)
             .json(&serde_json::json!({"body": edited(body, &format!("lab edit {i}"))}))
@@ -410,7 +419,10 @@ async fn run_against(
         let token = std::fs::read_to_string(args.replica.join("device.key"))
             .context("reading the device credential")?;
         let mut rows = Vec::new();
-        for (label, host) in [("curl, direct", base.to_owned()), ("curl, through the proxy", via_proxy.clone())] {
+        for (label, host) in [
+            ("curl, direct", base.to_owned()),
+            ("curl, through the proxy", via_proxy.clone()),
+        ] {
             let mut command = tokio::process::Command::new("curl");
             command
                 .arg("--silent")
@@ -431,7 +443,11 @@ async fn run_against(
             }
             rows.push((label, time, mib(total) / time.as_secs_f64()));
         }
-        let _ = writeln!(files, "\n| files ({} × {file_mb} MiB) | time | MiB/s | share of curl direct |", count);
+        let _ = writeln!(
+            files,
+            "\n| files ({} × {file_mb} MiB) | time | MiB/s | share of curl direct |",
+            count
+        );
         let _ = writeln!(files, "|---|---:|---:|---:|");
         let curl_rate = rows.first().map_or(1.0, |r| r.2);
         let _ = writeln!(
@@ -485,7 +501,8 @@ mod tests {
 
     #[test]
     fn request_lines_are_counted_across_chunk_boundaries() {
-        let stream = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}";
+        let stream =
+            b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}";
         for cut in 0..stream.len() {
             let mut counter = RequestCounter::default();
             let n = counter.feed(&stream[..cut]) + counter.feed(&stream[cut..]);

@@ -139,7 +139,9 @@ impl FaultProxy {
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_owned();
-        let mut builder = self.client.request(request.method.clone(), format!("{upstream}{path}"));
+        let mut builder = self
+            .client
+            .request(request.method.clone(), format!("{upstream}{path}"));
         for (name, value) in &request.headers {
             if !matches!(
                 name.as_str(),
@@ -188,7 +190,11 @@ impl FaultProxy {
 }
 
 fn gateway_error() -> Response {
-    (StatusCode::BAD_GATEWAY, "the fault proxy broke this request").into_response()
+    (
+        StatusCode::BAD_GATEWAY,
+        "the fault proxy broke this request",
+    )
+        .into_response()
 }
 
 fn answer(status: StatusCode, headers: HeaderMap, body: Body) -> Response {
@@ -235,7 +241,11 @@ async fn handle(State(proxy): State<FaultProxy>, request: Request) -> Response {
             answer(status, headers, Body::from_stream(stream))
         }
         Some(Fault::CutRequest(_, n)) => {
-            assert!(n < recorded.body.len(), "cut at {n} of a {}-byte body", recorded.body.len());
+            assert!(
+                n < recorded.body.len(),
+                "cut at {n} of a {}-byte body",
+                recorded.body.len()
+            );
             let part = recorded.body.slice(..n);
             let stream = futures_util::stream::iter(vec![
                 Ok::<Bytes, std::io::Error>(part),
@@ -249,7 +259,10 @@ async fn handle(State(proxy): State<FaultProxy>, request: Request) -> Response {
                 .body(reqwest::Body::wrap_stream(stream))
                 .send()
                 .await;
-            assert!(result.is_err(), "the server answered a cut request: {result:?}");
+            assert!(
+                result.is_err(),
+                "the server answered a cut request: {result:?}"
+            );
             gateway_error()
         }
     }

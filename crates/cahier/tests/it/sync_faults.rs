@@ -98,7 +98,10 @@ async fn heads(
 
 async fn assert_converged(lab: &cahier_store::Store, laptop: &Replica, user: &TestUser) {
     let (at_lab, on_laptop) = heads(lab, laptop, user).await;
-    assert_eq!(at_lab, on_laptop, "both sides hold the same entries and heads");
+    assert_eq!(
+        at_lab, on_laptop,
+        "both sides hold the same entries and heads"
+    );
     assert_eq!(laptop.store.pending_count().await.unwrap(), 0);
     assert!(laptop.store.rejected_edits().await.unwrap().is_empty());
 }
@@ -113,7 +116,12 @@ async fn bodies(
     let subject = lab.subject(user.id).await.unwrap();
     let at_lab = lab.entity_by_uuid(&subject, uuid).await.unwrap().body;
     let subject = laptop.store.subject(user.id).await.unwrap();
-    let on_laptop = laptop.store.entity_by_uuid(&subject, uuid).await.unwrap().body;
+    let on_laptop = laptop
+        .store
+        .entity_by_uuid(&subject, uuid)
+        .await
+        .unwrap()
+        .body;
     (at_lab, on_laptop)
 }
 
@@ -145,9 +153,20 @@ async fn blob_bytes(store: &cahier_store::Store, hash: &str) -> Vec<u8> {
 }
 
 /// Attaches `content` to an entry on the replica, as its API does offline.
-async fn attach_on_replica(laptop: &Replica, user: &TestUser, uuid: &str, name: &str, content: &[u8]) {
+async fn attach_on_replica(
+    laptop: &Replica,
+    user: &TestUser,
+    uuid: &str,
+    name: &str,
+    content: &[u8],
+) {
     let subject = laptop.store.subject(user.id).await.unwrap();
-    let id = laptop.store.entity_by_uuid(&subject, uuid).await.unwrap().id;
+    let id = laptop
+        .store
+        .entity_by_uuid(&subject, uuid)
+        .await
+        .unwrap()
+        .id;
     let (hash, size) = laptop
         .store
         .blob_store()
@@ -185,7 +204,10 @@ async fn duplicated_held_back_and_replayed_requests_converge_and_lose_nothing() 
     let ada = app.user("ada@lab.fr", "Optics", false).await;
     let lab = app.api(&app.api_key(&ada, true).await);
     let shared = lab
-        .create("/experiments", json!({"title": "Shared", "body": "lab 0\n"}))
+        .create(
+            "/experiments",
+            json!({"title": "Shared", "body": "lab 0\n"}),
+        )
         .await;
     let proxy = FaultProxy::start(&app.url).await;
     let laptop = replica_via(&proxy, &ada).await;
@@ -204,7 +226,14 @@ async fn duplicated_held_back_and_replayed_requests_converge_and_lose_nothing() 
     assert_eq!((report.pushed, report.rejected), (2, 0), "{report}");
     assert_eq!(proxy.armed(), 0, "{:?}", proxy.fired());
     assert_converged(&app.store, &laptop, &ada).await;
-    assert_lines(&app.store, &laptop, &ada, &shared_uuid, &["lab 0", "lab 1", "field 1"]).await;
+    assert_lines(
+        &app.store,
+        &laptop,
+        &ada,
+        &shared_uuid,
+        &["lab 0", "lab 1", "field 1"],
+    )
+    .await;
     assert_lines(&app.store, &laptop, &ada, &field, &["field 0"]).await;
 
     // A push held back (the replica sees a gateway error) reaches the server only after a
@@ -218,7 +247,11 @@ async fn duplicated_held_back_and_replayed_requests_converge_and_lose_nothing() 
     let report = laptop.sync().await;
     assert_eq!((report.pushed, report.rejected), (2, 0), "{report}");
     edit_at_lab(&lab, shared, "lab 2").await;
-    assert_eq!(proxy.release_held().await, vec![200], "the late push is accepted");
+    assert_eq!(
+        proxy.release_held().await,
+        vec![200],
+        "the late push is accepted"
+    );
     laptop.sync().await;
     assert_converged(&app.store, &laptop, &ada).await;
     let all = ["lab 0", "lab 1", "field 1", "field 2", "field 3", "lab 2"];
@@ -242,7 +275,11 @@ async fn duplicated_held_back_and_replayed_requests_converge_and_lose_nothing() 
     let (after, _) = heads(&app.store, &laptop, &ada).await;
     assert_eq!(before, after, "replays change no entry");
     let report = laptop.sync().await;
-    assert_eq!((report.pushed, report.added, report.merged), (0, 0, 0), "{report}");
+    assert_eq!(
+        (report.pushed, report.added, report.merged),
+        (0, 0, 0),
+        "{report}"
+    );
     assert_converged(&app.store, &laptop, &ada).await;
     assert_lines(&app.store, &laptop, &ada, &shared_uuid, &all).await;
     let quarantined = app.store.quarantined(&shared_uuid).await.unwrap();
@@ -256,7 +293,10 @@ async fn a_connection_cut_in_the_middle_of_a_file_or_an_answer_loses_nothing() {
     let ada = app.user("ada@lab.fr", "Optics", false).await;
     let lab = app.api(&app.api_key(&ada, true).await);
     let id = lab
-        .create("/experiments", json!({"title": "Spectra", "body": "lab 0\n"}))
+        .create(
+            "/experiments",
+            json!({"title": "Spectra", "body": "lab 0\n"}),
+        )
         .await;
     let proxy = FaultProxy::start(&app.url).await;
     let laptop = replica_via(&proxy, &ada).await;
@@ -271,7 +311,11 @@ async fn a_connection_cut_in_the_middle_of_a_file_or_an_answer_loses_nothing() {
     assert!(failed.is_err(), "{failed:?}");
     assert_eq!(proxy.fired().len(), 1);
     assert!(!app.store.blob_store().unwrap().exists(&sha256(&up)).await);
-    assert_eq!(blob_files(app.dir.path()).1, 0, "no partial file at the lab");
+    assert_eq!(
+        blob_files(app.dir.path()).1,
+        0,
+        "no partial file at the lab"
+    );
     let report = laptop.sync().await;
     assert_eq!((report.files_sent, report.pushed), (1, 1), "{report}");
     assert_eq!(blob_bytes(&app.store, &sha256(&up)).await, up);
@@ -288,11 +332,30 @@ async fn a_connection_cut_in_the_middle_of_a_file_or_an_answer_loses_nothing() {
     assert_eq!(response.status(), 201);
     proxy.arm(Fault::CutResponse(BLOB_GET, 1_500_000));
     let report = laptop.sync().await;
-    assert_eq!((report.files_received, report.files_missing), (0, 1), "{report}");
-    assert!(!laptop.store.blob_store().unwrap().exists(&sha256(&down)).await);
-    assert_eq!(blob_files(laptop.dir.path()).1, 0, "no partial file on the laptop");
+    assert_eq!(
+        (report.files_received, report.files_missing),
+        (0, 1),
+        "{report}"
+    );
+    assert!(
+        !laptop
+            .store
+            .blob_store()
+            .unwrap()
+            .exists(&sha256(&down))
+            .await
+    );
+    assert_eq!(
+        blob_files(laptop.dir.path()).1,
+        0,
+        "no partial file on the laptop"
+    );
     let report = laptop.sync().await;
-    assert_eq!((report.files_received, report.files_missing), (1, 0), "{report}");
+    assert_eq!(
+        (report.files_received, report.files_missing),
+        (1, 0),
+        "{report}"
+    );
     assert_eq!(blob_bytes(&laptop.store, &sha256(&down)).await, down);
 
     // The answers to a push and to a pull break off: the server had accepted the push, the
@@ -308,7 +371,14 @@ async fn a_connection_cut_in_the_middle_of_a_file_or_an_answer_loses_nothing() {
     assert_eq!(proxy.armed(), 0);
     laptop.sync().await;
     assert_converged(&app.store, &laptop, &ada).await;
-    assert_lines(&app.store, &laptop, &ada, &uuid, &["lab 0", "field 1", "lab 1"]).await;
+    assert_lines(
+        &app.store,
+        &laptop,
+        &ada,
+        &uuid,
+        &["lab 0", "field 1", "lab 1"],
+    )
+    .await;
     let uploads = lab.json(&format!("/experiments/{id}/uploads")).await;
     assert_eq!(uploads.as_array().unwrap().len(), 2, "{uploads}");
     app.stop().await;
@@ -359,7 +429,10 @@ async fn a_lab_restored_from_an_older_backup_gets_back_what_the_replica_had_push
     let ada = app.user("ada@lab.fr", "Optics", false).await;
     let lab = app.api(&app.api_key(&ada, true).await);
     let id = lab
-        .create("/experiments", json!({"title": "Before", "body": "lab 0\n"}))
+        .create(
+            "/experiments",
+            json!({"title": "Before", "body": "lab 0\n"}),
+        )
         .await;
     let proxy = FaultProxy::start(&app.url).await;
     let laptop = replica_via(&proxy, &ada).await;
@@ -397,7 +470,11 @@ async fn a_lab_restored_from_an_older_backup_gets_back_what_the_replica_had_push
     proxy.set_upstream(&restored.url);
     let subject = restored.store.subject(ada.id).await.unwrap();
     assert!(
-        restored.store.entity_by_uuid(&subject, &field).await.is_err(),
+        restored
+            .store
+            .entity_by_uuid(&subject, &field)
+            .await
+            .is_err(),
         "the backup predates the new entry"
     );
     let patch = EntityPatch {
@@ -415,12 +492,34 @@ async fn a_lab_restored_from_an_older_backup_gets_back_what_the_replica_had_push
     assert_eq!(report.rejected, 0, "{report}");
     assert_eq!(report.restored, 1, "{report}");
     let report = laptop.sync().await;
-    assert_eq!((report.pushed, report.merged, report.waiting), (0, 0, 0), "{report}");
+    assert_eq!(
+        (report.pushed, report.merged, report.waiting),
+        (0, 0, 0),
+        "{report}"
+    );
     assert_converged(&restored.store, &laptop, &ada).await;
-    assert_lines(&restored.store, &laptop, &ada, &uuid, &["lab 0", "field 1", "lab 1"]).await;
-    assert_lines(&restored.store, &laptop, &ada, &field, &["field 0", "field 2"]).await;
+    assert_lines(
+        &restored.store,
+        &laptop,
+        &ada,
+        &uuid,
+        &["lab 0", "field 1", "lab 1"],
+    )
+    .await;
+    assert_lines(
+        &restored.store,
+        &laptop,
+        &ada,
+        &field,
+        &["field 0", "field 2"],
+    )
+    .await;
     assert_eq!(blob_bytes(&restored.store, &sha256(&file)).await, file);
-    let at_lab = restored.store.entity_by_uuid(&subject, &field).await.unwrap();
+    let at_lab = restored
+        .store
+        .entity_by_uuid(&subject, &field)
+        .await
+        .unwrap();
     let uploads = restored
         .store
         .uploads(&subject, at_lab.id, false)
