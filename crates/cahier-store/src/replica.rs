@@ -6,6 +6,7 @@
 use crate::entities::write_acl;
 use crate::sync::proto::{NewEntityInfo, PullEntry, PushDoc, Reference, Snapshot, b64, unb64};
 use crate::{Result, Store, StoreError, invalid, projection};
+use cahier_core::EntityDoc;
 use cahier_core::document::{heads_from_string, heads_to_string};
 use cahier_core::markdown::{ContentType, index_text};
 use sqlx::SqliteConnection;
@@ -263,8 +264,37 @@ impl Store {
     /// received, without loading it), merges with local changes if any, and updates the
     /// projection.
     pub async fn apply_pulled(&self, entry: &PullEntry) -> Result<Applied> {
-        let bytes = unb64(&entry.changes).map_err(|_| invalid("changes", "not base64"))?;
+        let mut applied = self.apply_pulled_batch(std::slice::from_ref(entry)).await?;
+        applied
+            .pop()
+            .ok_or_else(|| invalid("changes", "nothing applied"))
+    }
+
+    /// Applies pulled documents in one transaction (one commit, one sync to disk, for a
+    /// whole pull batch): all of them or none.
+    pub async fn apply_pulled_batch(&self, entries: &[PullEntry]) -> Result<Vec<Applied>> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut applied = Vec::with_capacity(entries.len());
+        let mut loaded = Vec::new();
+        for entry in entries {
+            let (outcome, doc) = self.apply_one_pulled(&mut tx, entry).await?;
+            applied.push(outcome);
+            loaded.extend(doc);
+        }
+        tx.commit().await?;
+        for (id, heads, doc) in loaded {
+            self.cache_put(id, heads, doc);
+        }
+        Ok(applied)
+    }
+
+    async fn apply_one_pulled(
+        &self,
+        tx: &mut SqliteConnection,
+        entry: &PullEntry,
+    ) -> Result<(Applied, Option<(i64, String, EntityDoc)>)> {
+        let bytes = unb64(&entry.changes).map_err(|_| invalid("changes", "not base64"))?;
+        let mut loaded = None;
         let local: Option<(i64, String, Option<String>)> = sqlx::query_as(
             "SELECT e.id, d.heads, r.acked_heads FROM entities e JOIN entity_docs d ON d.entity_id = e.id \
              LEFT JOIN replica_entities r ON r.entity_id = e.id WHERE e.uuid = ?",
@@ -303,8 +333,7 @@ impl Store {
                     .bind(&entry.heads)
                     .execute(&mut *tx)
                     .await?;
-                self.write_snapshot(&mut tx, id, &entry.snapshot, true)
-                    .await?;
+                self.write_snapshot(tx, id, &entry.snapshot, true).await?;
                 sqlx::query("INSERT INTO replica_entities (entity_id, acked_heads, server_id) VALUES (?, ?, ?)")
                     .bind(id)
                     .bind(&entry.heads)
@@ -315,7 +344,7 @@ impl Store {
             }
             Some((id, local_heads, acked)) => {
                 let pending = acked.as_deref() != Some(local_heads.as_str());
-                let (_, mut doc) = self.load_doc(&mut tx, id).await?;
+                let (_, mut doc) = self.load_doc(tx, id).await?;
                 doc.load_changes(&bytes)?;
                 let heads = heads_to_string(&doc.heads());
                 let saved = doc.save();
@@ -326,11 +355,9 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 if heads == entry.heads {
-                    self.write_snapshot(&mut tx, id, &entry.snapshot, true)
-                        .await?;
+                    self.write_snapshot(tx, id, &entry.snapshot, true).await?;
                 } else {
-                    self.write_snapshot(&mut tx, id, &entry.snapshot, false)
-                        .await?;
+                    self.write_snapshot(tx, id, &entry.snapshot, false).await?;
                     let content = doc.content()?;
                     let rendered = projection::render(&content);
                     let (modified, by): (i64, i64) = sqlx::query_as(
@@ -339,9 +366,8 @@ impl Store {
                     .bind(id)
                     .fetch_one(&mut *tx)
                     .await?;
-                    projection::write(&mut tx, id, &content, &rendered, &heads, modified, by)
-                        .await?;
-                    projection::write_uploads(&mut tx, id, &doc.attachments()?).await?;
+                    projection::write(tx, id, &content, &rendered, &heads, modified, by).await?;
+                    projection::write_uploads(tx, id, &doc.attachments()?).await?;
                 }
                 sqlx::query(
                     "INSERT INTO replica_entities (entity_id, acked_heads, server_id) VALUES (?, ?, ?) \
@@ -352,7 +378,7 @@ impl Store {
                 .bind(entry.id)
                 .execute(&mut *tx)
                 .await?;
-                self.cache_put(id, heads, doc);
+                loaded = Some((id, heads, doc));
                 if pending {
                     Applied::Merged
                 } else {
@@ -360,8 +386,7 @@ impl Store {
                 }
             }
         };
-        tx.commit().await?;
-        Ok(applied)
+        Ok((applied, loaded))
     }
 
     /// The heads this replica last had acknowledged for each entity it holds, by UUID.
@@ -417,6 +442,20 @@ impl Store {
             ));
         }
         Ok(pushes)
+    }
+
+    /// What the server needs to create a local entity (its team and access rules).
+    pub async fn new_entity_info(&self, local_id: i64) -> Result<NewEntityInfo> {
+        let mut conn = self.pool.acquire().await?;
+        let row = self
+            .fetch_row(&mut conn, local_id)
+            .await?
+            .ok_or(StoreError::NotFound("entity"))?;
+        Ok(NewEntityInfo {
+            team_id: row.team_id,
+            canread: row.canread,
+            canwrite: row.canwrite,
+        })
     }
 
     /// Number of entities with local changes waiting.
@@ -497,6 +536,36 @@ impl Store {
         Ok(sqlx::query_scalar("SELECT e.uuid FROM entities e JOIN replica_entities r ON r.entity_id = e.id WHERE r.server_id IS NOT NULL")
             .fetch_all(&self.pool)
             .await?)
+    }
+
+    /// After the server went back to an older backup: of the entities this replica holds as
+    /// known to the server, those the server's whole feed did not list (`seen` holds the UUIDs
+    /// it listed) are made local again, to be pushed whole as new entries. An entry the user
+    /// may in fact no longer read is then refused on push and kept as a rejected edit, never
+    /// silently dropped. Returns how many.
+    pub async fn forget_unseen(&self, seen: &std::collections::HashSet<String>) -> Result<usize> {
+        let synced: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT e.id, e.uuid FROM entities e JOIN replica_entities r ON r.entity_id = e.id \
+             WHERE r.server_id IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut forgotten = 0;
+        for (id, uuid) in synced {
+            if seen.contains(&uuid) {
+                continue;
+            }
+            sqlx::query(
+                "UPDATE replica_entities SET server_id = NULL, acked_heads = '' WHERE entity_id = ?",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            forgotten += 1;
+        }
+        tx.commit().await?;
+        Ok(forgotten)
     }
 
     /// Removes entities the user may no longer read; unpushed edits become rejected edits.

@@ -175,8 +175,16 @@ impl Store {
     }
 
     /// Entities the subject may read that changed after `since`, in sequence order.
+    ///
+    /// `next` is the checkpoint to ask from next time. When the page is not full it is the end
+    /// of the whole sequence, read before the page so that an event committed meanwhile is not
+    /// skipped; it is lower than `since` when the server's sequence went back (the server was
+    /// restored from a backup older than what the replica saw), which the replica detects.
     pub async fn feed(&self, subject: &Subject, since: i64, limit: i64) -> Result<FeedResponse> {
         let limit = limit.clamp(1, 10_000);
+        let top: i64 = sqlx::query_scalar("SELECT value FROM sync_counter WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
         let sql = format!(
             "SELECT e.uuid, e.sync_seq, e.heads FROM entities e WHERE e.sync_seq > ? AND {} \
              ORDER BY e.sync_seq LIMIT ?",
@@ -198,10 +206,7 @@ impl Store {
         let next = if more {
             items.last().map_or(since, |i| i.seq)
         } else {
-            let top: i64 = sqlx::query_scalar("SELECT value FROM sync_counter WHERE id = 1")
-                .fetch_one(&self.pool)
-                .await?;
-            top.max(items.last().map_or(since, |i| i.seq))
+            top.max(items.last().map_or(top, |i| i.seq))
         };
         Ok(FeedResponse { items, next, more })
     }

@@ -129,6 +129,8 @@ pub struct SyncReport {
     pub files_received: usize,
     /// Attachment files referenced here but still missing (tried again next sync).
     pub files_missing: usize,
+    /// Entities the server no longer had (restored from an older backup), pushed again.
+    pub restored: usize,
 }
 
 impl std::fmt::Display for SyncReport {
@@ -155,65 +157,18 @@ impl std::fmt::Display for SyncReport {
 pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<SyncReport, SyncError> {
     let mut report = SyncReport::default();
     let reference = transport.reference().await?;
-    store.import_reference(&reference).await?;
-
-    // 1. Push local changes, in batches, each after the files its documents reference: the
-    // server refuses a document naming a file it does not have.
-    let mut refetch = Vec::new();
-    let pending = store.pending_pushes().await?;
-    for batch in pending.chunks(BATCH) {
-        let ids: Vec<i64> = batch.iter().map(|(id, _, _)| *id).collect();
-        report.files_sent += send_files(store, transport, &ids).await?;
-        let docs: Vec<PushDoc> = batch.iter().map(|(_, doc, _)| doc.clone()).collect();
-        let mut results = transport.push(docs).await?;
-        // The server lacks what some changes build on (restored from a backup): send them whole.
-        let need_full: Vec<usize> = results
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.status == PushStatus::NeedFull)
-            .map(|(i, _)| i)
-            .collect();
-        if !need_full.is_empty() {
-            let mut full_docs = Vec::new();
-            for &i in &need_full {
-                let (local_id, doc, _) = &batch[i];
-                let bytes = store.saved_document(*local_id).await?;
-                full_docs.push(PushDoc {
-                    base: String::new(),
-                    changes: b64(&bytes),
-                    ..doc.clone()
-                });
-            }
-            let retried = transport.push(full_docs).await?;
-            for (&i, result) in need_full.iter().zip(retried) {
-                results[i] = result;
-            }
-        }
-        for ((local_id, doc, heads), result) in batch.iter().zip(results) {
-            if result.uuid != doc.uuid {
-                return Err(SyncError::Protocol("push results out of order".into()));
-            }
-            match result.status {
-                PushStatus::Accepted => {
-                    let server_id = result
-                        .id
-                        .ok_or_else(|| SyncError::Protocol("accepted without an id".into()))?;
-                    store.mark_accepted(*local_id, heads, server_id).await?;
-                    report.pushed += 1;
-                }
-                PushStatus::Rejected | PushStatus::NeedFull => {
-                    let reason = result
-                        .reason
-                        .unwrap_or_else(|| "refused by the server".into());
-                    store.record_rejection(*local_id, doc, &reason).await?;
-                    if doc.new.is_none() {
-                        refetch.push(doc.uuid.clone());
-                    }
-                    report.rejected += 1;
-                }
-            }
-        }
+    // Unchanged reference records (the usual case) are not written again.
+    let reference_digest = digest(&reference)?;
+    if store.replica_get(REFERENCE_DIGEST).await?.as_deref() != Some(reference_digest.as_str()) {
+        store.import_reference(&reference).await?;
+        store
+            .replica_set(REFERENCE_DIGEST, &reference_digest)
+            .await?;
     }
+
+    // 1. Push local changes.
+    let mut refetch = Vec::new();
+    push_pending(store, transport, &mut report, &mut refetch).await?;
 
     // 2. Follow the feed from our checkpoint and pull what changed.
     let mut since: i64 = store
@@ -221,8 +176,25 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
         .await?
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
+    // Set when the server's sequence went back: it was restored from a backup older than what
+    // it acknowledged. The whole feed is then read again, and what it no longer lists is pushed.
+    let mut rescan: Option<std::collections::HashSet<String>> = None;
     loop {
         let feed = transport.feed(since, FEED_PAGE).await?;
+        if feed.next < since && rescan.is_none() {
+            tracing::warn!(
+                since,
+                next = feed.next,
+                "the server's sequence went back (restored from a backup?); reading its whole feed again"
+            );
+            rescan = Some(std::collections::HashSet::new());
+            since = 0;
+            store.replica_set("feed_since", "0").await?;
+            continue;
+        }
+        if let Some(seen) = rescan.as_mut() {
+            seen.extend(feed.items.iter().map(|item| item.uuid.clone()));
+        }
         let acked = store.acked_heads().await?;
         let wanted: Vec<PullDoc> = feed
             .items
@@ -238,6 +210,12 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
         if !feed.more {
             break;
         }
+    }
+    // After a restore: entities the server no longer lists are pushed whole, and so are the
+    // changes it lost on those it kept (their pull above recorded its older heads).
+    if let Some(seen) = rescan {
+        report.restored = store.forget_unseen(&seen).await?;
+        push_pending(store, transport, &mut report, &mut refetch).await?;
     }
     // Records the reference names that arrived with this pull (a category's template).
     if report.pulled > 0 {
@@ -274,17 +252,114 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
         }
     }
 
-    // 4. Remove what the user may no longer read.
+    // 4. Remove what the user may no longer read. Whatever can withdraw a right moves the
+    // server's sequence (a change of an entry's rules, team, lock or state) or changes the
+    // reference records (the user's teams, roles and groups): when neither moved since the
+    // last check, and the replica holds the same entries, the answer cannot differ and the
+    // check is not asked again (a sync with nothing to do stays a few small requests).
     let held = store.synced_uuids().await?;
-    for chunk in held.chunks(5000) {
-        let revoked = transport.revoked(chunk.to_vec()).await?;
-        report.removed += store.remove_revoked(&revoked).await?;
+    let check_key = format!("{since}/{reference_digest}/{}", held.len());
+    if store.replica_get(LAST_CHECK).await?.as_deref() != Some(check_key.as_str()) {
+        for chunk in held.chunks(5000) {
+            let revoked = transport.revoked(chunk.to_vec()).await?;
+            report.removed += store.remove_revoked(&revoked).await?;
+        }
+        store.replica_set(LAST_CHECK, &check_key).await?;
     }
     report.waiting = store.pending_count().await?;
     store
         .replica_set("last_sync_ms", &store.now_ms().to_string())
         .await?;
     Ok(report)
+}
+
+/// Replica setting: digest of the last reference records imported.
+const REFERENCE_DIGEST: &str = "reference_digest";
+/// Replica setting: the feed checkpoint, reference digest and entry count of the last
+/// revocation check.
+const LAST_CHECK: &str = "revocation_checked";
+
+/// A digest of the reference records, to notice when they change (not a security measure).
+fn digest(reference: &Reference) -> Result<String, SyncError> {
+    use std::hash::{Hash, Hasher};
+    let text = serde_json::to_string(reference)
+        .map_err(|e| SyncError::Protocol(format!("reference records: {e}")))?;
+    let mut hasher = std::hash::DefaultHasher::new();
+    text.hash(&mut hasher);
+    Ok(format!("{:016x}-{}", hasher.finish(), text.len()))
+}
+
+/// Pushes local changes, in batches, each after the files its documents reference: the server
+/// refuses a document naming a file it does not have. Entities whose edits were refused are
+/// added to `refetch`.
+async fn push_pending(
+    store: &Store,
+    transport: &impl Transport,
+    report: &mut SyncReport,
+    refetch: &mut Vec<String>,
+) -> Result<(), SyncError> {
+    let pending = store.pending_pushes().await?;
+    for batch in pending.chunks(BATCH) {
+        let ids: Vec<i64> = batch.iter().map(|(id, _, _)| *id).collect();
+        report.files_sent += send_files(store, transport, &ids).await?;
+        let docs: Vec<PushDoc> = batch.iter().map(|(_, doc, _)| doc.clone()).collect();
+        let mut results = transport.push(docs).await?;
+        // The server lacks what some changes build on (restored from a backup): send them whole.
+        let need_full: Vec<usize> = results
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.status == PushStatus::NeedFull)
+            .map(|(i, _)| i)
+            .collect();
+        if !need_full.is_empty() {
+            let mut full_docs = Vec::new();
+            for &i in &need_full {
+                let (local_id, doc, _) = &batch[i];
+                let bytes = store.saved_document(*local_id).await?;
+                // With what the server needs to create the entry, should it have lost it
+                // entirely (ignored when it holds the entry).
+                let new = match &doc.new {
+                    Some(new) => Some(new.clone()),
+                    None => Some(store.new_entity_info(*local_id).await?),
+                };
+                full_docs.push(PushDoc {
+                    uuid: doc.uuid.clone(),
+                    base: String::new(),
+                    changes: b64(&bytes),
+                    new,
+                });
+            }
+            let retried = transport.push(full_docs).await?;
+            for (&i, result) in need_full.iter().zip(retried) {
+                results[i] = result;
+            }
+        }
+        for ((local_id, doc, heads), result) in batch.iter().zip(results) {
+            if result.uuid != doc.uuid {
+                return Err(SyncError::Protocol("push results out of order".into()));
+            }
+            match result.status {
+                PushStatus::Accepted => {
+                    let server_id = result
+                        .id
+                        .ok_or_else(|| SyncError::Protocol("accepted without an id".into()))?;
+                    store.mark_accepted(*local_id, heads, server_id).await?;
+                    report.pushed += 1;
+                }
+                PushStatus::Rejected | PushStatus::NeedFull => {
+                    let reason = result
+                        .reason
+                        .unwrap_or_else(|| "refused by the server".into());
+                    store.record_rejection(*local_id, doc, &reason).await?;
+                    if doc.new.is_none() {
+                        refetch.push(doc.uuid.clone());
+                    }
+                    report.rejected += 1;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Uploads the files of these local entities that the server lacks; returns how many.
@@ -314,8 +389,10 @@ async fn pull_and_apply(
 ) -> Result<(), SyncError> {
     for batch in wanted.chunks(BATCH) {
         let entries = transport.pull(batch.to_vec()).await?;
-        for entry in &entries {
-            match store.apply_pulled(entry).await? {
+        // One transaction per batch: a first copy of thousands of entries is not thousands of
+        // commits.
+        for applied in store.apply_pulled_batch(&entries).await? {
+            match applied {
                 cahier_store::replica::Applied::Added => report.added += 1,
                 cahier_store::replica::Applied::Merged => report.merged += 1,
                 cahier_store::replica::Applied::Updated => {}

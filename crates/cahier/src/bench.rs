@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// The user `cahier seed` creates first; the benchmark acts as them.
-const BENCH_EMAIL: &str = "bench1@example.org";
+pub(crate) const BENCH_EMAIL: &str = "bench1@example.org";
 /// The password `cahier seed` gives its users.
-const BENCH_PASSWORD: &str = "bench-password";
+pub(crate) const BENCH_PASSWORD: &str = "bench-password";
 /// Pages followed from the first list page to reach the "later page" measured.
 const LATER_PAGE: usize = 50;
 /// Longest wait for the server to answer `/healthz`.
@@ -67,17 +67,17 @@ struct Measured {
 }
 
 /// The server child process; killed if the benchmark stops early.
-struct Server {
+pub(crate) struct Server {
     child: Child,
 }
 
 impl Server {
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Asks the server to stop (SIGTERM, so it closes the database cleanly), then waits.
-    async fn stop(mut self) -> anyhow::Result<()> {
+    pub(crate) async fn stop(mut self) -> anyhow::Result<()> {
         let pid = self.pid().to_string();
         let asked = Command::new("kill")
             .args(["-TERM", &pid])
@@ -134,7 +134,7 @@ fn reset_peak(pid: u32) -> bool {
 }
 
 /// The machine's load averages over 1, 5 and 15 minutes, as `/proc/loadavg` shows them.
-fn load_average() -> String {
+pub(crate) fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -167,7 +167,7 @@ fn mix(i: usize) -> usize {
 }
 
 /// A loopback port nobody listens on right now.
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     let listener =
         std::net::TcpListener::bind("127.0.0.1:0").context("finding a free loopback port")?;
     Ok(listener.local_addr().context("reading the port")?.port())
@@ -233,7 +233,7 @@ fn search_words() -> Vec<String> {
 }
 
 /// Counts the entries `subject` may read that match `query`, paging by id (bounded).
-async fn count_matching(
+pub(crate) async fn count_matching(
     store: &cahier_store::Store,
     subject: &cahier_core::Subject,
     mut query: ListQuery,
@@ -318,7 +318,7 @@ async fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
 }
 
 /// Starts `cahier serve` on `port` and waits until `/healthz` answers.
-async fn start_server(args: &BenchArgs, port: u16) -> anyhow::Result<(Server, String)> {
+pub(crate) async fn start_server(args: &BenchArgs, port: u16) -> anyhow::Result<(Server, String)> {
     let exe = std::env::current_exe().context("finding the cahier executable")?;
     let mut command = Command::new(exe);
     command

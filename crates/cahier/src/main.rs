@@ -144,6 +144,23 @@ enum Command {
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
     },
+    /// Measure the field replica's sync over a seeded data directory (changed: use a copy).
+    BenchSync {
+        #[command(flatten)]
+        data: DataArgs,
+        /// An empty directory for the replica made by the benchmark.
+        #[arg(long)]
+        replica: PathBuf,
+        /// Documents edited on each side.
+        #[arg(long, default_value_t = 500)]
+        edits: usize,
+        /// Syncs with nothing to do (the median is reported).
+        #[arg(long, default_value_t = 20)]
+        noop_runs: usize,
+        /// Megabytes of attachment files fetched by the replica (0 skips that step).
+        #[arg(long, default_value_t = 200)]
+        blob_mb: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -629,6 +646,23 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 concurrency,
             };
             println!("{}", cahier::bench::run(args).await?);
+            Ok(())
+        }
+        Command::BenchSync {
+            data,
+            replica,
+            edits,
+            noop_runs,
+            blob_mb,
+        } => {
+            let args = cahier::bench_sync::SyncBenchArgs {
+                data: settings(data)?.data,
+                replica,
+                edits,
+                noop_runs,
+                blob_mb,
+            };
+            println!("{}", cahier::bench_sync::run(args).await?);
             Ok(())
         }
     }

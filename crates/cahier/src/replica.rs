@@ -163,19 +163,37 @@ pub async fn init(
         );
     }
     let passphrase = passphrase(true)?;
+    let (store, transport) = create(server, data, email, password, &tls, &passphrase).await?;
+    let report = cahier_sync::sync_once(&store, &transport)
+        .await
+        .context("taking the first copy")?;
+    store.close().await;
+    Ok(format!("replica ready in {}: {report}", data.display()))
+}
+
+/// Registers the device and creates the replica's encrypted database and file store in
+/// `data`, without syncing (`init` then takes the first copy; `cahier bench-sync` times it).
+pub async fn create(
+    server: &str,
+    data: &Path,
+    email: &str,
+    password: &str,
+    tls: &TlsOptions,
+    passphrase: &str,
+) -> anyhow::Result<(Store, HttpTransport)> {
     anyhow::ensure!(
         passphrase.chars().count() >= MIN_PASSPHRASE_CHARS,
         "the passphrase needs at least {MIN_PASSPHRASE_CHARS} characters: it protects the notebook if the laptop is lost"
     );
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "field laptop".into());
-    let (transport, registered) = HttpTransport::register(server, &tls, email, password, &host)
+    let (transport, registered) = HttpTransport::register(server, tls, email, password, &host)
         .await
         .with_context(|| format!("registering this device with {server}"))?;
     write_private(&credential_path(data), &registered.token)?;
     let salt: [u8; 16] = rand::random();
     write_private(&data.join(SALT_FILE), &hex::encode(salt))?;
-    let key = derive_key(&passphrase, &salt)?;
+    let key = derive_key(passphrase, &salt)?;
     let store = Store::open_encrypted(
         &data.join("cahier.db"),
         Arc::new(cahier_core::SystemClock),
@@ -198,11 +216,7 @@ pub async fn init(
     store
         .replica_set("user_id", &registered.user_id.to_string())
         .await?;
-    let report = cahier_sync::sync_once(&store, &transport)
-        .await
-        .context("taking the first copy")?;
-    store.close().await;
-    Ok(format!("replica ready in {}: {report}", data.display()))
+    Ok((store, transport))
 }
 
 /// Syncs once; fails (non-zero exit) unless both sides agree afterwards.

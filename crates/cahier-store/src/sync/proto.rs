@@ -54,7 +54,8 @@ pub struct FeedItem {
 pub struct FeedResponse {
     /// Changed entities.
     pub items: Vec<FeedItem>,
-    /// The checkpoint to send next time.
+    /// The checkpoint to send next time. Lower than the `since` asked when the server's
+    /// sequence went back (restored from an older backup): the replica then asks from 0.
     pub next: i64,
     /// Whether more items wait.
     pub more: bool,

@@ -14,11 +14,11 @@ use std::sync::Arc;
 /// A field replica of one user.
 pub(super) struct Replica {
     pub(super) store: Store,
-    transport: HttpTransport,
+    pub(super) transport: HttpTransport,
     /// The device credential (`<uuid>.<secret>`).
     token: String,
     user_id: i64,
-    dir: tempfile::TempDir,
+    pub(super) dir: tempfile::TempDir,
 }
 
 impl Replica {
@@ -28,7 +28,7 @@ impl Replica {
 }
 
 /// Registers a device for `user` at `server` and takes the first copy.
-async fn replica_at(
+pub(super) async fn replica_at(
     server: &str,
     tls: &TlsOptions,
     user: &TestUser,
