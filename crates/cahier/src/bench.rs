@@ -134,7 +134,7 @@ fn reset_peak(pid: u32) -> bool {
 }
 
 /// The machine's load averages over 1, 5 and 15 minutes, as `/proc/loadavg` shows them.
-fn load_average() -> String {
+pub(crate) fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))

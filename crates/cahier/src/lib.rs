@@ -3,6 +3,7 @@
 //! start Cahier through [`start`], so tests run the production path.
 
 pub mod bench;
+pub mod bench_exchange;
 pub mod replica;
 pub mod replica_gate;
 pub mod seed;
