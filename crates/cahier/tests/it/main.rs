@@ -7,6 +7,7 @@
 )]
 
 mod api_errors;
+mod archives;
 mod api_experiments;
 mod api_extended;
 mod api_openapi;
