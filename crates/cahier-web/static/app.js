@@ -281,8 +281,11 @@
       attachImagesToBody(named);
     });
   }
-  // Exports page: while a job runs, poll its JSON status and update the rows in place; when a
-  // job is done, its download link appears. Without JavaScript a <noscript> refresh does it.
+})();
+
+// Exports page: while a job runs, poll its JSON status and update the rows in place; when a
+// job is done, its download link appears. Without JavaScript a <noscript> refresh does it.
+(function () {
   const jobs = document.querySelector("table[data-poll]");
   if (jobs) {
     const poll = () => {
