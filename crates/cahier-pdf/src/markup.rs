@@ -73,16 +73,16 @@ pub(crate) fn selection(
     files: &mut BTreeMap<String, Vec<u8>>,
 ) -> String {
     let lit = Literal { fonts };
-    let labels = entities.first().map(|e| e.labels.clone()).unwrap_or_default();
+    let labels = entities
+        .first()
+        .map(|e| e.labels.clone())
+        .unwrap_or_default();
     let printed = entities
         .first()
         .map(|e| e.printed_label.clone())
         .unwrap_or_default();
     let mut s = preamble(&lit, title, "Cahier", &printed, &labels.lang);
-    let _ = writeln!(
-        s,
-        "#show heading.where(level: 1): set text(size: 18pt)\n"
-    );
+    let _ = writeln!(s, "#show heading.where(level: 1): set text(size: 18pt)\n");
     let _ = writeln!(
         s,
         "#text(size: 20pt, weight: \"bold\")[#{};]\n",

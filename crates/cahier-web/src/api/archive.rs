@@ -27,8 +27,7 @@ pub(crate) fn safe_component(name: &str, fallback: &str) -> String {
     let cleaned: String = name
         .chars()
         .map(|c| {
-            if c.is_control() || matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|')
-            {
+            if c.is_control() || matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|') {
                 '_'
             } else {
                 c
@@ -116,10 +115,7 @@ pub(crate) async fn write_zip<W: Write + Seek + Send>(
         drop(pdf);
         let blobs = store.blob_store()?;
         for upload in store.uploads(subject, *id, false).await?.into_iter().rev() {
-            let name = unique(
-                &safe_component(&upload.real_name, "attachment"),
-                &mut taken,
-            );
+            let name = unique(&safe_component(&upload.real_name, "attachment"), &mut taken);
             let size = u64::try_from(upload.size).unwrap_or_default();
             // Attachments are mostly compressed already (images, archives): stored as is.
             let options = SimpleFileOptions::default()

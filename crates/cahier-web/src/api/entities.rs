@@ -578,8 +578,7 @@ async fn read(
         }
         match format.as_str() {
             "zip" | "zipa" => {
-                return super::archive::entity_zip(&app, &caller, kind, id, format == "zipa")
-                    .await;
+                return super::archive::entity_zip(&app, &caller, kind, id, format == "zipa").await;
             }
             "csv" => return super::exports::entity_csv(&app, &caller, kind, id).await,
             _ => {}

@@ -41,7 +41,11 @@ async fn the_exports_page_shows_the_download_link_when_the_job_finishes_without_
             vec![],
         )
         .await;
-    assert_eq!(polling, Value::Bool(true), "the job finished before the page showed");
+    assert_eq!(
+        polling,
+        Value::Bool(true),
+        "the job finished before the page showed"
+    );
     ui.js("window.__sameDocument = true;", vec![]).await;
 
     // Up to a minute (a debug build under load lays out 30 entries slowly).
@@ -65,10 +69,23 @@ async fn the_exports_page_shows_the_download_link_when_the_job_finishes_without_
         panic!("no download link on the same page: {table}\njobs: {jobs}");
     }
     let href = link.as_str().unwrap();
-    assert!(href.starts_with("/exports/") && href.ends_with("/download"), "{href}");
-    let progress = ui.find("#export-jobs .job-progress span").await.text().await.unwrap();
+    assert!(
+        href.starts_with("/exports/") && href.ends_with("/download"),
+        "{href}"
+    );
+    let progress = ui
+        .find("#export-jobs .job-progress span")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert_eq!(progress, "30/30");
-    let state = ui.find("#export-jobs .job-state").await.text().await.unwrap();
+    let state = ui
+        .find("#export-jobs .job-state")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert_eq!(state, "Terminé", "{state}");
     ui.screenshot("exports-done").await;
 

@@ -7,11 +7,11 @@
 )]
 
 mod api_errors;
-mod archives;
 mod api_experiments;
 mod api_extended;
 mod api_openapi;
 mod api_subresources;
+mod archives;
 mod audit;
 mod bookings;
 mod cli;
