@@ -33,11 +33,11 @@ impl Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_entries: 20_000,
+            max_entries: 100_000,
             max_total_bytes: 8 << 30,
             max_entry_bytes: 2 << 30,
             max_ratio: 200,
-            max_metadata_bytes: 32 << 20,
+            max_metadata_bytes: 128 << 20,
         }
     }
 }

@@ -131,6 +131,8 @@ pub struct Labels {
     pub done: String,
     /// Label "none".
     pub none: String,
+    /// Title of the table of contents of a selection.
+    pub contents: String,
 }
 
 impl Default for Labels {
@@ -160,6 +162,7 @@ impl Default for Labels {
             size: s("Size"),
             done: s("done"),
             none: s("none"),
+            contents: s("Contents"),
         }
     }
 }
@@ -275,6 +278,36 @@ pub fn render(entity: &EntityPdf, standard: Standard) -> Result<Vec<u8>, PdfErro
     }
 }
 
+/// Lays out several entities as one document titled `title`: a table of contents (also the
+/// PDF's bookmarks), then each entity from a new page with the same sections as [`render`].
+/// In PDF/A-3b each entity's embedded files are attached, named after the entity's id.
+pub fn render_selection(
+    title: &str,
+    entities: &[EntityPdf],
+    standard: Standard,
+) -> Result<Vec<u8>, PdfError> {
+    let has_images = entities.iter().any(|e| !e.images.is_empty());
+    match render_selection_with(title, entities, standard, true) {
+        Ok(pdf) => Ok(pdf),
+        Err(_) if has_images => render_selection_with(title, entities, standard, false),
+        Err(e) => Err(e),
+    }
+}
+
+fn render_selection_with(
+    title: &str,
+    entities: &[EntityPdf],
+    standard: Standard,
+    with_images: bool,
+) -> Result<Vec<u8>, PdfError> {
+    let fonts = world::fonts();
+    let mut files = BTreeMap::new();
+    let source = markup::selection(title, entities, standard, with_images, fonts, &mut files);
+    let first = entities.first().cloned().unwrap_or_default();
+    let ident = format!("selection-{}", first.uuid);
+    compile(source, files, first.printed_at, &ident, standard)
+}
+
 fn render_with(
     entity: &EntityPdf,
     standard: Standard,
@@ -283,12 +316,22 @@ fn render_with(
     let fonts = world::fonts();
     let mut files = BTreeMap::new();
     let source = markup::document(entity, standard, with_images, fonts, &mut files);
+    compile(source, files, entity.printed_at, &entity.uuid, standard)
+}
+
+fn compile(
+    source: String,
+    files: BTreeMap<String, Vec<u8>>,
+    printed_at: (i32, u8, u8, u8, u8, u8),
+    ident: &str,
+    standard: Standard,
+) -> Result<Vec<u8>, PdfError> {
     let world = world::PdfWorld::new(source, files)
         .ok_or_else(|| PdfError::Layout("the main file has no valid path".to_owned()))?;
     let document = typst::compile::<typst_layout::PagedDocument>(&world)
         .output
         .map_err(|errors| PdfError::Layout(first_message(&errors)))?;
-    let (year, month, day, hour, minute, second) = entity.printed_at;
+    let (year, month, day, hour, minute, second) = printed_at;
     let timestamp =
         typst::foundations::Datetime::from_ymd_hms(year, month, day, hour, minute, second)
             .map(typst_pdf::Timestamp::new_utc);
@@ -298,7 +341,7 @@ fn render_with(
     }])
     .map_err(|e| PdfError::Export(e.message().to_string()))?;
     let options = typst_pdf::PdfOptions {
-        ident: typst::foundations::Smart::Custom(entity.uuid.clone()),
+        ident: typst::foundations::Smart::Custom(ident.to_owned()),
         creator: typst::foundations::Smart::Custom(Some("Cahier".to_owned())),
         timestamp,
         standards,
@@ -370,6 +413,27 @@ mod tests {
         // PDF/A-2b never carries them.
         let pdf = render(&entity, Standard::PdfA2b).unwrap();
         assert!(!contains(&pdf, b"/EmbeddedFiles"));
+    }
+
+    #[test]
+    fn a_selection_has_every_entry_and_their_proofs() {
+        let mut second = sample();
+        second.id = 8;
+        second.title = "Water survey".into();
+        second.embedded.push(EmbeddedFile {
+            name: "timestamp-1.zip".into(),
+            mime_type: "application/zip".into(),
+            description: "proof".into(),
+            data: b"PK\x05\x06".to_vec(),
+        });
+        let mut first = sample();
+        first.embedded = second.embedded.clone();
+        let pdf = render_selection("Two entries", &[first, second], Standard::PdfA3b).unwrap();
+        assert!(contains(&pdf, b"pdfaid:part"));
+        assert!(contains(&pdf, b"/Outlines"));
+        // The same file name from two entries is attached twice, under two names.
+        assert!(contains(&pdf, b"7-timestamp-1.zip"));
+        assert!(contains(&pdf, b"8-timestamp-1.zip"));
     }
 
     #[test]

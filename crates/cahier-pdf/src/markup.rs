@@ -50,14 +50,64 @@ pub(crate) fn document(
     files: &mut BTreeMap<String, Vec<u8>>,
 ) -> String {
     let lit = Literal { fonts };
-    let l = &entity.labels;
+    let mut s = preamble(
+        &lit,
+        &entity.title,
+        &entity.owner,
+        &entity.printed_label,
+        &entity.labels.lang,
+    );
+    entity_part(&mut s, entity, standard, with_images, &lit, files, false);
+    s
+}
+
+/// The typst source of several entities in one document: a title, a table of contents of the
+/// entries (also the PDF's bookmarks), then each entry from a new page, as [`document`] lays
+/// out one.
+pub(crate) fn selection(
+    title: &str,
+    entities: &[EntityPdf],
+    standard: Standard,
+    with_images: bool,
+    fonts: &Fonts,
+    files: &mut BTreeMap<String, Vec<u8>>,
+) -> String {
+    let lit = Literal { fonts };
+    let labels = entities
+        .first()
+        .map(|e| e.labels.clone())
+        .unwrap_or_default();
+    let printed = entities
+        .first()
+        .map(|e| e.printed_label.clone())
+        .unwrap_or_default();
+    let mut s = preamble(&lit, title, "Cahier", &printed, &labels.lang);
+    let _ = writeln!(s, "#show heading.where(level: 1): set text(size: 18pt)\n");
+    let _ = writeln!(
+        s,
+        "#text(size: 20pt, weight: \"bold\")[#{};]\n",
+        lit.of(title)
+    );
+    let _ = writeln!(
+        s,
+        "#outline(title: [#{};], depth: 1);\n",
+        lit.of(&labels.contents)
+    );
+    for entity in entities {
+        s.push_str("#pagebreak(weak: true);\n\n");
+        entity_part(&mut s, entity, standard, with_images, &lit, files, true);
+    }
+    s
+}
+
+fn preamble(lit: &Literal<'_>, title: &str, author: &str, printed: &str, lang: &str) -> String {
     let mut s = String::new();
-    let lang = if l.lang == "fr" { "fr" } else { "en" };
+    let lang = if lang == "fr" { "fr" } else { "en" };
     let _ = writeln!(
         s,
         "#set document(title: {}, author: {})",
-        lit.of(&entity.title),
-        lit.of(&entity.owner)
+        lit.of(title),
+        lit.of(author)
     );
     let _ = writeln!(s, "#set text(size: 10pt, lang: \"{lang}\")");
     let _ = writeln!(
@@ -69,15 +119,37 @@ pub(crate) fn document(
     let _ = writeln!(
         s,
         "#set page(paper: \"a4\", margin: 2cm, footer: context [#set text(size: 8pt); #{}; #h(1fr) #counter(page).display(\"1 / 1\", both: true);])",
-        lit.of(&entity.printed_label)
+        lit.of(printed)
     );
+    s
+}
 
+/// One entity's sections. In a selection its title is a level-1 heading (listed in the table
+/// of contents and the bookmarks) and its attached files are named after its id.
+fn entity_part(
+    s: &mut String,
+    entity: &EntityPdf,
+    standard: Standard,
+    with_images: bool,
+    lit: &Literal<'_>,
+    files: &mut BTreeMap<String, Vec<u8>>,
+    in_selection: bool,
+) {
+    let l = &entity.labels;
     // Header: title, ids and dates.
-    let _ = writeln!(
-        s,
-        "#text(size: 18pt, weight: \"bold\")[#{};]\n",
-        lit.of(&entity.title)
-    );
+    if in_selection {
+        let _ = writeln!(
+            s,
+            "#heading(level: 1, outlined: true, bookmarked: true)[#{};];\n",
+            lit.of(&entity.title)
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "#text(size: 18pt, weight: \"bold\")[#{};]\n",
+            lit.of(&entity.title)
+        );
+    }
     let _ = writeln!(
         s,
         "#text(size: 9pt)[#{}; · id #{}; · elabid #raw({}); · uuid #raw({});]\n",
@@ -118,11 +190,11 @@ pub(crate) fn document(
             }
         }
     } else {
-        markdown(&mut s, &entity.body, entity, with_images, &lit, files);
+        markdown(s, &entity.body, entity, with_images, lit, files);
     }
 
     if !entity.fields.is_empty() {
-        heading(&mut s, &lit, &l.fields);
+        heading(s, lit, &l.fields);
         let _ = write!(
             s,
             "#table(columns: (auto, 1fr), table.header([#strong({});], [#strong({});]), ",
@@ -140,7 +212,7 @@ pub(crate) fn document(
     }
 
     if !entity.steps.is_empty() {
-        heading(&mut s, &lit, &l.steps);
+        heading(s, lit, &l.steps);
         s.push_str("#list(");
         for step in &entity.steps {
             let mark = if step.done { "[x] " } else { "[ ] " };
@@ -158,7 +230,7 @@ pub(crate) fn document(
     }
 
     if !entity.links.is_empty() {
-        heading(&mut s, &lit, &l.links);
+        heading(s, lit, &l.links);
         s.push_str("#list(");
         for link in &entity.links {
             let _ = write!(
@@ -171,7 +243,7 @@ pub(crate) fn document(
     }
 
     if !entity.attachments.is_empty() {
-        heading(&mut s, &lit, &l.attachments);
+        heading(s, lit, &l.attachments);
         let _ = write!(
             s,
             "#table(columns: (1fr, auto, auto), table.header([#strong({});], [#strong({});], [#strong(\"SHA-256\");]), ",
@@ -190,7 +262,7 @@ pub(crate) fn document(
         s.push_str(");\n\n");
     }
 
-    heading(&mut s, &lit, &l.history);
+    heading(s, lit, &l.history);
     let _ = write!(
         s,
         "#{};\n\n",
@@ -200,7 +272,7 @@ pub(crate) fn document(
         ))
     );
 
-    heading(&mut s, &lit, &l.timestamps);
+    heading(s, lit, &l.timestamps);
     if entity.timestamps.is_empty() {
         let _ = write!(s, "#{};\n\n", lit.of(&l.none));
     } else {
@@ -217,7 +289,7 @@ pub(crate) fn document(
         s.push_str(");\n\n");
     }
 
-    heading(&mut s, &lit, &l.signatures);
+    heading(s, lit, &l.signatures);
     if entity.signatures.is_empty() {
         let _ = write!(s, "#{};\n\n", lit.of(&l.none));
     } else {
@@ -236,11 +308,16 @@ pub(crate) fn document(
 
     if standard == Standard::PdfA3b {
         for (n, file) in entity.embedded.iter().enumerate() {
-            let path = format!("/attached/{n}");
+            let path = format!("/attached/{}", files.len());
+            let name = if in_selection {
+                format!("{}-{}", entity.id, file.name)
+            } else {
+                file.name.clone()
+            };
             let _ = writeln!(
                 s,
                 "#pdf.attach({}, read({}, encoding: none), relationship: \"supplement\", mime-type: {}, description: {});",
-                lit.of(&file_name(&file.name, n)),
+                lit.of(&file_name(&name, n)),
                 lit.of(&path),
                 lit.of(&file.mime_type),
                 lit.of(&file.description)
@@ -248,7 +325,6 @@ pub(crate) fn document(
             files.insert(path, file.data.clone());
         }
     }
-    s
 }
 
 fn heading(s: &mut String, lit: &Literal<'_>, text: &str) {

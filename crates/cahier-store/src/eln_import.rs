@@ -605,7 +605,7 @@ impl Store {
                 .get(&dataset.id)
                 .copied()
                 .unwrap_or_else(|| self.new_entity_id());
-            let entity = self
+            let mut entity = self
                 .prepare_entity(subject, new, id, "import")
                 .await
                 .map_err(|error| match error {
@@ -615,6 +615,8 @@ impl Store {
                     ),
                     other => other,
                 })?;
+            // Only the saved bytes are kept until the insert: memory stays small per entry.
+            entity.forget_doc();
             prepared.push((entity, title, n_files));
         }
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -629,9 +631,7 @@ impl Store {
             });
         }
         tx.commit().await?;
-        for ((entity, _, _), row) in prepared.into_iter().zip(&created) {
-            self.cache_put(row.id, entity.heads, entity.doc);
-        }
+        drop(prepared);
         tracing::info!(
             user_id = subject.user_id,
             team_id = options.team_id,

@@ -65,10 +65,18 @@ pub(crate) struct PreparedEntity {
     content: EntityContent,
     rendered: projection::Rendered,
     elabid: String,
-    pub(crate) doc: EntityDoc,
+    attachments: Vec<cahier_core::document::Attachment>,
+    /// The live document, put in the cache after the insert; `None` once forgotten.
+    pub(crate) doc: Option<EntityDoc>,
 }
 
 impl PreparedEntity {
+    /// Drops the live document (its saved bytes stay): an Automerge document in memory takes
+    /// far more room than saved, and an import holding thousands would grow with their number.
+    pub(crate) fn forget_doc(&mut self) {
+        self.doc = None;
+    }
+
     /// The kind it will have.
     pub(crate) fn kind(&self) -> EntityKind {
         self.kind
@@ -487,7 +495,9 @@ impl Store {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let entity_id = self.insert_prepared(&mut tx, subject, &prepared).await?;
         tx.commit().await?;
-        self.cache_put(entity_id, prepared.heads, prepared.doc);
+        if let Some(doc) = prepared.doc {
+            self.cache_put(entity_id, prepared.heads, doc);
+        }
         Ok(entity_id)
     }
 
@@ -585,6 +595,7 @@ impl Store {
         let changes = doc.changes_since(&[]);
         let content = doc.content()?;
         let rendered = projection::render(&content);
+        let attachments = doc.attachments()?;
         let elabid = format!(
             "{}-{}",
             cahier_core::clock::format_date(now).replace('-', ""),
@@ -604,7 +615,8 @@ impl Store {
             content,
             rendered,
             elabid,
-            doc,
+            attachments,
+            doc: Some(doc),
         })
     }
 
@@ -630,7 +642,8 @@ impl Store {
             content,
             rendered,
             elabid,
-            doc,
+            attachments,
+            doc: _,
         } = prepared;
         let (now, changes) = (*now, changes.clone());
         self.register_actor(&mut *tx, actor, subject.user_id)
@@ -672,9 +685,8 @@ impl Store {
             subject.user_id,
         )
         .await?;
-        let attachments = doc.attachments()?;
         if !attachments.is_empty() {
-            projection::write_uploads(&mut *tx, entity_id, &attachments).await?;
+            projection::write_uploads(&mut *tx, entity_id, attachments).await?;
         }
         Ok(entity_id)
     }

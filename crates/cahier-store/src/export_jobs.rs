@@ -40,7 +40,7 @@ pub struct ExportJob {
     pub user_id: i64,
     /// What it covers.
     pub scope: ExportScope,
-    /// `eln`.
+    /// `eln`, `zip`, `zipa`, `pdf` or `pdfa` ([`EXPORT_FORMATS`]).
     pub format: String,
     /// `queued`, `running`, `done` or `failed`.
     pub state: String,
@@ -58,6 +58,21 @@ pub struct ExportJob {
     pub finished_at: Option<i64>,
     #[serde(skip)]
     file_name: Option<String>,
+}
+
+/// The formats a background export writes: `.eln` (here), and, written by the web layer
+/// through [`Store::begin_export_job`] … [`Store::finish_export_job`], eLabFTW's `zip` and
+/// `zipa` (a folder per entry with its JSON, its PDF or PDF/A and its attachments) and one
+/// archival PDF of the whole selection (`pdf`: PDF/A-2b, `pdfa`: PDF/A-3b with the proofs).
+pub const EXPORT_FORMATS: [&str; 5] = ["eln", "zip", "zipa", "pdf", "pdfa"];
+
+/// The file extension of a format's output.
+pub fn export_extension(format: &str) -> &'static str {
+    match format {
+        "zip" | "zipa" => "zip",
+        "pdf" | "pdfa" => "pdf",
+        _ => "eln",
+    }
 }
 
 const COLUMNS: &str = "id, user_id, scope, format, state, total, done, file_name, file_size, error, \
@@ -91,6 +106,22 @@ impl Store {
     /// Records a job for `subject`; checks the scope now (ids readable, user or team named)
     /// so a bad request is refused at once. Run it with [`Store::run_export_job`].
     pub async fn create_export_job(&self, subject: &Subject, scope: &ExportScope) -> Result<i64> {
+        self.create_export_job_as(subject, scope, "eln").await
+    }
+
+    /// [`Store::create_export_job`] in one of [`EXPORT_FORMATS`].
+    pub async fn create_export_job_as(
+        &self,
+        subject: &Subject,
+        scope: &ExportScope,
+        format: &str,
+    ) -> Result<i64> {
+        if !EXPORT_FORMATS.contains(&format) {
+            return Err(invalid(
+                "format",
+                format!("expected one of {}", EXPORT_FORMATS.join(", ")),
+            ));
+        }
         let ids = self.export_scope_ids(subject, scope).await?;
         if ids.is_empty() {
             return Err(invalid(
@@ -101,10 +132,11 @@ impl Store {
         let scope_json = serde_json::to_string(scope)
             .map_err(|e| invalid("scope", format!("cannot be stored: {e}")))?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO export_jobs (user_id, scope, total, created_at) VALUES (?, ?, ?, ?) RETURNING id",
+            "INSERT INTO export_jobs (user_id, scope, format, total, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(subject.user_id)
         .bind(scope_json)
+        .bind(format)
         .bind(i64::try_from(ids.len()).unwrap_or(i64::MAX))
         .bind(self.now_ms())
         .fetch_one(&self.pool)
@@ -274,6 +306,95 @@ impl Store {
             }
         }
         outcome.map(|_| ())
+    }
+
+    /// Marks a job of `subject` running and returns it with the name its file will have and
+    /// the temporary path to write it to (renamed by [`Store::finish_export_job`]).
+    pub async fn begin_export_job(
+        &self,
+        subject: &Subject,
+        id: i64,
+    ) -> Result<(ExportJob, String, PathBuf)> {
+        let job = self.export_job(subject, id).await?;
+        sqlx::query("UPDATE export_jobs SET state = 'running' WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        let dir = self.exports_dir()?;
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| StoreError::Conflict(format!("writing the export failed: {e}")))?;
+        let name = format!(
+            "export-{}-{}.{}",
+            job.id,
+            crate::random_hex(8),
+            export_extension(&job.format)
+        );
+        let partial = dir.join(format!("{name}.part"));
+        Ok((job, name, partial))
+    }
+
+    /// Records how many entities a running job has written.
+    pub async fn export_job_progress(&self, id: i64, done: usize) -> Result<()> {
+        sqlx::query("UPDATE export_jobs SET done = ? WHERE id = ?")
+            .bind(i64::try_from(done).unwrap_or(i64::MAX))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends a job begun with [`Store::begin_export_job`]: on success its temporary file takes
+    /// its final name and the job is done; on failure the file is removed and the job failed.
+    pub async fn finish_export_job(
+        &self,
+        id: i64,
+        name: &str,
+        outcome: std::result::Result<(), String>,
+    ) -> Result<()> {
+        let dir = self.exports_dir()?;
+        let partial = dir.join(format!("{name}.part"));
+        let renamed = match outcome {
+            Ok(()) => {
+                let size = tokio::fs::metadata(&partial).await.map(|m| m.len());
+                match size {
+                    Ok(size) => tokio::fs::rename(&partial, dir.join(name))
+                        .await
+                        .map(|()| size)
+                        .map_err(|e| format!("writing the export failed: {e}")),
+                    Err(e) => Err(format!("writing the export failed: {e}")),
+                }
+            }
+            Err(error) => Err(error),
+        };
+        let now = self.now_ms();
+        match renamed {
+            Ok(size) => {
+                sqlx::query(
+                    "UPDATE export_jobs SET state = 'done', done = total, file_name = ?, file_size = ?, \
+                     finished_at = ? WHERE id = ?",
+                )
+                .bind(name)
+                .bind(i64::try_from(size).unwrap_or(i64::MAX))
+                .bind(now)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            }
+            Err(error) => {
+                let _ = tokio::fs::remove_file(&partial).await;
+                tracing::warn!(job_id = id, error = %error, "export job failed");
+                sqlx::query(
+                    "UPDATE export_jobs SET state = 'failed', error = ?, finished_at = ? WHERE id = ?",
+                )
+                .bind(error)
+                .bind(now)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            }
+        }
+        Ok(())
     }
 
     async fn write_export_job(&self, subject: &Subject, job: &ExportJob) -> Result<(String, i64)> {

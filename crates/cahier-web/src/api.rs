@@ -3,7 +3,8 @@
 //! `{code, message, description}`, dates as `YYYY-MM-DD HH:MM:SS`, `canread`/`canwrite`/`metadata`
 //! as JSON strings. Endpoints whose feature does not exist yet answer 501 and say so.
 
-mod entities;
+mod archive;
+pub(crate) mod entities;
 mod events;
 pub(crate) mod exports;
 mod json;

@@ -1701,6 +1701,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("pdf.size", "Size (bytes)", "Taille (octets)"),
     ("pdf.done", "done by", "faite par"),
     ("pdf.none", "None.", "Aucun."),
+    ("pdf.contents", "Contents", "Sommaire"),
     (
         "pdf.printed",
         "Printed by Cahier at",
@@ -1785,6 +1786,34 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
         "Exporter en .eln",
     ),
     ("exchange.refresh", "Refresh", "Actualiser"),
+    (
+        "exchange.pdf_title",
+        "archival PDF of a selection",
+        "PDF d'archive d'une sélection",
+    ),
+    ("exchange.format", "Format", "Format"),
+    ("exchange.format_eln", ".eln (RO-Crate)", ".eln (RO-Crate)"),
+    (
+        "exchange.format_zip",
+        "ZIP (JSON, PDF, attachments)",
+        "ZIP (JSON, PDF, pièces jointes)",
+    ),
+    (
+        "exchange.format_zipa",
+        "ZIP with PDF/A-3b and proofs",
+        "ZIP avec PDF/A-3b et preuves",
+    ),
+    (
+        "exchange.format_pdf",
+        "One archival PDF (PDF/A-2b)",
+        "Un PDF d'archive (PDF/A-2b)",
+    ),
+    (
+        "exchange.format_pdfa",
+        "One PDF/A-3b with proofs",
+        "Un PDF/A-3b avec preuves",
+    ),
+    ("exchange.col_format", "Format", "Format"),
     (
         "exchange.no_exports",
         "No export yet.",

@@ -282,3 +282,45 @@
     });
   }
 })();
+
+// Exports page: while a job runs, poll its JSON status and update the rows in place; when a
+// job is done, its download link appears. Without JavaScript a <noscript> refresh does it.
+(function () {
+  const jobs = document.querySelector("table[data-poll]");
+  if (jobs) {
+    const poll = () => {
+      fetch(jobs.dataset.poll, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+        .then((r) => (r.ok ? r.json() : Promise.reject(r.status)))
+        .then((list) => {
+          let running = false;
+          for (const job of list) {
+            const row = jobs.querySelector('tr[data-job="' + job.id + '"]');
+            if (!row) continue;
+            const bar = row.querySelector(".job-progress progress");
+            const count = row.querySelector(".job-progress span");
+            if (bar) { bar.max = job.total; bar.value = job.done; }
+            if (count) count.textContent = job.done + "/" + job.total;
+            const state = row.querySelector(".job-state");
+            const cell = row.querySelector(".job-download");
+            if (job.state === "done") {
+              if (state) state.textContent = jobs.dataset.stateDone;
+              if (cell && !cell.querySelector("a")) {
+                const link = document.createElement("a");
+                link.href = "/exports/" + job.id + "/download";
+                link.textContent = jobs.dataset.download;
+                cell.appendChild(link);
+              }
+            } else if (job.state === "failed") {
+              if (state) state.textContent = jobs.dataset.stateFailed + (job.error ? ": " + job.error : "");
+            } else {
+              running = true;
+              if (state && job.state === "running") state.textContent = jobs.dataset.stateRunning;
+            }
+          }
+          if (running) window.setTimeout(poll, 1000);
+        })
+        .catch(() => window.setTimeout(poll, 5000));
+    };
+    window.setTimeout(poll, 500);
+  }
+})();

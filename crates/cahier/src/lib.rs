@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod bench_sync;
+pub mod bench_exchange;
 pub mod replica;
 pub mod replica_gate;
 pub mod seed;

@@ -161,6 +161,38 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         blob_mb: usize,
     },
+    /// Measure .eln export and re-import at scale in a fresh folder (see BENCHMARKS.md).
+    BenchExchange {
+        /// Working folder (new or empty); removed at the end unless --keep.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Number of experiments.
+        #[arg(long, default_value_t = 1000)]
+        experiments: usize,
+        /// Total size of the attachments, MiB (one file per experiment).
+        #[arg(long, default_value_t = 100)]
+        attachment_mb: u64,
+        /// Size of each body in bytes.
+        #[arg(long, default_value_t = 2000)]
+        body_bytes: usize,
+        /// Keep the data afterwards.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// One phase of bench-exchange (run by it as a child process).
+    #[command(hide = true)]
+    BenchExchangePhase {
+        #[arg(long)]
+        phase: String,
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        experiments: usize,
+        #[arg(long)]
+        attachment_mb: u64,
+        #[arg(long)]
+        body_bytes: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -664,6 +696,33 @@ async fn run(command: Command) -> anyhow::Result<()> {
             };
             println!("{}", cahier::bench_sync::run(args).await?);
             Ok(())
+        }
+        Command::BenchExchange {
+            dir,
+            experiments,
+            attachment_mb,
+            body_bytes,
+            keep,
+        } => {
+            let args = cahier::bench_exchange::ExchangeArgs {
+                dir,
+                experiments,
+                attachment_mb,
+                body_bytes,
+                keep,
+            };
+            println!("{}", cahier::bench_exchange::run(args).await?);
+            Ok(())
+        }
+        Command::BenchExchangePhase {
+            phase,
+            dir,
+            experiments,
+            attachment_mb,
+            body_bytes,
+        } => {
+            cahier::bench_exchange::phase(&phase, &dir, experiments, attachment_mb, body_bytes)
+                .await
         }
     }
 }

@@ -50,9 +50,14 @@ pub(super) fn routes() -> Documented {
             get(read).patch(update).delete(destroy).post(duplicate),
             vec![
                 Op::get("Read an entry", schema("Entity"))
-                    .query(&[("format", one_of(&["json", "eln", "pdf", "pdfa"]))])
+                    .query(&[(
+                        "format",
+                        one_of(&["json", "csv", "eln", "pdf", "pdfa", "zip", "zipa"]),
+                    )])
                     .also(cahier_eln::MEDIA_TYPE)
-                    .also("application/pdf"),
+                    .also("application/pdf")
+                    .also("application/zip")
+                    .also("text/csv"),
                 Op::patch("Change an entry, or act on it", schema("Entity")).body(with_property(
                     with_property(
                         entity_fields(&[
@@ -410,7 +415,7 @@ async fn default_template(
     }
 }
 
-async fn full_entity(
+pub(crate) async fn full_entity(
     app: &AppState,
     caller: &ApiCaller,
     kind: EntityKind,
@@ -571,9 +576,16 @@ async fn read(
             let lang = crate::i18n::Lang::En;
             return super::pdf::entity_pdf(&app, &caller.subject, kind, id, standard, lang).await;
         }
+        match format.as_str() {
+            "zip" | "zipa" => {
+                return super::archive::entity_zip(&app, &caller, kind, id, format == "zipa").await;
+            }
+            "csv" => return super::exports::entity_csv(&app, &caller, kind, id).await,
+            _ => {}
+        }
         // eLabFTW's export formats that have not landed yet answer 501; anything else is a
         // mistake.
-        const LATER: [&str; 6] = ["csv", "elnhtml", "qrpdf", "qrpng", "zip", "zipa"];
+        const LATER: [&str; 3] = ["elnhtml", "qrpdf", "qrpng"];
         if LATER.contains(&format.as_str()) {
             return Err(AppError::NotImplemented(format!(
                 "export as {format} is not available yet"
@@ -581,7 +593,7 @@ async fn read(
         }
         return Err(AppError::invalid(
             "format",
-            format!("unknown format {format:?}; expected json, pdf or pdfa"),
+            format!("unknown format {format:?}; expected json, csv, eln, pdf, pdfa, zip or zipa"),
         ));
     }
     Ok(axum::Json(full_entity(&app, &caller, kind, id).await?).into_response())

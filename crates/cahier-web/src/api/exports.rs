@@ -38,12 +38,19 @@ pub(super) fn routes() -> Documented {
             get(list_exports).post(create_export),
             vec![
                 Op::get("Your background exports", list_of("ExportJob")),
-                Op::post("Start a background .eln export").body(object(&[
+                Op::post(
+                    "Start a background export (.eln, eLabFTW's zip/zipa, or one PDF/A of the selection)",
+                )
+                .body(object(&[
                     ("experiments", ids()),
                     ("items", ids()),
                     ("user", integer()),
                     ("team", integer()),
                     ("query", string()),
+                    (
+                        "format",
+                        json!({"type": "string", "enum": cahier_store::export_jobs::EXPORT_FORMATS}),
+                    ),
                 ])),
             ],
         )
@@ -53,7 +60,9 @@ pub(super) fn routes() -> Documented {
             get(read_export),
             vec![
                 Op::get_file("An export, or its file once done", schema("ExportJob"))
-                    .also(cahier_eln::MEDIA_TYPE),
+                    .also(cahier_eln::MEDIA_TYPE)
+                    .also("application/zip")
+                    .also("application/pdf"),
             ],
         )
         .route(
@@ -199,10 +208,19 @@ async fn create_export(
 ) -> Result<Response, AppError> {
     let scope: ExportScope = serde_json::from_slice(&body).map_err(|e| {
         AppError::BadRequest(format!(
-            "expected {{\"experiments\": [ids], \"items\": [ids], \"user\": id, \"team\": id}}: {e}"
+            "expected {{\"experiments\": [ids], \"items\": [ids], \"user\": id, \"team\": id, \"format\": \"eln\"}}: {e}"
         ))
     })?;
-    let id = start_export(&app, &caller.subject, &scope).await?;
+    let format = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("format").cloned())
+        .unwrap_or(serde_json::Value::Null);
+    let format = match &format {
+        serde_json::Value::Null => "eln",
+        serde_json::Value::String(f) => f.as_str(),
+        _ => return Err(AppError::invalid("format", "expected a string")),
+    };
+    let id = start_export(&app, &caller.subject, &scope, format, crate::i18n::Lang::En).await?;
     let location = format!(
         "{}/api/v2/exports/{id}",
         app.config.public_url.trim_end_matches('/')
@@ -220,22 +238,28 @@ pub(crate) async fn start_export(
     app: &AppState,
     subject: &Subject,
     scope: &ExportScope,
+    format: &str,
+    lang: crate::i18n::Lang,
 ) -> Result<i64, AppError> {
-    let id = app.store.create_export_job(subject, scope).await?;
+    let id = app
+        .store
+        .create_export_job_as(subject, scope, format)
+        .await?;
     crate::audit_trail::exported(
         &app.store,
         subject.user_id,
         "export",
         id,
-        serde_json::json!({"format": "eln", "scope": scope}),
+        serde_json::json!({"format": format, "scope": scope}),
     )
     .await;
-    let store = app.store.clone();
-    let subject = subject.clone();
-    tokio::spawn(async move {
-        // The outcome is in the job's row (and logged); nobody waits on this task.
-        let _ = store.run_export_job(&subject, id).await;
-    });
+    // The outcome is in the job's row (and logged); nobody waits on this task.
+    tokio::spawn(super::archive::run_job(
+        app.clone(),
+        subject.clone(),
+        id,
+        lang,
+    ));
     Ok(id)
 }
 
@@ -285,6 +309,7 @@ pub(crate) async fn export_download(
     subject: &Subject,
     id: i64,
 ) -> Result<Response, AppError> {
+    let job = store.export_job(subject, id).await?;
     let path = store.export_job_file(subject, id).await?;
     let file = tokio::fs::File::open(&path)
         .await
@@ -294,11 +319,17 @@ pub(crate) async fn export_download(
         .await
         .map_err(|e| AppError::internal(&e))?
         .len();
+    let extension = cahier_store::export_jobs::export_extension(&job.format);
+    let media_type = match extension {
+        "zip" => "application/zip",
+        "pdf" => "application/pdf",
+        _ => cahier_eln::MEDIA_TYPE,
+    };
     Ok(file_response(
         file,
         size,
-        &format!("cahier-export-{id}.eln"),
-        cahier_eln::MEDIA_TYPE,
+        &format!("cahier-export-{id}.{extension}"),
+        media_type,
     ))
 }
 
@@ -469,7 +500,6 @@ pub(crate) async fn list_csv(
     caller: &ApiCaller,
     query: &cahier_store::listing::ListQuery,
 ) -> Result<Response, AppError> {
-    use cahier_store::catalog::Vocabulary;
     let page = app.store.list_entities(&caller.subject, query).await?;
     crate::audit_trail::exported(
         &app.store,
@@ -479,8 +509,38 @@ pub(crate) async fn list_csv(
         serde_json::json!({"format": "csv", "rows": page.rows.len(), "q": query.q}),
     )
     .await;
+    rows_csv(app, &page.rows, "cahier-list.csv").await
+}
+
+/// `GET /{experiments|items}/{id}?format=csv`: the entry as a one-row CSV, with the columns
+/// of the list's CSV.
+pub(crate) async fn entity_csv(
+    app: &AppState,
+    caller: &ApiCaller,
+    kind: EntityKind,
+    id: i64,
+) -> Result<Response, AppError> {
+    let row = app.store.entity_of_kind(&caller.subject, kind, id).await?;
+    crate::audit_trail::exported(
+        &app.store,
+        caller.user.id,
+        "entity",
+        id.to_string(),
+        serde_json::json!({"format": "csv"}),
+    )
+    .await;
+    let name = format!("{}-{}.csv", row.kind.as_str(), row.id);
+    rows_csv(app, std::slice::from_ref(&row), &name).await
+}
+
+async fn rows_csv(
+    app: &AppState,
+    rows: &[cahier_store::EntityRow],
+    file_name: &str,
+) -> Result<Response, AppError> {
+    use cahier_store::catalog::Vocabulary;
     let ids = |f: &dyn Fn(&cahier_store::EntityRow) -> Option<i64>| -> Vec<i64> {
-        page.rows.iter().filter_map(f).collect()
+        rows.iter().filter_map(f).collect()
     };
     let statuses: HashMap<i64, String> = app
         .store
@@ -505,7 +565,7 @@ pub(crate) async fn list_csv(
         .collect();
     let mut out =
         String::from("id,title,date,status,category,tags,owner,created_at,modified_at,elabid\r\n");
-    for row in &page.rows {
+    for row in rows {
         let cells = [
             row.id.to_string(),
             row.title.clone(),
@@ -531,7 +591,7 @@ pub(crate) async fn list_csv(
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
             (
                 header::CONTENT_DISPOSITION,
-                "attachment; filename=\"cahier-list.csv\"".to_owned(),
+                format!("attachment; filename=\"{file_name}\""),
             ),
         ],
         out,

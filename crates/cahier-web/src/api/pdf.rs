@@ -40,12 +40,7 @@ pub(crate) async fn entity_pdf(
     standard: Standard,
     lang: Lang,
 ) -> Result<Response, AppError> {
-    let entity = gather(app, subject, kind, id, standard, lang).await?;
-    let title = entity.title.clone();
-    let pdf = tokio::task::spawn_blocking(move || cahier_pdf::render(&entity, standard))
-        .await
-        .map_err(|e| AppError::internal(&e))?
-        .map_err(|e| AppError::internal(&e))?;
+    let (title, pdf) = entity_pdf_bytes(app, subject, kind, id, standard, lang).await?;
     let disposition = HeaderValue::from_str(&format!(
         "attachment; filename=\"{}.pdf\"",
         file_stem(&title)
@@ -64,8 +59,51 @@ pub(crate) async fn entity_pdf(
         .into_response())
 }
 
+/// The title and PDF of entity `id` as the subject may see it.
+pub(crate) async fn entity_pdf_bytes(
+    app: &AppState,
+    subject: &Subject,
+    kind: EntityKind,
+    id: i64,
+    standard: Standard,
+    lang: Lang,
+) -> Result<(String, Vec<u8>), AppError> {
+    let entity = gather(app, subject, kind, id, standard, lang).await?;
+    let title = entity.title.clone();
+    let pdf = tokio::task::spawn_blocking(move || cahier_pdf::render(&entity, standard))
+        .await
+        .map_err(|e| AppError::internal(&e))?
+        .map_err(|e| AppError::internal(&e))?;
+    Ok((title, pdf))
+}
+
+/// One PDF of the entities `ids` (in order, each read through the access policy), titled
+/// `title`; `progress` is told how many entries are gathered. The entries' text and images
+/// are held in memory until the layout, so selections are bounded by the export scope limit.
+pub(crate) async fn selection_pdf(
+    app: &AppState,
+    subject: &Subject,
+    ids: &[i64],
+    title: &str,
+    standard: Standard,
+    lang: Lang,
+    mut progress: impl FnMut(usize) + Send,
+) -> Result<Vec<u8>, AppError> {
+    let mut entities = Vec::with_capacity(ids.len());
+    for (n, id) in ids.iter().enumerate() {
+        let row = app.store.entity(subject, *id).await?;
+        entities.push(gather(app, subject, row.kind, *id, standard, lang).await?);
+        progress(n + 1);
+    }
+    let title = title.to_owned();
+    tokio::task::spawn_blocking(move || cahier_pdf::render_selection(&title, &entities, standard))
+        .await
+        .map_err(|e| AppError::internal(&e))?
+        .map_err(|e| AppError::internal(&e))
+}
+
 /// A file name from a title: printable ASCII without quotes or slashes, at most 100 characters.
-fn file_stem(title: &str) -> String {
+pub(crate) fn file_stem(title: &str) -> String {
     let stem: String = title
         .chars()
         .map(|c| {
@@ -340,6 +378,7 @@ async fn gather(
             size: t("pdf.size"),
             done: t("pdf.done"),
             none: t("pdf.none"),
+            contents: t("pdf.contents"),
         },
     })
 }

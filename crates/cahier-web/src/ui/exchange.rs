@@ -189,8 +189,10 @@ async fn confirm(
 struct JobView {
     id: i64,
     what: String,
+    format: String,
     state: &'static str,
     is_done: bool,
+    is_running: bool,
     done: i64,
     total: i64,
     created: String,
@@ -202,6 +204,8 @@ struct JobView {
 struct ExportsPage {
     p: PageCtx,
     jobs: Vec<JobView>,
+    /// Some job is queued or running: the page refreshes itself until none is.
+    any_running: bool,
 }
 
 fn job_view(job: &ExportJob, lang: crate::i18n::Lang) -> JobView {
@@ -227,6 +231,16 @@ fn job_view(job: &ExportJob, lang: crate::i18n::Lang) -> JobView {
             _ => lang.t("exchange.state_queued"),
         },
         is_done: job.state == "done",
+        is_running: matches!(job.state.as_str(), "queued" | "running"),
+        format: lang
+            .t(match job.format.as_str() {
+                "zip" => "exchange.format_zip",
+                "zipa" => "exchange.format_zipa",
+                "pdf" => "exchange.format_pdf",
+                "pdfa" => "exchange.format_pdfa",
+                _ => "exchange.format_eln",
+            })
+            .to_owned(),
         done: job.done,
         total: job.total,
         created: when(job.created_at),
@@ -239,7 +253,7 @@ async fn exports_page(
     session: SignedIn,
 ) -> Result<Response, UiError> {
     let lang = session.lang;
-    let jobs = state
+    let jobs: Vec<JobView> = state
         .store
         .export_jobs(&session.subject)
         .await
@@ -247,10 +261,15 @@ async fn exports_page(
         .iter()
         .map(|j| job_view(j, lang))
         .collect();
+    let any_running = jobs.iter().any(|j| j.is_running);
     let p = PageCtx::signed_in(&state, &session, lang.t("exchange.exports_title").into())
         .await
         .ui(lang)?;
-    Ok(render(&ExportsPage { p, jobs }))
+    Ok(render(&ExportsPage {
+        p,
+        jobs,
+        any_running,
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -260,6 +279,9 @@ struct NewExportForm {
     experiments: String,
     #[serde(default)]
     items: String,
+    /// One of `EXPORT_FORMATS`; `.eln` when empty.
+    #[serde(default)]
+    format: String,
 }
 
 fn ids(list: &str) -> Result<Vec<i64>, AppError> {
@@ -294,7 +316,12 @@ async fn new_export(
             ..Default::default()
         },
     };
-    start_export(&state, &session.subject, &scope)
+    let format = if form.format.is_empty() {
+        "eln"
+    } else {
+        form.format.as_str()
+    };
+    start_export(&state, &session.subject, &scope, format, lang)
         .await
         .ui(lang)?;
     Ok(Redirect::to("/exports").into_response())

@@ -13,6 +13,7 @@
 
 mod attachments;
 mod bookings;
+mod exports;
 mod harness;
 mod resources;
 mod stock;

@@ -308,9 +308,9 @@ async fn hostile_archives_are_refused_with_a_message_and_leave_nothing() {
         ("root/a/x.txt", &zeros, true),
     ]);
     drop(zeros);
-    // Metadata past the 32 MiB limit (compressed well below the upload limit).
+    // Metadata past the 128 MiB limit (compressed well below the upload limit).
     let mut huge = b"{\"@graph\": [], \"pad\": \"".to_vec();
-    huge.resize(33 << 20, b' ');
+    huge.resize(129 << 20, b' ');
     huge.extend_from_slice(b"\"}");
     let huge_metadata = zip_of(&[("root/ro-crate-metadata.json", &huge, true)]);
     let no_metadata = zip_of(&[("root/a/x.txt", b"x", false)]);

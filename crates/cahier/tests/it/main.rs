@@ -11,6 +11,7 @@ mod api_experiments;
 mod api_extended;
 mod api_openapi;
 mod api_subresources;
+mod archives;
 mod audit;
 mod bookings;
 mod cli;

@@ -36,7 +36,7 @@ async fn pdf_of(api: &Api, path: &str) -> Vec<u8> {
     response.bytes().await.unwrap().to_vec()
 }
 
-fn run(program: &str, args: &[&str]) -> String {
+pub(super) fn run(program: &str, args: &[&str]) -> String {
     let output = Command::new(program)
         .args(args)
         .output()
@@ -51,7 +51,7 @@ fn run(program: &str, args: &[&str]) -> String {
 }
 
 /// Writes `pdf`, checks its structure and PDF/A claim, and returns its text.
-fn check_pdf(dir: &Path, name: &str, pdf: &[u8], part: &str) -> String {
+pub(super) fn check_pdf(dir: &Path, name: &str, pdf: &[u8], part: &str) -> String {
     assert!(pdf.starts_with(b"%PDF-"), "not a PDF");
     let xmp = String::from_utf8_lossy(pdf);
     assert!(

@@ -1,0 +1,295 @@
+//! eLabFTW's ZIP exports and the background jobs that are not `.eln`.
+//!
+//! `format=zip|zipa` (one entry at once, or a selection as a background job): a ZIP with one
+//! folder per entry, `<kind>-<id> - <title>/`, holding `export.json` (what
+//! `GET /{experiments|items}/{id}` answers), `<title>.pdf` (PDF/A-2b for `zip`, PDF/A-3b with
+//! the proofs for `zipa`) and the entry's current attachments under their own names (made safe
+//! for every file system, de-duplicated as `name (2).ext`). The ZIP is written into a file,
+//! attachments chunk by chunk from the blob store, then streamed: memory stays flat whatever
+//! the size of the attachments.
+//!
+//! `pdf|pdfa` jobs: one archival PDF of the whole selection (`api::pdf::selection_pdf`).
+//! Every read goes through the store's access-checked reads with the requester's subject.
+
+use crate::AppState;
+use crate::auth::ApiCaller;
+use crate::error::AppError;
+use crate::i18n::Lang;
+use cahier_core::Subject;
+use cahier_pdf::Standard;
+use std::collections::HashSet;
+use std::io::{Seek, Write};
+use zip::write::SimpleFileOptions;
+
+/// A name that is safe as one path component on every system: no separators, no control or
+/// reserved characters, no leading dots, at most 120 characters; `fallback` when nothing is left.
+pub(crate) fn safe_component(name: &str, fallback: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| {
+            if c.is_control() || matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|') {
+                '_'
+            } else {
+                c
+            }
+        })
+        .take(120)
+        .collect();
+    let cleaned = cleaned.trim().trim_start_matches('.').trim();
+    if cleaned.is_empty() {
+        fallback.to_owned()
+    } else {
+        cleaned.to_owned()
+    }
+}
+
+/// `name`, or `name (2).ext`, `name (3).ext`… so that no two names of `taken` are equal when
+/// compared without case (as on Windows and macOS).
+fn unique(name: &str, taken: &mut HashSet<String>) -> String {
+    let (stem, ext) = match name.rfind('.') {
+        Some(dot) if dot > 0 => (&name[..dot], &name[dot..]),
+        _ => (name, ""),
+    };
+    let mut candidate = name.to_owned();
+    let mut n = 2;
+    while !taken.insert(candidate.to_lowercase()) {
+        candidate = format!("{stem} ({n}){ext}");
+        n += 1;
+    }
+    candidate
+}
+
+fn zip_error(error: zip::result::ZipError) -> AppError {
+    AppError::internal(&error)
+}
+
+fn io_error(error: std::io::Error) -> AppError {
+    AppError::internal(&error)
+}
+
+/// Writes the ZIP of `ids` (in order) into `sink`; `progress` is told how many entries are
+/// written. `standard` is the PDF of each folder.
+pub(crate) async fn write_zip<W: Write + Seek + Send>(
+    app: &AppState,
+    caller: &ApiCaller,
+    ids: &[i64],
+    standard: Standard,
+    lang: Lang,
+    sink: W,
+    mut progress: impl FnMut(usize) + Send,
+) -> Result<W, AppError> {
+    let store = &app.store;
+    let subject = &caller.subject;
+    let mut zip = zip::ZipWriter::new(sink);
+    let deflated =
+        SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    let mut folders = HashSet::new();
+    for (n, id) in ids.iter().enumerate() {
+        let row = store.entity(subject, *id).await?;
+        let kind = row.kind;
+        let folder = unique(
+            &safe_component(
+                &format!("{}-{} - {}", kind.as_str(), row.id, row.title),
+                "entry",
+            ),
+            &mut folders,
+        );
+        let json = super::entities::full_entity(app, caller, kind, *id).await?;
+        let (title, pdf) =
+            super::pdf::entity_pdf_bytes(app, subject, kind, *id, standard, lang).await?;
+        let mut taken = HashSet::new();
+        let json_name = unique("export.json", &mut taken);
+        let pdf_name = unique(
+            &format!("{}.pdf", super::pdf::file_stem(&title)),
+            &mut taken,
+        );
+        zip.add_directory(format!("{folder}/"), SimpleFileOptions::default())
+            .map_err(zip_error)?;
+        zip.start_file(format!("{folder}/{json_name}"), deflated)
+            .map_err(zip_error)?;
+        let text = serde_json::to_vec_pretty(&json).map_err(|e| AppError::internal(&e))?;
+        zip.write_all(&text).map_err(io_error)?;
+        zip.start_file(format!("{folder}/{pdf_name}"), deflated)
+            .map_err(zip_error)?;
+        zip.write_all(&pdf).map_err(io_error)?;
+        drop(pdf);
+        let blobs = store.blob_store()?;
+        for upload in store.uploads(subject, *id, false).await?.into_iter().rev() {
+            let name = unique(&safe_component(&upload.real_name, "attachment"), &mut taken);
+            let size = u64::try_from(upload.size).unwrap_or_default();
+            // Attachments are mostly compressed already (images, archives): stored as is.
+            let options = SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Stored)
+                .large_file(size >= u64::from(u32::MAX));
+            zip.start_file(format!("{folder}/{name}"), options)
+                .map_err(zip_error)?;
+            let unreadable = |error: cahier_store::blobs::BlobError| {
+                AppError::Conflict(format!(
+                    "reading the attachment {} of entry {id} failed: {error}",
+                    upload.real_name
+                ))
+            };
+            let mut reader = blobs.open(&upload.sha256).await.map_err(unreadable)?;
+            while let Some(chunk) = reader.next_chunk().await.map_err(unreadable)? {
+                zip.write_all(&chunk).map_err(io_error)?;
+            }
+        }
+        progress(n + 1);
+    }
+    zip.finish().map_err(zip_error)
+}
+
+/// `GET /{experiments|items}/{id}?format=zip|zipa`: the entry's ZIP, written to a temporary
+/// file and streamed.
+pub(crate) async fn entity_zip(
+    app: &AppState,
+    caller: &ApiCaller,
+    kind: cahier_core::EntityKind,
+    id: i64,
+    archival: bool,
+) -> Result<axum::response::Response, AppError> {
+    let row = app.store.entity_of_kind(&caller.subject, kind, id).await?;
+    let standard = if archival {
+        Standard::PdfA3b
+    } else {
+        Standard::PdfA2b
+    };
+    let dir = app.store.blob_store()?.root().join("tmp");
+    tokio::fs::create_dir_all(&dir).await.map_err(io_error)?;
+    let path = dir.join(format!(
+        "export-{}.zip",
+        hex::encode(rand::random::<[u8; 16]>())
+    ));
+    let file = std::fs::File::create(&path).map_err(io_error)?;
+    let written = write_zip(app, caller, &[id], standard, Lang::En, file, |_| {}).await;
+    let file = match written {
+        Ok(file) => file,
+        Err(error) => {
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(error);
+        }
+    };
+    drop(file);
+    let reader = tokio::fs::File::open(&path).await.map_err(io_error)?;
+    let size = reader.metadata().await.map_err(io_error)?.len();
+    // The open handle keeps the content readable; nothing is left on disk.
+    let _ = tokio::fs::remove_file(&path).await;
+    let format = if archival { "zipa" } else { "zip" };
+    crate::audit_trail::exported(
+        &app.store,
+        caller.subject.user_id,
+        "entity",
+        id.to_string(),
+        serde_json::json!({"format": format, "bytes": size}),
+    )
+    .await;
+    let name = format!("{}-{}.zip", row.kind.as_str(), row.id);
+    Ok(super::exports::file_response(
+        reader,
+        size,
+        &name,
+        "application/zip",
+    ))
+}
+
+/// Runs a background job of any format to its end; the outcome is in the job's row.
+pub(crate) async fn run_job(app: AppState, subject: Subject, id: i64, lang: Lang) {
+    let store = app.store.clone();
+    let (job, name, partial) = match store.begin_export_job(&subject, id).await {
+        Ok(begun) => begun,
+        Err(error) => {
+            tracing::warn!(job_id = id, error = %error, "export job could not start");
+            return;
+        }
+    };
+    if job.format == "eln" {
+        // The store writes .eln itself, with its own bookkeeping.
+        let _ = store.run_export_job(&subject, id).await;
+        return;
+    }
+    let outcome = write_job(&app, &subject, &job, &partial, lang).await;
+    let _ = store
+        .finish_export_job(id, &name, outcome.map_err(|e| e.to_string()))
+        .await;
+}
+
+async fn write_job(
+    app: &AppState,
+    subject: &Subject,
+    job: &cahier_store::export_jobs::ExportJob,
+    partial: &std::path::Path,
+    lang: Lang,
+) -> Result<(), AppError> {
+    let store = &app.store;
+    let ids = store.export_scope_ids(subject, &job.scope).await?;
+    // Progress goes to the row from a watcher, so the writer never waits on the database.
+    let (progress_tx, mut progress_rx) = tokio::sync::watch::channel(0usize);
+    let watcher_store = store.clone();
+    let job_id = job.id;
+    let watcher = tokio::spawn(async move {
+        while progress_rx.changed().await.is_ok() {
+            let done = *progress_rx.borrow_and_update();
+            let _ = watcher_store.export_job_progress(job_id, done).await;
+        }
+    });
+    let progress = move |n: usize| {
+        let _ = progress_tx.send(n);
+    };
+    let outcome = match job.format.as_str() {
+        "zip" | "zipa" => {
+            let caller = ApiCaller {
+                user: store.user(subject.user_id).await?,
+                subject: subject.clone(),
+                team_id: None,
+                can_write: false,
+            };
+            let standard = if job.format == "zipa" {
+                Standard::PdfA3b
+            } else {
+                Standard::PdfA2b
+            };
+            let file = std::fs::File::create(partial).map_err(io_error)?;
+            write_zip(app, &caller, &ids, standard, lang, file, progress)
+                .await
+                .and_then(|file| file.sync_all().map_err(io_error))
+        }
+        "pdf" | "pdfa" => {
+            let standard = if job.format == "pdfa" {
+                Standard::PdfA3b
+            } else {
+                Standard::PdfA2b
+            };
+            let title = format!("Cahier — {} ({})", lang.t("exchange.pdf_title"), ids.len());
+            match super::pdf::selection_pdf(app, subject, &ids, &title, standard, lang, progress)
+                .await
+            {
+                Ok(pdf) => tokio::fs::write(partial, pdf).await.map_err(io_error),
+                Err(error) => Err(error),
+            }
+        }
+        other => Err(AppError::invalid(
+            "format",
+            format!("{other} is not a background export format"),
+        )),
+    };
+    let _ = watcher.await;
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_made_safe_and_unique() {
+        assert_eq!(safe_component("../../etc/passwd", "x"), "_.._etc_passwd");
+        assert_eq!(safe_component("...", "x"), "x");
+        assert_eq!(safe_component("a\u{0}b:c", "x"), "a_b_c");
+        let mut taken = HashSet::new();
+        assert_eq!(unique("data.csv", &mut taken), "data.csv");
+        assert_eq!(unique("DATA.csv", &mut taken), "DATA (2).csv");
+        assert_eq!(unique("data.csv", &mut taken), "data (3).csv");
+        assert_eq!(unique("README", &mut taken), "README");
+        assert_eq!(unique("readme", &mut taken), "readme (2)");
+    }
+}
