@@ -284,6 +284,7 @@ async fn check_overlap(
     start_ms: i64,
     end_ms: i64,
     except: Option<i64>,
+    zone: &cahier_core::zone::Zone,
 ) -> Result<()> {
     if rules.can_overlap {
         return Ok(());
@@ -306,19 +307,15 @@ async fn check_overlap(
         let (start, end): (i64, i64) = (row.try_get(1)?, row.try_get(2)?);
         let who: String = row.try_get(3)?;
         return Err(StoreError::Conflict(format!(
-            "this slot is already booked: \"{title}\" by {who}, {} to {} (UTC); choose another time",
-            short_time(start),
-            short_time(end)
+            "this slot is already booked: \"{title}\" by {who}, {} to {} ({}); choose another time",
+            zone.display(start),
+            zone.display(end),
+            zone.name()
         )));
     }
     Ok(())
 }
 
-/// `YYYY-MM-DD HH:MM`.
-fn short_time(ms: i64) -> String {
-    let full = cahier_core::clock::format_sql_datetime(ms);
-    full.get(..16).unwrap_or(&full).to_owned()
-}
 
 impl Store {
     /// The resource behind a booking operation: readable, a resource, not deleted.
@@ -352,6 +349,39 @@ impl Store {
         let mut conn = self.pool.acquire().await?;
         let row = self.bookable_row(&mut conn, subject, entity_id).await?;
         Ok(row.access().may_admin(subject))
+    }
+
+    /// Experiments the subject may read whose title contains `text` or whose id it is, the
+    /// subject's own and the latest changed first (the experiment picker of the booking and
+    /// stock forms; an empty `text` gives the recent ones). Filtered by the access policy.
+    pub async fn experiment_choices(
+        &self,
+        subject: &Subject,
+        text: &str,
+        limit: i64,
+    ) -> Result<Vec<(i64, String)>> {
+        let readable = access_sql::readable_by(subject);
+        let text = text.trim().trim_start_matches('#');
+        let id: Option<i64> = text.parse().ok();
+        let pattern = format!(
+            "%{}%",
+            text.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        let rows: Vec<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT e.id, e.title FROM entities e WHERE e.kind = 'experiment' AND e.state = 1 \
+             AND (e.id = ? OR e.title LIKE ? ESCAPE '\\') AND {readable} \
+             ORDER BY (e.id = ?) DESC, (e.owner_id = ?) DESC, e.modified_at DESC, e.id DESC LIMIT ?"
+        )))
+        .bind(id)
+        .bind(&pattern)
+        .bind(id)
+        .bind(subject.user_id)
+        .bind(limit.clamp(1, 50))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
     }
 
     /// Whether the subject may book a resource (its canbook rule, see
@@ -523,6 +553,7 @@ impl Store {
             new.start_ms,
             new.end_ms,
             None,
+            &zone,
         )
         .await?;
         if let Some(max) = rules.max_slots
@@ -697,7 +728,16 @@ impl Store {
                 return Err(refuse_booking());
             }
             rules.check_slot(start, end, now, is_manager, &zone)?;
-            check_overlap(&mut tx, &rules, booking.entity_id, start, end, Some(id)).await?;
+            check_overlap(
+                &mut tx,
+                &rules,
+                booking.entity_id,
+                start,
+                end,
+                Some(id),
+                &zone,
+            )
+            .await?;
         }
         sqlx::query(
             "UPDATE bookings SET start_ms = ?, end_ms = ?, title = coalesce(?, title), \

@@ -1804,6 +1804,18 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
         "Fuseau horaire de l'instance",
     ),
     ("access.who_book", "Who can book", "Qui peut réserver"),
+    (
+        "booking.experiment_matches",
+        "Matching experiments",
+        "Expériences correspondantes",
+    ),
+    (
+        "booking.experiment_picker_hint",
+        "Type part of the title or the number of an experiment you can read, then choose it.",
+        "Tapez une partie du titre ou le numéro d'une expérience que vous pouvez lire, puis choisissez-la.",
+    ),
+    ("booking.picker_none", "No matching experiment", "Aucune expérience correspondante"),
+    ("booking.picker_count", "experiments found", "expériences trouvées"),
     ("access.book", "Booking", "Réservation"),
     (
         "access.book_same_as_read",

@@ -37,6 +37,7 @@ pub(super) fn routes() -> Router<AppState> {
             post(actions::change_booking),
         )
         .route("/calendar/feed/{action}", post(actions::feed_token))
+        .route("/calendar/experiments", get(experiment_choices))
 }
 
 /// Which calendar a page shows.
@@ -176,6 +177,8 @@ struct CalendarPage {
     is_bookable: bool,
     /// False when the resource's canbook leaves this user out.
     may_book: bool,
+    /// The user's recent experiments, offered by the picker without JavaScript.
+    recent_experiments: Vec<(i64, String)>,
     resource_feed: Option<String>,
     user_feed: Option<String>,
     back: String,
@@ -346,6 +349,10 @@ async fn render_calendar(
         Some(r) => r.rules.is_bookable,
         None => !resources.is_empty(),
     };
+    let recent_experiments = store
+        .experiment_choices(subject, "", 20)
+        .await
+        .ui(lang)?;
     let may_book = match resource_id {
         Some(id) if is_bookable => store.may_book(subject, id).await.ui(lang)?,
         _ => true,
@@ -574,6 +581,7 @@ async fn render_calendar(
         can_manage,
         is_bookable,
         may_book,
+        recent_experiments,
         resource_feed,
         user_feed,
         back: format!("{path}?view={view_name}&date={}", iso(anchor)),
@@ -659,7 +667,7 @@ fn parse_form(form: &BookingForm, zone: &Zone) -> Result<NewBooking, AppError> {
             )
         })
     };
-    let experiment = match form.experiment.trim().trim_start_matches('#') {
+    let experiment = match experiment_ref(&form.experiment) {
         "" => None,
         text => Some(text.parse().map_err(|_| {
             AppError::invalid(
@@ -675,6 +683,39 @@ fn parse_form(form: &BookingForm, zone: &Zone) -> Result<NewBooking, AppError> {
         title: form.title.clone(),
         experiment_id: experiment,
     })
+}
+
+/// The id in what the experiment picker holds: `42`, `#42` or `#42 Title`.
+pub(super) fn experiment_ref(text: &str) -> &str {
+    text.trim()
+        .trim_start_matches('#')
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct PickerQuery {
+    #[serde(default)]
+    q: String,
+}
+
+/// `GET /calendar/experiments?q=`: the experiments the user may read matching `q` (title or
+/// id), as `[{"id", "title", "label"}]`, for the search-as-you-type picker.
+async fn experiment_choices(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Query(query): Query<PickerQuery>,
+) -> Result<Response, AppError> {
+    let rows = state
+        .store
+        .experiment_choices(&session.subject, &query.q, 12)
+        .await?;
+    let list: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|(id, title)| serde_json::json!({"id": id, "title": title, "label": format!("#{id} {title}")}))
+        .collect();
+    Ok(axum::Json(list).into_response())
 }
 
 async fn book(

@@ -12,6 +12,7 @@ mod api_extended;
 mod api_openapi;
 mod api_subresources;
 mod audit;
+mod booking_zones;
 mod bookings;
 mod cli;
 mod eln;
