@@ -281,6 +281,9 @@
       attachImagesToBody(named);
     });
   }
+})();
+
+(function () {
   // Experiment picker (booking and stock forms): search-as-you-type over the experiments the
   // user may read (an ARIA combobox with a listbox). Without JavaScript, the input keeps its
   // list of recent experiments and accepts an experiment's number.

@@ -798,7 +798,7 @@ async fn update(
             let patch = patch_from(&body, kind)?;
             let canread = body.access_rule("canread", Some(&row.canread))?;
             let canwrite = body.access_rule("canwrite", Some(&row.canwrite))?;
-            if kind == EntityKind::Resource {
+            if kind == EntityKind::Resource && (body.has("canbook") || body.has("canbook_base")) {
                 let current = store.canbook(subject, id).await?.0;
                 if let Some(canbook) = body.access_rule("canbook", Some(&current))? {
                     store.set_canbook(subject, id, Some(&canbook)).await?;

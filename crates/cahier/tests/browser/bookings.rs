@@ -265,11 +265,13 @@ async fn the_experiment_of_a_booking_is_picked_by_typing_part_of_its_title() {
         vec![json!(tomorrow)],
     )
     .await;
+    // Focused empty, it offers recent experiments; typing narrows to the matching one.
     ui.type_into("#booking-experiment", "stomata").await;
     ui.wait_js(
-        "the matching experiment offered",
-        "Array.from(document.querySelectorAll('#booking-experiment-results [role=option]')).some(o => o.textContent.includes('Leaf stomata count'))
-         && document.getElementById('booking-experiment').getAttribute('aria-expanded') === 'true'",
+        "only the matching experiment offered",
+        "(() => { const o = Array.from(document.querySelectorAll('#booking-experiment-results [role=option]'));
+           return o.length === 1 && o[0].textContent.includes('Leaf stomata count')
+             && document.getElementById('booking-experiment').getAttribute('aria-expanded') === 'true'; })()",
     )
     .await;
     let offered = ui
