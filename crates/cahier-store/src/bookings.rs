@@ -316,7 +316,6 @@ async fn check_overlap(
     Ok(())
 }
 
-
 impl Store {
     /// The resource behind a booking operation: readable, a resource, not deleted.
     async fn bookable_row(

@@ -1814,8 +1814,16 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
         "Type part of the title or the number of an experiment you can read, then choose it.",
         "Tapez une partie du titre ou le numéro d'une expérience que vous pouvez lire, puis choisissez-la.",
     ),
-    ("booking.picker_none", "No matching experiment", "Aucune expérience correspondante"),
-    ("booking.picker_count", "experiments found", "expériences trouvées"),
+    (
+        "booking.picker_none",
+        "No matching experiment",
+        "Aucune expérience correspondante",
+    ),
+    (
+        "booking.picker_count",
+        "experiments found",
+        "expériences trouvées",
+    ),
     ("access.book", "Booking", "Réservation"),
     (
         "access.book_same_as_read",

@@ -349,10 +349,7 @@ async fn render_calendar(
         Some(r) => r.rules.is_bookable,
         None => !resources.is_empty(),
     };
-    let recent_experiments = store
-        .experiment_choices(subject, "", 20)
-        .await
-        .ui(lang)?;
+    let recent_experiments = store.experiment_choices(subject, "", 20).await.ui(lang)?;
     let may_book = match resource_id {
         Some(id) if is_bookable => store.may_book(subject, id).await.ui(lang)?,
         _ => true,

@@ -109,11 +109,23 @@ async fn ten_o_clock_in_paris_is_the_right_instant_in_winter_and_summer_for_ever
     let lab = lab().await;
     let m = lab.microscope;
     assert_eq!(
-        book_in_form(&lab, "2027-01-14T10:00", "2027-01-14T11:30", "Winter imaging").await,
+        book_in_form(
+            &lab,
+            "2027-01-14T10:00",
+            "2027-01-14T11:30",
+            "Winter imaging"
+        )
+        .await,
         303
     );
     assert_eq!(
-        book_in_form(&lab, "2027-07-15T10:00", "2027-07-15T11:30", "Summer imaging").await,
+        book_in_form(
+            &lab,
+            "2027-07-15T10:00",
+            "2027-07-15T11:30",
+            "Summer imaging"
+        )
+        .await,
         303
     );
     // Through the API, without an offset: Bob's local time too.
@@ -128,10 +140,22 @@ async fn ten_o_clock_in_paris_is_the_right_instant_in_winter_and_summer_for_ever
 
     // Ada's zone is the instance's (UTC): the instants.
     let utc = events(&lab.ada_api, m).await;
-    assert_eq!(by_title(&utc, "Winter imaging")["start"], "2027-01-14T09:00:00Z");
-    assert_eq!(by_title(&utc, "Winter imaging")["end"], "2027-01-14T10:30:00Z");
-    assert_eq!(by_title(&utc, "Summer imaging")["start"], "2027-07-15T08:00:00Z");
-    assert_eq!(by_title(&utc, "API imaging")["start"], "2027-07-16T08:00:00Z");
+    assert_eq!(
+        by_title(&utc, "Winter imaging")["start"],
+        "2027-01-14T09:00:00Z"
+    );
+    assert_eq!(
+        by_title(&utc, "Winter imaging")["end"],
+        "2027-01-14T10:30:00Z"
+    );
+    assert_eq!(
+        by_title(&utc, "Summer imaging")["start"],
+        "2027-07-15T08:00:00Z"
+    );
+    assert_eq!(
+        by_title(&utc, "API imaging")["start"],
+        "2027-07-16T08:00:00Z"
+    );
     // Bob sees his own local times with their offsets, as eLabFTW gives them.
     let paris = events(&lab.bob_api, m).await;
     assert_eq!(
@@ -205,7 +229,9 @@ async fn a_week_crossing_the_clock_change_shows_each_booking_in_its_local_hour()
     assert_eq!(by_title(&utc, "After")["start"], "2027-03-28T08:00:00Z");
     let html = lab
         .bob_browser
-        .page(&format!("/resources/{m}/calendar?view=week&date=2027-03-27"))
+        .page(&format!(
+            "/resources/{m}/calendar?view=week&date=2027-03-27"
+        ))
         .await;
     for day in ["2027-03-26", "2027-03-28"] {
         assert!(
@@ -217,11 +243,19 @@ async fn a_week_crossing_the_clock_change_shows_each_booking_in_its_local_hour()
             "{day} 09:00 is free"
         );
     }
-    assert!(html.contains("2027-03-28 10:00–11:00"), "listed at local time");
+    assert!(
+        html.contains("2027-03-28 10:00–11:00"),
+        "listed at local time"
+    );
     // The hour skipped on Sunday (02:00-03:00) holds nothing.
     assert!(html.contains(r#"data-start="2027-03-28T02:00">"#));
     // The iCal feed carries the instants, read by a real iCalendar parser.
-    let token = lab.app.store.renew_calendar_token(lab.bob.id).await.unwrap();
+    let token = lab
+        .app
+        .store
+        .renew_calendar_token(lab.bob.id)
+        .await
+        .unwrap();
     let ics = reqwest::get(format!("{}/ical/{token}/resources/{m}.ics", lab.app.url))
         .await
         .unwrap()
@@ -255,7 +289,10 @@ async fn canbook_narrows_who_may_book_with_a_clear_refusal() {
     let lab = lab().await;
     let m = lab.microscope;
     let item = lab.ada_api.json(&format!("/items/{m}")).await;
-    assert_eq!(item["canbook_base"], item["canread_base"], "same as canread");
+    assert_eq!(
+        item["canbook_base"], item["canread_base"],
+        "same as canread"
+    );
 
     // Only the owner and the team's admins may book.
     let response = lab
@@ -265,8 +302,12 @@ async fn canbook_narrows_who_may_book_with_a_clear_refusal() {
     assert_eq!(response.status(), 200);
     let item = lab.ada_api.json(&format!("/items/{m}")).await;
     assert_eq!(item["canbook_base"], 20);
-    let slot = json!({"title": "Imaging", "start": "2027-02-01T10:00:00Z", "end": "2027-02-01T11:00:00Z"});
-    let response = lab.bob_api.post(&format!("/events/{m}"), slot.clone()).await;
+    let slot =
+        json!({"title": "Imaging", "start": "2027-02-01T10:00:00Z", "end": "2027-02-01T11:00:00Z"});
+    let response = lab
+        .bob_api
+        .post(&format!("/events/{m}"), slot.clone())
+        .await;
     assert_eq!(response.status(), 403);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["code"], 403);
@@ -304,11 +345,7 @@ async fn canbook_narrows_who_may_book_with_a_clear_refusal() {
     let response = ada_browser
         .post_form(
             &format!("/resources/{m}/access"),
-            &[
-                ("read_base", "30"),
-                ("write_base", "20"),
-                ("book_base", ""),
-            ],
+            &[("read_base", "30"), ("write_base", "20"), ("book_base", "")],
         )
         .await;
     assert_eq!(response.status(), 303);
