@@ -270,6 +270,18 @@ impl EntityAccess {
         self.owner_id == subject.user_id || subject.is_team_admin(self.team_id)
     }
 
+    /// May `subject` book this resource? eLabFTW's `canbook` rule: `None` means "same as
+    /// `canread`". One must also be able to read it; its owner and team admins always may.
+    pub fn may_book(&self, subject: &Subject, canbook: Option<&AccessRule>) -> bool {
+        if !self.may_read(subject) {
+            return false;
+        }
+        match canbook {
+            None => true,
+            Some(rule) => self.may_admin(subject) || !self.grants(rule, subject).is_empty(),
+        }
+    }
+
     /// Whether the entity is locked.
     pub fn is_locked(&self) -> bool {
         self.locked_by.is_some()
@@ -300,6 +312,27 @@ mod tests {
             canwrite: AccessRule::base(write),
             locked_by: None,
         }
+    }
+
+    #[test]
+    fn canbook_narrows_who_may_book_but_never_below_owner_and_admins() {
+        let e = entity(BaseLevel::Team, BaseLevel::OwnerOnly);
+        let member = subject(2, &[(10, false)], &[]);
+        let admin = subject(3, &[(10, true)], &[]);
+        let outsider = subject(4, &[(20, false)], &[]);
+        assert!(e.may_book(&member, None));
+        assert!(!e.may_book(&outsider, None));
+        let only_owner = AccessRule::base(BaseLevel::OwnerOnly);
+        assert!(!e.may_book(&member, Some(&only_owner)));
+        assert!(e.may_book(&admin, Some(&only_owner)));
+        let listed = AccessRule {
+            users: vec![2],
+            ..AccessRule::base(BaseLevel::OwnerOnly)
+        };
+        assert!(e.may_book(&member, Some(&listed)));
+        // canbook does not widen reading.
+        let everyone = AccessRule::base(BaseLevel::Organization);
+        assert!(!e.may_book(&outsider, Some(&everyone)));
     }
 
     #[test]

@@ -5,10 +5,10 @@
 //!
 //! Messages name the rule and say what to do: they reach users as 409/422 descriptions.
 
+use crate::zone::Zone;
 use serde::{Deserialize, Serialize};
 
 const MINUTE_MS: i64 = 60_000;
-const DAY_MS: i64 = 86_400_000;
 
 /// A resource's booking rules, set by its owner or a team admin (eLabFTW's `book_*` columns).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,13 +92,16 @@ impl BookingRules {
     }
 
     /// The checks of a new or moved booking that need no other booking. `is_manager`: the
-    /// resource's owner or a team admin, who may book in the past and beyond the window.
+    /// resource's owner or a team admin, who may book in the past and beyond the window. The
+    /// window counts calendar days in `zone` (the instance's): with 7 days, a booking may start
+    /// any time up to the end of the 7th day after today, whatever daylight saving does.
     pub fn check_slot(
         &self,
         start_ms: i64,
         end_ms: i64,
         now_ms: i64,
         is_manager: bool,
+        zone: &Zone,
     ) -> Result<(), BookingError> {
         if !self.is_bookable {
             return Err(BookingError::Refused(
@@ -131,7 +134,7 @@ impl BookingRules {
             ));
         }
         if let Some(days) = self.window_days
-            && start_ms > now_ms + days * DAY_MS
+            && zone.date_of(start_ms) > zone.date_of(now_ms) + time::Duration::days(days)
         {
             return Err(invalid(
                 "start",
@@ -176,24 +179,23 @@ pub fn duration(minutes: i64) -> String {
 
 /// Parses a moment as eLabFTW's scheduler accepts it: RFC 3339 (`2026-12-01T09:00:00+01:00`,
 /// `…Z`), or a date and time without offset, taken as UTC (`2026-12-01T09:00`,
-/// `2026-12-01 09:00:00`). Returns UTC milliseconds.
+/// `2026-12-01 09:00:00`). Returns UTC milliseconds. [`crate::zone::Zone::parse`] takes the
+/// latter as local time in a zone instead.
 pub fn parse_instant(text: &str) -> Option<i64> {
-    use time::format_description::well_known::Rfc3339;
-    let text = text.trim();
-    if let Ok(t) = time::OffsetDateTime::parse(text, &Rfc3339) {
-        return i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok();
-    }
+    crate::zone::Zone::utc().parse(text)
+}
+
+/// A date and time without offset: `2026-12-01T09:00[:00]` or `2026-12-01 09:00[:00]`.
+pub fn parse_civil(text: &str) -> Option<time::PrimitiveDateTime> {
     let formats = [
         time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]"),
         time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"),
         time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]"),
         time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]"),
     ];
-    formats.iter().find_map(|format| {
-        time::PrimitiveDateTime::parse(text, format)
-            .ok()
-            .map(|t| t.assume_utc().unix_timestamp() * 1000)
-    })
+    formats
+        .iter()
+        .find_map(|format| time::PrimitiveDateTime::parse(text.trim(), format).ok())
 }
 
 /// Formats UTC milliseconds as RFC 3339 with a `Z` (`2026-12-01T09:00:00Z`).
@@ -211,6 +213,11 @@ mod tests {
     use super::*;
 
     const NOW: i64 = 1_800_000_000_000;
+    const DAY_MS: i64 = 86_400_000;
+
+    fn utc() -> Zone {
+        Zone::utc()
+    }
     const HOUR: i64 = 3_600_000;
 
     fn bookable() -> BookingRules {
@@ -239,16 +246,16 @@ mod tests {
         };
         assert!(
             rules
-                .check_slot(NOW + HOUR, NOW + HOUR, NOW, false)
+                .check_slot(NOW + HOUR, NOW + HOUR, NOW, false, &utc())
                 .is_err()
         );
         assert!(
             rules
-                .check_slot(NOW + HOUR, NOW + HOUR + 90 * MINUTE_MS, NOW, false)
+                .check_slot(NOW + HOUR, NOW + HOUR + 90 * MINUTE_MS, NOW, false, &utc())
                 .is_ok()
         );
         let error = rules
-            .check_slot(NOW + HOUR, NOW + 3 * HOUR, NOW, false)
+            .check_slot(NOW + HOUR, NOW + 3 * HOUR, NOW, false, &utc())
             .unwrap_err();
         assert_eq!(
             error.to_string(),
@@ -262,18 +269,49 @@ mod tests {
             window_days: Some(7),
             ..bookable()
         };
-        assert!(rules.check_slot(NOW - HOUR, NOW, NOW, false).is_err());
-        assert!(rules.check_slot(NOW - HOUR, NOW, NOW, true).is_ok());
+        assert!(
+            rules
+                .check_slot(NOW - HOUR, NOW, NOW, false, &utc())
+                .is_err()
+        );
+        assert!(rules.check_slot(NOW - HOUR, NOW, NOW, true, &utc()).is_ok());
         let far = NOW + 8 * DAY_MS;
-        assert!(rules.check_slot(far, far + HOUR, NOW, false).is_err());
-        assert!(rules.check_slot(far, far + HOUR, NOW, true).is_ok());
+        assert!(
+            rules
+                .check_slot(far, far + HOUR, NOW, false, &utc())
+                .is_err()
+        );
+        assert!(rules.check_slot(far, far + HOUR, NOW, true, &utc()).is_ok());
+    }
+
+    #[test]
+    fn the_window_counts_local_calendar_days_across_a_clock_change() {
+        let rules = BookingRules {
+            window_days: Some(2),
+            ..bookable()
+        };
+        let paris = Zone::named("Europe/Paris").unwrap();
+        // Friday 27 March 2026, 23:30 in Paris; clocks go forward on Sunday 29.
+        let now = paris.parse("2026-03-27T23:30").unwrap();
+        let sunday_late = paris.parse("2026-03-29T23:30").unwrap();
+        assert!(
+            rules
+                .check_slot(sunday_late, sunday_late + HOUR, now, false, &paris)
+                .is_ok()
+        );
+        let monday = paris.parse("2026-03-30T00:10").unwrap();
+        assert!(
+            rules
+                .check_slot(monday, monday + HOUR, now, false, &paris)
+                .is_err()
+        );
     }
 
     #[test]
     fn unbookable_resources_refuse_everyone() {
         let rules = BookingRules::default();
         assert!(matches!(
-            rules.check_slot(NOW + HOUR, NOW + 2 * HOUR, NOW, true),
+            rules.check_slot(NOW + HOUR, NOW + 2 * HOUR, NOW, true, &utc()),
             Err(BookingError::Refused(_))
         ));
     }

@@ -18,6 +18,7 @@ pub mod template;
 pub mod text_splice;
 pub mod trace;
 pub mod version_diff;
+pub mod zone;
 
 pub use access::{AccessRule, BaseLevel, EntityAccess, Subject};
 pub use clock::{Clock, FixedClock, SystemClock};

@@ -46,6 +46,8 @@ pub struct User {
     pub created_at: i64,
     /// Last sign-in, ms.
     pub last_login: Option<i64>,
+    /// Chosen time zone (IANA name), or none for the instance's.
+    pub time_zone: Option<String>,
 }
 
 impl User {
@@ -58,7 +60,7 @@ impl User {
 }
 
 const USER_COLUMNS: &str = "id, email, firstname, lastname, is_sysadmin, lang, default_read_base, \
-    default_write_base, current_team, is_archived, created_at, last_login";
+    default_write_base, current_team, is_archived, created_at, last_login, time_zone";
 
 /// A team.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]

@@ -14,7 +14,7 @@
 use crate::entities::state;
 use crate::{Result, Store, StoreError, access_sql, invalid};
 use cahier_core::booking::{BookingError, BookingRules};
-use cahier_core::{EntityKind, Subject};
+use cahier_core::{AccessRule, EntityKind, Subject};
 use serde::{Deserialize, Serialize};
 use sqlx::{Row, SqliteConnection};
 
@@ -255,6 +255,27 @@ async fn load_rules(conn: &mut SqliteConnection, entity_id: i64) -> Result<Booki
     })
 }
 
+/// The resource's canbook rule, or its category's default; `None`: the same as canread.
+async fn load_canbook(conn: &mut SqliteConnection, entity_id: i64) -> Result<Option<AccessRule>> {
+    let text: Option<String> = sqlx::query_scalar(
+        "SELECT coalesce(r.canbook, c.default_canbook) FROM entities e \
+         LEFT JOIN booking_rules r ON r.entity_id = e.id \
+         LEFT JOIN categories c ON c.id = e.category_id WHERE e.id = ?",
+    )
+    .bind(entity_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .flatten();
+    Ok(text.and_then(|t| serde_json::from_str::<AccessRule>(&t).ok()))
+}
+
+fn refuse_booking() -> StoreError {
+    StoreError::Forbidden(
+        "you may see this resource but not book it: its booking permission (canbook) leaves you out; ask its owner or a team admin"
+            .into(),
+    )
+}
+
 /// Refuses a slot that overlaps an active booking (unless the rules allow overlaps).
 async fn check_overlap(
     conn: &mut SqliteConnection,
@@ -263,6 +284,7 @@ async fn check_overlap(
     start_ms: i64,
     end_ms: i64,
     except: Option<i64>,
+    zone: &cahier_core::zone::Zone,
 ) -> Result<()> {
     if rules.can_overlap {
         return Ok(());
@@ -285,18 +307,13 @@ async fn check_overlap(
         let (start, end): (i64, i64) = (row.try_get(1)?, row.try_get(2)?);
         let who: String = row.try_get(3)?;
         return Err(StoreError::Conflict(format!(
-            "this slot is already booked: \"{title}\" by {who}, {} to {} (UTC); choose another time",
-            short_time(start),
-            short_time(end)
+            "this slot is already booked: \"{title}\" by {who}, {} to {} ({}); choose another time",
+            zone.display(start),
+            zone.display(end),
+            zone.name()
         )));
     }
     Ok(())
-}
-
-/// `YYYY-MM-DD HH:MM`.
-fn short_time(ms: i64) -> String {
-    let full = cahier_core::clock::format_sql_datetime(ms);
-    full.get(..16).unwrap_or(&full).to_owned()
 }
 
 impl Store {
@@ -331,6 +348,127 @@ impl Store {
         let mut conn = self.pool.acquire().await?;
         let row = self.bookable_row(&mut conn, subject, entity_id).await?;
         Ok(row.access().may_admin(subject))
+    }
+
+    /// Experiments the subject may read whose title contains `text` or whose id it is, the
+    /// subject's own and the latest changed first (the experiment picker of the booking and
+    /// stock forms; an empty `text` gives the recent ones). Filtered by the access policy.
+    pub async fn experiment_choices(
+        &self,
+        subject: &Subject,
+        text: &str,
+        limit: i64,
+    ) -> Result<Vec<(i64, String)>> {
+        let readable = access_sql::readable_by(subject);
+        let text = text.trim().trim_start_matches('#');
+        let id: Option<i64> = text.parse().ok();
+        let pattern = format!(
+            "%{}%",
+            text.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        let rows: Vec<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT e.id, e.title FROM entities e WHERE e.kind = 'experiment' AND e.state = 1 \
+             AND (e.id = ? OR e.title LIKE ? ESCAPE '\\') AND {readable} \
+             ORDER BY (e.id = ?) DESC, (e.owner_id = ?) DESC, e.modified_at DESC, e.id DESC LIMIT ?"
+        )))
+        .bind(id)
+        .bind(&pattern)
+        .bind(id)
+        .bind(subject.user_id)
+        .bind(limit.clamp(1, 50))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
+    /// Whether the subject may book a resource (its canbook rule, see
+    /// [`cahier_core::access::EntityAccess::may_book`]).
+    pub async fn may_book(&self, subject: &Subject, entity_id: i64) -> Result<bool> {
+        let mut conn = self.pool.acquire().await?;
+        let row = self.bookable_row(&mut conn, subject, entity_id).await?;
+        let canbook = load_canbook(&mut conn, entity_id).await?;
+        Ok(row.access().may_book(subject, canbook.as_ref()))
+    }
+
+    /// Who may book a resource the subject may read: its own canbook rule, else its category's
+    /// default, else its canread rule (eLabFTW's default). The flag tells whether the rule is
+    /// the resource's own.
+    pub async fn canbook(&self, subject: &Subject, entity_id: i64) -> Result<(AccessRule, bool)> {
+        let mut conn = self.pool.acquire().await?;
+        let row = self.bookable_row(&mut conn, subject, entity_id).await?;
+        let own: Option<String> =
+            sqlx::query_scalar("SELECT canbook FROM booking_rules WHERE entity_id = ?")
+                .bind(entity_id)
+                .fetch_optional(&mut *conn)
+                .await?
+                .flatten();
+        let rule = load_canbook(&mut conn, entity_id).await?;
+        Ok((
+            rule.unwrap_or_else(|| row.access().canread.clone()),
+            own.is_some(),
+        ))
+    }
+
+    /// The canbook rules of those of `ids` that have one of their own or from their category
+    /// (for API list rows; the others book as they read). The caller has checked readability.
+    pub async fn canbook_among(
+        &self,
+        ids: &[i64],
+    ) -> Result<std::collections::HashMap<i64, AccessRule>> {
+        if ids.is_empty() {
+            return Ok(std::collections::HashMap::new());
+        }
+        let list: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        let sql = format!(
+            "SELECT e.id, coalesce(r.canbook, c.default_canbook) FROM entities e \
+             LEFT JOIN booking_rules r ON r.entity_id = e.id \
+             LEFT JOIN categories c ON c.id = e.category_id \
+             WHERE e.id IN ({}) AND coalesce(r.canbook, c.default_canbook) IS NOT NULL",
+            list.join(",")
+        );
+        let rows: Vec<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, text)| Some((id, serde_json::from_str(&text).ok()?)))
+            .collect())
+    }
+
+    /// Sets (or, with `None`, clears back to the default) who may book a resource. Its owner
+    /// or a team admin, as for its other access rules.
+    pub async fn set_canbook(
+        &self,
+        subject: &Subject,
+        entity_id: i64,
+        rule: Option<&AccessRule>,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = self.bookable_row(&mut tx, subject, entity_id).await?;
+        if !row.access().may_admin(subject) {
+            return Err(StoreError::Forbidden(
+                "only the resource's owner or a team admin can change who may book it".into(),
+            ));
+        }
+        let json = rule
+            .map(|r| serde_json::to_string(&r.clone().normalized()))
+            .transpose()
+            .map_err(|e| invalid("canbook", e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO booking_rules (entity_id, canbook, updated_at, updated_by) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (entity_id) DO UPDATE SET canbook = excluded.canbook, \
+             updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+        )
+        .bind(entity_id)
+        .bind(json)
+        .bind(self.now_ms())
+        .bind(subject.user_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Replaces a resource's booking rules (its owner or a team admin). Existing bookings stay.
@@ -396,12 +534,17 @@ impl Store {
         if let Some(experiment) = new.experiment_id {
             self.check_experiment(subject, experiment).await?;
         }
+        let zone = self.instance_zone().await?;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let now = self.now_ms();
         let resource = self.bookable_row(&mut tx, subject, new.entity_id).await?;
         let rules = load_rules(&mut tx, new.entity_id).await?;
+        let canbook = load_canbook(&mut tx, new.entity_id).await?;
+        if !resource.access().may_book(subject, canbook.as_ref()) {
+            return Err(refuse_booking());
+        }
         let is_manager = resource.access().may_admin(subject);
-        rules.check_slot(new.start_ms, new.end_ms, now, is_manager)?;
+        rules.check_slot(new.start_ms, new.end_ms, now, is_manager, &zone)?;
         check_overlap(
             &mut tx,
             &rules,
@@ -409,6 +552,7 @@ impl Store {
             new.start_ms,
             new.end_ms,
             None,
+            &zone,
         )
         .await?;
         if let Some(max) = rules.max_slots
@@ -551,6 +695,7 @@ impl Store {
         if let Some(Some(experiment)) = change.experiment_id {
             self.check_experiment(subject, experiment).await?;
         }
+        let zone = self.instance_zone().await?;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let now = self.now_ms();
         let booking = raw_booking(&mut tx, id)
@@ -577,8 +722,21 @@ impl Store {
         let end = change.end_ms.unwrap_or(booking.end_ms);
         if (start, end) != (booking.start_ms, booking.end_ms) {
             let rules = load_rules(&mut tx, booking.entity_id).await?;
-            rules.check_slot(start, end, now, is_manager)?;
-            check_overlap(&mut tx, &rules, booking.entity_id, start, end, Some(id)).await?;
+            let canbook = load_canbook(&mut tx, booking.entity_id).await?;
+            if !resource.access().may_book(subject, canbook.as_ref()) {
+                return Err(refuse_booking());
+            }
+            rules.check_slot(start, end, now, is_manager, &zone)?;
+            check_overlap(
+                &mut tx,
+                &rules,
+                booking.entity_id,
+                start,
+                end,
+                Some(id),
+                &zone,
+            )
+            .await?;
         }
         sqlx::query(
             "UPDATE bookings SET start_ms = ?, end_ms = ?, title = coalesce(?, title), \

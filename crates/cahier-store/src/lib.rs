@@ -33,6 +33,7 @@ mod templates;
 pub mod thumbnails;
 pub mod timestamps;
 pub mod uploads;
+pub mod zones;
 
 use cahier_core::{Clock, EntityId};
 use sqlx::sqlite::{
@@ -128,6 +129,8 @@ pub struct Store {
     pub(crate) blobs: Option<blobs::BlobStore>,
     /// Match counts that choose a search's plan ([`listing::SearchLimits`]).
     pub(crate) search_limits: listing::SearchLimits,
+    /// The instance's time zone when no sysadmin chose one ([`Store::with_default_zone`]).
+    pub(crate) default_zone: cahier_core::zone::Zone,
 }
 
 impl std::fmt::Debug for Store {
@@ -220,6 +223,7 @@ impl Store {
             device: "server".to_owned(),
             blobs: None,
             search_limits: listing::SearchLimits::default(),
+            default_zone: cahier_core::zone::Zone::utc(),
         })
     }
 

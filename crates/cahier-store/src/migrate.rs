@@ -74,6 +74,12 @@ const SQLITE: &[(i64, Step)] = &[
         15,
         Step::Sql(include_str!("../migrations/sqlite/0015_export_jobs.sql")),
     ),
+    (
+        16,
+        Step::Sql(include_str!(
+            "../migrations/sqlite/0016_time_zones_canbook.sql"
+        )),
+    ),
 ];
 
 async fn rebuild_search_index(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {

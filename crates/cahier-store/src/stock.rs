@@ -265,6 +265,39 @@ impl Store {
             .await?)
     }
 
+    /// The stock of those of `ids` that track one (for API list rows; the caller has already
+    /// checked that the rows are readable).
+    pub async fn stock_among(
+        &self,
+        ids: &[i64],
+    ) -> Result<std::collections::HashMap<i64, StockRow>> {
+        if ids.is_empty() {
+            return Ok(std::collections::HashMap::new());
+        }
+        let list: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        let sql = format!(
+            "SELECT id, stock_unit, stock_quantity, stock_threshold FROM entities \
+             WHERE id IN ({}) AND stock_unit IS NOT NULL",
+            list.join(",")
+        );
+        let rows: Vec<(i64, String, i64, Option<i64>)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, unit, quantity_milli, threshold_milli)| {
+                (
+                    id,
+                    StockRow {
+                        unit,
+                        quantity_milli,
+                        threshold_milli,
+                    },
+                )
+            })
+            .collect())
+    }
+
     /// Among `ids`, those whose stock is at or below its threshold (for list badges).
     pub async fn low_stock_among(&self, ids: &[i64]) -> Result<HashSet<i64>> {
         if ids.is_empty() {

@@ -1850,6 +1850,65 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
         "This search as JSON",
         "Cette recherche en JSON",
     ),
+    // Booking calendar: time zones, canbook, the experiment picker, offline requests (issue #4)
+    ("settings.time_zone", "Time zone", "Fuseau horaire"),
+    (
+        "settings.time_zone_hint",
+        "Calendar times are shown and entered in this zone. Empty: the instance's,",
+        "Les heures du calendrier sont affichées et saisies dans ce fuseau. Vide : celui de l'instance,",
+    ),
+    (
+        "admin.time_zone",
+        "Instance time zone",
+        "Fuseau horaire de l'instance",
+    ),
+    ("access.who_book", "Who can book", "Qui peut réserver"),
+    (
+        "booking.experiment_matches",
+        "Matching experiments",
+        "Expériences correspondantes",
+    ),
+    (
+        "booking.experiment_picker_hint",
+        "Type part of the title or the number of an experiment you can read, then choose it.",
+        "Tapez une partie du titre ou le numéro d'une expérience que vous pouvez lire, puis choisissez-la.",
+    ),
+    (
+        "booking.picker_none",
+        "No matching experiment",
+        "Aucune expérience correspondante",
+    ),
+    (
+        "booking.picker_count",
+        "experiments found",
+        "expériences trouvées",
+    ),
+    ("access.book", "Booking", "Réservation"),
+    (
+        "access.book_same_as_read",
+        "same as who can read",
+        "comme pour la lecture",
+    ),
+    (
+        "access.book_hint",
+        "The owner and the team's admins can always book. Only readers can book.",
+        "Le propriétaire et les admins de l'équipe peuvent toujours réserver. Seuls les lecteurs peuvent réserver.",
+    ),
+    (
+        "access.you_may_book",
+        "You can book this resource.",
+        "Vous pouvez réserver cette ressource.",
+    ),
+    (
+        "access.you_may_not_book",
+        "You cannot book this resource; ask its owner or a team admin.",
+        "Vous ne pouvez pas réserver cette ressource ; demandez à son propriétaire ou à un admin de l'équipe.",
+    ),
+    (
+        "admin.time_zone_hint",
+        "An IANA name such as Europe/Paris; empty: the configured or server zone. Now:",
+        "Un nom IANA comme Europe/Paris ; vide : celui de la configuration ou du serveur. Actuellement :",
+    ),
 ];
 
 #[cfg(test)]

@@ -324,3 +324,92 @@
     window.setTimeout(poll, 500);
   }
 })();
+
+(function () {
+  // Experiment picker (booking and stock forms): search-as-you-type over the experiments the
+  // user may read (an ARIA combobox with a listbox). Without JavaScript, the input keeps its
+  // list of recent experiments and accepts an experiment's number.
+  for (const picker of document.querySelectorAll("[data-experiment-picker]")) {
+    const input = picker.querySelector("input");
+    const list = picker.querySelector("[role=listbox]");
+    const status = picker.querySelector("[aria-live]");
+    if (!input || !list) continue;
+    input.removeAttribute("list");
+    input.setAttribute("role", "combobox");
+    input.setAttribute("aria-autocomplete", "list");
+    input.setAttribute("aria-controls", list.id);
+    input.setAttribute("aria-expanded", "false");
+    let active = -1;
+    let timer = null;
+    let asked = 0;
+    const options = () => Array.from(list.querySelectorAll("[role=option]"));
+    const close = () => {
+      list.hidden = true;
+      input.setAttribute("aria-expanded", "false");
+      input.removeAttribute("aria-activedescendant");
+      active = -1;
+    };
+    const choose = (option) => {
+      input.value = option.dataset.value;
+      close();
+      input.dispatchEvent(new Event("change", { bubbles: true }));
+    };
+    const highlight = (index) => {
+      const all = options();
+      if (all.length === 0) return;
+      active = (index + all.length) % all.length;
+      all.forEach((o, i) => o.setAttribute("aria-selected", i === active ? "true" : "false"));
+      input.setAttribute("aria-activedescendant", all[active].id);
+      all[active].scrollIntoView({ block: "nearest" });
+    };
+    const search = async () => {
+      const text = input.value.trim();
+      const ticket = ++asked;
+      try {
+        const response = await fetch("/calendar/experiments?q=" + encodeURIComponent(text), {
+          headers: { Accept: "application/json" },
+          credentials: "same-origin",
+        });
+        if (!response.ok || ticket !== asked) return;
+        const rows = await response.json();
+        list.textContent = "";
+        rows.forEach((row, i) => {
+          const li = document.createElement("li");
+          li.setAttribute("role", "option");
+          li.id = list.id + "-" + i;
+          li.dataset.value = row.label;
+          li.textContent = row.label;
+          li.addEventListener("mousedown", (event) => {
+            event.preventDefault();
+            choose(li);
+          });
+          list.appendChild(li);
+        });
+        list.hidden = rows.length === 0;
+        input.setAttribute("aria-expanded", rows.length > 0 ? "true" : "false");
+        active = -1;
+        if (status) status.textContent = rows.length === 0 ? picker.dataset.none : rows.length + " " + picker.dataset.count;
+      } catch (_) {
+        close();
+      }
+    };
+    input.addEventListener("input", () => {
+      clearTimeout(timer);
+      timer = setTimeout(search, 150);
+    });
+    input.addEventListener("focus", () => {
+      if (input.value.trim() === "") search();
+    });
+    input.addEventListener("blur", () => setTimeout(close, 100));
+    input.addEventListener("keydown", (event) => {
+      if (list.hidden) {
+        if (event.key === "ArrowDown") search();
+        return;
+      }
+      if (event.key === "ArrowDown") { event.preventDefault(); highlight(active + 1); }
+      else if (event.key === "ArrowUp") { event.preventDefault(); highlight(active - 1); }
+      else if (event.key === "Enter" && active >= 0) { event.preventDefault(); choose(options()[active]); }
+      else if (event.key === "Escape") { close(); }
+    });
+  }
+})();

@@ -84,10 +84,12 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     let store = Store::open_sqlite(&db, Arc::new(SystemClock))
         .await
         .with_context(|| format!("opening the database {}", db.display()))?;
-    Ok(store.with_blobs(
-        settings.data.join("blobs"),
-        settings.max_upload_mb.saturating_mul(1024 * 1024),
-    ))
+    Ok(store
+        .with_blobs(
+            settings.data.join("blobs"),
+            settings.max_upload_mb.saturating_mul(1024 * 1024),
+        )
+        .with_default_zone(settings.time_zone.clone()))
 }
 
 /// Opens the store, binds the listen address and starts serving.

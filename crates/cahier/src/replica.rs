@@ -101,11 +101,14 @@ fn blob_key(database_key: &[u8; 32]) -> [u8; 32] {
 }
 
 fn with_blobs(store: Store, data: &Path, database_key: &[u8; 32]) -> Store {
-    store.with_encrypted_blobs(
-        data.join(BLOBS_DIR),
-        crate::settings::DEFAULT_MAX_UPLOAD_MB.saturating_mul(1024 * 1024),
-        blob_key(database_key),
-    )
+    store
+        .with_encrypted_blobs(
+            data.join(BLOBS_DIR),
+            crate::settings::DEFAULT_MAX_UPLOAD_MB.saturating_mul(1024 * 1024),
+            blob_key(database_key),
+        )
+        // A field laptop's own zone is its user's.
+        .with_default_zone(cahier_core::zone::Zone::system().unwrap_or_default())
 }
 
 /// The transport to the replica's server, with its stored TLS settings.

@@ -29,6 +29,9 @@ pub struct Settings {
     pub tsa: Option<cahier_trace::TsaConfig>,
     /// Hours between trusted timestamps of the audit log's head (0: never; needs `tsa`).
     pub audit_anchor_hours: u64,
+    /// The instance's time zone unless a sysadmin chooses another (`time_zone`, else the
+    /// server's zone, else UTC).
+    pub time_zone: cahier_core::zone::Zone,
 }
 
 /// What the configuration file may hold; all optional.
@@ -59,6 +62,8 @@ pub struct FileSettings {
     pub tsa_timeout_secs: Option<u64>,
     /// Hours between timestamps of the audit log's head (default 24, 0 = never).
     pub audit_anchor_hours: Option<u64>,
+    /// The instance's time zone (IANA name).
+    pub time_zone: Option<String>,
 }
 
 /// TSA settings given as flags or `CAHIER_TSA_*` variables.
@@ -126,6 +131,11 @@ pub const EXAMPLE: &str = r#"# cahier.toml — put it in the data directory (or 
 # With an authority set, the head of the audit log is itself timestamped this often (hours;
 # 0 = never), so the whole log is proven to have existed then (docs/TRACEABILITY.md).
 # audit_anchor_hours = 24
+
+# The instance's time zone for the booking calendar (an IANA name). Default: the server's own
+# zone, else UTC. A sysadmin can choose another on the sysadmin page; each user can choose
+# their own in their settings.
+# time_zone = "Europe/Paris"
 "#;
 
 impl Settings {
@@ -141,6 +151,14 @@ impl Settings {
             .unwrap_or_else(|| data.join("cahier.toml"));
         let file = read_file(&file_path, overrides.config.is_some())?;
         let tsa = tsa_config(overrides.tsa, &file)?;
+        let time_zone = match file.time_zone.as_deref() {
+            Some(name) => cahier_core::zone::Zone::named(name).with_context(|| {
+                format!(
+                    "time_zone: {name} is not a time zone; use an IANA name such as Europe/Paris"
+                )
+            })?,
+            None => cahier_core::zone::Zone::system().unwrap_or_default(),
+        };
         let settings = Settings {
             data,
             listen: overrides
@@ -155,6 +173,7 @@ impl Settings {
             max_upload_mb: file.max_upload_mb.unwrap_or(DEFAULT_MAX_UPLOAD_MB),
             tsa,
             audit_anchor_hours: file.audit_anchor_hours.unwrap_or(24),
+            time_zone,
         };
         if let Some(url) = &settings.public_url {
             anyhow::ensure!(

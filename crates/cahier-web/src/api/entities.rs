@@ -106,6 +106,10 @@ struct Names {
     categories: HashMap<i64, cahier_store::catalog::Term>,
     /// The rows that have a trusted timestamp.
     timestamped: std::collections::HashSet<i64>,
+    /// Stock of the resources that track one.
+    stock: HashMap<i64, cahier_store::stock::StockRow>,
+    /// Who may book the resources that say so (others: as canread).
+    canbook: HashMap<i64, cahier_core::AccessRule>,
 }
 
 impl Names {
@@ -123,6 +127,11 @@ impl Names {
             v.dedup();
             v
         };
+        let resources: Vec<i64> = rows
+            .iter()
+            .filter(|r| r.kind == EntityKind::Resource)
+            .map(|r| r.id)
+            .collect();
         Ok(Self {
             users: store
                 .users_by_ids(&users)
@@ -145,6 +154,8 @@ impl Names {
             timestamped: store
                 .timestamped_among(&rows.iter().map(|r| r.id).collect::<Vec<_>>())
                 .await?,
+            stock: store.stock_among(&resources).await?,
+            canbook: store.canbook_among(&resources).await?,
         })
     }
 }
@@ -192,10 +203,21 @@ fn entity_json(row: &EntityRow, names: &Names) -> serde_json::Map<String, Value>
         "page": row.kind.api_name(),
         "type": row.kind.api_name(),
     });
-    match json {
+    let mut map = match json {
         Value::Object(map) => map,
         _ => serde_json::Map::new(),
+    };
+    if row.kind == EntityKind::Resource {
+        let canbook = names.canbook.get(&row.id).unwrap_or(&row.canread);
+        map.insert("canbook_base".into(), json!(canbook.base.code()));
+        map.insert("canbook".into(), json!(canbook.extras_json().to_string()));
+        // Cahier's stock extension, in list rows without the events (the single item adds
+        // them): present only on resources that track stock.
+        if let Some(stock) = names.stock.get(&row.id) {
+            map.insert("stock".into(), super::stock::stock_state_json(stock));
+        }
     }
+    map
 }
 
 /// Query parameters, allowing repeats (`tags[]=a&tags[]=b`).
@@ -788,6 +810,12 @@ async fn update(
             let patch = patch_from(&body, kind)?;
             let canread = body.access_rule("canread", Some(&row.canread))?;
             let canwrite = body.access_rule("canwrite", Some(&row.canwrite))?;
+            if kind == EntityKind::Resource && (body.has("canbook") || body.has("canbook_base")) {
+                let current = store.canbook(subject, id).await?.0;
+                if let Some(canbook) = body.access_rule("canbook", Some(&current))? {
+                    store.set_canbook(subject, id, Some(&canbook)).await?;
+                }
+            }
             if canread.is_some() || canwrite.is_some() {
                 store
                     .set_access(

@@ -1,8 +1,10 @@
 //! eLabFTW's scheduler endpoints: `GET /events`, `POST /events/{item id}`,
 //! `GET|PATCH|DELETE /event/{id}`. An event is a booking of a resource ("item"); the rules and
 //! their checks are the store's (`cahier_store::bookings`). `start` and `end` come back as
-//! RFC 3339 UTC (`2026-12-01T09:00:00Z`) and are accepted as RFC 3339 or `YYYY-MM-DD HH:MM:SS`
-//! (UTC), as eLabFTW's scheduler takes them.
+//! ISO 8601 with the caller's offset, as eLabFTW gives them (`2026-12-01T10:00:00+01:00`; `Z`
+//! when the caller's zone is UTC). They are accepted as ISO 8601 with an offset or `Z`, or as
+//! `YYYY-MM-DD HH:MM:SS` without offset, which is local time in the caller's zone (their
+//! setting, else the instance's).
 
 use super::entities::created_at_path;
 use super::json::JsonBody;
@@ -13,8 +15,8 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use cahier_core::booking::{format_instant, parse_instant};
 use cahier_core::clock::format_sql_datetime;
+use cahier_core::zone::Zone;
 use cahier_store::bookings::{BookingChange, BookingQuery, BookingRow, NewBooking};
 use serde_json::{Value, json};
 
@@ -70,15 +72,15 @@ pub(super) fn routes() -> Documented {
 }
 
 /// The JSON of one event, with eLabFTW's field names.
-pub(crate) fn event_json(row: &BookingRow) -> Value {
+pub(crate) fn event_json(row: &BookingRow, zone: &Zone) -> Value {
     json!({
         "id": row.id,
         "team": row.team_id,
         "item": row.entity_id,
         "items_id": row.entity_id,
         "item_title": row.item_title,
-        "start": format_instant(row.start_ms),
-        "end": format_instant(row.end_ms),
+        "start": zone.rfc3339(row.start_ms),
+        "end": zone.rfc3339(row.end_ms),
         "title": row.title,
         "title_only": row.title,
         "userid": row.user_id,
@@ -92,13 +94,20 @@ pub(crate) fn event_json(row: &BookingRow) -> Value {
     })
 }
 
-fn instant(field: &str, text: &str) -> Result<i64, AppError> {
-    parse_instant(text).ok_or_else(|| {
+fn instant(zone: &Zone, field: &str, text: &str) -> Result<i64, AppError> {
+    zone.parse(text).ok_or_else(|| {
         AppError::invalid(
             field,
-            "expected a date and time such as 2026-12-01T09:00:00Z or 2026-12-01 09:00:00 (UTC)",
+            format!(
+                "expected a date and time such as 2026-12-01T09:00:00+01:00, 2026-12-01T08:00:00Z or 2026-12-01 09:00:00 (then in your time zone, {})",
+                zone.name()
+            ),
         )
     })
+}
+
+async fn caller_zone(state: &AppState, caller: &ApiCaller) -> Result<Zone, AppError> {
+    Ok(state.store.user_zone(caller.user.id).await?)
 }
 
 /// `GET /events?start=&end=&item=&items[]=`: active bookings of resources the caller may read.
@@ -109,14 +118,15 @@ async fn list_events(
 ) -> Result<Response, AppError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
         .map_err(|e| AppError::BadRequest(format!("could not read the query string: {e}")))?;
+    let zone = caller_zone(&state, &caller).await?;
     let mut query = BookingQuery::default();
     for (key, value) in &pairs {
         if value.trim().is_empty() {
             continue;
         }
         match key.as_str() {
-            "start" => query.from_ms = Some(instant("start", value)?),
-            "end" => query.to_ms = Some(instant("end", value)?),
+            "start" => query.from_ms = Some(instant(&zone, "start", value)?),
+            "end" => query.to_ms = Some(instant(&zone, "end", value)?),
             "item" | "items[]" | "items" => {
                 for piece in value.split(',') {
                     let id = piece
@@ -137,7 +147,12 @@ async fn list_events(
         }
     }
     let rows = state.store.bookings(&caller.subject, &query).await?;
-    Ok(axum::Json(rows.iter().map(event_json).collect::<Vec<_>>()).into_response())
+    Ok(axum::Json(
+        rows.iter()
+            .map(|row| event_json(row, &zone))
+            .collect::<Vec<_>>(),
+    )
+    .into_response())
 }
 
 /// `POST /events/{item}` `{title, start, end, experiment?}` → 201 + `Location: …/event/{id}`.
@@ -154,10 +169,11 @@ async fn create_event(
     let end = body
         .string("end")?
         .ok_or_else(|| AppError::invalid("end", "required, e.g. 2026-12-01T10:00:00Z"))?;
+    let zone = caller_zone(&state, &caller).await?;
     let new = NewBooking {
         entity_id: item,
-        start_ms: instant("start", &start)?,
-        end_ms: instant("end", &end)?,
+        start_ms: instant(&zone, "start", &start)?,
+        end_ms: instant(&zone, "end", &end)?,
         title: body.string("title")?.unwrap_or_default(),
         experiment_id: body.int("experiment")?,
     };
@@ -172,7 +188,8 @@ async fn read_event(
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
     let row = state.store.booking(&caller.subject, id).await?;
-    Ok(axum::Json(event_json(&row)).into_response())
+    let zone = caller_zone(&state, &caller).await?;
+    Ok(axum::Json(event_json(&row, &zone)).into_response())
 }
 
 /// `PATCH /event/{id}`: `start`, `end`, `title`, `experiment` (null unlinks); eLabFTW's
@@ -186,13 +203,14 @@ async fn update_event(
 ) -> Result<Response, AppError> {
     caller.require_write()?;
     let store = &state.store;
+    let zone = caller_zone(&state, &caller).await?;
     if let Some(action) = body.string("action")? {
         let row = match action.as_str() {
             "approve" => store.decide_booking(&caller.subject, id, true).await?,
             "refuse" => store.decide_booking(&caller.subject, id, false).await?,
             _ => return Err(AppError::invalid("action", "expected approve or refuse")),
         };
-        return Ok(axum::Json(event_json(&row)).into_response());
+        return Ok(axum::Json(event_json(&row, &zone)).into_response());
     }
     let mut change = BookingChange::default();
     match body.string("target")?.as_deref() {
@@ -207,10 +225,10 @@ async fn update_event(
         }
     }
     if let Some(start) = body.string("start")? {
-        change.start_ms = Some(instant("start", &start)?);
+        change.start_ms = Some(instant(&zone, "start", &start)?);
     }
     if let Some(end) = body.string("end")? {
-        change.end_ms = Some(instant("end", &end)?);
+        change.end_ms = Some(instant(&zone, "end", &end)?);
     }
     if body.string("target")?.is_none() {
         if let Some(title) = body.string("title")? {
@@ -221,7 +239,7 @@ async fn update_event(
         }
     }
     let row = store.update_booking(&caller.subject, id, change).await?;
-    Ok(axum::Json(event_json(&row)).into_response())
+    Ok(axum::Json(event_json(&row, &zone)).into_response())
 }
 
 /// `DELETE /event/{id}`: cancels the booking within the resource's rules → 204.

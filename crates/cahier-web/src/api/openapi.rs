@@ -370,6 +370,11 @@ fn components() -> Value {
         ("canwrite_base", integer()),
         ("canread", string()),
         ("canwrite", string()),
+        // Resources only: who may book it (eLabFTW's canbook; without a rule of its own or
+        // its category's, the same as canread) and, when it tracks stock, its state.
+        ("canbook_base", integer()),
+        ("canbook", string()),
+        ("stock", json!({"$ref": "#/components/schemas/Stock"})),
         ("metadata", nullable_string()),
         ("state", integer()),
         ("tags", nullable_string()),
@@ -402,8 +407,8 @@ fn components() -> Value {
             "Term": with_id(true),
             "ExportJob": object(&[("id", integer()), ("state", string()), ("total", integer()), ("done", integer())]),
             "ImportReport": {"type": "object"},
-            "Stock": object(&[("unit", string()), ("is_low", json!({"type": "boolean"})), ("is_negative", json!({"type": "boolean"})), ("events", json!({"type": "array"}))]),
-            "Event": object(&[("id", integer()), ("item", integer()), ("start", string()), ("end", string()), ("title", string())]),
+            "Stock": object(&[("unit", string()), ("quantity", json!({"type": "number"})), ("threshold", json!({"type": "number", "nullable": true})), ("is_low", json!({"type": "boolean"})), ("is_negative", json!({"type": "boolean"})), ("events", json!({"type": "array", "description": "Only on the single item and /stock, not in list rows"}))]),
+            "Event": object(&[("id", integer()), ("item", integer()), ("start", json!({"type": "string", "description": "ISO 8601 with the caller's UTC offset (2026-12-01T10:00:00+01:00)"})), ("end", json!({"type": "string", "description": "ISO 8601 with the caller's UTC offset"})), ("title", string()), ("state", string())]),
             "ApiKey": with_id(true),
             "Info": object(&[("items_count", integer()), ("experiments_count", integer()), ("teams_count", integer())]),
             "UnfinishedSteps": object(&[("experiments", json!({"type": "array"})), ("items", json!({"type": "array"}))]),

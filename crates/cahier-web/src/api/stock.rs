@@ -92,15 +92,26 @@ pub(super) async fn stock_json(
     Ok(Some(summary_json(&stock, &events)))
 }
 
-fn summary_json(stock: &StockRow, events: &[StockEventRow]) -> Value {
+/// The state of a stock without its events (API list rows).
+pub(super) fn stock_state_json(stock: &StockRow) -> Value {
     json!({
         "unit": stock.unit,
         "quantity": amount_json(stock.quantity_milli),
         "threshold": stock.threshold_milli.map(amount_json),
         "is_low": stock.is_low(),
         "is_negative": stock.is_negative(),
-        "events": events.iter().map(event_json).collect::<Vec<_>>(),
     })
+}
+
+fn summary_json(stock: &StockRow, events: &[StockEventRow]) -> Value {
+    let mut summary = stock_state_json(stock);
+    if let Value::Object(map) = &mut summary {
+        map.insert(
+            "events".into(),
+            events.iter().map(event_json).collect::<Vec<_>>().into(),
+        );
+    }
+    summary
 }
 
 fn resource_id(entity_type: &str, id: &str) -> Result<i64, AppError> {

@@ -36,6 +36,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/admin/teams", post(create_team))
         .route("/admin/teams/{id}/rename", post(rename_team))
         .route("/admin/users", post(create_user))
+        .route("/admin/time-zone", post(set_instance_zone))
         .route("/admin/users/{id}/{action}", post(user_action))
 }
 
@@ -586,6 +587,39 @@ struct AdminPage {
     me: i64,
     teams: Vec<cahier_store::accounts::Team>,
     users: Vec<UserView>,
+    zone: String,
+    zone_chosen: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ZoneForm {
+    #[serde(default)]
+    time_zone: String,
+}
+
+/// Sets the instance's time zone (empty: back to the configured or server's zone).
+async fn set_instance_zone(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Form(form): Form<ZoneForm>,
+) -> Result<Response, UiError> {
+    require_sysadmin(&session)?;
+    let name = Some(form.time_zone.trim()).filter(|n| !n.is_empty());
+    state
+        .store
+        .set_instance_zone(&session.subject, name)
+        .await
+        .ui(session.lang)?;
+    crate::audit_trail::admin_action(
+        &state.store,
+        session.user.id,
+        "instance.time_zone",
+        "instance",
+        0,
+        serde_json::json!({"time_zone": name}),
+    )
+    .await;
+    Ok(Redirect::to("/admin").into_response())
 }
 
 async fn admin_page(State(state): State<AppState>, session: SignedIn) -> Result<Response, UiError> {
@@ -611,11 +645,20 @@ async fn admin_page(State(state): State<AppState>, session: SignedIn) -> Result<
     let p = PageCtx::signed_in(&state, &session, lang.t("admin.title").to_owned())
         .await
         .ui(lang)?;
+    let zone = store.instance_zone().await.ui(lang)?.name().to_owned();
+    let zone_chosen = store
+        .chosen_instance_zone()
+        .await
+        .ui(lang)?
+        .map(|z| z.name().to_owned())
+        .unwrap_or_default();
     Ok(render(&AdminPage {
         p,
         me: session.user.id,
         teams: store.teams().await.ui(lang)?,
         users,
+        zone,
+        zone_chosen,
     }))
 }
 

@@ -2,7 +2,9 @@
 //! team (`/calendar`), a booking form that works without JavaScript (the week grid's
 //! click-and-drag fills and submits the same form), cancel/approve/refuse buttons, the
 //! resource's booking rules for its owner and team admins, and the calendar feed (iCal) URLs.
-//! Times are shown and entered in UTC. Every rule is the store's.
+//! Times are shown and entered in the user's time zone (their setting, else the instance's),
+//! with its daylight-saving changes: a week crossing a change has a 23- or 25-hour day, and
+//! each hour row is that local hour. Every rule is the store's.
 
 use super::{PageCtx, UiError, UiResultExt, render};
 use crate::AppState;
@@ -15,11 +17,12 @@ use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use cahier_core::booking::{BookingRules, parse_instant};
+use cahier_core::booking::BookingRules;
+use cahier_core::zone::Zone;
 use cahier_store::bookings::{BookingQuery, BookingRow, BookingState, NewBooking};
 use serde::Deserialize;
 use std::collections::HashMap;
-use time::{Date, Duration, Month, OffsetDateTime, Weekday};
+use time::{Date, Duration, Month, Weekday};
 
 mod actions;
 
@@ -34,10 +37,8 @@ pub(super) fn routes() -> Router<AppState> {
             post(actions::change_booking),
         )
         .route("/calendar/feed/{action}", post(actions::feed_token))
+        .route("/calendar/experiments", get(experiment_choices))
 }
-
-const DAY_MS: i64 = 86_400_000;
-const HOUR_MS: i64 = 3_600_000;
 
 /// Which calendar a page shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,19 +175,13 @@ struct CalendarPage {
     rules: Option<RulesView>,
     can_manage: bool,
     is_bookable: bool,
+    /// False when the resource's canbook leaves this user out.
+    may_book: bool,
+    /// The user's recent experiments, offered by the picker without JavaScript.
+    recent_experiments: Vec<(i64, String)>,
     resource_feed: Option<String>,
     user_feed: Option<String>,
     back: String,
-}
-
-fn date_of(ms: i64) -> Date {
-    OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
-        .map(OffsetDateTime::date)
-        .unwrap_or(Date::MIN)
-}
-
-fn ms_of(date: Date) -> i64 {
-    date.midnight().assume_utc().unix_timestamp() * 1000
 }
 
 fn iso(date: Date) -> String {
@@ -201,17 +196,6 @@ fn iso(date: Date) -> String {
 fn parse_date(s: &str) -> Option<Date> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
     Date::parse(s, &format).ok()
-}
-
-/// `YYYY-MM-DDTHH:MM`, the value of a `datetime-local` input.
-fn local_input(ms: i64) -> String {
-    let full = cahier_core::booking::format_instant(ms);
-    full.get(..16).unwrap_or(&full).to_owned()
-}
-
-fn hm(ms: i64) -> String {
-    let full = cahier_core::clock::format_sql_datetime(ms);
-    full.get(11..16).unwrap_or("").to_owned()
 }
 
 fn weekday_key(day: Weekday) -> &'static str {
@@ -302,8 +286,12 @@ async fn render_calendar(
     let subject = &session.subject;
     let store = &state.store;
     let now = store.now_ms();
+    let zone = store.user_zone(session.user.id).await.ui(lang)?;
+    let hm = |ms: i64| zone.hm(ms);
     let is_week = view != "month";
-    let anchor = date.and_then(parse_date).unwrap_or_else(|| date_of(now));
+    let anchor = date
+        .and_then(parse_date)
+        .unwrap_or_else(|| zone.date_of(now));
 
     // The shown range: Monday to Sunday, or the weeks covering the month.
     let (first, days) = if is_week {
@@ -325,8 +313,8 @@ async fn render_calendar(
         let span = (next_month - monday).whole_days();
         (monday, (span + 6) / 7 * 7)
     };
-    let from_ms = ms_of(first);
-    let to_ms = from_ms + days * DAY_MS;
+    let from_ms = zone.day_start(first);
+    let to_ms = zone.day_start(first + Duration::days(days));
 
     let (heading, resource_id, resources, rules, can_manage) = match scope {
         Scope::Resource(id) => {
@@ -360,6 +348,11 @@ async fn render_calendar(
     let is_bookable = match &rules {
         Some(r) => r.rules.is_bookable,
         None => !resources.is_empty(),
+    };
+    let recent_experiments = store.experiment_choices(subject, "", 20).await.ui(lang)?;
+    let may_book = match resource_id {
+        Some(id) if is_bookable => store.may_book(subject, id).await.ui(lang)?,
+        _ => true,
     };
     let query = BookingQuery {
         from_ms: Some(from_ms),
@@ -410,13 +403,18 @@ async fn render_calendar(
                 date: iso(day),
             });
         }
-        for hour in 0..24 {
+        for hour in 0u8..24 {
             let cells = (0..7)
                 .map(|d| {
-                    let cell_start = from_ms + d * DAY_MS + hour * HOUR_MS;
-                    let cell_end = cell_start + HOUR_MS;
+                    let day = first + Duration::days(d);
+                    let cell_start = zone.at(day, hour, 0);
+                    let cell_end = if hour == 23 {
+                        zone.day_start(day + Duration::days(1))
+                    } else {
+                        zone.at(day, hour + 1, 0)
+                    };
                     Cell {
-                        start: local_input(cell_start),
+                        start: format!("{}T{hour:02}:00", iso(day)),
                         items: rows
                             .iter()
                             .filter(|r| r.start_ms < cell_end && r.end_ms > cell_start)
@@ -445,7 +443,8 @@ async fn render_calendar(
         let mut week = Vec::new();
         for d in 0..days {
             let day = first + Duration::days(d);
-            let day_start = ms_of(day);
+            let day_start = zone.day_start(day);
+            let day_end = zone.day_start(day + Duration::days(1));
             week.push(MonthCell {
                 day: day.day(),
                 date: iso(day),
@@ -453,7 +452,7 @@ async fn render_calendar(
                 in_month: day.month() == anchor.month(),
                 items: rows
                     .iter()
-                    .filter(|r| r.start_ms < day_start + DAY_MS && r.end_ms > day_start)
+                    .filter(|r| r.start_ms < day_end && r.end_ms > day_start)
                     .map(|r| CellItem {
                         is_start: true,
                         text: format!("{} {}", hm(r.start_ms), label(r)),
@@ -488,15 +487,12 @@ async fn render_calendar(
             BookingView {
                 id: r.id,
                 when: format!(
-                    "{} {}–{}",
-                    cahier_core::clock::format_date(r.start_ms),
-                    hm(r.start_ms),
-                    if r.end_ms - r.start_ms < DAY_MS
-                        && date_of(r.end_ms - 1) == date_of(r.start_ms)
-                    {
+                    "{}–{}",
+                    zone.display(r.start_ms),
+                    if zone.date_of(r.end_ms - 1) == zone.date_of(r.start_ms) {
                         hm(r.end_ms)
                     } else {
-                        super::when(r.end_ms)
+                        zone.display(r.end_ms)
                     }
                 ),
                 title: r.title.clone(),
@@ -534,9 +530,10 @@ async fn render_calendar(
     };
     let path = scope.path();
     let range_label = format!(
-        "{} – {} (UTC)",
+        "{} – {} ({})",
         iso(first),
-        iso(first + Duration::days(days - 1))
+        iso(first + Duration::days(days - 1)),
+        zone.name()
     );
     let token = store.calendar_token(session.user.id).await.ui(lang)?;
     let resource_feed = match (&token, resource_id) {
@@ -580,6 +577,8 @@ async fn render_calendar(
         rules,
         can_manage,
         is_bookable,
+        may_book,
+        recent_experiments,
         resource_feed,
         user_feed,
         back: format!("{path}?view={view_name}&date={}", iso(anchor)),
@@ -648,18 +647,24 @@ async fn resource_calendar(
     .await
 }
 
-fn parse_form(form: &BookingForm) -> Result<NewBooking, AppError> {
+fn parse_form(form: &BookingForm, zone: &Zone) -> Result<NewBooking, AppError> {
     let item = form
         .item
         .trim()
         .parse()
         .map_err(|_| AppError::invalid("item", "choose a resource"))?;
     let instant = |field: &str, value: &str| {
-        parse_instant(value).ok_or_else(|| {
-            AppError::invalid(field, "enter a date and time, e.g. 2026-12-01 09:00 (UTC)")
+        zone.parse(value).ok_or_else(|| {
+            AppError::invalid(
+                field,
+                format!(
+                    "enter a date and time, e.g. 2026-12-01 09:00 ({})",
+                    zone.name()
+                ),
+            )
         })
     };
-    let experiment = match form.experiment.trim().trim_start_matches('#') {
+    let experiment = match experiment_ref(&form.experiment) {
         "" => None,
         text => Some(text.parse().map_err(|_| {
             AppError::invalid(
@@ -677,6 +682,39 @@ fn parse_form(form: &BookingForm) -> Result<NewBooking, AppError> {
     })
 }
 
+/// The id in what the experiment picker holds: `42`, `#42` or `#42 Title`.
+pub(super) fn experiment_ref(text: &str) -> &str {
+    text.trim()
+        .trim_start_matches('#')
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct PickerQuery {
+    #[serde(default)]
+    q: String,
+}
+
+/// `GET /calendar/experiments?q=`: the experiments the user may read matching `q` (title or
+/// id), as `[{"id", "title", "label"}]`, for the search-as-you-type picker.
+async fn experiment_choices(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Query(query): Query<PickerQuery>,
+) -> Result<Response, AppError> {
+    let rows = state
+        .store
+        .experiment_choices(&session.subject, &query.q, 12)
+        .await?;
+    let list: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|(id, title)| serde_json::json!({"id": id, "title": title, "label": format!("#{id} {title}")}))
+        .collect();
+    Ok(axum::Json(list).into_response())
+}
+
 async fn book(
     State(state): State<AppState>,
     session: SignedIn,
@@ -686,7 +724,8 @@ async fn book(
     let scope = Scope::parse(&form.scope)
         .ok_or_else(|| AppError::BadRequest("unknown calendar".into()))
         .ui(lang)?;
-    let result = match parse_form(&form) {
+    let zone = state.store.user_zone(session.user.id).await.ui(lang)?;
+    let result = match parse_form(&form, &zone) {
         Ok(new) => state
             .store
             .create_booking(&session.subject, new)
@@ -701,7 +740,7 @@ async fn book(
             } else {
                 "booked"
             };
-            let date = cahier_core::clock::format_date(row.start_ms);
+            let date = iso(zone.date_of(row.start_ms));
             Ok(Redirect::to(&format!(
                 "{}?view={}&date={date}&msg={msg}",
                 scope.path(),

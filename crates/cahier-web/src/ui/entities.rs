@@ -67,6 +67,17 @@ struct Choice {
     selected: bool,
 }
 
+/// Who may book a resource (eLabFTW's canbook), shown and changed beside read and write.
+#[derive(Debug, Clone)]
+struct BookAccess {
+    who: String,
+    /// Base levels, after a first "same as read" option.
+    levels: Vec<Choice>,
+    same_as_read: bool,
+    users: String,
+    you_may: bool,
+}
+
 /// A status or category shown as a coloured badge with its name.
 #[derive(Debug, Clone, Default)]
 struct Badge {
@@ -673,6 +684,8 @@ struct EntityPage {
     write_groups: Vec<CheckItem>,
     read_users: String,
     write_users: String,
+    /// Who may book (resources only).
+    book: Option<BookAccess>,
     attachments: Vec<super::attachments::AttachmentView>,
     /// Whether files can be attached here (writable, and this instance stores files).
     can_upload: bool,
@@ -1005,6 +1018,25 @@ pub(super) async fn render_entity_page(
     };
     let read_users = emails(store.users_by_ids(&e.canread.users).await.ui(lang)?);
     let write_users = emails(store.users_by_ids(&e.canwrite.users).await.ui(lang)?);
+    let book = match kind {
+        EntityKind::Resource => match store.canbook(subject, e.id).await {
+            Ok((rule, own)) => Some(BookAccess {
+                who: describe_rule(store, lang, &rule, &team.name, &team_names, &group_names)
+                    .await
+                    .ui(lang)?,
+                levels: levels(rule.base),
+                same_as_read: !own,
+                users: if own {
+                    emails(store.users_by_ids(&rule.users).await.ui(lang)?)
+                } else {
+                    String::new()
+                },
+                you_may: store.may_book(subject, e.id).await.ui(lang)?,
+            }),
+            Err(_) => None,
+        },
+        _ => None,
+    };
 
     let metadata = match &e.metadata {
         Some(json) => cahier_core::fields::Metadata::parse(json).unwrap_or_default(),
@@ -1130,6 +1162,7 @@ pub(super) async fn render_entity_page(
         write_groups: group_checks(&e.canwrite),
         read_users,
         write_users,
+        book,
         attachments,
         can_upload: can_write && store.blobs().is_some(),
         has_fields: !field_groups.is_empty(),
@@ -1618,11 +1651,59 @@ async fn set_access(
     let canread = rules
         .pop()
         .unwrap_or_else(|| AccessRule::base(BaseLevel::OwnerOnly));
+    // Resources: who may book ("" = the same as read).
+    let book = match pairs.iter().find(|(k, _)| k == "book_base") {
+        Some((_, value)) if row.kind == EntityKind::Resource => {
+            if value.is_empty() {
+                Some(None)
+            } else {
+                let base = value
+                    .parse::<i64>()
+                    .ok()
+                    .and_then(BaseLevel::from_code)
+                    .ok_or_else(|| AppError::invalid("book_base", "choose a base level"))
+                    .ui(lang)?;
+                let mut users = Vec::new();
+                for email in pairs
+                    .iter()
+                    .filter(|(k, _)| k == "book_users")
+                    .flat_map(|(_, v)| v.split(','))
+                    .map(str::trim)
+                    .filter(|e| !e.is_empty())
+                {
+                    let user = state
+                        .store
+                        .user_by_email(email)
+                        .await
+                        .map_err(|_| {
+                            AppError::invalid(
+                                "book_users",
+                                format!("nobody has the address {email}"),
+                            )
+                        })
+                        .ui(lang)?;
+                    users.push(user.id);
+                }
+                Some(Some(AccessRule {
+                    users,
+                    ..AccessRule::base(base)
+                }))
+            }
+        }
+        _ => None,
+    };
     state
         .store
         .set_access(&session.subject, row.id, canread, canwrite)
         .await
         .ui(lang)?;
+    if let Some(rule) = book {
+        state
+            .store
+            .set_canbook(&session.subject, row.id, rule.as_ref())
+            .await
+            .ui(lang)?;
+    }
     Ok(Redirect::to(&format!("/{section}/{}#access", row.id)).into_response())
 }
 

@@ -16,6 +16,7 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/settings", get(settings_page))
         .route("/settings/language", post(set_language))
+        .route("/settings/time-zone", post(set_time_zone))
         .route("/settings/password", post(change_password))
         .route("/settings/defaults", post(set_defaults))
         .route("/settings/apikeys", post(create_key))
@@ -43,6 +44,9 @@ struct Choice {
 struct SettingsPage {
     p: PageCtx,
     lang_pref: String,
+    zone_pref: String,
+    instance_zone: String,
+    zone_names: Vec<String>,
     read_levels: Vec<Choice>,
     write_levels: Vec<Choice>,
     keys: Vec<KeyView>,
@@ -143,10 +147,14 @@ async fn render_settings(
             revoked: d.revoked_at.is_some(),
         })
         .collect();
+    let instance_zone = state.store.instance_zone().await.ui(lang)?;
     Ok(render(&SettingsPage {
         p,
         devices,
         lang_pref: session.user.lang.clone().unwrap_or_default(),
+        zone_pref: session.user.time_zone.clone().unwrap_or_default(),
+        instance_zone: instance_zone.name().to_owned(),
+        zone_names: cahier_core::zone::Zone::all_names(),
         read_levels: levels(session.user.default_read_base),
         write_levels: levels(session.user.default_write_base),
         keys,
@@ -190,6 +198,27 @@ async fn set_language(
         .await
         .ui(session.lang)?;
     Ok(Redirect::to("/settings?msg=saved").into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct ZoneForm {
+    #[serde(default)]
+    time_zone: String,
+}
+
+async fn set_time_zone(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Form(form): Form<ZoneForm>,
+) -> Result<Response, UiError> {
+    let name = Some(form.time_zone.trim()).filter(|n| !n.is_empty());
+    match state.store.set_user_zone(session.user.id, name).await {
+        Ok(()) => Ok(Redirect::to("/settings?msg=saved").into_response()),
+        Err(error) => {
+            let message = AppError::from(error).public_message();
+            render_settings(&state, &session, None, Some(message), None).await
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

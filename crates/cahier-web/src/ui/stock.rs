@@ -74,6 +74,8 @@ pub(super) struct StockView {
     pub(super) form_unit: String,
     pub(super) form_threshold: String,
     pub(super) form_initial: String,
+    /// The reader's recent experiments, for the picker without JavaScript.
+    pub(super) recent_experiments: Vec<(i64, String)>,
 }
 
 impl StockView {
@@ -127,6 +129,9 @@ pub(super) async fn view(
     };
     let events = store.stock_events(subject, row.id).await?;
     view.tracked = true;
+    if can_write {
+        view.recent_experiments = store.experiment_choices(subject, "", 20).await?;
+    }
     view.quantity = amount_text(lang, stock.quantity_milli);
     view.threshold = stock
         .threshold_milli
@@ -254,9 +259,9 @@ async fn record_stock(
         let amount_milli =
             parse_amount(&form.amount).map_err(|m| AppError::invalid("amount", m))?;
         let experiment =
-            match form.experiment.trim() {
+            match super::calendar::experiment_ref(&form.experiment) {
                 "" => None,
-                text => Some(text.trim_start_matches('#').parse::<i64>().map_err(|_| {
+                text => Some(text.parse::<i64>().map_err(|_| {
                     AppError::invalid("experiment", lang.t("stock.error_experiment"))
                 })?),
             };

@@ -224,3 +224,83 @@ async fn a_resource_linked_from_an_experiment_is_booked_by_dragging_and_shows_in
     );
     ui.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_experiment_of_a_booking_is_picked_by_typing_part_of_its_title() {
+    let ui = Ui::launch().await;
+    let chef = ui.app.user("chef@lab.fr", "Ecology", true).await;
+    let api = ui.app.api(&ui.app.api_key(&chef, true).await);
+    api.create(
+        "/teams/current/resources_categories",
+        json!({"title": "Instruments", "is_default": true}),
+    )
+    .await;
+    let resource = api
+        .create("/items", json!({"title": "Growth chamber"}))
+        .await;
+    let rules = ui
+        .app
+        .browser(&chef)
+        .await
+        .post_form(
+            &format!("/resources/{resource}/booking-rules"),
+            &[("is_bookable", "1"), ("is_cancellable", "1")],
+        )
+        .await;
+    assert_eq!(rules.status(), 303);
+    api.create("/experiments", json!({"title": "Root imaging"}))
+        .await;
+    let stomata = api
+        .create("/experiments", json!({"title": "Leaf stomata count"}))
+        .await;
+
+    ui.sign_in(&chef).await;
+    let day = 86_400_000;
+    let tomorrow = cahier_core::clock::format_date((ui.app.store.now_ms() / day + 1) * day);
+    ui.goto(&format!("/resources/{resource}/calendar?date={tomorrow}"))
+        .await;
+    ui.js(
+        "document.getElementById('booking-start').value = arguments[0] + 'T14:00';
+         document.getElementById('booking-end').value = arguments[0] + 'T15:00';",
+        vec![json!(tomorrow)],
+    )
+    .await;
+    // Focused empty, it offers recent experiments; typing narrows to the matching one.
+    ui.type_into("#booking-experiment", "stomata").await;
+    ui.wait_js(
+        "only the matching experiment offered",
+        "(() => { const o = Array.from(document.querySelectorAll('#booking-experiment-results [role=option]'));
+           return o.length === 1 && o[0].textContent.includes('Leaf stomata count')
+             && document.getElementById('booking-experiment').getAttribute('aria-expanded') === 'true'; })()",
+    )
+    .await;
+    let offered = ui
+        .find("#booking-experiment-results")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!offered.contains("Root imaging"), "{offered}");
+    ui.click("#booking-experiment-results [role=option]").await;
+    let picked = ui
+        .find("#booking-experiment")
+        .await
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(
+        picked.as_deref(),
+        Some(format!("#{stomata} Leaf stomata count").as_str())
+    );
+    ui.click("#booking-submit").await;
+    ui.wait_js(
+        "the booking made",
+        "location.search.includes('msg=booked') && document.querySelector('#bookings li') !== null",
+    )
+    .await;
+    let listed = ui.find("#bookings").await.text().await.unwrap();
+    assert!(listed.contains("Leaf stomata count"), "{listed}");
+    let events = api.json(&format!("/events?item={resource}")).await;
+    assert_eq!(events[0]["experiment"], stomata);
+    ui.finish().await;
+}
