@@ -218,7 +218,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 /// Appends an administrator's action (`what`, e.g. `team.add_member`) to the audit log inside
 /// the change's transaction; nothing when there is no acting user (setup, seed, fixtures).
-async fn admin_entry(
+pub(crate) async fn admin_entry(
     conn: &mut sqlx::SqliteConnection,
     now: i64,
     actor: Option<i64>,

@@ -50,22 +50,36 @@ impl Store {
                 "only a sysadmin can set the instance's time zone".into(),
             ));
         }
-        match checked(name)? {
+        let zone = checked(name)?;
+        let now = self.now_ms();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        match &zone {
             Some(zone) => {
                 sqlx::query(
                     "INSERT INTO instance_settings (key, value) VALUES ('time_zone', ?) \
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 )
                 .bind(zone.name())
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
             }
             None => {
                 sqlx::query("DELETE FROM instance_settings WHERE key = 'time_zone'")
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
             }
         }
+        // The change and its audit entry commit together.
+        crate::accounts::admin_entry(
+            &mut tx,
+            now,
+            Some(subject.user_id),
+            "instance.time_zone",
+            ("instance", 0),
+            serde_json::json!({"time_zone": zone.as_ref().map(|z| z.name().to_owned())}),
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 

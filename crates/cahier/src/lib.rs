@@ -3,8 +3,8 @@
 //! start Cahier through [`start`], so tests run the production path.
 
 pub mod bench;
-pub mod bench_sync;
 pub mod bench_exchange;
+pub mod bench_sync;
 pub mod replica;
 pub mod replica_gate;
 pub mod seed;

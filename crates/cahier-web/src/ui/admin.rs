@@ -610,15 +610,6 @@ async fn set_instance_zone(
         .set_instance_zone(&session.subject, name)
         .await
         .ui(session.lang)?;
-    crate::audit_trail::admin_action(
-        &state.store,
-        session.user.id,
-        "instance.time_zone",
-        "instance",
-        0,
-        serde_json::json!({"time_zone": name}),
-    )
-    .await;
     Ok(Redirect::to("/admin").into_response())
 }
 
