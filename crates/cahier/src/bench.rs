@@ -671,7 +671,13 @@ struct Target {
 }
 
 impl Target {
-    fn request(&self, method: Method, path: &str, ui: bool, body: Option<Bytes>) -> Request<Full<Bytes>> {
+    fn request(
+        &self,
+        method: Method,
+        path: &str,
+        ui: bool,
+        body: Option<Bytes>,
+    ) -> Request<Full<Bytes>> {
         let mut builder = Request::builder()
             .method(method)
             .uri(path)
@@ -763,7 +769,12 @@ fn scenarios(
             expect: StatusCode::OK,
             make: Box::new(move |i| {
                 let id = ids[mix(i) % ids.len()];
-                target.request(Method::GET, &format!("/api/v2/experiments/{id}"), false, None)
+                target.request(
+                    Method::GET,
+                    &format!("/api/v2/experiments/{id}"),
+                    false,
+                    None,
+                )
             }),
         });
     }
