@@ -1031,28 +1031,35 @@ impl Store {
 
     /// Everything the access policy needs to know about a user.
     pub async fn subject(&self, user_id: i64) -> Result<Subject> {
-        let is_sysadmin: bool = sqlx::query_scalar("SELECT is_sysadmin FROM users WHERE id = ?")
-            .bind(user_id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound("user"))?;
-        let teams: Vec<(i64, bool)> =
-            sqlx::query_as("SELECT team_id, is_admin FROM memberships WHERE user_id = ?")
-                .bind(user_id)
-                .fetch_all(&self.pool)
-                .await?;
-        let groups: Vec<i64> =
-            sqlx::query_scalar("SELECT group_id FROM group_members WHERE user_id = ?")
-                .bind(user_id)
-                .fetch_all(&self.pool)
-                .await?;
+        // One statement instead of three: this runs on every request (BENCHMARKS.md). Each
+        // part keeps the order it has alone, so the first team stays the first team.
+        let rows: Vec<(String, i64, bool)> = sqlx::query_as(
+            "SELECT 'u', is_sysadmin, 0 FROM users WHERE id = ? \
+             UNION ALL SELECT 't', team_id, is_admin FROM memberships WHERE user_id = ? \
+             UNION ALL SELECT 'g', group_id, 0 FROM group_members WHERE user_id = ?",
+        )
+        .bind(user_id)
+        .bind(user_id)
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut is_sysadmin = None;
+        let mut teams = Vec::new();
+        let mut groups = Vec::new();
+        for (part, id, flag) in rows {
+            match part.as_str() {
+                "u" => is_sysadmin = Some(id != 0),
+                "t" => teams.push(Membership {
+                    team_id: id,
+                    is_admin: flag,
+                }),
+                _ => groups.push(id),
+            }
+        }
         Ok(Subject {
             user_id,
-            is_sysadmin,
-            teams: teams
-                .into_iter()
-                .map(|(team_id, is_admin)| Membership { team_id, is_admin })
-                .collect(),
+            is_sysadmin: is_sysadmin.ok_or(StoreError::NotFound("user"))?,
+            teams,
             groups,
         })
     }

@@ -174,11 +174,18 @@ impl Store {
 
     /// The proofs of an entity the subject may read, newest first.
     pub async fn timestamps(&self, subject: &Subject, entity_id: i64) -> Result<Vec<TimestampRow>> {
-        self.entity(subject, entity_id).await?;
+        let row = self.entity(subject, entity_id).await?;
+        self.timestamps_of(&row).await
+    }
+
+    /// The proofs of an entity already read through the access policy ([`Store::entity`] and
+    /// its kin are the only way to an [`crate::EntityRow`]), newest first. Saves reading the
+    /// entity a second time when the caller holds it (the API's single-entity GET).
+    pub async fn timestamps_of(&self, row: &crate::EntityRow) -> Result<Vec<TimestampRow>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{SELECT} WHERE t.entity_id = ? ORDER BY t.id DESC"
         )))
-        .bind(entity_id)
+        .bind(row.id)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(from_row).collect())

@@ -8,7 +8,12 @@ use crate::settings::{Overrides, Settings};
 use anyhow::{Context, bail};
 use cahier_core::EntityKind;
 use cahier_store::listing::{ListQuery, Order};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, HOST, HeaderValue};
+use hyper::{Method, Request};
 use reqwest::StatusCode;
+use reqwest::cookie::CookieStore;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -38,13 +43,37 @@ pub struct BenchArgs {
     pub requests: usize,
     /// Concurrent clients.
     pub concurrency: usize,
+    /// The groups of scenarios to run; empty runs them all.
+    pub only: Vec<Group>,
+}
+
+/// A group of scenarios, chosen with `cahier bench --only`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Group {
+    /// The UI's list, search and experiment pages.
+    Ui,
+    /// `GET /api/v2/experiments/{id}`.
+    ApiGet,
+    /// `GET /api/v2/experiments?limit=15`.
+    ApiList,
+    /// `POST /api/v2/experiments` (writes 2,000 experiments).
+    ApiCreate,
+    /// `GET /api/v2/experiments?limit=5000`.
+    ApiBulk,
+}
+
+impl BenchArgs {
+    fn runs(&self, group: Group) -> bool {
+        self.only.is_empty() || self.only.contains(&group)
+    }
 }
 
 /// Builds the request number `i` of a scenario.
-type MakeRequest = Box<dyn Fn(usize) -> reqwest::RequestBuilder + Send + Sync>;
+type MakeRequest = Box<dyn Fn(usize) -> Request<Full<Bytes>> + Send + Sync>;
 
 /// One line of the results table.
 struct Scenario {
+    group: Group,
     name: String,
     /// A bulk request whose memory is reported apart from the others' (`limit=5000`).
     bulk: bool,
@@ -64,6 +93,9 @@ struct Measured {
     bytes: u64,
     peak_rss_kb: Option<u64>,
     warmup_peak_kb: u64,
+    /// CPU seconds the server and the load generator (this process) used in the measured run.
+    server_cpu: f64,
+    bench_cpu: f64,
 }
 
 /// The server child process; killed if the benchmark stops early.
@@ -131,6 +163,27 @@ fn memory_kb(pid: u32) -> anyhow::Result<(u64, u64)> {
 /// each scenario's peak can be read on its own. Returns whether it worked.
 fn reset_peak(pid: u32) -> bool {
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
+/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat` (clock ticks of
+/// 1/100 s, the Linux default).
+fn cpu_seconds(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) start at the state, field 3.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15, i.e. 11 and 12 after the state.
+    (ticks(11) + ticks(12)) as f64 / 100.0
 }
 
 /// The machine's load averages over 1, 5 and 15 minutes, as `/proc/loadavg` shows them.
@@ -261,7 +314,7 @@ pub(crate) async fn count_matching(
     bail!("more pages than expected while counting experiments")
 }
 
-async fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
+async fn prepare(settings: &Settings, with_searches: bool) -> anyhow::Result<Prepared> {
     let db = settings.data.join("cahier.db");
     if !db.exists() {
         bail!(
@@ -292,7 +345,7 @@ async fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
     )
     .await?;
     let mut search_hits = Vec::new();
-    for word in search_words() {
+    for word in search_words().into_iter().filter(|_| with_searches) {
         let mut query = ListQuery::new(EntityKind::Experiment);
         let (words, fields) = cahier_store::field_filter::parse(&word)
             .map_err(|e| anyhow::anyhow!("search {word}: {e}"))?;
@@ -364,9 +417,10 @@ pub(crate) async fn start_server(args: &BenchArgs, port: u16) -> anyhow::Result<
 }
 
 /// A browser-like client (cookie jar) signed in as the bench user.
-async fn sign_in(base: &str) -> anyhow::Result<reqwest::Client> {
+async fn sign_in(base: &str) -> anyhow::Result<(reqwest::Client, Arc<reqwest::cookie::Jar>)> {
+    let jar = Arc::new(reqwest::cookie::Jar::default());
     let client = reqwest::Client::builder()
-        .cookie_store(true)
+        .cookie_provider(Arc::clone(&jar))
         .redirect(reqwest::redirect::Policy::none())
         .timeout(REQUEST_TIMEOUT)
         .build()
@@ -393,7 +447,7 @@ async fn sign_in(base: &str) -> anyhow::Result<reqwest::Client> {
             response.status()
         );
     }
-    Ok(client)
+    Ok((client, jar))
 }
 
 /// The URL of the list page reached by following "next" `LATER_PAGE` times.
@@ -417,77 +471,153 @@ async fn later_page(client: &reqwest::Client, base: &str) -> anyhow::Result<(Str
     Ok((path, LATER_PAGE + 1))
 }
 
-/// Sends `count` requests of a scenario over `concurrency` clients; the loop is bounded by
-/// `count`.
-async fn drive(
-    scenario: &Arc<Scenario>,
-    count: usize,
-    concurrency: usize,
-) -> anyhow::Result<(Vec<Duration>, usize, Option<String>, Duration, u64)> {
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency.max(1) {
-        let scenario = Arc::clone(scenario);
-        let next = Arc::clone(&next);
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut errors = 0usize;
-            let mut first_error = None;
-            let mut bytes = 0u64;
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= count {
-                    break;
-                }
-                let sent = Instant::now();
-                let outcome = match (scenario.make)(i).send().await {
-                    Ok(response) => {
-                        let status = response.status();
-                        match response.bytes().await {
-                            Ok(body) => {
-                                bytes += body.len() as u64;
-                                if status == scenario.expect {
-                                    Ok(())
-                                } else {
-                                    Err(format!(
-                                        "{status}: {}",
-                                        String::from_utf8_lossy(&body[..body.len().min(200)])
-                                    ))
-                                }
-                            }
-                            Err(error) => Err(format!("reading the response: {error}")),
-                        }
-                    }
-                    Err(error) => Err(format!("sending: {error}")),
-                };
-                latencies.push(sent.elapsed());
-                if let Err(message) = outcome {
-                    errors += 1;
-                    first_error.get_or_insert(message);
-                }
-            }
-            (latencies, errors, first_error, bytes)
-        }));
+/// What one client connection brought back.
+#[derive(Default)]
+struct Tally {
+    latencies: Vec<Duration>,
+    errors: usize,
+    first_error: Option<String>,
+    bytes: u64,
+}
+
+impl Tally {
+    fn error(&mut self, message: String) {
+        self.errors += 1;
+        self.first_error.get_or_insert(message);
     }
-    let mut latencies = Vec::with_capacity(count);
-    let mut errors = 0;
-    let mut first_error = None;
-    let mut bytes = 0;
-    for task in tasks {
-        let (l, e, f, b) = task.await.context("benchmark client task")?;
-        latencies.extend(l);
-        errors += e;
-        bytes += b;
-        if first_error.is_none() {
-            first_error = f;
+}
+
+/// One keep-alive HTTP/1.1 connection to the server (no pool, no redirects, no cookie jar).
+async fn connect(
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .context("connecting to the server")?;
+    stream.set_nodelay(true).context("setting TCP_NODELAY")?;
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .context("starting HTTP/1.1")?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// Sends one request and reads its whole body; returns the body's size, or what went wrong.
+async fn exchange(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    request: Request<Full<Bytes>>,
+    expect: StatusCode,
+) -> Result<u64, String> {
+    sender
+        .ready()
+        .await
+        .map_err(|e| format!("connection: {e}"))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("sending: {e}"))?;
+    let status = response.status();
+    let mut body = response.into_body();
+    let mut bytes = 0u64;
+    let mut start = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| format!("reading the response: {e}"))?;
+        if let Some(data) = frame.data_ref() {
+            bytes += data.len() as u64;
+            if status.as_u16() != expect.as_u16() && start.len() < 200 {
+                start.extend_from_slice(&data[..data.len().min(200 - start.len())]);
+            }
         }
     }
-    Ok((latencies, errors, first_error, started.elapsed(), bytes))
+    if status.as_u16() == expect.as_u16() {
+        Ok(bytes)
+    } else {
+        Err(format!("{status}: {}", String::from_utf8_lossy(&start)))
+    }
+}
+
+/// Sends `count` requests of a scenario over `concurrency` clients, each with its own
+/// connection; the loop is bounded by `count`. The clients run on one thread of their own
+/// (a current-thread runtime), so the load generator uses at most one core and its share of
+/// the CPU can be told apart from the server's.
+async fn drive(
+    scenario: &Arc<Scenario>,
+    addr: std::net::SocketAddr,
+    count: usize,
+    concurrency: usize,
+) -> anyhow::Result<(Tally, Duration)> {
+    let scenario = Arc::clone(scenario);
+    tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the load generator's runtime")?;
+        runtime.block_on(async move {
+            let next = Arc::new(AtomicUsize::new(0));
+            let started = Instant::now();
+            let mut tasks = Vec::new();
+            for _ in 0..concurrency.max(1) {
+                let scenario = Arc::clone(&scenario);
+                let next = Arc::clone(&next);
+                tasks.push(tokio::spawn(async move {
+                    let mut tally = Tally::default();
+                    let mut sender = None;
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= count {
+                            break;
+                        }
+                        let sent = Instant::now();
+                        let outcome = match sender.as_mut() {
+                            Some(s) => Ok(s),
+                            None => connect(addr)
+                                .await
+                                .map(|s| sender.insert(s))
+                                .map_err(|e| format!("{e:#}")),
+                        };
+                        let outcome = match outcome {
+                            Ok(s) => exchange(s, (scenario.make)(i), scenario.expect).await,
+                            Err(e) => Err(e),
+                        };
+                        tally.latencies.push(sent.elapsed());
+                        match outcome {
+                            Ok(bytes) => tally.bytes += bytes,
+                            Err(message) => {
+                                // A fresh connection for the next request.
+                                sender = None;
+                                tally.error(message);
+                            }
+                        }
+                    }
+                    tally
+                }));
+            }
+            let mut all = Tally {
+                latencies: Vec::with_capacity(count),
+                ..Tally::default()
+            };
+            for task in tasks {
+                let tally = task.await.context("benchmark client task")?;
+                all.latencies.extend(tally.latencies);
+                all.errors += tally.errors;
+                all.bytes += tally.bytes;
+                if all.first_error.is_none() {
+                    all.first_error = tally.first_error;
+                }
+            }
+            Ok((all, started.elapsed()))
+        })
+    })
+    .await
+    .context("the load generator's thread")?
 }
 
 async fn measure(
     scenario: Scenario,
+    addr: std::net::SocketAddr,
     concurrency: usize,
     pid: u32,
     peaks: bool,
@@ -496,39 +626,82 @@ async fn measure(
     let warmup = (scenario.requests / 10)
         .min(200)
         .max(concurrency.clamp(1, 200));
-    let (_, errors, first_error, _, _) = drive(&scenario, warmup, concurrency).await?;
+    let (tally, _) = drive(&scenario, addr, warmup, concurrency).await?;
     // The warm-up's peak (and anything since the last reset) counts towards the overall peak.
     let warmup_peak_kb = memory_kb(pid)?.1;
-    if errors == warmup {
+    if tally.errors == warmup {
         bail!(
             "{}: every warm-up request failed ({})",
             scenario.name,
-            first_error.unwrap_or_default()
+            tally.first_error.unwrap_or_default()
         );
     }
     let peaks = peaks && reset_peak(pid);
-    let (mut latencies, errors, first_error, wall, bytes) =
-        drive(&scenario, scenario.requests, concurrency).await?;
-    latencies.sort_unstable();
+    let server = pid.to_string();
+    let (server_before, bench_before) = (cpu_seconds(&server), cpu_seconds("self"));
+    let (mut tally, wall) = drive(&scenario, addr, scenario.requests, concurrency).await?;
+    let (server_cpu, bench_cpu) = (
+        cpu_seconds(&server) - server_before,
+        cpu_seconds("self") - bench_before,
+    );
+    tally.latencies.sort_unstable();
     let peak_rss_kb = if peaks { Some(memory_kb(pid)?.1) } else { None };
     Ok(Measured {
         name: scenario.name.clone(),
         bulk: scenario.bulk,
-        latencies,
-        errors,
-        first_error,
+        latencies: tally.latencies,
+        errors: tally.errors,
+        first_error: tally.first_error,
         wall,
-        bytes,
+        bytes: tally.bytes,
         peak_rss_kb,
         warmup_peak_kb,
+        server_cpu,
+        bench_cpu,
     })
+}
+
+/// How the scenarios' requests are made: the server's address and each client's credentials.
+#[derive(Clone)]
+struct Target {
+    host: HeaderValue,
+    /// The UI session's cookies (`None` when no UI scenario runs).
+    cookies: Option<HeaderValue>,
+    api_key: HeaderValue,
+}
+
+impl Target {
+    fn request(
+        &self,
+        method: Method,
+        path: &str,
+        ui: bool,
+        body: Option<Bytes>,
+    ) -> Request<Full<Bytes>> {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(HOST, self.host.clone());
+        if ui {
+            if let Some(cookies) = &self.cookies {
+                builder = builder.header(COOKIE, cookies.clone());
+            }
+        } else {
+            builder = builder.header(AUTHORIZATION, self.api_key.clone());
+        }
+        if body.is_some() {
+            builder = builder.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        // The parts are valid by construction; an invalid one would show as an error row.
+        builder
+            .body(Full::new(body.unwrap_or_default()))
+            .unwrap_or_else(|_| Request::new(Full::new(Bytes::new())))
+    }
 }
 
 fn scenarios(
     args: &BenchArgs,
-    base: &str,
-    ui: &reqwest::Client,
-    api: &reqwest::Client,
+    target: &Target,
     prepared: &Prepared,
     later: &str,
     later_pages: usize,
@@ -537,102 +710,120 @@ fn scenarios(
     let ids = Arc::new(prepared.readable_ids.clone());
     let mut list = Vec::new();
     // A bulk request costs about as much as twenty small ones: it runs a twentieth as often.
-    let get = |client: &reqwest::Client, name: String, url: String, bulk: bool| {
-        let client = client.clone();
+    let get = |group: Group, name: String, path: String, bulk: bool| {
+        let target = target.clone();
+        let ui = group == Group::Ui;
         Scenario {
+            group,
             name,
             bulk,
             requests: if bulk { (n / 20).max(1) } else { n },
             expect: StatusCode::OK,
-            make: Box::new(move |_| client.get(&url)),
+            make: Box::new(move |_| target.request(Method::GET, &path, ui, None)),
         }
     };
     list.push(get(
-        ui,
+        Group::Ui,
         "UI list, first page `GET /experiments`".into(),
-        format!("{base}/experiments"),
+        "/experiments".into(),
         false,
     ));
     list.push(get(
-        ui,
+        Group::Ui,
         format!("UI list, page {later_pages} (keyset `after=`)"),
-        format!("{base}{later}"),
+        later.to_owned(),
         false,
     ));
     for (word, hits) in &prepared.search_hits {
-        let url = reqwest::Url::parse_with_params(&format!("{base}/experiments"), [("q", word)]);
-        if let Ok(url) = url {
-            list.push(get(
-                ui,
-                format!("UI search `q={word}` ({hits} hits)"),
-                url.to_string(),
-                false,
-            ));
-        }
+        let query = serde_urlencoded_pair("q", word);
+        list.push(get(
+            Group::Ui,
+            format!("UI search `q={word}` ({hits} hits)"),
+            format!("/experiments?{query}"),
+            false,
+        ));
     }
     {
-        let client = ui.clone();
+        let target = target.clone();
         let ids = Arc::clone(&ids);
-        let base = base.to_owned();
         list.push(Scenario {
+            group: Group::Ui,
             bulk: false,
             name: "UI experiment page `GET /experiments/{id}`, random ids".into(),
             requests: n,
             expect: StatusCode::OK,
             make: Box::new(move |i| {
                 let id = ids[mix(i) % ids.len()];
-                client.get(format!("{base}/experiments/{id}"))
+                target.request(Method::GET, &format!("/experiments/{id}"), true, None)
             }),
         });
     }
     {
-        let client = api.clone();
+        let target = target.clone();
         let ids = Arc::clone(&ids);
-        let base = base.to_owned();
         list.push(Scenario {
+            group: Group::ApiGet,
             bulk: false,
             name: "API `GET /api/v2/experiments/{id}`, random ids".into(),
             requests: n,
             expect: StatusCode::OK,
             make: Box::new(move |i| {
                 let id = ids[mix(i) % ids.len()];
-                client.get(format!("{base}/api/v2/experiments/{id}"))
+                target.request(
+                    Method::GET,
+                    &format!("/api/v2/experiments/{id}"),
+                    false,
+                    None,
+                )
             }),
         });
     }
     list.push(get(
-        api,
+        Group::ApiList,
         "API list `GET /api/v2/experiments?limit=15`".into(),
-        format!("{base}/api/v2/experiments?limit=15"),
+        "/api/v2/experiments?limit=15".into(),
         false,
     ));
     {
-        let client = api.clone();
-        let base = base.to_owned();
+        let target = target.clone();
         let body = crate::seed::body(7, 5000);
         list.push(Scenario {
+            group: Group::ApiCreate,
             bulk: false,
             name: "API create `POST /api/v2/experiments`, 5 KB body".into(),
             requests: n,
             expect: StatusCode::CREATED,
             make: Box::new(move |i| {
-                client
-                    .post(format!("{base}/api/v2/experiments"))
-                    .json(&serde_json::json!({
-                        "title": format!("Bench create {i}"),
-                        "body": body,
-                        "tags": ["bench"],
-                    }))
+                let json = serde_json::json!({
+                    "title": format!("Bench create {i}"),
+                    "body": body,
+                    "tags": ["bench"],
+                });
+                target.request(
+                    Method::POST,
+                    "/api/v2/experiments",
+                    false,
+                    Some(Bytes::from(json.to_string())),
+                )
             }),
         });
     }
     list.push(get(
-        api,
+        Group::ApiBulk,
         "API list `GET /api/v2/experiments?limit=5000`".into(),
-        format!("{base}/api/v2/experiments?limit=5000"),
+        "/api/v2/experiments?limit=5000".into(),
         true,
     ));
+    list.retain(|scenario| args.runs(scenario.group));
     list
+}
+
+/// `name=value`, form-encoded for a query string.
+fn serde_urlencoded_pair(name: &str, value: &str) -> String {
+    reqwest::Url::parse_with_params("http://localhost/", [(name, value)])
+        .ok()
+        .and_then(|url| url.query().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 fn report(
@@ -653,7 +844,7 @@ fn report(
     let _ = writeln!(
         out,
         "Data: `{}` — {} experiments ({} readable by {BENCH_EMAIL}), database {:.0} MB. \
-         Concurrency {}, {} measured requests per scenario (the `limit=5000` list: {}), \
+         Concurrency {} (one keep-alive connection per client), {} measured requests per scenario (the `limit=5000` list: {}), \
          after a warm-up of a tenth of that (at least {}, at most 200). Later list page: page {later_pages}. \
          Load average (1, 5, 15 min): {load}.",
         args.data.display(),
@@ -668,9 +859,12 @@ fn report(
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "| scenario | requests | errors | p50 ms | p90 ms | p99 ms | max ms | req/s | KB/resp | server peak RSS MB |"
+        "| scenario | requests | errors | p50 ms | p90 ms | p99 ms | max ms | req/s | KB/resp | server CPU % | bench CPU % | server peak RSS MB |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        out,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for m in results {
         let count = m.latencies.len();
         let rate = count as f64 / m.wall.as_secs_f64().max(f64::EPSILON);
@@ -683,15 +877,18 @@ fn report(
             .peak_rss_kb
             .map(|kb| format!("{:.0}", mb(kb)))
             .unwrap_or_else(|| "–".into());
+        let wall = m.wall.as_secs_f64().max(f64::EPSILON);
         let _ = writeln!(
             out,
-            "| {} | {count} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {rate:.0} | {per:.1} | {peak} |",
+            "| {} | {count} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {rate:.0} | {per:.1} | {:.0} | {:.0} | {peak} |",
             m.name,
             m.errors,
             ms(percentile(&m.latencies, 50.0)),
             ms(percentile(&m.latencies, 90.0)),
             ms(percentile(&m.latencies, 99.0)),
             ms(percentile(&m.latencies, 100.0)),
+            m.server_cpu / wall * 100.0,
+            m.bench_cpu / wall * 100.0,
         );
     }
     let _ = writeln!(out);
@@ -712,6 +909,12 @@ fn report(
              the overall peak is the largest of them and of the warm-ups."
         );
     }
+    let _ = writeln!(
+        out,
+        "\nCPU % is CPU time (user + system, /proc/PID/stat) over the measured run's wall time; \
+         200 % is both cores of a 2-core machine. The load generator (bench) runs its clients on \
+         one thread."
+    );
     for m in results.iter().filter(|m| m.errors > 0) {
         let _ = writeln!(
             out,
@@ -732,7 +935,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<String> {
         ..Default::default()
     })?;
     eprintln!("bench: reading the data set in {}", args.data.display());
-    let prepared = prepare(&settings).await?;
+    let prepared = prepare(&settings, args.runs(Group::Ui)).await?;
     let port = free_port()?;
     let (server, base) = start_server(&args, port).await?;
     let pid = server.pid();
@@ -754,29 +957,32 @@ async fn run_against(
     let mut memory = Vec::new();
     let (rss, hwm) = memory_kb(pid)?;
     memory.push(("after startup".to_owned(), rss, hwm));
-    let ui = sign_in(base).await?;
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        prepared
-            .api_key
-            .parse()
+    let runs_ui = args.runs(Group::Ui);
+    let (cookies, later, later_pages) = if runs_ui {
+        let (ui, jar) = sign_in(base).await?;
+        let (later, later_pages) = later_page(&ui, base).await?;
+        let url = reqwest::Url::parse(base).context("the server's address")?;
+        (jar.cookies(&url), later, later_pages)
+    } else {
+        (None, String::new(), 0)
+    };
+    let addr: std::net::SocketAddr = base
+        .trim_start_matches("http://")
+        .parse()
+        .context("the server's address")?;
+    let target = Target {
+        host: HeaderValue::from_str(&addr.to_string()).context("the server's address")?,
+        cookies,
+        api_key: HeaderValue::from_str(&prepared.api_key)
             .context("the API key is not a header value")?,
-    );
-    let api = reqwest::Client::builder()
-        .default_headers(headers)
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .context("building the API client")?;
-    let (later, later_pages) = later_page(&ui, base).await?;
+    };
     let peaks = reset_peak(pid);
     let mut overall_peak = 0;
     let mut peak_without_bulk = 0;
     let mut results = Vec::new();
-    for scenario in scenarios(args, base, &ui, &api, prepared, &later, later_pages) {
+    for scenario in scenarios(args, &target, prepared, &later, later_pages) {
         eprintln!("bench: {}", scenario.name);
-        let measured = measure(scenario, args.concurrency, pid, peaks).await?;
+        let measured = measure(scenario, addr, args.concurrency, pid, peaks).await?;
         let peak = measured
             .warmup_peak_kb
             .max(measured.peak_rss_kb.unwrap_or(0));

@@ -140,9 +140,12 @@ enum Command {
         /// Requests measured per scenario.
         #[arg(long, default_value_t = 2000)]
         requests: usize,
-        /// Concurrent clients.
+        /// Concurrent clients (one keep-alive connection each).
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
+        /// Run only these groups of scenarios (comma-separated); all by default.
+        #[arg(long, value_enum, value_delimiter = ',')]
+        only: Vec<cahier::bench::Group>,
     },
     /// Measure the field replica's sync over a seeded data directory (changed: use a copy).
     BenchSync {
@@ -670,12 +673,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
             data,
             requests,
             concurrency,
+            only,
         } => {
             let args = cahier::bench::BenchArgs {
                 data: settings(data.clone())?.data,
                 config: data.config,
                 requests,
                 concurrency,
+                only,
             };
             println!("{}", cahier::bench::run(args).await?);
             Ok(())
