@@ -238,6 +238,7 @@ pub async fn run(args: SyncBenchArgs) -> anyhow::Result<String> {
         config: None,
         requests: 0,
         concurrency: 1,
+        only: Vec::new(),
     };
     let (server, base) = start_server(&bench_args, port).await?;
     let outcome = tokio::select! {
