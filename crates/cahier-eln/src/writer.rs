@@ -641,4 +641,60 @@ mod tests {
         archive.copy(&path, &mut out).unwrap();
         assert_eq!(out, b"1,2");
     }
+
+    #[test]
+    fn entities_stream_into_one_graph_with_shared_nodes_written_once() {
+        let mut writer = ElnWriter::new(
+            Cursor::new(Vec::new()),
+            "export",
+            "2026-01-01T00:00:00Z",
+            "Cahier",
+        )
+        .unwrap();
+        let entity = |uuid: &str, links: Vec<ExportLink>| ExportEntity {
+            uuid: uuid.into(),
+            kind: "experiment".into(),
+            title: format!("Entry {uuid}"),
+            body: "text".into(),
+            body_is_html: false,
+            date: "2026-01-01".into(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+            modified_at: "2026-01-01T00:00:00Z".into(),
+            author: person(),
+            tags: vec![],
+            category: Some("Chemistry".into()),
+            category_color: None,
+            status: None,
+            steps: vec![],
+            comments: vec![],
+            links,
+            metadata_json: None,
+            fields: vec![],
+            rating: 0,
+            heads: "abc".into(),
+            elabid: "x".into(),
+            timestamps: vec![],
+            signatures: vec![],
+            files: vec![],
+        };
+        writer.begin_entity(&entity("a", vec![])).unwrap();
+        let link = ExportLink {
+            uuid: "a".into(),
+            kind: Some("experiment".into()),
+        };
+        writer.begin_entity(&entity("b", vec![link])).unwrap();
+        let bytes = writer.finish().unwrap().into_inner();
+        let archive = ElnArchive::open(Cursor::new(bytes), Limits::default()).unwrap();
+        let graph = archive.metadata()["@graph"].as_array().unwrap().clone();
+        let count = |id: &str| graph.iter().filter(|n| n["@id"] == id).count();
+        assert_eq!(count("#person-1"), 1);
+        assert_eq!(count("#category-Chemistry"), 1);
+        assert_eq!(count("./"), 1);
+        let krate = Crate::parse(archive.metadata());
+        assert_eq!(krate.root_parts, vec!["./experiment-a/", "./experiment-b/"]);
+        let datasets = krate.datasets();
+        assert_eq!(datasets.len(), 2);
+        assert_eq!(datasets[1].mentions, vec!["./experiment-a/"]);
+        assert_eq!(datasets[0].category.as_deref(), Some("Chemistry"));
+    }
 }
