@@ -19,7 +19,7 @@ pub mod writer;
 
 pub use model::{Crate, ImportedDataset, ImportedFile};
 pub use reader::{ElnArchive, Limits};
-pub use writer::{ElnWriter, ExportEntity};
+pub use writer::{ElnWriter, ExportEntity, ExportLink};
 
 /// The namespace of Cahier's own properties in its exports (`cahier:kind`, `cahier:heads` …).
 pub const CAHIER_NS: &str = "https://w3id.org/cahier/ns#";

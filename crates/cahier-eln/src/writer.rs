@@ -9,14 +9,17 @@
 //! .eln → Cahier round trip loses nothing. DO NOT rename existing properties: archives already
 //! written must keep importing.
 //!
-//! File contents are streamed: the caller writes each attachment in chunks between
-//! [`ElnWriter::start_file`] and the next call; only the graph (metadata, no content) is held in
-//! memory until [`ElnWriter::finish`].
+//! Everything is streamed, so memory does not grow with the size of the export: the caller
+//! writes each attachment in chunks between [`ElnWriter::start_file`] and the next call, and the
+//! metadata nodes of each entity go to a temporary file as soon as the entity is complete.
+//! [`ElnWriter::finish`] writes `ro-crate-metadata.json` last, copying that file in. Only the
+//! ids of people and categories already written are remembered (to write each node once).
 
 use crate::{CAHIER_NS, ROCRATE_CONTEXT_1_2, Result};
 use serde_json::{Map, Value, json};
-use std::collections::{BTreeMap, HashMap};
-use std::io::{Seek, Write};
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use zip::write::SimpleFileOptions;
 
 /// A person in the export.
@@ -84,6 +87,16 @@ pub struct ExportFile {
     pub state: i64,
 }
 
+/// A link of an entity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportLink {
+    /// UUID of the target.
+    pub uuid: String,
+    /// The target's kind when the target is part of this export (the link then points at its
+    /// Dataset); `None` for a target outside the export (written as `urn:uuid:`).
+    pub kind: Option<String>,
+}
+
 /// One entity to export.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExportEntity {
@@ -117,8 +130,8 @@ pub struct ExportEntity {
     pub steps: Vec<ExportStep>,
     /// Comments.
     pub comments: Vec<ExportComment>,
-    /// UUIDs of linked entities.
-    pub links: Vec<String>,
+    /// Linked entities.
+    pub links: Vec<ExportLink>,
     /// eLabFTW's `metadata` JSON, when the entity has fields.
     pub metadata_json: Option<String>,
     /// The fields, one by one.
@@ -144,11 +157,33 @@ pub struct ElnWriter<W: Write + Seek> {
     root: String,
     published_at: String,
     publisher: String,
-    datasets: Vec<(Map<String, Value>, Vec<String>)>,
-    by_uuid: HashMap<String, String>,
-    nodes: BTreeMap<String, Value>,
-    current: Option<usize>,
+    /// The graph nodes after the four fixed ones, separated by `,\n`.
+    graph: BufWriter<File>,
+    /// The root's `hasPart` items, separated by `,\n`.
+    parts: BufWriter<File>,
+    /// Whether a node (resp. a part) was written already (for the separators).
+    any_node: bool,
+    any_part: bool,
+    /// People and categories already written (one node each, however many entities use them).
+    shared: HashSet<String>,
+    /// The Dataset being written: its files are added to its `hasPart` until the next entity.
+    current: Option<Map<String, Value>>,
     n_files: usize,
+}
+
+/// Writes `value` pretty-printed, indented by `indent` spaces (its place in the document).
+fn write_indented(out: &mut impl Write, value: &Value, indent: usize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| crate::refused(format!("writing the metadata failed: {e}")))?;
+    let pad = " ".repeat(indent);
+    for (n, line) in text.lines().enumerate() {
+        if n > 0 {
+            out.write_all(b"\n")?;
+        }
+        out.write_all(pad.as_bytes())?;
+        out.write_all(line.as_bytes())?;
+    }
+    Ok(())
 }
 
 impl<W: Write + Seek> std::fmt::Debug for ElnWriter<W> {
@@ -196,9 +231,11 @@ impl<W: Write + Seek> ElnWriter<W> {
             root,
             published_at: published_at.to_owned(),
             publisher: publisher.to_owned(),
-            datasets: Vec::new(),
-            by_uuid: HashMap::new(),
-            nodes: BTreeMap::new(),
+            graph: BufWriter::new(tempfile::tempfile()?),
+            parts: BufWriter::new(tempfile::tempfile()?),
+            any_node: false,
+            any_part: false,
+            shared: HashSet::new(),
             current: None,
             n_files: 0,
         })
@@ -209,26 +246,61 @@ impl<W: Write + Seek> ElnWriter<W> {
         &self.root
     }
 
-    fn person(&mut self, person: &ExportPerson) -> Value {
-        let id = format!("#person-{}", safe_name(&person.key));
-        let mut node = json!({"@id": id, "@type": "Person", "name": person.name});
-        if let Some(email) = &person.email {
-            node["email"] = json!(email);
+    /// Appends one node to the graph file.
+    fn node(&mut self, node: &Value) -> Result<()> {
+        if self.any_node {
+            self.graph.write_all(b",\n")?;
         }
-        self.nodes.insert(id.clone(), node);
-        id_ref(&id)
+        self.any_node = true;
+        write_indented(&mut self.graph, node, 4)
+    }
+
+    /// Appends a node shared between entities (a person, a category) the first time only.
+    fn shared_node(&mut self, id: &str, node: impl FnOnce() -> Value) -> Result<()> {
+        if self.shared.insert(id.to_owned()) {
+            self.node(&node())?;
+        }
+        Ok(())
+    }
+
+    fn person(&mut self, person: &ExportPerson) -> Result<Value> {
+        let id = format!("#person-{}", safe_name(&person.key));
+        self.shared_node(&id, || {
+            let mut node = json!({"@id": id, "@type": "Person", "name": person.name});
+            if let Some(email) = &person.email {
+                node["email"] = json!(email);
+            }
+            node
+        })?;
+        Ok(id_ref(&id))
+    }
+
+    /// Writes the Dataset in progress, if any, and lists it in the root's `hasPart`.
+    fn flush_current(&mut self) -> Result<()> {
+        let Some(dataset) = self.current.take() else {
+            return Ok(());
+        };
+        if let Some(id) = dataset.get("@id") {
+            if self.any_part {
+                self.parts.write_all(b",\n")?;
+            }
+            self.any_part = true;
+            write_indented(&mut self.parts, &json!({ "@id": id }), 8)?;
+        }
+        self.node(&Value::Object(dataset))
     }
 
     /// Adds an entity's Dataset (and its folder); its files follow with
     /// [`ElnWriter::start_file`].
     pub fn begin_entity(&mut self, entity: &ExportEntity) -> Result<()> {
+        self.flush_current()?;
         let key = format!("{}-{}", safe_name(&entity.kind), safe_name(&entity.uuid));
         let id = format!("./{key}/");
         self.zip.add_directory(
             format!("{}/{key}/", self.root),
             SimpleFileOptions::default(),
         )?;
-        let author = self.person(&entity.author);
+        let author = self.person(&entity.author)?;
         let mut d = Map::new();
         d.insert("@id".into(), json!(id));
         d.insert("@type".into(), json!("Dataset"));
@@ -264,11 +336,13 @@ impl<W: Write + Seek> ElnWriter<W> {
         }
         if let Some(category) = &entity.category {
             let cid = format!("#category-{}", safe_name(category));
-            let mut thing = json!({"@id": cid, "@type": "Thing", "name": category});
-            if let Some(color) = &entity.category_color {
-                thing["color"] = json!(color);
-            }
-            self.nodes.insert(cid.clone(), thing);
+            self.shared_node(&cid, || {
+                let mut thing = json!({"@id": cid, "@type": "Thing", "name": category});
+                if let Some(color) = &entity.category_color {
+                    thing["color"] = json!(color);
+                }
+                thing
+            })?;
             d.insert("about".into(), id_ref(&cid));
         }
         if let Some(status) = &entity.status {
@@ -279,10 +353,7 @@ impl<W: Write + Seek> ElnWriter<W> {
         for (n, step) in entity.steps.iter().enumerate() {
             let sid = format!("#step-{base}-{n}");
             let did = format!("#direction-{base}-{n}");
-            self.nodes.insert(
-                did.clone(),
-                json!({"@id": did, "@type": "HowToDirection", "text": step.body}),
-            );
+            self.node(&json!({"@id": did, "@type": "HowToDirection", "text": step.body}))?;
             let mut node = json!({
                 "@id": sid, "@type": "HowToStep", "position": n + 1,
                 "creativeWorkStatus": if step.done { "finished" } else { "unfinished" },
@@ -291,7 +362,7 @@ impl<W: Write + Seek> ElnWriter<W> {
             if let Some(at) = &step.done_at {
                 node["temporal"] = json!(at);
             }
-            self.nodes.insert(sid.clone(), node);
+            self.node(&node)?;
             steps.push(id_ref(&sid));
         }
         if !steps.is_empty() {
@@ -300,12 +371,11 @@ impl<W: Write + Seek> ElnWriter<W> {
         let mut comments = Vec::new();
         for (n, comment) in entity.comments.iter().enumerate() {
             let cid = format!("#comment-{base}-{n}");
-            let author = self.person(&comment.author);
-            self.nodes.insert(
-                cid.clone(),
-                json!({"@id": cid, "@type": "Comment", "dateCreated": comment.created_at,
-                       "text": comment.body, "author": author}),
-            );
+            let author = self.person(&comment.author)?;
+            self.node(
+                &json!({"@id": cid, "@type": "Comment", "dateCreated": comment.created_at,
+                              "text": comment.body, "author": author}),
+            )?;
             comments.push(id_ref(&cid));
         }
         if !comments.is_empty() {
@@ -314,11 +384,8 @@ impl<W: Write + Seek> ElnWriter<W> {
         let mut values = Vec::new();
         if let Some(metadata) = &entity.metadata_json {
             let pid = format!("#pv-{base}-metadata");
-            self.nodes.insert(
-                pid.clone(),
-                json!({"@id": pid, "@type": "PropertyValue", "propertyID": "elabftw_metadata",
-                       "value": metadata}),
-            );
+            self.node(&json!({"@id": pid, "@type": "PropertyValue",
+                              "propertyID": "elabftw_metadata", "value": metadata}))?;
             values.push(id_ref(&pid));
         }
         for (n, field) in entity.fields.iter().enumerate() {
@@ -328,7 +395,7 @@ impl<W: Write + Seek> ElnWriter<W> {
             if let Some(unit) = &field.unit {
                 node["unitText"] = json!(unit);
             }
-            self.nodes.insert(pid.clone(), node);
+            self.node(&node)?;
             values.push(id_ref(&pid));
         }
         if !values.is_empty() {
@@ -350,21 +417,29 @@ impl<W: Write + Seek> ElnWriter<W> {
                 json!(Value::Array(entity.signatures.clone()).to_string()),
             );
         }
+        let mentions: Vec<Value> = entity
+            .links
+            .iter()
+            .map(|link| match &link.kind {
+                Some(kind) => id_ref(&format!("./{}-{}/", safe_name(kind), safe_name(&link.uuid))),
+                None => id_ref(&format!("urn:uuid:{}", link.uuid)),
+            })
+            .collect();
+        if !mentions.is_empty() {
+            d.insert("mentions".into(), Value::Array(mentions));
+        }
         d.insert("hasPart".into(), json!([]));
-        self.by_uuid.insert(entity.uuid.clone(), id.clone());
-        self.datasets.push((d, entity.links.clone()));
-        self.current = Some(self.datasets.len() - 1);
+        self.current = Some(d);
         Ok(())
     }
 
     /// Starts the content of `file` in the current entity's folder; write it with
     /// [`ElnWriter::write_chunk`].
     pub fn start_file(&mut self, file: &ExportFile) -> Result<()> {
-        let Some(index) = self.current else {
+        let Some(dataset) = &self.current else {
             return Err(crate::refused("a file needs an entity first"));
         };
-        let dataset_id = self.datasets[index]
-            .0
+        let dataset_id = dataset
             .get("@id")
             .and_then(Value::as_str)
             .unwrap_or("./")
@@ -377,14 +452,16 @@ impl<W: Write + Seek> ElnWriter<W> {
             .compression_method(zip::CompressionMethod::Stored)
             .large_file(file.size >= u64::from(u32::MAX));
         self.zip.start_file(path, options)?;
-        self.nodes.insert(
-            id.clone(),
-            json!({"@id": id, "@type": "File", "name": file.name, "encodingFormat": file.media_type,
-                   "contentSize": file.size.to_string(), "sha256": file.sha256,
-                   "dateCreated": file.created_at, "description": file.comment,
-                   "cahier:state": file.state}),
-        );
-        if let Some(Value::Array(parts)) = self.datasets[index].0.get_mut("hasPart") {
+        self.node(&json!({"@id": id, "@type": "File", "name": file.name,
+                          "encodingFormat": file.media_type,
+                          "contentSize": file.size.to_string(), "sha256": file.sha256,
+                          "dateCreated": file.created_at, "description": file.comment,
+                          "cahier:state": file.state}))?;
+        if let Some(Value::Array(parts)) = self
+            .current
+            .as_mut()
+            .and_then(|dataset| dataset.get_mut("hasPart"))
+        {
             parts.push(id_ref(&id));
         }
         Ok(())
@@ -396,61 +473,76 @@ impl<W: Write + Seek> ElnWriter<W> {
         Ok(())
     }
 
-    /// Writes `ro-crate-metadata.json` and closes the archive.
+    /// Writes `ro-crate-metadata.json` (streaming the nodes from the temporary files) and closes
+    /// the archive.
     pub fn finish(mut self) -> Result<W> {
-        let mut graph = Vec::new();
-        graph.push(json!({
+        self.flush_current()?;
+        let mut graph = self.graph.into_inner().map_err(|e| e.into_error())?;
+        let mut parts = self.parts.into_inner().map_err(|e| e.into_error())?;
+        let options =
+            SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        self.zip
+            .start_file(format!("{}/ro-crate-metadata.json", self.root), options)?;
+        let out = &mut self.zip;
+        let context = json!([ROCRATE_CONTEXT_1_2, {"cahier": CAHIER_NS}]);
+        out.write_all(b"{\n  \"@context\": ")?;
+        let context = serde_json::to_string_pretty(&context)
+            .map_err(|e| crate::refused(format!("writing the metadata failed: {e}")))?;
+        out.write_all(context.replace('\n', "\n  ").as_bytes())?;
+        out.write_all(b",\n  \"@graph\": [\n")?;
+        let descriptor = json!({
             "@id": "ro-crate-metadata.json", "@type": "CreativeWork",
             "about": id_ref("./"),
             "conformsTo": id_ref("https://w3id.org/ro/crate/1.2"),
             "dateCreated": self.published_at,
             "sdPublisher": id_ref("#publisher"),
             "version": "1.0",
-        }));
-        let parts: Vec<Value> = self
-            .datasets
-            .iter()
-            .filter_map(|(d, _)| d.get("@id").cloned())
-            .map(|id| json!({ "@id": id }))
-            .collect();
-        graph.push(json!({
+        });
+        write_indented(out, &descriptor, 4)?;
+        out.write_all(b",\n")?;
+        // The root Dataset, its `hasPart` copied from the parts file.
+        let root = json!({
             "@id": "./", "@type": "Dataset",
             "name": "Cahier export",
             "description": "Experiments and resources exported from Cahier, an electronic lab notebook.",
             "datePublished": self.published_at,
             "license": id_ref("#license"),
-            "hasPart": parts,
-        }));
-        graph.push(json!({
+            "hasPart": "PARTS",
+        });
+        let root = serde_json::to_string_pretty(&root)
+            .map_err(|e| crate::refused(format!("writing the metadata failed: {e}")))?;
+        let (before, after) = root
+            .split_once("\"PARTS\"")
+            .ok_or_else(|| crate::refused("writing the metadata failed"))?;
+        let indent = |text: &str| text.replace('\n', "\n    ");
+        out.write_all(b"    ")?;
+        out.write_all(indent(before).as_bytes())?;
+        if self.any_part {
+            out.write_all(b"[\n")?;
+            parts.seek(SeekFrom::Start(0))?;
+            std::io::copy(&mut parts, out)?;
+            out.write_all(b"\n      ]")?;
+        } else {
+            out.write_all(b"[]")?;
+        }
+        out.write_all(indent(after).as_bytes())?;
+        drop(parts);
+        out.write_all(b",\n")?;
+        let license = json!({
             "@id": "#license", "@type": "CreativeWork", "name": "License not specified",
             "description": "The authors set no licence on these entries; ask them before reusing them.",
-        }));
-        graph.push(json!({"@id": "#publisher", "@type": "Organization", "name": self.publisher}));
-        for (mut d, links) in std::mem::take(&mut self.datasets) {
-            let mentions: Vec<Value> = links
-                .iter()
-                .map(|uuid| match self.by_uuid.get(uuid) {
-                    Some(id) => id_ref(id),
-                    None => id_ref(&format!("urn:uuid:{uuid}")),
-                })
-                .collect();
-            if !mentions.is_empty() {
-                d.insert("mentions".into(), Value::Array(mentions));
-            }
-            graph.push(Value::Object(d));
-        }
-        graph.extend(std::mem::take(&mut self.nodes).into_values());
-        let metadata = json!({
-            "@context": [ROCRATE_CONTEXT_1_2, {"cahier": CAHIER_NS}],
-            "@graph": graph,
         });
-        let options =
-            SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
-        self.zip
-            .start_file(format!("{}/ro-crate-metadata.json", self.root), options)?;
-        let bytes = serde_json::to_vec_pretty(&metadata)
-            .map_err(|e| crate::refused(format!("writing the metadata failed: {e}")))?;
-        self.zip.write_all(&bytes)?;
+        write_indented(out, &license, 4)?;
+        out.write_all(b",\n")?;
+        let publisher =
+            json!({"@id": "#publisher", "@type": "Organization", "name": self.publisher});
+        write_indented(out, &publisher, 4)?;
+        if self.any_node {
+            out.write_all(b",\n")?;
+            graph.seek(SeekFrom::Start(0))?;
+            std::io::copy(&mut graph, out)?;
+        }
+        out.write_all(b"\n  ]\n}")?;
         Ok(self.zip.finish()?)
     }
 }
@@ -502,7 +594,10 @@ mod tests {
                 created_at: "2026-01-01T00:00:00Z".into(),
                 body: "ok".into(),
             }],
-            links: vec!["other".into()],
+            links: vec![ExportLink {
+                uuid: "other".into(),
+                kind: None,
+            }],
             metadata_json: None,
             fields: vec![],
             rating: 3,
@@ -545,5 +640,61 @@ mod tests {
         let mut out = Vec::new();
         archive.copy(&path, &mut out).unwrap();
         assert_eq!(out, b"1,2");
+    }
+
+    #[test]
+    fn entities_stream_into_one_graph_with_shared_nodes_written_once() {
+        let mut writer = ElnWriter::new(
+            Cursor::new(Vec::new()),
+            "export",
+            "2026-01-01T00:00:00Z",
+            "Cahier",
+        )
+        .unwrap();
+        let entity = |uuid: &str, links: Vec<ExportLink>| ExportEntity {
+            uuid: uuid.into(),
+            kind: "experiment".into(),
+            title: format!("Entry {uuid}"),
+            body: "text".into(),
+            body_is_html: false,
+            date: "2026-01-01".into(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+            modified_at: "2026-01-01T00:00:00Z".into(),
+            author: person(),
+            tags: vec![],
+            category: Some("Chemistry".into()),
+            category_color: None,
+            status: None,
+            steps: vec![],
+            comments: vec![],
+            links,
+            metadata_json: None,
+            fields: vec![],
+            rating: 0,
+            heads: "abc".into(),
+            elabid: "x".into(),
+            timestamps: vec![],
+            signatures: vec![],
+            files: vec![],
+        };
+        writer.begin_entity(&entity("a", vec![])).unwrap();
+        let link = ExportLink {
+            uuid: "a".into(),
+            kind: Some("experiment".into()),
+        };
+        writer.begin_entity(&entity("b", vec![link])).unwrap();
+        let bytes = writer.finish().unwrap().into_inner();
+        let archive = ElnArchive::open(Cursor::new(bytes), Limits::default()).unwrap();
+        let graph = archive.metadata()["@graph"].as_array().unwrap().clone();
+        let count = |id: &str| graph.iter().filter(|n| n["@id"] == id).count();
+        assert_eq!(count("#person-1"), 1);
+        assert_eq!(count("#category-Chemistry"), 1);
+        assert_eq!(count("./"), 1);
+        let krate = Crate::parse(archive.metadata());
+        assert_eq!(krate.root_parts, vec!["./experiment-a/", "./experiment-b/"]);
+        let datasets = krate.datasets();
+        assert_eq!(datasets.len(), 2);
+        assert_eq!(datasets[1].mentions, vec!["./experiment-a/"]);
+        assert_eq!(datasets[0].category.as_deref(), Some("Chemistry"));
     }
 }

@@ -1,18 +1,20 @@
 //! Exporting entities as an `.eln` archive. Every entity is read through the access policy
 //! (`Store::entity`, `Store::content`, `Store::uploads`, `Store::links`): an entity the subject
 //! may not read is "not found", a link to one is left out. Entities are written one after the
-//! other and attachments stream from the blob store in chunks, so memory stays flat whatever
-//! the size of the export (only the graph, without file contents, is held until the end).
+//! other, their metadata nodes go to a temporary file as each entity is done and attachments
+//! stream from the blob store in chunks, so memory stays flat whatever the size of the export
+//! (the writer keeps only the ids of people and categories; the store a set of the exported
+//! ids, to point links between exported entries at their Datasets).
 
 use crate::catalog::Vocabulary;
 use crate::{Result, Store, StoreError};
 use cahier_core::Subject;
 use cahier_eln::ElnWriter;
 use cahier_eln::writer::{
-    ExportComment, ExportEntity, ExportField, ExportFile, ExportPerson, ExportStep,
+    ExportComment, ExportEntity, ExportField, ExportFile, ExportLink, ExportPerson, ExportStep,
 };
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{Seek, Write};
 
 /// RFC 3339 (UTC) of milliseconds since the epoch.
@@ -60,6 +62,7 @@ impl Store {
         subject: &Subject,
         id: i64,
         people: &mut HashMap<i64, ExportPerson>,
+        exported: &HashSet<i64>,
     ) -> Result<ExportEntity> {
         let row = self.entity(subject, id).await?;
         let content = self.content(subject, id).await?;
@@ -84,7 +87,10 @@ impl Store {
             .links(subject, id)
             .await?
             .into_iter()
-            .map(|l| l.uuid)
+            .map(|l| ExportLink {
+                kind: exported.contains(&l.id).then_some(l.kind),
+                uuid: l.uuid,
+            })
             .collect();
         let timestamps = self
             .timestamps(subject, id)
@@ -187,8 +193,11 @@ impl Store {
         let mut writer =
             ElnWriter::new(sink, &root, &rfc3339(now), publisher).map_err(eln_error)?;
         let mut people = HashMap::new();
+        let exported: HashSet<i64> = ids.iter().copied().collect();
         for (n, id) in ids.iter().enumerate() {
-            let entity = self.export_entity(subject, *id, &mut people).await?;
+            let entity = self
+                .export_entity(subject, *id, &mut people, &exported)
+                .await?;
             writer.begin_entity(&entity).map_err(eln_error)?;
             for file in &entity.files {
                 writer.start_file(file).map_err(eln_error)?;
