@@ -211,24 +211,10 @@ impl Crate {
     /// Indexes the graph of `metadata`. Lenient: nodes without `@id` are ignored, the root is
     /// found through the descriptor's `about` (else `./`).
     pub fn parse(metadata: &Value) -> Self {
-        Self::from_metadata(metadata.clone())
-    }
-
-    /// [`Crate::parse`], taking the parsed metadata over (its nodes are moved, not copied).
-    pub fn from_metadata(metadata: Value) -> Self {
-        let graph = match metadata {
-            Value::Object(mut map) => map.remove("@graph").unwrap_or(Value::Null),
-            _ => Value::Null,
-        };
-        let graph = match graph {
-            Value::Array(list) => list,
-            Value::Null => Vec::new(),
-            other => vec![other],
-        };
-        let mut nodes = HashMap::with_capacity(graph.len());
-        for node in graph {
+        let mut nodes = HashMap::new();
+        for node in items(metadata.get("@graph")) {
             if let Some(id) = node.get("@id").and_then(Value::as_str) {
-                nodes.insert(id.to_owned(), node);
+                nodes.insert(id.to_owned(), node.clone());
             }
         }
         let descriptor = nodes
@@ -278,27 +264,14 @@ impl Crate {
     /// Every Dataset of the root's `hasPart`, as import records. Parts that are not Datasets
     /// (files listed at the root) are not entities.
     pub fn datasets(&self) -> Vec<ImportedDataset> {
-        self.dataset_ids()
-            .into_iter()
-            .filter_map(|id| self.dataset_record(id))
-            .collect()
-    }
-
-    /// The `@id`s of the Datasets of the root's `hasPart`, in order (what [`Crate::datasets`]
-    /// reads, without building the records: an importer reads them one at a time with
-    /// [`Crate::dataset_record`]).
-    pub fn dataset_ids(&self) -> Vec<&str> {
+        let roots: std::collections::HashSet<&str> =
+            self.root_parts.iter().map(String::as_str).collect();
         self.root_parts
             .iter()
-            .filter(|id| self.nodes.get(*id).is_some_and(|n| has_type(n, "Dataset")))
-            .map(String::as_str)
+            .filter_map(|id| self.nodes.get(id))
+            .filter(|node| has_type(node, "Dataset"))
+            .map(|node| self.dataset(node, &roots))
             .collect()
-    }
-
-    /// The import record of the Dataset `id` (one of [`Crate::dataset_ids`]).
-    pub fn dataset_record(&self, id: &str) -> Option<ImportedDataset> {
-        let node = self.nodes.get(id).filter(|n| has_type(n, "Dataset"))?;
-        Some(self.dataset(node))
     }
 
     /// `@id`s of root parts that are listed but absent from the graph.
@@ -350,7 +323,7 @@ impl Crate {
         }
     }
 
-    fn dataset(&self, node: &Value) -> ImportedDataset {
+    fn dataset(&self, node: &Value, roots: &std::collections::HashSet<&str>) -> ImportedDataset {
         let id = node
             .get("@id")
             .and_then(Value::as_str)
@@ -512,8 +485,7 @@ impl Crate {
             };
             let target = self.node(part);
             if target.is_some_and(|t| has_type(t, "Dataset")) || part_id.ends_with('/') {
-                // Rare (a sub-folder), so a scan of the root's parts is cheap enough.
-                if !self.root_parts.iter().any(|r| r == part_id) {
+                if !roots.contains(part_id) {
                     nested.push(part_id.to_owned());
                 }
                 continue;

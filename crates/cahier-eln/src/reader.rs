@@ -200,12 +200,6 @@ impl<R: Read + Seek> ElnArchive<R> {
         &self.metadata
     }
 
-    /// Takes the parsed `ro-crate-metadata.json` out (leaving `null`), for
-    /// [`crate::Crate::from_metadata`]: the graph is then held once, not twice.
-    pub fn take_metadata(&mut self) -> serde_json::Value {
-        std::mem::take(&mut self.metadata)
-    }
-
     /// Whether the archive carries `ro-crate-metadata.json.minisig`.
     pub fn is_signed(&self) -> bool {
         self.signed

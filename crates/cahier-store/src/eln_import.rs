@@ -3,11 +3,6 @@
 //! projection, change log), all of them in ONE transaction: an import either creates every
 //! entity or none.
 //!
-//! Memory does not grow with the entries' documents: the transaction is opened first and each
-//! entry is read from the graph, prepared and inserted before the next one is read, so one
-//! entry's record and document are held at a time. The parsed metadata graph itself is held
-//! for the whole import (links point forwards as well as backwards).
-//!
 //! Attachment bytes are written to the blob store first (verified against the declared
 //! SHA-256: a mismatch refuses that file and the report says so). If the transaction then
 //! fails, those blobs are referenced by nothing and the orphan sweep removes them after its
@@ -19,7 +14,7 @@
 
 use crate::blobs::{BlobError, BlobStore};
 use crate::catalog::{Family, Vocabulary};
-use crate::entities::NewEntity;
+use crate::entities::{NewEntity, PreparedEntity};
 use crate::{Result, Store, StoreError, invalid};
 use cahier_core::document::{EntityOp, MAX_BODY_CHARS, MAX_NOTE_CHARS, MAX_TAG_CHARS};
 use cahier_core::fields::{Field, Metadata};
@@ -292,9 +287,8 @@ impl Store {
         let archive = open_archive(path, self.import_limits()).await?;
         let krate = Crate::parse(archive.metadata());
         let datasets = krate.datasets();
-        let mut notes = notes_for(&krate);
+        let mut notes = notes_for(&krate, &datasets);
         for dataset in &datasets {
-            notes.extend(nested_notes(dataset));
             for file in &dataset.files {
                 if archive.resolve(&file.id).is_none() {
                     notes.push(missing_note(&dataset.title, &file.id));
@@ -348,32 +342,24 @@ impl Store {
         self.check_import_options(subject, options).await?;
         let blobs = self.blob_store()?.clone();
         let mut archive = open_archive(path, self.import_limits()).await?;
-        let krate = Crate::from_metadata(archive.take_metadata());
-        let dataset_ids = krate.dataset_ids();
-        if dataset_ids.is_empty() {
+        let krate = Crate::parse(archive.metadata());
+        let datasets = krate.datasets();
+        if datasets.is_empty() {
             return Err(invalid(
                 "file",
                 "the archive lists no Dataset in its root hasPart: nothing to import",
             ));
         }
         let importer = self.user(subject.user_id).await?;
-        let mut notes = notes_for(&krate);
+        let mut notes = notes_for(&krate, &datasets);
         let mut refused_files = Vec::new();
-        let ids: HashMap<&str, EntityId> = dataset_ids
+        let ids: HashMap<String, EntityId> = datasets
             .iter()
-            .map(|id| (*id, self.new_entity_id()))
+            .map(|d| (d.id.clone(), self.new_entity_id()))
             .collect();
         let now = self.now_ms();
-        // One transaction for everything; each entry is inserted as soon as it is prepared, so
-        // only one entry is in memory at a time. Any error drops `tx`: nothing is kept.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut created = Vec::with_capacity(dataset_ids.len());
-        for source_id in &dataset_ids {
-            let Some(dataset) = krate.dataset_record(source_id) else {
-                continue;
-            };
-            let dataset = &dataset;
-            notes.extend(nested_notes(dataset));
+        let mut prepared: Vec<(PreparedEntity, String, usize)> = Vec::new();
+        for dataset in &datasets {
             let kind = kind_of(dataset, options);
             let family = Family::of(kind);
             let mut provenance = Map::new();
@@ -491,7 +477,7 @@ impl Store {
             }
             let mut unresolved = Vec::new();
             for mention in &dataset.mentions {
-                if let Some(target) = ids.get(mention.as_str()) {
+                if let Some(target) = ids.get(mention) {
                     ops.push(EntityOp::AddLink {
                         target: *target,
                         at_ms: now,
@@ -616,10 +602,10 @@ impl Store {
                 template: None,
             };
             let id = ids
-                .get(dataset.id.as_str())
+                .get(&dataset.id)
                 .copied()
                 .unwrap_or_else(|| self.new_entity_id());
-            let entity = self
+            let mut entity = self
                 .prepare_entity(subject, new, id, "import")
                 .await
                 .map_err(|error| match error {
@@ -629,15 +615,23 @@ impl Store {
                     ),
                     other => other,
                 })?;
-            let id = self.insert_prepared(&mut tx, subject, &entity).await?;
+            // Only the saved bytes are kept until the insert: memory stays small per entry.
+            entity.forget_doc();
+            prepared.push((entity, title, n_files));
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut created = Vec::new();
+        for (entity, title, n_files) in &prepared {
+            let id = self.insert_prepared(&mut tx, subject, entity).await?;
             created.push(ImportedEntity {
                 id,
-                kind: entity.kind(),
-                title,
-                n_files,
+                kind: kind_of_prepared(entity),
+                title: title.clone(),
+                n_files: *n_files,
             });
         }
         tx.commit().await?;
+        drop(prepared);
         tracing::info!(
             user_id = subject.user_id,
             team_id = options.team_id,
@@ -733,6 +727,10 @@ impl Store {
     }
 }
 
+fn kind_of_prepared(entity: &PreparedEntity) -> EntityKind {
+    entity.kind()
+}
+
 fn missing_note(title: &str, id: &str) -> String {
     if cahier_eln::reader::is_remote(id) {
         format!("{title}: {id} is a remote file; it was not fetched")
@@ -741,19 +739,20 @@ fn missing_note(title: &str, id: &str) -> String {
     }
 }
 
-fn notes_for(krate: &Crate) -> Vec<String> {
-    krate
-        .dangling_parts()
-        .into_iter()
-        .map(|id| format!("{id} is listed in the archive's contents but not described; skipped"))
-        .collect()
-}
-
-fn nested_notes(dataset: &ImportedDataset) -> impl Iterator<Item = String> + '_ {
-    dataset.nested.iter().map(|nested| {
-        format!(
-            "{}: {nested} is a sub-folder not listed at the archive's root; kept as a reference in its metadata",
-            dataset.title
-        )
-    })
+fn notes_for(krate: &Crate, datasets: &[ImportedDataset]) -> Vec<String> {
+    let mut notes = Vec::new();
+    for id in krate.dangling_parts() {
+        notes.push(format!(
+            "{id} is listed in the archive's contents but not described; skipped"
+        ));
+    }
+    for dataset in datasets {
+        for nested in &dataset.nested {
+            notes.push(format!(
+                "{}: {nested} is a sub-folder not listed at the archive's root; kept as a reference in its metadata",
+                dataset.title
+            ));
+        }
+    }
+    notes
 }

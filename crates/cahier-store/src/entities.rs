@@ -66,11 +66,17 @@ pub(crate) struct PreparedEntity {
     rendered: projection::Rendered,
     elabid: String,
     attachments: Vec<cahier_core::document::Attachment>,
-    /// The live document, put in the cache after the insert.
+    /// The live document, put in the cache after the insert; `None` once forgotten.
     pub(crate) doc: Option<EntityDoc>,
 }
 
 impl PreparedEntity {
+    /// Drops the live document (its saved bytes stay): an Automerge document in memory takes
+    /// far more room than saved, and an import holding thousands would grow with their number.
+    pub(crate) fn forget_doc(&mut self) {
+        self.doc = None;
+    }
+
     /// The kind it will have.
     pub(crate) fn kind(&self) -> EntityKind {
         self.kind
