@@ -1955,7 +1955,15 @@ mod tests {
         for file in files {
             let text = std::fs::read_to_string(&file).unwrap_or_default();
             for pattern in ["t(\"", "tk(\""] {
-                for piece in text.split(pattern).skip(1) {
+                // Only calls of `t`/`tk` themselves, not of `safe_component(` and the like.
+                let calls = text.match_indices(pattern).filter(|(at, _)| {
+                    !text[..*at]
+                        .chars()
+                        .next_back()
+                        .is_some_and(|c| c.is_alphanumeric() || c == '_')
+                });
+                for (at, _) in calls {
+                    let piece = &text[at + pattern.len()..];
                     if let Some(key) = piece.split('"').next()
                         && key.contains('.')
                         && !key.contains(' ')
