@@ -63,6 +63,8 @@ pub mod action {
     pub const ADMIN: &str = "admin";
     /// The chain's head was timestamped by the TSA.
     pub const ANCHOR: &str = "audit.anchor";
+    /// A sysadmin set, changed or removed the timestamping authority (never the password).
+    pub const TSA_CONFIGURE: &str = "tsa.configure";
 
     /// Every action, for the filter of the admin page.
     pub const ALL: &[&str] = &[
@@ -87,6 +89,7 @@ pub mod action {
         SYNC_REJECT,
         ADMIN,
         ANCHOR,
+        TSA_CONFIGURE,
     ];
 }
 

@@ -32,6 +32,7 @@ pub mod sync;
 mod templates;
 pub mod thumbnails;
 pub mod timestamps;
+pub mod tsa_settings;
 pub mod uploads;
 pub mod zones;
 

@@ -99,7 +99,7 @@ pub struct TsaConfig {
 pub enum TraceError {
     /// No TSA is configured (the action is unavailable; the message says how to set one).
     #[error(
-        "no timestamping authority is configured: set tsa_url and tsa_ca_file in cahier.toml (or CAHIER_TSA_URL and CAHIER_TSA_CA_FILE) and restart"
+        "no timestamping authority is configured: a sysadmin sets one on the audit page (Administration → Audit log), or set tsa_url and tsa_ca_file in cahier.toml (or CAHIER_TSA_URL and CAHIER_TSA_CA_FILE)"
     )]
     NotConfigured,
     /// The TSA could not be reached or its answer failed a check. Nothing was stored; the user
@@ -360,4 +360,71 @@ async fn verify_one(
     )
     .await
     .map_err(|error| broken(error.to_string()))
+}
+
+/// The fixed data the "test" action of the admin page has stamped (nothing is stored).
+pub const PROBE: &[u8] = b"Cahier: timestamping authority probe";
+
+/// Asks the TSA for a token over [`PROBE`] and checks it as a real stamp would (answer, nonce,
+/// imprint, chain to the trusted roots). Returns the token's time, ms. Nothing is stored.
+pub async fn probe_tsa(config: &TsaConfig, nonce: [u8; 8]) -> Result<i64, TraceError> {
+    let digest = config.hash.digest(PROBE);
+    let request = rfc3161::request(config.hash, &digest, nonce);
+    let response = post_query(config, &request.der).await?;
+    let token = rfc3161::check_response(&response, &request)?;
+    let chain = rfc3161::to_pem(&token.certificates);
+    let dir = tempfile::tempdir().map_err(|error| {
+        TraceError::Internal(format!("creating a temporary directory: {error}"))
+    })?;
+    rfc3161::openssl_ts_verify(dir.path(), PROBE, &response, &config.ca_file, Some(&chain)).await?;
+    Ok(token.gen_time_ms)
+}
+
+/// Checks that `pem` holds at least one X.509 certificate (each `CERTIFICATE` block must decode
+/// as base64 to a DER `Certificate`: a sequence of the signed part, the algorithm and the
+/// signature). Returns how many it holds, or why it is refused.
+pub fn pem_certificates(pem: &str) -> Result<usize, String> {
+    use base64::Engine as _;
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut count = 0;
+    let mut rest = pem;
+    while let Some(start) = rest.find(BEGIN) {
+        let after = &rest[start + BEGIN.len()..];
+        let end = after
+            .find(END)
+            .ok_or_else(|| format!("certificate {} has no END line", count + 1))?;
+        let text: String = after[..end]
+            .chars()
+            .filter(|c| !c.is_ascii_whitespace())
+            .collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(text.as_bytes())
+            .map_err(|_| format!("certificate {} is not valid base64", count + 1))?;
+        let is_certificate = der::expect(&der, der::tag::SEQUENCE)
+            .ok()
+            .filter(|(_, trailing)| trailing.is_empty())
+            .and_then(|(outer, _)| der::children(outer.body).ok())
+            .is_some_and(|parts| {
+                parts.len() == 3
+                    && parts[0].tag == der::tag::SEQUENCE
+                    && parts[1].tag == der::tag::SEQUENCE
+                    && parts[2].tag == 0x03
+            });
+        if !is_certificate {
+            return Err(format!(
+                "certificate {} is not an X.509 certificate",
+                count + 1
+            ));
+        }
+        count += 1;
+        rest = &after[end + END.len()..];
+    }
+    if count == 0 {
+        return Err(
+            "no certificate found: paste the authority's root certificates in PEM (-----BEGIN CERTIFICATE----- …)"
+                .into(),
+        );
+    }
+    Ok(count)
 }

@@ -43,8 +43,105 @@ pub struct AppState {
     pub config: Arc<WebConfig>,
     /// Set when this process serves a field replica.
     pub replica: Option<Arc<ReplicaHandle>>,
-    /// The timestamping authority, when one is configured.
-    pub tsa: Option<Arc<cahier_trace::TsaConfig>>,
+    /// The timestamping authority: read per request, swapped when a sysadmin changes it.
+    pub tsa: Arc<TsaSlot>,
+}
+
+impl AppState {
+    /// The timestamping authority now in force, if any.
+    pub fn tsa(&self) -> Option<Arc<cahier_trace::TsaConfig>> {
+        self.tsa.current()
+    }
+}
+
+/// Where the timestamping authority comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TsaSource {
+    /// The environment or `cahier.toml`: it overrides the stored settings, and the admin page
+    /// shows it read-only.
+    Fixed,
+    /// The settings a sysadmin stored on the admin page (or none).
+    Stored,
+}
+
+/// The authority in force, swappable without a restart.
+#[derive(Debug)]
+pub struct TsaSlot {
+    current: std::sync::RwLock<Option<Arc<cahier_trace::TsaConfig>>>,
+    /// Whether the environment or the config file set it.
+    pub source: TsaSource,
+    /// Where stored root bundles are written (`<data>/tsa`), one file per content.
+    pub roots_dir: std::path::PathBuf,
+}
+
+impl TsaSlot {
+    /// A slot holding `fixed` (from the environment or config file) when it is set; otherwise
+    /// empty until [`TsaSlot::apply`] loads the stored settings.
+    pub fn new(fixed: Option<cahier_trace::TsaConfig>, roots_dir: std::path::PathBuf) -> Self {
+        Self {
+            source: if fixed.is_some() {
+                TsaSource::Fixed
+            } else {
+                TsaSource::Stored
+            },
+            current: std::sync::RwLock::new(fixed.map(Arc::new)),
+            roots_dir,
+        }
+    }
+
+    /// The authority in force.
+    pub fn current(&self) -> Option<Arc<cahier_trace::TsaConfig>> {
+        match self.current.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Builds the client configuration of stored settings: writes the root bundle to
+    /// `roots_dir` (named by its hash, so a verification in flight keeps its file).
+    pub fn config_of(
+        &self,
+        stored: &cahier_store::tsa_settings::StoredTsa,
+    ) -> Result<cahier_trace::TsaConfig, String> {
+        let hash = cahier_trace::HashAlg::parse(&stored.hash)
+            .ok_or_else(|| format!("hash must be sha256 or sha512 (got {})", stored.hash))?;
+        std::fs::create_dir_all(&self.roots_dir)
+            .map_err(|error| format!("creating {}: {error}", self.roots_dir.display()))?;
+        let digest = cahier_trace::HashAlg::Sha256.digest(stored.roots_pem.as_bytes());
+        let ca_file = self.roots_dir.join(format!(
+            "roots-{}.pem",
+            hex::encode(digest.get(..16).unwrap_or_default())
+        ));
+        if !ca_file.exists() {
+            std::fs::write(&ca_file, stored.roots_pem.as_bytes())
+                .map_err(|error| format!("writing {}: {error}", ca_file.display()))?;
+        }
+        Ok(cahier_trace::TsaConfig {
+            url: stored.url.clone(),
+            user: stored.user.clone(),
+            password: stored.password.clone().map(cahier_trace::Secret),
+            ca_file,
+            hash,
+            timeout: std::time::Duration::from_secs(30),
+        })
+    }
+
+    /// Puts the stored settings (or none) in force, unless the environment or the config
+    /// file set the authority (then nothing changes).
+    pub fn apply(
+        &self,
+        stored: Option<&cahier_store::tsa_settings::StoredTsa>,
+    ) -> Result<(), String> {
+        if self.source == TsaSource::Fixed {
+            return Ok(());
+        }
+        let config = stored.map(|s| self.config_of(s)).transpose()?;
+        match self.current.write() {
+            Ok(mut guard) => *guard = config.map(Arc::new),
+            Err(poisoned) => *poisoned.into_inner() = config.map(Arc::new),
+        }
+        Ok(())
+    }
 }
 
 /// What the web layer knows of the field replica it serves.

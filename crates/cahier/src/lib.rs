@@ -162,8 +162,8 @@ const ANCHOR_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(3
 
 /// Timestamps the head of the audit log with the TSA every `hours` hours
 /// ([`cahier_trace::anchor_audit_head`]); a failure is logged and retried an hour later.
-async fn anchor_audit_log(store: Store, tsa: Option<cahier_trace::TsaConfig>, hours: u64) {
-    let Some(tsa) = tsa else { return };
+async fn anchor_audit_log(store: Store, tsa: Option<Arc<cahier_web::TsaSlot>>, hours: u64) {
+    let Some(slot) = tsa else { return };
     if hours == 0 {
         return;
     }
@@ -177,7 +177,9 @@ async fn anchor_audit_log(store: Store, tsa: Option<cahier_trace::TsaConfig>, ho
                 false
             }
         };
-        if due {
+        // The authority in force now (a sysadmin may have set or changed it since).
+        let tsa = slot.current();
+        if due && let Some(tsa) = tsa {
             match cahier_trace::anchor_audit_head(&store, Some(&tsa), rand::random()).await {
                 Ok(Some(anchor)) => tracing::info!(anchor, "audit log anchored by the TSA"),
                 Ok(None) => {}
@@ -213,6 +215,21 @@ pub async fn serve_store(
             .context("creating the setup link")?
             .map(|token| format!("{}/setup?token={token}", url.trim_end_matches('/')))
     };
+    // The environment and cahier.toml override what a sysadmin stored on the admin page.
+    let tsa = Arc::new(cahier_web::TsaSlot::new(
+        settings.tsa.clone(),
+        settings.data.join("tsa"),
+    ));
+    if replica.is_none() && tsa.source == cahier_web::TsaSource::Stored {
+        match store.tsa_settings().await {
+            Ok(stored) => {
+                if let Err(error) = tsa.apply(stored.as_ref()) {
+                    tracing::warn!(%error, "the stored timestamping authority cannot be used");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "reading the stored timestamping authority"),
+        }
+    }
     let state = AppState {
         store: store.clone(),
         config: Arc::new(WebConfig {
@@ -221,7 +238,7 @@ pub async fn serve_store(
             version: VERSION.to_owned(),
         }),
         replica,
-        tsa: settings.tsa.clone().map(Arc::new),
+        tsa: tsa.clone(),
     };
     let is_replica = state.replica.is_some();
     let app = cahier_web::router(state);
@@ -233,7 +250,7 @@ pub async fn serve_store(
     // Only a lab instance anchors its log; a replica's actions are the server's to record.
     let anchor = tokio::spawn(anchor_audit_log(
         store.clone(),
-        settings.tsa.clone().filter(|_| !is_replica),
+        Some(tsa).filter(|_| !is_replica),
         settings.audit_anchor_hours,
     ));
     let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();

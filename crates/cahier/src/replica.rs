@@ -292,7 +292,7 @@ pub async fn replica_parts(
             version: crate::VERSION.to_owned(),
         }),
         replica: Some(handle),
-        tsa: None,
+        tsa: Arc::new(cahier_web::TsaSlot::new(None, std::path::PathBuf::new())),
     };
     Ok((state, task))
 }

@@ -1007,7 +1007,7 @@ async fn update(
                 .await?;
         }
         Some("timestamp") => {
-            cahier_trace::stamp_entity(store, app.tsa.as_deref(), subject, id, rand::random())
+            cahier_trace::stamp_entity(store, app.tsa().as_deref(), subject, id, rand::random())
                 .await?;
         }
         Some("sign") => {

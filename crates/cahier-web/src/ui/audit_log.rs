@@ -5,6 +5,7 @@
 
 use super::{PageCtx, UiError, UiResultExt, render, when};
 use crate::AppState;
+use crate::TsaSource;
 use crate::auth::SignedIn;
 use crate::error::AppError;
 use askama::Template;
@@ -14,12 +15,133 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use cahier_store::audit::{AuditFilter, action};
 use cahier_store::proof_lock::LockTrigger;
+use cahier_store::tsa_settings::StoredTsa;
 use serde::Deserialize;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/admin/audit", get(audit_page))
         .route("/admin/audit/locking", post(set_locking))
+        .route("/admin/audit/tsa", post(set_tsa))
+}
+
+/// The timestamping authority form. The password is write-only: blank keeps the stored one,
+/// `clear_password` removes it. A blank `roots_pem` keeps the stored bundle.
+#[derive(Default, Deserialize)]
+struct TsaForm {
+    /// A preset's name, or empty for the custom `url`.
+    preset: Option<String>,
+    url: Option<String>,
+    hash: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
+    clear_password: Option<String>,
+    roots_pem: Option<String>,
+    /// `save`, `test` or `remove`.
+    action: Option<String>,
+}
+
+async fn set_tsa(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Form(form): Form<TsaForm>,
+) -> Result<Response, UiError> {
+    let lang = session.lang;
+    if !session.user.is_sysadmin {
+        return Err(UiError(
+            AppError::Forbidden(lang.t("admin.not_sysadmin").into()),
+            lang,
+        ));
+    }
+    if state.tsa.source == TsaSource::Fixed {
+        return Err(UiError(
+            AppError::Conflict(lang.t("tsa.fixed").into()),
+            lang,
+        ));
+    }
+    let store = &state.store;
+    let invalid = |field: &str, message: String| UiError(AppError::invalid(field, message), lang);
+    let action = form.action.as_deref().unwrap_or("save");
+    if action == "remove" {
+        store
+            .set_tsa_settings(session.user.id, None)
+            .await
+            .ui(lang)?;
+        apply_stored(&state).await.ui(lang)?;
+        return Ok(Redirect::to("/admin/audit#tsa").into_response());
+    }
+    let existing = store.tsa_settings().await.ui(lang)?;
+    let url = match non_empty(&form.preset) {
+        Some(name) => cahier_trace::TSA_PRESETS
+            .iter()
+            .find(|(preset, _, _)| *preset == name)
+            .map(|(_, url, _)| (*url).to_owned())
+            .ok_or_else(|| invalid("preset", lang.t("tsa.bad_preset").into()))?,
+        None => non_empty(&form.url).unwrap_or_default(),
+    };
+    if !(url.starts_with("http://") || url.starts_with("https://"))
+        || url.contains(char::is_whitespace)
+    {
+        return Err(invalid("url", lang.t("tsa.bad_url").into()));
+    }
+    let hash = non_empty(&form.hash).unwrap_or_else(|| "sha256".into());
+    if cahier_trace::HashAlg::parse(&hash).is_none() {
+        return Err(invalid("hash", lang.t("tsa.bad_hash").into()));
+    }
+    let user = non_empty(&form.user);
+    let password = if form.clear_password.is_some() {
+        None
+    } else {
+        form.password
+            .clone()
+            .filter(|p| !p.is_empty())
+            .or_else(|| existing.as_ref().and_then(|e| e.password.clone()))
+    };
+    let roots_pem = match non_empty(&form.roots_pem) {
+        Some(pem) => {
+            cahier_trace::pem_certificates(&pem).map_err(|why| {
+                invalid("roots_pem", format!("{} ({why})", lang.t("tsa.bad_roots")))
+            })?;
+            pem
+        }
+        None => existing
+            .as_ref()
+            .map(|e| e.roots_pem.clone())
+            .filter(|pem| !pem.is_empty())
+            .ok_or_else(|| invalid("roots_pem", lang.t("tsa.roots_required").into()))?,
+    };
+    let stored = StoredTsa {
+        url,
+        hash,
+        user,
+        password,
+        roots_pem,
+    };
+    let config = state
+        .tsa
+        .config_of(&stored)
+        .map_err(|error| UiError(AppError::Internal(error), lang))?;
+    if action == "test" {
+        return match cahier_trace::probe_tsa(&config, rand::random()).await {
+            Ok(_) => Ok(Redirect::to("/admin/audit?tsa_test=ok#tsa").into_response()),
+            Err(error) => Err(UiError(
+                AppError::BadGateway(format!("{} {error}", lang.t("tsa.test_failed"))),
+                lang,
+            )),
+        };
+    }
+    store
+        .set_tsa_settings(session.user.id, Some(&stored))
+        .await
+        .ui(lang)?;
+    apply_stored(&state).await.ui(lang)?;
+    Ok(Redirect::to("/admin/audit#tsa").into_response())
+}
+
+/// Puts what the store now holds in force (read back, so the last committed change wins).
+async fn apply_stored(state: &AppState) -> Result<(), AppError> {
+    let stored = state.store.tsa_settings().await?;
+    state.tsa.apply(stored.as_ref()).map_err(AppError::Internal)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -62,6 +184,8 @@ struct AuditQuery {
     from: Option<String>,
     to: Option<String>,
     before: Option<i64>,
+    /// `ok` after a successful test of the authority.
+    tsa_test: Option<String>,
 }
 
 fn non_empty(value: &Option<String>) -> Option<String> {
@@ -113,12 +237,28 @@ struct AuditPage {
     lock_on_signature: bool,
     /// The configured authority (never its password).
     tsa: Option<TsaView>,
+    /// The environment or cahier.toml set it (the form is read-only).
+    tsa_fixed: bool,
+    /// What the form starts with (the stored settings), never the password.
+    tsa_form: TsaFormView,
+    /// The last test succeeded.
+    tsa_test_ok: bool,
     /// Common authorities.
     tsa_presets: Vec<TsaView>,
 }
 
 /// An authority as the page shows it: `hash` and `roots` for the configured one, a note for
 /// a preset.
+struct TsaFormView {
+    url: String,
+    preset: String,
+    sha512: bool,
+    user: String,
+    has_password: bool,
+    has_roots: bool,
+    stored: bool,
+}
+
 struct TsaView {
     name: String,
     url: String,
@@ -213,6 +353,8 @@ async fn audit_page(
         })
         .collect();
     let chain = store.verify_audit_chain_since_checkpoint().await.ui(lang)?;
+    let tsa_fixed = state.tsa.source == TsaSource::Fixed;
+    let stored_tsa = store.tsa_settings().await.ui(lang)?;
     let p = PageCtx::signed_in(&state, &session, lang.t("audit.title").to_owned())
         .await
         .ui(lang)?;
@@ -247,12 +389,41 @@ async fn audit_page(
         error,
         lock_on_timestamp: store.lock_on(LockTrigger::Timestamp).await.ui(lang)?,
         lock_on_signature: store.lock_on(LockTrigger::Signature).await.ui(lang)?,
-        tsa: state.tsa.as_ref().map(|tsa| TsaView {
+        tsa: state.tsa().map(|tsa| TsaView {
             name: String::new(),
             url: tsa.url.clone(),
             hash: tsa.hash.name().to_owned(),
-            roots: tsa.ca_file.display().to_string(),
+            roots: if tsa_fixed {
+                tsa.ca_file.display().to_string()
+            } else {
+                lang.t("tsa.roots_stored").to_owned()
+            },
         }),
+        tsa_fixed,
+        tsa_form: TsaFormView {
+            preset: stored_tsa
+                .as_ref()
+                .and_then(|s| {
+                    cahier_trace::TSA_PRESETS
+                        .iter()
+                        .find(|(_, url, _)| *url == s.url)
+                        .map(|(name, _, _)| (*name).to_owned())
+                })
+                .unwrap_or_default(),
+            url: stored_tsa
+                .as_ref()
+                .map(|s| s.url.clone())
+                .unwrap_or_default(),
+            sha512: stored_tsa.as_ref().is_some_and(|s| s.hash == "sha512"),
+            user: stored_tsa
+                .as_ref()
+                .and_then(|s| s.user.clone())
+                .unwrap_or_default(),
+            has_password: stored_tsa.as_ref().is_some_and(|s| s.password.is_some()),
+            has_roots: stored_tsa.as_ref().is_some_and(|s| !s.roots_pem.is_empty()),
+            stored: stored_tsa.is_some(),
+        },
+        tsa_test_ok: query.tsa_test.as_deref() == Some("ok"),
         tsa_presets: cahier_trace::TSA_PRESETS
             .iter()
             .map(|(name, url, note)| TsaView {

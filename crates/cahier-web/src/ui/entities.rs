@@ -1740,7 +1740,7 @@ async fn entity_action(
         "timestamp" => {
             cahier_trace::stamp_entity(
                 store,
-                state.tsa.as_deref(),
+                state.tsa().as_deref(),
                 subject,
                 row.id,
                 rand::random(),

@@ -378,3 +378,186 @@ async fn a_sha512_timestamp_verifies_with_openssl() {
     assert!(text.contains("sha512"), "{text}");
     app.stop().await;
 }
+
+async fn post_tsa(
+    ui: &cahier_testkit::Browser,
+    fields: Vec<(&'static str, String)>,
+) -> reqwest::Response {
+    let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    ui.post_form("/admin/audit/tsa", &pairs).await
+}
+
+#[tokio::test]
+async fn a_sysadmin_sets_the_tsa_on_the_admin_page_and_it_applies_at_once() {
+    let tsa = TestTsa::start().await;
+    let roots_pem = std::fs::read_to_string(&tsa.roots).unwrap();
+    // No TSA at start: neither in the environment nor in cahier.toml.
+    let app = TestApp::spawn().await;
+    let root = app.user("root@lab.fr", "Ecology", true).await;
+    app.store.set_sysadmin(root.id, true).await.unwrap();
+    let alice = app.user("alice@lab.fr", "Ecology", false).await;
+    let api = app.api(&app.api_key(&alice, true).await);
+    let id = api
+        .create("/experiments", json!({"title": "Set TSA"}))
+        .await;
+    assert_eq!(stamp(&api, id).await.status(), 409);
+
+    // A non-sysadmin is refused, and nothing is stored.
+    let alice_ui = app.browser(&alice).await;
+    let fields = |pem: &str, action: &'static str| {
+        vec![
+            ("preset", String::new()),
+            ("url", tsa.url.clone()),
+            ("hash", "sha256".to_owned()),
+            ("user", "lab".to_owned()),
+            ("password", "hunter2-secret".to_owned()),
+            ("roots_pem", pem.to_owned()),
+            ("action", action.to_owned()),
+        ]
+    };
+    let refused = post_tsa(&alice_ui, fields(&roots_pem, "save")).await;
+    assert_eq!(refused.status(), 403);
+    assert!(app.store.tsa_settings().await.unwrap().is_none());
+
+    let ui = app.browser(&root).await;
+    // Without the CSRF token: refused.
+    let no_csrf = ui
+        .post_form_without_csrf("/admin/audit/tsa", &[("url", tsa.url.as_str())])
+        .await;
+    assert!(no_csrf.status().is_client_error(), "{}", no_csrf.status());
+
+    // A bundle that is not a certificate: a clear error, nothing stored.
+    let bad = post_tsa(
+        &ui,
+        fields(
+            "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n",
+            "save",
+        ),
+    )
+    .await;
+    assert_eq!(bad.status(), 422);
+    let text = bad.text().await.unwrap();
+    assert!(text.contains("X.509"), "{text}");
+    let none = post_tsa(&ui, fields("just some text", "save")).await;
+    assert_eq!(none.status(), 422);
+    assert!(none.text().await.unwrap().contains("PEM"));
+    assert!(app.store.tsa_settings().await.unwrap().is_none());
+    assert_eq!(stamp(&api, id).await.status(), 409);
+
+    // The test action asks the TSA and stores nothing.
+    let tested = post_tsa(&ui, fields(&roots_pem, "test")).await;
+    assert_eq!(tested.status(), 303, "{}", tested.text().await.unwrap());
+    assert!(cahier_testkit::location(&tested).starts_with("/admin/audit?tsa_test=ok"));
+    assert_eq!(tsa.requests(), 1);
+    assert!(app.store.tsa_settings().await.unwrap().is_none());
+    let page = ui.page("/admin/audit?tsa_test=ok").await;
+    assert!(page.contains("id=\"tsa-test-ok\""), "{page}");
+    // A failing TSA: the precise error.
+    tsa.set_mode(TsaMode::UnknownRoot);
+    let failed = post_tsa(&ui, fields(&roots_pem, "test")).await;
+    assert_eq!(failed.status(), 502);
+    assert!(app.store.tsa_settings().await.unwrap().is_none());
+    tsa.set_mode(TsaMode::Good);
+
+    // Saved: in force at once, no restart.
+    let saved = post_tsa(&ui, fields(&roots_pem, "save")).await;
+    assert_eq!(saved.status(), 303, "{}", saved.text().await.unwrap());
+    let stored = app.store.tsa_settings().await.unwrap().unwrap();
+    assert_eq!(stored.url, tsa.url);
+    assert_eq!(stored.password.as_deref(), Some("hunter2-secret"));
+    let response = stamp(&api, id).await;
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    let entity: Value = response.json().await.unwrap();
+    assert_eq!(entity["timestamped"], 1);
+    let work = tempfile::tempdir().unwrap();
+    let export = download_and_verify(
+        &api,
+        id,
+        entity["timestamps"][0]["upload_id"].as_i64().unwrap(),
+        work.path(),
+        &tsa.roots,
+    )
+    .await;
+    assert_eq!(export["content"]["title"], "Set TSA");
+    let (checked, broken) = cahier_trace::verify_stored(&app.store, Some(&tsa.roots))
+        .await
+        .unwrap();
+    assert_eq!((checked, broken.len()), (1, 0));
+
+    // The page shows the authority, never the password; blank keeps it.
+    let page = ui.page("/admin/audit").await;
+    assert!(page.contains(&tsa.url), "{page}");
+    assert!(
+        !page.contains("hunter2"),
+        "the password leaked into the page"
+    );
+    let mut keep = fields("", "save");
+    keep.retain(|(k, _)| *k != "password");
+    keep.push(("hash", "sha512".to_owned()));
+    keep.retain(|(k, v)| !(*k == "hash" && v == "sha256"));
+    let kept = post_tsa(&ui, keep).await;
+    assert_eq!(kept.status(), 303, "{}", kept.text().await.unwrap());
+    let stored = app.store.tsa_settings().await.unwrap().unwrap();
+    assert_eq!(stored.hash, "sha512");
+    assert_eq!(stored.password.as_deref(), Some("hunter2-secret"));
+    assert_eq!(stored.roots_pem.trim(), roots_pem.trim());
+    let mut clear = fields("", "save");
+    clear.retain(|(k, _)| *k != "password");
+    clear.push(("clear_password", "1".to_owned()));
+    assert_eq!(post_tsa(&ui, clear).await.status(), 303);
+    assert_eq!(
+        app.store.tsa_settings().await.unwrap().unwrap().password,
+        None
+    );
+
+    // Each change is in the audit log, with the URL and hash, never the password.
+    let (entries, _) = app
+        .store
+        .audit_entries(&cahier_store::audit::AuditFilter {
+            action: Some("tsa.configure".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 3);
+    for entry in &entries {
+        assert_eq!(entry.actor_id, Some(root.id));
+        assert!(entry.details.contains(&tsa.url), "{}", entry.details);
+        assert!(!entry.details.contains("hunter2"), "{}", entry.details);
+    }
+    assert!(entries[0].details.contains("sha256") || entries[0].details.contains("sha512"));
+    let page = ui.page("/admin/audit?action=tsa.configure").await;
+    assert!(!page.contains("hunter2"));
+
+    // Removed: timestamps are unavailable again.
+    assert_eq!(
+        post_tsa(&ui, vec![("action", "remove".to_owned())])
+            .await
+            .status(),
+        303
+    );
+    assert!(app.store.tsa_settings().await.unwrap().is_none());
+    assert_eq!(stamp(&api, id).await.status(), 409);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_tsa_from_the_config_makes_the_admin_form_read_only() {
+    let tsa = TestTsa::start().await;
+    let app = TestApp::spawn_with_tsa(Some(tsa.config())).await;
+    let root = app.user("root@lab.fr", "Ecology", true).await;
+    app.store.set_sysadmin(root.id, true).await.unwrap();
+    let ui = app.browser(&root).await;
+    let page = ui.page("/admin/audit").await;
+    assert!(page.contains("id=\"tsa-fixed\""), "{page}");
+    assert!(page.contains("<fieldset disabled>"), "{page}");
+    let refused = ui
+        .post_form(
+            "/admin/audit/tsa",
+            &[("url", "http://example.org/"), ("action", "save")],
+        )
+        .await;
+    assert_eq!(refused.status(), 409);
+    assert!(app.store.tsa_settings().await.unwrap().is_none());
+    app.stop().await;
+}
