@@ -142,6 +142,9 @@ pub struct ExportEntity {
     pub heads: String,
     /// eLabFTW-style unique reference.
     pub elabid: String,
+    /// Its saved versions, oldest first: change hash, author, device, the device's clock (not
+    /// proven) and the server's receive time.
+    pub history: Vec<Value>,
     /// Trusted timestamps of its versions (heads, hash, time, authority).
     pub timestamps: Vec<Value>,
     /// Signatures of its versions (meaning, signer, minisign public key and signature, and the
@@ -405,6 +408,12 @@ impl<W: Write + Seek> ElnWriter<W> {
         d.insert("cahier:uuid".into(), json!(entity.uuid));
         d.insert("cahier:rating".into(), json!(entity.rating));
         d.insert("cahier:heads".into(), json!(entity.heads));
+        if !entity.history.is_empty() {
+            d.insert(
+                "cahier:history".into(),
+                json!(Value::Array(entity.history.clone()).to_string()),
+            );
+        }
         if !entity.timestamps.is_empty() {
             d.insert(
                 "cahier:timestamps".into(),
@@ -603,6 +612,7 @@ mod tests {
             rating: 3,
             heads: "abc".into(),
             elabid: "x".into(),
+            history: vec![],
             timestamps: vec![],
             signatures: vec![],
             files: vec![],
@@ -673,6 +683,7 @@ mod tests {
             rating: 0,
             heads: "abc".into(),
             elabid: "x".into(),
+            history: vec![],
             timestamps: vec![],
             signatures: vec![],
             files: vec![],

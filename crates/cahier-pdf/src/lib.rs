@@ -218,6 +218,9 @@ pub struct History {
     pub versions: u64,
     /// Who changed it last and when, as printed.
     pub last_change: String,
+    /// For content captured offline on a field device: the device's clock (not proven) beside
+    /// the server's receive time, as printed; empty when every change was made on the server.
+    pub offline: String,
 }
 
 /// One trusted timestamp.

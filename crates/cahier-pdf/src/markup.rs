@@ -271,6 +271,9 @@ fn entity_part(
             l.versions, entity.history.versions, l.last_change, entity.history.last_change
         ))
     );
+    if !entity.history.offline.is_empty() {
+        let _ = write!(s, "#{};\n\n", lit.of(&entity.history.offline));
+    }
 
     heading(s, lit, &l.timestamps);
     if entity.timestamps.is_empty() {

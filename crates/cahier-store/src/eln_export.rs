@@ -92,6 +92,20 @@ impl Store {
                 uuid: l.uuid,
             })
             .collect();
+        // Every saved version with its provenance. `device_time` is the writing device's own
+        // clock (a field replica's, for content captured offline): recorded, never proven;
+        // `received_at` is when the server received it.
+        let history = self
+            .history(subject, id)
+            .await?
+            .into_iter()
+            .map(|v| {
+                json!({"hash": v.hash, "author": v.user_id, "device": v.device,
+                       "captured_offline": v.device != crate::SERVER_DEVICE,
+                       "device_time": rfc3339(v.time_ms), "device_time_proven": false,
+                       "received_at": rfc3339(v.received_at)})
+            })
+            .collect();
         let timestamps = self
             .timestamps(subject, id)
             .await?
@@ -168,6 +182,7 @@ impl Store {
             rating: content.rating,
             heads: row.heads.clone(),
             elabid: row.elabid.clone(),
+            history,
             timestamps,
             signatures,
             files,

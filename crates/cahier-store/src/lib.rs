@@ -117,6 +117,10 @@ pub(crate) fn on_unique(error: sqlx::Error, message: &str) -> StoreError {
     }
 }
 
+/// The device name a lab instance writes its own changes as; changes with any other device
+/// name were captured on a field replica (their device clock is recorded but never proven).
+pub const SERVER_DEVICE: &str = "server";
+
 /// The database and what goes with it.
 #[derive(Clone)]
 pub struct Store {
@@ -124,7 +128,7 @@ pub struct Store {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) docs: Arc<Mutex<lru::LruCache<i64, entities::CachedDoc>>>,
     pub(crate) actors: Arc<Mutex<std::collections::HashMap<i64, automerge::ActorId>>>,
-    /// Name of this device in actor provenance ("server" on a lab instance).
+    /// Name of this device in actor provenance ([`SERVER_DEVICE`] on a lab instance).
     pub(crate) device: String,
     /// Where attachment files live; `None` until [`Store::with_blobs`] (uploads are refused).
     pub(crate) blobs: Option<blobs::BlobStore>,
@@ -221,7 +225,7 @@ impl Store {
             clock,
             docs: Arc::new(Mutex::new(lru::LruCache::new(capacity))),
             actors: Arc::new(Mutex::new(std::collections::HashMap::new())),
-            device: "server".to_owned(),
+            device: SERVER_DEVICE.to_owned(),
             blobs: None,
             search_limits: listing::SearchLimits::default(),
             default_zone: cahier_core::zone::Zone::utc(),

@@ -1772,6 +1772,11 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("pdf.links", "Links", "Liens"),
     ("pdf.attachments", "Attachments", "Pièces jointes"),
     ("pdf.history", "History", "Historique"),
+    (
+        "pdf.offline_capture",
+        "Captured offline: {n} change(s) from field device(s) {devices}. Device clock {device_from} to {device_to} (the device's own clock, not proven); received by the server {received_from} to {received_to}.",
+        "Saisi hors ligne : {n} modification(s) venue(s) d'appareil(s) de terrain {devices}. Horloge de l'appareil du {device_from} au {device_to} (horloge propre à l'appareil, non prouvée) ; reçu par le serveur du {received_from} au {received_to}.",
+    ),
     ("pdf.versions", "Versions", "Versions"),
     ("pdf.last_change", "Last change", "Dernière modification"),
     (

@@ -325,6 +325,7 @@ async fn gather(
                     )
                 })
                 .unwrap_or_default(),
+            offline: offline_line(&history, lang),
         },
         timestamps: stamps
             .iter()
@@ -392,4 +393,37 @@ async fn read_blob(blobs: Option<&cahier_store::blobs::BlobStore>, hash: &str) -
         bytes.extend_from_slice(&chunk);
     }
     Some(bytes)
+}
+
+/// The history line for changes captured offline on field devices (any device but this
+/// server): how many, from which devices, the devices' clocks (never presented as proven) and
+/// the server's receive times. Empty when every change was made on the server.
+fn offline_line(history: &[cahier_store::entities::VersionRow], lang: Lang) -> String {
+    let offline: Vec<_> = history
+        .iter()
+        .filter(|v| v.device != cahier_store::SERVER_DEVICE)
+        .collect();
+    let (Some(first), Some(last)) = (offline.first(), offline.last()) else {
+        return String::new();
+    };
+    let mut devices: Vec<&str> = offline.iter().map(|v| v.device.as_str()).collect();
+    devices.sort_unstable();
+    devices.dedup();
+    let device_min = offline
+        .iter()
+        .map(|v| v.time_ms)
+        .min()
+        .unwrap_or(first.time_ms);
+    let device_max = offline
+        .iter()
+        .map(|v| v.time_ms)
+        .max()
+        .unwrap_or(last.time_ms);
+    lang.t("pdf.offline_capture")
+        .replace("{n}", &offline.len().to_string())
+        .replace("{devices}", &devices.join(", "))
+        .replace("{device_from}", &format_sql_datetime(device_min))
+        .replace("{device_to}", &format_sql_datetime(device_max))
+        .replace("{received_from}", &format_sql_datetime(first.received_at))
+        .replace("{received_to}", &format_sql_datetime(last.received_at))
 }

@@ -335,3 +335,81 @@ async fn signatures_are_listed_and_pdfa_3b_carries_what_minisign_verifies() {
     );
     app.stop().await;
 }
+
+/// Offline honesty: an entry written on a field replica shows, in its archival PDF and in its
+/// `.eln` export, the device's clock marked as not proven beside the server's receive time.
+#[tokio::test]
+async fn content_captured_offline_shows_device_time_as_unproven_beside_the_receive_time() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@lab.fr", "Ecology", false).await;
+    let api = app.api(&app.api_key(&alice, true).await);
+    let (laptop, _) = super::sync_blobs::replica(&app, &alice).await;
+    let subject = laptop.store.subject(alice.id).await.unwrap();
+    laptop
+        .store
+        .create_entity(
+            &subject,
+            cahier_store::NewEntity {
+                kind: cahier_core::EntityKind::Experiment,
+                team_id: alice.team_id,
+                canread: None,
+                canwrite: None,
+                patch: cahier_core::EntityPatch {
+                    title: Some("Sampling at the river".into()),
+                    body: Some("Water at 12 °C.".into()),
+                    ..Default::default()
+                },
+                template: None,
+            },
+        )
+        .await
+        .unwrap();
+    let report = laptop.sync().await;
+    assert_eq!(report.rejected, 0, "{report:?}");
+    let list = api.json("/experiments?q=river").await;
+    let id = list[0]["id"].as_i64().unwrap();
+    // A second entry made on the server has no such line.
+    let server_id = api
+        .create("/experiments", json!({"title": "Made at the lab"}))
+        .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let pdf = pdf_of(&api, &format!("/experiments/{id}?format=pdf")).await;
+    let text = check_pdf(dir.path(), "offline.pdf", &pdf, "2").replace('\n', " ");
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(flat.contains("Captured offline: "), "{flat}");
+    assert!(flat.contains("not proven"), "{flat}");
+    assert!(flat.contains("received by the server"), "{flat}");
+    let pdf = pdf_of(&api, &format!("/experiments/{server_id}?format=pdf")).await;
+    let text = check_pdf(dir.path(), "server.pdf", &pdf, "2");
+    assert!(!text.contains("Captured offline"), "{text}");
+
+    // The .eln export lists each version with its device, the device's clock marked unproven,
+    // and the server's receive time.
+    let response = api.get(&format!("/experiments/{id}?format=eln")).await;
+    assert_eq!(response.status(), 200);
+    let bytes = response.bytes().await.unwrap();
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let name = (0..zip.len())
+        .map(|i| zip.by_index(i).unwrap().name().to_owned())
+        .find(|n| n.ends_with("ro-crate-metadata.json"))
+        .unwrap();
+    let mut metadata = String::new();
+    std::io::Read::read_to_string(&mut zip.by_name(&name).unwrap(), &mut metadata).unwrap();
+    let metadata: serde_json::Value = serde_json::from_str(&metadata).unwrap();
+    let dataset = metadata["@graph"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "Sampling at the river")
+        .unwrap();
+    let history: Vec<serde_json::Value> =
+        serde_json::from_str(dataset["cahier:history"].as_str().unwrap()).unwrap();
+    assert!(!history.is_empty());
+    assert_eq!(history[0]["captured_offline"], true, "{history:?}");
+    assert_eq!(history[0]["device_time_proven"], false);
+    assert_ne!(history[0]["device"], "server");
+    assert!(history[0]["device_time"].as_str().unwrap().ends_with('Z'));
+    assert!(history[0]["received_at"].as_str().is_some());
+    app.stop().await;
+}
