@@ -391,7 +391,7 @@ async fn content_captured_offline_shows_device_time_as_unproven_beside_the_recei
     let bytes = response.bytes().await.unwrap();
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
     let name = (0..zip.len())
-        .map(|i| zip.by_index(i).unwrap().name().to_owned())
+        .map(|i| zip.by_index(i).unwrap().name().unwrap().into_owned())
         .find(|n| n.ends_with("ro-crate-metadata.json"))
         .unwrap();
     let mut metadata = String::new();
