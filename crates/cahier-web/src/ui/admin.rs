@@ -564,7 +564,8 @@ async fn delete_term(
     Ok(back_to_team())
 }
 
-fn require_sysadmin(session: &SignedIn) -> Result<(), UiError> {
+/// Refuses anyone but a sysadmin, with the page's message (403).
+pub(super) fn require_sysadmin(session: &SignedIn) -> Result<(), UiError> {
     if session.user.is_sysadmin {
         Ok(())
     } else {

@@ -47,12 +47,7 @@ async fn set_tsa(
     Form(form): Form<TsaForm>,
 ) -> Result<Response, UiError> {
     let lang = session.lang;
-    if !session.user.is_sysadmin {
-        return Err(UiError(
-            AppError::Forbidden(lang.t("admin.not_sysadmin").into()),
-            lang,
-        ));
-    }
+    super::admin::require_sysadmin(&session)?;
     if state.tsa.source == TsaSource::Fixed {
         return Err(UiError(
             AppError::Conflict(lang.t("tsa.fixed").into()),
@@ -156,12 +151,7 @@ async fn set_locking(
     Form(form): Form<LockingForm>,
 ) -> Result<Response, UiError> {
     let lang = session.lang;
-    if !session.user.is_sysadmin {
-        return Err(UiError(
-            AppError::Forbidden(lang.t("admin.not_sysadmin").into()),
-            lang,
-        ));
-    }
+    super::admin::require_sysadmin(&session)?;
     for (trigger, on) in [
         (LockTrigger::Timestamp, form.lock_on_timestamp.is_some()),
         (LockTrigger::Signature, form.lock_on_signature.is_some()),
@@ -272,12 +262,7 @@ async fn audit_page(
     Query(query): Query<AuditQuery>,
 ) -> Result<Response, UiError> {
     let lang = session.lang;
-    if !session.user.is_sysadmin {
-        return Err(UiError(
-            AppError::Forbidden(lang.t("admin.not_sysadmin").into()),
-            lang,
-        ));
-    }
+    super::admin::require_sysadmin(&session)?;
     let store = &state.store;
     let mut error = None;
     let user = non_empty(&query.user);
