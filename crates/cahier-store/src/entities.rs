@@ -298,6 +298,12 @@ pub(crate) async fn load_acl(conn: &mut SqliteConnection, row: &mut EntityRow) -
     .bind(row.id)
     .fetch_all(&mut *conn)
     .await?;
+    apply_grants(row, grants);
+    Ok(())
+}
+
+/// Puts an entity's access list (mode, grantee, id; ordered by id) into its rules.
+pub(crate) fn apply_grants(row: &mut EntityRow, grants: Vec<(String, String, i64)>) {
     for (mode, grantee, ref_id) in grants {
         let rule = if mode == "w" {
             &mut row.canwrite
@@ -310,7 +316,6 @@ pub(crate) async fn load_acl(conn: &mut SqliteConnection, row: &mut EntityRow) -
             _ => rule.users.push(ref_id),
         }
     }
-    Ok(())
 }
 
 pub(crate) async fn write_acl(

@@ -15,10 +15,12 @@ pub mod catalog;
 pub mod eln_export;
 pub mod eln_import;
 pub mod entities;
+pub mod entity_sheet;
 pub mod export_jobs;
 pub mod extended;
 pub mod field_filter;
 mod fields;
+pub mod grant_cache;
 pub mod integrity;
 pub mod listing;
 mod migrate;
@@ -136,6 +138,8 @@ pub struct Store {
     pub(crate) search_limits: listing::SearchLimits,
     /// The instance's time zone when no sysadmin chose one ([`Store::with_default_zone`]).
     pub(crate) default_zone: cahier_core::zone::Zone,
+    /// API keys' grants in memory, checked against `auth_epoch` ([`grant_cache`]).
+    pub(crate) grants: Arc<grant_cache::GrantCache>,
 }
 
 impl std::fmt::Debug for Store {
@@ -229,6 +233,7 @@ impl Store {
             blobs: None,
             search_limits: listing::SearchLimits::default(),
             default_zone: cahier_core::zone::Zone::utc(),
+            grants: Arc::new(grant_cache::GrantCache::default()),
         })
     }
 

@@ -10,6 +10,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use cahier_core::Subject;
 use cahier_store::accounts::User;
+use cahier_store::grant_cache::Check;
 use subtle::ConstantTimeEq;
 
 /// Name of the session cookie.
@@ -76,11 +77,18 @@ fn is_safe(method: &Method) -> bool {
 }
 
 /// Makes sure every browser has a CSRF cookie, and refuses state-changing requests whose form
-/// field or header does not echo it. API calls authenticated by an API key are exempt: a
-/// browser never sends that header on its own. So are API calls without a session cookie on
+/// field or header does not echo it. API calls authenticated by an API key are exempt (and
+/// get no cookie): a browser never sends that header on its own. So are API calls without a session cookie on
 /// a lab instance: they carry no credentials a forged request could borrow, and get 401 from
 /// the handler. (A field replica signs every visitor in, so there nothing is exempt.)
 pub async fn csrf_guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    // A script calling the API with a key: no form to protect and no browser to keep a cookie,
+    // so no token (making one drew 32 random bytes and set a cookie on every answer).
+    if request.uri().path().starts_with("/api/")
+        && request.headers().contains_key(header::AUTHORIZATION)
+    {
+        return next.run(request).await;
+    }
     let existing = cookie(request.headers(), CSRF_COOKIE).filter(|t| t.len() == 64);
     let is_new = existing.is_none();
     let token = existing
@@ -354,6 +362,74 @@ impl ApiCaller {
     }
 }
 
+/// The caller of an API request as [`ApiCaller`], except that an API key's grant may come
+/// from memory unconfirmed: its `auth_epoch` (`cahier_store::grant_cache`) has not been
+/// compared yet. Only for a handler whose first statement reads the epoch and says whether it
+/// moved (the single-entity `GET`); anything else must [`UncheckedApiCaller::confirm`] first.
+#[derive(Debug, Clone)]
+pub struct UncheckedApiCaller {
+    /// The caller, as of `unconfirmed_epoch`.
+    pub caller: ApiCaller,
+    /// The epoch the grant was read at; `None` when already confirmed by this request.
+    pub unconfirmed_epoch: Option<i64>,
+    key: Option<String>,
+}
+
+impl UncheckedApiCaller {
+    /// The caller, confirmed against the database now (one statement when nothing changed;
+    /// the key is read again when something did).
+    pub async fn confirm(self, state: &AppState) -> Result<ApiCaller, AppError> {
+        match (self.unconfirmed_epoch, self.key) {
+            (Some(_), Some(key)) => Ok(api_key_caller(state, &key, Check::Now).await?.caller),
+            _ => Ok(self.caller),
+        }
+    }
+}
+
+fn api_key_of(value: &HeaderValue) -> Result<String, AppError> {
+    let key = value
+        .to_str()
+        .map_err(|_| AppError::Unauthorized("the Authorization header is not text".into()))?;
+    Ok(key.strip_prefix("Bearer ").unwrap_or(key).to_owned())
+}
+
+async fn api_key_caller(
+    state: &AppState,
+    key: &str,
+    check: Check,
+) -> Result<UncheckedApiCaller, AppError> {
+    let auth = state.store.api_auth(key, check).await?.ok_or_else(|| {
+        AppError::Unauthorized("no valid API key in the Authorization header".into())
+    })?;
+    Ok(UncheckedApiCaller {
+        caller: ApiCaller {
+            user: auth.grant.user,
+            subject: auth.subject,
+            team_id: Some(auth.grant.team_id),
+            can_write: auth.grant.can_write,
+        },
+        unconfirmed_epoch: auth.unconfirmed_epoch,
+        key: Some(key.to_owned()),
+    })
+}
+
+async fn session_caller(parts: &Parts, state: &AppState) -> Result<ApiCaller, AppError> {
+    match session_from_parts(parts, state).await? {
+        Some(session) => {
+            let team_id = session.current_team();
+            Ok(ApiCaller {
+                user: session.user,
+                subject: session.subject,
+                team_id,
+                can_write: true,
+            })
+        }
+        None => Err(AppError::Unauthorized(
+            "send an API key in the Authorization header (create one in Settings)".into(),
+        )),
+    }
+}
+
 impl FromRequestParts<AppState> for ApiCaller {
     type Rejection = AppError;
     async fn from_request_parts(
@@ -361,38 +437,27 @@ impl FromRequestParts<AppState> for ApiCaller {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
-            let key = value.to_str().map_err(|_| {
-                AppError::Unauthorized("the Authorization header is not text".into())
-            })?;
-            let key = key.strip_prefix("Bearer ").unwrap_or(key);
-            let grant = state
-                .store
-                .authenticate_api_key(key)
-                .await?
-                .ok_or_else(|| {
-                    AppError::Unauthorized("no valid API key in the Authorization header".into())
-                })?;
-            let subject = state.store.subject(grant.user.id).await?;
-            return Ok(ApiCaller {
-                user: grant.user,
-                subject,
-                team_id: Some(grant.team_id),
-                can_write: grant.can_write,
-            });
+            let key = api_key_of(value)?;
+            return Ok(api_key_caller(state, &key, Check::Now).await?.caller);
         }
-        match session_from_parts(parts, state).await? {
-            Some(session) => {
-                let team_id = session.current_team();
-                Ok(ApiCaller {
-                    user: session.user,
-                    subject: session.subject,
-                    team_id,
-                    can_write: true,
-                })
-            }
-            None => Err(AppError::Unauthorized(
-                "send an API key in the Authorization header (create one in Settings)".into(),
-            )),
+        session_caller(parts, state).await
+    }
+}
+
+impl FromRequestParts<AppState> for UncheckedApiCaller {
+    type Rejection = AppError;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
+            let key = api_key_of(value)?;
+            return api_key_caller(state, &key, Check::Deferred).await;
         }
+        Ok(UncheckedApiCaller {
+            caller: session_caller(parts, state).await?,
+            unconfirmed_epoch: None,
+            key: None,
+        })
     }
 }

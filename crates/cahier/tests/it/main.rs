@@ -9,6 +9,7 @@
 mod api_errors;
 mod api_experiments;
 mod api_extended;
+mod api_grants;
 mod api_openapi;
 mod api_subresources;
 mod archives;
