@@ -873,34 +873,32 @@ async fn read(
         return Ok(axum::Json(json).into_response());
     };
     let caller = caller.confirm(&app).await?;
-    {
-        if format == "eln" {
-            return super::exports::entity_eln(&app, &caller, kind, id).await;
-        }
-        if let Some(standard) = super::pdf::standard_of(&format) {
-            let lang = crate::i18n::Lang::En;
-            return super::pdf::entity_pdf(&app, &caller.subject, kind, id, standard, lang).await;
-        }
-        match format.as_str() {
-            "zip" | "zipa" => {
-                return super::archive::entity_zip(&app, &caller, kind, id, format == "zipa").await;
-            }
-            "csv" => return super::exports::entity_csv(&app, &caller, kind, id).await,
-            _ => {}
-        }
-        // eLabFTW's export formats that have not landed yet answer 501; anything else is a
-        // mistake.
-        const LATER: [&str; 3] = ["elnhtml", "qrpdf", "qrpng"];
-        if LATER.contains(&format.as_str()) {
-            return Err(AppError::NotImplemented(format!(
-                "export as {format} is not available yet"
-            )));
-        }
-        return Err(AppError::invalid(
-            "format",
-            format!("unknown format {format:?}; expected json, csv, eln, pdf, pdfa, zip or zipa"),
-        ));
+    if format == "eln" {
+        return super::exports::entity_eln(&app, &caller, kind, id).await;
     }
+    if let Some(standard) = super::pdf::standard_of(&format) {
+        let lang = crate::i18n::Lang::En;
+        return super::pdf::entity_pdf(&app, &caller.subject, kind, id, standard, lang).await;
+    }
+    match format.as_str() {
+        "zip" | "zipa" => {
+            return super::archive::entity_zip(&app, &caller, kind, id, format == "zipa").await;
+        }
+        "csv" => return super::exports::entity_csv(&app, &caller, kind, id).await,
+        _ => {}
+    }
+    // eLabFTW's export formats that have not landed yet answer 501; anything else is a
+    // mistake.
+    const LATER: [&str; 3] = ["elnhtml", "qrpdf", "qrpng"];
+    if LATER.contains(&format.as_str()) {
+        return Err(AppError::NotImplemented(format!(
+            "export as {format} is not available yet"
+        )));
+    }
+    Err(AppError::invalid(
+        "format",
+        format!("unknown format {format:?}; expected json, csv, eln, pdf, pdfa, zip or zipa"),
+    ))
 }
 
 /// The fields of a create or update request, as a document patch. `metadata` (a JSON string
