@@ -896,7 +896,8 @@ fn encoded_len(s: &str, encoding: TextEncoding) -> usize {
     }
 }
 
-fn clean_tag(tag: &str) -> Result<String, DocError> {
+/// A tag as documents store it: trimmed, not empty, at most [`MAX_TAG_CHARS`], no `|`.
+pub fn clean_tag(tag: &str) -> Result<String, DocError> {
     let tag = tag.trim();
     if tag.is_empty() {
         return Err(invalid("tags", "a tag cannot be empty"));

@@ -1034,6 +1034,90 @@ impl Store {
         self.entity(subject, id).await
     }
 
+    /// Gives an entry to another person (eLabFTW's `updateowner`), optionally moving it to
+    /// another team: team admins of the entry's team (and of the target team when it moves)
+    /// and sysadmins may; the new owner must belong to the target team; a locked entry does
+    /// not move. Audited in the same transaction.
+    pub async fn transfer_entity(
+        &self,
+        subject: &Subject,
+        id: i64,
+        new_owner: i64,
+        new_team: Option<i64>,
+    ) -> Result<EntityRow> {
+        let row = self.entity(subject, id).await?;
+        let team = new_team.unwrap_or(row.team_id);
+        let admin_of = |team_id: i64| subject.is_sysadmin || subject.is_team_admin(team_id);
+        if !admin_of(row.team_id) {
+            return Err(StoreError::Forbidden(
+                "only an admin of this entry's team (or a sysadmin) can give it to someone else"
+                    .into(),
+            ));
+        }
+        if !admin_of(team) {
+            return Err(StoreError::Forbidden(
+                "you can only move an entry to a team you are an admin of".into(),
+            ));
+        }
+        if row.locked_by.is_some() {
+            return Err(locked_error());
+        }
+        if row.state == state::DELETED {
+            return Err(StoreError::Conflict(
+                "this entry is deleted; restore it before giving it to someone else".into(),
+            ));
+        }
+        if (new_owner, team) == (row.owner_id, row.team_id) {
+            return Ok(row);
+        }
+        let now = self.now_ms();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let member: Option<i64> = sqlx::query_scalar(
+            "SELECT m.user_id FROM memberships m JOIN users u ON u.id = m.user_id \
+             WHERE m.user_id = ? AND m.team_id = ?",
+        )
+        .bind(new_owner)
+        .bind(team)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if member.is_none() {
+            return Err(invalid(
+                "userid",
+                format!("user {new_owner} is not a member of team {team}"),
+            ));
+        }
+        sqlx::query(
+            "UPDATE entities SET owner_id = ?, team_id = ?, modified_at = ?, lastchangeby = ? \
+             WHERE id = ?",
+        )
+        .bind(new_owner)
+        .bind(team)
+        .bind(now)
+        .bind(subject.user_id)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        crate::audit::append(
+            &mut tx,
+            now,
+            &crate::audit::AuditEvent::new(
+                Some(subject.user_id),
+                crate::audit::action::OWNER,
+                "entity",
+                id,
+            )
+            .details(serde_json::json!({
+                "from_owner": row.owner_id,
+                "owner": new_owner,
+                "from_team": row.team_id,
+                "team": team,
+            })),
+        )
+        .await?;
+        tx.commit().await?;
+        self.entity(subject, id).await
+    }
+
     /// Locks or unlocks an entity. Its owner and team admins may lock; the person who locked
     /// it, its owner and team admins may unlock (`cahier_core::access`).
     pub async fn set_lock(&self, subject: &Subject, id: i64, lock: bool) -> Result<EntityRow> {
@@ -1377,7 +1461,7 @@ pub(crate) fn check_may_stamp(row: &EntityRow, subject: &Subject) -> Result<()> 
     Ok(())
 }
 
-fn check_writable(row: &EntityRow, subject: &Subject) -> Result<()> {
+pub(crate) fn check_writable(row: &EntityRow, subject: &Subject) -> Result<()> {
     let access = row.access();
     if row.state == state::DELETED {
         return Err(StoreError::Conflict(

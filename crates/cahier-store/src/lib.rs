@@ -29,6 +29,7 @@ pub mod signatures;
 pub mod stock;
 pub mod sweep;
 pub mod sync;
+pub mod team_tags;
 mod templates;
 pub mod thumbnails;
 pub mod timestamps;

@@ -80,6 +80,10 @@ const SQLITE: &[(i64, Step)] = &[
             "../migrations/sqlite/0016_time_zones_canbook.sql"
         )),
     ),
+    (
+        21,
+        Step::Sql(include_str!("../migrations/sqlite/0021_team_tags.sql")),
+    ),
 ];
 
 async fn rebuild_search_index(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
