@@ -784,19 +784,24 @@ impl Store {
         conn: &mut SqliteConnection,
         id: i64,
     ) -> Result<(String, EntityDoc)> {
-        let (bytes, heads): (Vec<u8>, String) =
-            sqlx::query_as("SELECT doc, heads FROM entity_docs WHERE entity_id = ?")
-                .bind(id)
-                .fetch_optional(&mut *conn)
-                .await?
-                .ok_or(StoreError::NotFound("entity"))?;
-        if let Some(cached) = self.cache_take(id)
-            && cached.heads == heads
-        {
-            return Ok((heads, cached.doc));
+        // The bytes are only read when the cached document (if any) is not at the stored heads
+        // (`heads` comes before `doc` in the row, so comparing it reads no document page).
+        let cached = self.cache_take(id);
+        // NULL when nothing is cached: `heads = NULL` is never true, so the bytes come.
+        let cached_heads = cached.as_ref().map(|c| c.heads.as_str());
+        let (heads, bytes): (String, Option<Vec<u8>>) = sqlx::query_as(
+            "SELECT heads, CASE WHEN heads = ? THEN NULL ELSE doc END FROM entity_docs WHERE entity_id = ?",
+        )
+        .bind(cached_heads)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(StoreError::NotFound("entity"))?;
+        match (cached, bytes) {
+            (Some(cached), None) if cached.heads == heads => Ok((heads, cached.doc)),
+            (_, Some(bytes)) => Ok((heads, EntityDoc::load(&bytes)?)),
+            (_, None) => Err(StoreError::NotFound("entity")),
         }
-        let doc = EntityDoc::load(&bytes)?;
-        Ok((heads, doc))
     }
 
     /// Changes an entity's content. `base` is the version the editor started from (see

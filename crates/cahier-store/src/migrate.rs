@@ -84,6 +84,12 @@ const SQLITE: &[(i64, Step)] = &[
         21,
         Step::Sql(include_str!("../migrations/sqlite/0021_team_tags.sql")),
     ),
+    (
+        22,
+        Step::Sql(include_str!(
+            "../migrations/sqlite/0022_doc_heads_first.sql"
+        )),
+    ),
 ];
 
 async fn rebuild_search_index(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
