@@ -531,7 +531,17 @@ impl Store {
         Ok(())
     }
 
-    /// UUIDs of every entity held locally that the server knows.
+    /// How many entities held locally the server knows (rows of `replica_entities` go with
+    /// their entity).
+    pub async fn synced_count(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT count(*) FROM replica_entities WHERE server_id IS NOT NULL")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// UUIDs of the entities this replica holds as known to the server.
     pub async fn synced_uuids(&self) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar("SELECT e.uuid FROM entities e JOIN replica_entities r ON r.entity_id = e.id WHERE r.server_id IS NOT NULL")
             .fetch_all(&self.pool)

@@ -195,18 +195,23 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
         if let Some(seen) = rescan.as_mut() {
             seen.extend(feed.items.iter().map(|item| item.uuid.clone()));
         }
-        let acked = store.acked_heads().await?;
-        let wanted: Vec<PullDoc> = feed
-            .items
-            .iter()
-            .map(|item| PullDoc {
-                uuid: item.uuid.clone(),
-                have: acked.get(&item.uuid).cloned().unwrap_or_default(),
-            })
-            .collect();
-        pull_and_apply(store, transport, wanted, &mut report).await?;
-        since = feed.next;
-        store.replica_set("feed_since", &since.to_string()).await?;
+        // A sync with nothing to do reads and writes nothing here.
+        if !feed.items.is_empty() {
+            let acked = store.acked_heads().await?;
+            let wanted: Vec<PullDoc> = feed
+                .items
+                .iter()
+                .map(|item| PullDoc {
+                    uuid: item.uuid.clone(),
+                    have: acked.get(&item.uuid).cloned().unwrap_or_default(),
+                })
+                .collect();
+            pull_and_apply(store, transport, wanted, &mut report).await?;
+        }
+        if feed.next != since {
+            since = feed.next;
+            store.replica_set("feed_since", &since.to_string()).await?;
+        }
         if !feed.more {
             break;
         }
@@ -257,9 +262,9 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
     // reference records (the user's teams, roles and groups): when neither moved since the
     // last check, and the replica holds the same entries, the answer cannot differ and the
     // check is not asked again (a sync with nothing to do stays a few small requests).
-    let held = store.synced_uuids().await?;
-    let check_key = format!("{since}/{reference_digest}/{}", held.len());
+    let check_key = format!("{since}/{reference_digest}/{}", store.synced_count().await?);
     if store.replica_get(LAST_CHECK).await?.as_deref() != Some(check_key.as_str()) {
+        let held = store.synced_uuids().await?;
         for chunk in held.chunks(5000) {
             let revoked = transport.revoked(chunk.to_vec()).await?;
             report.removed += store.remove_revoked(&revoked).await?;
