@@ -1,7 +1,7 @@
 //! The browser harness: a chromedriver child process on a port it picks itself and a headless
 //! Chromium session with a fresh profile ([`Browser`]), pointed at a Cahier server: the test
-//! kit's in-process one ([`Ui`]) or any other base URL (a `cahier serve` process). Every wait is bounded
-//! and polls; nothing sleeps for a fixed time.
+//! kit's in-process one ([`Ui`]) or any other base URL (a `cahier serve` process). Every wait
+//! is bounded and polls; nothing sleeps for a fixed time.
 
 use cahier_testkit::{TestApp, TestUser};
 use fantoccini::actions::{InputSource, KeyAction, KeyActions};
