@@ -90,7 +90,7 @@ pub(crate) async fn write(
         .iter()
         .map(|c| {
             let values = serde_json::to_string(&c.values).unwrap_or_else(|_| "[]".into());
-            (c.field.key().to_owned(), values)
+            (c.field.key().into_owned(), values)
         })
         .collect();
     let fields = field_rows(&content.metadata);

@@ -627,7 +627,9 @@ struct LinkView {
 #[derive(Debug, Clone)]
 struct ConflictView {
     field: String,
-    label: &'static str,
+    /// The field's name: a UI string for a root field, the user's own name for a metadata
+    /// field.
+    label: String,
     values: Vec<(String, String)>,
 }
 
@@ -923,12 +925,13 @@ pub(super) async fn render_entity_page(
         .ui(lang)?
         .into_iter()
         .map(|c| ConflictView {
-            label: match c.field.as_str() {
-                "title" => lang.t("entity.title"),
-                "date" => lang.t("entity.date"),
-                "status" => lang.t("entity.status"),
-                "category" => lang.t("entity.category"),
-                _ => lang.t("entity.rating"),
+            label: match ConflictField::parse(&c.field) {
+                Some(ConflictField::Title) => lang.t("entity.title").to_owned(),
+                Some(ConflictField::Date) => lang.t("entity.date").to_owned(),
+                Some(ConflictField::Status) => lang.t("entity.status").to_owned(),
+                Some(ConflictField::Category) => lang.t("entity.category").to_owned(),
+                Some(ConflictField::Field(name)) => name,
+                Some(ConflictField::Rating) | None => lang.t("entity.rating").to_owned(),
             },
             values: c
                 .values
