@@ -80,6 +80,12 @@ const SQLITE: &[(i64, Step)] = &[
             "../migrations/sqlite/0016_time_zones_canbook.sql"
         )),
     ),
+    (
+        19,
+        Step::Sql(include_str!(
+            "../migrations/sqlite/0019_booking_requests.sql"
+        )),
+    ),
 ];
 
 async fn rebuild_search_index(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
