@@ -11,7 +11,8 @@ pub mod http;
 use cahier_store::Store;
 use cahier_store::blobs::{BlobError, BlobStore};
 use cahier_store::sync::proto::{
-    FeedResponse, PullDoc, PullEntry, PushDoc, PushResult, PushStatus, Reference, b64,
+    BookingAnswer, BookingRequestItem, FeedResponse, PullDoc, PullEntry, PushDoc, PushResult,
+    PushStatus, Reference, b64,
 };
 use std::collections::HashMap;
 
@@ -80,6 +81,16 @@ pub trait Transport {
         &self,
         uuids: Vec<String>,
     ) -> impl Future<Output = Result<Vec<String>, SyncError>> + Send;
+    /// `POST /bookings`: sends the booking requests made on the replica, all at once; answers
+    /// each one's outcome and the server's bookings and rules. `Ok(None)` when the server does
+    /// not take booking requests (older than them): they then wait on the device.
+    fn bookings(
+        &self,
+        requests: Vec<BookingRequestItem>,
+    ) -> impl Future<Output = Result<Option<BookingAnswer>, SyncError>> + Send {
+        let _ = requests;
+        async { Ok(None) }
+    }
     /// `HEAD /blobs/{sha256}`: whether the server already has this file.
     fn has_blob(&self, sha256: &str) -> impl Future<Output = Result<bool, SyncError>> + Send {
         let _ = sha256;
@@ -131,6 +142,15 @@ pub struct SyncReport {
     pub files_missing: usize,
     /// Entities the server no longer had (restored from an older backup), pushed again.
     pub restored: usize,
+    /// Booking requests sent to the server.
+    pub bookings_sent: usize,
+    /// Of those, confirmed (booked).
+    pub bookings_confirmed: usize,
+    /// Of those, refused (kept with the reason until dismissed).
+    pub bookings_refused: usize,
+    /// Booking requests still waiting after the sync (made meanwhile, or the server does not
+    /// take them).
+    pub bookings_waiting: i64,
 }
 
 impl std::fmt::Display for SyncReport {
@@ -138,7 +158,8 @@ impl std::fmt::Display for SyncReport {
         write!(
             f,
             "pushed {} (rejected {}), pulled {} ({} new, {} merged), removed {}, waiting {}, \
-             files sent {}, received {}, missing {}",
+             files sent {}, received {}, missing {}, booking requests sent {} (confirmed {}, \
+             refused {}, waiting {})",
             self.pushed,
             self.rejected,
             self.pulled,
@@ -148,7 +169,11 @@ impl std::fmt::Display for SyncReport {
             self.waiting,
             self.files_sent,
             self.files_received,
-            self.files_missing
+            self.files_missing,
+            self.bookings_sent,
+            self.bookings_confirmed,
+            self.bookings_refused,
+            self.bookings_waiting
         )
     }
 }
@@ -233,7 +258,32 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
         pull_and_apply(store, transport, docs, &mut report).await?;
     }
 
-    // 3. Fetch the files of what we hold. A file that fails is left missing (nothing is named
+    // 3. Booking requests made here, all in one request, decided by the server; its answer
+    // also carries its bookings and rules of the resources we hold, for the calendar.
+    let requests = store.pending_booking_requests().await?;
+    let sent = requests.len();
+    if let Some(answer) = transport.bookings(requests.clone()).await? {
+        let in_order = answer.outcomes.len() == sent
+            && answer
+                .outcomes
+                .iter()
+                .zip(&requests)
+                .all(|(outcome, request)| outcome.id == request.id);
+        if !in_order {
+            return Err(SyncError::Protocol(
+                "booking outcomes do not match the requests sent".into(),
+            ));
+        }
+        let tally = store
+            .apply_booking_answer(reference.user_id, &answer)
+            .await?;
+        report.bookings_sent = sent;
+        report.bookings_confirmed = tally.confirmed;
+        report.bookings_refused = tally.refused;
+    }
+    report.bookings_waiting = store.booking_request_counts().await?.0;
+
+    // 4. Fetch the files of what we hold. A file that fails is left missing (nothing is named
     // by its hash until it arrives whole) and tried again next sync.
     if let Some(blobs) = store.blobs() {
         for sha256 in store.missing_blobs().await? {
@@ -252,7 +302,7 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
         }
     }
 
-    // 4. Remove what the user may no longer read. Whatever can withdraw a right moves the
+    // 5. Remove what the user may no longer read. Whatever can withdraw a right moves the
     // server's sequence (a change of an entry's rules, team, lock or state) or changes the
     // reference records (the user's teams, roles and groups): when neither moved since the
     // last check, and the replica holds the same entries, the answer cannot differ and the
