@@ -371,28 +371,13 @@ impl Store {
 
     /// The requests to send at sync.
     pub async fn pending_booking_requests(&self) -> Result<Vec<BookingRequestItem>> {
-        let rows: Vec<(String, String, i64, i64, String, Option<String>, i64)> = sqlx::query_as(
-            "SELECT uuid, resource_uuid, start_ms, end_ms, title, experiment_uuid, device_at \
-             FROM booking_requests WHERE state = 'pending' ORDER BY id",
+        Ok(sqlx::query_as(
+            "SELECT uuid AS id, resource_uuid AS resource, start_ms, end_ms, title, \
+             experiment_uuid AS experiment, device_at \
+             FROM booking_requests WHERE state = 'pending' ORDER BY booking_requests.id",
         )
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(id, resource, start_ms, end_ms, title, experiment, device_at)| {
-                    BookingRequestItem {
-                        id,
-                        resource,
-                        start_ms,
-                        end_ms,
-                        title,
-                        experiment,
-                        device_at,
-                    }
-                },
-            )
-            .collect())
+        .await?)
     }
 
     /// Records the server's answer on the replica, in one transaction: each request sent is

@@ -4,6 +4,8 @@
 //! Attachment files travel too: files of local entities are uploaded before the documents that
 //! reference them are pushed, and files referenced by what the replica holds are downloaded
 //! after the pull (checked against their hash; a failed download is tried again next time).
+//! Booking requests made on the replica are sent in one request after the pull; the server's
+//! answer decides each and brings its bookings for the replica's calendar.
 //! Every step is idempotent, so a sync cut off anywhere is simply run again.
 
 pub mod http;

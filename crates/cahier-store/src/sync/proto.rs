@@ -341,7 +341,7 @@ pub struct Reference {
 
 /// One booking request made on a replica, in `POST /bookings`. Do not change the meaning of a
 /// field: older replicas send it as it is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct BookingRequestItem {
     /// The request's random id (a UUID), the server's idempotency key.
     pub id: String,
