@@ -22,6 +22,8 @@ use std::collections::HashMap;
 pub const BATCH: usize = 200;
 /// Feed items per request.
 pub const FEED_PAGE: i64 = 2000;
+/// Booking requests per request (the server takes at most 1000).
+pub const BOOKING_BATCH: usize = 500;
 
 /// Errors of a sync.
 #[derive(Debug, thiserror::Error)]
@@ -262,14 +264,22 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
 
     // 3. Booking requests made here, all in one request, decided by the server; its answer
     // also carries its bookings and rules of the resources we hold, for the calendar.
+    // (In batches only beyond what the server takes at once, which sync rarely meets.)
     let requests = store.pending_booking_requests().await?;
-    let sent = requests.len();
-    if let Some(answer) = transport.bookings(requests.clone()).await? {
-        let in_order = answer.outcomes.len() == sent
+    let batches: Vec<&[BookingRequestItem]> = if requests.is_empty() {
+        vec![&[]]
+    } else {
+        requests.chunks(BOOKING_BATCH).collect()
+    };
+    for batch in batches {
+        let Some(answer) = transport.bookings(batch.to_vec()).await? else {
+            break;
+        };
+        let in_order = answer.outcomes.len() == batch.len()
             && answer
                 .outcomes
                 .iter()
-                .zip(&requests)
+                .zip(batch)
                 .all(|(outcome, request)| outcome.id == request.id);
         if !in_order {
             return Err(SyncError::Protocol(
@@ -279,9 +289,9 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
         let tally = store
             .apply_booking_answer(reference.user_id, &answer)
             .await?;
-        report.bookings_sent = sent;
-        report.bookings_confirmed = tally.confirmed;
-        report.bookings_refused = tally.refused;
+        report.bookings_sent += batch.len();
+        report.bookings_confirmed += tally.confirmed;
+        report.bookings_refused += tally.refused;
     }
     report.bookings_waiting = store.booking_request_counts().await?.0;
 

@@ -12,6 +12,7 @@
 )]
 
 mod attachments;
+mod booking_requests;
 mod bookings;
 mod exports;
 mod harness;
