@@ -3,9 +3,11 @@
 //! router. A request is shown "pending confirmation" on the replica and absent from the lab
 //! until sync; then booked there, or refused with its reason (overlap with a booking made
 //! online or from another replica, canbook withdrawn meanwhile) and shown on the replica until
-//! dismissed. A request sent twice books once, and a request survives a restart.
+//! dismissed. A request sent twice, or whose answer is cut off, books once; a request survives
+//! a restart.
 
-use super::sync_blobs::{Replica, replica, serve_replica};
+use super::fault_proxy::{Fault, FaultProxy};
+use super::sync_blobs::{Replica, replica, replica_at, serve_replica};
 use cahier_core::booking::format_instant;
 use cahier_store::StoreError;
 use cahier_store::bookings::{BookingState, NewBooking};
@@ -489,5 +491,56 @@ async fn a_request_survives_a_restart_of_the_replica_before_sync() {
     let events = lab_events(&lab).await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["start"], format_instant(nine));
+    lab.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_booking_answer_cut_off_is_asked_again_and_books_once() {
+    const BOOKINGS: &str = "POST /api/sync/v1/bookings";
+    let lab = lab().await;
+    let proxy = FaultProxy::start(&lab.app.url).await;
+    let (laptop, _) = replica_at(
+        &proxy.url,
+        &cahier_sync::http::TlsOptions::default(),
+        &lab.bob,
+    )
+    .await
+    .unwrap();
+    let nine = lab.tomorrow + 9 * HOUR;
+    request_on(&laptop, &lab.bob, lab.microscope, "Imaging", nine).await;
+
+    // The lab decides, but its answer breaks off: the replica still waits.
+    proxy.arm(Fault::CutResponse(BOOKINGS, 30));
+    assert!(
+        cahier_sync::sync_once(&laptop.store, &laptop.transport)
+            .await
+            .is_err()
+    );
+    assert_eq!(lab_events(&lab).await.len(), 1, "the lab booked it");
+    assert_eq!(
+        laptop.store.pending_booking_requests().await.unwrap().len(),
+        1
+    );
+
+    // Sent again (and delivered twice): the same answer, one booking.
+    proxy.arm(Fault::Duplicate(BOOKINGS));
+    let report = laptop.sync().await;
+    assert_eq!(
+        (report.bookings_sent, report.bookings_confirmed),
+        (1, 1),
+        "{report}"
+    );
+    assert_eq!(proxy.armed(), 0);
+    let events = lab_events(&lab).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["title"], "Imaging");
+    assert!(
+        laptop
+            .store
+            .pending_booking_requests()
+            .await
+            .unwrap()
+            .is_empty()
+    );
     lab.app.stop().await;
 }
