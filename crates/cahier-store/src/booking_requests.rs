@@ -85,6 +85,7 @@ fn request_row(row: &sqlx::sqlite::SqliteRow) -> Result<BookingRow> {
 /// A request as stored, inside transactions.
 struct RawRequest {
     uuid: String,
+    sent_at: Option<i64>,
     resource_uuid: String,
     state: String,
     start_ms: i64,
@@ -99,7 +100,7 @@ async fn raw_request(
     id: i64,
 ) -> Result<RawRequest> {
     let row = sqlx::query(
-        "SELECT uuid, resource_uuid, state, start_ms, end_ms, experiment_uuid, booking_id \
+        "SELECT uuid, resource_uuid, state, start_ms, end_ms, experiment_uuid, booking_id, sent_at \
          FROM booking_requests WHERE id = ? AND user_id = ?",
     )
     .bind(id)
@@ -115,7 +116,21 @@ async fn raw_request(
         end_ms: row.try_get(4)?,
         experiment_uuid: row.try_get(5)?,
         booking_id: row.try_get(6)?,
+        sent_at: row.try_get(7)?,
     })
+}
+
+/// Refuses to change or withdraw a request whose answer has not arrived although it was sent:
+/// the lab may have booked it already, and its recorded answer would win over the change.
+fn check_unsent(request: &RawRequest) -> Result<()> {
+    if request.sent_at.is_some() {
+        return Err(StoreError::Conflict(
+            "this request was sent to the lab server and its answer has not arrived yet; \
+             it can be changed or withdrawn once the next sync brings the answer"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 fn already_answered(state: &str) -> StoreError {
@@ -303,6 +318,7 @@ impl Store {
         if request.state != "pending" {
             return Err(already_answered(&request.state));
         }
+        check_unsent(&request)?;
         let start = change.start_ms.unwrap_or(request.start_ms);
         let end = change.end_ms.unwrap_or(request.end_ms);
         if (start, end) != (request.start_ms, request.end_ms) {
@@ -349,6 +365,7 @@ impl Store {
         let request = raw_request(&mut tx, subject, id).await?;
         match request.state.as_str() {
             "pending" => {
+                check_unsent(&request)?;
                 sqlx::query("DELETE FROM booking_requests WHERE id = ?")
                     .bind(id)
                     .execute(&mut *tx)
@@ -378,6 +395,28 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    /// Notes that a sync is sending these requests (see [`check_unsent`]), or, with
+    /// `sent: false`, that the server did not take them (it is older than booking requests).
+    pub async fn mark_booking_requests_sent(
+        &self,
+        requests: &[BookingRequestItem],
+        sent: bool,
+    ) -> Result<()> {
+        let now = sent.then(|| self.now_ms());
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for request in requests {
+            sqlx::query(
+                "UPDATE booking_requests SET sent_at = ? WHERE uuid = ? AND state = 'pending'",
+            )
+            .bind(now)
+            .bind(&request.id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Records the server's answer on the replica, in one transaction: each request sent is

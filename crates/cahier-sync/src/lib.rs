@@ -272,7 +272,11 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
         requests.chunks(BOOKING_BATCH).collect()
     };
     for batch in batches {
+        // From here until the answer arrives, the request cannot be changed on the replica:
+        // the lab may book it even if its answer is lost on the way back.
+        store.mark_booking_requests_sent(batch, true).await?;
         let Some(answer) = transport.bookings(batch.to_vec()).await? else {
+            store.mark_booking_requests_sent(batch, false).await?;
             break;
         };
         let in_order = answer.outcomes.len() == batch.len()

@@ -30,6 +30,10 @@ CREATE TABLE booking_requests (
     booking_id      INTEGER,
     -- When the answer arrived (device clock).
     decided_at      INTEGER,
+    -- When a sync last sent it (device clock). A request sent but not answered (the answer
+    -- was cut off) may already be booked at the lab: it cannot be changed or withdrawn until
+    -- the next sync brings the server's recorded answer.
+    sent_at         INTEGER,
     CHECK (end_ms > start_ms)
 );
 CREATE INDEX booking_requests_by_resource ON booking_requests(resource_uuid, start_ms);

@@ -172,6 +172,21 @@ async fn a_booking_made_on_a_replica_waits_for_sync_then_is_booked_on_the_lab() 
     );
     assert!(html.contains("Retirer la demande"), "{html}");
 
+    // Until sent, a request is changed or withdrawn on the replica alone.
+    let response = api
+        .patch(&format!("/event/{id}"), json!({"title": "Imaging, 63x"}))
+        .await;
+    assert_eq!(response.status(), 200);
+    let response = api
+        .post(
+            &format!("/events/{m}"),
+            slot("Scratch", nine + 7 * HOUR, nine + 8 * HOUR),
+        )
+        .await;
+    let scratch = location(&response).rsplit('/').next().unwrap().to_owned();
+    assert_eq!(api.delete(&format!("/event/{scratch}")).await.status(), 204);
+    assert_eq!(api.get(&format!("/event/{scratch}")).await.status(), 404);
+
     // Nothing reached the lab yet.
     assert!(lab_events(&lab).await.is_empty());
 
@@ -194,7 +209,7 @@ async fn a_booking_made_on_a_replica_waits_for_sync_then_is_booked_on_the_lab() 
     );
     let events = lab_events(&lab).await;
     assert_eq!(events.len(), 2, "{events:?}");
-    assert_eq!(events[0]["title"], "Imaging");
+    assert_eq!(events[0]["title"], "Imaging, 63x");
     assert_eq!(events[0]["userid"], lab.bob.id);
     assert_eq!(events[0]["start"], format_instant(nine));
     assert_eq!(events[0]["state"], "confirmed");
@@ -517,9 +532,20 @@ async fn a_booking_answer_cut_off_is_asked_again_and_books_once() {
             .is_err()
     );
     assert_eq!(lab_events(&lab).await.len(), 1, "the lab booked it");
-    assert_eq!(
-        laptop.store.pending_booking_requests().await.unwrap().len(),
-        1
+    let pending = laptop.store.pending_booking_requests().await.unwrap();
+    assert_eq!(pending.len(), 1);
+    // It may be booked already: it cannot be withdrawn or moved until the answer arrives.
+    let bob = laptop.store.subject(lab.bob.id).await.unwrap();
+    let request_id = laptop
+        .store
+        .bookings(&bob, &Default::default())
+        .await
+        .unwrap()[0]
+        .id;
+    let withdrawn = laptop.store.cancel_booking(&bob, request_id).await;
+    assert!(
+        matches!(&withdrawn, Err(StoreError::Conflict(m)) if m.contains("answer has not arrived")),
+        "{withdrawn:?}"
     );
 
     // Sent again (and delivered twice): the same answer, one booking.
