@@ -81,6 +81,12 @@ const SQLITE: &[(i64, Step)] = &[
         )),
     ),
     (
+        19,
+        Step::Sql(include_str!(
+            "../migrations/sqlite/0019_booking_requests.sql"
+        )),
+    ),
+    (
         21,
         Step::Sql(include_str!("../migrations/sqlite/0021_team_tags.sql")),
     ),

@@ -516,6 +516,7 @@ impl Store {
             .bind(local_id)
             .execute(&mut *tx)
             .await?;
+        crate::booking_requests::forget_mirrored(&mut tx, local_id).await?;
         sqlx::query("DELETE FROM entities WHERE id = ?")
             .bind(local_id)
             .execute(&mut *tx)
@@ -605,6 +606,9 @@ impl Store {
                     .bind(id)
                     .execute(&self.pool)
                     .await?;
+                let mut conn = self.pool.acquire().await?;
+                crate::booking_requests::forget_mirrored(&mut conn, id).await?;
+                drop(conn);
                 sqlx::query("DELETE FROM entities WHERE id = ?")
                     .bind(id)
                     .execute(&self.pool)

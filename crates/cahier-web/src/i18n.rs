@@ -1592,6 +1592,84 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ),
     ("booking.state_cancelled", "cancelled", "annulée"),
     ("booking.state_refused", "refused", "refusée"),
+    (
+        "booking.state_requested",
+        "pending confirmation",
+        "en attente de confirmation",
+    ),
+    (
+        "booking.state_request_refused",
+        "refused by the lab server",
+        "refusée par le serveur du laboratoire",
+    ),
+    (
+        "booking.refusal_overlap",
+        "The slot was already booked",
+        "Le créneau était déjà réservé",
+    ),
+    (
+        "booking.refusal_forbidden",
+        "You may not book this resource",
+        "Vous ne pouvez pas réserver cette ressource",
+    ),
+    (
+        "booking.refusal_invalid",
+        "The booking breaks a rule of the resource",
+        "La réservation enfreint une règle de la ressource",
+    ),
+    (
+        "booking.refusal_not_found",
+        "The resource or experiment is not on the lab server, or you may no longer read it",
+        "La ressource ou l'expérience n'est pas sur le serveur du laboratoire, ou vous ne pouvez plus la lire",
+    ),
+    (
+        "booking.refusal_other",
+        "Refused by the lab server",
+        "Refusée par le serveur du laboratoire",
+    ),
+    ("booking.refused_because", "Refused:", "Refusée :"),
+    ("booking.withdraw", "Withdraw request", "Retirer la demande"),
+    ("booking.dismiss", "Dismiss", "Masquer"),
+    (
+        "booking.replica_read_only",
+        "This booking is changed or cancelled on the lab server.",
+        "Cette réservation se modifie ou s'annule sur le serveur du laboratoire.",
+    ),
+    (
+        "booking.notice_requested",
+        "Booking requested: pending confirmation by the lab server at the next sync.",
+        "Réservation demandée : en attente de confirmation par le serveur du laboratoire à la prochaine synchronisation.",
+    ),
+    (
+        "booking.notice_withdrawn",
+        "Request withdrawn.",
+        "Demande retirée.",
+    ),
+    (
+        "booking.notice_dismissed",
+        "Refusal dismissed.",
+        "Refus masqué.",
+    ),
+    (
+        "replica.booking_waiting",
+        "booking requests pending confirmation",
+        "demandes de réservation en attente de confirmation",
+    ),
+    (
+        "replica.booking_refused",
+        "refused booking requests",
+        "demandes de réservation refusées",
+    ),
+    (
+        "replica.refused_bookings_title",
+        "Refused booking requests",
+        "Demandes de réservation refusées",
+    ),
+    (
+        "replica.refused_bookings_intro",
+        "The lab server refused these bookings asked for on this device. Nothing was booked; choose another slot in the calendar, then dismiss them.",
+        "Le serveur du laboratoire a refusé ces réservations demandées sur cet appareil. Rien n'a été réservé ; choisissez un autre créneau dans le calendrier, puis masquez-les.",
+    ),
     ("booking.rules", "Booking rules", "Règles de réservation"),
     (
         "booking.rule_not_bookable",

@@ -56,6 +56,10 @@ pub struct ReplicaBanner {
     pub waiting: i64,
     /// Refused change sets waiting for the user.
     pub rejected: i64,
+    /// Booking requests made here, waiting to be sent (pending confirmation).
+    pub booking_waiting: i64,
+    /// Booking requests the server refused, not yet dismissed.
+    pub booking_refused: i64,
     /// Why the last attempt failed.
     pub error: Option<String>,
 }
@@ -121,7 +125,11 @@ impl PageCtx {
                     .iter()
                     .filter(|r| r.status == "pending")
                     .count();
+                let (booking_waiting, booking_refused) =
+                    state.store.booking_request_counts().await?;
                 Some(ReplicaBanner {
+                    booking_waiting,
+                    booking_refused,
                     online: status.online,
                     last_sync: status.last_sync_ms.map(when).unwrap_or_default(),
                     waiting: state.store.pending_count().await?,

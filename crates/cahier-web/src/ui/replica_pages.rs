@@ -1,4 +1,5 @@
-//! Pages that exist only on a field replica: rejected edits, and "sync now".
+//! Pages that exist only on a field replica: rejected edits and refused booking requests
+//! (each with its reason; a refusal is dismissed from the calendar's buttons), and "sync now".
 
 use super::{PageCtx, UiError, UiResultExt, render, when};
 use crate::AppState;
@@ -23,11 +24,20 @@ struct RejectedView {
     at: String,
 }
 
+struct RefusedBookingView {
+    id: i64,
+    when: String,
+    title: String,
+    item_title: String,
+    reason: String,
+}
+
 #[derive(Template)]
 #[template(path = "rejected.html")]
 struct RejectedPage {
     p: PageCtx,
     edits: Vec<RejectedView>,
+    bookings: Vec<RefusedBookingView>,
 }
 
 fn require_replica(state: &AppState, session: &SignedIn) -> Result<(), UiError> {
@@ -56,6 +66,28 @@ async fn rejected(State(state): State<AppState>, session: SignedIn) -> Result<Re
             at: when(r.created_at),
         })
         .collect();
+    let zone = state.store.user_zone(session.user.id).await.ui(lang)?;
+    let bookings = state
+        .store
+        .refused_booking_requests(&session.subject)
+        .await
+        .ui(lang)?
+        .into_iter()
+        .map(|b| {
+            let request = b.request.as_ref();
+            RefusedBookingView {
+                id: b.id,
+                when: format!("{} – {}", zone.display(b.start_ms), zone.display(b.end_ms)),
+                title: b.title.clone(),
+                item_title: b.item_title.clone(),
+                reason: super::calendar::refusal_text(
+                    lang,
+                    request.and_then(|r| r.reason_code.as_deref()),
+                    request.and_then(|r| r.reason.as_deref()),
+                ),
+            }
+        })
+        .collect();
     let p = PageCtx::signed_in(
         &state,
         &session,
@@ -63,7 +95,7 @@ async fn rejected(State(state): State<AppState>, session: SignedIn) -> Result<Re
     )
     .await
     .ui(lang)?;
-    Ok(render(&RejectedPage { p, edits }))
+    Ok(render(&RejectedPage { p, edits, bookings }))
 }
 
 async fn sync_now(

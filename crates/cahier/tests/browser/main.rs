@@ -14,6 +14,7 @@
 )]
 
 mod attachments;
+mod booking_requests;
 mod bookings;
 mod exports;
 mod field_replicas;

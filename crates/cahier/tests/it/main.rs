@@ -13,6 +13,7 @@ mod api_openapi;
 mod api_subresources;
 mod archives;
 mod audit;
+mod booking_requests;
 mod booking_zones;
 mod bookings;
 mod cli;

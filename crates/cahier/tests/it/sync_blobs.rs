@@ -16,8 +16,8 @@ pub(super) struct Replica {
     pub(super) store: Store,
     pub(super) transport: HttpTransport,
     /// The device credential (`<uuid>.<secret>`).
-    token: String,
-    user_id: i64,
+    pub(super) token: String,
+    pub(super) user_id: i64,
     pub(super) dir: tempfile::TempDir,
 }
 
@@ -66,7 +66,7 @@ pub(super) async fn replica(app: &TestApp, user: &TestUser) -> (Replica, SyncRep
 
 /// Serves the replica's store with the production router, as `cahier replica serve` does
 /// once unlocked; returns the server and an API v2 client with a key made on the replica.
-async fn serve_replica(replica: &Replica) -> (cahier::Running, Api) {
+pub(super) async fn serve_replica(replica: &Replica) -> (cahier::Running, Api) {
     let settings = cahier::settings::Settings {
         data: replica.dir.path().to_path_buf(),
         listen: "127.0.0.1:0".into(),

@@ -564,6 +564,10 @@ async fn a_replica_takes_a_copy_edits_offline_and_syncs_back() {
         out.contains("pushed 1") && out.contains("files sent 1"),
         "{out}"
     );
+    assert!(
+        out.contains("booking requests sent 0 (confirmed 0, refused 0, waiting 0)"),
+        "replica sync tells what became of booking requests: {out}"
+    );
     let at_lab: serde_json::Value = client
         .get(format!("{base}/api/v2/experiments/{id}/uploads"))
         .header("Authorization", &key)
