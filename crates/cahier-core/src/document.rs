@@ -1009,7 +1009,7 @@ pub const ATTACHMENT_DELETED: i64 = 3;
 
 /// One attachment as the document records it. `comment`, `state` and `replaces` are `None` in
 /// entries written before those keys existed: the reader then keeps what it had.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Attachment {
     /// SHA-256 of the content, hex: the blob's name.
     pub sha256: String,

@@ -52,20 +52,8 @@ pub struct NewEntity {
 
 /// A new entity checked and built, not yet written ([`Store::prepare_entity`]).
 pub(crate) struct PreparedEntity {
-    pub(crate) id: EntityId,
-    kind: EntityKind,
-    team_id: i64,
-    canread: AccessRule,
-    canwrite: AccessRule,
-    actor: ActorId,
-    now: i64,
-    pub(crate) heads: String,
-    bytes: Vec<u8>,
-    changes: Vec<cahier_core::document::ChangeInfo>,
-    content: EntityContent,
-    rendered: projection::Rendered,
-    elabid: String,
-    attachments: Vec<cahier_core::document::Attachment>,
+    /// Everything the insert writes.
+    pub(crate) record: PreparedRecord,
     /// The live document, put in the cache after the insert; `None` once forgotten.
     pub(crate) doc: Option<EntityDoc>,
 }
@@ -76,11 +64,71 @@ impl PreparedEntity {
     pub(crate) fn forget_doc(&mut self) {
         self.doc = None;
     }
+}
 
+/// What inserting a prepared entity writes, every CPU-costly part (document, save, changes,
+/// projection rows, rendered HTML) already computed. Serialisable: an import writes each to
+/// a temporary file as it prepares it and reads them back one at a time in its transaction
+/// (`eln_import/spill.rs`). Only ever read back by the process that wrote it.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct PreparedRecord {
+    pub(crate) id: EntityId,
+    kind: EntityKind,
+    team_id: i64,
+    canread: AccessRule,
+    canwrite: AccessRule,
+    #[serde(with = "base64_bytes")]
+    actor: Vec<u8>,
+    now: i64,
+    pub(crate) heads: String,
+    #[serde(with = "base64_bytes")]
+    bytes: Vec<u8>,
+    changes: Vec<PreparedChange>,
+    rows: projection::Rows,
+    elabid: String,
+    attachments: Vec<cahier_core::document::Attachment>,
+}
+
+impl PreparedRecord {
     /// The kind it will have.
     pub(crate) fn kind(&self) -> EntityKind {
         self.kind
     }
+}
+
+/// Bytes as base64 text in a serialised [`PreparedRecord`] (a JSON array of numbers would
+/// take four times the room on disk).
+mod base64_bytes {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+
+    pub(super) fn serialize<S: serde::Serializer>(
+        bytes: &[u8],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<u8>, D::Error> {
+        let text: std::borrow::Cow<'de, str> = serde::Deserialize::deserialize(deserializer)?;
+        STANDARD
+            .decode(text.as_bytes())
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A change of a prepared entity ([`cahier_core::document::ChangeInfo`], serialisable).
+#[derive(Debug, Serialize, Deserialize)]
+struct PreparedChange {
+    hash: String,
+    actor: String,
+    time_ms: i64,
+    message: String,
+    deps: Vec<String>,
+    #[serde(with = "base64_bytes")]
+    bytes: Vec<u8>,
 }
 
 /// The projection row of an entity, with its authoritative columns.
@@ -493,10 +541,12 @@ impl Store {
             .prepare_entity(subject, new, self.new_entity_id(), "create")
             .await?;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let entity_id = self.insert_prepared(&mut tx, subject, &prepared).await?;
+        let entity_id = self
+            .insert_prepared(&mut tx, subject, &prepared.record)
+            .await?;
         tx.commit().await?;
         if let Some(doc) = prepared.doc {
-            self.cache_put(entity_id, prepared.heads, doc);
+            self.cache_put(entity_id, prepared.record.heads, doc);
         }
         Ok(entity_id)
     }
@@ -592,9 +642,20 @@ impl Store {
         let mut doc = EntityDoc::create(&content, &meta)?;
         let heads = heads_to_string(&doc.heads());
         let bytes = doc.save();
-        let changes = doc.changes_since(&[]);
+        let changes = doc
+            .changes_since(&[])
+            .into_iter()
+            .map(|c| PreparedChange {
+                hash: c.hash,
+                actor: c.actor,
+                time_ms: c.time_ms,
+                message: c.message,
+                deps: c.deps,
+                bytes: c.bytes,
+            })
+            .collect();
         let content = doc.content()?;
-        let rendered = projection::render(&content);
+        let rows = projection::Rows::of(&content, &projection::render(&content));
         let attachments = doc.attachments()?;
         let elabid = format!(
             "{}-{}",
@@ -602,20 +663,21 @@ impl Store {
             crate::random_hex(10)
         );
         Ok(PreparedEntity {
-            id,
-            kind: new.kind,
-            team_id: new.team_id,
-            canread,
-            canwrite,
-            actor,
-            now,
-            heads,
-            bytes,
-            changes,
-            content,
-            rendered,
-            elabid,
-            attachments,
+            record: PreparedRecord {
+                id,
+                kind: new.kind,
+                team_id: new.team_id,
+                canread,
+                canwrite,
+                actor: actor.to_bytes().to_vec(),
+                now,
+                heads,
+                bytes,
+                changes,
+                rows,
+                elabid,
+                attachments,
+            },
             doc: Some(doc),
         })
     }
@@ -626,9 +688,9 @@ impl Store {
         &self,
         tx: &mut SqliteConnection,
         subject: &Subject,
-        prepared: &PreparedEntity,
+        prepared: &PreparedRecord,
     ) -> Result<i64> {
-        let PreparedEntity {
+        let PreparedRecord {
             id,
             kind,
             team_id,
@@ -639,14 +701,23 @@ impl Store {
             heads,
             bytes,
             changes,
-            content,
-            rendered,
+            rows,
             elabid,
             attachments,
-            doc: _,
         } = prepared;
-        let (now, changes) = (*now, changes.clone());
-        self.register_actor(&mut *tx, actor, subject.user_id)
+        let now = *now;
+        let changes = changes
+            .iter()
+            .map(|c| cahier_core::document::ChangeInfo {
+                hash: c.hash.clone(),
+                actor: c.actor.clone(),
+                time_ms: c.time_ms,
+                message: c.message.clone(),
+                deps: c.deps.clone(),
+                bytes: c.bytes.clone(),
+            })
+            .collect();
+        self.register_actor(&mut *tx, &ActorId::from(actor.as_slice()), subject.user_id)
             .await?;
         let entity_id: i64 = sqlx::query_scalar(
             "INSERT INTO entities (uuid, kind, team_id, owner_id, canread_base, canwrite_base, elabid, created_at, \
@@ -675,16 +746,7 @@ impl Store {
             .await?;
         self.insert_changes(&mut *tx, entity_id, changes, subject.user_id)
             .await?;
-        projection::write(
-            &mut *tx,
-            entity_id,
-            content,
-            rendered,
-            heads,
-            now,
-            subject.user_id,
-        )
-        .await?;
+        projection::write_rows(&mut *tx, entity_id, rows, heads, now, subject.user_id).await?;
         if !attachments.is_empty() {
             projection::write_uploads(&mut *tx, entity_id, attachments).await?;
         }
