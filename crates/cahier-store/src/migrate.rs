@@ -80,6 +80,10 @@ const SQLITE: &[(i64, Step)] = &[
             "../migrations/sqlite/0016_time_zones_canbook.sql"
         )),
     ),
+    (
+        18,
+        Step::Sql(include_str!("../migrations/sqlite/0018_replica_pins.sql")),
+    ),
 ];
 
 async fn rebuild_search_index(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
