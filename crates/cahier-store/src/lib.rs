@@ -25,6 +25,7 @@ mod migrate;
 mod projection;
 pub mod proof_lock;
 pub mod replica;
+pub mod replica_files;
 pub mod signatures;
 pub mod stock;
 pub mod sweep;

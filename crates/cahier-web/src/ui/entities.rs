@@ -643,6 +643,8 @@ struct CheckItem {
 struct EntityPage {
     p: PageCtx,
     section: String,
+    /// On a field replica: whether the entry is pinned "available offline" (files kept here).
+    offline_pin: Option<bool>,
     e: EntityRow,
     can_write: bool,
     can_admin: bool,
@@ -1101,9 +1103,14 @@ pub(super) async fn render_entity_page(
             .to_owned(),
         );
     }
+    let offline_pin = match &state.replica {
+        Some(_) => Some(store.is_pinned(&e.uuid).await.ui(lang)?),
+        None => None,
+    };
     let page = EntityPage {
         p,
         section: section.clone(),
+        offline_pin,
         can_write,
         can_admin,
         can_stamp,
