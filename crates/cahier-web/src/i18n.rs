@@ -1417,6 +1417,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
         "Garde les fichiers de cette entrée sur cet ordinateur.",
     ),
     ("replica.files_label", "Files:", "Fichiers :"),
+    ("replica.pinned_badge", "offline", "hors ligne"),
     (
         "replica.files_title",
         "Files on this laptop",

@@ -100,6 +100,8 @@ struct ListRow {
     is_default: bool,
     /// At or below its reorder threshold (resources tracking stock).
     low_stock: bool,
+    /// On a field replica: pinned "available offline" (its files are kept here).
+    pinned: bool,
 }
 
 #[derive(Template)]
@@ -284,10 +286,15 @@ async fn list_entities(
     } else {
         Default::default()
     };
+    let pinned = match &state.replica {
+        Some(_) => store.pinned_uuids().await.ui(lang)?,
+        None => Default::default(),
+    };
     let rows = page
         .rows
         .iter()
         .map(|r| ListRow {
+            pinned: pinned.contains(&r.uuid),
             id: r.id,
             title: r.title.clone(),
             date: r.date.clone(),

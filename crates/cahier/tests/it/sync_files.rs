@@ -188,6 +188,20 @@ async fn a_pinned_copy_fetches_only_pinned_files_and_the_others_when_opened_onli
         files_page.contains(">Kept</a>"),
         "the pinned entry is listed"
     );
+    let list = ui
+        .get(format!("{}/experiments", local_server.url))
+        .header("accept-language", "en")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        list.matches("class=\"badge pinned\"").count(),
+        1,
+        "only the pinned entry is marked in the list: {list}"
+    );
 
     // Opening a file the laptop lacks while the lab answers fetches it, verified and kept.
     let other_upload = upload_id(&local, other, &other_bytes).await;
