@@ -26,6 +26,7 @@ mod migrate;
 mod projection;
 pub mod proof_lock;
 pub mod replica;
+pub mod replica_files;
 pub mod signatures;
 pub mod stock;
 pub mod sweep;

@@ -81,6 +81,10 @@ const SQLITE: &[(i64, Step)] = &[
         )),
     ),
     (
+        18,
+        Step::Sql(include_str!("../migrations/sqlite/0018_replica_pins.sql")),
+    ),
+    (
         19,
         Step::Sql(include_str!(
             "../migrations/sqlite/0019_booking_requests.sql"

@@ -643,12 +643,11 @@ impl Store {
 }
 
 impl Store {
-    /// Hashes of the files the replica's entities reference but whose blob it lacks (not yet
-    /// downloaded, or a download that failed: it is tried again at every sync).
+    /// Hashes of the files the replica's file policy selects (`replica_files.rs`) but whose
+    /// blob it lacks (not yet downloaded, or a download that failed: it is tried again at
+    /// every sync).
     pub async fn missing_blobs(&self) -> Result<Vec<String>> {
-        let hashes: Vec<String> = sqlx::query_scalar("SELECT DISTINCT sha256 FROM uploads")
-            .fetch_all(&self.pool)
-            .await?;
+        let hashes = self.wanted_blobs().await?;
         let Some(blobs) = self.blobs() else {
             return Ok(Vec::new());
         };

@@ -2,8 +2,10 @@
 //! follows the server's feed from the replica's checkpoint, pulls what changed, and removes
 //! what the user may no longer read — a handful of requests whatever the number of documents.
 //! Attachment files travel too: files of local entities are uploaded before the documents that
-//! reference them are pushed, and files referenced by what the replica holds are downloaded
-//! after the pull (checked against their hash; a failed download is tried again next time).
+//! reference them are pushed, and the files the replica's file policy selects (all, chosen
+//! teams', or pinned entries') are downloaded after the pull (checked against their hash; a
+//! failed download is tried again next time); those it no longer selects are dropped, never
+//! one a local change still needs. [`fetch_file`] brings one file on demand.
 //! Booking requests made on the replica are sent in one request after the pull; the server's
 //! answer decides each and brings its bookings for the replica's calendar.
 //! Every step is idempotent, so a sync cut off anywhere is simply run again.
@@ -155,6 +157,9 @@ pub struct SyncReport {
     /// Booking requests still waiting after the sync (made meanwhile, or the server does not
     /// take them).
     pub bookings_waiting: i64,
+    /// Attachment files removed from the laptop because the file policy no longer selects
+    /// them (never one a local change still needs).
+    pub files_dropped: usize,
 }
 
 impl std::fmt::Display for SyncReport {
@@ -162,8 +167,8 @@ impl std::fmt::Display for SyncReport {
         write!(
             f,
             "pushed {} (rejected {}), pulled {} ({} new, {} merged), removed {}, waiting {}, \
-             files sent {}, received {}, missing {}, booking requests sent {} (confirmed {}, \
-             refused {}, waiting {})",
+             files sent {}, received {}, missing {}, dropped {}, booking requests sent {} \
+             (confirmed {}, refused {}, waiting {})",
             self.pushed,
             self.rejected,
             self.pulled,
@@ -174,6 +179,7 @@ impl std::fmt::Display for SyncReport {
             self.files_sent,
             self.files_received,
             self.files_missing,
+            self.files_dropped,
             self.bookings_sent,
             self.bookings_confirmed,
             self.bookings_refused,
@@ -333,6 +339,11 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
         }
     }
 
+    // 4b. Drop the files the policy no longer selects (an entry unpinned, a team taken off
+    // the list). After the pushes above, so a file attached offline is only dropped once the
+    // server has acknowledged it; one still waiting is kept.
+    report.files_dropped = store.drop_unwanted_blobs().await?;
+
     // 5. Remove what the user may no longer read. Whatever can withdraw a right moves the
     // server's sequence (a change of an entry's rules, team, lock or state) or changes the
     // reference records (the user's teams, roles and groups): when neither moved since the
@@ -352,6 +363,28 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
         .replica_set("last_sync_ms", &store.now_ms().to_string())
         .await?;
     Ok(report)
+}
+
+/// Fetches one attachment file the replica lacks, on demand (the user opened it): through
+/// the same verified download as a sync, stored encrypted like the others, and recorded so the
+/// next sync does not drop it at once although the file policy does not select it. `Ok(false)`
+/// when the server has no such file for this device.
+pub async fn fetch_file(
+    store: &Store,
+    transport: &impl Transport,
+    sha256: &str,
+) -> Result<bool, SyncError> {
+    let Some(blobs) = store.blobs() else {
+        return Ok(false);
+    };
+    if !blobs.exists(sha256).await {
+        if !transport.download_blob(sha256, blobs).await? {
+            return Ok(false);
+        }
+        tracing::info!(%sha256, "file fetched on demand");
+    }
+    store.record_fetched(sha256).await?;
+    Ok(true)
 }
 
 /// Replica setting: digest of the lab's bookings, rules and bookers last mirrored.

@@ -1392,6 +1392,81 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
         "Votre session a pris fin : reconnectez-vous dans un autre onglet ; votre texte est conservé ici et sera enregistré.",
     ),
     (
+        "replica.file_absent",
+        "This file is not on this laptop. It will be fetched when the lab server can be reached; to keep an entry's files here, pin it \"Available offline\".",
+        "Ce fichier n'est pas sur cet ordinateur. Il sera récupéré quand le serveur du laboratoire sera joignable ; pour garder ici les fichiers d'une entrée, cochez « Disponible hors ligne ».",
+    ),
+    (
+        "replica.file_absent_short",
+        "Not on this laptop",
+        "Pas sur cet ordinateur",
+    ),
+    (
+        "replica.file_absent_hint",
+        "fetched when online",
+        "récupéré une fois en ligne",
+    ),
+    (
+        "replica.available_offline",
+        "Available offline",
+        "Disponible hors ligne",
+    ),
+    (
+        "replica.pin_hint",
+        "Keeps this entry's files on this laptop.",
+        "Garde les fichiers de cette entrée sur cet ordinateur.",
+    ),
+    ("replica.files_label", "Files:", "Fichiers :"),
+    ("replica.pinned_badge", "offline", "hors ligne"),
+    (
+        "replica.files_title",
+        "Files on this laptop",
+        "Fichiers sur cet ordinateur",
+    ),
+    (
+        "replica.files_intro",
+        "Entries themselves (text, fields, comments) are always all here; only attached files are optional. A file not kept here is fetched when you open it while the lab server can be reached. Files of changes not yet sent are never removed.",
+        "Les entrées elles-mêmes (texte, champs, commentaires) sont toujours toutes ici ; seuls les fichiers joints sont facultatifs. Un fichier absent est récupéré quand vous l'ouvrez si le serveur du laboratoire est joignable. Les fichiers de modifications pas encore envoyées ne sont jamais supprimés.",
+    ),
+    ("replica.files_policy", "Files kept", "Fichiers conservés"),
+    ("replica.files_all", "all files", "tous les fichiers"),
+    (
+        "replica.files_pinned",
+        "only entries marked available offline",
+        "seulement les entrées disponibles hors ligne",
+    ),
+    (
+        "replica.files_teams",
+        "only these teams' files (and entries marked available offline)",
+        "seulement les fichiers de ces équipes (et les entrées disponibles hors ligne)",
+    ),
+    (
+        "replica.files_held",
+        "files on this laptop",
+        "fichiers sur cet ordinateur",
+    ),
+    (
+        "replica.files_not_held",
+        "not here (fetched on demand when online)",
+        "absents (récupérés à la demande une fois en ligne)",
+    ),
+    ("replica.files_save", "Save", "Enregistrer"),
+    (
+        "replica.files_no_team",
+        "choose at least one team",
+        "choisissez au moins une équipe",
+    ),
+    (
+        "replica.pinned_title",
+        "Entries available offline",
+        "Entrées disponibles hors ligne",
+    ),
+    (
+        "replica.no_pinned",
+        "No entry is marked available offline.",
+        "Aucune entrée n'est marquée disponible hors ligne.",
+    ),
+    (
         "replica.unlock_title",
         "Unlock this field copy",
         "Déverrouiller cette copie de terrain",

@@ -62,6 +62,8 @@ pub struct ReplicaBanner {
     pub booking_refused: i64,
     /// Why the last attempt failed.
     pub error: Option<String>,
+    /// Translation key naming the file policy (which attachment files stay on the laptop).
+    pub files_key: &'static str,
 }
 
 /// The navigation's view of the user.
@@ -135,6 +137,7 @@ impl PageCtx {
                     waiting: state.store.pending_count().await?,
                     rejected: i64::try_from(rejected).unwrap_or(i64::MAX),
                     error: status.last_error,
+                    files_key: crate::offline_files::policy_key(&state.store.file_policy().await?),
                 })
             }
         };
@@ -198,7 +201,8 @@ pub fn error_page(error: &AppError, lang: Lang) -> Response {
         p: PageCtx::anonymous(lang, "", "error.title"),
         status: status.as_u16(),
         message: error.public_message(),
-        is_not_found: status == StatusCode::NOT_FOUND,
+        // A file a field copy lacks says why and what to do, not just "not found".
+        is_not_found: status == StatusCode::NOT_FOUND && !matches!(error, AppError::FileAbsent(_)),
     };
     (status, render(&page)).into_response()
 }

@@ -100,6 +100,8 @@ struct ListRow {
     is_default: bool,
     /// At or below its reorder threshold (resources tracking stock).
     low_stock: bool,
+    /// On a field replica: pinned "available offline" (its files are kept here).
+    pinned: bool,
 }
 
 #[derive(Template)]
@@ -284,10 +286,15 @@ async fn list_entities(
     } else {
         Default::default()
     };
+    let pinned = match &state.replica {
+        Some(_) => store.pinned_uuids().await.ui(lang)?,
+        None => Default::default(),
+    };
     let rows = page
         .rows
         .iter()
         .map(|r| ListRow {
+            pinned: pinned.contains(&r.uuid),
             id: r.id,
             title: r.title.clone(),
             date: r.date.clone(),
@@ -645,6 +652,8 @@ struct CheckItem {
 struct EntityPage {
     p: PageCtx,
     section: String,
+    /// On a field replica: whether the entry is pinned "available offline" (files kept here).
+    offline_pin: Option<bool>,
     e: EntityRow,
     can_write: bool,
     can_admin: bool,
@@ -1104,9 +1113,14 @@ pub(super) async fn render_entity_page(
             .to_owned(),
         );
     }
+    let offline_pin = match &state.replica {
+        Some(_) => Some(store.is_pinned(&e.uuid).await.ui(lang)?),
+        None => None,
+    };
     let page = EntityPage {
         p,
         section: section.clone(),
+        offline_pin,
         can_write,
         can_admin,
         can_stamp,

@@ -29,6 +29,7 @@ mod stock;
 mod sweep;
 mod sync_blobs;
 mod sync_faults;
+mod sync_files;
 mod templates_fields;
 mod timestamps;
 mod ui_flows;

@@ -22,6 +22,23 @@ pub(super) struct Replica {
 }
 
 impl Replica {
+    /// A replica made by another test module (with its own first copy).
+    pub(super) fn new(
+        store: Store,
+        transport: HttpTransport,
+        token: String,
+        user_id: i64,
+        dir: tempfile::TempDir,
+    ) -> Self {
+        Self {
+            store,
+            transport,
+            token,
+            user_id,
+            dir,
+        }
+    }
+
     pub(super) async fn sync(&self) -> SyncReport {
         sync_once(&self.store, &self.transport).await.unwrap()
     }
@@ -85,6 +102,10 @@ pub(super) async fn serve_replica(replica: &Replica) -> (cahier::Running, Api) {
             last_error: None,
         }),
         sync_now: tokio::sync::Notify::new(),
+        fetcher: Some(Arc::new(cahier::replica::ServerFiles::new(
+            replica.store.clone(),
+            replica.transport.clone(),
+        ))),
     });
     let running = cahier::serve_store(&settings, replica.store.clone(), Some(handle))
         .await
@@ -113,7 +134,7 @@ pub(super) async fn serve_replica(replica: &Replica) -> (cahier::Running, Api) {
     (running, api)
 }
 
-async fn file_bytes(api: &Api, path: &str) -> (u16, Vec<u8>) {
+pub(super) async fn file_bytes(api: &Api, path: &str) -> (u16, Vec<u8>) {
     let response = api
         .client
         .get(format!("{}{path}?format=binary", api.base))
