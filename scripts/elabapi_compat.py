@@ -179,6 +179,30 @@ def main():
     raw = json.loads(items.get_item(item, _preload_content=False).data)
     check(first in [link["entityid"] for link in raw["related_experiments_links"]], "the item knows who links to it")
 
+    # Team tags (example 22: create a team's tags from a list), renamed by the admin across
+    # the team's entries.
+    team_tags = elabapi_python.TeamTagsApi(client)
+    _, status, headers = team_tags.post_team_tag_with_http_info(team.id, body={"tag": f"lake {marker}"})
+    check(status == 201, "POST /teams/{id}/tags answers 201")
+    declared = new_id(headers)
+    listed = team_tags.read_team_tags(team.id)
+    check(f"lake {marker}" in [t.tag for t in listed], "the declared tag is listed")
+    compat = [t for t in listed if t.tag == "compat"]
+    check(len(compat) == 1 and compat[0].item_count >= 2, "team tags count the entries that carry them")
+    renamed = team_tags.patch_team_tag(team.id, compat[0].id, body={"action": "updatetag", "tag": f"compat {marker}"})
+    check(renamed.tag == f"compat {marker}", "PATCH updatetag answers the renamed tag")
+    raw = json.loads(experiments.get_experiment(first, _preload_content=False).data)
+    check(raw["tags"] == f"compat {marker}", "the rename reached the experiment")
+    team_tags.delete_team_tag(team.id, declared)
+    check(f"lake {marker}" not in [t.tag for t in team_tags.read_team_tags(team.id)], "DELETE removes the tag")
+
+    # metadatamerge changes one value and keeps the rest.
+    merged = experiments.patch_experiment(
+        body={"metadatamerge": {"extra_fields": {"Temperature": {"value": "12"}}}}, id=made, _preload_content=False
+    )
+    extra = json.loads(json.loads(merged.data)["metadata"])["extra_fields"]
+    check(extra["Temperature"]["value"] == "12" and extra["Temperature"]["type"] == "number", "metadatamerge")
+
     print("elabapi_python compatibility: all checks passed")
 
 

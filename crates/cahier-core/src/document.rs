@@ -241,9 +241,11 @@ pub enum EntityOp {
     RecordStock(crate::stock::StockEvent),
 }
 
-/// Root fields whose concurrent values are kept and shown as conflicts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+/// Fields whose concurrent values are kept and shown as conflicts: the root fields below, and
+/// the value of each metadata field (`fields[name].value`). Serialised as its
+/// [`key`](ConflictField::key) (`"title"`, `"field:Temperature"`): the timestamp export
+/// (TRACEABILITY.md) carries it, so root fields keep the names they always had.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConflictField {
     /// `title`
     Title,
@@ -255,10 +257,21 @@ pub enum ConflictField {
     Category,
     /// `rating`
     Rating,
+    /// The value of the metadata field with this name (key `field:<name>`).
+    Field(String),
+}
+
+/// Prefix of the key of a metadata field's conflict (`field:<name>`); root keys have no colon.
+const FIELD_KEY_PREFIX: &str = "field:";
+
+impl Serialize for ConflictField {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.key())
+    }
 }
 
 impl ConflictField {
-    /// All fields that can conflict.
+    /// The root fields that can conflict.
     pub const ALL: [ConflictField; 5] = [
         Self::Title,
         Self::Date,
@@ -267,19 +280,24 @@ impl ConflictField {
         Self::Rating,
     ];
 
-    /// The document key.
-    pub fn key(self) -> &'static str {
+    /// The key: the document key of a root field, `field:<name>` for a metadata field. Stored
+    /// in `entity_conflicts.field` and sent in the resolve form.
+    pub fn key(&self) -> std::borrow::Cow<'_, str> {
         match self {
-            Self::Title => "title",
-            Self::Date => "date",
-            Self::Status => "status",
-            Self::Category => "category",
-            Self::Rating => "rating",
+            Self::Title => "title".into(),
+            Self::Date => "date".into(),
+            Self::Status => "status".into(),
+            Self::Category => "category".into(),
+            Self::Rating => "rating".into(),
+            Self::Field(name) => format!("{FIELD_KEY_PREFIX}{name}").into(),
         }
     }
 
-    /// Parses a document key.
+    /// Parses [`ConflictField::key`]'s format.
     pub fn parse(key: &str) -> Option<Self> {
+        if let Some(name) = key.strip_prefix(FIELD_KEY_PREFIX) {
+            return (!name.is_empty()).then(|| Self::Field(name.to_owned()));
+        }
         Self::ALL.into_iter().find(|f| f.key() == key)
     }
 }
@@ -794,6 +812,7 @@ impl EntityDoc {
             }
             EntityOp::ResolveConflict { field, value } => {
                 let key = field.key();
+                let key = key.as_ref();
                 match field {
                     ConflictField::Title | ConflictField::Date => {
                         doc.put(ROOT, key, value.as_str())?
@@ -809,6 +828,7 @@ impl EntityDoc {
                             }
                         }
                     }
+                    ConflictField::Field(name) => resolve_field_conflict(doc, name, value)?,
                 }
             }
         }
@@ -896,7 +916,8 @@ fn encoded_len(s: &str, encoding: TextEncoding) -> usize {
     }
 }
 
-fn clean_tag(tag: &str) -> Result<String, DocError> {
+/// A tag as documents store it: trimmed, not empty, at most [`MAX_TAG_CHARS`], no `|`.
+pub fn clean_tag(tag: &str) -> Result<String, DocError> {
     let tag = tag.trim();
     if tag.is_empty() {
         return Err(invalid("tags", "a tag cannot be empty"));
@@ -988,7 +1009,7 @@ pub const ATTACHMENT_DELETED: i64 = 3;
 
 /// One attachment as the document records it. `comment`, `state` and `replaces` are `None` in
 /// entries written before those keys existed: the reader then keeps what it had.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Attachment {
     /// SHA-256 of the content, hex: the blob's name.
     pub sha256: String,
@@ -1089,7 +1110,7 @@ fn read_content<D: ReadDoc>(doc: &D) -> Result<EntityContent, DocError> {
 
     let mut conflicts = Vec::new();
     for field in ConflictField::ALL {
-        let all = doc.get_all(ROOT, field.key())?;
+        let all = doc.get_all(ROOT, &*field.key())?;
         if all.len() > 1 {
             let mut values: Vec<String> = all
                 .iter()
@@ -1105,6 +1126,7 @@ fn read_content<D: ReadDoc>(doc: &D) -> Result<EntityContent, DocError> {
             }
         }
     }
+    conflicts.extend(field_conflicts(doc));
 
     Ok(EntityContent {
         id,
@@ -1134,7 +1156,10 @@ fn read_content<D: ReadDoc>(doc: &D) -> Result<EntityContent, DocError> {
 
 mod metadata;
 mod stock;
-use metadata::{read_metadata, set_field_value, write_field, write_metadata};
+use metadata::{
+    field_conflicts, read_metadata, resolve_field_conflict, set_field_value, write_field,
+    write_metadata,
+};
 
 #[cfg(test)]
 mod tests;

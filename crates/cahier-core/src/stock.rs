@@ -6,7 +6,7 @@
 //! The document side (the counter, the event list, merging) is in `document/stock.rs`.
 
 use crate::entity::EntityId;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Thousandths per unit: quantities are stored as `i64` thousandths.
 pub const MILLI: i64 = 1000;
@@ -18,7 +18,7 @@ pub const MAX_AMOUNT_UNITS: i64 = 1_000_000_000_000;
 pub const MAX_STOCK_NOTE_CHARS: usize = 1000;
 
 /// What a stock event does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StockKind {
     /// Some was used: the quantity goes down by the amount.
@@ -134,7 +134,7 @@ pub fn clean_unit(unit: &str) -> Result<String, String> {
 }
 
 /// One recorded stock event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StockEvent {
     /// Stable id (made where the event was recorded).
     pub id: String,
@@ -155,7 +155,7 @@ pub struct StockEvent {
 }
 
 /// A resource's stock as its document holds it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stock {
     /// Unit of the quantity.
     pub unit: String,

@@ -4,6 +4,8 @@
 //! - [`reader`] opens an archive under safety limits (one root folder, no path leaving it, no
 //!   symlinks, no encrypted entries, size, count and compression-ratio limits) and reads only
 //!   what lies inside that folder.
+//! - [`graph`] indexes `ro-crate-metadata.json` (node `@id` → byte range in a temporary copy)
+//!   so that memory does not grow with the number of entries; nodes are parsed when asked for.
 //! - [`model`] turns the JSON-LD graph into plain import records, leniently: the quirks of
 //!   eLabFTW, Kadi4Mat, RSpace, SampleDB, PASTA and OpenSemanticLab files are absorbed, and
 //!   properties it does not understand are kept rather than dropped.
@@ -13,6 +15,7 @@
 //! This crate does no database or network IO and never reads the clock: the store passes
 //! times in. It never interprets a path outside the archive's root folder.
 
+pub mod graph;
 pub mod model;
 pub mod reader;
 pub mod writer;

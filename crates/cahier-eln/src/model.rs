@@ -5,14 +5,18 @@
 //! the root's `hasPart` is one record; properties not understood are kept in
 //! [`ImportedDataset::extra`] with their references resolved one level deep.
 
-use crate::CAHIER_NS;
+use crate::graph::Graph;
+use crate::{CAHIER_NS, ElnError, Result};
 use serde_json::{Map, Value};
-use std::collections::HashMap;
+use std::borrow::Cow;
 
-/// The graph of one crate, indexed by `@id`.
-#[derive(Debug, Clone)]
+/// The graph of one crate, indexed by `@id` ([`Graph`]: nodes are parsed when asked for, so
+/// memory holds the index, not the nodes).
+#[derive(Debug)]
 pub struct Crate {
-    nodes: HashMap<String, Value>,
+    graph: Graph,
+    /// Positions in `root_parts`, sorted by id (a lookup without a second copy of the ids).
+    sorted_parts: Vec<usize>,
     /// `@id`s listed in the root's `hasPart`, in order.
     pub root_parts: Vec<String>,
     /// The `conformsTo` of the metadata descriptor.
@@ -208,19 +212,19 @@ pub fn iso_date(value: &str) -> Option<String> {
 }
 
 impl Crate {
-    /// Indexes the graph of `metadata`. Lenient: nodes without `@id` are ignored, the root is
-    /// found through the descriptor's `about` (else `./`).
-    pub fn parse(metadata: &Value) -> Self {
-        let mut nodes = HashMap::new();
-        for node in items(metadata.get("@graph")) {
-            if let Some(id) = node.get("@id").and_then(Value::as_str) {
-                nodes.insert(id.to_owned(), node.clone());
-            }
-        }
-        let descriptor = nodes
-            .get("ro-crate-metadata.json")
-            .or_else(|| nodes.get("./ro-crate-metadata.json"))
-            .cloned();
+    /// Indexes a graph held in memory (tests, small crates); see [`Crate::from_graph`].
+    pub fn parse(metadata: &Value) -> Result<Self> {
+        let bytes = serde_json::to_vec(metadata)
+            .map_err(|e| crate::refused(format!("the metadata cannot be written out: {e}")))?;
+        Ok(Self::from_graph(Graph::from_bytes(bytes)?))
+    }
+
+    /// Reads the descriptor and the root of an indexed graph. Lenient: nodes without `@id`
+    /// are ignored, the root is found through the descriptor's `about` (else `./`).
+    pub fn from_graph(graph: Graph) -> Self {
+        let descriptor = graph
+            .node("ro-crate-metadata.json")
+            .or_else(|| graph.node("./ro-crate-metadata.json"));
         let descriptor = descriptor.as_ref();
         let root_id = descriptor
             .and_then(|d| d.get("about"))
@@ -233,17 +237,21 @@ impl Crate {
                 .first()
                 .and_then(|c| c.get("@id").and_then(Value::as_str).map(str::to_owned))
         });
+        let root = graph.node(&root_id).unwrap_or(Value::Null);
         let mut this = Self {
-            nodes,
+            graph,
+            sorted_parts: Vec::new(),
             root_parts: Vec::new(),
             conforms_to,
             publisher: None,
         };
-        let root = this.nodes.get(&root_id).cloned().unwrap_or(Value::Null);
         this.root_parts = items(root.get("hasPart"))
             .into_iter()
             .filter_map(|p| p.get("@id").and_then(Value::as_str).map(str::to_owned))
             .collect();
+        let mut sorted: Vec<usize> = (0..this.root_parts.len()).collect();
+        sorted.sort_by(|&a, &b| this.root_parts[a].cmp(&this.root_parts[b]));
+        this.sorted_parts = sorted;
         this.publisher = descriptor
             .and_then(|d| d.get("sdPublisher"))
             .or_else(|| root.get("publisher"))
@@ -253,34 +261,74 @@ impl Crate {
     }
 
     /// The node a value refers to: `{@id}` looked up, an inline object as is.
-    pub fn node<'a>(&'a self, value: &'a Value) -> Option<&'a Value> {
+    pub fn node<'a>(&self, value: &'a Value) -> Option<Cow<'a, Value>> {
         let map = value.as_object()?;
         match map.get("@id").and_then(Value::as_str) {
-            Some(id) if map.len() == 1 => self.nodes.get(id),
-            _ => Some(value),
+            Some(id) if map.len() == 1 => self.graph.node(id).map(Cow::Owned),
+            _ => Some(Cow::Borrowed(value)),
         }
     }
 
-    /// Every Dataset of the root's `hasPart`, as import records. Parts that are not Datasets
-    /// (files listed at the root) are not entities.
-    pub fn datasets(&self) -> Vec<ImportedDataset> {
-        let roots: std::collections::HashSet<&str> =
-            self.root_parts.iter().map(String::as_str).collect();
+    /// The `@id`s of the Datasets of the root's `hasPart`, in order: what becomes one entity
+    /// each. Parts that are not Datasets (files listed at the root) are not entities.
+    pub fn dataset_ids(&self) -> impl Iterator<Item = &str> {
         self.root_parts
             .iter()
-            .filter_map(|id| self.nodes.get(id))
-            .filter(|node| has_type(node, "Dataset"))
-            .map(|node| self.dataset(node, &roots))
-            .collect()
+            .map(String::as_str)
+            .filter(|id| self.graph.is_dataset(id))
+    }
+
+    /// The Dataset with this `@id`, parsed now as an import record (`None` if the graph has
+    /// no Dataset with that id). Only this node and those it names are read.
+    pub fn dataset(&self, id: &str) -> Result<Option<ImportedDataset>> {
+        if !self.graph.is_dataset(id) {
+            return Ok(None);
+        }
+        let Some(node) = self.graph.node(id) else {
+            return Err(self.read_failure());
+        };
+        let dataset = self.dataset_of(&node);
+        match self.graph.take_failure() {
+            Some(failure) => Err(crate::refused(format!(
+                "reading the archive's metadata back failed: {failure}"
+            ))),
+            None => Ok(Some(dataset)),
+        }
+    }
+
+    fn read_failure(&self) -> ElnError {
+        let failure = self.graph.take_failure().unwrap_or_default();
+        crate::refused(format!(
+            "reading the archive's metadata back failed: {failure}"
+        ))
+    }
+
+    /// Every Dataset of the root's `hasPart`, as import records, all in memory: for small
+    /// crates and tests. An import walks [`Crate::dataset_ids`] and parses one at a time.
+    pub fn datasets(&self) -> Result<Vec<ImportedDataset>> {
+        let mut datasets = Vec::new();
+        for id in self.dataset_ids() {
+            if let Some(dataset) = self.dataset(id)? {
+                datasets.push(dataset);
+            }
+        }
+        Ok(datasets)
     }
 
     /// `@id`s of root parts that are listed but absent from the graph.
     pub fn dangling_parts(&self) -> Vec<String> {
         self.root_parts
             .iter()
-            .filter(|id| !self.nodes.contains_key(*id))
+            .filter(|id| !self.graph.contains(id))
             .cloned()
             .collect()
+    }
+
+    /// Whether `id` is listed in the root's `hasPart` (an entity of the archive).
+    fn is_root_part(&self, id: &str) -> bool {
+        self.sorted_parts
+            .binary_search_by(|&i| self.root_parts[i].as_str().cmp(id))
+            .is_ok()
     }
 
     fn person(&self, value: &Value) -> Option<ImportedPerson> {
@@ -316,14 +364,15 @@ impl Crate {
     fn resolved(&self, value: &Value) -> Value {
         match value {
             Value::Array(list) => Value::Array(list.iter().map(|v| self.resolved(v)).collect()),
-            Value::Object(map) if map.len() == 1 && map.contains_key("@id") => {
-                self.node(value).cloned().unwrap_or_else(|| value.clone())
-            }
+            Value::Object(map) if map.len() == 1 && map.contains_key("@id") => self
+                .node(value)
+                .map(Cow::into_owned)
+                .unwrap_or_else(|| value.clone()),
             other => other.clone(),
         }
     }
 
-    fn dataset(&self, node: &Value, roots: &std::collections::HashSet<&str>) -> ImportedDataset {
+    fn dataset_of(&self, node: &Value) -> ImportedDataset {
         let id = node
             .get("@id")
             .and_then(Value::as_str)
@@ -356,6 +405,7 @@ impl Crate {
             (_, Some(description)) => match description {
                 Value::Object(_) => {
                     let target = self.node(description);
+                    let target = target.as_deref();
                     let body = target
                         .and_then(|t| text(t.get("text")).or_else(|| text(t.get("description"))))
                         .unwrap_or_default();
@@ -484,14 +534,14 @@ impl Crate {
                 continue;
             };
             let target = self.node(part);
-            if target.is_some_and(|t| has_type(t, "Dataset")) || part_id.ends_with('/') {
-                if !roots.contains(part_id) {
+            if target.as_deref().is_some_and(|t| has_type(t, "Dataset")) || part_id.ends_with('/') {
+                if !self.is_root_part(part_id) {
                     nested.push(part_id.to_owned());
                 }
                 continue;
             }
             let empty = Value::Null;
-            let file = target.unwrap_or(&empty);
+            let file = target.as_deref().unwrap_or(&empty);
             let name = text(file.get("name"))
                 .filter(|n| !n.trim().is_empty())
                 .unwrap_or_else(|| {
@@ -591,8 +641,8 @@ mod tests {
             {"@id": "#org", "@type": "Organization", "name": "Org"},
             {"@id": "./a/f.txt", "@type": "File", "contentSize": 12, "sha256": "AB"}
         ]});
-        let krate = Crate::parse(&graph);
-        let datasets = krate.datasets();
+        let krate = Crate::parse(&graph).unwrap();
+        let datasets = krate.datasets().unwrap();
         assert_eq!(datasets.len(), 1);
         let d = &datasets[0];
         assert_eq!(d.title, "a");

@@ -6,6 +6,8 @@
 //! Paths are normalised the lenient way real files need (eLabFTW writes `//` inside names;
 //! some Windows tools write `\`), and looked up only among the entries found under the root.
 
+use crate::graph::Graph;
+use crate::model::Crate;
 use crate::{ElnError, Result, refused};
 use std::collections::HashMap;
 use std::io::{Read, Seek, Write};
@@ -49,7 +51,7 @@ pub struct ElnArchive<R: Read + Seek> {
     root: String,
     /// Normalised path under the root → (entry index, declared size).
     files: HashMap<String, (usize, u64)>,
-    metadata: serde_json::Value,
+    krate: Crate,
     signed: bool,
     limits: Limits,
 }
@@ -78,8 +80,16 @@ pub fn clean_segments(name: &str) -> Result<Vec<&str>, String> {
 }
 
 impl<R: Read + Seek> ElnArchive<R> {
-    /// Opens and checks `reader`; refuses the whole archive at the first broken rule.
+    /// Opens and checks `reader`; refuses the whole archive at the first broken rule. The
+    /// metadata is copied to an anonymous temporary file of the system's temporary folder.
     pub fn open(reader: R, limits: Limits) -> Result<Self> {
+        Self::open_in(reader, limits, &std::env::temp_dir())
+    }
+
+    /// Like [`ElnArchive::open`], the temporary copy of `ro-crate-metadata.json` made in
+    /// `temp_dir` (anonymous: removed when the archive is dropped, or by the system if the
+    /// process dies). Memory then holds the graph's index ([`Graph`]), not the graph.
+    pub fn open_in(reader: R, limits: Limits, temp_dir: &std::path::Path) -> Result<Self> {
         let mut zip = zip::ZipArchive::new(reader)?;
         if zip.len() > limits.max_entries {
             return Err(refused(format!(
@@ -153,41 +163,34 @@ impl<R: Read + Seek> ElnArchive<R> {
             return Err(refused("the archive is empty"));
         };
         let signed = files.contains_key("ro-crate-metadata.json.minisig");
-        let mut archive = Self {
+        std::fs::create_dir_all(temp_dir)?;
+        let mut copy = tempfile::tempfile_in(temp_dir)?;
+        copy_limited(
+            &mut zip,
+            &files,
+            "ro-crate-metadata.json",
+            &mut copy,
+            limits.max_metadata_bytes,
+        )
+        .map_err(|error| match error {
+            ElnError::Missing(_) => refused(format!(
+                "{root}/ro-crate-metadata.json is missing: not an .eln archive"
+            )),
+            ElnError::Refused(_) => refused(format!(
+                "ro-crate-metadata.json is larger than {} bytes",
+                limits.max_metadata_bytes
+            )),
+            other => other,
+        })?;
+        let krate = Crate::from_graph(Graph::from_file(copy)?);
+        Ok(Self {
             zip,
             root,
             files,
-            metadata: serde_json::Value::Null,
+            krate,
             signed,
             limits,
-        };
-        let mut bytes = Vec::new();
-        archive
-            .copy_limited(
-                "ro-crate-metadata.json",
-                &mut bytes,
-                limits.max_metadata_bytes,
-            )
-            .map_err(|error| match error {
-                ElnError::Missing(_) => refused(format!(
-                    "{}/ro-crate-metadata.json is missing: not an .eln archive",
-                    archive.root
-                )),
-                ElnError::Refused(_) => refused(format!(
-                    "ro-crate-metadata.json is larger than {} bytes",
-                    limits.max_metadata_bytes
-                )),
-                other => other,
-            })?;
-        let metadata: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| refused(format!("ro-crate-metadata.json is not valid JSON: {e}")))?;
-        if !metadata.get("@graph").is_some_and(|g| g.is_array()) {
-            return Err(refused(
-                "ro-crate-metadata.json has no @graph: not a flattened RO-Crate",
-            ));
-        }
-        archive.metadata = metadata;
-        Ok(archive)
+        })
     }
 
     /// The top folder's name.
@@ -195,9 +198,9 @@ impl<R: Read + Seek> ElnArchive<R> {
         &self.root
     }
 
-    /// The parsed `ro-crate-metadata.json`.
-    pub fn metadata(&self) -> &serde_json::Value {
-        &self.metadata
+    /// The crate graph of `ro-crate-metadata.json`, indexed ([`Crate`]).
+    pub fn krate(&self) -> &Crate {
+        &self.krate
     }
 
     /// Whether the archive carries `ro-crate-metadata.json.minisig`.
@@ -232,34 +235,41 @@ impl<R: Read + Seek> ElnArchive<R> {
     /// inflates past its declared size or the per-file limit.
     pub fn copy(&mut self, path: &str, sink: &mut dyn Write) -> Result<u64> {
         let limit = self.limits.max_entry_bytes;
-        self.copy_limited(path, sink, limit)
+        copy_limited(&mut self.zip, &self.files, path, sink, limit)
     }
+}
 
-    fn copy_limited(&mut self, path: &str, sink: &mut dyn Write, limit: u64) -> Result<u64> {
-        let Some(&(index, declared)) = self.files.get(path) else {
-            return Err(ElnError::Missing(path.to_owned()));
-        };
-        if declared > limit {
-            return Err(refused(format!("{path}: larger than {limit} bytes")));
-        }
-        let mut entry = self.zip.by_index(index)?;
-        let mut buffer = vec![0u8; 64 * 1024];
-        let mut written: u64 = 0;
-        loop {
-            let n = entry.read(&mut buffer)?;
-            if n == 0 {
-                break;
-            }
-            written = written.saturating_add(n as u64);
-            if written > declared || written > limit {
-                return Err(refused(format!(
-                    "{path}: inflates past its declared size, refused as a possible zip bomb"
-                )));
-            }
-            sink.write_all(&buffer[..n])?;
-        }
-        Ok(written)
+/// Copies the file at `path` into `sink`, refusing it past its declared size or `limit`.
+fn copy_limited<R: Read + Seek>(
+    zip: &mut zip::ZipArchive<R>,
+    files: &HashMap<String, (usize, u64)>,
+    path: &str,
+    sink: &mut dyn Write,
+    limit: u64,
+) -> Result<u64> {
+    let Some(&(index, declared)) = files.get(path) else {
+        return Err(ElnError::Missing(path.to_owned()));
+    };
+    if declared > limit {
+        return Err(refused(format!("{path}: larger than {limit} bytes")));
     }
+    let mut entry = zip.by_index(index)?;
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut written: u64 = 0;
+    loop {
+        let n = entry.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        written = written.saturating_add(n as u64);
+        if written > declared || written > limit {
+            return Err(refused(format!(
+                "{path}: inflates past its declared size, refused as a possible zip bomb"
+            )));
+        }
+        sink.write_all(&buffer[..n])?;
+    }
+    Ok(written)
 }
 
 /// Whether an `@id` is an absolute URI (never read, never fetched).

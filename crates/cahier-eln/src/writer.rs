@@ -559,7 +559,7 @@ impl<W: Write + Seek> ElnWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Crate, ElnArchive, Limits};
+    use crate::{ElnArchive, Limits};
     use std::io::Cursor;
 
     fn person() -> ExportPerson {
@@ -632,8 +632,7 @@ mod tests {
         writer.write_chunk(b"1,2").unwrap();
         let bytes = writer.finish().unwrap().into_inner();
         let mut archive = ElnArchive::open(Cursor::new(bytes), Limits::default()).unwrap();
-        let krate = Crate::parse(archive.metadata());
-        let datasets = krate.datasets();
+        let datasets = archive.krate().datasets().unwrap();
         assert_eq!(datasets.len(), 1);
         let d = &datasets[0];
         assert_eq!(d.title, "Titration");
@@ -695,15 +694,18 @@ mod tests {
         };
         writer.begin_entity(&entity("b", vec![link])).unwrap();
         let bytes = writer.finish().unwrap().into_inner();
-        let archive = ElnArchive::open(Cursor::new(bytes), Limits::default()).unwrap();
-        let graph = archive.metadata()["@graph"].as_array().unwrap().clone();
+        let mut archive = ElnArchive::open(Cursor::new(bytes), Limits::default()).unwrap();
+        let mut text = Vec::new();
+        archive.copy("ro-crate-metadata.json", &mut text).unwrap();
+        let metadata: serde_json::Value = serde_json::from_slice(&text).unwrap();
+        let graph = metadata["@graph"].as_array().unwrap().clone();
         let count = |id: &str| graph.iter().filter(|n| n["@id"] == id).count();
         assert_eq!(count("#person-1"), 1);
         assert_eq!(count("#category-Chemistry"), 1);
         assert_eq!(count("./"), 1);
-        let krate = Crate::parse(archive.metadata());
+        let krate = archive.krate();
         assert_eq!(krate.root_parts, vec!["./experiment-a/", "./experiment-b/"]);
-        let datasets = krate.datasets();
+        let datasets = krate.datasets().unwrap();
         assert_eq!(datasets.len(), 2);
         assert_eq!(datasets[1].mentions, vec!["./experiment-a/"]);
         assert_eq!(datasets[0].category.as_deref(), Some("Chemistry"));

@@ -7,7 +7,7 @@
     reason = "tests fail loudly"
 )]
 
-use cahier_eln::{Crate, ElnArchive, Limits};
+use cahier_eln::{ElnArchive, Limits};
 use sha2::Digest;
 use std::path::Path;
 
@@ -36,17 +36,21 @@ fn every_fixture_reads_with_its_dataset_count() {
         ("OpenSemanticLab/MinimalExample.osl.eln", 1),
     ] {
         let archive = open(path);
-        let krate = Crate::parse(archive.metadata());
-        assert_eq!(krate.datasets().len(), datasets, "{path}");
+        assert_eq!(
+            archive.krate().datasets().unwrap().len(),
+            datasets,
+            "{path}"
+        );
     }
 }
 
 #[test]
 fn doubled_slashes_resolve_and_hashes_match() {
     let mut archive = open("elabftw/export.eln");
-    let krate = Crate::parse(archive.metadata());
-    let gold = krate
+    let gold = archive
+        .krate()
         .datasets()
+        .unwrap()
         .into_iter()
         .find(|d| d.title == "Gold master experiment")
         .unwrap();

@@ -284,6 +284,14 @@ pub fn render(entity: &EntityPdf, standard: Standard) -> Result<Vec<u8>, PdfErro
 /// Lays out several entities as one document titled `title`: a table of contents (also the
 /// PDF's bookmarks), then each entity from a new page with the same sections as [`render`].
 /// In PDF/A-3b each entity's embedded files are attached, named after the entity's id.
+///
+/// Memory: the whole selection is in memory at once, and typst forces it. `entities` (text,
+/// images, attached files) are held by the caller; the typst world holds a second copy of each
+/// image and attached file; `typst::compile` lays out every page into one `PagedDocument`
+/// (decoded images included) before `typst_pdf::pdf` serialises it into one `Vec<u8>`. Typst
+/// has no page-by-page or streaming output, so the peak grows with the selection's pages and
+/// image bytes; callers bound the selection (export scope limit) and prefer `.eln` or ZIP
+/// exports, which stream, for large ones.
 pub fn render_selection(
     title: &str,
     entities: &[EntityPdf],
@@ -306,9 +314,13 @@ fn render_selection_with(
     let fonts = world::fonts();
     let mut files = BTreeMap::new();
     let source = markup::selection(title, entities, standard, with_images, fonts, &mut files);
-    let first = entities.first().cloned().unwrap_or_default();
-    let ident = format!("selection-{}", first.uuid);
-    compile(source, files, first.printed_at, &ident, standard)
+    // Only the first entry's id and print time are needed: cloning it would copy its images.
+    let (uuid, printed_at) = entities
+        .first()
+        .map(|e| (e.uuid.as_str(), e.printed_at))
+        .unwrap_or_default();
+    let ident = format!("selection-{uuid}");
+    compile(source, files, printed_at, &ident, standard)
 }
 
 fn render_with(

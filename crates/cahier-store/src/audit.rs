@@ -37,6 +37,8 @@ pub mod action {
     pub const DELETE: &str = "entity.delete";
     /// An entity was restored, archived or unarchived (`details.state`).
     pub const STATE: &str = "entity.state";
+    /// An entity was given to another owner, or moved to another team (`details`).
+    pub const OWNER: &str = "entity.owner";
     /// A trusted timestamp of an entity version was recorded.
     pub const TIMESTAMP: &str = "entity.timestamp";
     /// An entity version was signed.
@@ -76,6 +78,7 @@ pub mod action {
         UNLOCK,
         DELETE,
         STATE,
+        OWNER,
         TIMESTAMP,
         SIGN,
         SIGN_KEY,

@@ -30,6 +30,11 @@ pub enum BookingState {
     Cancelled,
     /// Refused by the owner or a team admin; the slot is free.
     Refused,
+    /// A request made on a field replica, waiting for the lab server to confirm it at sync
+    /// ("pending confirmation"). Holds the slot on this replica only.
+    Requested,
+    /// A request the lab server refused (the reason is kept); shown until dismissed.
+    RequestRefused,
 }
 
 impl BookingState {
@@ -40,6 +45,8 @@ impl BookingState {
             Self::Pending => "pending",
             Self::Cancelled => "cancelled",
             Self::Refused => "refused",
+            Self::Requested => "requested",
+            Self::RequestRefused => "request_refused",
         }
     }
 
@@ -54,8 +61,19 @@ impl BookingState {
 
     /// Whether it holds its slot.
     pub fn is_active(self) -> bool {
-        matches!(self, Self::Confirmed | Self::Pending)
+        matches!(self, Self::Confirmed | Self::Pending | Self::Requested)
     }
+}
+
+/// What a row that is a booking request made on this field replica adds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestInfo {
+    /// The request's random id (sent to the server).
+    pub uuid: String,
+    /// The server's reason, when it refused.
+    pub reason: Option<String>,
+    /// Its code: `overlap`, `forbidden`, `invalid`, `not_found` or `conflict`.
+    pub reason_code: Option<String>,
 }
 
 /// A booking as readers see it.
@@ -89,6 +107,9 @@ pub struct BookingRow {
     pub created_at: i64,
     /// Last change, ms.
     pub modified_at: i64,
+    /// Set when this is a booking request made on this field replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<RequestInfo>,
 }
 
 /// A booking request.
@@ -156,7 +177,11 @@ impl From<BookingError> for StoreError {
 
 const MAX_TITLE_CHARS: usize = 255;
 
-fn check_title(title: &str) -> Result<String> {
+/// Ids of booking requests made on a field replica start here (migration 0019), so API v2 event
+/// ids never collide with the server's bookings mirrored on the replica.
+pub const REQUEST_ID_START: i64 = 1_000_000_000;
+
+pub(crate) fn check_title(title: &str) -> Result<String> {
     let title = title.trim();
     if title.is_empty() {
         return Err(invalid("title", "give the booking a title"));
@@ -187,6 +212,7 @@ fn row_from_sql(row: &sqlx::sqlite::SqliteRow) -> Result<BookingRow> {
         state: BookingState::parse(&state),
         created_at: row.try_get("created_at")?,
         modified_at: row.try_get("modified_at")?,
+        request: None,
     })
 }
 
@@ -232,7 +258,10 @@ async fn raw_booking(conn: &mut SqliteConnection, id: i64) -> Result<Option<RawB
     }))
 }
 
-async fn load_rules(conn: &mut SqliteConnection, entity_id: i64) -> Result<BookingRules> {
+pub(crate) async fn load_rules(
+    conn: &mut SqliteConnection,
+    entity_id: i64,
+) -> Result<BookingRules> {
     let row = sqlx::query(
         "SELECT is_bookable, can_overlap, max_minutes, max_slots, window_days, is_cancellable, \
          cancel_minutes, needs_approval FROM booking_rules WHERE entity_id = ?",
@@ -256,7 +285,10 @@ async fn load_rules(conn: &mut SqliteConnection, entity_id: i64) -> Result<Booki
 }
 
 /// The resource's canbook rule, or its category's default; `None`: the same as canread.
-async fn load_canbook(conn: &mut SqliteConnection, entity_id: i64) -> Result<Option<AccessRule>> {
+pub(crate) async fn load_canbook(
+    conn: &mut SqliteConnection,
+    entity_id: i64,
+) -> Result<Option<AccessRule>> {
     let text: Option<String> = sqlx::query_scalar(
         "SELECT coalesce(r.canbook, c.default_canbook) FROM entities e \
          LEFT JOIN booking_rules r ON r.entity_id = e.id \
@@ -269,7 +301,7 @@ async fn load_canbook(conn: &mut SqliteConnection, entity_id: i64) -> Result<Opt
     Ok(text.and_then(|t| serde_json::from_str::<AccessRule>(&t).ok()))
 }
 
-fn refuse_booking() -> StoreError {
+pub(crate) fn refuse_booking() -> StoreError {
     StoreError::Forbidden(
         "you may see this resource but not book it: its booking permission (canbook) leaves you out; ask its owner or a team admin"
             .into(),
@@ -313,7 +345,44 @@ async fn check_overlap(
             zone.name()
         )));
     }
+    // On a field replica, the requests made here and not yet answered hold their slot too
+    // (the table is empty on a lab server).
+    let asked = sqlx::query(
+        "SELECT r.title, r.start_ms, r.end_ms FROM booking_requests r \
+         WHERE r.resource_uuid = (SELECT uuid FROM entities WHERE id = ?) AND r.state = 'pending' \
+           AND r.start_ms < ? AND r.end_ms > ? AND r.id != ? ORDER BY r.start_ms LIMIT 1",
+    )
+    .bind(entity_id)
+    .bind(end_ms)
+    .bind(start_ms)
+    .bind(except.unwrap_or(0))
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(row) = asked {
+        let title: String = row.try_get(0)?;
+        let (start, end): (i64, i64) = (row.try_get(1)?, row.try_get(2)?);
+        return Err(StoreError::Conflict(format!(
+            "this slot is already asked for on this device: \"{title}\", {} to {} ({}), pending confirmation; choose another time",
+            zone.display(start),
+            zone.display(end),
+            zone.name()
+        )));
+    }
     Ok(())
+}
+
+fn rules_on_replica() -> StoreError {
+    StoreError::Conflict(
+        "booking rules are set on the lab server; a field copy shows them as last synced".into(),
+    )
+}
+
+/// Refuses a change of a booking on a field replica: its bookings are copies of the lab
+/// server's, which alone decides them (a change made here could never be sent).
+pub(crate) fn refuse_on_replica() -> StoreError {
+    StoreError::Conflict(
+        "this booking is held by the lab server: change or cancel it there (a field copy only asks for new bookings)".into(),
+    )
 }
 
 impl Store {
@@ -445,6 +514,9 @@ impl Store {
         entity_id: i64,
         rule: Option<&AccessRule>,
     ) -> Result<()> {
+        if self.is_replica() {
+            return Err(rules_on_replica());
+        }
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let row = self.bookable_row(&mut tx, subject, entity_id).await?;
         if !row.access().may_admin(subject) {
@@ -479,6 +551,9 @@ impl Store {
         rules: &BookingRules,
     ) -> Result<()> {
         rules.validate()?;
+        if self.is_replica() {
+            return Err(rules_on_replica());
+        }
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let row = self.bookable_row(&mut tx, subject, entity_id).await?;
         if !row.access().may_admin(subject) {
@@ -515,7 +590,11 @@ impl Store {
     }
 
     /// Checks that an experiment to link exists and is readable.
-    async fn check_experiment(&self, subject: &Subject, experiment_id: i64) -> Result<()> {
+    pub(crate) async fn check_experiment(
+        &self,
+        subject: &Subject,
+        experiment_id: i64,
+    ) -> Result<()> {
         match self.entity(subject, experiment_id).await {
             Ok(row) if row.kind == EntityKind::Experiment => Ok(()),
             Ok(_) | Err(StoreError::NotFound(_)) => Err(invalid(
@@ -528,71 +607,20 @@ impl Store {
 
     /// Books a resource. Every rule is checked in one write transaction, so of two requests
     /// for one slot exactly one succeeds; the other gets [`StoreError::Conflict`] naming the
-    /// booking it clashes with.
+    /// booking it clashes with. On a field replica, use [`Store::request_booking`].
     pub async fn create_booking(&self, subject: &Subject, new: NewBooking) -> Result<BookingRow> {
+        if self.is_replica() {
+            return Err(refuse_on_replica());
+        }
         let title = check_title(&new.title)?;
         if let Some(experiment) = new.experiment_id {
             self.check_experiment(subject, experiment).await?;
         }
         let zone = self.instance_zone().await?;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let now = self.now_ms();
-        let resource = self.bookable_row(&mut tx, subject, new.entity_id).await?;
-        let rules = load_rules(&mut tx, new.entity_id).await?;
-        let canbook = load_canbook(&mut tx, new.entity_id).await?;
-        if !resource.access().may_book(subject, canbook.as_ref()) {
-            return Err(refuse_booking());
-        }
-        let is_manager = resource.access().may_admin(subject);
-        rules.check_slot(new.start_ms, new.end_ms, now, is_manager, &zone)?;
-        check_overlap(
-            &mut tx,
-            &rules,
-            new.entity_id,
-            new.start_ms,
-            new.end_ms,
-            None,
-            &zone,
-        )
-        .await?;
-        if let Some(max) = rules.max_slots
-            && !is_manager
-        {
-            let held: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM bookings WHERE entity_id = ? AND user_id = ? \
-                 AND state IN ('confirmed', 'pending') AND end_ms > ?",
-            )
-            .bind(new.entity_id)
-            .bind(subject.user_id)
-            .bind(now)
-            .fetch_one(&mut *tx)
+        let (id, state) = self
+            .insert_booking(&mut tx, subject, &new, &title, &zone)
             .await?;
-            if held >= max {
-                return Err(StoreError::Conflict(format!(
-                    "you already hold {held} upcoming bookings of this resource, the most allowed is {max}; cancel one first"
-                )));
-            }
-        }
-        let state = if rules.needs_approval && !is_manager {
-            BookingState::Pending
-        } else {
-            BookingState::Confirmed
-        };
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO bookings (entity_id, user_id, start_ms, end_ms, title, experiment_id, \
-             state, created_at, modified_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(new.entity_id)
-        .bind(subject.user_id)
-        .bind(new.start_ms)
-        .bind(new.end_ms)
-        .bind(&title)
-        .bind(new.experiment_id)
-        .bind(state.as_str())
-        .bind(now)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
         tx.commit().await?;
         tracing::info!(
             booking = id,
@@ -604,8 +632,105 @@ impl Store {
         self.booking(subject, id).await
     }
 
+    /// Checks and writes a booking inside the caller's write transaction (`BEGIN IMMEDIATE`);
+    /// returns its id and state. `title` has passed [`check_title`] and the experiment, if
+    /// any, has been checked readable.
+    pub(crate) async fn insert_booking(
+        &self,
+        tx: &mut SqliteConnection,
+        subject: &Subject,
+        new: &NewBooking,
+        title: &str,
+        zone: &cahier_core::zone::Zone,
+    ) -> Result<(i64, BookingState)> {
+        let now = self.now_ms();
+        let state = self
+            .check_new_booking(tx, subject, new, now, zone, None)
+            .await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO bookings (entity_id, user_id, start_ms, end_ms, title, experiment_id, \
+             state, created_at, modified_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(new.entity_id)
+        .bind(subject.user_id)
+        .bind(new.start_ms)
+        .bind(new.end_ms)
+        .bind(title)
+        .bind(new.experiment_id)
+        .bind(state.as_str())
+        .bind(now)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        Ok((id, state))
+    }
+
+    /// The checks of a new (or re-asked) booking that need the database, inside the caller's
+    /// write transaction: the resource, who may book it, the slot rules, overlaps and the
+    /// per-user limit (requests not yet answered on this replica count). `except` names the
+    /// booking or request being changed. Returns the state a booking gets: pending when it
+    /// waits for approval.
+    pub(crate) async fn check_new_booking(
+        &self,
+        tx: &mut SqliteConnection,
+        subject: &Subject,
+        new: &NewBooking,
+        now: i64,
+        zone: &cahier_core::zone::Zone,
+        except: Option<i64>,
+    ) -> Result<BookingState> {
+        let resource = self.bookable_row(tx, subject, new.entity_id).await?;
+        let rules = load_rules(tx, new.entity_id).await?;
+        let canbook = load_canbook(tx, new.entity_id).await?;
+        if !resource.access().may_book(subject, canbook.as_ref()) {
+            return Err(refuse_booking());
+        }
+        let is_manager = resource.access().may_admin(subject);
+        rules.check_slot(new.start_ms, new.end_ms, now, is_manager, zone)?;
+        check_overlap(
+            tx,
+            &rules,
+            new.entity_id,
+            new.start_ms,
+            new.end_ms,
+            except,
+            zone,
+        )
+        .await?;
+        if let Some(max) = rules.max_slots
+            && !is_manager
+        {
+            let held: i64 = sqlx::query_scalar(
+                "SELECT (SELECT count(*) FROM bookings WHERE entity_id = ?1 AND user_id = ?2 \
+                   AND state IN ('confirmed', 'pending') AND end_ms > ?3 AND id != ?4) \
+                 + (SELECT count(*) FROM booking_requests WHERE user_id = ?2 AND state = 'pending' \
+                   AND end_ms > ?3 AND id != ?4 \
+                   AND resource_uuid = (SELECT uuid FROM entities WHERE id = ?1))",
+            )
+            .bind(new.entity_id)
+            .bind(subject.user_id)
+            .bind(now)
+            .bind(except.unwrap_or(0))
+            .fetch_one(&mut *tx)
+            .await?;
+            if held >= max {
+                return Err(StoreError::Conflict(format!(
+                    "you already hold {held} upcoming bookings of this resource, the most allowed is {max}; cancel one first"
+                )));
+            }
+        }
+        Ok(if rules.needs_approval && !is_manager {
+            BookingState::Pending
+        } else {
+            BookingState::Confirmed
+        })
+    }
+
     /// A booking of a resource the subject may read.
     pub async fn booking(&self, subject: &Subject, id: i64) -> Result<BookingRow> {
+        if id >= REQUEST_ID_START {
+            return self.booking_request(subject, id).await;
+        }
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{} AND b.id = ?",
             booking_select(subject)
@@ -652,7 +777,12 @@ impl Store {
             q = q.bind(value);
         }
         let rows = q.fetch_all(&self.pool).await?;
-        rows.iter().map(row_from_sql).collect()
+        let mut list = rows.iter().map(row_from_sql).collect::<Result<Vec<_>>>()?;
+        if self.is_replica() {
+            list.extend(self.booking_requests(subject, query).await?);
+            list.sort_by_key(|row| (row.start_ms, row.id));
+        }
+        Ok(list)
     }
 
     /// Bookable resources the subject may read, in a team or everywhere, by title.
@@ -691,6 +821,12 @@ impl Store {
         id: i64,
         change: BookingChange,
     ) -> Result<BookingRow> {
+        if id >= REQUEST_ID_START {
+            return self.update_booking_request(subject, id, change).await;
+        }
+        if self.is_replica() {
+            return Err(refuse_on_replica());
+        }
         let title = change.title.as_deref().map(check_title).transpose()?;
         if let Some(Some(experiment)) = change.experiment_id {
             self.check_experiment(subject, experiment).await?;
@@ -757,6 +893,9 @@ impl Store {
 
     /// Cancels a booking: its booker within the resource's rules, or a manager at any time.
     pub async fn cancel_booking(&self, subject: &Subject, id: i64) -> Result<BookingRow> {
+        if id >= REQUEST_ID_START {
+            return self.withdraw_booking_request(subject, id).await;
+        }
         self.close_booking(subject, id, BookingState::Cancelled)
             .await
     }
@@ -782,6 +921,9 @@ impl Store {
         id: i64,
         target: BookingState,
     ) -> Result<BookingRow> {
+        if self.is_replica() || id >= REQUEST_ID_START {
+            return Err(refuse_on_replica());
+        }
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let now = self.now_ms();
         let booking = raw_booking(&mut tx, id)

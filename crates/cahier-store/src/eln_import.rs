@@ -3,6 +3,16 @@
 //! projection, change log), all of them in ONE transaction: an import either creates every
 //! entity or none.
 //!
+//! Memory does not grow with the number of entries beyond a small index. The archive's graph
+//! is indexed, not held ([`cahier_eln::graph`]): each Dataset is parsed when its turn comes.
+//! Each entry is then prepared (document, save, projection rows, rendered HTML) OUTSIDE the
+//! SQLite write lock and appended to a temporary file ([`spill`]); only once every entry is
+//! prepared does the import take the write lock, for one short transaction that reads the
+//! prepared entries back one at a time and inserts them. Other writers of a live instance
+//! wait for that insert phase only, never for the archive's reading, hashing or documents.
+//! What stays in memory per entry: its source `@id` and new UUID (links between entries of
+//! the archive) and the report's line (title, kind, count of files).
+//!
 //! Attachment bytes are written to the blob store first (verified against the declared
 //! SHA-256: a mismatch refuses that file and the report says so). If the transaction then
 //! fails, those blobs are referenced by nothing and the orphan sweep removes them after its
@@ -14,7 +24,7 @@
 
 use crate::blobs::{BlobError, BlobStore};
 use crate::catalog::{Family, Vocabulary};
-use crate::entities::{NewEntity, PreparedEntity};
+use crate::entities::NewEntity;
 use crate::{Result, Store, StoreError, invalid};
 use cahier_core::document::{EntityOp, MAX_BODY_CHARS, MAX_NOTE_CHARS, MAX_TAG_CHARS};
 use cahier_core::fields::{Field, Metadata};
@@ -26,6 +36,8 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+mod spill;
 
 /// Where and as what the archive's entries are created.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,12 +196,13 @@ impl std::io::Write for ChannelWriter {
 
 type Archive = ElnArchive<std::fs::File>;
 
-/// Opens the archive at `path` off the async threads.
-async fn open_archive(path: &Path, limits: Limits) -> Result<Archive> {
+/// Opens the archive at `path` off the async threads; the copy of its metadata that the
+/// graph index points into goes to `temp_dir`.
+async fn open_archive(path: &Path, limits: Limits, temp_dir: PathBuf) -> Result<Archive> {
     let path: PathBuf = path.to_owned();
     tokio::task::spawn_blocking(move || {
         let file = std::fs::File::open(&path)?;
-        ElnArchive::open(file, limits)
+        ElnArchive::open_in(file, limits, &temp_dir)
     })
     .await
     .map_err(|_| StoreError::Conflict("reading the archive was interrupted".into()))?
@@ -284,36 +297,46 @@ impl Store {
         options: &ImportOptions,
     ) -> Result<ImportPreview> {
         self.check_import_options(subject, options).await?;
-        let archive = open_archive(path, self.import_limits()).await?;
-        let krate = Crate::parse(archive.metadata());
-        let datasets = krate.datasets();
-        let mut notes = notes_for(&krate, &datasets);
-        for dataset in &datasets {
-            for file in &dataset.files {
+        let archive = open_archive(path, self.import_limits(), self.import_temp_dir()).await?;
+        let krate = archive.krate();
+        let mut notes = dangling_notes(krate);
+        let mut entries = Vec::new();
+        for id in krate.dataset_ids() {
+            let Some(d) = krate.dataset(id).map_err(refused_message)? else {
+                continue;
+            };
+            notes.extend(nested_notes(&d));
+            for file in &d.files {
                 if archive.resolve(&file.id).is_none() {
-                    notes.push(missing_note(&dataset.title, &file.id));
+                    notes.push(missing_note(&d.title, &file.id));
                 }
             }
+            entries.push(PlannedEntry {
+                title: truncate(&d.title, cahier_core::document::MAX_TITLE_CHARS),
+                kind: kind_of(&d, options),
+                tags: d.keywords.clone(),
+                n_files: d.files.len(),
+                n_steps: d.steps.len(),
+                n_comments: d.comments.len(),
+                category: d.category.clone(),
+                authors: d.authors.iter().map(|a| a.name.clone()).collect(),
+            });
         }
         Ok(ImportPreview {
             root: archive.root().to_owned(),
             publisher: krate.publisher.clone(),
             is_signed: archive.is_signed(),
-            entries: datasets
-                .iter()
-                .map(|d| PlannedEntry {
-                    title: truncate(&d.title, cahier_core::document::MAX_TITLE_CHARS),
-                    kind: kind_of(d, options),
-                    tags: d.keywords.clone(),
-                    n_files: d.files.len(),
-                    n_steps: d.steps.len(),
-                    n_comments: d.comments.len(),
-                    category: d.category.clone(),
-                    authors: d.authors.iter().map(|a| a.name.clone()).collect(),
-                })
-                .collect(),
+            entries,
             notes,
         })
+    }
+
+    /// Where an import's temporary files go: the blob store's `tmp/` (the data disk), else the
+    /// system's temporary folder.
+    fn import_temp_dir(&self) -> PathBuf {
+        self.blobs
+            .as_ref()
+            .map_or_else(std::env::temp_dir, |blobs| blobs.root().join("tmp"))
     }
 
     async fn check_import_options(&self, subject: &Subject, options: &ImportOptions) -> Result<()> {
@@ -341,30 +364,47 @@ impl Store {
     ) -> Result<ImportReport> {
         self.check_import_options(subject, options).await?;
         let blobs = self.blob_store()?.clone();
-        let mut archive = open_archive(path, self.import_limits()).await?;
-        let krate = Crate::parse(archive.metadata());
-        let datasets = krate.datasets();
-        if datasets.is_empty() {
+        let temp_dir = self.import_temp_dir();
+        let mut archive = open_archive(path, self.import_limits(), temp_dir.clone()).await?;
+        let ids: HashMap<String, EntityId> = archive
+            .krate()
+            .dataset_ids()
+            .map(|id| (id.to_owned(), self.new_entity_id()))
+            .collect();
+        if ids.is_empty() {
             return Err(invalid(
                 "file",
                 "the archive lists no Dataset in its root hasPart: nothing to import",
             ));
         }
         let importer = self.user(subject.user_id).await?;
-        let mut notes = notes_for(&krate, &datasets);
+        let publisher = archive.krate().publisher.clone();
+        let mut notes = dangling_notes(archive.krate());
         let mut refused_files = Vec::new();
-        let ids: HashMap<String, EntityId> = datasets
-            .iter()
-            .map(|d| (d.id.clone(), self.new_entity_id()))
-            .collect();
         let now = self.now_ms();
-        let mut prepared: Vec<(PreparedEntity, String, usize)> = Vec::new();
-        for dataset in &datasets {
+        // Prepared entries go to disk; memory keeps their report lines only.
+        let mut spill = spill::SpillWriter::create(&temp_dir)?;
+        let mut lines: Vec<(String, usize)> = Vec::new();
+        let n_parts = archive.krate().root_parts.len();
+        for part in 0..n_parts {
+            let Some(dataset) = archive
+                .krate()
+                .root_parts
+                .get(part)
+                .map(|id| archive.krate().dataset(id))
+                .transpose()
+                .map_err(refused_message)?
+                .flatten()
+            else {
+                continue;
+            };
+            let dataset = &dataset;
+            notes.extend(nested_notes(dataset));
             let kind = kind_of(dataset, options);
             let family = Family::of(kind);
             let mut provenance = Map::new();
             provenance.insert("source_id".into(), json!(dataset.id));
-            if let Some(publisher) = &krate.publisher {
+            if let Some(publisher) = &publisher {
                 provenance.insert("publisher".into(), json!(publisher));
             }
             if !dataset.authors.is_empty() {
@@ -615,23 +655,33 @@ impl Store {
                     ),
                     other => other,
                 })?;
-            // Only the saved bytes are kept until the insert: memory stays small per entry.
+            // The live document is dropped and the rest goes to disk: memory stays flat.
             entity.forget_doc();
-            prepared.push((entity, title, n_files));
+            spill.push(&entity.record)?;
+            lines.push((title, n_files));
         }
+        drop(archive);
+        // The insert phase: the only part that holds SQLite's write lock. Records come back
+        // from disk one at a time; any failure rolls the whole import back (the transaction
+        // is dropped uncommitted) and dropping the spill removes its file.
+        let n_prepared = spill.len();
+        let mut records = spill.into_reader()?;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut created = Vec::new();
-        for (entity, title, n_files) in &prepared {
-            let id = self.insert_prepared(&mut tx, subject, entity).await?;
+        let mut created = Vec::with_capacity(n_prepared);
+        for (title, n_files) in lines {
+            let record = records.next_record()?.ok_or_else(|| {
+                StoreError::Conflict("the import's prepared entries are incomplete".into())
+            })?;
+            let id = self.insert_prepared(&mut tx, subject, &record).await?;
             created.push(ImportedEntity {
                 id,
-                kind: kind_of_prepared(entity),
-                title: title.clone(),
-                n_files: *n_files,
+                kind: record.kind(),
+                title,
+                n_files,
             });
         }
         tx.commit().await?;
-        drop(prepared);
+        drop(records);
         tracing::info!(
             user_id = subject.user_id,
             team_id = options.team_id,
@@ -727,10 +777,6 @@ impl Store {
     }
 }
 
-fn kind_of_prepared(entity: &PreparedEntity) -> EntityKind {
-    entity.kind()
-}
-
 fn missing_note(title: &str, id: &str) -> String {
     if cahier_eln::reader::is_remote(id) {
         format!("{title}: {id} is a remote file; it was not fetched")
@@ -739,20 +785,25 @@ fn missing_note(title: &str, id: &str) -> String {
     }
 }
 
-fn notes_for(krate: &Crate, datasets: &[ImportedDataset]) -> Vec<String> {
-    let mut notes = Vec::new();
-    for id in krate.dangling_parts() {
-        notes.push(format!(
-            "{id} is listed in the archive's contents but not described; skipped"
-        ));
-    }
-    for dataset in datasets {
-        for nested in &dataset.nested {
-            notes.push(format!(
+/// Notes on root parts listed but not described.
+fn dangling_notes(krate: &Crate) -> Vec<String> {
+    krate
+        .dangling_parts()
+        .into_iter()
+        .map(|id| format!("{id} is listed in the archive's contents but not described; skipped"))
+        .collect()
+}
+
+/// Notes on a dataset's sub-folders that are not entities of their own.
+fn nested_notes(dataset: &ImportedDataset) -> Vec<String> {
+    dataset
+        .nested
+        .iter()
+        .map(|nested| {
+            format!(
                 "{}: {nested} is a sub-folder not listed at the archive's root; kept as a reference in its metadata",
                 dataset.title
-            ));
-        }
-    }
-    notes
+            )
+        })
+        .collect()
 }

@@ -52,20 +52,8 @@ pub struct NewEntity {
 
 /// A new entity checked and built, not yet written ([`Store::prepare_entity`]).
 pub(crate) struct PreparedEntity {
-    pub(crate) id: EntityId,
-    kind: EntityKind,
-    team_id: i64,
-    canread: AccessRule,
-    canwrite: AccessRule,
-    actor: ActorId,
-    now: i64,
-    pub(crate) heads: String,
-    bytes: Vec<u8>,
-    changes: Vec<cahier_core::document::ChangeInfo>,
-    content: EntityContent,
-    rendered: projection::Rendered,
-    elabid: String,
-    attachments: Vec<cahier_core::document::Attachment>,
+    /// Everything the insert writes.
+    pub(crate) record: PreparedRecord,
     /// The live document, put in the cache after the insert; `None` once forgotten.
     pub(crate) doc: Option<EntityDoc>,
 }
@@ -76,11 +64,71 @@ impl PreparedEntity {
     pub(crate) fn forget_doc(&mut self) {
         self.doc = None;
     }
+}
 
+/// What inserting a prepared entity writes, every CPU-costly part (document, save, changes,
+/// projection rows, rendered HTML) already computed. Serialisable: an import writes each to
+/// a temporary file as it prepares it and reads them back one at a time in its transaction
+/// (`eln_import/spill.rs`). Only ever read back by the process that wrote it.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct PreparedRecord {
+    pub(crate) id: EntityId,
+    kind: EntityKind,
+    team_id: i64,
+    canread: AccessRule,
+    canwrite: AccessRule,
+    #[serde(with = "base64_bytes")]
+    actor: Vec<u8>,
+    now: i64,
+    pub(crate) heads: String,
+    #[serde(with = "base64_bytes")]
+    bytes: Vec<u8>,
+    changes: Vec<PreparedChange>,
+    rows: projection::Rows,
+    elabid: String,
+    attachments: Vec<cahier_core::document::Attachment>,
+}
+
+impl PreparedRecord {
     /// The kind it will have.
     pub(crate) fn kind(&self) -> EntityKind {
         self.kind
     }
+}
+
+/// Bytes as base64 text in a serialised [`PreparedRecord`] (a JSON array of numbers would
+/// take four times the room on disk).
+mod base64_bytes {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+
+    pub(super) fn serialize<S: serde::Serializer>(
+        bytes: &[u8],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<u8>, D::Error> {
+        let text: std::borrow::Cow<'de, str> = serde::Deserialize::deserialize(deserializer)?;
+        STANDARD
+            .decode(text.as_bytes())
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A change of a prepared entity ([`cahier_core::document::ChangeInfo`], serialisable).
+#[derive(Debug, Serialize, Deserialize)]
+struct PreparedChange {
+    hash: String,
+    actor: String,
+    time_ms: i64,
+    message: String,
+    deps: Vec<String>,
+    #[serde(with = "base64_bytes")]
+    bytes: Vec<u8>,
 }
 
 /// The projection row of an entity, with its authoritative columns.
@@ -498,10 +546,12 @@ impl Store {
             .prepare_entity(subject, new, self.new_entity_id(), "create")
             .await?;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let entity_id = self.insert_prepared(&mut tx, subject, &prepared).await?;
+        let entity_id = self
+            .insert_prepared(&mut tx, subject, &prepared.record)
+            .await?;
         tx.commit().await?;
         if let Some(doc) = prepared.doc {
-            self.cache_put(entity_id, prepared.heads, doc);
+            self.cache_put(entity_id, prepared.record.heads, doc);
         }
         Ok(entity_id)
     }
@@ -597,9 +647,20 @@ impl Store {
         let mut doc = EntityDoc::create(&content, &meta)?;
         let heads = heads_to_string(&doc.heads());
         let bytes = doc.save();
-        let changes = doc.changes_since(&[]);
+        let changes = doc
+            .changes_since(&[])
+            .into_iter()
+            .map(|c| PreparedChange {
+                hash: c.hash,
+                actor: c.actor,
+                time_ms: c.time_ms,
+                message: c.message,
+                deps: c.deps,
+                bytes: c.bytes,
+            })
+            .collect();
         let content = doc.content()?;
-        let rendered = projection::render(&content);
+        let rows = projection::Rows::of(&content, &projection::render(&content));
         let attachments = doc.attachments()?;
         let elabid = format!(
             "{}-{}",
@@ -607,20 +668,21 @@ impl Store {
             crate::random_hex(10)
         );
         Ok(PreparedEntity {
-            id,
-            kind: new.kind,
-            team_id: new.team_id,
-            canread,
-            canwrite,
-            actor,
-            now,
-            heads,
-            bytes,
-            changes,
-            content,
-            rendered,
-            elabid,
-            attachments,
+            record: PreparedRecord {
+                id,
+                kind: new.kind,
+                team_id: new.team_id,
+                canread,
+                canwrite,
+                actor: actor.to_bytes().to_vec(),
+                now,
+                heads,
+                bytes,
+                changes,
+                rows,
+                elabid,
+                attachments,
+            },
             doc: Some(doc),
         })
     }
@@ -631,9 +693,9 @@ impl Store {
         &self,
         tx: &mut SqliteConnection,
         subject: &Subject,
-        prepared: &PreparedEntity,
+        prepared: &PreparedRecord,
     ) -> Result<i64> {
-        let PreparedEntity {
+        let PreparedRecord {
             id,
             kind,
             team_id,
@@ -644,14 +706,23 @@ impl Store {
             heads,
             bytes,
             changes,
-            content,
-            rendered,
+            rows,
             elabid,
             attachments,
-            doc: _,
         } = prepared;
-        let (now, changes) = (*now, changes.clone());
-        self.register_actor(&mut *tx, actor, subject.user_id)
+        let now = *now;
+        let changes = changes
+            .iter()
+            .map(|c| cahier_core::document::ChangeInfo {
+                hash: c.hash.clone(),
+                actor: c.actor.clone(),
+                time_ms: c.time_ms,
+                message: c.message.clone(),
+                deps: c.deps.clone(),
+                bytes: c.bytes.clone(),
+            })
+            .collect();
+        self.register_actor(&mut *tx, &ActorId::from(actor.as_slice()), subject.user_id)
             .await?;
         let entity_id: i64 = sqlx::query_scalar(
             "INSERT INTO entities (uuid, kind, team_id, owner_id, canread_base, canwrite_base, elabid, created_at, \
@@ -680,16 +751,7 @@ impl Store {
             .await?;
         self.insert_changes(&mut *tx, entity_id, changes, subject.user_id)
             .await?;
-        projection::write(
-            &mut *tx,
-            entity_id,
-            content,
-            rendered,
-            heads,
-            now,
-            subject.user_id,
-        )
-        .await?;
+        projection::write_rows(&mut *tx, entity_id, rows, heads, now, subject.user_id).await?;
         if !attachments.is_empty() {
             projection::write_uploads(&mut *tx, entity_id, attachments).await?;
         }
@@ -789,19 +851,24 @@ impl Store {
         conn: &mut SqliteConnection,
         id: i64,
     ) -> Result<(String, EntityDoc)> {
-        let (bytes, heads): (Vec<u8>, String) =
-            sqlx::query_as("SELECT doc, heads FROM entity_docs WHERE entity_id = ?")
-                .bind(id)
-                .fetch_optional(&mut *conn)
-                .await?
-                .ok_or(StoreError::NotFound("entity"))?;
-        if let Some(cached) = self.cache_take(id)
-            && cached.heads == heads
-        {
-            return Ok((heads, cached.doc));
+        // The bytes are only read when the cached document (if any) is not at the stored heads
+        // (`heads` comes before `doc` in the row, so comparing it reads no document page).
+        let cached = self.cache_take(id);
+        // NULL when nothing is cached: `heads = NULL` is never true, so the bytes come.
+        let cached_heads = cached.as_ref().map(|c| c.heads.as_str());
+        let (heads, bytes): (String, Option<Vec<u8>>) = sqlx::query_as(
+            "SELECT heads, CASE WHEN heads = ? THEN NULL ELSE doc END FROM entity_docs WHERE entity_id = ?",
+        )
+        .bind(cached_heads)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(StoreError::NotFound("entity"))?;
+        match (cached, bytes) {
+            (Some(cached), None) if cached.heads == heads => Ok((heads, cached.doc)),
+            (_, Some(bytes)) => Ok((heads, EntityDoc::load(&bytes)?)),
+            (_, None) => Err(StoreError::NotFound("entity")),
         }
-        let doc = EntityDoc::load(&bytes)?;
-        Ok((heads, doc))
     }
 
     /// Changes an entity's content. `base` is the version the editor started from (see
@@ -1033,6 +1100,90 @@ impl Store {
             now,
             &crate::audit::AuditEvent::new(Some(subject.user_id), action, "entity", id)
                 .details(serde_json::json!({"from": row.state, "state": new_state})),
+        )
+        .await?;
+        tx.commit().await?;
+        self.entity(subject, id).await
+    }
+
+    /// Gives an entry to another person (eLabFTW's `updateowner`), optionally moving it to
+    /// another team: team admins of the entry's team (and of the target team when it moves)
+    /// and sysadmins may; the new owner must belong to the target team; a locked entry does
+    /// not move. Audited in the same transaction.
+    pub async fn transfer_entity(
+        &self,
+        subject: &Subject,
+        id: i64,
+        new_owner: i64,
+        new_team: Option<i64>,
+    ) -> Result<EntityRow> {
+        let row = self.entity(subject, id).await?;
+        let team = new_team.unwrap_or(row.team_id);
+        let admin_of = |team_id: i64| subject.is_sysadmin || subject.is_team_admin(team_id);
+        if !admin_of(row.team_id) {
+            return Err(StoreError::Forbidden(
+                "only an admin of this entry's team (or a sysadmin) can give it to someone else"
+                    .into(),
+            ));
+        }
+        if !admin_of(team) {
+            return Err(StoreError::Forbidden(
+                "you can only move an entry to a team you are an admin of".into(),
+            ));
+        }
+        if row.locked_by.is_some() {
+            return Err(locked_error());
+        }
+        if row.state == state::DELETED {
+            return Err(StoreError::Conflict(
+                "this entry is deleted; restore it before giving it to someone else".into(),
+            ));
+        }
+        if (new_owner, team) == (row.owner_id, row.team_id) {
+            return Ok(row);
+        }
+        let now = self.now_ms();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let member: Option<i64> = sqlx::query_scalar(
+            "SELECT m.user_id FROM memberships m JOIN users u ON u.id = m.user_id \
+             WHERE m.user_id = ? AND m.team_id = ?",
+        )
+        .bind(new_owner)
+        .bind(team)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if member.is_none() {
+            return Err(invalid(
+                "userid",
+                format!("user {new_owner} is not a member of team {team}"),
+            ));
+        }
+        sqlx::query(
+            "UPDATE entities SET owner_id = ?, team_id = ?, modified_at = ?, lastchangeby = ? \
+             WHERE id = ?",
+        )
+        .bind(new_owner)
+        .bind(team)
+        .bind(now)
+        .bind(subject.user_id)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        crate::audit::append(
+            &mut tx,
+            now,
+            &crate::audit::AuditEvent::new(
+                Some(subject.user_id),
+                crate::audit::action::OWNER,
+                "entity",
+                id,
+            )
+            .details(serde_json::json!({
+                "from_owner": row.owner_id,
+                "owner": new_owner,
+                "from_team": row.team_id,
+                "team": team,
+            })),
         )
         .await?;
         tx.commit().await?;
@@ -1382,7 +1533,7 @@ pub(crate) fn check_may_stamp(row: &EntityRow, subject: &Subject) -> Result<()> 
     Ok(())
 }
 
-fn check_writable(row: &EntityRow, subject: &Subject) -> Result<()> {
+pub(crate) fn check_writable(row: &EntityRow, subject: &Subject) -> Result<()> {
     let access = row.access();
     if row.state == state::DELETED {
         return Err(StoreError::Conflict(

@@ -10,6 +10,7 @@ pub mod access_sql;
 pub mod accounts;
 pub mod audit;
 pub mod blobs;
+pub mod booking_requests;
 pub mod bookings;
 pub mod catalog;
 pub mod eln_export;
@@ -27,10 +28,12 @@ mod migrate;
 mod projection;
 pub mod proof_lock;
 pub mod replica;
+pub mod replica_files;
 pub mod signatures;
 pub mod stock;
 pub mod sweep;
 pub mod sync;
+pub mod team_tags;
 mod templates;
 pub mod thumbnails;
 pub mod timestamps;
@@ -275,6 +278,12 @@ impl Store {
     /// The device this store writes as.
     pub fn device(&self) -> &str {
         &self.device
+    }
+
+    /// Whether this store is a field replica's (it writes as a device other than the
+    /// server): bookings are then requests the lab server decides at sync.
+    pub fn is_replica(&self) -> bool {
+        self.device != SERVER_DEVICE
     }
 
     /// The clock this store stamps records with.

@@ -84,6 +84,26 @@ const SQLITE: &[(i64, Step)] = &[
         17,
         Step::Sql(include_str!("../migrations/sqlite/0017_auth_epoch.sql")),
     ),
+    (
+        18,
+        Step::Sql(include_str!("../migrations/sqlite/0018_replica_pins.sql")),
+    ),
+    (
+        19,
+        Step::Sql(include_str!(
+            "../migrations/sqlite/0019_booking_requests.sql"
+        )),
+    ),
+    (
+        21,
+        Step::Sql(include_str!("../migrations/sqlite/0021_team_tags.sql")),
+    ),
+    (
+        22,
+        Step::Sql(include_str!(
+            "../migrations/sqlite/0022_doc_heads_first.sql"
+        )),
+    ),
 ];
 
 async fn rebuild_search_index(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {

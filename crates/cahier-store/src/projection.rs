@@ -9,6 +9,7 @@ use cahier_core::document::{ATTACHMENT_NORMAL, Attachment};
 use cahier_core::fields::Metadata;
 use cahier_core::markdown::{ContentType, index_text, render_body};
 use cahier_core::search_terms::joined_terms;
+use cahier_core::stock::Stock;
 use sqlx::SqliteConnection;
 
 /// The parts of a projection that cost CPU: computed before the write transaction starts.
@@ -25,6 +26,91 @@ pub(crate) fn render(content: &EntityContent) -> Rendered {
     }
 }
 
+/// Everything [`write`] stores for an entity, computed from its content (no IO): the columns
+/// of `entities`, the child rows and the full-text row. Serialisable so that an import can
+/// keep prepared entities on disk instead of in memory until its one transaction.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Rows {
+    title: String,
+    date: String,
+    body: String,
+    body_html: String,
+    content_type: i64,
+    status: Option<i64>,
+    category: Option<i64>,
+    rating: i64,
+    tags: Vec<String>,
+    template: Option<String>,
+    metadata: Option<String>,
+    n_conflicts: i64,
+    fields: Vec<FieldRow>,
+    links: Vec<String>,
+    steps: Vec<StepRow>,
+    comments: Vec<CommentRow>,
+    /// (field, JSON list of values)
+    conflicts: Vec<(String, String)>,
+    stock: Option<Stock>,
+    index_body: String,
+}
+
+impl Rows {
+    pub(crate) fn of(content: &EntityContent, rendered: &Rendered) -> Self {
+        let steps = content
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(ordering, step)| StepRow {
+                step_id: step.id.clone(),
+                ordering: i64::try_from(ordering).unwrap_or(i64::MAX),
+                body: step.body.clone(),
+                done: step.done,
+                done_by: step.done_by,
+                done_at: step.done_at_ms,
+            })
+            .collect();
+        let comments = content
+            .comments
+            .iter()
+            .map(|comment| CommentRow {
+                comment_id: comment.id.clone(),
+                author: comment.author,
+                created_at: comment.created_at_ms,
+                edited_at: comment.edited_at_ms,
+                body: comment.body.clone(),
+            })
+            .collect();
+        let conflicts = content
+            .conflicts
+            .iter()
+            .map(|c| {
+                let values = serde_json::to_string(&c.values).unwrap_or_else(|_| "[]".into());
+                (c.field.key().into_owned(), values)
+            })
+            .collect();
+        Self {
+            title: content.title.clone(),
+            date: content.date.clone(),
+            body: content.body.clone(),
+            body_html: rendered.body_html.clone(),
+            content_type: content.content_type,
+            status: content.status,
+            category: content.category,
+            rating: content.rating,
+            tags: content.tags.clone(),
+            template: content.template.map(|t| t.to_string()),
+            metadata: content.metadata.to_json_string(),
+            n_conflicts: i64::try_from(content.conflicts.len()).unwrap_or(i64::MAX),
+            fields: field_rows(&content.metadata),
+            links: content.links.iter().map(ToString::to_string).collect(),
+            steps,
+            comments,
+            conflicts,
+            stock: content.stock.clone(),
+            index_body: rendered.index_body.clone(),
+        }
+    }
+}
+
 pub(crate) async fn write(
     conn: &mut SqliteConnection,
     entity_id: i64,
@@ -34,89 +120,65 @@ pub(crate) async fn write(
     modified_at: i64,
     changed_by: i64,
 ) -> Result<(), sqlx::Error> {
-    let body_html = &rendered.body_html;
-    let tags_text = content.tags.join("|");
+    let rows = Rows::of(content, rendered);
+    write_rows(conn, entity_id, &rows, heads, modified_at, changed_by).await
+}
+
+/// Writes projection rows computed beforehand ([`Rows::of`]).
+pub(crate) async fn write_rows(
+    conn: &mut SqliteConnection,
+    entity_id: i64,
+    rows: &Rows,
+    heads: &str,
+    modified_at: i64,
+    changed_by: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE entities SET title = ?, date = ?, body = ?, body_html = ?, content_type = ?, status_id = ?, \
          category_id = ?, rating = ?, tags_text = ?, template_uuid = ?, metadata = ?, heads = ?, n_conflicts = ?, \
          modified_at = ?, lastchangeby = ? WHERE id = ?",
     )
-    .bind(&content.title)
-    .bind(&content.date)
-    .bind(&content.body)
-    .bind(body_html)
-    .bind(content.content_type)
-    .bind(content.status)
-    .bind(content.category)
-    .bind(content.rating)
-    .bind(&tags_text)
-    .bind(content.template.map(|t| t.to_string()))
-    .bind(content.metadata.to_json_string())
+    .bind(&rows.title)
+    .bind(&rows.date)
+    .bind(&rows.body)
+    .bind(&rows.body_html)
+    .bind(rows.content_type)
+    .bind(rows.status)
+    .bind(rows.category)
+    .bind(rows.rating)
+    .bind(rows.tags.join("|"))
+    .bind(&rows.template)
+    .bind(&rows.metadata)
     .bind(heads)
-    .bind(i64::try_from(content.conflicts.len()).unwrap_or(i64::MAX))
+    .bind(rows.n_conflicts)
     .bind(modified_at)
     .bind(changed_by)
     .bind(entity_id)
     .execute(&mut *conn)
     .await?;
-
-    let steps: Vec<StepRow> = content
-        .steps
-        .iter()
-        .enumerate()
-        .map(|(ordering, step)| StepRow {
-            step_id: step.id.clone(),
-            ordering: i64::try_from(ordering).unwrap_or(i64::MAX),
-            body: step.body.clone(),
-            done: step.done,
-            done_by: step.done_by,
-            done_at: step.done_at_ms,
-        })
-        .collect();
-    let comments: Vec<CommentRow> = content
-        .comments
-        .iter()
-        .map(|comment| CommentRow {
-            comment_id: comment.id.clone(),
-            author: comment.author,
-            created_at: comment.created_at_ms,
-            edited_at: comment.edited_at_ms,
-            body: comment.body.clone(),
-        })
-        .collect();
-    let links: Vec<String> = content.links.iter().map(ToString::to_string).collect();
-    let conflicts: Vec<(String, String)> = content
-        .conflicts
-        .iter()
-        .map(|c| {
-            let values = serde_json::to_string(&c.values).unwrap_or_else(|_| "[]".into());
-            (c.field.key().to_owned(), values)
-        })
-        .collect();
-    let fields = field_rows(&content.metadata);
     let children = Children {
-        fields: &fields,
-        tags: &content.tags,
-        links: &links,
-        steps: &steps,
-        comments: &comments,
-        conflicts: &conflicts,
+        fields: &rows.fields,
+        tags: &rows.tags,
+        links: &rows.links,
+        steps: &rows.steps,
+        comments: &rows.comments,
+        conflicts: &rows.conflicts,
     };
     write_children(conn, entity_id, &children).await?;
-    crate::stock::write_projection(conn, entity_id, content.stock.as_ref(), modified_at).await?;
+    crate::stock::write_projection(conn, entity_id, rows.stock.as_ref(), modified_at).await?;
     write_fts(
         conn,
         entity_id,
-        &content.title,
-        &rendered.index_body,
-        &content.tags,
-        &comments,
+        &rows.title,
+        &rows.index_body,
+        &rows.tags,
+        &rows.comments,
     )
     .await
 }
 
 /// One value of a metadata field, as projected into `entity_fields`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct FieldRow {
     pub(crate) name: String,
     pub(crate) field_type: String,

@@ -516,6 +516,7 @@ impl Store {
             .bind(local_id)
             .execute(&mut *tx)
             .await?;
+        crate::booking_requests::forget_mirrored(&mut tx, local_id).await?;
         sqlx::query("DELETE FROM entities WHERE id = ?")
             .bind(local_id)
             .execute(&mut *tx)
@@ -531,7 +532,17 @@ impl Store {
         Ok(())
     }
 
-    /// UUIDs of every entity held locally that the server knows.
+    /// How many entities held locally the server knows (rows of `replica_entities` go with
+    /// their entity).
+    pub async fn synced_count(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT count(*) FROM replica_entities WHERE server_id IS NOT NULL")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// UUIDs of the entities this replica holds as known to the server.
     pub async fn synced_uuids(&self) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar("SELECT e.uuid FROM entities e JOIN replica_entities r ON r.entity_id = e.id WHERE r.server_id IS NOT NULL")
             .fetch_all(&self.pool)
@@ -595,6 +606,9 @@ impl Store {
                     .bind(id)
                     .execute(&self.pool)
                     .await?;
+                let mut conn = self.pool.acquire().await?;
+                crate::booking_requests::forget_mirrored(&mut conn, id).await?;
+                drop(conn);
                 sqlx::query("DELETE FROM entities WHERE id = ?")
                     .bind(id)
                     .execute(&self.pool)
@@ -629,12 +643,11 @@ impl Store {
 }
 
 impl Store {
-    /// Hashes of the files the replica's entities reference but whose blob it lacks (not yet
-    /// downloaded, or a download that failed: it is tried again at every sync).
+    /// Hashes of the files the replica's file policy selects (`replica_files.rs`) but whose
+    /// blob it lacks (not yet downloaded, or a download that failed: it is tried again at
+    /// every sync).
     pub async fn missing_blobs(&self) -> Result<Vec<String>> {
-        let hashes: Vec<String> = sqlx::query_scalar("SELECT DISTINCT sha256 FROM uploads")
-            .fetch_all(&self.pool)
-            .await?;
+        let hashes = self.wanted_blobs().await?;
         let Some(blobs) = self.blobs() else {
             return Ok(Vec::new());
         };

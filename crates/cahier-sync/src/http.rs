@@ -5,8 +5,8 @@
 use crate::{SyncError, Transport};
 use cahier_store::blobs::BlobStore;
 use cahier_store::sync::proto::{
-    FeedResponse, PullDoc, PullEntry, PushDoc, PushResult, Reference, RegisterRequest,
-    RegisterResponse,
+    BookingAnswer, BookingRequestItem, BookingRequests, FeedResponse, PullDoc, PullEntry, PushDoc,
+    PushResult, Reference, RegisterRequest, RegisterResponse,
 };
 use serde::de::DeserializeOwned;
 use std::time::Duration;
@@ -254,6 +254,24 @@ impl Transport for HttpTransport {
         .await?;
         serde_json::from_value(answer.get("revoked").cloned().unwrap_or_default())
             .map_err(|e| SyncError::Protocol(e.to_string()))
+    }
+
+    async fn bookings(
+        &self,
+        requests: Vec<BookingRequestItem>,
+    ) -> Result<Option<BookingAnswer>, SyncError> {
+        let response = self
+            .auth(self.client.post(format!("{}/bookings", self.base)))
+            .json(&BookingRequests { requests })
+            .send()
+            .await;
+        // A lab server older than booking requests: they wait on the device.
+        if let Ok(answered) = &response
+            && answered.status() == reqwest::StatusCode::NOT_FOUND
+        {
+            return Ok(None);
+        }
+        answer(response).await.map(Some)
     }
 
     async fn has_blob(&self, sha256: &str) -> Result<bool, SyncError> {

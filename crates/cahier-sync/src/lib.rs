@@ -2,8 +2,12 @@
 //! follows the server's feed from the replica's checkpoint, pulls what changed, and removes
 //! what the user may no longer read — a handful of requests whatever the number of documents.
 //! Attachment files travel too: files of local entities are uploaded before the documents that
-//! reference them are pushed, and files referenced by what the replica holds are downloaded
-//! after the pull (checked against their hash; a failed download is tried again next time).
+//! reference them are pushed, and the files the replica's file policy selects (all, chosen
+//! teams', or pinned entries') are downloaded after the pull (checked against their hash; a
+//! failed download is tried again next time); those it no longer selects are dropped, never
+//! one a local change still needs. [`fetch_file`] brings one file on demand.
+//! Booking requests made on the replica are sent in one request after the pull; the server's
+//! answer decides each and brings its bookings for the replica's calendar.
 //! Every step is idempotent, so a sync cut off anywhere is simply run again.
 
 pub mod http;
@@ -11,7 +15,8 @@ pub mod http;
 use cahier_store::Store;
 use cahier_store::blobs::{BlobError, BlobStore};
 use cahier_store::sync::proto::{
-    FeedResponse, PullDoc, PullEntry, PushDoc, PushResult, PushStatus, Reference, b64,
+    BookingAnswer, BookingRequestItem, FeedResponse, PullDoc, PullEntry, PushDoc, PushResult,
+    PushStatus, Reference, b64,
 };
 use std::collections::HashMap;
 
@@ -19,6 +24,8 @@ use std::collections::HashMap;
 pub const BATCH: usize = 200;
 /// Feed items per request.
 pub const FEED_PAGE: i64 = 2000;
+/// Booking requests per request (the server takes at most 1000).
+pub const BOOKING_BATCH: usize = 500;
 
 /// Errors of a sync.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +87,16 @@ pub trait Transport {
         &self,
         uuids: Vec<String>,
     ) -> impl Future<Output = Result<Vec<String>, SyncError>> + Send;
+    /// `POST /bookings`: sends the booking requests made on the replica, all at once; answers
+    /// each one's outcome and the server's bookings and rules. `Ok(None)` when the server does
+    /// not take booking requests (older than them): they then wait on the device.
+    fn bookings(
+        &self,
+        requests: Vec<BookingRequestItem>,
+    ) -> impl Future<Output = Result<Option<BookingAnswer>, SyncError>> + Send {
+        let _ = requests;
+        async { Ok(None) }
+    }
     /// `HEAD /blobs/{sha256}`: whether the server already has this file.
     fn has_blob(&self, sha256: &str) -> impl Future<Output = Result<bool, SyncError>> + Send {
         let _ = sha256;
@@ -131,6 +148,18 @@ pub struct SyncReport {
     pub files_missing: usize,
     /// Entities the server no longer had (restored from an older backup), pushed again.
     pub restored: usize,
+    /// Booking requests sent to the server.
+    pub bookings_sent: usize,
+    /// Of those, confirmed (booked).
+    pub bookings_confirmed: usize,
+    /// Of those, refused (kept with the reason until dismissed).
+    pub bookings_refused: usize,
+    /// Booking requests still waiting after the sync (made meanwhile, or the server does not
+    /// take them).
+    pub bookings_waiting: i64,
+    /// Attachment files removed from the laptop because the file policy no longer selects
+    /// them (never one a local change still needs).
+    pub files_dropped: usize,
 }
 
 impl std::fmt::Display for SyncReport {
@@ -138,7 +167,8 @@ impl std::fmt::Display for SyncReport {
         write!(
             f,
             "pushed {} (rejected {}), pulled {} ({} new, {} merged), removed {}, waiting {}, \
-             files sent {}, received {}, missing {}",
+             files sent {}, received {}, missing {}, dropped {}, booking requests sent {} \
+             (confirmed {}, refused {}, waiting {})",
             self.pushed,
             self.rejected,
             self.pulled,
@@ -148,7 +178,12 @@ impl std::fmt::Display for SyncReport {
             self.waiting,
             self.files_sent,
             self.files_received,
-            self.files_missing
+            self.files_missing,
+            self.files_dropped,
+            self.bookings_sent,
+            self.bookings_confirmed,
+            self.bookings_refused,
+            self.bookings_waiting
         )
     }
 }
@@ -195,18 +230,23 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
         if let Some(seen) = rescan.as_mut() {
             seen.extend(feed.items.iter().map(|item| item.uuid.clone()));
         }
-        let acked = store.acked_heads().await?;
-        let wanted: Vec<PullDoc> = feed
-            .items
-            .iter()
-            .map(|item| PullDoc {
-                uuid: item.uuid.clone(),
-                have: acked.get(&item.uuid).cloned().unwrap_or_default(),
-            })
-            .collect();
-        pull_and_apply(store, transport, wanted, &mut report).await?;
-        since = feed.next;
-        store.replica_set("feed_since", &since.to_string()).await?;
+        // A sync with nothing to do reads and writes nothing here.
+        if !feed.items.is_empty() {
+            let acked = store.acked_heads().await?;
+            let wanted: Vec<PullDoc> = feed
+                .items
+                .iter()
+                .map(|item| PullDoc {
+                    uuid: item.uuid.clone(),
+                    have: acked.get(&item.uuid).cloned().unwrap_or_default(),
+                })
+                .collect();
+            pull_and_apply(store, transport, wanted, &mut report).await?;
+        }
+        if feed.next != since {
+            since = feed.next;
+            store.replica_set("feed_since", &since.to_string()).await?;
+        }
         if !feed.more {
             break;
         }
@@ -233,7 +273,54 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
         pull_and_apply(store, transport, docs, &mut report).await?;
     }
 
-    // 3. Fetch the files of what we hold. A file that fails is left missing (nothing is named
+    // 3. Booking requests made here, all in one request, decided by the server; its answer
+    // also carries its bookings and rules of the resources we hold, for the calendar.
+    // (In batches only beyond what the server takes at once, which sync rarely meets.)
+    let requests = store.pending_booking_requests().await?;
+    let batches: Vec<&[BookingRequestItem]> = if requests.is_empty() {
+        vec![&[]]
+    } else {
+        requests.chunks(BOOKING_BATCH).collect()
+    };
+    for batch in batches {
+        // From here until the answer arrives, the request cannot be changed on the replica:
+        // the lab may book it even if its answer is lost on the way back.
+        store.mark_booking_requests_sent(batch, true).await?;
+        let Some(answer) = transport.bookings(batch.to_vec()).await? else {
+            store.mark_booking_requests_sent(batch, false).await?;
+            break;
+        };
+        let in_order = answer.outcomes.len() == batch.len()
+            && answer
+                .outcomes
+                .iter()
+                .zip(batch)
+                .all(|(outcome, request)| outcome.id == request.id);
+        if !in_order {
+            return Err(SyncError::Protocol(
+                "booking outcomes do not match the requests sent".into(),
+            ));
+        }
+        // The lab's bookings, rules and bookers usually have not changed since the last sync:
+        // then, with no outcome to record, nothing is written (a sync with nothing to do stays
+        // free of local writes).
+        let mirror_digest = digest(&(&answer.bookings, &answer.rules, &answer.users))?;
+        if batch.is_empty()
+            && store.replica_get(BOOKINGS_DIGEST).await?.as_deref() == Some(mirror_digest.as_str())
+        {
+            continue;
+        }
+        let tally = store
+            .apply_booking_answer(reference.user_id, &answer)
+            .await?;
+        store.replica_set(BOOKINGS_DIGEST, &mirror_digest).await?;
+        report.bookings_sent += batch.len();
+        report.bookings_confirmed += tally.confirmed;
+        report.bookings_refused += tally.refused;
+    }
+    report.bookings_waiting = store.booking_request_counts().await?.0;
+
+    // 4. Fetch the files of what we hold. A file that fails is left missing (nothing is named
     // by its hash until it arrives whole) and tried again next sync.
     if let Some(blobs) = store.blobs() {
         for sha256 in store.missing_blobs().await? {
@@ -252,14 +339,19 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
         }
     }
 
-    // 4. Remove what the user may no longer read. Whatever can withdraw a right moves the
+    // 4b. Drop the files the policy no longer selects (an entry unpinned, a team taken off
+    // the list). After the pushes above, so a file attached offline is only dropped once the
+    // server has acknowledged it; one still waiting is kept.
+    report.files_dropped = store.drop_unwanted_blobs().await?;
+
+    // 5. Remove what the user may no longer read. Whatever can withdraw a right moves the
     // server's sequence (a change of an entry's rules, team, lock or state) or changes the
     // reference records (the user's teams, roles and groups): when neither moved since the
     // last check, and the replica holds the same entries, the answer cannot differ and the
     // check is not asked again (a sync with nothing to do stays a few small requests).
-    let held = store.synced_uuids().await?;
-    let check_key = format!("{since}/{reference_digest}/{}", held.len());
+    let check_key = format!("{since}/{reference_digest}/{}", store.synced_count().await?);
     if store.replica_get(LAST_CHECK).await?.as_deref() != Some(check_key.as_str()) {
+        let held = store.synced_uuids().await?;
         for chunk in held.chunks(5000) {
             let revoked = transport.revoked(chunk.to_vec()).await?;
             report.removed += store.remove_revoked(&revoked).await?;
@@ -273,6 +365,30 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
     Ok(report)
 }
 
+/// Fetches one attachment file the replica lacks, on demand (the user opened it): through
+/// the same verified download as a sync, stored encrypted like the others, and recorded so the
+/// next sync does not drop it at once although the file policy does not select it. `Ok(false)`
+/// when the server has no such file for this device.
+pub async fn fetch_file(
+    store: &Store,
+    transport: &impl Transport,
+    sha256: &str,
+) -> Result<bool, SyncError> {
+    let Some(blobs) = store.blobs() else {
+        return Ok(false);
+    };
+    if !blobs.exists(sha256).await {
+        if !transport.download_blob(sha256, blobs).await? {
+            return Ok(false);
+        }
+        tracing::info!(%sha256, "file fetched on demand");
+    }
+    store.record_fetched(sha256).await?;
+    Ok(true)
+}
+
+/// Replica setting: digest of the lab's bookings, rules and bookers last mirrored.
+const BOOKINGS_DIGEST: &str = "bookings_digest";
 /// Replica setting: digest of the last reference records imported.
 const REFERENCE_DIGEST: &str = "reference_digest";
 /// Replica setting: the feed checkpoint, reference digest and entry count of the last
@@ -280,9 +396,9 @@ const REFERENCE_DIGEST: &str = "reference_digest";
 const LAST_CHECK: &str = "revocation_checked";
 
 /// A digest of the reference records, to notice when they change (not a security measure).
-fn digest(reference: &Reference) -> Result<String, SyncError> {
+fn digest(records: &impl serde::Serialize) -> Result<String, SyncError> {
     use std::hash::{Hash, Hasher};
-    let text = serde_json::to_string(reference)
+    let text = serde_json::to_string(records)
         .map_err(|e| SyncError::Protocol(format!("reference records: {e}")))?;
     let mut hasher = std::hash::DefaultHasher::new();
     text.hash(&mut hasher);

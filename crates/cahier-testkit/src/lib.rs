@@ -255,6 +255,21 @@ pub struct Browser {
 }
 
 impl Browser {
+    /// A browser-like client for another server (a field replica's UI, which signs every
+    /// visitor in as its user).
+    pub fn at(base: &str) -> Browser {
+        let client = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        Browser {
+            client,
+            base: base.trim_end_matches('/').to_owned(),
+            csrf: std::sync::Mutex::new(None),
+        }
+    }
+
     /// GET a page.
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client

@@ -12,6 +12,7 @@ pub(crate) mod openapi;
 pub(crate) mod pdf;
 mod stock;
 mod subresources;
+mod team_tags;
 mod teams;
 pub(crate) mod uploads;
 
@@ -45,6 +46,7 @@ pub(crate) fn documented(version: &str) -> (Router<AppState>, serde_json::Value)
         .merge(uploads::routes())
         .merge(subresources::routes())
         .merge(teams::routes())
+        .merge(team_tags::routes())
         .merge(events::routes())
         .merge(stock::routes())
         .merge(exports::routes())

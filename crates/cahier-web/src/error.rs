@@ -21,6 +21,10 @@ pub enum AppError {
     /// 404: missing, or not readable by the caller (indistinguishable on purpose).
     #[error("{0} not found")]
     NotFound(String),
+    /// 404: a field copy does not hold this attachment file and cannot fetch it now; the
+    /// message (already in the user's language) says what to do.
+    #[error("{0}")]
+    FileAbsent(String),
     /// 409: clashes with the current state.
     #[error("{0}")]
     Conflict(String),
@@ -57,7 +61,7 @@ impl AppError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::NotFound(_) | Self::FileAbsent(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,

@@ -1392,6 +1392,81 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
         "Votre session a pris fin : reconnectez-vous dans un autre onglet ; votre texte est conservé ici et sera enregistré.",
     ),
     (
+        "replica.file_absent",
+        "This file is not on this laptop. It will be fetched when the lab server can be reached; to keep an entry's files here, pin it \"Available offline\".",
+        "Ce fichier n'est pas sur cet ordinateur. Il sera récupéré quand le serveur du laboratoire sera joignable ; pour garder ici les fichiers d'une entrée, cochez « Disponible hors ligne ».",
+    ),
+    (
+        "replica.file_absent_short",
+        "Not on this laptop",
+        "Pas sur cet ordinateur",
+    ),
+    (
+        "replica.file_absent_hint",
+        "fetched when online",
+        "récupéré une fois en ligne",
+    ),
+    (
+        "replica.available_offline",
+        "Available offline",
+        "Disponible hors ligne",
+    ),
+    (
+        "replica.pin_hint",
+        "Keeps this entry's files on this laptop.",
+        "Garde les fichiers de cette entrée sur cet ordinateur.",
+    ),
+    ("replica.files_label", "Files:", "Fichiers :"),
+    ("replica.pinned_badge", "offline", "hors ligne"),
+    (
+        "replica.files_title",
+        "Files on this laptop",
+        "Fichiers sur cet ordinateur",
+    ),
+    (
+        "replica.files_intro",
+        "Entries themselves (text, fields, comments) are always all here; only attached files are optional. A file not kept here is fetched when you open it while the lab server can be reached. Files of changes not yet sent are never removed.",
+        "Les entrées elles-mêmes (texte, champs, commentaires) sont toujours toutes ici ; seuls les fichiers joints sont facultatifs. Un fichier absent est récupéré quand vous l'ouvrez si le serveur du laboratoire est joignable. Les fichiers de modifications pas encore envoyées ne sont jamais supprimés.",
+    ),
+    ("replica.files_policy", "Files kept", "Fichiers conservés"),
+    ("replica.files_all", "all files", "tous les fichiers"),
+    (
+        "replica.files_pinned",
+        "only entries marked available offline",
+        "seulement les entrées disponibles hors ligne",
+    ),
+    (
+        "replica.files_teams",
+        "only these teams' files (and entries marked available offline)",
+        "seulement les fichiers de ces équipes (et les entrées disponibles hors ligne)",
+    ),
+    (
+        "replica.files_held",
+        "files on this laptop",
+        "fichiers sur cet ordinateur",
+    ),
+    (
+        "replica.files_not_held",
+        "not here (fetched on demand when online)",
+        "absents (récupérés à la demande une fois en ligne)",
+    ),
+    ("replica.files_save", "Save", "Enregistrer"),
+    (
+        "replica.files_no_team",
+        "choose at least one team",
+        "choisissez au moins une équipe",
+    ),
+    (
+        "replica.pinned_title",
+        "Entries available offline",
+        "Entrées disponibles hors ligne",
+    ),
+    (
+        "replica.no_pinned",
+        "No entry is marked available offline.",
+        "Aucune entrée n'est marquée disponible hors ligne.",
+    ),
+    (
         "replica.unlock_title",
         "Unlock this field copy",
         "Déverrouiller cette copie de terrain",
@@ -1592,6 +1667,84 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ),
     ("booking.state_cancelled", "cancelled", "annulée"),
     ("booking.state_refused", "refused", "refusée"),
+    (
+        "booking.state_requested",
+        "pending confirmation",
+        "en attente de confirmation",
+    ),
+    (
+        "booking.state_request_refused",
+        "refused by the lab server",
+        "refusée par le serveur du laboratoire",
+    ),
+    (
+        "booking.refusal_overlap",
+        "The slot was already booked",
+        "Le créneau était déjà réservé",
+    ),
+    (
+        "booking.refusal_forbidden",
+        "You may not book this resource",
+        "Vous ne pouvez pas réserver cette ressource",
+    ),
+    (
+        "booking.refusal_invalid",
+        "The booking breaks a rule of the resource",
+        "La réservation enfreint une règle de la ressource",
+    ),
+    (
+        "booking.refusal_not_found",
+        "The resource or experiment is not on the lab server, or you may no longer read it",
+        "La ressource ou l'expérience n'est pas sur le serveur du laboratoire, ou vous ne pouvez plus la lire",
+    ),
+    (
+        "booking.refusal_other",
+        "Refused by the lab server",
+        "Refusée par le serveur du laboratoire",
+    ),
+    ("booking.refused_because", "Refused:", "Refusée :"),
+    ("booking.withdraw", "Withdraw request", "Retirer la demande"),
+    ("booking.dismiss", "Dismiss", "Masquer"),
+    (
+        "booking.replica_read_only",
+        "This booking is changed or cancelled on the lab server.",
+        "Cette réservation se modifie ou s'annule sur le serveur du laboratoire.",
+    ),
+    (
+        "booking.notice_requested",
+        "Booking requested: pending confirmation by the lab server at the next sync.",
+        "Réservation demandée : en attente de confirmation par le serveur du laboratoire à la prochaine synchronisation.",
+    ),
+    (
+        "booking.notice_withdrawn",
+        "Request withdrawn.",
+        "Demande retirée.",
+    ),
+    (
+        "booking.notice_dismissed",
+        "Refusal dismissed.",
+        "Refus masqué.",
+    ),
+    (
+        "replica.booking_waiting",
+        "booking requests pending confirmation",
+        "demandes de réservation en attente de confirmation",
+    ),
+    (
+        "replica.booking_refused",
+        "refused booking requests",
+        "demandes de réservation refusées",
+    ),
+    (
+        "replica.refused_bookings_title",
+        "Refused booking requests",
+        "Demandes de réservation refusées",
+    ),
+    (
+        "replica.refused_bookings_intro",
+        "The lab server refused these bookings asked for on this device. Nothing was booked; choose another slot in the calendar, then dismiss them.",
+        "Le serveur du laboratoire a refusé ces réservations demandées sur cet appareil. Rien n'a été réservé ; choisissez un autre créneau dans le calendrier, puis masquez-les.",
+    ),
     ("booking.rules", "Booking rules", "Règles de réservation"),
     (
         "booking.rule_not_bookable",

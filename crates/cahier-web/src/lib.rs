@@ -8,6 +8,7 @@ mod audit_trail;
 pub mod auth;
 pub mod error;
 pub mod i18n;
+mod offline_files;
 pub mod sync_api;
 pub mod ui;
 
@@ -153,6 +154,22 @@ pub struct ReplicaHandle {
     pub status: std::sync::Mutex<ReplicaStatus>,
     /// Wakes the background sync (after a local change, or on "sync now").
     pub sync_now: tokio::sync::Notify,
+    /// Fetches a file the replica does not hold from the lab server, when the user opens it;
+    /// `None` when there is no server to ask.
+    pub fetcher: Option<Arc<dyn FetchFile>>,
+}
+
+/// Brings one attachment file from the lab server into a replica's file store, verified
+/// against its hash and stored encrypted like the others (implemented by the binary over the
+/// sync transport).
+pub trait FetchFile: Send + Sync + std::fmt::Debug {
+    /// Fetches the file named `sha256`: `Ok(true)` once it is here, `Ok(false)` when the
+    /// server has no such file for this device, `Err` (a message) when the server cannot be
+    /// reached.
+    fn fetch<'a>(
+        &'a self,
+        sha256: &'a str,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<bool, String>> + Send + 'a>>;
 }
 
 /// Where sync stands, for the banner every replica page shows.

@@ -16,7 +16,9 @@ use axum::routing::{get, post};
 use cahier_core::Subject;
 use cahier_store::blobs::is_hash;
 use cahier_store::sync::Device;
-use cahier_store::sync::proto::{PullDoc, PushDoc, RegisterRequest, RegisterResponse};
+use cahier_store::sync::proto::{
+    BookingRequests, PullDoc, PushDoc, RegisterRequest, RegisterResponse,
+};
 use futures_util::StreamExt;
 use serde::Deserialize;
 
@@ -31,6 +33,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/pull", post(pull))
         .route("/push", post(push))
         .route("/check", post(check))
+        .route("/bookings", post(bookings))
         .route(
             "/blobs/{sha256}",
             get(download_blob)
@@ -199,6 +202,31 @@ async fn check(
     let request: CheckRequest = json_body(&body)?;
     let revoked = state.store.revoked(&caller.subject, &request.uuids).await?;
     Ok(axum::Json(serde_json::json!({ "revoked": revoked })).into_response())
+}
+
+/// `POST /bookings` `{requests}`: decides the booking requests a replica made offline, each in
+/// its own transaction with the rules of a booking made online, recording each outcome by
+/// request id (a request sent again gets the same answer); answers the outcomes in order, then
+/// the bookings and rules of the resources the user may read, for the replica's calendar.
+async fn bookings(
+    State(state): State<AppState>,
+    caller: DeviceCaller,
+    body: axum::body::Bytes,
+) -> Result<Response, AppError> {
+    let request: BookingRequests = json_body(&body)?;
+    if request.requests.len() > MAX_DOCS {
+        return Err(AppError::invalid(
+            "requests",
+            format!("at most {MAX_DOCS} booking requests per request"),
+        ));
+    }
+    let outcomes = state
+        .store
+        .decide_booking_requests(&caller.subject, &caller.device, &request.requests)
+        .await?;
+    let mut answer = state.store.booking_mirror(&caller.subject).await?;
+    answer.outcomes = outcomes;
+    Ok(axum::Json(answer).into_response())
 }
 
 fn parse_hash(sha256: &str) -> Result<&str, AppError> {

@@ -56,8 +56,14 @@ pub struct ReplicaBanner {
     pub waiting: i64,
     /// Refused change sets waiting for the user.
     pub rejected: i64,
+    /// Booking requests made here, waiting to be sent (pending confirmation).
+    pub booking_waiting: i64,
+    /// Booking requests the server refused, not yet dismissed.
+    pub booking_refused: i64,
     /// Why the last attempt failed.
     pub error: Option<String>,
+    /// Translation key naming the file policy (which attachment files stay on the laptop).
+    pub files_key: &'static str,
 }
 
 /// The navigation's view of the user.
@@ -121,12 +127,17 @@ impl PageCtx {
                     .iter()
                     .filter(|r| r.status == "pending")
                     .count();
+                let (booking_waiting, booking_refused) =
+                    state.store.booking_request_counts().await?;
                 Some(ReplicaBanner {
+                    booking_waiting,
+                    booking_refused,
                     online: status.online,
                     last_sync: status.last_sync_ms.map(when).unwrap_or_default(),
                     waiting: state.store.pending_count().await?,
                     rejected: i64::try_from(rejected).unwrap_or(i64::MAX),
                     error: status.last_error,
+                    files_key: crate::offline_files::policy_key(&state.store.file_policy().await?),
                 })
             }
         };
@@ -190,7 +201,8 @@ pub fn error_page(error: &AppError, lang: Lang) -> Response {
         p: PageCtx::anonymous(lang, "", "error.title"),
         status: status.as_u16(),
         message: error.public_message(),
-        is_not_found: status == StatusCode::NOT_FOUND,
+        // A file a field copy lacks says why and what to do, not just "not found".
+        is_not_found: status == StatusCode::NOT_FOUND && !matches!(error, AppError::FileAbsent(_)),
     };
     (status, render(&page)).into_response()
 }

@@ -266,6 +266,37 @@ enum ReplicaCommand {
         /// public authority. Kept in the replica; only these are then trusted.
         #[arg(long)]
         ca_file: Option<PathBuf>,
+        /// Which attachment files to keep on this laptop: `all` (default), `pinned` (entries
+        /// marked available offline) or `teams=Ecology,Botany`. Entries always sync whole;
+        /// other files are fetched when opened online.
+        #[arg(long)]
+        files: Option<String>,
+    },
+    /// Show or set which attachment files stay on this laptop.
+    Files {
+        /// The replica's data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// `all`, `pinned` or `teams=Ecology,Botany`; without it, only shows the setting.
+        policy: Option<String>,
+    },
+    /// Mark entries available offline on this laptop: their files are kept here.
+    Pin {
+        /// The replica's data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// Entries: experiments/ID, resources/ID or a UUID.
+        #[arg(required = true)]
+        entries: Vec<String>,
+    },
+    /// Stop keeping entries' files on this laptop (files of unsent changes stay).
+    Unpin {
+        /// The replica's data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// Entries: experiments/ID, resources/ID or a UUID.
+        #[arg(required = true)]
+        entries: Vec<String>,
     },
     /// Sync once with the lab instance; exit 0 when both sides agree.
     Sync {
@@ -599,6 +630,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     email,
                     password_stdin,
                     ca_file,
+                    files,
                 },
         } => {
             if !password_stdin {
@@ -611,8 +643,37 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let password = password.trim_end_matches(['\n', '\r']);
             println!(
                 "{}",
-                cahier::replica::init(&server, &data, &email, password, ca_file.as_deref()).await?
+                cahier::replica::init(
+                    &server,
+                    &data,
+                    &email,
+                    password,
+                    ca_file.as_deref(),
+                    files.as_deref()
+                )
+                .await?
             );
+            Ok(())
+        }
+        Command::Replica {
+            command: ReplicaCommand::Files { data, policy },
+        } => {
+            println!(
+                "{}",
+                cahier::replica::files(&data, policy.as_deref()).await?
+            );
+            Ok(())
+        }
+        Command::Replica {
+            command: ReplicaCommand::Pin { data, entries },
+        } => {
+            println!("{}", cahier::replica::pin(&data, &entries, true).await?);
+            Ok(())
+        }
+        Command::Replica {
+            command: ReplicaCommand::Unpin { data, entries },
+        } => {
+            println!("{}", cahier::replica::pin(&data, &entries, false).await?);
             Ok(())
         }
         Command::Replica {

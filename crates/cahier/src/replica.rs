@@ -10,6 +10,7 @@
 
 use anyhow::{Context, bail};
 use cahier_store::Store;
+use cahier_store::replica_files::FilePolicy;
 use cahier_sync::http::{HttpTransport, TlsOptions, check_server_url};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -143,14 +144,45 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Registers the device and takes the first full copy.
+/// Brings files the replica lacks from its server when the user opens them (the web layer's
+/// on-demand fetch), through the sync engine's verified download.
+#[derive(Debug)]
+pub struct ServerFiles {
+    store: Store,
+    transport: HttpTransport,
+}
+
+impl ServerFiles {
+    /// Fetches into `store`'s file store from the server behind `transport`.
+    pub fn new(store: Store, transport: HttpTransport) -> Self {
+        Self { store, transport }
+    }
+}
+
+impl cahier_web::FetchFile for ServerFiles {
+    fn fetch<'a>(
+        &'a self,
+        sha256: &'a str,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<bool, String>> + Send + 'a>> {
+        Box::pin(async move {
+            cahier_sync::fetch_file(&self.store, &self.transport, sha256)
+                .await
+                .map_err(|error| error.to_string())
+        })
+    }
+}
+
+/// Registers the device and takes the first full copy, keeping the files `files` selects
+/// (`None`: all of them).
 pub async fn init(
     server: &str,
     data: &Path,
     email: &str,
     password: &str,
     ca_file: Option<&Path>,
+    files: Option<&str>,
 ) -> anyhow::Result<String> {
+    let files = files.map(FilePolicy::parse).transpose()?;
     check_server_url(server)?;
     let tls = match ca_file {
         Some(path) => {
@@ -167,6 +199,20 @@ pub async fn init(
     }
     let passphrase = passphrase(true)?;
     let (store, transport) = create(server, data, email, password, &tls, &passphrase).await?;
+    if let Some(files) = files {
+        // The teams are checked against the user's, which come with the reference records.
+        let reference = cahier_sync::Transport::reference(&transport)
+            .await
+            .context("reading your teams")?;
+        store.import_reference(&reference).await?;
+        if let Err(error) = store.set_file_policy(&files).await {
+            store.close().await;
+            bail!(
+                "{error}; the field copy in {dir} is registered but holds nothing yet: choose its files with `cahier replica files --data {dir} …`, then run `cahier replica sync --data {dir}`",
+                dir = data.display()
+            );
+        }
+    }
     let report = cahier_sync::sync_once(&store, &transport)
         .await
         .context("taking the first copy")?;
@@ -278,6 +324,7 @@ pub async fn replica_parts(
             last_error: None,
         }),
         sync_now: tokio::sync::Notify::new(),
+        fetcher: Some(Arc::new(ServerFiles::new(store.clone(), transport.clone()))),
     });
     let task = SyncTask(tokio::spawn(sync_loop(
         store.clone(),
@@ -355,4 +402,57 @@ pub async fn apikey(data: &Path) -> anyhow::Result<String> {
         .await?;
     store.close().await;
     Ok(key)
+}
+
+/// `replica files`: sets the file policy when `policy` is given, then prints it with how many
+/// files are on the laptop and how many are not. The files follow at the next sync.
+pub async fn files(data: &Path, policy: Option<&str>) -> anyhow::Result<String> {
+    let store = open(data).await?;
+    if let Some(policy) = policy {
+        store.set_file_policy(&FilePolicy::parse(policy)?).await?;
+    }
+    let policy = store.file_policy().await?;
+    let counts = store.file_counts().await?;
+    let pinned = store.pinned_entries().await?.len();
+    store.close().await;
+    Ok(format!(
+        "files: {policy}; {} on this laptop, {} not (fetched on demand or at the next sync); {pinned} entries pinned available offline",
+        counts.held, counts.not_held
+    ))
+}
+
+/// `replica pin` / `replica unpin`: marks entries (`experiments/12`, `resources/3` or a UUID)
+/// available offline on this device, or not; their files follow at the next sync.
+pub async fn pin(data: &Path, entries: &[String], pinned: bool) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        !entries.is_empty(),
+        "name at least one entry, e.g. experiments/12"
+    );
+    let store = open(data).await?;
+    let user_id: i64 = store
+        .replica_get("user_id")
+        .await?
+        .and_then(|v| v.parse().ok())
+        .context("the replica does not know its user")?;
+    let subject = store.subject(user_id).await?;
+    let mut done = Vec::new();
+    for entry in entries {
+        let uuid = store
+            .entity_uuid_by_ref(&subject, entry)
+            .await
+            .with_context(|| format!("finding {entry} on this field copy"))?;
+        if pinned {
+            store.pin_entity(&uuid).await?;
+        } else {
+            store.unpin_entity(&uuid).await?;
+        }
+        done.push(entry.as_str());
+    }
+    store.close().await;
+    Ok(format!(
+        "{} {}; run cahier replica sync to {} their files",
+        if pinned { "pinned" } else { "unpinned" },
+        done.join(", "),
+        if pinned { "fetch" } else { "drop" }
+    ))
 }

@@ -2,7 +2,7 @@
 //! written key by key (so concurrent edits of different fields, or of a field's value and its
 //! description, merge) and read back as [`Metadata`].
 
-use super::{DocError, map_obj, read_str};
+use super::{Conflict, ConflictField, DocError, map_obj, read_str};
 use crate::entity::EntityKind;
 use crate::fields::{Field, Metadata};
 use automerge::transaction::Transactable;
@@ -14,6 +14,12 @@ fn put_json(doc: &mut AutoCommit, obj: &ObjId, key: &str, value: &Json) -> Resul
     if read_json(doc, obj, key).as_ref() == Some(value) {
         return Ok(());
     }
+    write_json(doc, obj, key, value)
+}
+
+/// Writes a JSON value at `key` of the map `obj` even when it equals the visible one: the write
+/// then supersedes every concurrent value of the key, which is how a conflict is resolved.
+fn write_json(doc: &mut AutoCommit, obj: &ObjId, key: &str, value: &Json) -> Result<(), DocError> {
     match value {
         Json::Array(items) => {
             let list = doc.put_object(obj, key, ObjType::List)?;
@@ -225,4 +231,75 @@ pub(super) fn read_metadata<D: ReadDoc>(doc: &D) -> Metadata {
     }
     metadata.sort();
     metadata
+}
+
+/// A metadata value as shown in a conflict: a scalar's text, a list as JSON.
+fn conflict_text(value: &Json) -> String {
+    match value {
+        Json::String(s) => s.clone(),
+        Json::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// The concurrent values of one field's `value` key, each as JSON.
+fn concurrent_values<D: ReadDoc>(doc: &D, entry: &ObjId) -> Vec<Json> {
+    doc.get_all(entry, "value")
+        .map(|all| {
+            all.into_iter()
+                .map(|(value, obj)| read_value(doc, value, &obj))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Metadata fields whose value was set to different values concurrently (on two replicas, or
+/// on a replica and the server): every value is kept until someone picks one.
+pub(super) fn field_conflicts<D: ReadDoc>(doc: &D) -> Vec<Conflict> {
+    let Ok(fields) = map_obj(doc, "fields") else {
+        return Vec::new();
+    };
+    let mut conflicts = Vec::new();
+    for name in doc.keys(&fields) {
+        let Ok(Some((Value::Object(ObjType::Map), entry))) = doc.get(&fields, name.as_str()) else {
+            continue;
+        };
+        let mut values: Vec<String> = concurrent_values(doc, &entry)
+            .iter()
+            .map(conflict_text)
+            .collect();
+        values.sort();
+        values.dedup();
+        if values.len() > 1 {
+            conflicts.push(Conflict {
+                field: ConflictField::Field(name),
+                values,
+            });
+        }
+    }
+    conflicts
+}
+
+/// Resolves a conflict on the value of field `name`: `value` is the text of one of the
+/// concurrent values (as [`field_conflicts`] gives it), written back with its own type; any
+/// other text is checked against the field's definition like a new value. The write
+/// supersedes every concurrent value, including when the chosen one is the visible one.
+pub(super) fn resolve_field_conflict(
+    doc: &mut AutoCommit,
+    name: &str,
+    value: &str,
+) -> Result<(), DocError> {
+    let fields = map_obj(doc, "fields")?;
+    let entry = match doc.get(&fields, name)? {
+        Some((Value::Object(ObjType::Map), obj)) => obj,
+        _ => return Err(DocError::NotFound("field")),
+    };
+    let chosen = match concurrent_values(doc, &entry)
+        .into_iter()
+        .find(|v| conflict_text(v) == value)
+    {
+        Some(known) => known,
+        None => read_field(doc, name, &entry).check_value(&Json::String(value.to_owned()))?,
+    };
+    write_json(doc, &entry, "value", &chosen)
 }

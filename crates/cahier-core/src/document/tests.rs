@@ -665,3 +665,122 @@ fn a_version_diff_shows_changed_field_values() {
         change.after
     );
 }
+
+#[test]
+fn concurrent_values_of_a_metadata_field_are_a_conflict_until_one_is_picked() {
+    let mut doc = new_doc();
+    let add = EntityPatch {
+        ops: vec![
+            EntityOp::PutField(crate::fields::Field::new("pH", "number")),
+            EntityOp::PutField(crate::fields::Field::new("Site", "text")),
+        ],
+        ..Default::default()
+    };
+    doc.apply(None, &add, &meta(1, "fields"), || actor(9))
+        .expect("fields");
+    let base = doc.heads();
+    let set = |name: &str, value: &str| EntityPatch {
+        ops: vec![EntityOp::SetFieldValue {
+            name: name.into(),
+            value: serde_json::json!(value),
+        }],
+        ..Default::default()
+    };
+    doc.apply(Some(&base), &set("pH", "6.5"), &meta(2, "save"), || {
+        actor(20)
+    })
+    .expect("a");
+    doc.apply(Some(&base), &set("pH", "7.2"), &meta(3, "save"), || {
+        actor(30)
+    })
+    .expect("b");
+    // The same value written on both sides, and a field changed on one side only: no conflict.
+    doc.apply(
+        Some(&base),
+        &set("Site", "plot 4"),
+        &meta(2, "save"),
+        || actor(21),
+    )
+    .expect("c");
+    doc.apply(
+        Some(&base),
+        &set("Site", "plot 4"),
+        &meta(3, "save"),
+        || actor(31),
+    )
+    .expect("d");
+    let content = doc.content().expect("content");
+    assert_eq!(
+        content.conflicts,
+        vec![Conflict {
+            field: ConflictField::Field("pH".into()),
+            values: vec!["6.5".into(), "7.2".into()],
+        }]
+    );
+    assert_eq!(content.conflicts[0].field.key(), "field:pH");
+    assert_eq!(
+        serde_json::to_value(&content.conflicts).expect("json"),
+        serde_json::json!([{"field": "field:pH", "values": ["6.5", "7.2"]}]),
+        "exports name the field by its key, as root fields always were"
+    );
+    assert_eq!(
+        serde_json::to_value(ConflictField::Title).expect("json"),
+        "title"
+    );
+    assert_eq!(
+        ConflictField::parse("field:pH"),
+        Some(ConflictField::Field("pH".into()))
+    );
+    assert_eq!(ConflictField::parse("field:"), None);
+    let visible = content
+        .metadata
+        .fields
+        .iter()
+        .find(|f| f.name == "pH")
+        .expect("pH")
+        .display_value();
+
+    // Picking the value already shown still settles the conflict (the write supersedes both).
+    let pick = EntityPatch {
+        ops: vec![EntityOp::ResolveConflict {
+            field: ConflictField::Field("pH".into()),
+            value: visible.clone(),
+        }],
+        ..Default::default()
+    };
+    doc.apply(None, &pick, &meta(2, "resolve"), || actor(22))
+        .expect("pick");
+    let content = doc.content().expect("content");
+    assert!(content.conflicts.is_empty(), "{:?}", content.conflicts);
+    let field = content
+        .metadata
+        .fields
+        .iter()
+        .find(|f| f.name == "pH")
+        .expect("pH");
+    assert_eq!(field.display_value(), visible);
+
+    // A value that was not in conflict is checked against the field like any new value.
+    let bad = EntityPatch {
+        ops: vec![EntityOp::ResolveConflict {
+            field: ConflictField::Field("pH".into()),
+            value: "acid".into(),
+        }],
+        ..Default::default()
+    };
+    assert!(matches!(
+        doc.apply(None, &bad, &meta(2, "resolve"), || actor(23)),
+        Err(DocError::InvalidField { .. })
+    ));
+    let missing = EntityPatch {
+        ops: vec![EntityOp::ResolveConflict {
+            field: ConflictField::Field("Depth".into()),
+            value: "3".into(),
+        }],
+        ..Default::default()
+    };
+    assert!(matches!(
+        doc.apply(None, &missing, &meta(2, "resolve"), || actor(24)),
+        Err(DocError::NotFound("field"))
+    ));
+}

@@ -338,3 +338,112 @@ pub struct Reference {
     /// Categories of the user's teams.
     pub categories: Vec<RefTerm>,
 }
+
+/// One booking request made on a replica, in `POST /bookings`. Do not change the meaning of a
+/// field: older replicas send it as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct BookingRequestItem {
+    /// The request's random id (a UUID), the server's idempotency key.
+    pub id: String,
+    /// The resource's UUID.
+    pub resource: String,
+    /// Start, UTC ms.
+    pub start_ms: i64,
+    /// End (excluded), UTC ms.
+    pub end_ms: i64,
+    /// What it is for.
+    pub title: String,
+    /// The linked experiment's UUID.
+    #[serde(default)]
+    pub experiment: Option<String>,
+    /// The device's clock when it was asked (recorded, never trusted).
+    pub device_at: i64,
+}
+
+/// `POST /bookings` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BookingRequests {
+    /// The requests not yet answered.
+    pub requests: Vec<BookingRequestItem>,
+}
+
+/// What the server decided for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BookingOutcomeKind {
+    /// Booked: `booking` is the server's booking (confirmed, or waiting for approval).
+    Booked,
+    /// Refused with `reason`.
+    Refused,
+}
+
+/// One outcome in the `POST /bookings` answer, in the order of the requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookingOutcome {
+    /// The request's id.
+    pub id: String,
+    /// Booked or refused.
+    pub outcome: BookingOutcomeKind,
+    /// The server's booking id (booked).
+    #[serde(default)]
+    pub booking: Option<i64>,
+    /// Why it was refused, for the user (English).
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The reason's kind: `overlap`, `forbidden`, `invalid`, `not_found` or `conflict`.
+    #[serde(default)]
+    pub code: Option<String>,
+}
+
+/// A booking of the server, as a replica mirrors it (read-only there).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirroredBooking {
+    /// Server id.
+    pub id: i64,
+    /// The resource's UUID.
+    pub resource: String,
+    /// Who booked (a user in `users`).
+    pub user_id: i64,
+    /// Start, UTC ms.
+    pub start_ms: i64,
+    /// End, UTC ms.
+    pub end_ms: i64,
+    /// Title.
+    pub title: String,
+    /// The linked experiment's UUID, when the user may read it.
+    #[serde(default)]
+    pub experiment: Option<String>,
+    /// `confirmed` or `pending` (waiting for approval).
+    pub state: String,
+    /// Created, ms.
+    pub created_at: i64,
+    /// Last change, ms.
+    pub modified_at: i64,
+}
+
+/// A bookable resource's rules and who may book it, as a replica mirrors them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirroredRules {
+    /// The resource's UUID.
+    pub resource: String,
+    /// Its rules.
+    pub rules: cahier_core::booking::BookingRules,
+    /// Its canbook rule, or its category's default (none: as canread).
+    #[serde(default)]
+    pub canbook: Option<AccessRule>,
+}
+
+/// `POST /bookings` answer: each request's outcome, then the server's bookings (active, ended
+/// less than 62 days ago or later) and rules of the resources the user may read, and the
+/// bookers to show.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BookingAnswer {
+    /// One per request, in order.
+    pub outcomes: Vec<BookingOutcome>,
+    /// The server's bookings.
+    pub bookings: Vec<MirroredBooking>,
+    /// Rules of the readable resources that have some.
+    pub rules: Vec<MirroredRules>,
+    /// The bookers.
+    pub users: Vec<RefUser>,
+}

@@ -263,6 +263,8 @@ async fn write_job(
             match super::pdf::selection_pdf(app, subject, &ids, &title, standard, lang, progress)
                 .await
             {
+                // The PDF is moved, not copied, into the write (tokio takes a `Vec<u8>` as
+                // is); it is the one whole-document buffer typst gives (`render_selection`).
                 Ok(pdf) => tokio::fs::write(partial, pdf).await.map_err(io_error),
                 Err(error) => Err(error),
             }

@@ -59,8 +59,19 @@ pub(super) fn routes() -> Documented {
                     .also("application/pdf")
                     .also("application/zip")
                     .also("text/csv"),
-                Op::patch("Change an entry, or act on it", schema("Entity")).body(with_property(
-                    with_property(
+                Op::patch("Change an entry, or act on it", schema("Entity")).body(
+                    [
+                        ("passphrase", string()),
+                        ("meaning", integer()),
+                        ("userid", integer()),
+                        ("team", integer()),
+                        (
+                            "metadatamerge",
+                            json!({"oneOf": [string(), {"type": "object"}]}),
+                        ),
+                    ]
+                    .into_iter()
+                    .fold(
                         entity_fields(&[
                             "lock",
                             "forcelock",
@@ -72,13 +83,11 @@ pub(super) fn routes() -> Documented {
                             "updatemetadatafield",
                             "timestamp",
                             "sign",
+                            "updateowner",
                         ]),
-                        "passphrase",
-                        string(),
+                        |body, (name, schema)| with_property(body, name, schema),
                     ),
-                    "meaning",
-                    integer(),
-                )),
+                ),
                 Op::delete("Delete an entry (it can be restored)"),
                 Op::post("Duplicate an entry"),
             ],
@@ -903,14 +912,35 @@ async fn read(
 
 /// The fields of a create or update request, as a document patch. `metadata` (a JSON string
 /// or object) replaces the extra fields; on experiments required fields must be filled.
-fn patch_from(body: &JsonBody, kind: EntityKind) -> Result<EntityPatch, AppError> {
-    if body.has("metadatamerge") {
-        return Err(AppError::NotImplemented(
-            "metadatamerge is not available yet in Cahier; send the whole metadata, or use the updatemetadatafield action".into(),
-        ));
-    }
+/// `current` is the entry's metadata before the change (`None` on create): `metadatamerge`
+/// merges into it as a JSON merge patch (RFC 7396, what eLabFTW's `JSON_MERGE_PATCH` does), so a
+/// script can change one field's value or add a field without resending the others.
+fn patch_from(
+    body: &JsonBody,
+    kind: EntityKind,
+    current: Option<&str>,
+) -> Result<EntityPatch, AppError> {
     let mut ops = Vec::new();
-    if let Some(metadata) = body.0.get("metadata") {
+    let merged = match body.0.get("metadatamerge") {
+        None => None,
+        Some(_) if body.has("metadata") => {
+            return Err(AppError::invalid(
+                "metadatamerge",
+                "send either metadata (the whole) or metadatamerge (a merge patch), not both",
+            ));
+        }
+        Some(patch) => {
+            let patch = json_object_or_string("metadatamerge", patch)?;
+            let mut target = match current {
+                Some(text) if !text.trim().is_empty() => serde_json::from_str(text)
+                    .map_err(|e| AppError::Internal(format!("stored metadata is not JSON: {e}")))?,
+                _ => Value::Object(Default::default()),
+            };
+            merge_patch(&mut target, &patch);
+            Some(target)
+        }
+    };
+    if let Some(metadata) = merged.as_ref().or_else(|| body.0.get("metadata")) {
         let metadata = Metadata::from_json(metadata).map_err(field_error)?;
         ops.push(EntityOp::SetMetadata {
             metadata,
@@ -942,6 +972,41 @@ fn patch_from(body: &JsonBody, kind: EntityKind) -> Result<EntityPatch, AppError
         tags: body.strings("tags")?,
         ops,
     })
+}
+
+/// A JSON object sent as itself or as a JSON string (eLabFTW accepts both).
+fn json_object_or_string(field: &str, value: &Value) -> Result<Value, AppError> {
+    let value = match value {
+        Value::String(text) => serde_json::from_str(text)
+            .map_err(|e| AppError::invalid(field, format!("not JSON: {e}")))?,
+        other => other.clone(),
+    };
+    if value.is_object() {
+        Ok(value)
+    } else {
+        Err(AppError::invalid(field, "expected a JSON object"))
+    }
+}
+
+/// RFC 7396 JSON merge patch: objects merge key by key, `null` removes a key, anything else
+/// replaces.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(changes) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Default::default());
+    }
+    if let Value::Object(fields) = target {
+        for (key, change) in changes {
+            if change.is_null() {
+                fields.remove(key);
+            } else {
+                merge_patch(fields.entry(key.clone()).or_insert(Value::Null), change);
+            }
+        }
+    }
 }
 
 fn field_error(error: cahier_core::fields::FieldError) -> AppError {
@@ -1013,7 +1078,7 @@ async fn create(
             }
         },
     };
-    let patch = patch_from(&body, kind)?;
+    let patch = patch_from(&body, kind, None)?;
     let canread = body.access_rule("canread", None)?;
     let canwrite = body.access_rule("canwrite", None)?;
     // A resource sent without `template` starts from its category's default template, if any.
@@ -1087,7 +1152,7 @@ async fn update(
     let row = store.entity_of_kind(subject, kind, id).await?;
     match body.string("action")?.as_deref() {
         None | Some("update") => {
-            let patch = patch_from(&body, kind)?;
+            let patch = patch_from(&body, kind, row.metadata.as_deref())?;
             let canread = body.access_rule("canread", Some(&row.canread))?;
             let canwrite = body.access_rule("canwrite", Some(&row.canwrite))?;
             if kind == EntityKind::Resource && (body.has("canbook") || body.has("canbook_base")) {
@@ -1158,10 +1223,15 @@ async fn update(
             })?;
             cahier_trace::signature::sign_entity(store, subject, id, &passphrase, meaning).await?;
         }
-        Some(
-            action @ ("bloxberg" | "pin" | "accesskey" | "setnextcustomid" | "updateowner"
-            | "review"),
-        ) => {
+        Some("updateowner") => {
+            let owner = body
+                .int("userid")?
+                .or(body.int("users_id")?)
+                .ok_or_else(|| AppError::invalid("userid", "required: the new owner's id"))?;
+            let team = body.int("team")?;
+            store.transfer_entity(subject, id, owner, team).await?;
+        }
+        Some(action @ ("bloxberg" | "pin" | "accesskey" | "setnextcustomid" | "review")) => {
             return Err(AppError::NotImplemented(format!(
                 "the {action} action is not available yet in Cahier"
             )));

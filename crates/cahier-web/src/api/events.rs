@@ -71,9 +71,11 @@ pub(super) fn routes() -> Documented {
         )
 }
 
-/// The JSON of one event, with eLabFTW's field names.
+/// The JSON of one event, with eLabFTW's field names. On a field replica, a booking asked for
+/// there has `state` `requested` (pending confirmation by the lab server at sync) or
+/// `request_refused` (with `refusal_reason`), and its `request_id`.
 pub(crate) fn event_json(row: &BookingRow, zone: &Zone) -> Value {
-    json!({
+    let mut event = json!({
         "id": row.id,
         "team": row.team_id,
         "item": row.entity_id,
@@ -91,7 +93,13 @@ pub(crate) fn event_json(row: &BookingRow, zone: &Zone) -> Value {
         "state": row.state.as_str(),
         "created_at": format_sql_datetime(row.created_at),
         "modified_at": format_sql_datetime(row.modified_at),
-    })
+    });
+    if let (Some(request), Some(object)) = (&row.request, event.as_object_mut()) {
+        object.insert("request_id".into(), json!(request.uuid));
+        object.insert("refusal_reason".into(), json!(request.reason));
+        object.insert("refusal_code".into(), json!(request.reason_code));
+    }
+    event
 }
 
 fn instant(zone: &Zone, field: &str, text: &str) -> Result<i64, AppError> {
@@ -156,6 +164,7 @@ async fn list_events(
 }
 
 /// `POST /events/{item}` `{title, start, end, experiment?}` → 201 + `Location: …/event/{id}`.
+/// On a field replica the event is a request (`state: requested`) until the next sync.
 async fn create_event(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -177,7 +186,8 @@ async fn create_event(
         title: body.string("title")?.unwrap_or_default(),
         experiment_id: body.int("experiment")?,
     };
-    let row = state.store.create_booking(&caller.subject, new).await?;
+    // On a field replica this records a request, decided by the lab server at sync.
+    let row = state.store.book(&caller.subject, new).await?;
     Ok(created_at_path(&state, &format!("event/{}", row.id)))
 }
 

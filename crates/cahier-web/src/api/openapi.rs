@@ -138,9 +138,10 @@ impl Op {
             Success::FileOrJson(schema) => {
                 responses.insert(
                     "200".into(),
-                    json!({"description": "The file with format=binary, its description otherwise",
+                    json!({"description": "The file with format=binary (served with its own media type), its description otherwise",
                            "content": {"application/json": {"schema": schema},
-                                       "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}),
+                                       "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                                       "*/*": {"schema": {"type": "string", "format": "binary"}}}}),
                 );
                 responses.insert(
                     "206".into(),
@@ -398,6 +399,7 @@ fn components() -> Value {
             "Comment": with_id(true),
             "Step": with_id(true),
             "Tag": with_id(false),
+            "TeamTag": object(&[("id", integer()), ("tag", string()), ("item_count", integer()), ("is_favorite", integer()), ("team", integer())]),
             "Link": object(&[("entityid", integer()), ("title", string())]),
             "Revision": with_id(true),
             "Upload": object(&[("id", integer()), ("real_name", string()), ("filesize", integer()), ("hash", string())]),

@@ -110,7 +110,8 @@ pub(super) fn routes() -> Documented {
             })
             .delete(|app, caller, path| remove_link(app, caller, path, EntityKind::Experiment)),
             vec![
-                Op::post("Link an experiment"),
+                Op::post("Link an experiment (duplicate: also link to what it links to)")
+                    .body(object(&[("action", one_of(&["create", "duplicate"]))])),
                 Op::delete("Remove the link to an experiment"),
             ],
         )
@@ -126,7 +127,8 @@ pub(super) fn routes() -> Documented {
             post(|app, caller, path, body| add_link(app, caller, path, body, EntityKind::Resource))
                 .delete(|app, caller, path| remove_link(app, caller, path, EntityKind::Resource)),
             vec![
-                Op::post("Link a resource"),
+                Op::post("Link a resource (duplicate: also link to what it links to)")
+                    .body(object(&[("action", one_of(&["create", "duplicate"]))])),
                 Op::delete("Remove the link to a resource"),
             ],
         )
@@ -183,7 +185,7 @@ pub(crate) fn public_id(string_id: &str) -> i64 {
 }
 
 /// The public id of a tag.
-fn tag_id(tag: &str) -> i64 {
+pub(super) fn tag_id(tag: &str) -> i64 {
     fnv52(tag)
 }
 
@@ -726,20 +728,43 @@ async fn add_link(
 ) -> Result<Response, AppError> {
     caller.require_write()?;
     let row = entity(&app, &caller, &entity_type, &id).await?;
-    if body.string("action")?.as_deref() == Some("duplicate") {
-        return Err(AppError::NotImplemented(
-            "importing the target's links (duplicate) is not available yet in Cahier".into(),
-        ));
-    }
+    let import_theirs = match body.string("action")?.as_deref() {
+        None | Some("create") => false,
+        Some("duplicate") => true,
+        Some(other) => {
+            return Err(AppError::invalid(
+                "action",
+                format!("unknown action {other}; expected create or duplicate"),
+            ));
+        }
+    };
     let (target_id, target) = link_target(&app, &caller, &subid, target_kind).await?;
     if target_id == row.id {
         return Err(AppError::invalid("subid", "an entry cannot link to itself"));
     }
-    let op = EntityOp::AddLink {
-        target,
-        at_ms: app.store.now_ms(),
+    let at_ms = app.store.now_ms();
+    let mut ops = vec![EntityOp::AddLink { target, at_ms }];
+    // `duplicate` (eLabFTW): also link to what the target links to (those the caller may
+    // read), in the same change.
+    if import_theirs {
+        for link in app.store.links(&caller.subject, target_id).await? {
+            if link.id == row.id {
+                continue;
+            }
+            if let Ok(uuid) = link.uuid.parse() {
+                ops.push(EntityOp::AddLink {
+                    target: uuid,
+                    at_ms,
+                });
+            }
+        }
+    }
+    let message = if import_theirs {
+        "links imported"
+    } else {
+        "link"
     };
-    apply(&app, &caller, row.id, vec![op], "link").await?;
+    apply(&app, &caller, row.id, ops, message).await?;
     Ok(created_at_path(
         &app,
         &format!(

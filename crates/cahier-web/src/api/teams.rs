@@ -172,7 +172,11 @@ fn not_found(what: &str) -> AppError {
 // Teams
 
 /// The team `{id}` (or `current`), if the caller is a member or a sysadmin.
-async fn readable_team(app: &AppState, caller: &ApiCaller, id: &str) -> Result<i64, AppError> {
+pub(super) async fn readable_team(
+    app: &AppState,
+    caller: &ApiCaller,
+    id: &str,
+) -> Result<i64, AppError> {
     let team_id = if id == "current" {
         caller.team()?
     } else {
@@ -186,7 +190,11 @@ async fn readable_team(app: &AppState, caller: &ApiCaller, id: &str) -> Result<i
 }
 
 /// The team, if the caller may change it (its admins and sysadmins).
-async fn writable_team(app: &AppState, caller: &ApiCaller, id: &str) -> Result<i64, AppError> {
+pub(super) async fn writable_team(
+    app: &AppState,
+    caller: &ApiCaller,
+    id: &str,
+) -> Result<i64, AppError> {
     caller.require_write()?;
     let team_id = readable_team(app, caller, id).await?;
     if caller.subject.is_sysadmin || caller.subject.is_team_admin(team_id) {
@@ -419,9 +427,6 @@ fn vocabulary(segment: &str) -> Result<(Vocabulary, Family), AppError> {
         "experiments_categories" => Ok((Vocabulary::Category, Family::Experiment)),
         "items_status" => Ok((Vocabulary::Status, Family::Resource)),
         "resources_categories" | "items_categories" => Ok((Vocabulary::Category, Family::Resource)),
-        "tags" => Err(AppError::NotImplemented(
-            "team tags are not available yet in Cahier".into(),
-        )),
         _ => Err(not_found("endpoint")),
     }
 }

@@ -238,6 +238,8 @@ async fn read(
         if row.state == state::DELETED {
             return Err(AppError::NotFound("upload".into()));
         }
+        // A field copy may not hold the file: fetched now, or a 404 that says why.
+        crate::offline_files::ensure_held(&app, &row.sha256, crate::i18n::Lang::En).await?;
         return serve(&app.store, &row, &headers).await;
     }
     Ok(axum::Json(upload_json(&row, &entity_type)).into_response())

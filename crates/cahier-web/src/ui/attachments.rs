@@ -297,6 +297,13 @@ async fn download(
         .upload_by_hash(&session.subject, id, &sha)
         .await
         .ui(lang)?;
+    // A field copy may not hold the file: it is fetched now, or a clear answer says why not.
+    if let Err(error) = crate::offline_files::ensure_held(&state, &row.sha256, lang).await {
+        if params.thumb.is_some() || crate::offline_files::wants_image(&headers) {
+            return Ok(crate::offline_files::absent_picture(lang));
+        }
+        return Err(UiError(error, lang));
+    }
     if params.thumb.is_some() {
         let thumbnail = state.store.thumbnail(&row).await.ui(lang)?;
         let Some(thumbnail) = thumbnail else {

@@ -143,6 +143,12 @@ struct BookingView {
     can_cancel: bool,
     cancel_note: Option<String>,
     can_decide: bool,
+    /// A request made on this field replica: `withdraw` (pending) or `dismiss` (refused).
+    request_action: Option<&'static str>,
+    /// The key of its button's label.
+    request_label: &'static str,
+    /// Why the lab server refused the request (its kind translated, then its words).
+    refusal: Option<String>,
 }
 
 struct RulesView {
@@ -216,6 +222,33 @@ fn state_label(state: BookingState) -> &'static str {
         BookingState::Pending => "booking.state_pending",
         BookingState::Cancelled => "booking.state_cancelled",
         BookingState::Refused => "booking.state_refused",
+        BookingState::Requested => "booking.state_requested",
+        BookingState::RequestRefused => "booking.state_request_refused",
+    }
+}
+
+/// A refused request's reason: its kind in the user's language, then the server's words.
+pub(crate) fn refusal_text(lang: Lang, code: Option<&str>, reason: Option<&str>) -> String {
+    let kind = match code {
+        Some("overlap") => "booking.refusal_overlap",
+        Some("forbidden") => "booking.refusal_forbidden",
+        Some("invalid") => "booking.refusal_invalid",
+        Some("not_found") => "booking.refusal_not_found",
+        _ => "booking.refusal_other",
+    };
+    match reason {
+        Some(reason) => format!("{} ({reason})", lang.t(kind)),
+        None => lang.t(kind).to_owned(),
+    }
+}
+
+/// The words a calendar cell adds for a state colour alone would show.
+fn state_words(state: BookingState, lang: Lang) -> String {
+    match state {
+        BookingState::Requested | BookingState::RequestRefused => {
+            format!(" — {}", lang.t(state_label(state)))
+        }
+        _ => String::new(),
     }
 }
 
@@ -285,6 +318,8 @@ async fn render_calendar(
     let lang = session.lang;
     let subject = &session.subject;
     let store = &state.store;
+    // On a field replica, bookings are the lab server's (read-only) and new ones are requests.
+    let is_replica = state.replica.is_some();
     let now = store.now_ms();
     let zone = store.user_zone(session.user.id).await.ui(lang)?;
     let hm = |ms: i64| zone.hm(ms);
@@ -323,7 +358,7 @@ async fn render_calendar(
                 .await
                 .ui(lang)?;
             let rules = store.booking_rules(subject, id).await.ui(lang)?;
-            let can_manage = row.access().may_admin(subject);
+            let can_manage = row.access().may_admin(subject) && !is_replica;
             let summary = rules_summary(&rules, lang);
             (
                 row.title.clone(),
@@ -420,7 +455,13 @@ async fn render_calendar(
                             .filter(|r| r.start_ms < cell_end && r.end_ms > cell_start)
                             .map(|r| CellItem {
                                 is_start: r.start_ms >= cell_start || (d == 0 && hour == 0),
-                                text: format!("{}–{} {}", hm(r.start_ms), hm(r.end_ms), label(r)),
+                                text: format!(
+                                    "{}–{} {}{}",
+                                    hm(r.start_ms),
+                                    hm(r.end_ms),
+                                    label(r),
+                                    state_words(r.state, lang)
+                                ),
                                 state: r.state.as_str(),
                             })
                             .collect(),
@@ -455,7 +496,12 @@ async fn render_calendar(
                     .filter(|r| r.start_ms < day_end && r.end_ms > day_start)
                     .map(|r| CellItem {
                         is_start: true,
-                        text: format!("{} {}", hm(r.start_ms), label(r)),
+                        text: format!(
+                            "{} {}{}",
+                            hm(r.start_ms),
+                            label(r),
+                            state_words(r.state, lang)
+                        ),
                         state: r.state.as_str(),
                     })
                     .collect(),
@@ -474,7 +520,16 @@ async fn render_calendar(
                 .cloned()
                 .unwrap_or((BookingRules::default(), false));
             let is_mine = r.user_id == subject.user_id;
-            let (can_cancel, cancel_note) = if manages {
+            let request_action = match r.state {
+                BookingState::Requested => Some("withdraw"),
+                BookingState::RequestRefused => Some("dismiss"),
+                _ => None,
+            };
+            let (can_cancel, cancel_note) = if request_action.is_some() {
+                (false, None)
+            } else if is_replica {
+                (false, Some(lang.t("booking.replica_read_only").to_owned()))
+            } else if manages {
                 (true, None)
             } else if is_mine {
                 match rules.check_cancel(r.start_ms, now) {
@@ -511,7 +566,18 @@ async fn render_calendar(
                 state_label: state_label(r.state),
                 can_cancel,
                 cancel_note,
-                can_decide: manages && r.state == BookingState::Pending,
+                can_decide: manages && r.state == BookingState::Pending && !is_replica,
+                request_action,
+                request_label: if r.state == BookingState::Requested {
+                    "booking.withdraw"
+                } else {
+                    "booking.dismiss"
+                },
+                refusal: r
+                    .request
+                    .as_ref()
+                    .filter(|_| r.state == BookingState::RequestRefused)
+                    .map(|q| refusal_text(lang, q.reason_code.as_deref(), q.reason.as_deref())),
             }
         })
         .collect();
@@ -592,6 +658,9 @@ fn notice_key(msg: Option<&str>) -> Option<&'static str> {
     match msg? {
         "booked" => Some("booking.notice_booked"),
         "pending" => Some("booking.notice_pending"),
+        "requested" => Some("booking.notice_requested"),
+        "withdrawn" => Some("booking.notice_withdrawn"),
+        "dismissed" => Some("booking.notice_dismissed"),
         "cancelled" => Some("booking.notice_cancelled"),
         "approved" => Some("booking.notice_approved"),
         "refused" => Some("booking.notice_refused"),
@@ -728,17 +797,17 @@ async fn book(
     let result = match parse_form(&form, &zone) {
         Ok(new) => state
             .store
-            .create_booking(&session.subject, new)
+            .book(&session.subject, new)
             .await
             .map_err(AppError::from),
         Err(e) => Err(e),
     };
     match result {
         Ok(row) => {
-            let msg = if row.state == BookingState::Pending {
-                "pending"
-            } else {
-                "booked"
+            let msg = match row.state {
+                BookingState::Pending => "pending",
+                BookingState::Requested => "requested",
+                _ => "booked",
             };
             let date = iso(zone.date_of(row.start_ms));
             Ok(Redirect::to(&format!(

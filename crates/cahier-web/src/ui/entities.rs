@@ -100,6 +100,8 @@ struct ListRow {
     is_default: bool,
     /// At or below its reorder threshold (resources tracking stock).
     low_stock: bool,
+    /// On a field replica: pinned "available offline" (its files are kept here).
+    pinned: bool,
 }
 
 #[derive(Template)]
@@ -284,10 +286,15 @@ async fn list_entities(
     } else {
         Default::default()
     };
+    let pinned = match &state.replica {
+        Some(_) => store.pinned_uuids().await.ui(lang)?,
+        None => Default::default(),
+    };
     let rows = page
         .rows
         .iter()
         .map(|r| ListRow {
+            pinned: pinned.contains(&r.uuid),
             id: r.id,
             title: r.title.clone(),
             date: r.date.clone(),
@@ -627,7 +634,9 @@ struct LinkView {
 #[derive(Debug, Clone)]
 struct ConflictView {
     field: String,
-    label: &'static str,
+    /// The field's name: a UI string for a root field, the user's own name for a metadata
+    /// field.
+    label: String,
     values: Vec<(String, String)>,
 }
 
@@ -643,6 +652,8 @@ struct CheckItem {
 struct EntityPage {
     p: PageCtx,
     section: String,
+    /// On a field replica: whether the entry is pinned "available offline" (files kept here).
+    offline_pin: Option<bool>,
     e: EntityRow,
     can_write: bool,
     can_admin: bool,
@@ -923,12 +934,13 @@ pub(super) async fn render_entity_page(
         .ui(lang)?
         .into_iter()
         .map(|c| ConflictView {
-            label: match c.field.as_str() {
-                "title" => lang.t("entity.title"),
-                "date" => lang.t("entity.date"),
-                "status" => lang.t("entity.status"),
-                "category" => lang.t("entity.category"),
-                _ => lang.t("entity.rating"),
+            label: match ConflictField::parse(&c.field) {
+                Some(ConflictField::Title) => lang.t("entity.title").to_owned(),
+                Some(ConflictField::Date) => lang.t("entity.date").to_owned(),
+                Some(ConflictField::Status) => lang.t("entity.status").to_owned(),
+                Some(ConflictField::Category) => lang.t("entity.category").to_owned(),
+                Some(ConflictField::Field(name)) => name,
+                Some(ConflictField::Rating) | None => lang.t("entity.rating").to_owned(),
             },
             values: c
                 .values
@@ -1101,9 +1113,14 @@ pub(super) async fn render_entity_page(
             .to_owned(),
         );
     }
+    let offline_pin = match &state.replica {
+        Some(_) => Some(store.is_pinned(&e.uuid).await.ui(lang)?),
+        None => None,
+    };
     let page = EntityPage {
         p,
         section: section.clone(),
+        offline_pin,
         can_write,
         can_admin,
         can_stamp,

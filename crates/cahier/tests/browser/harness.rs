@@ -1,6 +1,7 @@
-//! The browser harness: a Cahier server (test kit), a chromedriver child process on a port it
-//! picks itself, and a headless Chromium session with a fresh profile. Every wait is bounded
-//! and polls; nothing sleeps for a fixed time.
+//! The browser harness: a chromedriver child process on a port it picks itself and a headless
+//! Chromium session with a fresh profile ([`Browser`]), pointed at a Cahier server: the test
+//! kit's in-process one ([`Ui`]) or any other base URL (a `cahier serve` process). Every wait
+//! is bounded and polls; nothing sleeps for a fixed time.
 
 use cahier_testkit::{TestApp, TestUser};
 use fantoccini::actions::{InputSource, KeyAction, KeyActions};
@@ -184,21 +185,20 @@ fn screenshot_dir() -> PathBuf {
     target.join("screenshots")
 }
 
-/// A Cahier server and a headless Chromium driving it.
-pub struct Ui {
+/// A headless Chromium (and its chromedriver) pointed at one server's base URL.
+pub struct Browser {
     /// The WebDriver session.
     pub client: Client,
     driver: Chromedriver,
-    /// The server.
-    pub app: TestApp,
+    base: String,
 }
 
-impl Ui {
-    /// Starts a server, chromedriver and a browser with a fresh profile.
-    pub async fn launch() -> Ui {
+impl Browser {
+    /// Starts chromedriver and a browser with a fresh profile, for the server at `base`
+    /// (`http://127.0.0.1:port`).
+    pub async fn launch(base: &str) -> Browser {
         let chromium = program("Chromium", "CHROMIUM_BIN", "/usr/bin/chromium");
         let chromedriver = program("chromedriver", "CHROMEDRIVER_BIN", "/usr/bin/chromedriver");
-        let app = TestApp::spawn().await;
         let mut driver = Chromedriver::start(&chromedriver);
         driver.wait_ready().await;
         let profile = driver.profile.path().display().to_string();
@@ -243,28 +243,23 @@ impl Ui {
                 driver.output()
             ),
         };
-        Ui {
+        Browser {
             client,
             driver,
-            app,
+            base: base.to_owned(),
         }
     }
 
-    /// Ends the browser session and stops the server.
+    /// Ends the browser session and stops chromedriver.
     pub async fn finish(self) {
-        let Ui {
-            client,
-            driver,
-            app,
-        } = self;
+        let Browser { client, driver, .. } = self;
         let _ = client.close().await;
         drop(driver);
-        app.stop().await;
     }
 
     /// The absolute URL of `path` on the server.
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.app.url)
+        format!("{}{path}", self.base)
     }
 
     /// Opens `path` and waits for the page to load.
@@ -397,10 +392,10 @@ impl Ui {
     }
 
     /// Signs in through the login form and waits for the dashboard.
-    pub async fn sign_in(&self, user: &TestUser) {
+    pub async fn sign_in_as(&self, email: &str, password: &str) {
         self.goto("/login").await;
-        self.type_into("#email", &user.email).await;
-        self.type_into("#password", &user.password).await;
+        self.type_into("#email", email).await;
+        self.type_into("#password", password).await;
         self.click("main form[action='/login'] button[type=submit]")
             .await;
         self.wait_path("^/$").await;
@@ -417,6 +412,42 @@ impl Ui {
         std::fs::write(&path, png).expect("write screenshot");
         println!("screenshot: {}", path.display());
         path
+    }
+}
+
+/// A Cahier server (the in-process test kit) and a headless Chromium driving it. Every
+/// browser helper of [`Browser`] is available on it.
+pub struct Ui {
+    browser: Browser,
+    /// The server.
+    pub app: TestApp,
+}
+
+impl std::ops::Deref for Ui {
+    type Target = Browser;
+    fn deref(&self) -> &Browser {
+        &self.browser
+    }
+}
+
+impl Ui {
+    /// Starts a server, chromedriver and a browser with a fresh profile.
+    pub async fn launch() -> Ui {
+        let app = TestApp::spawn().await;
+        let browser = Browser::launch(&app.url).await;
+        Ui { browser, app }
+    }
+
+    /// Ends the browser session and stops the server.
+    pub async fn finish(self) {
+        let Ui { browser, app } = self;
+        browser.finish().await;
+        app.stop().await;
+    }
+
+    /// Signs in through the login form and waits for the dashboard.
+    pub async fn sign_in(&self, user: &TestUser) {
+        self.browser.sign_in_as(&user.email, &user.password).await;
     }
 }
 

@@ -1,6 +1,8 @@
 //! Browser end-to-end tests: a real headless Chromium, driven over WebDriver (chromedriver),
-//! against a real server started in-process. They check what unit and HTTP tests cannot: that
-//! the script (autosave, preview, shortcuts, language switch) works in a browser.
+//! against a real server started in-process, or (the field test, `field_replicas`) against a
+//! lab server and field replicas run as processes of the built binary. They check what unit
+//! and HTTP tests cannot: that the script (autosave, preview, shortcuts, language switch) works
+//! in a browser, and that what the field syncs shows up whole on the lab's pages.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (CI installs them); `CHROMIUM_BIN` and
 //! `CHROMEDRIVER_BIN` override their paths. Screenshots go to `$CARGO_TARGET_DIR/screenshots/`.
@@ -12,8 +14,10 @@
 )]
 
 mod attachments;
+mod booking_requests;
 mod bookings;
 mod exports;
+mod field_replicas;
 mod harness;
 mod resources;
 mod stock;

@@ -1072,3 +1072,390 @@ async fn official_python_client_works_against_cahier() {
     assert!(output.contains("all checks passed"), "{output}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn team_tags_are_listed_declared_renamed_and_removed_across_the_team() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@lab.fr", "Ecology", false).await;
+    let admin = app.user("admin@lab.fr", "Ecology", true).await;
+    let carol = app.user("carol@lab.fr", "Physics", false).await;
+    let api = app.api(&app.api_key(&alice, true).await);
+    let admin_api = app.api(&app.api_key(&admin, true).await);
+    let carol_api = app.api(&app.api_key(&carol, true).await);
+    let one = api
+        .create("/experiments", json!({"title": "One", "tags": ["soil"]}))
+        .await;
+    let two = api
+        .create(
+            "/experiments",
+            json!({"title": "Two", "tags": ["soil", "ph"]}),
+        )
+        .await;
+    let elsewhere = carol_api
+        .create(
+            "/experiments",
+            json!({"title": "Other team", "tags": ["soil"]}),
+        )
+        .await;
+
+    let count = |list: &Value, tag: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["tag"] == tag)
+            .map(|t| t["item_count"].as_i64().unwrap())
+    };
+    let tags = api.json("/teams/current/tags").await;
+    assert_eq!(count(&tags, "soil"), Some(2), "{tags}");
+    assert_eq!(count(&tags, "ph"), Some(1), "{tags}");
+    assert_eq!(tags[0]["team"], alice.team_id, "{tags}");
+
+    // Any member declares a tag ahead of use; declaring it twice changes nothing.
+    let response = api
+        .post("/teams/current/tags", json!({"tag": "  water "}))
+        .await;
+    assert_eq!(response.status(), 201);
+    let water = last_segment(&response);
+    assert_eq!(
+        api.post("/teams/current/tags", json!({"tag": "water"}))
+            .await
+            .status(),
+        201
+    );
+    let read = api
+        .json(&format!("/teams/{}/tags/{water}", alice.team_id))
+        .await;
+    assert_eq!(read["tag"], "water");
+    assert_eq!(read["item_count"], 0);
+    refused(
+        api.post("/teams/current/tags", json!({"tag": "a|b"})).await,
+        422,
+        "|",
+    )
+    .await;
+    // Another team's members do not see this team's tags.
+    refused(
+        carol_api
+            .get(&format!("/teams/{}/tags", alice.team_id))
+            .await,
+        404,
+        "team",
+    )
+    .await;
+
+    // Renaming is for team admins, and edits every entry of the team that carries the tag.
+    let soil = api
+        .json("/teams/current/tags")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tag"] == "soil")
+        .unwrap()["id"]
+        .clone();
+    refused(
+        api.patch(
+            &format!("/teams/current/tags/{soil}"),
+            json!({"action": "updatetag", "tag": "sediment"}),
+        )
+        .await,
+        403,
+        "admin",
+    )
+    .await;
+    let (code, renamed) = status(
+        admin_api
+            .patch(
+                &format!("/teams/current/tags/{soil}"),
+                json!({"action": "updatetag", "tag": "sediment"}),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(code, 200, "{renamed}");
+    assert_eq!(renamed["tag"], "sediment");
+    assert_eq!(renamed["item_count"], 2);
+    assert_eq!(
+        api.json(&format!("/experiments/{one}")).await["tags"],
+        "sediment"
+    );
+    assert_eq!(
+        api.json(&format!("/experiments/{two}")).await["tags"],
+        "ph|sediment"
+    );
+    assert_eq!(
+        carol_api.json(&format!("/experiments/{elsewhere}")).await["tags"],
+        "soil",
+        "another team's entries keep their tag"
+    );
+    // The rename is in the entry's history, under the admin's name.
+    let revisions = api.json(&format!("/experiments/{one}/revisions")).await;
+    assert!(revisions.as_array().unwrap().len() >= 2, "{revisions}");
+
+    // A locked entry carrying the tag stops the removal before anything changes.
+    let ph = api
+        .json("/teams/current/tags")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tag"] == "ph")
+        .unwrap()["id"]
+        .clone();
+    assert_eq!(
+        api.patch(&format!("/experiments/{two}"), json!({"action": "lock"}))
+            .await
+            .status(),
+        200
+    );
+    refused(
+        admin_api.delete(&format!("/teams/current/tags/{ph}")).await,
+        409,
+        "locked",
+    )
+    .await;
+    assert_eq!(
+        api.json(&format!("/experiments/{two}")).await["tags"],
+        "ph|sediment"
+    );
+    api.patch(&format!("/experiments/{two}"), json!({"action": "lock"}))
+        .await;
+    assert_eq!(
+        admin_api
+            .delete(&format!("/teams/current/tags/{ph}"))
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(
+        api.json(&format!("/experiments/{two}")).await["tags"],
+        "sediment"
+    );
+    assert_eq!(
+        admin_api
+            .delete(&format!("/teams/current/tags/{water}"))
+            .await
+            .status(),
+        204
+    );
+    let left = api.json("/teams/current/tags").await;
+    let names: Vec<&str> = left
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tag"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["sediment"]);
+    refused(
+        api.get(&format!("/teams/current/tags/{water}")).await,
+        404,
+        "tag",
+    )
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn metadatamerge_changes_only_the_fields_it_names() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@lab.fr", "Ecology", false).await;
+    let api = app.api(&app.api_key(&alice, true).await);
+    let id = api
+        .create(
+            "/experiments",
+            json!({"title": "Fields", "metadata": {"extra_fields": {
+                "Site": {"type": "text", "value": "Lac Noir"},
+                "Depth": {"type": "number", "value": "3", "unit": "m"}
+            }}}),
+        )
+        .await;
+    let fields = |entity: &Value| -> Value {
+        serde_json::from_str::<Value>(entity["metadata"].as_str().unwrap()).unwrap()["extra_fields"]
+            .clone()
+    };
+    let (code, after) = status(
+        api.patch(
+            &format!("/experiments/{id}"),
+            json!({"metadatamerge": {"extra_fields": {"Depth": {"value": "4.5"}, "pH": {"type": "number", "value": "7.1"}}}}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(code, 200, "{after}");
+    let extra = fields(&after);
+    assert_eq!(extra["Site"]["value"], "Lac Noir");
+    assert_eq!(extra["Depth"]["value"], "4.5");
+    assert_eq!(extra["Depth"]["unit"], "m", "the rest of the field stays");
+    assert_eq!(extra["pH"]["value"], "7.1");
+    // As a JSON string too; null removes a field.
+    let (code, after) = status(
+        api.patch(
+            &format!("/experiments/{id}"),
+            json!({"metadatamerge": "{\"extra_fields\": {\"pH\": null}}"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(code, 200, "{after}");
+    assert!(fields(&after).get("pH").is_none(), "{after}");
+    refused(
+        api.patch(
+            &format!("/experiments/{id}"),
+            json!({"metadatamerge": {"extra_fields": {}}, "metadata": {}}),
+        )
+        .await,
+        422,
+        "not both",
+    )
+    .await;
+    refused(
+        api.patch(
+            &format!("/experiments/{id}"),
+            json!({"metadatamerge": "[1]"}),
+        )
+        .await,
+        422,
+        "object",
+    )
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn updateowner_gives_an_entry_to_a_team_member_by_an_admin_only() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@lab.fr", "Ecology", false).await;
+    let bob = app.user("bob@lab.fr", "Ecology", false).await;
+    let admin = app.user("admin@lab.fr", "Ecology", true).await;
+    let carol = app.user("carol@lab.fr", "Physics", false).await;
+    let api = app.api(&app.api_key(&alice, true).await);
+    let admin_api = app.api(&app.api_key(&admin, true).await);
+    let id = experiment(&api, "Handed over").await;
+
+    refused(
+        api.patch(
+            &format!("/experiments/{id}"),
+            json!({"action": "updateowner", "userid": bob.id}),
+        )
+        .await,
+        403,
+        "admin",
+    )
+    .await;
+    refused(
+        admin_api
+            .patch(
+                &format!("/experiments/{id}"),
+                json!({"action": "updateowner", "userid": carol.id}),
+            )
+            .await,
+        422,
+        "not a member",
+    )
+    .await;
+    refused(
+        admin_api
+            .patch(
+                &format!("/experiments/{id}"),
+                json!({"action": "updateowner"}),
+            )
+            .await,
+        422,
+        "userid",
+    )
+    .await;
+    let (code, after) = status(
+        admin_api
+            .patch(
+                &format!("/experiments/{id}"),
+                json!({"action": "updateowner", "userid": bob.id}),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(code, 200, "{after}");
+    assert_eq!(after["userid"], bob.id);
+    assert_eq!(after["team"], alice.team_id);
+    // The transfer is in the audit log, with who did it.
+    let (logged, _) = app
+        .store
+        .audit_entries(&cahier_store::audit::AuditFilter {
+            action: Some("entity.owner".into()),
+            actor_id: Some(admin.id),
+            target_id: Some(id.to_string()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(logged.len(), 1);
+    // A locked entry stays with its owner.
+    let bob_api = app.api(&app.api_key(&bob, true).await);
+    bob_api
+        .patch(&format!("/experiments/{id}"), json!({"action": "lock"}))
+        .await;
+    refused(
+        admin_api
+            .patch(
+                &format!("/experiments/{id}"),
+                json!({"action": "updateowner", "userid": alice.id}),
+            )
+            .await,
+        409,
+        "locked",
+    )
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn duplicate_link_also_links_to_what_the_target_links_to() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@lab.fr", "Ecology", false).await;
+    let admin = app.user("admin@lab.fr", "Ecology", true).await;
+    app.api(&app.api_key(&admin, true).await)
+        .create(
+            "/teams/current/resources_categories",
+            json!({"title": "Instruments", "is_default": true}),
+        )
+        .await;
+    let api = app.api(&app.api_key(&alice, true).await);
+    let probe = api.create("/items", json!({"title": "pH probe"})).await;
+    let buffer = api.create("/items", json!({"title": "Buffer pH 7"})).await;
+    let meter = api.create("/items", json!({"title": "pH meter"})).await;
+    api.post(&format!("/items/{meter}/items_links/{probe}"), json!({}))
+        .await;
+    api.post(&format!("/items/{meter}/items_links/{buffer}"), json!({}))
+        .await;
+    let id = experiment(&api, "Calibration").await;
+    let response = api
+        .post(
+            &format!("/experiments/{id}/items_links/{meter}"),
+            json!({"action": "duplicate"}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    assert_eq!(last_segment(&response), meter.to_string());
+    let mut linked: Vec<i64> = api
+        .json(&format!("/experiments/{id}/items_links"))
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["entityid"].as_i64().unwrap())
+        .collect();
+    linked.sort_unstable();
+    let mut expected = vec![probe, buffer, meter];
+    expected.sort_unstable();
+    assert_eq!(linked, expected);
+    refused(
+        api.post(
+            &format!("/experiments/{id}/items_links/{meter}"),
+            json!({"action": "copy"}),
+        )
+        .await,
+        422,
+        "duplicate",
+    )
+    .await;
+    app.stop().await;
+}

@@ -378,6 +378,66 @@ async fn an_import_that_fails_midway_creates_nothing() {
     app.stop().await;
 }
 
+/// The files an import leaves in the blob store's temporary folder.
+fn temporary_files(app: &TestApp) -> Vec<String> {
+    match std::fs::read_dir(app.dir.path().join("blobs/tmp")) {
+        Ok(entries) => entries
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn an_import_failing_in_its_insert_phase_leaves_nothing_and_no_temporary_file() {
+    let app = TestApp::spawn().await;
+    let (api, _team_id) = importer(&app).await;
+    let pool = pool(&app).await;
+    let before = count_entities(&app).await;
+    let count = |table: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM {table}"
+            )))
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let (changes, uploads) = (count("entity_changes").await, count("uploads").await);
+    // Real SQLite refuses the third entity row: every entry is already prepared (and on disk),
+    // the transaction has written two entries when the insert phase fails.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE TRIGGER injected_import_failure BEFORE INSERT ON entities \
+         WHEN (SELECT count(*) FROM entities) >= {} \
+         BEGIN SELECT RAISE(ABORT, 'injected failure at the third entry'); END",
+        before + 2
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let archive = fixture("elabftw/multiple-experiments.eln");
+    let (status, body) = import(&api, "multiple-experiments.eln", archive.clone(), &[]).await;
+    assert!(status >= 400, "{status} {body}");
+    assert_eq!(count_entities(&app).await, before, "no entry is left");
+    assert_eq!(count("entity_changes").await, changes);
+    assert_eq!(count("uploads").await, uploads);
+    assert_eq!(count("entity_fts").await, before);
+    assert_eq!(temporary_files(&app), Vec::<String>::new());
+    // Without the injected failure the same archive imports whole, and leaves no file either.
+    sqlx::query("DROP TRIGGER injected_import_failure")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (status, body) = import(&api, "multiple-experiments.eln", archive, &[]).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["created"].as_array().unwrap().len(), 9, "{body}");
+    assert_eq!(count_entities(&app).await, before + 9);
+    assert_eq!(temporary_files(&app), Vec::<String>::new());
+    app.stop().await;
+}
+
 /// Builds an experiment with every part the round trip must carry.
 async fn rich_experiment(api: &Api, team_id: i64, app: &TestApp) -> (i64, i64) {
     let category = app

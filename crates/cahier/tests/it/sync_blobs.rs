@@ -16,12 +16,29 @@ pub(super) struct Replica {
     pub(super) store: Store,
     pub(super) transport: HttpTransport,
     /// The device credential (`<uuid>.<secret>`).
-    token: String,
-    user_id: i64,
+    pub(super) token: String,
+    pub(super) user_id: i64,
     pub(super) dir: tempfile::TempDir,
 }
 
 impl Replica {
+    /// A replica made by another test module (with its own first copy).
+    pub(super) fn new(
+        store: Store,
+        transport: HttpTransport,
+        token: String,
+        user_id: i64,
+        dir: tempfile::TempDir,
+    ) -> Self {
+        Self {
+            store,
+            transport,
+            token,
+            user_id,
+            dir,
+        }
+    }
+
     pub(super) async fn sync(&self) -> SyncReport {
         sync_once(&self.store, &self.transport).await.unwrap()
     }
@@ -66,7 +83,7 @@ pub(super) async fn replica(app: &TestApp, user: &TestUser) -> (Replica, SyncRep
 
 /// Serves the replica's store with the production router, as `cahier replica serve` does
 /// once unlocked; returns the server and an API v2 client with a key made on the replica.
-async fn serve_replica(replica: &Replica) -> (cahier::Running, Api) {
+pub(super) async fn serve_replica(replica: &Replica) -> (cahier::Running, Api) {
     let settings = cahier::settings::Settings {
         data: replica.dir.path().to_path_buf(),
         listen: "127.0.0.1:0".into(),
@@ -85,6 +102,10 @@ async fn serve_replica(replica: &Replica) -> (cahier::Running, Api) {
             last_error: None,
         }),
         sync_now: tokio::sync::Notify::new(),
+        fetcher: Some(Arc::new(cahier::replica::ServerFiles::new(
+            replica.store.clone(),
+            replica.transport.clone(),
+        ))),
     });
     let running = cahier::serve_store(&settings, replica.store.clone(), Some(handle))
         .await
@@ -113,7 +134,7 @@ async fn serve_replica(replica: &Replica) -> (cahier::Running, Api) {
     (running, api)
 }
 
-async fn file_bytes(api: &Api, path: &str) -> (u16, Vec<u8>) {
+pub(super) async fn file_bytes(api: &Api, path: &str) -> (u16, Vec<u8>) {
     let response = api
         .client
         .get(format!("{}{path}?format=binary", api.base))

@@ -935,3 +935,82 @@ async fn the_list_pages_through_field_filter_results_with_its_keyset_links() {
     assert_eq!(seen.len(), 25, "every match once, over two pages: {seen:?}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_field_given_two_values_at_once_is_a_conflict_resolved_on_the_page() {
+    let app = TestApp::spawn().await;
+    let ada = app.user("ada@lab.fr", "Ecology", false).await;
+    let api = app.api(&app.api_key(&ada, true).await);
+    let id = api
+        .create(
+            "/experiments",
+            json!({"title": "Buffer", "metadata": {"extra_fields": {"Temperature": {
+                "type": "number", "value": "20", "unit": "°C", "units": ["°C", "K"]}}}}),
+        )
+        .await;
+    // Two saves made from the same version, as two laptops would: each sets its own reading.
+    let base = api.json(&format!("/experiments/{id}")).await["heads"]
+        .as_str()
+        .expect("heads")
+        .to_owned();
+    let subject = app.store.subject(ada.id).await.expect("subject");
+    for reading in ["21.5", "19"] {
+        let patch = cahier_core::EntityPatch {
+            ops: vec![cahier_core::document::EntityOp::SetFieldValue {
+                name: "Temperature".into(),
+                value: json!(reading),
+            }],
+            ..Default::default()
+        };
+        app.store
+            .update_entity(&subject, id, Some(&base), &patch, "save")
+            .await
+            .expect("save");
+    }
+    let both = api.json(&format!("/experiments/{id}")).await;
+    assert_eq!(both["has_conflicts"], true);
+    let shown = metadata_of(&both)["extra_fields"]["Temperature"]["value"].clone();
+    let shown = shown.as_str().expect("value").to_owned();
+
+    let browser = app.browser(&ada).await;
+    let page = browser.get(&format!("/experiments/{id}")).await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    let panel = &html[html.find("id=\"conflicts\"").expect("the conflict panel")..];
+    assert!(
+        panel.contains("data-field=\"field:Temperature\"")
+            && panel.contains("<h3>Temperature</h3>")
+            && panel.contains("value=\"21.5\"")
+            && panel.contains("value=\"19\""),
+        "the panel names the field and offers both values: {panel}"
+    );
+
+    let unknown = browser
+        .post_form(
+            &format!("/experiments/{id}/resolve"),
+            &[("field", "field:Depth"), ("value", "3")],
+        )
+        .await;
+    assert!(unknown.status().is_client_error(), "{}", unknown.status());
+    // Keeping the value already shown settles the conflict too.
+    let kept = browser
+        .post_form(
+            &format!("/experiments/{id}/resolve"),
+            &[("field", "field:Temperature"), ("value", &shown)],
+        )
+        .await;
+    assert_eq!(kept.status(), 303);
+    let after = api.json(&format!("/experiments/{id}")).await;
+    assert_eq!(after["has_conflicts"], false);
+    assert_eq!(
+        metadata_of(&after)["extra_fields"]["Temperature"]["value"],
+        shown.as_str()
+    );
+    let html = browser
+        .get(&format!("/experiments/{id}"))
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(!html.contains("id=\"conflicts\""), "no conflict left");
+}

@@ -564,6 +564,10 @@ async fn a_replica_takes_a_copy_edits_offline_and_syncs_back() {
         out.contains("pushed 1") && out.contains("files sent 1"),
         "{out}"
     );
+    assert!(
+        out.contains("booking requests sent 0 (confirmed 0, refused 0, waiting 0)"),
+        "replica sync tells what became of booking requests: {out}"
+    );
     let at_lab: serde_json::Value = client
         .get(format!("{base}/api/v2/experiments/{id}/uploads"))
         .header("Authorization", &key)
@@ -1025,4 +1029,160 @@ async fn replica_init_and_sync_go_over_https_with_the_lab_ca_only() {
     // The CA is kept by the replica: later syncs need no flag.
     let out = cli(&["replica", "sync", "--data", &laptop], "");
     assert!(out.contains("waiting 0"), "{out}");
+}
+
+/// `replica init --files pinned`, `replica files`, `replica pin` and `replica sync` with the
+/// real binary: the first copy takes no file, pinning then syncing fetches the entry's file,
+/// and bad settings are refused with a message saying what to write.
+#[tokio::test]
+async fn a_field_copy_keeps_only_pinned_files_set_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("lab").to_str().unwrap().to_owned();
+    let replica = dir.path().join("laptop").to_str().unwrap().to_owned();
+    cli(
+        &[
+            "user",
+            "add",
+            "--data",
+            &data,
+            "--email",
+            "ada@lab.fr",
+            "--name",
+            "Ada Lovelace",
+            "--team",
+            "Ecology",
+            "--password-stdin",
+        ],
+        "long enough password\n",
+    );
+    let key = cli(
+        &[
+            "apikey",
+            "add",
+            "--data",
+            &data,
+            "--user",
+            "ada@lab.fr",
+            "--write",
+        ],
+        "",
+    )
+    .trim()
+    .to_owned();
+    let client = reqwest::Client::new();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _server = serve(&data, port);
+    wait_healthy(&client, &base).await;
+    let created = client
+        .post(format!("{base}/api/v2/experiments"))
+        .header("Authorization", &key)
+        .json(&serde_json::json!({"title": "Quadrat 2"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let id = created.headers()["location"]
+        .to_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let attached = client
+        .post(format!("{base}/api/v2/experiments/{id}/uploads"))
+        .header("Authorization", &key)
+        .multipart(reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(vec![7u8; 20_000]).file_name("quadrat.jpg"),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(attached.status(), 201);
+
+    let init = |files: &'static str| {
+        let replica = replica.clone();
+        let base = base.clone();
+        move || {
+            cli_status(
+                &[
+                    "replica",
+                    "init",
+                    "--server",
+                    &base,
+                    "--data",
+                    &replica,
+                    "--email",
+                    "ada@lab.fr",
+                    "--password-stdin",
+                    "--files",
+                    files,
+                ],
+                "long enough password\n",
+            )
+        }
+    };
+    let (ok, _, err) = init("some")();
+    assert!(!ok);
+    assert!(err.contains("use all, pinned or teams="), "{err}");
+    assert!(
+        !std::path::Path::new(&replica).join("cahier.db").exists(),
+        "a bad --files is refused before anything is made"
+    );
+    let (ok, out, err) = init("pinned")();
+    assert!(ok, "{err}");
+    assert!(out.contains("1 new"), "{out}");
+    assert!(out.contains("received 0, missing 0"), "{out}");
+
+    let out = cli(&["replica", "files", "--data", &replica], "");
+    assert!(
+        out.contains("files: pinned; 0 on this laptop, 1 not"),
+        "{out}"
+    );
+    let out = cli(
+        &[
+            "replica",
+            "pin",
+            "--data",
+            &replica,
+            &format!("experiments/{id}"),
+        ],
+        "",
+    );
+    assert!(out.contains(&format!("pinned experiments/{id}")), "{out}");
+    let out = cli(&["replica", "sync", "--data", &replica], "");
+    assert!(out.contains("received 1, missing 0"), "{out}");
+    let out = cli(&["replica", "files", "--data", &replica], "");
+    assert!(out.contains("1 on this laptop, 0 not"), "{out}");
+    assert!(out.contains("1 entries pinned"), "{out}");
+
+    let (ok, _, err) = cli_status(
+        &["replica", "files", "--data", &replica, "teams=Zoology"],
+        "",
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("no team `Zoology`") && err.contains("Ecology"),
+        "{err}"
+    );
+    let (ok, _, err) = cli_status(
+        &["replica", "pin", "--data", &replica, "experiments/999"],
+        "",
+    );
+    assert!(!ok);
+    assert!(err.contains("experiments/999"), "{err}");
+    let out = cli(
+        &[
+            "replica",
+            "unpin",
+            "--data",
+            &replica,
+            &format!("experiments/{id}"),
+        ],
+        "",
+    );
+    assert!(out.contains("unpinned"), "{out}");
+    let out = cli(&["replica", "sync", "--data", &replica], "");
+    assert!(out.contains("dropped 1"), "{out}");
 }

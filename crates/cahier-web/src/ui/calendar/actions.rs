@@ -1,6 +1,7 @@
-//! The calendar's buttons and small forms: cancel, approve and refuse a booking, save a
-//! resource's booking rules, make, renew or turn off the calendar feed token. Each answers
-//! with a redirect back to the calendar it came from (a local path only).
+//! The calendar's buttons and small forms: cancel, approve and refuse a booking, withdraw or
+//! dismiss a request made on a field replica, save a resource's booking rules, make, renew or
+//! turn off the calendar feed token. Each answers with a redirect back to the calendar it came
+//! from (a local path only).
 
 use crate::AppState;
 use crate::auth::SignedIn;
@@ -44,6 +45,9 @@ pub(super) async fn change_booking(
     let subject = &session.subject;
     let msg = match action.as_str() {
         "cancel" => store.cancel_booking(subject, id).await.map(|_| "cancelled"),
+        // A request made on this field replica: withdrawn before it is sent, or a refusal read.
+        "withdraw" => store.cancel_booking(subject, id).await.map(|_| "withdrawn"),
+        "dismiss" => store.cancel_booking(subject, id).await.map(|_| "dismissed"),
         "approve" => store
             .decide_booking(subject, id, true)
             .await

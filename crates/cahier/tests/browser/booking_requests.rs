@@ -1,0 +1,155 @@
+//! A booking made in a browser on a field replica (issue #5): the replica's calendar shows it
+//! "en attente de confirmation" in the week grid, the list and the sync banner, and once the
+//! replica has synced, as the lab's confirmed booking.
+
+use crate::harness::Ui;
+use cahier_store::Store;
+use cahier_sync::http::{HttpTransport, TlsOptions};
+use serde_json::json;
+use std::sync::Arc;
+
+const DAY: i64 = 86_400_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_booking_made_on_a_replica_shows_pending_confirmation_until_sync() {
+    let ui = Ui::launch().await;
+    let ada = ui.app.user("ada@lab.fr", "Ecology", true).await;
+    let api = ui.app.api(&ui.app.api_key(&ada, true).await);
+    api.create(
+        "/teams/current/resources_categories",
+        json!({"title": "Instruments", "is_default": true}),
+    )
+    .await;
+    let microscope = api.create("/items", json!({"title": "Confocal"})).await;
+    let response = ui
+        .app
+        .browser(&ada)
+        .await
+        .post_form(
+            &format!("/resources/{microscope}/booking-rules"),
+            &[("is_bookable", "1"), ("is_cancellable", "1")],
+        )
+        .await;
+    assert_eq!(response.status(), 303);
+
+    // Ada's laptop: a replica with its first copy, served as `cahier replica serve` does.
+    let dir = tempfile::tempdir().unwrap();
+    let (transport, registered) = HttpTransport::register(
+        &ui.app.url,
+        &TlsOptions::default(),
+        &ada.email,
+        &ada.password,
+        "laptop",
+    )
+    .await
+    .unwrap();
+    let store = Store::open_sqlite(
+        &dir.path().join("cahier.db"),
+        Arc::new(cahier_core::SystemClock),
+    )
+    .await
+    .unwrap()
+    .with_device(&registered.device);
+    store.init_replica().await.unwrap();
+    cahier_sync::sync_once(&store, &transport).await.unwrap();
+    let settings = cahier::settings::Settings {
+        data: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".into(),
+        public_url: None,
+        max_body_mb: 4,
+        max_upload_mb: 64,
+        tsa: None,
+        audit_anchor_hours: 0,
+        time_zone: cahier_core::zone::Zone::utc(),
+    };
+    let handle = Arc::new(cahier_web::ReplicaHandle {
+        user_id: registered.user_id,
+        status: std::sync::Mutex::new(cahier_web::ReplicaStatus::default()),
+        sync_now: tokio::sync::Notify::new(),
+    });
+    let running = cahier::serve_store(&settings, store.clone(), Some(handle))
+        .await
+        .unwrap();
+
+    // In the browser, on the replica's calendar: book through the form.
+    let tomorrow = (ui.app.store.now_ms() / DAY + 1) * DAY;
+    let day = cahier_core::booking::format_instant(tomorrow)[..10].to_owned();
+    let calendar = format!(
+        "{}/resources/{microscope}/calendar?view=week&date={day}",
+        running.url
+    );
+    ui.client.goto(&calendar).await.unwrap();
+    ui.js(
+        "document.getElementById('booking-start').value = arguments[0]; \
+         document.getElementById('booking-end').value = arguments[1];",
+        vec![json!(format!("{day}T09:00")), json!(format!("{day}T10:30"))],
+    )
+    .await;
+    ui.click("#booking-submit").await;
+    ui.wait_js(
+        "the request in the list",
+        "document.querySelector('#bookings .booking.requested') !== null",
+    )
+    .await;
+    let list = ui
+        .js(
+            "return document.getElementById('bookings').innerText;",
+            vec![],
+        )
+        .await;
+    assert!(
+        list.as_str()
+            .unwrap()
+            .contains("en attente de confirmation"),
+        "{list}"
+    );
+    let cell = ui
+        .js(
+            "return document.querySelector('#week-grid .slot.requested').textContent;",
+            vec![],
+        )
+        .await;
+    assert!(
+        cell.as_str()
+            .unwrap()
+            .contains("en attente de confirmation"),
+        "said in words, not colour alone: {cell}"
+    );
+    let banner = ui
+        .js(
+            "return document.getElementById('replica-booking-waiting').textContent;",
+            vec![],
+        )
+        .await;
+    assert!(banner.as_str().unwrap().starts_with("1 "), "{banner}");
+    assert!(
+        api.json(&format!("/events?item={microscope}"))
+            .await
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "nothing on the lab before sync"
+    );
+
+    // Synced: the lab's booking, confirmed, on both sides.
+    let report = cahier_sync::sync_once(&store, &transport).await.unwrap();
+    assert_eq!(report.bookings_confirmed, 1, "{report}");
+    ui.client.goto(&calendar).await.unwrap();
+    ui.wait_js(
+        "the confirmed booking",
+        "document.querySelector('#bookings .booking.confirmed') !== null \
+         && document.querySelector('#bookings .booking.requested') === null \
+         && document.getElementById('replica-booking-waiting') === null",
+    )
+    .await;
+    assert_eq!(
+        api.json(&format!("/events?item={microscope}"))
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    running.stop().await.unwrap();
+    ui.finish().await;
+}
