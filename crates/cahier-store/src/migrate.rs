@@ -104,6 +104,12 @@ const SQLITE: &[(i64, Step)] = &[
             "../migrations/sqlite/0022_doc_heads_first.sql"
         )),
     ),
+    (
+        23,
+        Step::Sql(include_str!(
+            "../migrations/sqlite/0023_doc_heads_index.sql"
+        )),
+    ),
 ];
 
 async fn rebuild_search_index(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {

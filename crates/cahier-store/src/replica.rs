@@ -401,9 +401,14 @@ impl Store {
 
     /// Local changes waiting to be pushed: (local id, the push, the heads being pushed).
     pub async fn pending_pushes(&self) -> Result<Vec<(i64, PushDoc, String)>> {
+        // The pending ids first, from the (entity_id, heads) index alone (migration 23), then
+        // only their rows: a sync with nothing to push reads no entry.
         let rows: Vec<PendingRow> = sqlx::query_as(
-            "SELECT e.id, e.uuid, d.heads, r.acked_heads, r.server_id FROM entities e JOIN entity_docs d ON d.entity_id = e.id \
-             LEFT JOIN replica_entities r ON r.entity_id = e.id WHERE r.acked_heads IS NULL OR r.acked_heads != d.heads",
+            "WITH p AS MATERIALIZED (SELECT d.entity_id AS id FROM entity_docs d \
+               LEFT JOIN replica_entities r ON r.entity_id = d.entity_id \
+               WHERE r.acked_heads IS NULL OR r.acked_heads != d.heads) \
+             SELECT e.id, e.uuid, d.heads, r.acked_heads, r.server_id FROM p JOIN entities e ON e.id = p.id \
+             JOIN entity_docs d ON d.entity_id = e.id LEFT JOIN replica_entities r ON r.entity_id = e.id",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -461,8 +466,8 @@ impl Store {
     /// Number of entities with local changes waiting.
     pub async fn pending_count(&self) -> Result<i64> {
         Ok(sqlx::query_scalar(
-            "SELECT count(*) FROM entities e JOIN entity_docs d ON d.entity_id = e.id \
-             LEFT JOIN replica_entities r ON r.entity_id = e.id WHERE r.acked_heads IS NULL OR r.acked_heads != d.heads",
+            "SELECT count(*) FROM entity_docs d LEFT JOIN replica_entities r ON r.entity_id = d.entity_id \
+             WHERE r.acked_heads IS NULL OR r.acked_heads != d.heads",
         )
         .fetch_one(&self.pool)
         .await?)

@@ -66,6 +66,7 @@ async fn a_booking_made_on_a_replica_shows_pending_confirmation_until_sync() {
         user_id: registered.user_id,
         status: std::sync::Mutex::new(cahier_web::ReplicaStatus::default()),
         sync_now: tokio::sync::Notify::new(),
+        fetcher: None,
     });
     let running = cahier::serve_store(&settings, store.clone(), Some(handle))
         .await
