@@ -59,27 +59,12 @@ const REQUEST_SELECT: &str = "SELECT r.id, coalesce(e.id, 0) AS entity_id, \
 
 fn request_row(row: &sqlx::sqlite::SqliteRow) -> Result<BookingRow> {
     let state: String = row.try_get("state")?;
-    Ok(BookingRow {
-        id: row.try_get("id")?,
-        entity_id: row.try_get("entity_id")?,
-        item_title: row.try_get("item_title")?,
-        team_id: row.try_get("team_id")?,
-        user_id: row.try_get("user_id")?,
-        fullname: row.try_get("fullname")?,
-        start_ms: row.try_get("start_ms")?,
-        end_ms: row.try_get("end_ms")?,
-        title: row.try_get("title")?,
-        experiment_id: row.try_get("experiment_id")?,
-        experiment_title: row.try_get("experiment_title")?,
-        state: request_state(&state),
-        created_at: row.try_get("created_at")?,
-        modified_at: row.try_get("modified_at")?,
-        request: Some(RequestInfo {
-            uuid: row.try_get("uuid")?,
-            reason: row.try_get("reason")?,
-            reason_code: row.try_get("reason_code")?,
-        }),
-    })
+    let request = RequestInfo {
+        uuid: row.try_get("uuid")?,
+        reason: row.try_get("reason")?,
+        reason_code: row.try_get("reason_code")?,
+    };
+    crate::bookings::row_with(row, request_state(&state), Some(request))
 }
 
 /// A request as stored, inside transactions.

@@ -197,6 +197,16 @@ pub(crate) fn check_title(title: &str) -> Result<String> {
 
 fn row_from_sql(row: &sqlx::sqlite::SqliteRow) -> Result<BookingRow> {
     let state: String = row.try_get("state")?;
+    row_with(row, BookingState::parse(&state), None)
+}
+
+/// A [`BookingRow`] from a row of the select list shared by bookings and a replica's
+/// requests, with its state (read differently by each) and request details.
+pub(crate) fn row_with(
+    row: &sqlx::sqlite::SqliteRow,
+    state: BookingState,
+    request: Option<RequestInfo>,
+) -> Result<BookingRow> {
     Ok(BookingRow {
         id: row.try_get("id")?,
         entity_id: row.try_get("entity_id")?,
@@ -209,10 +219,10 @@ fn row_from_sql(row: &sqlx::sqlite::SqliteRow) -> Result<BookingRow> {
         title: row.try_get("title")?,
         experiment_id: row.try_get("experiment_id")?,
         experiment_title: row.try_get("experiment_title")?,
-        state: BookingState::parse(&state),
+        state,
         created_at: row.try_get("created_at")?,
         modified_at: row.try_get("modified_at")?,
-        request: None,
+        request,
     })
 }
 
