@@ -20,6 +20,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
+mod sealed;
+pub use sealed::{ContentSink, ContentSource, SealedReader, SealedWriter};
+
 /// Size of the copy buffer.
 const BUFFER: usize = 64 * 1024;
 /// Plaintext bytes per encrypted segment.
@@ -248,7 +251,18 @@ impl BlobStore {
         start: u64,
         length: u64,
     ) -> Result<BlobReader, BlobError> {
-        let mut file = self.open_file(hash).await?;
+        let file = self.open_file(hash).await?;
+        self.reader_over(file, start, length).await
+    }
+
+    /// A reader of `length` bytes of content from `start` of an open file written by this
+    /// store (a blob, or a sealed file of [`BlobStore::content_sink`]).
+    async fn reader_over(
+        &self,
+        mut file: tokio::fs::File,
+        start: u64,
+        length: u64,
+    ) -> Result<BlobReader, BlobError> {
         let len = file.metadata().await?.len();
         let Some(key) = &self.key else {
             file.seek(std::io::SeekFrom::Start(start)).await?;

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 
 /// Every file of a ZIP, by name.
-fn unzip(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
+pub(super) fn unzip(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
     let mut files = BTreeMap::new();
     for i in 0..archive.len() {
@@ -26,7 +26,7 @@ fn unzip(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
 }
 
 /// Starts a background export and waits for its file (polling the job, as a client would).
-async fn job_file(api: &Api, request: Value) -> (Value, Vec<u8>, String) {
+pub(super) async fn job_file(api: &Api, request: Value) -> (Value, Vec<u8>, String) {
     let response = api.post("/exports", request).await;
     assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
     let id = response.json::<Value>().await.unwrap()["id"]
