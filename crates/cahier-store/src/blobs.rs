@@ -74,6 +74,11 @@ pub struct BlobStore {
     root: PathBuf,
     max_bytes: u64,
     key: Option<BlobKey>,
+    /// Hashes named or touched by a write (in an encrypted store: a field replica's) since the
+    /// file-policy drop step last found them otherwise kept ([`BlobStore::remove_unless_fresh`]); shared by clones. Naming a blob and
+    /// removing one both hold this lock, so a drop never removes a file a write has just
+    /// handed to its caller (who has yet to write the row, or the fetch record, keeping it).
+    fresh: Arc<tokio::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 /// The key of an encrypted store; never printed.
@@ -133,6 +138,7 @@ impl BlobStore {
             root: root.into(),
             max_bytes,
             key: None,
+            fresh: Arc::default(),
         }
     }
 
@@ -329,6 +335,36 @@ impl BlobStore {
             }
         }
         Ok(stored)
+    }
+
+    /// Removes the blob named `hash` unless a write named or touched it since the last
+    /// [`BlobStore::settle`] of that hash; returns whether a file was removed. For the
+    /// file-policy drop step, whose view of what is kept may be older than a write whose row
+    /// (or fetch record) is still to come.
+    pub async fn remove_unless_fresh(&self, hash: &str) -> Result<bool, BlobError> {
+        let path = self.path_of(hash)?;
+        let fresh = self.fresh.lock().await;
+        if fresh.contains(hash) {
+            return Ok(false);
+        }
+        let removed = match tokio::fs::remove_file(&path).await {
+            Ok(()) => true,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => false,
+            Err(error) => return Err(error.into()),
+        };
+        drop(fresh);
+        Ok(removed)
+    }
+
+    /// Forgets every write (the policy keeps every file: none is dropped).
+    pub async fn settle_all(&self) {
+        self.fresh.lock().await.clear();
+    }
+
+    /// Forgets that `hash` was written lately: the caller has seen it kept by a record (a
+    /// local change, a fetch, the policy), which protects it from now on.
+    pub async fn settle(&self, hash: &str) {
+        self.fresh.lock().await.remove(hash);
     }
 
     /// Re-hashes every blob on disk, and reports those of `expected` that are missing.
@@ -556,6 +592,12 @@ impl BlobWriter {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| self.store.root.clone());
         let tmp = self.tmp.take().ok_or(BlobError::NotFound)?;
+        // Held until the file is named (or found and touched): see `BlobStore::fresh`. Only
+        // an encrypted store (a field replica, whose file policy may drop files) keeps track.
+        let mut fresh = self.store.fresh.lock().await;
+        if self.store.key.is_some() {
+            fresh.insert(hash.clone());
+        }
         if tokio::fs::try_exists(&target).await? {
             // Same content already stored: the name proves it. Its time is refreshed, so the
             // orphan sweep (sweep.rs) leaves it alone while the caller attaches it.
@@ -585,6 +627,7 @@ impl BlobWriter {
             let _ = tokio::fs::remove_file(&tmp).await;
             return Err(error.into());
         }
+        drop(fresh);
         sync_dir(&folder).await?;
         Ok((hash, self.size))
     }
