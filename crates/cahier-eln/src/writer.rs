@@ -222,11 +222,33 @@ fn id_ref(id: &str) -> Value {
     json!({ "@id": id })
 }
 
+impl<S: Write> ElnWriter<zip::write::StreamWriter<S>> {
+    /// [`ElnWriter::new`] into a sink that cannot seek (such as an encrypting writer): every
+    /// file is followed by a data descriptor instead of a header rewritten in place. `finish`
+    /// returns the sink wrapped; `into_inner` unwraps it.
+    pub fn new_stream(sink: S, root: &str, published_at: &str, publisher: &str) -> Result<Self> {
+        Self::start(
+            zip::ZipWriter::new_stream(sink),
+            root,
+            published_at,
+            publisher,
+        )
+    }
+}
+
 impl<W: Write + Seek> ElnWriter<W> {
     /// Starts an archive whose top folder is `root` (ASCII-safe), published at `published_at`
     /// (RFC 3339) by `publisher` (the instance's name).
     pub fn new(sink: W, root: &str, published_at: &str, publisher: &str) -> Result<Self> {
-        let mut zip = zip::ZipWriter::new(sink);
+        Self::start(zip::ZipWriter::new(sink), root, published_at, publisher)
+    }
+
+    fn start(
+        mut zip: zip::ZipWriter<W>,
+        root: &str,
+        published_at: &str,
+        publisher: &str,
+    ) -> Result<Self> {
         let root = safe_name(root);
         zip.add_directory(format!("{root}/"), SimpleFileOptions::default())?;
         Ok(Self {
@@ -570,16 +592,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn an_export_reads_back_with_its_files() {
-        let mut writer = ElnWriter::new(
-            Cursor::new(Vec::new()),
-            "export",
-            "2026-01-01T00:00:00Z",
-            "Cahier",
-        )
-        .unwrap();
-        let entity = ExportEntity {
+    fn titration() -> ExportEntity {
+        ExportEntity {
             uuid: "0190-aa".into(),
             kind: "experiment".into(),
             title: "Titration".into(),
@@ -616,7 +630,47 @@ mod tests {
             timestamps: vec![],
             signatures: vec![],
             files: vec![],
-        };
+        }
+    }
+
+    #[test]
+    fn an_export_streamed_into_a_sink_that_cannot_seek_reads_back() {
+        let mut writer =
+            ElnWriter::new_stream(Vec::new(), "export", "2026-01-01T00:00:00Z", "Cahier").unwrap();
+        writer.begin_entity(&titration()).unwrap();
+        writer
+            .start_file(&ExportFile {
+                sha256: "00".into(),
+                name: "big.bin".into(),
+                media_type: "application/octet-stream".into(),
+                size: 200_000,
+                created_at: "2026-01-01T00:00:00Z".into(),
+                comment: String::new(),
+                state: 1,
+            })
+            .unwrap();
+        let content: Vec<u8> = (0..200_000u32).map(|i| (i % 241) as u8).collect();
+        writer.write_chunk(&content).unwrap();
+        let bytes = writer.finish().unwrap().into_inner();
+        let mut archive = ElnArchive::open(Cursor::new(bytes), Limits::default()).unwrap();
+        let datasets = archive.krate().datasets().unwrap();
+        assert_eq!(datasets[0].title, "Titration");
+        let path = archive.resolve(&datasets[0].files[0].id).unwrap();
+        let mut out = Vec::new();
+        archive.copy(&path, &mut out).unwrap();
+        assert_eq!(out, content);
+    }
+
+    #[test]
+    fn an_export_reads_back_with_its_files() {
+        let mut writer = ElnWriter::new(
+            Cursor::new(Vec::new()),
+            "export",
+            "2026-01-01T00:00:00Z",
+            "Cahier",
+        )
+        .unwrap();
+        let entity = titration();
         writer.begin_entity(&entity).unwrap();
         writer
             .start_file(&ExportFile {

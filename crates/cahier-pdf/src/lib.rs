@@ -13,6 +13,7 @@ mod markup;
 mod world;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The PDF/A level of the output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,8 +71,9 @@ pub struct EntityPdf {
     pub timestamps: Vec<TimestampProof>,
     /// Signatures.
     pub signatures: Vec<SignatureProof>,
-    /// Image bytes by attachment name, for images that the body shows (`![alt](name)`).
-    pub images: BTreeMap<String, Vec<u8>>,
+    /// Image bytes by attachment name, for images that the body shows (`![alt](name)`). One
+    /// image may be listed under several keys (its name and its hash) sharing one buffer.
+    pub images: BTreeMap<String, Arc<[u8]>>,
     /// Files attached to a PDF/A-3b output (ignored for PDF/A-2b).
     pub embedded: Vec<EmbeddedFile>,
     /// When the PDF is made: year, month, day, hour, minute, second (UTC). PDF/A needs a date.
@@ -287,7 +289,7 @@ pub fn render(entity: &EntityPdf, standard: Standard) -> Result<Vec<u8>, PdfErro
 ///
 /// Memory: the whole selection is in memory at once, and typst forces it. `entities` (text,
 /// images, attached files) are held by the caller; the typst world holds a second copy of each
-/// image and attached file; `typst::compile` lays out every page into one `PagedDocument`
+/// distinct image (once, however many entries show it, and however often) and attached file; `typst::compile` lays out every page into one `PagedDocument`
 /// (decoded images included) before `typst_pdf::pdf` serialises it into one `Vec<u8>`. Typst
 /// has no page-by-page or streaming output, so the peak grows with the selection's pages and
 /// image bytes; callers bound the selection (export scope limit) and prefer `.eln` or ZIP
@@ -336,7 +338,7 @@ fn render_with(
 
 fn compile(
     source: String,
-    files: BTreeMap<String, Vec<u8>>,
+    files: BTreeMap<String, typst::foundations::Bytes>,
     printed_at: (i32, u8, u8, u8, u8, u8),
     ident: &str,
     standard: Standard,
@@ -456,8 +458,32 @@ mod tests {
         let mut entity = sample();
         entity
             .images
-            .insert("x.png".into(), b"\x89PNG\r\n\x1a\nbroken".to_vec());
+            .insert("x.png".into(), b"\x89PNG\r\n\x1a\nbroken".as_slice().into());
         let pdf = render(&entity, Standard::PdfA2b).unwrap();
         assert!(pdf.starts_with(b"%PDF-"));
+    }
+
+    #[test]
+    fn an_image_shown_twice_and_by_two_entries_is_one_file_of_the_layout() {
+        let image: Arc<[u8]> = b"\x89PNG\r\n\x1a\nsame bytes".as_slice().into();
+        let mut first = sample();
+        first.body = "![a](x.png)\n\n![b](x.png)\n\n![c](y.png)".into();
+        first.images.insert("x.png".into(), image.clone());
+        first.images.insert("y.png".into(), image.clone());
+        let mut second = sample();
+        second.body = "![d](z.png)".into();
+        second.images.insert("z.png".into(), image.to_vec().into());
+        let mut files = BTreeMap::new();
+        let source = markup::selection(
+            "Two",
+            &[first, second],
+            Standard::PdfA2b,
+            true,
+            world::fonts(),
+            &mut files,
+        );
+        let images: Vec<_> = files.keys().filter(|p| p.starts_with("/images/")).collect();
+        assert_eq!(images.len(), 1, "{images:?}");
+        assert_eq!(source.matches("#image(").count(), 4);
     }
 }

@@ -11,6 +11,7 @@ use crate::{EntityPdf, Standard};
 use pulldown_cmark::{CodeBlockKind, Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use typst::foundations::Bytes;
 
 /// Writes user text as a typst string literal.
 pub(crate) struct Literal<'a> {
@@ -47,7 +48,7 @@ pub(crate) fn document(
     standard: Standard,
     with_images: bool,
     fonts: &Fonts,
-    files: &mut BTreeMap<String, Vec<u8>>,
+    files: &mut BTreeMap<String, Bytes>,
 ) -> String {
     let lit = Literal { fonts };
     let mut s = preamble(
@@ -70,7 +71,7 @@ pub(crate) fn selection(
     standard: Standard,
     with_images: bool,
     fonts: &Fonts,
-    files: &mut BTreeMap<String, Vec<u8>>,
+    files: &mut BTreeMap<String, Bytes>,
 ) -> String {
     let lit = Literal { fonts };
     let labels = entities
@@ -132,7 +133,7 @@ fn entity_part(
     standard: Standard,
     with_images: bool,
     lit: &Literal<'_>,
-    files: &mut BTreeMap<String, Vec<u8>>,
+    files: &mut BTreeMap<String, Bytes>,
     in_selection: bool,
 ) {
     let l = &entity.labels;
@@ -325,7 +326,7 @@ fn entity_part(
                 lit.of(&file.mime_type),
                 lit.of(&file.description)
             );
-            files.insert(path, file.data.clone());
+            files.insert(path, Bytes::new(file.data.clone()));
         }
     }
 }
@@ -384,7 +385,7 @@ fn markdown(
     entity: &EntityPdf,
     with_images: bool,
     lit: &Literal<'_>,
-    files: &mut BTreeMap<String, Vec<u8>>,
+    files: &mut BTreeMap<String, Bytes>,
 ) {
     let options = Options::ENABLE_TABLES
         | Options::ENABLE_TASKLISTS
@@ -574,7 +575,7 @@ fn image(
     entity: &EntityPdf,
     with_images: bool,
     lit: &Literal<'_>,
-    files: &mut BTreeMap<String, Vec<u8>>,
+    files: &mut BTreeMap<String, Bytes>,
     dest: &str,
     alt: &str,
 ) {
@@ -583,14 +584,26 @@ fn image(
     let bytes = entity.images.get(dest).or_else(|| entity.images.get(name));
     match bytes {
         Some(bytes) if with_images => {
-            let path = format!("/images/{}", files.len());
+            // One virtual file per distinct image, however many times and entries show it, so
+            // the layout holds its bytes once (issue #8).
+            let shown = files
+                .iter()
+                .find(|(path, held)| path.starts_with("/images/") && held[..] == bytes[..])
+                .map(|(path, _)| path.clone());
+            let path = match shown {
+                Some(path) => path,
+                None => {
+                    let path = format!("/images/{}", files.len());
+                    files.insert(path.clone(), Bytes::new(bytes.clone()));
+                    path
+                }
+            };
             let _ = write!(
                 s,
                 "#image({}, alt: {});",
                 lit.of(&path),
                 lit.of(if alt.is_empty() { name } else { alt })
             );
-            files.insert(path, bytes.clone());
         }
         _ => {
             let _ = write!(s, "#emph[#{};];", lit.of(&format!("[{alt}: {dest}]")));

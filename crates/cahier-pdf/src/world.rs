@@ -64,14 +64,14 @@ pub(crate) struct PdfWorld {
 impl PdfWorld {
     /// A world whose main file is `source` and whose other files are `files` (virtual path →
     /// bytes).
-    pub(crate) fn new(source: String, files: BTreeMap<String, Vec<u8>>) -> Option<Self> {
+    pub(crate) fn new(source: String, files: BTreeMap<String, Bytes>) -> Option<Self> {
         let main = file_id("/main.typ")?;
         Some(Self {
             main,
             source: Source::new(main, source),
             files: files
                 .into_iter()
-                .filter_map(|(path, bytes)| Some((file_id(&path)?, Bytes::new(bytes))))
+                .filter_map(|(path, bytes)| Some((file_id(&path)?, bytes)))
                 .collect(),
             fonts: fonts(),
         })

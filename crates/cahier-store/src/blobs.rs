@@ -20,6 +20,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
+mod sealed;
+pub use sealed::{ContentSink, ContentSource, SealedReader, SealedWriter};
+
 /// Size of the copy buffer.
 const BUFFER: usize = 64 * 1024;
 /// Plaintext bytes per encrypted segment.
@@ -71,6 +74,11 @@ pub struct BlobStore {
     root: PathBuf,
     max_bytes: u64,
     key: Option<BlobKey>,
+    /// Hashes named or touched by a write (in an encrypted store: a field replica's) since the
+    /// file-policy drop step last found them otherwise kept ([`BlobStore::remove_unless_fresh`]); shared by clones. Naming a blob and
+    /// removing one both hold this lock, so a drop never removes a file a write has just
+    /// handed to its caller (who has yet to write the row, or the fetch record, keeping it).
+    fresh: Arc<tokio::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 /// The key of an encrypted store; never printed.
@@ -130,6 +138,7 @@ impl BlobStore {
             root: root.into(),
             max_bytes,
             key: None,
+            fresh: Arc::default(),
         }
     }
 
@@ -248,7 +257,18 @@ impl BlobStore {
         start: u64,
         length: u64,
     ) -> Result<BlobReader, BlobError> {
-        let mut file = self.open_file(hash).await?;
+        let file = self.open_file(hash).await?;
+        self.reader_over(file, start, length).await
+    }
+
+    /// A reader of `length` bytes of content from `start` of an open file written by this
+    /// store (a blob, or a sealed file of [`BlobStore::content_sink`]).
+    async fn reader_over(
+        &self,
+        mut file: tokio::fs::File,
+        start: u64,
+        length: u64,
+    ) -> Result<BlobReader, BlobError> {
         let len = file.metadata().await?.len();
         let Some(key) = &self.key else {
             file.seek(std::io::SeekFrom::Start(start)).await?;
@@ -315,6 +335,36 @@ impl BlobStore {
             }
         }
         Ok(stored)
+    }
+
+    /// Removes the blob named `hash` unless a write named or touched it since the last
+    /// [`BlobStore::settle`] of that hash; returns whether a file was removed. For the
+    /// file-policy drop step, whose view of what is kept may be older than a write whose row
+    /// (or fetch record) is still to come.
+    pub async fn remove_unless_fresh(&self, hash: &str) -> Result<bool, BlobError> {
+        let path = self.path_of(hash)?;
+        let fresh = self.fresh.lock().await;
+        if fresh.contains(hash) {
+            return Ok(false);
+        }
+        let removed = match tokio::fs::remove_file(&path).await {
+            Ok(()) => true,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => false,
+            Err(error) => return Err(error.into()),
+        };
+        drop(fresh);
+        Ok(removed)
+    }
+
+    /// Forgets every write (the policy keeps every file: none is dropped).
+    pub async fn settle_all(&self) {
+        self.fresh.lock().await.clear();
+    }
+
+    /// Forgets that `hash` was written lately: the caller has seen it kept by a record (a
+    /// local change, a fetch, the policy), which protects it from now on.
+    pub async fn settle(&self, hash: &str) {
+        self.fresh.lock().await.remove(hash);
     }
 
     /// Re-hashes every blob on disk, and reports those of `expected` that are missing.
@@ -542,6 +592,12 @@ impl BlobWriter {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| self.store.root.clone());
         let tmp = self.tmp.take().ok_or(BlobError::NotFound)?;
+        // Held until the file is named (or found and touched): see `BlobStore::fresh`. Only
+        // an encrypted store (a field replica, whose file policy may drop files) keeps track.
+        let mut fresh = self.store.fresh.lock().await;
+        if self.store.key.is_some() {
+            fresh.insert(hash.clone());
+        }
         if tokio::fs::try_exists(&target).await? {
             // Same content already stored: the name proves it. Its time is refreshed, so the
             // orphan sweep (sweep.rs) leaves it alone while the caller attaches it.
@@ -571,6 +627,7 @@ impl BlobWriter {
             let _ = tokio::fs::remove_file(&tmp).await;
             return Err(error.into());
         }
+        drop(fresh);
         sync_dir(&folder).await?;
         Ok((hash, self.size))
     }

@@ -198,15 +198,39 @@ impl Store {
         ids: &[i64],
         sink: W,
         publisher: &str,
-        mut progress: impl FnMut(usize) + Send,
+        progress: impl FnMut(usize) + Send,
     ) -> Result<W> {
         let now = self.now_ms();
-        let root = format!(
-            "cahier-export-{}",
-            cahier_core::clock::format_date(now).replace('-', "")
-        );
-        let mut writer =
-            ElnWriter::new(sink, &root, &rfc3339(now), publisher).map_err(eln_error)?;
+        let writer =
+            ElnWriter::new(sink, &eln_root(now), &rfc3339(now), publisher).map_err(eln_error)?;
+        self.write_eln(subject, ids, writer, progress).await
+    }
+
+    /// [`Store::export_eln`] into a sink that cannot seek, such as a file of user content
+    /// ([`crate::blobs::BlobStore::content_sink`], sealed on a field replica): each file of
+    /// the archive is followed by a data descriptor. Returns the sink, not yet finished.
+    pub async fn export_eln_stream<S: Write + Send>(
+        &self,
+        subject: &Subject,
+        ids: &[i64],
+        sink: S,
+        publisher: &str,
+        progress: impl FnMut(usize) + Send,
+    ) -> Result<S> {
+        let now = self.now_ms();
+        let writer = ElnWriter::new_stream(sink, &eln_root(now), &rfc3339(now), publisher)
+            .map_err(eln_error)?;
+        let written = self.write_eln(subject, ids, writer, progress).await?;
+        Ok(written.into_inner())
+    }
+
+    async fn write_eln<W: Write + Seek + Send>(
+        &self,
+        subject: &Subject,
+        ids: &[i64],
+        mut writer: ElnWriter<W>,
+        mut progress: impl FnMut(usize) + Send,
+    ) -> Result<W> {
         let mut people = HashMap::new();
         let exported: HashSet<i64> = ids.iter().copied().collect();
         for (n, id) in ids.iter().enumerate() {
@@ -236,4 +260,12 @@ impl Store {
         }
         writer.finish().map_err(eln_error)
     }
+}
+
+/// The top folder of an archive written at `now` (ms).
+fn eln_root(now: i64) -> String {
+    format!(
+        "cahier-export-{}",
+        cahier_core::clock::format_date(now).replace('-', "")
+    )
 }

@@ -2,7 +2,10 @@
 //! layer spawns. The job resolves its scope through the access policy of the user who asked
 //! (`access_sql::readable_by`), writes the archive entity by entity into `<data>/exports/`
 //! (progress in the row after each entity) and records the file when done. Only the owner of
-//! a job sees it or downloads its file.
+//! a job sees it or downloads its file. Every export file is written through the blob store's
+//! [`crate::blobs::BlobStore::content_sink`]: on a field replica it is sealed with the
+//! replica's key and decrypted only as it is streamed to its owner ([`Store::open_export_job_file`]);
+//! the recorded size is the content's.
 
 use crate::{Result, Store, StoreError, access_sql, invalid};
 use cahier_core::Subject;
@@ -270,6 +273,22 @@ impl Store {
         }
     }
 
+    /// The finished file of a job of `subject`, opened for streaming (decrypted on a replica).
+    pub async fn open_export_job_file(
+        &self,
+        subject: &Subject,
+        id: i64,
+    ) -> Result<crate::blobs::BlobReader> {
+        let path = self.export_job_file(subject, id).await?;
+        self.blob_store()?
+            .open_content(&path)
+            .await
+            .map_err(|error| match error {
+                crate::blobs::BlobError::NotFound => StoreError::NotFound("export file"),
+                other => StoreError::Conflict(format!("reading the export failed: {other}")),
+            })
+    }
+
     /// Runs a queued job to its end, recording success or failure in its row (never panics,
     /// never leaves a half-written file named in the row).
     pub async fn run_export_job(&self, subject: &Subject, id: i64) -> Result<()> {
@@ -356,7 +375,11 @@ impl Store {
         let partial = dir.join(format!("{name}.part"));
         let renamed = match outcome {
             Ok(()) => {
-                let size = tokio::fs::metadata(&partial).await.map(|m| m.len());
+                let blobs = self.blob_store()?;
+                let size = tokio::fs::metadata(&partial)
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|m| blobs.content_len(m.len()).map_err(|e| e.to_string()));
                 match size {
                     Ok(size) => tokio::fs::rename(&partial, dir.join(name))
                         .await
@@ -405,7 +428,11 @@ impl Store {
         tokio::fs::create_dir_all(&dir).await.map_err(io)?;
         let name = format!("export-{}-{}.eln", job.id, crate::random_hex(8));
         let partial = dir.join(format!("{name}.part"));
+        // Written through the blob store: sealed with the replica's key on a field replica,
+        // so the archive never lies in clear on the laptop's disk.
+        let blobs = self.blob_store()?;
         let file = std::fs::File::create(&partial).map_err(io)?;
+        let sink = blobs.content_sink(file).map_err(io)?;
         let pool = self.pool.clone();
         let job_id = job.id;
         // Progress goes to the row from a watcher, so the writer never waits on the database.
@@ -421,12 +448,12 @@ impl Store {
             }
         });
         let written = self
-            .export_eln(subject, &ids, file, "Cahier", move |n| {
+            .export_eln_stream(subject, &ids, sink, "Cahier", move |n| {
                 let _ = progress_tx.send(n);
             })
             .await;
         let _ = watcher.await;
-        let file = match written {
+        let file = match written.and_then(|sink| sink.finish().map_err(io)) {
             Ok(file) => file,
             Err(error) => {
                 let _ = tokio::fs::remove_file(&partial).await;
@@ -435,7 +462,10 @@ impl Store {
         };
         file.sync_all().map_err(io)?;
         drop(file);
-        let size = tokio::fs::metadata(&partial).await.map_err(io)?.len();
+        let stored = tokio::fs::metadata(&partial).await.map_err(io)?.len();
+        let size = blobs
+            .content_len(stored)
+            .map_err(|e| StoreError::Conflict(format!("writing the export failed: {e}")))?;
         tokio::fs::rename(&partial, dir.join(&name))
             .await
             .map_err(io)?;

@@ -167,6 +167,33 @@ impl Store {
                 .await?;
             }
         }
+        // The lab's zone and the user's own: times are shown and booking windows checked as
+        // at the lab, not in whatever zone the laptop is set to. An unknown name (a newer zone
+        // database at the lab) keeps the replica's own default.
+        if let Some(zone) = reference
+            .time_zone
+            .as_deref()
+            .and_then(cahier_core::zone::Zone::named)
+        {
+            sqlx::query(
+                "INSERT INTO instance_settings (key, value) VALUES ('time_zone', ?) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(zone.name())
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(zone) = reference
+            .user_time_zone
+            .as_deref()
+            .and_then(cahier_core::zone::Zone::named)
+        {
+            sqlx::query("UPDATE users SET time_zone = ? WHERE id = ?")
+                .bind(zone.name())
+                .bind(reference.user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         // What a category gives a new resource. Pulled entries keep their server ids, so the
         // template is named by the same id here, once it has arrived (a later sync links it).
         for t in &reference.categories {

@@ -259,7 +259,8 @@ impl Store {
 
     /// Drops the files the policy no longer selects (an entry unpinned, a team removed from
     /// the list), except those a local unacknowledged change references or that were fetched
-    /// on demand recently. Only files some entry references are considered: an unreferenced
+    /// on demand recently, and those written (or found present by a write) since this step
+    /// last saw them kept: their row or fetch record may still be on its way. Only files some entry references are considered: an unreferenced
     /// file (a refused push's) is never taken here. Returns how many were removed.
     pub async fn drop_unwanted_blobs(&self) -> Result<usize> {
         let Some(blobs) = self.blobs() else {
@@ -268,6 +269,7 @@ impl Store {
         // Under `all` every referenced file is wanted: nothing to read or write (a sync with
         // nothing to do stays free of local writes).
         if self.file_policy().await? == FilePolicy::All {
+            blobs.settle_all().await;
             return Ok(0);
         }
         let wanted = self.wanted_blobs().await?;
@@ -278,19 +280,23 @@ impl Store {
             .await?;
         let mut dropped = 0;
         for hash in self.referenced_hashes().await? {
-            if wanted.contains(&hash) || protected.contains(&hash) || !blobs.exists(&hash).await {
+            if wanted.contains(&hash) || protected.contains(&hash) {
+                // Kept by a record from now on; a later write need not be remembered.
+                blobs.settle(&hash).await;
                 continue;
             }
-            let path = blobs
-                .path_of(&hash)
-                .map_err(|e| StoreError::Conflict(e.to_string()))?;
-            match tokio::fs::remove_file(&path).await {
-                Ok(()) => dropped += 1,
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            if !blobs.exists(&hash).await {
+                continue;
+            }
+            // The sets above were read before this moment: a file written since (attached
+            // offline, fetched on demand) whose row or fetch record is not yet written is
+            // "fresh" and stays; the check and the removal hold the lock a write names under.
+            match blobs.remove_unless_fresh(&hash).await {
+                Ok(true) => dropped += 1,
+                Ok(false) => {}
                 Err(error) => {
                     return Err(StoreError::Conflict(format!(
-                        "removing {}: {error}",
-                        path.display()
+                        "removing the file {hash}: {error}"
                     )));
                 }
             }

@@ -853,6 +853,12 @@ impl Store {
                 ", default_canread_base, default_canwrite_base, default_template_id",
             )
             .await?,
+            time_zone: Some(self.instance_zone().await?.name().to_owned()),
+            user_time_zone: sqlx::query_scalar("SELECT time_zone FROM users WHERE id = ?")
+                .bind(subject.user_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .flatten(),
         })
     }
 }

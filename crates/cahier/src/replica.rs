@@ -108,7 +108,8 @@ fn with_blobs(store: Store, data: &Path, database_key: &[u8; 32]) -> Store {
             crate::settings::DEFAULT_MAX_UPLOAD_MB.saturating_mul(1024 * 1024),
             blob_key(database_key),
         )
-        // A field laptop's own zone is its user's.
+        // Only until the first sync: the reference records then bring the lab's zone (and
+        // the user's own choice), which the replica uses from then on, whatever the laptop's.
         .with_default_zone(cahier_core::zone::Zone::system().unwrap_or_default())
 }
 

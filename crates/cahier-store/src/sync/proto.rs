@@ -337,6 +337,14 @@ pub struct Reference {
     pub statuses: Vec<RefTerm>,
     /// Categories of the user's teams.
     pub categories: Vec<RefTerm>,
+    /// The lab's time zone (IANA name: a sysadmin's choice, else its configuration's), so a
+    /// laptop set to another zone shows and checks times as the lab does. Absent from older
+    /// servers: the replica then keeps its own default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    /// The user's own time zone, if they chose one at the lab.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_time_zone: Option<String>,
 }
 
 /// One booking request made on a replica, in `POST /bookings`. Do not change the meaning of a

@@ -18,7 +18,7 @@ use crate::i18n::Lang;
 use cahier_core::Subject;
 use cahier_pdf::Standard;
 use std::collections::HashSet;
-use std::io::{Seek, Write};
+use std::io::Write;
 use zip::write::SimpleFileOptions;
 
 /// A name that is safe as one path component on every system: no separators, no control or
@@ -68,8 +68,9 @@ fn io_error(error: std::io::Error) -> AppError {
 }
 
 /// Writes the ZIP of `ids` (in order) into `sink`; `progress` is told how many entries are
-/// written. `standard` is the PDF of each folder.
-pub(crate) async fn write_zip<W: Write + Seek + Send>(
+/// written. `standard` is the PDF of each folder. The ZIP is streamed (data descriptors, no
+/// seeking), so `sink` may be a sealed file of user content.
+pub(crate) async fn write_zip<W: Write + Send>(
     app: &AppState,
     caller: &ApiCaller,
     ids: &[i64],
@@ -80,7 +81,7 @@ pub(crate) async fn write_zip<W: Write + Seek + Send>(
 ) -> Result<W, AppError> {
     let store = &app.store;
     let subject = &caller.subject;
-    let mut zip = zip::ZipWriter::new(sink);
+    let mut zip = zip::ZipWriter::new_stream(sink);
     let deflated =
         SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
     let mut folders = HashSet::new();
@@ -136,7 +137,9 @@ pub(crate) async fn write_zip<W: Write + Seek + Send>(
         }
         progress(n + 1);
     }
-    zip.finish().map_err(zip_error)
+    zip.finish()
+        .map(|sink| sink.into_inner())
+        .map_err(zip_error)
 }
 
 /// `GET /{experiments|items}/{id}?format=zip|zipa`: the entry's ZIP, written to a temporary
@@ -160,20 +163,22 @@ pub(crate) async fn entity_zip(
         "export-{}.zip",
         hex::encode(rand::random::<[u8; 16]>())
     ));
+    // Through the blob store: sealed with the replica's key on a field replica.
+    let blobs = app.store.blob_store()?;
     let file = std::fs::File::create(&path).map_err(io_error)?;
-    let written = write_zip(app, caller, &[id], standard, Lang::En, file, |_| {}).await;
-    let file = match written {
-        Ok(file) => file,
-        Err(error) => {
-            let _ = tokio::fs::remove_file(&path).await;
-            return Err(error);
-        }
-    };
-    drop(file);
-    let reader = tokio::fs::File::open(&path).await.map_err(io_error)?;
-    let size = reader.metadata().await.map_err(io_error)?.len();
+    let sink = blobs.content_sink(file).map_err(io_error)?;
+    let written = write_zip(app, caller, &[id], standard, Lang::En, sink, |_| {})
+        .await
+        .and_then(|sink| sink.finish().map_err(io_error));
+    if let Err(error) = written {
+        let _ = tokio::fs::remove_file(&path).await;
+        return Err(error);
+    }
+    let reader = blobs.open_content(&path).await;
     // The open handle keeps the content readable; nothing is left on disk.
     let _ = tokio::fs::remove_file(&path).await;
+    let reader = reader.map_err(|e| AppError::internal(&e))?;
+    let size = reader.remaining();
     let format = if archival { "zipa" } else { "zip" };
     crate::audit_trail::exported(
         &app.store,
@@ -184,9 +189,8 @@ pub(crate) async fn entity_zip(
     )
     .await;
     let name = format!("{}-{}.zip", row.kind.as_str(), row.id);
-    Ok(super::exports::file_response(
+    Ok(super::exports::content_response(
         reader,
-        size,
         &name,
         "application/zip",
     ))
@@ -249,8 +253,10 @@ async fn write_job(
                 Standard::PdfA2b
             };
             let file = std::fs::File::create(partial).map_err(io_error)?;
-            write_zip(app, &caller, &ids, standard, lang, file, progress)
+            let sink = store.blob_store()?.content_sink(file).map_err(io_error)?;
+            write_zip(app, &caller, &ids, standard, lang, sink, progress)
                 .await
+                .and_then(|sink| sink.finish().map_err(io_error))
                 .and_then(|file| file.sync_all().map_err(io_error))
         }
         "pdf" | "pdfa" => {
@@ -263,9 +269,19 @@ async fn write_job(
             match super::pdf::selection_pdf(app, subject, &ids, &title, standard, lang, progress)
                 .await
             {
-                // The PDF is moved, not copied, into the write (tokio takes a `Vec<u8>` as
-                // is); it is the one whole-document buffer typst gives (`render_selection`).
-                Ok(pdf) => tokio::fs::write(partial, pdf).await.map_err(io_error),
+                // The PDF is the one whole-document buffer typst gives (`render_selection`);
+                // it goes to disk through the blob store (sealed on a field replica).
+                Ok(pdf) => {
+                    let blobs = store.blob_store()?;
+                    std::fs::File::create(partial)
+                        .and_then(|file| blobs.content_sink(file))
+                        .and_then(|mut sink| {
+                            sink.write_all(&pdf)?;
+                            sink.finish()
+                        })
+                        .and_then(|file| file.sync_all())
+                        .map_err(io_error)
+                }
                 Err(error) => Err(error),
             }
         }

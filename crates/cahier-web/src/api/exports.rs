@@ -7,6 +7,9 @@
 //!
 //! Temporary archives live in the blob store's `tmp` folder (the orphan sweep removes any a
 //! crash leaves behind). An export file is unlinked as soon as it is opened for the response.
+//! Export files are written through `BlobStore::content_sink` and read back with
+//! `open_content`: on a field replica they are sealed with the replica's key on disk and
+//! decrypted only as they stream to the user.
 
 use crate::AppState;
 use crate::auth::ApiCaller;
@@ -109,26 +112,28 @@ pub(crate) async fn eln_response(
         "export-{}.eln",
         hex::encode(rand::random::<[u8; 16]>())
     ));
+    // Through the blob store: sealed with the replica's key on a field replica.
+    let blobs = store.blob_store()?;
     let file = std::fs::File::create(&path).map_err(|e| AppError::internal(&e))?;
-    let written = store.export_eln(subject, ids, file, "Cahier", |_| {}).await;
-    let file = match written {
-        Ok(file) => file,
-        Err(error) => {
-            let _ = tokio::fs::remove_file(&path).await;
-            return Err(error.into());
-        }
-    };
-    drop(file);
-    let reader = tokio::fs::File::open(&path)
-        .await
+    let sink = blobs
+        .content_sink(file)
         .map_err(|e| AppError::internal(&e))?;
-    let size = reader
-        .metadata()
+    let written = match store
+        .export_eln_stream(subject, ids, sink, "Cahier", |_| {})
         .await
-        .map_err(|e| AppError::internal(&e))?
-        .len();
+    {
+        Ok(sink) => sink.finish().map_err(|e| AppError::internal(&e)),
+        Err(error) => Err(error.into()),
+    };
+    if let Err(error) = written {
+        let _ = tokio::fs::remove_file(&path).await;
+        return Err(error);
+    }
+    let reader = blobs.open_content(&path).await;
     // The open handle keeps the content readable; nothing is left on disk.
     let _ = tokio::fs::remove_file(&path).await;
+    let reader = reader.map_err(|e| AppError::internal(&e))?;
+    let size = reader.remaining();
     let (target_type, target_id) = match ids {
         [one] => ("entity", one.to_string()),
         _ => ("entities", format!("{} entries", ids.len())),
@@ -141,26 +146,22 @@ pub(crate) async fn eln_response(
         serde_json::json!({"format": "eln", "ids": ids.iter().take(100).collect::<Vec<_>>(), "bytes": size}),
     )
     .await;
-    Ok(file_response(reader, size, name, cahier_eln::MEDIA_TYPE))
+    Ok(content_response(reader, name, cahier_eln::MEDIA_TYPE))
 }
 
-/// Streams an open file as an attachment download.
-pub(crate) fn file_response(
-    reader: tokio::fs::File,
-    size: u64,
+/// Streams a file of user content (opened with `BlobStore::open_content`, so decrypted on a
+/// replica) as an attachment download.
+pub(crate) fn content_response(
+    reader: cahier_store::blobs::BlobReader,
     name: &str,
     media_type: &str,
 ) -> Response {
+    let size = reader.remaining();
     let stream = futures_util::stream::unfold(reader, |mut reader| async move {
-        use tokio::io::AsyncReadExt;
-        let mut buffer = vec![0u8; 64 * 1024];
-        match reader.read(&mut buffer).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buffer.truncate(n);
-                Some((Ok::<_, std::io::Error>(Bytes::from(buffer)), reader))
-            }
-            Err(error) => Some((Err(error), reader)),
+        match reader.next_chunk().await {
+            Ok(None) => None,
+            Ok(Some(chunk)) => Some((Ok::<_, std::io::Error>(Bytes::from(chunk)), reader)),
+            Err(error) => Some((Err(std::io::Error::other(error.to_string())), reader)),
         }
     });
     let safe: String = name
@@ -310,24 +311,15 @@ pub(crate) async fn export_download(
     id: i64,
 ) -> Result<Response, AppError> {
     let job = store.export_job(subject, id).await?;
-    let path = store.export_job_file(subject, id).await?;
-    let file = tokio::fs::File::open(&path)
-        .await
-        .map_err(|_| AppError::NotFound("export file".into()))?;
-    let size = file
-        .metadata()
-        .await
-        .map_err(|e| AppError::internal(&e))?
-        .len();
+    let reader = store.open_export_job_file(subject, id).await?;
     let extension = cahier_store::export_jobs::export_extension(&job.format);
     let media_type = match extension {
         "zip" => "application/zip",
         "pdf" => "application/pdf",
         _ => cahier_eln::MEDIA_TYPE,
     };
-    Ok(file_response(
-        file,
-        size,
+    Ok(content_response(
+        reader,
         &format!("cahier-export-{id}.{extension}"),
         media_type,
     ))

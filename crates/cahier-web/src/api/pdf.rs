@@ -199,6 +199,8 @@ async fn gather(
             continue;
         }
         if let Some(bytes) = read_blob(blobs, &upload.sha256).await {
+            // One buffer under both keys.
+            let bytes: std::sync::Arc<[u8]> = bytes.into();
             images.insert(upload.sha256.clone(), bytes.clone());
             images.insert(upload.real_name.clone(), bytes);
         }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 
 /// Every file of a ZIP, by name.
-fn unzip(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
+pub(super) fn unzip(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
     let mut files = BTreeMap::new();
     for i in 0..archive.len() {
@@ -26,7 +26,7 @@ fn unzip(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
 }
 
 /// Starts a background export and waits for its file (polling the job, as a client would).
-async fn job_file(api: &Api, request: Value) -> (Value, Vec<u8>, String) {
+pub(super) async fn job_file(api: &Api, request: Value) -> (Value, Vec<u8>, String) {
     let response = api.post("/exports", request).await;
     assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
     let id = response.json::<Value>().await.unwrap()["id"]
@@ -266,4 +266,95 @@ async fn a_selection_exports_as_one_archival_pdf_and_as_a_zip_in_the_background(
         "experiment-{experiment} - Nitrogen cycle/Nitrogen cycle.pdf"
     )));
     app.stop().await;
+}
+
+/// Image XObjects of a PDF, as `pdfimages -list` prints them (one line each after two of
+/// header).
+fn image_objects(dir: &std::path::Path, name: &str, pdf: &[u8]) -> Vec<String> {
+    let path = dir.join(name);
+    std::fs::write(&path, pdf).unwrap();
+    run("pdfimages", &["-list", path.to_str().unwrap()])
+        .lines()
+        .skip(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_selection_pdf_holds_each_distinct_image_once() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@lab.fr", "Ecology", false).await;
+    let api = app.api(&app.api_key(&alice, true).await);
+    let jpeg = {
+        let mut jpeg = std::io::Cursor::new(Vec::new());
+        image::RgbImage::from_fn(300, 120, |x, y| {
+            image::Rgb([(x % 256) as u8, (y * 2 % 256) as u8, 90])
+        })
+        .write_to(&mut jpeg, image::ImageFormat::Jpeg)
+        .unwrap();
+        jpeg.into_inner()
+    };
+    // One entry shows the picture twice; another shows the same bytes under another name.
+    let twice = api
+        .create(
+            "/experiments",
+            json!({"title": "Twice", "body": "![first](plot.jpg)\n\nThen again:\n\n![second](plot.jpg)\n"}),
+        )
+        .await;
+    upload(
+        &api,
+        &format!("/experiments/{twice}/uploads"),
+        "plot.jpg",
+        jpeg.clone(),
+    )
+    .await;
+    let shared = api
+        .create(
+            "/experiments",
+            json!({"title": "Shared", "body": "![same picture](copy.jpg)\n"}),
+        )
+        .await;
+    upload(
+        &api,
+        &format!("/experiments/{shared}/uploads"),
+        "copy.jpg",
+        jpeg.clone(),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+
+    let (_, pdf, _) = job_file(
+        &api,
+        json!({"experiments": [twice, shared], "format": "pdf"}),
+    )
+    .await;
+    let images = image_objects(dir.path(), "selection.pdf", &pdf);
+    assert_eq!(images.len(), 3, "three images shown: {images:?}");
+    // `pdfimages -list` numbers objects: the three uses name one XObject.
+    let objects: std::collections::BTreeSet<&str> = images
+        .iter()
+        .map(|line| {
+            let columns: Vec<&str> = line.split_whitespace().collect();
+            columns[10]
+        })
+        .collect();
+    assert_eq!(
+        objects.len(),
+        1,
+        "one image object for one picture: {images:?}"
+    );
+    // The entry showing it twice, alone, also holds it once.
+    let response = api.get(&format!("/experiments/{twice}?format=pdf")).await;
+    assert_eq!(response.status(), 200);
+    let images = image_objects(dir.path(), "one.pdf", &response.bytes().await.unwrap());
+    let objects: std::collections::BTreeSet<String> = images
+        .iter()
+        .map(|line| {
+            line.split_whitespace()
+                .nth(10)
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!((images.len(), objects.len()), (2, 1), "{images:?}");
 }

@@ -388,3 +388,78 @@ async fn item_list_rows_carry_the_stock_state() {
     assert_eq!(single["stock"]["is_low"], true);
     lab.app.stop().await;
 }
+
+/// A field laptop set to another zone than the lab's (issue #5): after a sync the replica
+/// reads times in the lab's zone and in the user's own choice made at the lab, not in the
+/// laptop's; an entry made offline takes its date by the lab's rule (the UTC day, as at the
+/// lab); the device time is recorded beside the lab's receive time, never used for order.
+#[tokio::test]
+async fn a_replica_follows_the_labs_time_zones_not_the_laptops() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@lab.fr", "Ecology", false).await;
+    let mut admin = app.subject(&alice).await;
+    admin.is_sysadmin = true;
+    app.store
+        .set_instance_zone(&admin, Some("Pacific/Auckland"))
+        .await
+        .unwrap();
+    let (replica, _) = super::sync_blobs::replica(&app, &alice).await;
+    // The laptop's own clock zone (as `replica serve` takes it from the system).
+    let laptop = replica
+        .store
+        .clone()
+        .with_default_zone(cahier_core::zone::Zone::named("America/New_York").unwrap());
+    assert_eq!(
+        laptop.instance_zone().await.unwrap().name(),
+        "Pacific/Auckland"
+    );
+    assert_eq!(
+        laptop.user_zone(alice.id).await.unwrap().name(),
+        "Pacific/Auckland",
+        "no choice of her own: the lab's"
+    );
+
+    // Her own choice at the lab reaches the laptop at the next sync.
+    app.store
+        .set_user_zone(alice.id, Some("Asia/Tokyo"))
+        .await
+        .unwrap();
+    replica.sync().await;
+    assert_eq!(
+        laptop.user_zone(alice.id).await.unwrap().name(),
+        "Asia/Tokyo"
+    );
+    // The lab changes its zone: followed too.
+    app.store
+        .set_instance_zone(&admin, Some("Europe/Paris"))
+        .await
+        .unwrap();
+    replica.sync().await;
+    assert_eq!(laptop.instance_zone().await.unwrap().name(), "Europe/Paris");
+
+    // An entry made offline gets the date the lab would give at that instant.
+    let subject = laptop.subject(alice.id).await.unwrap();
+    let id = laptop
+        .create_entity(
+            &subject,
+            cahier_store::NewEntity {
+                kind: cahier_core::EntityKind::Experiment,
+                team_id: alice.team_id,
+                canread: None,
+                canwrite: None,
+                patch: cahier_core::EntityPatch {
+                    title: Some("Offline".into()),
+                    ..Default::default()
+                },
+                template: None,
+            },
+        )
+        .await
+        .unwrap();
+    let row = laptop.entity(&subject, id).await.unwrap();
+    assert_eq!(
+        row.date,
+        cahier_core::clock::format_date(laptop.now_ms()),
+        "the UTC day, as at the lab"
+    );
+}

@@ -23,6 +23,7 @@ mod fault_proxy;
 mod pdf;
 mod policy_matrix;
 mod proof_locks;
+mod replica_at_rest;
 mod resources;
 mod search;
 mod signatures;

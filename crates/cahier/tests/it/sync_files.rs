@@ -403,3 +403,68 @@ async fn a_teams_copy_keeps_only_those_teams_files_and_all_fetches_everything() 
     assert_eq!((counts.held, counts.not_held), (2, 0));
     app.stop().await;
 }
+
+/// The file drop race (docs/SYNC.md): the drop step reads what it keeps, then removes; a file
+/// written in between — fetched on demand, or attached offline, whose fetch record or row is
+/// not written yet — must survive it. The steps are interleaved by hand with store calls, in
+/// the order that used to lose the file.
+#[tokio::test]
+async fn a_file_written_while_a_sync_drops_files_is_never_dropped_before_its_record() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@lab.fr", "Ecology", false).await;
+    let lab = app.api(&app.api_key(&alice, true).await);
+    let (id, lab_bytes) = experiment_with_file(&lab, "Cores", 70_000).await;
+    let laptop = replica_keeping(&app, &alice, "pinned").await;
+    let blobs = laptop.store.blob_store().unwrap().clone();
+    assert!(!holds(&laptop, &lab_bytes).await, "pinned: not held");
+
+    // Fetched on demand while a sync runs: the bytes are named, then the drop step runs, then
+    // the fetch is recorded.
+    blobs.put_stream(&lab_bytes[..]).await.unwrap();
+    assert_eq!(laptop.store.drop_unwanted_blobs().await.unwrap(), 0);
+    assert!(holds(&laptop, &lab_bytes).await, "a fresh fetch survives");
+    laptop
+        .store
+        .record_fetched(&sha256(&lab_bytes))
+        .await
+        .unwrap();
+    assert_eq!(laptop.store.drop_unwanted_blobs().await.unwrap(), 0);
+    assert!(holds(&laptop, &lab_bytes).await, "then its record keeps it");
+
+    // Attached offline at the moment a sync drops the same (unselected) hash: the attach
+    // finds the file present (and touches it), the drop step runs, then the row is written.
+    let other = lab.create("/experiments", json!({"title": "Other"})).await;
+    let shared = b"shared bytes, held and unselected".to_vec();
+    upload(
+        &lab,
+        &format!("/experiments/{other}/uploads"),
+        "s.bin",
+        shared.clone(),
+    )
+    .await;
+    laptop.sync().await;
+    blobs.put_stream(&shared[..]).await.unwrap();
+    assert_eq!(laptop.store.drop_unwanted_blobs().await.unwrap(), 0);
+    let (local_server, local) = serve_replica(&laptop).await;
+    upload(
+        &local,
+        &format!("/experiments/{id}/uploads"),
+        "again.bin",
+        shared.clone(),
+    )
+    .await;
+    assert_eq!(laptop.store.drop_unwanted_blobs().await.unwrap(), 0);
+    assert!(
+        holds(&laptop, &shared).await,
+        "the user's attachment keeps its bytes"
+    );
+
+    // Once the attachment is pushed and acknowledged, nothing protects the two files: the
+    // next sync drops them (the fetch record is recent, so the lab's file stays).
+    let report = laptop.sync().await;
+    assert_eq!(report.pushed, 1, "{report}");
+    assert!(!holds(&laptop, &shared).await, "{report}");
+    assert!(holds(&laptop, &lab_bytes).await, "{report}");
+    local_server.stop().await.unwrap();
+    app.stop().await;
+}
