@@ -12,6 +12,7 @@
 //!
 //! This module never interprets a node; [`crate::model`] does.
 
+use crate::scratch::ReadSeek;
 use crate::{ElnError, Result, refused};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -27,12 +28,20 @@ struct Span {
 }
 
 /// Where the JSON text is read from when a node is asked for.
-#[derive(Debug)]
 enum Source {
     /// A temporary copy of the metadata (an import).
-    File(Mutex<std::fs::File>),
+    File(Mutex<Box<dyn ReadSeek>>),
     /// The metadata in memory (small crates, tests).
     Bytes(Vec<u8>),
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(_) => f.write_str("Source::File"),
+            Self::Bytes(bytes) => write!(f, "Source::Bytes({} bytes)", bytes.len()),
+        }
+    }
 }
 
 /// The index of a graph: `@id` → byte range, and the text it points into.
@@ -174,11 +183,17 @@ impl<R: BufRead> Scanner<R> {
 impl Graph {
     /// Indexes the metadata held in `file` (read from its start); the file is kept and read
     /// again, one node at a time, by [`Graph::node`].
-    pub fn from_file(mut file: std::fs::File) -> Result<Self> {
-        file.seek(SeekFrom::Start(0))?;
-        let index = build_index(BufReader::with_capacity(64 * 1024, &mut file))?;
+    pub fn from_file(file: std::fs::File) -> Result<Self> {
+        Self::from_reader(Box::new(file))
+    }
+
+    /// Indexes the metadata `reader` holds (from its start), such as a scratch file
+    /// ([`crate::scratch`]); it is kept and read again, one node at a time.
+    pub fn from_reader(mut reader: Box<dyn ReadSeek>) -> Result<Self> {
+        reader.seek(SeekFrom::Start(0))?;
+        let index = build_index(BufReader::with_capacity(64 * 1024, &mut reader))?;
         Ok(Self {
-            source: Source::File(Mutex::new(file)),
+            source: Source::File(Mutex::new(reader)),
             index,
             failure: Mutex::new(None),
         })

@@ -18,10 +18,12 @@
 pub mod graph;
 pub mod model;
 pub mod reader;
+pub mod scratch;
 pub mod writer;
 
 pub use model::{Crate, ImportedDataset, ImportedFile};
 pub use reader::{ElnArchive, Limits};
+pub use scratch::{PlainScratch, ReadSeek, Scratch, ScratchFile};
 pub use writer::{ElnWriter, ExportEntity, ExportLink};
 
 /// The namespace of Cahier's own properties in its exports (`cahier:kind`, `cahier:heads` …).

@@ -8,6 +8,7 @@
 
 use crate::graph::Graph;
 use crate::model::Crate;
+use crate::scratch::{PlainScratch, Scratch};
 use crate::{ElnError, Result, refused};
 use std::collections::HashMap;
 use std::io::{Read, Seek, Write};
@@ -90,6 +91,12 @@ impl<R: Read + Seek> ElnArchive<R> {
     /// `temp_dir` (anonymous: removed when the archive is dropped, or by the system if the
     /// process dies). Memory then holds the graph's index ([`Graph`]), not the graph.
     pub fn open_in(reader: R, limits: Limits, temp_dir: &std::path::Path) -> Result<Self> {
+        Self::open_with(reader, limits, &PlainScratch(temp_dir.to_owned()))
+    }
+
+    /// Like [`ElnArchive::open_in`], the copy of the metadata kept in a file of `scratch`
+    /// (encrypted at rest on a field replica).
+    pub fn open_with(reader: R, limits: Limits, scratch: &dyn Scratch) -> Result<Self> {
         let mut zip = zip::ZipArchive::new(reader)?;
         if zip.len() > limits.max_entries {
             return Err(refused(format!(
@@ -163,8 +170,7 @@ impl<R: Read + Seek> ElnArchive<R> {
             return Err(refused("the archive is empty"));
         };
         let signed = files.contains_key("ro-crate-metadata.json.minisig");
-        std::fs::create_dir_all(temp_dir)?;
-        let mut copy = tempfile::tempfile_in(temp_dir)?;
+        let mut copy = scratch.create()?;
         copy_limited(
             &mut zip,
             &files,
@@ -182,7 +188,7 @@ impl<R: Read + Seek> ElnArchive<R> {
             )),
             other => other,
         })?;
-        let krate = Crate::from_graph(Graph::from_file(copy)?);
+        let krate = Crate::from_graph(Graph::from_reader(copy.into_reader()?)?);
         Ok(Self {
             zip,
             root,

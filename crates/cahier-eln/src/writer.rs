@@ -15,11 +15,11 @@
 //! [`ElnWriter::finish`] writes `ro-crate-metadata.json` last, copying that file in. Only the
 //! ids of people and categories already written are remembered (to write each node once).
 
+use crate::scratch::{PlainScratch, Scratch, ScratchFile};
 use crate::{CAHIER_NS, ROCRATE_CONTEXT_1_2, Result};
 use serde_json::{Map, Value, json};
 use std::collections::HashSet;
-use std::fs::File;
-use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::io::{BufWriter, Seek, Write};
 use zip::write::SimpleFileOptions;
 
 /// A person in the export.
@@ -161,9 +161,9 @@ pub struct ElnWriter<W: Write + Seek> {
     published_at: String,
     publisher: String,
     /// The graph nodes after the four fixed ones, separated by `,\n`.
-    graph: BufWriter<File>,
+    graph: BufWriter<Box<dyn ScratchFile>>,
     /// The root's `hasPart` items, separated by `,\n`.
-    parts: BufWriter<File>,
+    parts: BufWriter<Box<dyn ScratchFile>>,
     /// Whether a node (resp. a part) was written already (for the separators).
     any_node: bool,
     any_part: bool,
@@ -227,11 +227,24 @@ impl<S: Write> ElnWriter<zip::write::StreamWriter<S>> {
     /// file is followed by a data descriptor instead of a header rewritten in place. `finish`
     /// returns the sink wrapped; `into_inner` unwraps it.
     pub fn new_stream(sink: S, root: &str, published_at: &str, publisher: &str) -> Result<Self> {
+        Self::new_stream_with(sink, root, published_at, publisher, &PlainScratch::system())
+    }
+
+    /// [`ElnWriter::new_stream`], the graph kept until the end in files of `scratch`
+    /// (encrypted at rest on a field replica).
+    pub fn new_stream_with(
+        sink: S,
+        root: &str,
+        published_at: &str,
+        publisher: &str,
+        scratch: &dyn Scratch,
+    ) -> Result<Self> {
         Self::start(
             zip::ZipWriter::new_stream(sink),
             root,
             published_at,
             publisher,
+            scratch,
         )
     }
 }
@@ -240,7 +253,25 @@ impl<W: Write + Seek> ElnWriter<W> {
     /// Starts an archive whose top folder is `root` (ASCII-safe), published at `published_at`
     /// (RFC 3339) by `publisher` (the instance's name).
     pub fn new(sink: W, root: &str, published_at: &str, publisher: &str) -> Result<Self> {
-        Self::start(zip::ZipWriter::new(sink), root, published_at, publisher)
+        Self::new_with(sink, root, published_at, publisher, &PlainScratch::system())
+    }
+
+    /// [`ElnWriter::new`], the graph kept until the end in files of `scratch` (encrypted at
+    /// rest on a field replica).
+    pub fn new_with(
+        sink: W,
+        root: &str,
+        published_at: &str,
+        publisher: &str,
+        scratch: &dyn Scratch,
+    ) -> Result<Self> {
+        Self::start(
+            zip::ZipWriter::new(sink),
+            root,
+            published_at,
+            publisher,
+            scratch,
+        )
     }
 
     fn start(
@@ -248,6 +279,7 @@ impl<W: Write + Seek> ElnWriter<W> {
         root: &str,
         published_at: &str,
         publisher: &str,
+        scratch: &dyn Scratch,
     ) -> Result<Self> {
         let root = safe_name(root);
         zip.add_directory(format!("{root}/"), SimpleFileOptions::default())?;
@@ -256,8 +288,8 @@ impl<W: Write + Seek> ElnWriter<W> {
             root,
             published_at: published_at.to_owned(),
             publisher: publisher.to_owned(),
-            graph: BufWriter::new(tempfile::tempfile()?),
-            parts: BufWriter::new(tempfile::tempfile()?),
+            graph: BufWriter::new(scratch.create()?),
+            parts: BufWriter::new(scratch.create()?),
             any_node: false,
             any_part: false,
             shared: HashSet::new(),
@@ -508,8 +540,16 @@ impl<W: Write + Seek> ElnWriter<W> {
     /// the archive.
     pub fn finish(mut self) -> Result<W> {
         self.flush_current()?;
-        let mut graph = self.graph.into_inner().map_err(|e| e.into_error())?;
-        let mut parts = self.parts.into_inner().map_err(|e| e.into_error())?;
+        let mut graph = self
+            .graph
+            .into_inner()
+            .map_err(|e| e.into_error())?
+            .into_reader()?;
+        let mut parts = self
+            .parts
+            .into_inner()
+            .map_err(|e| e.into_error())?
+            .into_reader()?;
         let options =
             SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
         self.zip
@@ -550,7 +590,6 @@ impl<W: Write + Seek> ElnWriter<W> {
         out.write_all(indent(before).as_bytes())?;
         if self.any_part {
             out.write_all(b"[\n")?;
-            parts.seek(SeekFrom::Start(0))?;
             std::io::copy(&mut parts, out)?;
             out.write_all(b"\n      ]")?;
         } else {
@@ -570,7 +609,6 @@ impl<W: Write + Seek> ElnWriter<W> {
         write_indented(out, &publisher, 4)?;
         if self.any_node {
             out.write_all(b",\n")?;
-            graph.seek(SeekFrom::Start(0))?;
             std::io::copy(&mut graph, out)?;
         }
         out.write_all(b"\n  ]\n}")?;

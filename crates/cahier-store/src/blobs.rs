@@ -21,7 +21,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 mod sealed;
-pub use sealed::{ContentSink, ContentSource, SealedReader, SealedWriter};
+pub use sealed::{ContentScratch, ContentSink, ContentSource, SealedReader, SealedWriter};
 
 /// Size of the copy buffer.
 const BUFFER: usize = 64 * 1024;

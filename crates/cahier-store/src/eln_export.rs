@@ -201,8 +201,9 @@ impl Store {
         progress: impl FnMut(usize) + Send,
     ) -> Result<W> {
         let now = self.now_ms();
-        let writer =
-            ElnWriter::new(sink, &eln_root(now), &rfc3339(now), publisher).map_err(eln_error)?;
+        let scratch = self.eln_scratch();
+        let writer = ElnWriter::new_with(sink, &eln_root(now), &rfc3339(now), publisher, &*scratch)
+            .map_err(eln_error)?;
         self.write_eln(subject, ids, writer, progress).await
     }
 
@@ -218,8 +219,10 @@ impl Store {
         progress: impl FnMut(usize) + Send,
     ) -> Result<S> {
         let now = self.now_ms();
-        let writer = ElnWriter::new_stream(sink, &eln_root(now), &rfc3339(now), publisher)
-            .map_err(eln_error)?;
+        let scratch = self.eln_scratch();
+        let writer =
+            ElnWriter::new_stream_with(sink, &eln_root(now), &rfc3339(now), publisher, &*scratch)
+                .map_err(eln_error)?;
         let written = self.write_eln(subject, ids, writer, progress).await?;
         Ok(written.into_inner())
     }

@@ -22,7 +22,7 @@
 //! properties, unmatched status or category names, links to entities not in the archive) is
 //! kept in the entity's metadata under `eln_import`, never dropped.
 
-use crate::blobs::{BlobError, BlobStore};
+use crate::blobs::{BlobError, BlobStore, ContentSource};
 use crate::catalog::{Family, Vocabulary};
 use crate::entities::NewEntity;
 use crate::{Result, Store, StoreError, invalid};
@@ -31,11 +31,12 @@ use cahier_core::fields::{Field, Metadata};
 use cahier_core::markdown::ContentType;
 use cahier_core::{EntityId, EntityKind, EntityPatch, Subject};
 use cahier_eln::model::ImportedDataset;
-use cahier_eln::{Crate, ElnArchive, ElnError, Limits};
+use cahier_eln::{Crate, ElnArchive, ElnError, Limits, PlainScratch, Scratch};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 mod spill;
 
@@ -194,15 +195,26 @@ impl std::io::Write for ChannelWriter {
     }
 }
 
-type Archive = ElnArchive<std::fs::File>;
+type Archive = ElnArchive<ContentSource<std::fs::File>>;
 
-/// Opens the archive at `path` off the async threads; the copy of its metadata that the
-/// graph index points into goes to `temp_dir`.
-async fn open_archive(path: &Path, limits: Limits, temp_dir: PathBuf) -> Result<Archive> {
+/// Opens the archive at `path` off the async threads: a user's file as it is, or, with
+/// `received`, an archive written through that store's [`BlobStore::content_sink`] (sealed on
+/// a field replica). The copy of its metadata that the graph index points into is a file of
+/// `scratch`.
+async fn open_archive(
+    path: &Path,
+    limits: Limits,
+    scratch: Arc<dyn Scratch>,
+    received: Option<BlobStore>,
+) -> Result<Archive> {
     let path: PathBuf = path.to_owned();
     tokio::task::spawn_blocking(move || {
         let file = std::fs::File::open(&path)?;
-        ElnArchive::open_in(file, limits, &temp_dir)
+        let source = match &received {
+            Some(blobs) => blobs.content_source(file)?,
+            None => ContentSource::Plain(file),
+        };
+        ElnArchive::open_with(source, limits, &*scratch)
     })
     .await
     .map_err(|_| StoreError::Conflict("reading the archive was interrupted".into()))?
@@ -289,15 +301,42 @@ impl Store {
         limits
     }
 
-    /// What importing the archive at `path` would create; writes nothing.
+    /// What importing the archive at `path` (a user's file) would create; writes nothing.
     pub async fn preview_eln(
         &self,
         subject: &Subject,
         path: &Path,
         options: &ImportOptions,
     ) -> Result<ImportPreview> {
+        self.preview_eln_at(subject, path, false, options).await
+    }
+
+    /// [`Store::preview_eln`] of an archive received over HTTP and written through the blob
+    /// store's [`BlobStore::content_sink`] (sealed on a field replica).
+    pub async fn preview_received_eln(
+        &self,
+        subject: &Subject,
+        path: &Path,
+        options: &ImportOptions,
+    ) -> Result<ImportPreview> {
+        self.preview_eln_at(subject, path, true, options).await
+    }
+
+    async fn preview_eln_at(
+        &self,
+        subject: &Subject,
+        path: &Path,
+        received: bool,
+        options: &ImportOptions,
+    ) -> Result<ImportPreview> {
         self.check_import_options(subject, options).await?;
-        let archive = open_archive(path, self.import_limits(), self.import_temp_dir()).await?;
+        let archive = open_archive(
+            path,
+            self.import_limits(),
+            self.eln_scratch(),
+            self.received_from(received)?,
+        )
+        .await?;
         let krate = archive.krate();
         let mut notes = dangling_notes(krate);
         let mut entries = Vec::new();
@@ -331,12 +370,23 @@ impl Store {
         })
     }
 
-    /// Where an import's temporary files go: the blob store's `tmp/` (the data disk), else the
-    /// system's temporary folder.
-    fn import_temp_dir(&self) -> PathBuf {
-        self.blobs
-            .as_ref()
-            .map_or_else(std::env::temp_dir, |blobs| blobs.root().join("tmp"))
+    /// Where the `.eln` reader, writer and an import keep their scratch files: the blob
+    /// store's (its `tmp/` folder on the data disk, sealed on a field replica), else anonymous
+    /// files of the system's temporary folder.
+    pub(crate) fn eln_scratch(&self) -> Arc<dyn Scratch> {
+        match &self.blobs {
+            Some(blobs) => Arc::new(blobs.scratch()),
+            None => Arc::new(PlainScratch::system()),
+        }
+    }
+
+    /// The store a received archive was written through, when `received`.
+    fn received_from(&self, received: bool) -> Result<Option<BlobStore>> {
+        Ok(if received {
+            Some(self.blob_store()?.clone())
+        } else {
+            None
+        })
     }
 
     async fn check_import_options(&self, subject: &Subject, options: &ImportOptions) -> Result<()> {
@@ -355,17 +405,45 @@ impl Store {
         Ok(())
     }
 
-    /// Imports the archive at `path` for `subject`: every entry or none (see the module doc).
+    /// Imports the archive at `path` (a user's file) for `subject`: every entry or none (see
+    /// the module doc).
     pub async fn import_eln(
         &self,
         subject: &Subject,
         path: &Path,
         options: &ImportOptions,
     ) -> Result<ImportReport> {
+        self.import_eln_at(subject, path, false, options).await
+    }
+
+    /// [`Store::import_eln`] of an archive received over HTTP and written through the blob
+    /// store's [`BlobStore::content_sink`] (sealed on a field replica).
+    pub async fn import_received_eln(
+        &self,
+        subject: &Subject,
+        path: &Path,
+        options: &ImportOptions,
+    ) -> Result<ImportReport> {
+        self.import_eln_at(subject, path, true, options).await
+    }
+
+    async fn import_eln_at(
+        &self,
+        subject: &Subject,
+        path: &Path,
+        received: bool,
+        options: &ImportOptions,
+    ) -> Result<ImportReport> {
         self.check_import_options(subject, options).await?;
         let blobs = self.blob_store()?.clone();
-        let temp_dir = self.import_temp_dir();
-        let mut archive = open_archive(path, self.import_limits(), temp_dir.clone()).await?;
+        let scratch = self.eln_scratch();
+        let mut archive = open_archive(
+            path,
+            self.import_limits(),
+            scratch.clone(),
+            self.received_from(received)?,
+        )
+        .await?;
         let ids: HashMap<String, EntityId> = archive
             .krate()
             .dataset_ids()
@@ -383,7 +461,7 @@ impl Store {
         let mut refused_files = Vec::new();
         let now = self.now_ms();
         // Prepared entries go to disk; memory keeps their report lines only.
-        let mut spill = spill::SpillWriter::create(&temp_dir)?;
+        let mut spill = spill::SpillWriter::create(&*scratch)?;
         let mut lines: Vec<(String, usize)> = Vec::new();
         let n_parts = archive.krate().root_parts.len();
         for part in 0..n_parts {

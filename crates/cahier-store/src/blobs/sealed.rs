@@ -265,6 +265,59 @@ impl<R: Read + Seek> Seek for ContentSource<R> {
     }
 }
 
+/// Scratch files of the `.eln` reader and writer (the metadata's copy, the graph written until
+/// the end) and of an import's prepared entries, as files of user content: anonymous files in
+/// the store's `tmp/` folder, sealed with the store's key on a field replica.
+#[derive(Debug, Clone)]
+pub struct ContentScratch {
+    store: BlobStore,
+}
+
+/// One [`ContentScratch`] file being written.
+struct ContentScratchFile {
+    sink: ContentSink<std::fs::File>,
+    store: BlobStore,
+}
+
+impl Write for ContentScratchFile {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.sink.write(bytes)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.sink.flush()
+    }
+}
+
+impl cahier_eln::ScratchFile for ContentScratchFile {
+    fn into_reader(self: Box<Self>) -> io::Result<Box<dyn cahier_eln::ReadSeek>> {
+        let Self { sink, store } = *self;
+        let mut file = sink.finish()?;
+        file.seek(SeekFrom::Start(0))?;
+        Ok(Box::new(store.content_source(file)?))
+    }
+}
+
+impl ContentScratch {
+    /// An anonymous file of the store's `tmp/` folder (no name: gone when closed, even if the
+    /// process dies), written as user content.
+    fn create_file(&self) -> io::Result<ContentScratchFile> {
+        let dir = self.store.root().join("tmp");
+        std::fs::create_dir_all(&dir)?;
+        let file = tempfile::tempfile_in(&dir)?;
+        Ok(ContentScratchFile {
+            sink: self.store.content_sink(file)?,
+            store: self.store.clone(),
+        })
+    }
+}
+
+impl cahier_eln::Scratch for ContentScratch {
+    fn create(&self) -> io::Result<Box<dyn cahier_eln::ScratchFile>> {
+        Ok(Box::new(self.create_file()?))
+    }
+}
+
 impl BlobStore {
     /// Starts a file of user content in `inner` (a new, empty file): sealed with the store's
     /// key when the store is encrypted, as is otherwise. End it with [`ContentSink::finish`].
@@ -273,6 +326,14 @@ impl BlobStore {
             Some(key) => ContentSink::Sealed(SealedWriter::new(inner, key)?),
             None => ContentSink::Plain(inner),
         })
+    }
+
+    /// Scratch files for the `.eln` reader and writer and an import's spill, sealed like
+    /// [`BlobStore::content_sink`]'s files.
+    pub fn scratch(&self) -> ContentScratch {
+        ContentScratch {
+            store: self.clone(),
+        }
     }
 
     /// Reads back a file written through [`BlobStore::content_sink`].
@@ -356,6 +417,36 @@ mod tests {
                 streamed.extend(chunk);
             }
             assert_eq!(streamed, plain);
+        }
+    }
+
+    #[test]
+    fn scratch_files_of_an_encrypted_store_are_sealed_anonymous_and_read_back() {
+        use cahier_eln::ScratchFile;
+        let dir = tempfile::tempdir().unwrap();
+        let plain = content(3 * SEGMENT + 5);
+        for store in [
+            BlobStore::new(dir.path().join("blobs"), 1 << 24).encrypted([5; 32]),
+            BlobStore::new(dir.path().join("plain"), 1 << 24),
+        ] {
+            let mut file = store.scratch().create_file().unwrap();
+            assert_eq!(
+                matches!(file.sink, ContentSink::Sealed(_)),
+                store.key.is_some(),
+                "sealed exactly when the store is encrypted"
+            );
+            file.write_all(&plain).unwrap();
+            let mut reader = Box::new(file).into_reader().unwrap();
+            let mut back = Vec::new();
+            reader.read_to_end(&mut back).unwrap();
+            assert_eq!(back, plain);
+            reader.seek(SeekFrom::Start(SEGMENT as u64 + 3)).unwrap();
+            let mut one = [0u8; 1];
+            reader.read_exact(&mut one).unwrap();
+            assert_eq!(one[0], plain[SEGMENT + 3]);
+            // Anonymous: nothing named is left in `tmp/`.
+            let named = std::fs::read_dir(store.root().join("tmp")).unwrap().count();
+            assert_eq!(named, 0);
         }
     }
 

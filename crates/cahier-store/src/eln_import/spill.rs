@@ -4,14 +4,15 @@
 //! number of entries.
 //!
 //! Format (private to one import, never kept): per record, its length as 8 bytes
-//! little-endian, then its JSON. The file lives in the blob store's `tmp/` folder (on the data
-//! disk, not a RAM-backed `/tmp`) and is removed when the spill is dropped, whether the import
-//! committed, failed or was cancelled.
+//! little-endian, then its JSON. The file is a scratch file of the store
+//! ([`crate::blobs::BlobStore::scratch`]: anonymous, in the blob store's `tmp/` folder on the
+//! data disk, sealed with the replica's key on a field replica), gone when the spill is
+//! dropped, whether the import committed, failed or was cancelled.
 
 use crate::entities::PreparedRecord;
 use crate::{Result, StoreError};
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
-use std::path::Path;
+use cahier_eln::{ReadSeek, Scratch, ScratchFile};
+use std::io::{BufReader, BufWriter, Read, Write};
 
 /// A record larger than this is refused when read back (a damaged file, not a real entry:
 /// bodies are bounded by `MAX_BODY_CHARS`).
@@ -25,19 +26,14 @@ fn io_error(error: impl std::fmt::Display) -> StoreError {
 
 /// Records being written.
 pub(super) struct SpillWriter {
-    file: BufWriter<tempfile::NamedTempFile>,
+    file: BufWriter<Box<dyn ScratchFile>>,
     n_records: usize,
 }
 
 impl SpillWriter {
-    /// A new, empty spill file in `dir` (created if needed).
-    pub(super) fn create(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(io_error)?;
-        let file = tempfile::Builder::new()
-            .prefix("import-")
-            .suffix(".spill")
-            .tempfile_in(dir)
-            .map_err(io_error)?;
+    /// A new, empty spill file of `scratch`.
+    pub(super) fn create(scratch: &dyn Scratch) -> Result<Self> {
+        let file = scratch.create().map_err(io_error)?;
         Ok(Self {
             file: BufWriter::with_capacity(256 * 1024, file),
             n_records: 0,
@@ -62,9 +58,11 @@ impl SpillWriter {
     /// Ends writing; the records are then read back in order.
     pub(super) fn into_reader(self) -> Result<SpillReader> {
         let n_records = self.n_records;
-        let mut file = self.file.into_inner().map_err(io_error)?;
-        file.as_file_mut()
-            .seek(SeekFrom::Start(0))
+        let file = self
+            .file
+            .into_inner()
+            .map_err(io_error)?
+            .into_reader()
             .map_err(io_error)?;
         Ok(SpillReader {
             file: BufReader::with_capacity(256 * 1024, file),
@@ -75,7 +73,7 @@ impl SpillWriter {
 
 /// Records being read back, in the order written.
 pub(super) struct SpillReader {
-    file: BufReader<tempfile::NamedTempFile>,
+    file: BufReader<Box<dyn ReadSeek>>,
     remaining: usize,
 }
 

@@ -340,13 +340,15 @@ impl Drop for ReceivedArchive {
 }
 
 /// Streams the multipart `file` field into a temporary file (bounded by the upload limit)
-/// and collects the small fields.
+/// and collects the small fields. The file is written through the blob store's
+/// [`cahier_store::blobs::BlobStore::content_sink`] (sealed on a field replica): read it with
+/// [`Store::preview_received_eln`] and [`Store::import_received_eln`].
 pub(crate) async fn receive_archive(
     store: &Store,
     mut multipart: Multipart,
 ) -> Result<ReceivedArchive, AppError> {
-    use tokio::io::AsyncWriteExt;
-    let limit = store.blob_store()?.max_bytes();
+    let blobs = store.blob_store()?.clone();
+    let limit = blobs.max_bytes();
     let dir = tmp_dir(store)?;
     tokio::fs::create_dir_all(&dir)
         .await
@@ -363,8 +365,9 @@ pub(crate) async fn receive_archive(
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
         let name = field.name().unwrap_or_default().to_owned();
         if name == "file" {
-            let mut file = tokio::fs::File::create(&received.path)
-                .await
+            let file = std::fs::File::create(&received.path).map_err(|e| AppError::internal(&e))?;
+            let mut sink = blobs
+                .content_sink(file)
                 .map_err(|e| AppError::internal(&e))?;
             let mut total: u64 = 0;
             while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
@@ -374,11 +377,18 @@ pub(crate) async fn receive_archive(
                         "archives are limited to {limit} bytes (max_upload_mb in cahier.toml)"
                     )));
                 }
-                file.write_all(&chunk)
-                    .await
-                    .map_err(|e| AppError::internal(&e))?;
+                // Sealing and writing off the async threads, one chunk at a time.
+                sink = tokio::task::spawn_blocking(move || {
+                    std::io::Write::write_all(&mut sink, &chunk).map(|()| sink)
+                })
+                .await
+                .map_err(|e| AppError::internal(&e))?
+                .map_err(|e| AppError::internal(&e))?;
             }
-            file.flush().await.map_err(|e| AppError::internal(&e))?;
+            tokio::task::spawn_blocking(move || sink.finish())
+                .await
+                .map_err(|e| AppError::internal(&e))?
+                .map_err(|e| AppError::internal(&e))?;
             has_file = total > 0;
         } else {
             let value = field.text().await.map_err(multipart_error)?;
@@ -463,13 +473,13 @@ async fn import(
     if dry_run {
         let preview = app
             .store
-            .preview_eln(&caller.subject, &received.path, &options)
+            .preview_received_eln(&caller.subject, &received.path, &options)
             .await?;
         return Ok(axum::Json(json!(preview)).into_response());
     }
     let report = app
         .store
-        .import_eln(&caller.subject, &received.path, &options)
+        .import_received_eln(&caller.subject, &received.path, &options)
         .await?;
     Ok((StatusCode::CREATED, axum::Json(json!(report))).into_response())
 }

@@ -114,7 +114,7 @@ async fn preview(
     let options = import_options(&received.fields, session.current_team()).ui(lang)?;
     let preview = state
         .store
-        .preview_eln(&session.subject, &received.path, &options)
+        .preview_received_eln(&session.subject, &received.path, &options)
         .await
         .ui(lang)?;
     let token = hex::encode(rand::random::<[u8; 16]>());
@@ -168,7 +168,7 @@ async fn confirm(
     let options = import_options(&fields, session.current_team()).ui(lang)?;
     let outcome = state
         .store
-        .import_eln(&session.subject, &path, &options)
+        .import_received_eln(&session.subject, &path, &options)
         .await;
     let _ = tokio::fs::remove_file(&path).await;
     let report = outcome.ui(lang)?;

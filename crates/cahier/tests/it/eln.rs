@@ -15,7 +15,12 @@ use std::path::{Path, PathBuf};
 const FIXTURES: &str = "/work/shared/fixtures/eln";
 const CONTEXTS: &str = "/work/shared/fixtures/rocrate-context";
 
-async fn import(api: &Api, name: &str, bytes: Vec<u8>, fields: &[(&str, &str)]) -> (u16, Value) {
+pub(super) async fn import(
+    api: &Api,
+    name: &str,
+    bytes: Vec<u8>,
+    fields: &[(&str, &str)],
+) -> (u16, Value) {
     let mut form = Form::new().part("file", Part::bytes(bytes).file_name(name.to_owned()));
     for (key, value) in fields {
         form = form.text(key.to_string(), value.to_string());

@@ -5,6 +5,7 @@
 //! real HTTP.
 
 use super::archives::{job_file, unzip};
+use super::eln::import;
 use super::pdf::run;
 use super::sync_blobs::{Replica, serve_replica};
 use super::uploads::upload;
@@ -92,7 +93,8 @@ async fn exports_on_an_encrypted_replica_leave_nothing_readable_in_its_data_fold
     // At once: the downloads hold the entry.
     let response = local.get(&format!("/experiments/{id}?format=eln")).await;
     assert_eq!(response.status(), 200);
-    let eln = unzip(&response.bytes().await.unwrap());
+    let eln_bytes = response.bytes().await.unwrap().to_vec();
+    let eln = unzip(&eln_bytes);
     assert!(
         eln.values().any(|f| contains(f, MARKER.as_bytes())),
         "the .eln holds the entry: {:?}",
@@ -129,6 +131,26 @@ async fn exports_on_an_encrypted_replica_leave_nothing_readable_in_its_data_fold
         };
         assert!(found, "the {format} export holds the entry");
     }
+
+    // An .eln imported on the replica: the received archive, the reader's copy of its metadata
+    // and the import's prepared entries are sealed scratch files too, and the import works
+    // through them (a dry run, then the import).
+    let (status, preview) =
+        import(&local, "field.eln", eln_bytes.clone(), &[("dry_run", "1")]).await;
+    assert_eq!(status, 200, "{preview}");
+    assert_eq!(
+        preview["entries"].as_array().map(Vec::len),
+        Some(1),
+        "{preview}"
+    );
+    let (status, report) = import(&local, "field.eln", eln_bytes, &[]).await;
+    assert_eq!(status, 201, "{report}");
+    let imported = local.json(&format!("/experiments?q={MARKER}")).await;
+    assert_eq!(
+        imported.as_array().map(Vec::len),
+        Some(2),
+        "the original and its imported copy: {imported}"
+    );
 
     // Nothing under the data folder is readable: no marker, no ZIP, no PDF in clear.
     let files = files_under(&data);
