@@ -287,6 +287,49 @@ async fn a_change_pushed_twice_is_accepted_once() {
     assert_eq!(report.waiting, 0);
 }
 
+/// A sync with nothing to do writes nothing to the replica's database: its file and its
+/// write-ahead log keep their size and time.
+#[tokio::test]
+async fn a_sync_with_nothing_to_do_writes_nothing_on_the_replica() {
+    let (nodes, team) = world().await;
+    let server = &nodes[0].store;
+    let owner = server.subject(1).await.unwrap();
+    for title in ["one", "two"] {
+        let new = cahier_store::NewEntity {
+            kind: EntityKind::Experiment,
+            team_id: team,
+            canread: None,
+            canwrite: None,
+            patch: EntityPatch {
+                title: Some(title.into()),
+                ..Default::default()
+            },
+            template: None,
+        };
+        server.create_entity(&owner, new).await.unwrap();
+    }
+    let replica = &nodes[1];
+    let transport = replica.transport.as_ref().unwrap();
+    let report = sync_once(&replica.store, transport).await.unwrap();
+    assert_eq!(report.added, 2, "{report}");
+    sync_once(&replica.store, transport).await.unwrap();
+    let files = |dir: &std::path::Path| -> Vec<(u64, std::time::SystemTime)> {
+        ["cahier.db", "cahier.db-wal"]
+            .iter()
+            .map(|name| {
+                let meta = std::fs::metadata(dir.join(name)).unwrap();
+                (meta.len(), meta.modified().unwrap())
+            })
+            .collect()
+    };
+    let before = files(replica._dir.path());
+    for _ in 0..3 {
+        let report = sync_once(&replica.store, transport).await.unwrap();
+        assert_eq!(report, cahier_sync::SyncReport::default(), "{report}");
+    }
+    assert_eq!(files(replica._dir.path()), before);
+}
+
 /// A lab with Ada (member) and Bea (team admin) and one replica of Ada's notebook.
 async fn lab_with_replica() -> (Store, Node, i64, Subject, Node) {
     let (nodes, team) = world().await;
