@@ -16,6 +16,9 @@ use subtle::ConstantTimeEq;
 /// Largest change set accepted in one push for one document.
 pub const MAX_PUSH_BYTES: usize = 8 * 1024 * 1024;
 
+/// Documents of a push committed together (see [`Store::push`]).
+const PUSH_COMMIT_EVERY: usize = 50;
+
 /// How stale a device's `last_seen` may get before a request rewrites it, ms.
 const LAST_SEEN_STEP_MS: i64 = 60_000;
 
@@ -364,10 +367,12 @@ impl Store {
     /// Accepts or refuses each pushed document's changes. A refusal keeps the bytes in
     /// quarantine with the reason.
     ///
-    /// The whole request is one transaction (one commit, one `fsync`), each document inside
-    /// its own savepoint: a refused document rolls back to its savepoint and is quarantined,
-    /// the others are committed together. A database failure rolls everything back; the
-    /// replica, having no answer, pushes the same documents again (a push is idempotent).
+    /// Documents are committed together, [`PUSH_COMMIT_EVERY`] per transaction (one commit,
+    /// one `fsync`), each inside its own savepoint: a refused document rolls back to its
+    /// savepoint and is quarantined, the others are committed together. A database failure
+    /// rolls the current transaction back; the replica, having no answer, pushes the same
+    /// documents again (a push is idempotent: those already committed are accepted again
+    /// without change).
     pub async fn push(
         &self,
         subject: &Subject,
@@ -437,6 +442,15 @@ impl Store {
                 }
             };
             results.push(result);
+            // Other writers wait while a push holds the write lock: it is let go every
+            // `PUSH_COMMIT_EVERY` documents, so a large push never nears their busy timeout.
+            if results.len() % PUSH_COMMIT_EVERY == 0 {
+                tx.commit().await?;
+                for (id, heads, doc) in cached.drain(..) {
+                    self.cache_put(id, heads, doc);
+                }
+                tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            }
         }
         tx.commit().await?;
         for (id, heads, doc) in cached {

@@ -330,6 +330,42 @@ async fn a_sync_with_nothing_to_do_writes_nothing_on_the_replica() {
     assert_eq!(files(replica._dir.path()), before);
 }
 
+/// A push larger than one server transaction (50 documents) is committed in parts, all
+/// accepted, each entry once.
+#[tokio::test]
+async fn a_push_of_more_documents_than_one_commit_takes_is_all_accepted() {
+    let (nodes, team) = world().await;
+    let replica = &nodes[1];
+    let transport = replica.transport.as_ref().unwrap();
+    let ada = replica.store.subject(1).await.unwrap();
+    for i in 0..120 {
+        let new = cahier_store::NewEntity {
+            kind: EntityKind::Experiment,
+            team_id: team,
+            canread: None,
+            canwrite: None,
+            patch: EntityPatch {
+                title: Some(format!("offline {i}")),
+                ..Default::default()
+            },
+            template: None,
+        };
+        replica.store.create_entity(&ada, new).await.unwrap();
+    }
+    let report = sync_once(&replica.store, transport).await.unwrap();
+    assert_eq!(
+        (report.pushed, report.rejected, report.waiting),
+        (120, 0, 0),
+        "{report}"
+    );
+    let server = &nodes[0].store;
+    let owner = server.subject(1).await.unwrap();
+    let listed = server.feed(&owner, 0, 1000).await.unwrap().items.len();
+    assert_eq!(listed, 120);
+    let report = sync_once(&replica.store, transport).await.unwrap();
+    assert_eq!((report.pushed, report.waiting), (0, 0), "{report}");
+}
+
 /// A lab with Ada (member) and Bea (team admin) and one replica of Ada's notebook.
 async fn lab_with_replica() -> (Store, Node, i64, Subject, Node) {
     let (nodes, team) = world().await;
