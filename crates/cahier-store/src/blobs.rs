@@ -25,6 +25,8 @@ pub use sealed::{ContentScratch, ContentSink, ContentSource, SealedReader, Seale
 
 /// Size of the copy buffer.
 const BUFFER: usize = 64 * 1024;
+/// Write buffer of [`BlobWriter::write_from`].
+const WRITE_BUFFER: usize = 1024 * 1024;
 /// Plaintext bytes per encrypted segment.
 const SEGMENT: usize = 64 * 1024;
 /// Authentication tag per encrypted segment.
@@ -194,7 +196,7 @@ impl BlobStore {
                 }
                 Some(Seal {
                     encryptor: Some(EncryptorBE32::from_stream_primitive(key.stream(&prefix))),
-                    buffer: Vec::with_capacity(SEGMENT),
+                    buffer: Vec::with_capacity(SEGMENT + TAG),
                 })
             }
             None => None,
@@ -503,6 +505,28 @@ struct Seal {
     buffer: Vec<u8>,
 }
 
+impl Seal {
+    /// Takes in plaintext; appends to `out` each segment it completes, sealed. The last
+    /// segment is held back until [`BlobWriter::finish`] seals it as last.
+    fn absorb(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), BlobError> {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            if self.buffer.len() == SEGMENT {
+                let encryptor = self.encryptor.as_mut().ok_or_else(sealing_failed)?;
+                encryptor
+                    .encrypt_next_in_place(&[], &mut self.buffer)
+                    .map_err(|_| sealing_failed())?;
+                out.extend_from_slice(&self.buffer);
+                self.buffer.clear();
+            }
+            let take = rest.len().min(SEGMENT - self.buffer.len());
+            self.buffer.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+        }
+        Ok(())
+    }
+}
+
 impl std::fmt::Debug for Seal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Seal").finish_non_exhaustive()
@@ -517,33 +541,76 @@ impl BlobWriter {
     /// Appends `bytes`; fails with [`BlobError::TooLarge`] past the store's limit (the
     /// temporary file is removed when the writer is dropped).
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), BlobError> {
+        self.account(bytes)?;
+        let file = self.file.as_mut().ok_or(BlobError::NotFound)?;
+        let Some(seal) = self.seal.as_mut() else {
+            file.write_all(bytes).await?;
+            return Ok(());
+        };
+        let mut sealed = Vec::new();
+        seal.absorb(bytes, &mut sealed)?;
+        file.write_all(&sealed).await?;
+        Ok(())
+    }
+
+    /// Appends everything `chunks` yields until its senders are gone, hashing, encrypting and
+    /// writing on one blocking thread through a large buffer, so that the sender (a download)
+    /// and the disk work at the same time and no chunk waits for a hop to the blocking pool.
+    /// Returns the writer, to [`BlobWriter::finish`]; on error the temporary file is removed.
+    pub async fn write_from<T>(
+        mut self,
+        mut chunks: tokio::sync::mpsc::Receiver<T>,
+    ) -> Result<Self, BlobError>
+    where
+        T: AsRef<[u8]> + Send + 'static,
+    {
+        let file = self
+            .file
+            .take()
+            .ok_or(BlobError::NotFound)?
+            .into_std()
+            .await;
+        tokio::task::spawn_blocking(move || {
+            let mut out = std::io::BufWriter::with_capacity(WRITE_BUFFER, file);
+            let mut sealed = Vec::with_capacity(WRITE_BUFFER);
+            let mut written = || -> Result<(), BlobError> {
+                while let Some(chunk) = chunks.blocking_recv() {
+                    let bytes = chunk.as_ref();
+                    self.account(bytes)?;
+                    match self.seal.as_mut() {
+                        None => std::io::Write::write_all(&mut out, bytes)?,
+                        Some(seal) => {
+                            sealed.clear();
+                            seal.absorb(bytes, &mut sealed)?;
+                            std::io::Write::write_all(&mut out, &sealed)?;
+                        }
+                    }
+                }
+                std::io::Write::flush(&mut out)?;
+                Ok(())
+            };
+            // On error, `self` is dropped here, which removes the temporary file.
+            written()?;
+            let file = out
+                .into_inner()
+                .map_err(|e| BlobError::Io(e.into_error()))?;
+            self.file = Some(tokio::fs::File::from_std(file));
+            Ok(self)
+        })
+        .await
+        .map_err(|e| BlobError::Io(std::io::Error::other(e.to_string())))?
+    }
+
+    /// Counts and hashes `bytes` (the plaintext); refuses them past the store's limit.
+    fn account(&mut self, bytes: &[u8]) -> Result<(), BlobError> {
         let size = self.size.saturating_add(bytes.len() as u64);
         if size > self.store.max_bytes {
             return Err(BlobError::TooLarge {
                 limit: self.store.max_bytes,
             });
         }
-        let file = self.file.as_mut().ok_or(BlobError::NotFound)?;
         self.hasher.update(bytes);
         self.size = size;
-        let Some(seal) = self.seal.as_mut() else {
-            file.write_all(bytes).await?;
-            return Ok(());
-        };
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            if seal.buffer.len() == SEGMENT {
-                let encryptor = seal.encryptor.as_mut().ok_or_else(sealing_failed)?;
-                let sealed = encryptor
-                    .encrypt_next(seal.buffer.as_slice())
-                    .map_err(|_| sealing_failed())?;
-                file.write_all(&sealed).await?;
-                seal.buffer.clear();
-            }
-            let take = rest.len().min(SEGMENT - seal.buffer.len());
-            seal.buffer.extend_from_slice(&rest[..take]);
-            rest = &rest[take..];
-        }
         Ok(())
     }
 
@@ -739,6 +806,63 @@ mod tests {
         let report = store.verify([]).await.unwrap();
         assert!(report.is_ok(), "{report:?}");
         assert_eq!(report.checked, 6);
+    }
+
+    /// Chunks fed through a channel (a download) give the same file as the async writer:
+    /// same name, same plaintext, readable in the same format; a stream that stops early or
+    /// runs past the limit leaves no file and no temporary file.
+    #[tokio::test]
+    async fn a_blob_written_from_a_channel_matches_and_a_failed_one_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("blobs");
+        for store in [
+            BlobStore::new(&root, 1 << 24).encrypted([7; 32]),
+            BlobStore::new(dir.path().join("plain"), 1 << 24),
+        ] {
+            for len in [0, 1, SEGMENT, SEGMENT + 1, 5 * SEGMENT + 3] {
+                let content: Vec<u8> = (0..len).map(|i| (i % 247) as u8).collect();
+                let (sender, receiver) = tokio::sync::mpsc::channel(4);
+                let chunks: Vec<Vec<u8>> = content.chunks(7_777).map(<[u8]>::to_vec).collect();
+                let feed = async move {
+                    for chunk in chunks {
+                        sender.send(chunk).await.unwrap();
+                    }
+                };
+                let writer = store.writer().await.unwrap();
+                let ((), written) = tokio::join!(feed, writer.write_from(receiver));
+                let expected = hex::encode(Sha256::digest(&content));
+                let (hash, size) = written.unwrap().finish_expecting(&expected).await.unwrap();
+                assert_eq!((hash.as_str(), size), (expected.as_str(), len as u64));
+                assert_eq!(read_all(&store, &hash).await, content, "length {len}");
+            }
+            assert!(store.verify([]).await.unwrap().is_ok());
+            // Cut off: the content does not match the awaited hash; nothing is named.
+            let (sender, receiver) = tokio::sync::mpsc::channel(4);
+            sender.send(vec![1u8; 1000]).await.unwrap();
+            drop(sender);
+            let writer = store.writer().await.unwrap().write_from(receiver).await;
+            let error = writer
+                .unwrap()
+                .finish_expecting(&"a".repeat(64))
+                .await
+                .unwrap_err();
+            assert!(matches!(error, BlobError::HashMismatch { .. }));
+            // Past the limit.
+            let small = BlobStore::new(&store.root, 10);
+            let (sender, receiver) = tokio::sync::mpsc::channel(4);
+            sender.send(vec![1u8; 11]).await.unwrap();
+            drop(sender);
+            let error = small
+                .writer()
+                .await
+                .unwrap()
+                .write_from(receiver)
+                .await
+                .unwrap_err();
+            assert!(matches!(error, BlobError::TooLarge { limit: 10 }));
+            let tmp: Vec<_> = std::fs::read_dir(store.root.join("tmp")).unwrap().collect();
+            assert!(tmp.is_empty(), "temporary files left: {tmp:?}");
+        }
     }
 
     #[tokio::test]

@@ -110,6 +110,12 @@ const SQLITE: &[(i64, Step)] = &[
             "../migrations/sqlite/0023_doc_heads_index.sql"
         )),
     ),
+    (
+        25,
+        Step::Sql(include_str!(
+            "../migrations/sqlite/0025_reference_owners.sql"
+        )),
+    ),
 ];
 
 async fn rebuild_search_index(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {

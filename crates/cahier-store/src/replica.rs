@@ -519,6 +519,28 @@ impl Store {
         Ok(())
     }
 
+    /// [`Store::mark_accepted`] for all the acknowledgements of one push batch, in one
+    /// transaction: `(local id, pushed heads, server id)`.
+    pub async fn mark_accepted_batch(&self, accepted: &[(i64, String, i64)]) -> Result<()> {
+        if accepted.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for (local_id, pushed_heads, server_id) in accepted {
+            sqlx::query(
+                "INSERT INTO replica_entities (entity_id, acked_heads, server_id) VALUES (?, ?, ?) \
+                 ON CONFLICT (entity_id) DO UPDATE SET acked_heads = excluded.acked_heads, server_id = excluded.server_id",
+            )
+            .bind(local_id)
+            .bind(pushed_heads)
+            .bind(server_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Keeps a refused local change set as a rejected edit, then removes the local changes:
     /// the entity is dropped locally so the next pull brings the server's version back (or
     /// nothing, if the server never had it). The bytes stay in `rejected_edits`.

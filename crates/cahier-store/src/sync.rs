@@ -16,6 +16,15 @@ use subtle::ConstantTimeEq;
 /// Largest change set accepted in one push for one document.
 pub const MAX_PUSH_BYTES: usize = 8 * 1024 * 1024;
 
+/// Documents of a push committed together (see [`Store::push`]).
+const PUSH_COMMIT_EVERY: usize = 50;
+
+/// How stale a device's `last_seen` may get before a request rewrites it, ms.
+const LAST_SEEN_STEP_MS: i64 = 60_000;
+
+/// Id, user, secret hash, revoked, user archived, last seen.
+type DeviceAuthRow = Option<(i64, i64, String, Option<i64>, bool, Option<i64>)>;
+
 /// A registered, unrevoked device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Device {
@@ -102,14 +111,14 @@ impl Store {
         let Some((uuid, secret)) = credential.trim().split_once('.') else {
             return Ok(None);
         };
-        let row: Option<(i64, i64, String, Option<i64>, bool)> = sqlx::query_as(
-            "SELECT d.id, d.user_id, d.secret_hash, d.revoked_at, u.is_archived FROM devices d \
+        let row: DeviceAuthRow = sqlx::query_as(
+            "SELECT d.id, d.user_id, d.secret_hash, d.revoked_at, u.is_archived, d.last_seen FROM devices d \
              JOIN users u ON u.id = d.user_id WHERE d.uuid = ?",
         )
         .bind(uuid)
         .fetch_optional(&self.pool)
         .await?;
-        let Some((id, user_id, hash, revoked, archived)) = row else {
+        let Some((id, user_id, hash, revoked, archived, last_seen)) = row else {
             return Ok(None);
         };
         if revoked.is_some()
@@ -118,11 +127,16 @@ impl Store {
         {
             return Ok(None);
         }
-        sqlx::query("UPDATE devices SET last_seen = ? WHERE id = ?")
-            .bind(self.now_ms())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        // `last_seen` says when the device last synced, to the minute: it is not rewritten
+        // (a write and an fsync) by each of a sync's requests.
+        let now = self.now_ms();
+        if last_seen.is_none_or(|seen| now - seen >= LAST_SEEN_STEP_MS || now < seen) {
+            sqlx::query("UPDATE devices SET last_seen = ? WHERE id = ?")
+                .bind(now)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        }
         Ok(Some(Device {
             id,
             uuid: uuid.to_owned(),
@@ -352,13 +366,24 @@ impl Store {
 
     /// Accepts or refuses each pushed document's changes. A refusal keeps the bytes in
     /// quarantine with the reason.
+    ///
+    /// Documents are committed together, [`PUSH_COMMIT_EVERY`] per transaction (one commit,
+    /// one `fsync`), each inside its own savepoint: a refused document rolls back to its
+    /// savepoint and is quarantined, the others are committed together. A database failure
+    /// rolls the current transaction back; the replica, having no answer, pushes the same
+    /// documents again (a push is idempotent: those already committed are accepted again
+    /// without change).
     pub async fn push(
         &self,
         subject: &Subject,
         device: &Device,
         docs: Vec<PushDoc>,
     ) -> Result<Vec<PushResult>> {
+        let now = self.now_ms();
         let mut results = Vec::with_capacity(docs.len());
+        let mut cached = Vec::new();
+        let mut actors = BoundActors::default();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         for doc in docs {
             let uuid = doc.uuid.clone();
             let bytes = match proto::unb64(&doc.changes) {
@@ -373,74 +398,79 @@ impl Store {
                 }
                 Err(_) => return Err(invalid("changes", "not base64")),
             };
-            let outcome = self.push_one(subject, device, &doc, &bytes).await;
+            sqlx::query("SAVEPOINT push_doc").execute(&mut *tx).await?;
+            let mut bound = Vec::new();
+            let outcome = self
+                .push_one(
+                    &mut tx,
+                    now,
+                    subject,
+                    device,
+                    &doc,
+                    &bytes,
+                    (&actors, &mut bound),
+                )
+                .await;
             let result = match outcome {
-                Ok(result) => result,
+                Ok(Pushed::Keep(result, cache)) => {
+                    sqlx::query("RELEASE push_doc").execute(&mut *tx).await?;
+                    actors.0.extend(bound);
+                    cached.extend(cache);
+                    result
+                }
+                Ok(Pushed::Undo(result, cache)) => {
+                    sqlx::query("ROLLBACK TO push_doc")
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query("RELEASE push_doc").execute(&mut *tx).await?;
+                    cached.extend(cache);
+                    result
+                }
                 Err(StoreError::Database(error)) => return Err(StoreError::Database(error)),
                 Err(error) => {
-                    let reason = error.to_string();
-                    let quarantine = self
-                        .quarantine(subject, device, &uuid, &doc.base, &bytes, &reason)
+                    sqlx::query("ROLLBACK TO push_doc")
+                        .execute(&mut *tx)
                         .await?;
+                    sqlx::query("RELEASE push_doc").execute(&mut *tx).await?;
+                    let reason = error.to_string();
+                    let quarantine = quarantine(
+                        &mut tx, now, subject, device, &uuid, &doc.base, &bytes, &reason,
+                    )
+                    .await?;
                     tracing::info!(device = %device.uuid, entity = %uuid, %reason, "push rejected");
                     PushResult::rejected(&uuid, reason, Some(quarantine))
                 }
             };
             results.push(result);
+            // Other writers wait while a push holds the write lock: it is let go every
+            // `PUSH_COMMIT_EVERY` documents, so a large push never nears their busy timeout.
+            if results.len() % PUSH_COMMIT_EVERY == 0 {
+                tx.commit().await?;
+                for (id, heads, doc) in cached.drain(..) {
+                    self.cache_put(id, heads, doc);
+                }
+                tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            }
+        }
+        tx.commit().await?;
+        for (id, heads, doc) in cached {
+            self.cache_put(id, heads, doc);
         }
         Ok(results)
     }
 
-    async fn quarantine(
-        &self,
-        subject: &Subject,
-        device: &Device,
-        uuid: &str,
-        base: &str,
-        bytes: &[u8],
-        reason: &str,
-    ) -> Result<i64> {
-        let now = self.now_ms();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO quarantine (entity_uuid, user_id, device_id, received_at, base_heads, bytes, reason) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(uuid)
-        .bind(subject.user_id)
-        .bind(device.id)
-        .bind(now)
-        .bind(base)
-        .bind(bytes)
-        .bind(reason)
-        .fetch_one(&mut *tx)
-        .await?;
-        crate::audit::append(
-            &mut tx,
-            now,
-            &AuditEvent::new(
-                Some(subject.user_id),
-                audit::action::SYNC_REJECT,
-                "entity",
-                uuid,
-            )
-            .device(&device.uuid)
-            .details(serde_json::json!({"quarantine": id, "reason": reason, "base": base})),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(id)
-    }
-
     /// Binds new actors to this user and device; refuses an actor bound to someone else.
+    /// Actors in `known` were checked earlier in the same request; those newly checked or
+    /// bound are added to `bound`.
     async fn bind_actors(
         &self,
         conn: &mut SqliteConnection,
         actors: &[String],
         subject: &Subject,
         device: &Device,
+        (known, newly): (&BoundActors, &mut Vec<String>),
     ) -> Result<()> {
-        for actor in actors {
+        for actor in actors.iter().filter(|a| !known.0.contains(*a)) {
             let bound: Option<i64> =
                 sqlx::query_scalar("SELECT user_id FROM actors WHERE actor = ?")
                     .bind(actor)
@@ -463,19 +493,26 @@ impl Store {
                         .await?;
                 }
             }
+            newly.push(actor.clone());
         }
         Ok(())
     }
 
+    /// One document of a push, on `tx` inside its savepoint (see [`Store::push`]).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the request's context, all needed"
+    )]
     async fn push_one(
         &self,
+        tx: &mut SqliteConnection,
+        now: i64,
         subject: &Subject,
         device: &Device,
         push: &PushDoc,
         bytes: &[u8],
-    ) -> Result<PushResult> {
-        let now = self.now_ms();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        known: (&BoundActors, &mut Vec<String>),
+    ) -> Result<Pushed> {
         let existing: Option<i64> = sqlx::query_scalar("SELECT id FROM entities WHERE uuid = ?")
             .bind(&push.uuid)
             .fetch_optional(&mut *tx)
@@ -484,7 +521,7 @@ impl Store {
         let (entity_id, before, mut doc, old_heads) = match existing {
             Some(id) => {
                 let row = self
-                    .fetch_row(&mut tx, id)
+                    .fetch_row(tx, id)
                     .await?
                     .ok_or(StoreError::NotFound("entity"))?;
                 let access = row.access();
@@ -508,17 +545,20 @@ impl Store {
                         "you may no longer change this entry".into(),
                     ));
                 }
-                let (heads, doc) = self.load_doc(&mut tx, id).await?;
+                let (heads, doc) = self.load_doc(tx, id).await?;
                 let before = doc.content()?;
                 before_attachments = doc.attachments()?;
                 (Some((id, row)), before, doc, heads)
             }
             None => {
                 let Some(new) = &push.new else {
-                    return Ok(PushResult {
-                        status: PushStatus::NeedFull,
-                        ..PushResult::empty(&push.uuid)
-                    });
+                    return Ok(Pushed::Undo(
+                        PushResult {
+                            status: PushStatus::NeedFull,
+                            ..PushResult::empty(&push.uuid)
+                        },
+                        None,
+                    ));
                 };
                 let doc = EntityDoc::load(bytes)
                     .map_err(|_| invalid("changes", "not an Automerge document"))?;
@@ -533,11 +573,13 @@ impl Store {
                 .map_err(|_| invalid("changes", "not Automerge changes"))?;
             if !doc.automerge().get_missing_deps(&[]).is_empty() {
                 // The server lacks what these changes build on (e.g. restored from a backup).
-                tx.rollback().await?;
-                return Ok(PushResult {
-                    status: PushStatus::NeedFull,
-                    ..PushResult::empty(&push.uuid)
-                });
+                return Ok(Pushed::Undo(
+                    PushResult {
+                        status: PushStatus::NeedFull,
+                        ..PushResult::empty(&push.uuid)
+                    },
+                    None,
+                ));
             }
         }
         let changes = doc.changes_since(&old);
@@ -547,7 +589,8 @@ impl Store {
             a.dedup();
             a
         };
-        self.bind_actors(&mut tx, &actors, subject, device).await?;
+        self.bind_actors(tx, &actors, subject, device, known)
+            .await?;
         let after = doc.content()?;
         crate::fields::check_changed_fields(&before.metadata, &after.metadata)?;
         crate::stock::check_pushed(before.stock.as_ref(), after.stock.as_ref(), subject.user_id)?;
@@ -563,7 +606,7 @@ impl Store {
         }
         let attachments = doc.attachments()?;
         if let Some((id, _)) = &entity_id {
-            check_proofs_kept(&mut tx, *id, &before_attachments, &attachments).await?;
+            check_proofs_kept(tx, *id, &before_attachments, &attachments).await?;
         }
         self.check_new_attachments(&before_attachments, &attachments, subject, device)
             .await?;
@@ -572,14 +615,15 @@ impl Store {
         let id = match entity_id {
             Some((id, _)) => {
                 if changes.is_empty() {
-                    tx.rollback().await?;
-                    self.cache_put(id, old_heads, doc);
-                    return Ok(PushResult {
-                        status: PushStatus::Accepted,
-                        id: Some(id),
-                        heads: heads.clone(),
-                        ..PushResult::empty(&push.uuid)
-                    });
+                    return Ok(Pushed::Undo(
+                        PushResult {
+                            status: PushStatus::Accepted,
+                            id: Some(id),
+                            heads: heads.clone(),
+                            ..PushResult::empty(&push.uuid)
+                        },
+                        Some((id, old_heads, doc)),
+                    ));
                 }
                 let saved = doc.save();
                 sqlx::query("UPDATE entity_docs SET doc = ?, heads = ? WHERE entity_id = ?")
@@ -617,7 +661,7 @@ impl Store {
                 .bind(&heads)
                 .fetch_one(&mut *tx)
                 .await?;
-                crate::entities::write_acl(&mut tx, id, &canread, &canwrite).await?;
+                crate::entities::write_acl(tx, id, &canread, &canwrite).await?;
                 let saved = doc.save();
                 sqlx::query("INSERT INTO entity_docs (entity_id, doc, heads) VALUES (?, ?, ?)")
                     .bind(id)
@@ -629,10 +673,10 @@ impl Store {
             }
         };
         let n_changes = changes.len();
-        self.insert_changes_from(&mut tx, id, changes, subject.user_id, &device.uuid)
+        self.insert_changes_from(tx, id, changes, subject.user_id, &device.uuid)
             .await?;
         crate::audit::append(
-            &mut tx,
+            tx,
             now,
             &AuditEvent::new(
                 Some(subject.user_id),
@@ -650,19 +694,74 @@ impl Store {
         )
         .await?;
         let rendered = projection::render(&after);
-        projection::write(&mut tx, id, &after, &rendered, &heads, now, subject.user_id).await?;
+        projection::write(tx, id, &after, &rendered, &heads, now, subject.user_id).await?;
         if attachments != before_attachments {
-            projection::write_uploads(&mut tx, id, &attachments).await?;
+            projection::write_uploads(tx, id, &attachments).await?;
         }
-        tx.commit().await?;
-        self.cache_put(id, heads.clone(), doc);
-        Ok(PushResult {
-            status: PushStatus::Accepted,
-            id: Some(id),
-            heads,
-            ..PushResult::empty(&push.uuid)
-        })
+        Ok(Pushed::Keep(
+            PushResult {
+                status: PushStatus::Accepted,
+                id: Some(id),
+                heads: heads.clone(),
+                ..PushResult::empty(&push.uuid)
+            },
+            Some((id, heads, doc)),
+        ))
     }
+}
+
+/// Keeps a refused change set with the reason, and audits the refusal, on `conn` (inside the
+/// push's transaction).
+#[expect(clippy::too_many_arguments, reason = "one refusal's facts, all needed")]
+async fn quarantine(
+    conn: &mut SqliteConnection,
+    now: i64,
+    subject: &Subject,
+    device: &Device,
+    uuid: &str,
+    base: &str,
+    bytes: &[u8],
+    reason: &str,
+) -> Result<i64> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO quarantine (entity_uuid, user_id, device_id, received_at, base_heads, bytes, reason) \
+         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(uuid)
+    .bind(subject.user_id)
+    .bind(device.id)
+    .bind(now)
+    .bind(base)
+    .bind(bytes)
+    .bind(reason)
+    .fetch_one(&mut *conn)
+    .await?;
+    crate::audit::append(
+        conn,
+        now,
+        &AuditEvent::new(
+            Some(subject.user_id),
+            audit::action::SYNC_REJECT,
+            "entity",
+            uuid,
+        )
+        .device(&device.uuid)
+        .details(serde_json::json!({"quarantine": id, "reason": reason, "base": base})),
+    )
+    .await?;
+    Ok(id)
+}
+
+/// Actors already bound to the pushing user in this request (checked once per request).
+#[derive(Default)]
+struct BoundActors(std::collections::HashSet<String>);
+
+/// What one pushed document did inside its savepoint: keep its writes, or undo them (nothing
+/// to change, or the server lacks what the changes build on). Either way, the document
+/// loaded, to cache once the request commits.
+enum Pushed {
+    Keep(PushResult, Option<(i64, String, EntityDoc)>),
+    Undo(PushResult, Option<(i64, String, EntityDoc)>),
 }
 
 impl Store {
@@ -805,12 +904,18 @@ fn check_new(
 impl Store {
     /// The records a replica of `subject`'s notebook needs (docs/SYNC.md, `GET /reference`).
     pub async fn reference(&self, subject: &Subject) -> Result<proto::Reference> {
+        // The owners and uploaders of readable entries: for each distinct owner (uploader),
+        // whether one readable entry is theirs, from the index of migration 25, stopping at the
+        // first; never a scan of the entries' rows.
         let readable = crate::access_sql::readable_by(subject);
         let users = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT id, email, firstname, lastname, is_sysadmin FROM users WHERE id = ?1 \
              OR id IN (SELECT m2.user_id FROM memberships m1 JOIN memberships m2 ON m2.team_id = m1.team_id WHERE m1.user_id = ?1) \
-             OR id IN (SELECT e.owner_id FROM entities e WHERE {readable}) \
-             OR id IN (SELECT u.user_id FROM uploads u JOIN entities e ON e.id = u.entity_id WHERE {readable})"
+             OR id IN (SELECT o.owner_id FROM (SELECT DISTINCT owner_id FROM entities) o WHERE EXISTS \
+               (SELECT 1 FROM entities e INDEXED BY entities_read_by_owner WHERE e.owner_id = o.owner_id AND {readable})) \
+             OR id IN (SELECT o.user_id FROM (SELECT DISTINCT user_id FROM uploads) o WHERE EXISTS \
+               (SELECT 1 FROM uploads u INDEXED BY uploads_by_user JOIN entities e ON e.id = u.entity_id \
+                WHERE u.user_id = o.user_id AND {readable}))"
         )))
         .bind(subject.user_id)
         .fetch_all(&self.pool)

@@ -332,15 +332,30 @@ impl Transport for HttpTransport {
             }
             _ => {}
         }
-        // Dropping the writer on any error below removes the partial file.
-        let mut writer = blobs.writer().await?;
-        while let Some(chunk) = response.chunk().await.map_err(|e| unreachable(&e))? {
-            writer.write(&chunk).await?;
-        }
+        // The network chunks go through a channel to one blocking thread that hashes,
+        // encrypts and writes them, so receiving and writing overlap. Dropping the writer on
+        // any error below removes the partial file.
+        let writer = blobs.writer().await?;
+        let (chunks, received) = tokio::sync::mpsc::channel(DOWNLOAD_QUEUE);
+        let receive = async move {
+            while let Some(chunk) = response.chunk().await.map_err(|e| unreachable(&e))? {
+                if chunks.send(chunk).await.is_err() {
+                    // The writer stopped (its error is reported below).
+                    break;
+                }
+            }
+            Ok::<(), SyncError>(())
+        };
+        let (receive, written) = tokio::join!(receive, writer.write_from(received));
+        let writer = written?;
+        receive?;
         writer.finish_expecting(sha256).await?;
         Ok(true)
     }
 }
+
+/// Network chunks waiting for the writer of a download (a few MiB at most).
+const DOWNLOAD_QUEUE: usize = 64;
 
 /// How long a file transfer may take: the usual 5 minutes, plus one second per 64 KiB (a
 /// 2 GiB file over a slow field connection must not be cut off).

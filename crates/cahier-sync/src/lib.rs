@@ -24,6 +24,8 @@ use std::collections::HashMap;
 pub const BATCH: usize = 200;
 /// Feed items per request.
 pub const FEED_PAGE: i64 = 2000;
+/// Files downloaded at the same time by a sync.
+pub const PARALLEL_DOWNLOADS: usize = 2;
 /// Booking requests per request (the server takes at most 1000).
 pub const BOOKING_BATCH: usize = 500;
 
@@ -322,9 +324,18 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
 
     // 4. Fetch the files of what we hold. A file that fails is left missing (nothing is named
     // by its hash until it arrives whole) and tried again next sync.
+    // Two at a time: one file's last bytes, `fsync` and rename overlap the next one's transfer.
     if let Some(blobs) = store.blobs() {
-        for sha256 in store.missing_blobs().await? {
-            match transport.download_blob(&sha256, blobs).await {
+        use futures_util::StreamExt;
+        let missing = store.missing_blobs().await?;
+        let mut downloads = futures_util::stream::iter(missing)
+            .map(|sha256: String| async move {
+                let downloaded = transport.download_blob(&sha256, blobs).await;
+                (sha256, downloaded)
+            })
+            .buffer_unordered(PARALLEL_DOWNLOADS);
+        while let Some((sha256, downloaded)) = downloads.next().await {
+            match downloaded {
                 Ok(true) => report.files_received += 1,
                 Ok(false) => {
                     tracing::warn!(%sha256, "the server has no such file for this device");
@@ -359,9 +370,18 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
         store.replica_set(LAST_CHECK, &check_key).await?;
     }
     report.waiting = store.pending_count().await?;
-    store
-        .replica_set("last_sync_ms", &store.now_ms().to_string())
-        .await?;
+    // The time of the last sync is shown to the minute: a sync with nothing to do within a
+    // minute of the last one recorded writes nothing to the replica.
+    let now = store.now_ms();
+    let recorded = store
+        .replica_get("last_sync_ms")
+        .await?
+        .and_then(|ms| ms.parse::<i64>().ok());
+    if report != SyncReport::default()
+        || recorded.is_none_or(|ms| now - ms >= LAST_SYNC_STEP_MS || now < ms)
+    {
+        store.replica_set("last_sync_ms", &now.to_string()).await?;
+    }
     Ok(report)
 }
 
@@ -387,6 +407,9 @@ pub async fn fetch_file(
     Ok(true)
 }
 
+/// How stale the recorded time of the last sync may get before a sync with nothing to do
+/// rewrites it, ms.
+const LAST_SYNC_STEP_MS: i64 = 60_000;
 /// Replica setting: digest of the lab's bookings, rules and bookers last mirrored.
 const BOOKINGS_DIGEST: &str = "bookings_digest";
 /// Replica setting: digest of the last reference records imported.
@@ -450,6 +473,8 @@ async fn push_pending(
                 results[i] = result;
             }
         }
+        // All the acknowledgements of the batch are written at once, after it.
+        let mut accepted = Vec::with_capacity(batch.len());
         for ((local_id, doc, heads), result) in batch.iter().zip(results) {
             if result.uuid != doc.uuid {
                 return Err(SyncError::Protocol("push results out of order".into()));
@@ -459,7 +484,7 @@ async fn push_pending(
                     let server_id = result
                         .id
                         .ok_or_else(|| SyncError::Protocol("accepted without an id".into()))?;
-                    store.mark_accepted(*local_id, heads, server_id).await?;
+                    accepted.push((*local_id, heads.clone(), server_id));
                     report.pushed += 1;
                 }
                 PushStatus::Rejected | PushStatus::NeedFull => {
@@ -474,6 +499,7 @@ async fn push_pending(
                 }
             }
         }
+        store.mark_accepted_batch(&accepted).await?;
     }
     Ok(())
 }

@@ -287,6 +287,85 @@ async fn a_change_pushed_twice_is_accepted_once() {
     assert_eq!(report.waiting, 0);
 }
 
+/// A sync with nothing to do writes nothing to the replica's database: its file and its
+/// write-ahead log keep their size and time.
+#[tokio::test]
+async fn a_sync_with_nothing_to_do_writes_nothing_on_the_replica() {
+    let (nodes, team) = world().await;
+    let server = &nodes[0].store;
+    let owner = server.subject(1).await.unwrap();
+    for title in ["one", "two"] {
+        let new = cahier_store::NewEntity {
+            kind: EntityKind::Experiment,
+            team_id: team,
+            canread: None,
+            canwrite: None,
+            patch: EntityPatch {
+                title: Some(title.into()),
+                ..Default::default()
+            },
+            template: None,
+        };
+        server.create_entity(&owner, new).await.unwrap();
+    }
+    let replica = &nodes[1];
+    let transport = replica.transport.as_ref().unwrap();
+    let report = sync_once(&replica.store, transport).await.unwrap();
+    assert_eq!(report.added, 2, "{report}");
+    sync_once(&replica.store, transport).await.unwrap();
+    let files = |dir: &std::path::Path| -> Vec<(u64, std::time::SystemTime)> {
+        ["cahier.db", "cahier.db-wal"]
+            .iter()
+            .map(|name| {
+                let meta = std::fs::metadata(dir.join(name)).unwrap();
+                (meta.len(), meta.modified().unwrap())
+            })
+            .collect()
+    };
+    let before = files(replica._dir.path());
+    for _ in 0..3 {
+        let report = sync_once(&replica.store, transport).await.unwrap();
+        assert_eq!(report, cahier_sync::SyncReport::default(), "{report}");
+    }
+    assert_eq!(files(replica._dir.path()), before);
+}
+
+/// A push larger than one server transaction (50 documents) is committed in parts, all
+/// accepted, each entry once.
+#[tokio::test]
+async fn a_push_of_more_documents_than_one_commit_takes_is_all_accepted() {
+    let (nodes, team) = world().await;
+    let replica = &nodes[1];
+    let transport = replica.transport.as_ref().unwrap();
+    let ada = replica.store.subject(1).await.unwrap();
+    for i in 0..120 {
+        let new = cahier_store::NewEntity {
+            kind: EntityKind::Experiment,
+            team_id: team,
+            canread: None,
+            canwrite: None,
+            patch: EntityPatch {
+                title: Some(format!("offline {i}")),
+                ..Default::default()
+            },
+            template: None,
+        };
+        replica.store.create_entity(&ada, new).await.unwrap();
+    }
+    let report = sync_once(&replica.store, transport).await.unwrap();
+    assert_eq!(
+        (report.pushed, report.rejected, report.waiting),
+        (120, 0, 0),
+        "{report}"
+    );
+    let server = &nodes[0].store;
+    let owner = server.subject(1).await.unwrap();
+    let listed = server.feed(&owner, 0, 1000).await.unwrap().items.len();
+    assert_eq!(listed, 120);
+    let report = sync_once(&replica.store, transport).await.unwrap();
+    assert_eq!((report.pushed, report.waiting), (0, 0), "{report}");
+}
+
 /// A lab with Ada (member) and Bea (team admin) and one replica of Ada's notebook.
 async fn lab_with_replica() -> (Store, Node, i64, Subject, Node) {
     let (nodes, team) = world().await;
@@ -371,6 +450,92 @@ async fn offline_edits_to_an_entry_locked_meanwhile_are_kept_as_rejected_edits()
     assert_eq!(kept, 1);
     let report = sync_once(&replica.store, transport).await.unwrap();
     assert_eq!((report.rejected, report.waiting), (0, 0), "{report}");
+}
+
+/// One push request is one transaction with a savepoint per document: the document the server
+/// refuses is rolled back and quarantined, the others of the same request are all accepted,
+/// each with its own audit entry, and the audit chain stays whole.
+#[tokio::test]
+async fn a_push_batch_with_one_refused_document_accepts_the_others() {
+    let (server, replica, team, bea, _server_node) = lab_with_replica().await;
+    let (first_id, first) = shared_entry(&server, &bea, team).await;
+    let (locked_id, locked) = shared_entry(&server, &bea, team).await;
+    let (third_id, third) = shared_entry(&server, &bea, team).await;
+    let transport = replica.transport.as_ref().unwrap();
+    sync_once(&replica.store, transport).await.unwrap();
+    let ada = replica.store.subject(1).await.unwrap();
+    for uuid in [&first, &locked, &third] {
+        let local = local_id(&replica.store, &ada, uuid).await.unwrap();
+        let patch = EntityPatch {
+            body: Some(format!("Server text\nField note for {uuid}\n")),
+            ..Default::default()
+        };
+        replica
+            .store
+            .update_entity(&ada, local, None, &patch, "save")
+            .await
+            .unwrap();
+    }
+    server.set_lock(&bea, locked_id, true).await.unwrap();
+    let audit_before = server.audit_head().await.unwrap().map_or(0, |e| e.seq);
+
+    let pending = replica.store.pending_pushes().await.unwrap();
+    assert_eq!(pending.len(), 3);
+    let docs: Vec<PushDoc> = pending.iter().map(|p| p.1.clone()).collect();
+    let results = transport.push(docs).await.unwrap();
+    for (doc, result) in pending.iter().zip(&results) {
+        assert_eq!(doc.1.uuid, result.uuid);
+        if result.uuid == locked {
+            assert_eq!(
+                result.status,
+                cahier_store::sync::proto::PushStatus::Rejected
+            );
+            assert!(result.quarantine.is_some(), "{result:?}");
+        } else {
+            assert_eq!(
+                result.status,
+                cahier_store::sync::proto::PushStatus::Accepted,
+                "{result:?}"
+            );
+        }
+    }
+    for (id, uuid) in [(first_id, &first), (third_id, &third)] {
+        assert_eq!(
+            server.entity(&bea, id).await.unwrap().body,
+            format!("Server text\nField note for {uuid}\n")
+        );
+    }
+    assert_eq!(
+        server.entity(&bea, locked_id).await.unwrap().body,
+        "Server text\n",
+        "nothing of the refused document was kept"
+    );
+    assert_eq!(server.quarantined(&locked).await.unwrap(), 1);
+    assert_eq!(server.quarantined(&first).await.unwrap(), 0);
+    // One audit entry per document: two acceptances and one refusal, chained.
+    let (entries, _) = server
+        .audit_entries(&cahier_store::audit::AuditFilter::default())
+        .await
+        .unwrap();
+    let mut actions: Vec<&str> = entries
+        .iter()
+        .filter(|e| e.seq > audit_before)
+        .map(|e| e.action.as_str())
+        .collect();
+    actions.sort_unstable();
+    assert_eq!(actions, ["sync.accept", "sync.accept", "sync.reject"]);
+    assert!(server.verify_audit_chain().await.unwrap().broken.is_empty());
+
+    // The replica records the outcome: the refused edit is kept, the rest acknowledged.
+    let report = sync_once(&replica.store, transport).await.unwrap();
+    assert_eq!((report.pushed, report.rejected), (2, 1), "{report}");
+    assert_eq!(replica.store.rejected_edits().await.unwrap().len(), 1);
+    let report = sync_once(&replica.store, transport).await.unwrap();
+    assert_eq!(
+        (report.pushed, report.rejected, report.waiting),
+        (0, 0, 0),
+        "{report}"
+    );
 }
 
 #[tokio::test]
