@@ -110,6 +110,10 @@ const SQLITE: &[(i64, Step)] = &[
             "../migrations/sqlite/0023_doc_heads_index.sql"
         )),
     ),
+    (
+        24,
+        Step::Sql(include_str!("../migrations/sqlite/0024_quiet_pull.sql")),
+    ),
 ];
 
 async fn rebuild_search_index(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
