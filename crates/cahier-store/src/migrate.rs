@@ -111,6 +111,10 @@ const SQLITE: &[(i64, Step)] = &[
         )),
     ),
     (
+        24,
+        Step::Sql(include_str!("../migrations/sqlite/0024_quiet_pull.sql")),
+    ),
+    (
         25,
         Step::Sql(include_str!(
             "../migrations/sqlite/0025_reference_owners.sql"

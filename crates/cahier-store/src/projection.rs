@@ -324,6 +324,32 @@ pub(crate) async fn write_fts(
     tags: &[String],
     comments: &[CommentRow],
 ) -> Result<(), sqlx::Error> {
+    let (tags_text, comments_text) = fts_texts(title, index_body, tags, comments);
+    sqlx::query("DELETE FROM entity_fts WHERE rowid = ?")
+        .bind(entity_id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO entity_fts (rowid, title, body, tags, comments) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(entity_id)
+    .bind(title)
+    .bind(index_body)
+    .bind(tags_text)
+    .bind(comments_text)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The `tags` and `comments` columns of an entity's full-text row (the title and the indexed
+/// body go in as they are).
+pub(crate) fn fts_texts(
+    title: &str,
+    index_body: &str,
+    tags: &[String],
+    comments: &[CommentRow],
+) -> (String, String) {
     let comments_text: Vec<&str> = comments.iter().map(|c| c.body.as_str()).collect();
     // Tags, then every hyphenated word of the entry as one term (search_terms.rs).
     let mut tags_text = tags.join(" ");
@@ -337,21 +363,7 @@ pub(crate) async fn write_fts(
         tags_text.push(' ');
         tags_text.push_str(&joined);
     }
-    sqlx::query("DELETE FROM entity_fts WHERE rowid = ?")
-        .bind(entity_id)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query(
-        "INSERT INTO entity_fts (rowid, title, body, tags, comments) VALUES (?, ?, ?, ?, ?)",
-    )
-    .bind(entity_id)
-    .bind(title)
-    .bind(index_body)
-    .bind(tags_text)
-    .bind(comments_text.join("\n"))
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+    (tags_text, comments_text.join("\n"))
 }
 
 /// Brings an entity's `uploads` rows in line with the document's `attachments` (upsert by

@@ -11,6 +11,8 @@ use cahier_core::document::{heads_from_string, heads_to_string};
 use cahier_core::markdown::{ContentType, index_text};
 use sqlx::SqliteConnection;
 
+mod pull;
+
 /// Entities made on a replica get ids from here up, so they never collide with server ids.
 pub const LOCAL_ID_START: i64 = 1_000_000_000;
 
@@ -297,123 +299,59 @@ impl Store {
             .ok_or_else(|| invalid("changes", "nothing applied"))
     }
 
-    /// Applies pulled documents in one transaction (one commit, one sync to disk, for a
-    /// whole pull batch): all of them or none.
-    pub async fn apply_pulled_batch(&self, entries: &[PullEntry]) -> Result<Vec<Applied>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut applied = Vec::with_capacity(entries.len());
-        let mut loaded = Vec::new();
-        for entry in entries {
-            let (outcome, doc) = self.apply_one_pulled(&mut tx, entry).await?;
-            applied.push(outcome);
-            loaded.extend(doc);
-        }
-        tx.commit().await?;
-        for (id, heads, doc) in loaded {
-            self.cache_put(id, heads, doc);
-        }
-        Ok(applied)
-    }
-
-    async fn apply_one_pulled(
+    /// The merge path of a pulled document (`pull.rs` writes the others): the entry has
+    /// local changes not yet acknowledged, or the server sent it whole over the copy here (it
+    /// lacked what the replica had). The document is loaded, the changes applied, and it is
+    /// saved whole.
+    async fn apply_merge(
         &self,
         tx: &mut SqliteConnection,
         entry: &PullEntry,
-    ) -> Result<(Applied, Option<(i64, String, EntityDoc)>)> {
+        id: i64,
+        local_heads: &str,
+        acked: Option<String>,
+    ) -> Result<(Applied, (i64, String, EntityDoc))> {
         let bytes = unb64(&entry.changes).map_err(|_| invalid("changes", "not base64"))?;
-        let mut loaded = None;
-        let local: Option<(i64, String, Option<String>)> = sqlx::query_as(
-            "SELECT e.id, d.heads, r.acked_heads FROM entities e JOIN entity_docs d ON d.entity_id = e.id \
-             LEFT JOIN replica_entities r ON r.entity_id = e.id WHERE e.uuid = ?",
-        )
-        .bind(&entry.uuid)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let applied = match local {
-            None => {
-                if !entry.full {
-                    return Err(invalid("changes", "a new document must come whole"));
-                }
-                let e = &entry.snapshot.entity;
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO entities (id, uuid, kind, team_id, owner_id, canread_base, canwrite_base, elabid, created_at, \
-                     modified_at, lastchangeby, title, date, body, body_html, content_type, heads) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', '', '', '', 2, ?) RETURNING id",
-                )
-                .bind(entry.id)
-                .bind(&entry.uuid)
-                .bind(e.kind.as_str())
-                .bind(e.team_id)
-                .bind(e.owner_id)
-                .bind(e.canread.base.code())
-                .bind(e.canwrite.base.code())
-                .bind(&e.elabid)
-                .bind(e.created_at)
-                .bind(e.modified_at)
-                .bind(e.lastchangeby)
-                .bind(&entry.heads)
-                .fetch_one(&mut *tx)
-                .await?;
-                sqlx::query("INSERT INTO entity_docs (entity_id, doc, heads) VALUES (?, ?, ?)")
-                    .bind(id)
-                    .bind(&bytes)
-                    .bind(&entry.heads)
-                    .execute(&mut *tx)
-                    .await?;
-                self.write_snapshot(tx, id, &entry.snapshot, true).await?;
-                sqlx::query("INSERT INTO replica_entities (entity_id, acked_heads, server_id) VALUES (?, ?, ?)")
-                    .bind(id)
-                    .bind(&entry.heads)
-                    .bind(entry.id)
-                    .execute(&mut *tx)
-                    .await?;
-                Applied::Added
-            }
-            Some((id, local_heads, acked)) => {
-                let pending = acked.as_deref() != Some(local_heads.as_str());
-                let (_, mut doc) = self.load_doc(tx, id).await?;
-                doc.load_changes(&bytes)?;
-                let heads = heads_to_string(&doc.heads());
-                let saved = doc.save();
-                sqlx::query("UPDATE entity_docs SET doc = ?, heads = ? WHERE entity_id = ?")
-                    .bind(&saved)
-                    .bind(&heads)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                if heads == entry.heads {
-                    self.write_snapshot(tx, id, &entry.snapshot, true).await?;
-                } else {
-                    self.write_snapshot(tx, id, &entry.snapshot, false).await?;
-                    let content = doc.content()?;
-                    let rendered = projection::render(&content);
-                    let (modified, by): (i64, i64) = sqlx::query_as(
-                        "SELECT modified_at, lastchangeby FROM entities WHERE id = ?",
-                    )
+        let pending = acked.as_deref() != Some(local_heads);
+        let (_, mut doc) = self.load_doc(tx, id).await?;
+        doc.load_changes(&bytes)?;
+        let heads = heads_to_string(&doc.heads());
+        let saved = doc.save();
+        sqlx::query("UPDATE entity_docs SET doc = ?, heads = ? WHERE entity_id = ?")
+            .bind(&saved)
+            .bind(&heads)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if heads == entry.heads {
+            self.write_snapshot(tx, id, &entry.snapshot, true).await?;
+        } else {
+            self.write_snapshot(tx, id, &entry.snapshot, false).await?;
+            let content = doc.content()?;
+            let rendered = projection::render(&content);
+            let (modified, by): (i64, i64) =
+                sqlx::query_as("SELECT modified_at, lastchangeby FROM entities WHERE id = ?")
                     .bind(id)
                     .fetch_one(&mut *tx)
                     .await?;
-                    projection::write(tx, id, &content, &rendered, &heads, modified, by).await?;
-                    projection::write_uploads(tx, id, &doc.attachments()?).await?;
-                }
-                sqlx::query(
-                    "INSERT INTO replica_entities (entity_id, acked_heads, server_id) VALUES (?, ?, ?) \
-                     ON CONFLICT (entity_id) DO UPDATE SET acked_heads = excluded.acked_heads, server_id = excluded.server_id",
-                )
-                .bind(id)
-                .bind(&entry.heads)
-                .bind(entry.id)
-                .execute(&mut *tx)
-                .await?;
-                loaded = Some((id, heads, doc));
-                if pending {
-                    Applied::Merged
-                } else {
-                    Applied::Updated
-                }
-            }
+            projection::write(tx, id, &content, &rendered, &heads, modified, by).await?;
+            projection::write_uploads(tx, id, &doc.attachments()?).await?;
+        }
+        sqlx::query(
+            "INSERT INTO replica_entities (entity_id, acked_heads, server_id) VALUES (?, ?, ?) \
+             ON CONFLICT (entity_id) DO UPDATE SET acked_heads = excluded.acked_heads, server_id = excluded.server_id, appended = 0",
+        )
+        .bind(id)
+        .bind(&entry.heads)
+        .bind(entry.id)
+        .execute(&mut *tx)
+        .await?;
+        let outcome = if pending {
+            Applied::Merged
+        } else {
+            Applied::Updated
         };
-        Ok((applied, loaded))
+        Ok((outcome, (id, heads, doc)))
     }
 
     /// The heads this replica last had acknowledged for each entity it holds, by UUID.

@@ -447,6 +447,15 @@ pub(crate) async fn write_snapshot(
     .bind(entity_id)
     .execute(&mut *conn)
     .await?;
+    write_snapshot_events(conn, entity_id, stock).await
+}
+
+/// The stock events of a pull snapshot (the stock columns are written by the caller).
+pub(crate) async fn write_snapshot_events(
+    conn: &mut SqliteConnection,
+    entity_id: i64,
+    stock: Option<&SnapshotStock>,
+) -> std::result::Result<(), sqlx::Error> {
     for event in stock.map(|s| s.events.as_slice()).unwrap_or_default() {
         sqlx::query(
             "INSERT INTO entity_stock_events (entity_id, event_id, kind, delta, unit, user_id, at, \

@@ -2,6 +2,7 @@
 //! of documents with their projection, and push with validation and quarantine. Every
 //! request acts for the device's user and goes through the same access policy as the UI.
 
+mod changes_after;
 pub mod proto;
 
 use crate::audit::{self, AuditEvent};
@@ -338,6 +339,11 @@ impl Store {
                         .fetch_one(&mut *conn)
                         .await?;
                 (bytes, true)
+            } else if let Some(bytes) =
+                changes_after::changes_after(&mut conn, row.id, &request.have, &row.heads).await?
+            {
+                // From the change log, without loading the document.
+                (bytes, false)
             } else {
                 let (heads, mut doc) = self.load_doc(&mut conn, row.id).await?;
                 let known = doc.automerge().get_missing_deps(&have).is_empty();

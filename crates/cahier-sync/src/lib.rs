@@ -523,17 +523,34 @@ async fn send_files(
     Ok(sent)
 }
 
+/// Pulls `wanted` in batches and applies each in one transaction (a first copy of thousands
+/// of entries is not thousands of commits). The next batch is asked for while the current one
+/// is applied, so the server's work and the transfer overlap the replica's writes; each batch
+/// is still applied whole or not at all, in order, and the feed checkpoint only moves after.
 async fn pull_and_apply(
     store: &Store,
     transport: &impl Transport,
     wanted: Vec<PullDoc>,
     report: &mut SyncReport,
 ) -> Result<(), SyncError> {
-    for batch in wanted.chunks(BATCH) {
-        let entries = transport.pull(batch.to_vec()).await?;
-        // One transaction per batch: a first copy of thousands of entries is not thousands of
-        // commits.
-        for applied in store.apply_pulled_batch(&entries).await? {
+    let mut batches = wanted.chunks(BATCH);
+    let Some(first) = batches.next() else {
+        return Ok(());
+    };
+    let mut entries = transport.pull(first.to_vec()).await?;
+    loop {
+        let (applied, fetched) = match batches.next() {
+            Some(batch) => {
+                let (applied, fetched) = futures_util::future::join(
+                    store.apply_pulled_batch(&entries),
+                    transport.pull(batch.to_vec()),
+                )
+                .await;
+                (applied?, Some(fetched))
+            }
+            None => (store.apply_pulled_batch(&entries).await?, None),
+        };
+        for applied in applied {
             match applied {
                 cahier_store::replica::Applied::Added => report.added += 1,
                 cahier_store::replica::Applied::Merged => report.merged += 1,
@@ -541,8 +558,11 @@ async fn pull_and_apply(
             }
             report.pulled += 1;
         }
+        match fetched {
+            Some(next) => entries = next?,
+            None => return Ok(()),
+        }
     }
-    Ok(())
 }
 
 /// Heads of every entity by UUID (tests compare replicas with this).

@@ -1,0 +1,505 @@
+//! Applying a pull batch on a replica in a few statements (issue #5, docs/SYNC.md). Entries new
+//! to the replica, and pulled edits of entries without local changes ("fast-forward"), are
+//! written together: one multi-row statement per table for the whole batch (the row of
+//! `entities` complete in one write, children, full-text rows, acknowledgements), the document
+//! stored as received (new) or with the pulled change bytes appended (fast-forward: no
+//! document is loaded, merged or saved). Entries with local changes, or that the server sent
+//! whole over an existing copy, take the merge path one by one. While the batch runs, the
+//! `sync_seq` triggers are quiet (migration 24): a replica serves no feed, and each trigger
+//! would rewrite the whole row once more.
+
+use super::Applied;
+use crate::projection::{self, FieldRow};
+use crate::sync::proto::{PullEntry, unb64};
+use crate::{Result, Store, invalid};
+use cahier_core::EntityDoc;
+use cahier_core::markdown::{ContentType, index_text};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use std::collections::{HashMap, HashSet};
+
+/// Bytes of appended changes past which a fast-forwarded document is saved whole again.
+const COMPACT_AFTER: i64 = 64 * 1024;
+/// Rows per multi-row statement (well under SQLite's limit of bound values).
+const ROWS: usize = 40;
+
+/// What the replica holds of a pulled entry.
+struct Local {
+    id: i64,
+    heads: String,
+    acked: Option<String>,
+    appended: i64,
+}
+
+/// A pulled entry written by the bulk path, with what is computed before the transaction.
+struct Bulk<'a> {
+    entry: &'a PullEntry,
+    /// The local id (the server's for a new entry).
+    id: i64,
+    /// `None` for a new entry; the local state for a fast-forward.
+    local: Option<Local>,
+    bytes: Vec<u8>,
+    index_body: String,
+    fts_tags: String,
+    fts_comments: String,
+    fields: Vec<FieldRow>,
+}
+
+/// What the replica holds of each pulled UUID: id, UUID, heads, acknowledged heads, bytes
+/// appended since the last whole save.
+type LocalRow = (i64, String, String, Option<String>, Option<i64>);
+
+/// The CPU part of a bulk entry (decoding and the search texts): bytes, indexed body, the
+/// full-text row's tags and comments, metadata field rows.
+type Prepared = (Vec<u8>, String, String, String, Vec<FieldRow>);
+
+/// Computes [`Prepared`] for an entry.
+fn prepare(entry: &PullEntry) -> Result<Prepared> {
+    let bytes = unb64(&entry.changes).map_err(|_| invalid("changes", "not base64"))?;
+    let e = &entry.snapshot.entity;
+    let index_body = index_text(&e.body, ContentType::from_code(e.content_type));
+    let (fts_tags, fts_comments) =
+        projection::fts_texts(&e.title, &index_body, &e.tags, &entry.snapshot.comments);
+    let fields = projection::field_rows_of_json(e.metadata.as_deref());
+    Ok((bytes, index_body, fts_tags, fts_comments, fields))
+}
+
+/// A JSON array of values, for `IN (SELECT value FROM json_each(?))`.
+fn json_list<T: serde::Serialize>(values: &[T]) -> Result<String> {
+    serde_json::to_string(values).map_err(|e| invalid("changes", e.to_string()))
+}
+
+impl Store {
+    /// Applies pulled documents in one transaction (one commit, one sync to disk, for a
+    /// whole pull batch): all of them or none.
+    pub async fn apply_pulled_batch(&self, entries: &[PullEntry]) -> Result<Vec<Applied>> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let quiet = self.is_replica();
+        if quiet {
+            sqlx::query("INSERT OR IGNORE INTO sync_seq_quiet (id) VALUES (1)")
+                .execute(&mut *tx)
+                .await?;
+        }
+        let mut applied = Vec::with_capacity(entries.len());
+        let mut loaded = Vec::new();
+        let mut forget = Vec::new();
+        // The same UUID twice in a batch (never sent by a server, but harmless): each part
+        // holds distinct UUIDs and sees what the previous parts wrote.
+        let mut start = 0;
+        while start < entries.len() {
+            let mut seen = HashSet::new();
+            let mut end = start;
+            while end < entries.len() && seen.insert(entries[end].uuid.as_str()) {
+                end += 1;
+            }
+            self.apply_part(
+                &mut tx,
+                &entries[start..end],
+                &mut applied,
+                &mut loaded,
+                &mut forget,
+            )
+            .await?;
+            start = end;
+        }
+        if quiet {
+            sqlx::query("DELETE FROM sync_seq_quiet")
+                .execute(&mut *tx)
+                .await?;
+            // Still a change counter for the search index's tidying (`change_counter`).
+            sqlx::query("UPDATE sync_counter SET value = value + 1 WHERE id = 1")
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        if let Ok(mut cache) = self.docs.lock() {
+            for id in forget {
+                cache.pop(&id);
+            }
+        }
+        for (id, heads, doc) in loaded {
+            self.cache_put(id, heads, doc);
+        }
+        Ok(applied)
+    }
+
+    async fn apply_part(
+        &self,
+        tx: &mut SqliteConnection,
+        entries: &[PullEntry],
+        applied: &mut Vec<Applied>,
+        loaded: &mut Vec<(i64, String, EntityDoc)>,
+        forget: &mut Vec<i64>,
+    ) -> Result<()> {
+        let uuids: Vec<&str> = entries.iter().map(|e| e.uuid.as_str()).collect();
+        let rows: Vec<LocalRow> = sqlx::query_as(
+            "SELECT e.id, e.uuid, d.heads, r.acked_heads, r.appended FROM entities e \
+             JOIN entity_docs d ON d.entity_id = e.id LEFT JOIN replica_entities r ON r.entity_id = e.id \
+             WHERE e.uuid IN (SELECT value FROM json_each(?))",
+        )
+        .bind(json_list(&uuids)?)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut locals: HashMap<String, Local> = rows
+            .into_iter()
+            .map(|(id, uuid, heads, acked, appended)| {
+                let appended = appended.unwrap_or(0);
+                (
+                    uuid,
+                    Local {
+                        id,
+                        heads,
+                        acked,
+                        appended,
+                    },
+                )
+            })
+            .collect();
+        let mut bulk = Vec::new();
+        for entry in entries {
+            let local = locals.remove(&entry.uuid);
+            let fast = match &local {
+                None => {
+                    if !entry.full {
+                        return Err(invalid("changes", "a new document must come whole"));
+                    }
+                    true
+                }
+                Some(l) => !entry.full && l.acked.as_deref() == Some(l.heads.as_str()),
+            };
+            if !fast {
+                let Some(l) = local else {
+                    return Err(invalid("changes", "a new document must come whole"));
+                };
+                let (outcome, doc) = self.apply_merge(tx, entry, l.id, &l.heads, l.acked).await?;
+                applied.push(outcome);
+                loaded.push(doc);
+                continue;
+            }
+            let (bytes, index_body, fts_tags, fts_comments, fields) = prepare(entry)?;
+            applied.push(if local.is_some() {
+                Applied::Updated
+            } else {
+                Applied::Added
+            });
+            bulk.push(Bulk {
+                entry,
+                id: local.as_ref().map_or(entry.id, |l| l.id),
+                local,
+                bytes,
+                index_body,
+                fts_tags,
+                fts_comments,
+                fields,
+            });
+        }
+        if !bulk.is_empty() {
+            write_bulk(tx, &bulk).await?;
+            forget.extend(bulk.iter().filter(|b| b.local.is_some()).map(|b| b.id));
+        }
+        Ok(())
+    }
+}
+
+/// Writes the bulk entries of a part: rows, documents, children, full-text rows,
+/// acknowledgements.
+async fn write_bulk(tx: &mut SqliteConnection, bulk: &[Bulk<'_>]) -> Result<()> {
+    let seq: i64 = sqlx::query_scalar("SELECT value + 1 FROM sync_counter WHERE id = 1")
+        .fetch_one(&mut *tx)
+        .await?;
+    // 1. The rows of `entities`, complete: inserted, or updated in place (upsert on the id).
+    for chunk in bulk.chunks(ROWS) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO entities (id, uuid, kind, team_id, owner_id, canread_base, canwrite_base, \
+             locked_by, locked_at, state, elabid, created_at, modified_at, lastchangeby, title, date, body, \
+             body_html, content_type, status_id, category_id, rating, tags_text, template_uuid, metadata, \
+             heads, n_conflicts, stock_unit, stock_quantity, stock_threshold, sync_seq) ",
+        );
+        q.push_values(chunk, |mut row, b| {
+            let e = &b.entry.snapshot.entity;
+            let stock = b.entry.snapshot.stock.as_ref();
+            row.push_bind(b.id)
+                .push_bind(b.entry.uuid.clone())
+                .push_bind(e.kind.as_str())
+                .push_bind(e.team_id)
+                .push_bind(e.owner_id)
+                .push_bind(e.canread.base.code())
+                .push_bind(e.canwrite.base.code())
+                .push_bind(e.locked_by)
+                .push_bind(e.locked_at)
+                .push_bind(e.state)
+                .push_bind(e.elabid.clone())
+                .push_bind(e.created_at)
+                .push_bind(e.modified_at)
+                .push_bind(e.lastchangeby)
+                .push_bind(e.title.clone())
+                .push_bind(e.date.clone())
+                .push_bind(e.body.clone())
+                .push_bind(e.body_html.clone())
+                .push_bind(e.content_type)
+                .push_bind(e.status_id)
+                .push_bind(e.category_id)
+                .push_bind(e.rating)
+                .push_bind(e.tags.join("|"))
+                .push_bind(e.template_uuid.clone())
+                .push_bind(e.metadata.clone())
+                .push_bind(b.entry.heads.clone())
+                .push_bind(e.n_conflicts)
+                .push_bind(stock.map(|s| s.unit.clone()))
+                .push_bind(stock.map(|s| s.quantity_milli))
+                .push_bind(stock.and_then(|s| s.threshold_milli))
+                .push_bind(seq);
+        });
+        q.push(
+            " ON CONFLICT (id) DO UPDATE SET team_id = excluded.team_id, owner_id = excluded.owner_id, \
+             canread_base = excluded.canread_base, canwrite_base = excluded.canwrite_base, \
+             locked_by = excluded.locked_by, locked_at = excluded.locked_at, state = excluded.state, \
+             elabid = excluded.elabid, created_at = excluded.created_at, modified_at = excluded.modified_at, \
+             lastchangeby = excluded.lastchangeby, title = excluded.title, date = excluded.date, \
+             body = excluded.body, body_html = excluded.body_html, content_type = excluded.content_type, \
+             status_id = excluded.status_id, category_id = excluded.category_id, rating = excluded.rating, \
+             tags_text = excluded.tags_text, template_uuid = excluded.template_uuid, \
+             metadata = excluded.metadata, heads = excluded.heads, n_conflicts = excluded.n_conflicts, \
+             stock_unit = excluded.stock_unit, stock_quantity = excluded.stock_quantity, \
+             stock_threshold = excluded.stock_threshold",
+        );
+        q.build().execute(&mut *tx).await?;
+    }
+
+    // 2. Documents: a new one as received; a fast-forward appends the pulled changes.
+    let new: Vec<&Bulk<'_>> = bulk.iter().filter(|b| b.local.is_none()).collect();
+    for chunk in new.chunks(ROWS) {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT INTO entity_docs (entity_id, heads, doc) ");
+        q.push_values(chunk, |mut row, b| {
+            row.push_bind(b.id)
+                .push_bind(b.entry.heads.clone())
+                .push_bind(b.bytes.clone());
+        });
+        q.build().execute(&mut *tx).await?;
+    }
+    let mut appended = HashMap::new();
+    for b in bulk {
+        let Some(local) = &b.local else { continue };
+        if b.bytes.is_empty() {
+            // Nothing new in the document (access, lock or state changed).
+            appended.insert(b.id, local.appended);
+            continue;
+        }
+        let grown = local
+            .appended
+            .saturating_add(i64::try_from(b.bytes.len()).unwrap_or(i64::MAX));
+        if grown > COMPACT_AFTER {
+            // Saved whole again once the appended part has grown past the bound.
+            let stored: Vec<u8> =
+                sqlx::query_scalar("SELECT doc FROM entity_docs WHERE entity_id = ?")
+                    .bind(b.id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let mut doc = EntityDoc::load(&stored)?;
+            doc.load_changes(&b.bytes)?;
+            sqlx::query("UPDATE entity_docs SET heads = ?, doc = ? WHERE entity_id = ?")
+                .bind(&b.entry.heads)
+                .bind(doc.save())
+                .bind(b.id)
+                .execute(&mut *tx)
+                .await?;
+            appended.insert(b.id, 0);
+        } else {
+            // `||` makes text of the two blobs' bytes; the cast gives back a blob, same bytes.
+            sqlx::query(
+                "UPDATE entity_docs SET heads = ?, doc = CAST(doc || ? AS BLOB) WHERE entity_id = ?",
+            )
+            .bind(&b.entry.heads)
+            .bind(&b.bytes)
+            .bind(b.id)
+            .execute(&mut *tx)
+            .await?;
+            appended.insert(b.id, grown);
+        }
+    }
+
+    // 3. Old child rows of fast-forwarded entries go; then everyone's rows in bulk.
+    let updated: Vec<i64> = bulk
+        .iter()
+        .filter(|b| b.local.is_some())
+        .map(|b| b.id)
+        .collect();
+    if !updated.is_empty() {
+        let ids = json_list(&updated)?;
+        for table in [
+            "entity_acl",
+            "entity_tags",
+            "entity_links",
+            "entity_steps",
+            "entity_comments",
+            "entity_conflicts",
+            "entity_fields",
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE entity_id IN (SELECT value FROM json_each(?))"
+            )))
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("DELETE FROM entity_fts WHERE rowid IN (SELECT value FROM json_each(?))")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+    }
+
+    let mut acl = Vec::new();
+    let mut tags = Vec::new();
+    let mut links = Vec::new();
+    let mut steps = Vec::new();
+    let mut comments = Vec::new();
+    let mut fields = Vec::new();
+    let mut conflicts = Vec::new();
+    for b in bulk {
+        let s = &b.entry.snapshot;
+        let e = &s.entity;
+        for (mode, rule) in [("r", &e.canread), ("w", &e.canwrite)] {
+            for (grantee, ids) in [
+                ("t", &rule.teams),
+                ("g", &rule.teamgroups),
+                ("u", &rule.users),
+            ] {
+                acl.extend(ids.iter().map(|id| (b.id, mode, grantee, *id)));
+            }
+        }
+        tags.extend(e.tags.iter().map(|t| (b.id, t)));
+        links.extend(s.links.iter().map(|l| (b.id, l)));
+        steps.extend(s.steps.iter().map(|st| (b.id, st)));
+        comments.extend(s.comments.iter().map(|c| (b.id, c)));
+        fields.extend(b.fields.iter().map(|f| (b.id, f)));
+        conflicts.extend(s.conflicts.iter().map(|c| (b.id, c)));
+    }
+    for chunk in acl.chunks(ROWS) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT OR IGNORE INTO entity_acl (entity_id, mode, grantee, ref_id) ",
+        );
+        q.push_values(chunk, |mut row, (id, mode, grantee, ref_id)| {
+            row.push_bind(*id)
+                .push_bind(*mode)
+                .push_bind(*grantee)
+                .push_bind(*ref_id);
+        });
+        q.build().execute(&mut *tx).await?;
+    }
+    for chunk in tags.chunks(ROWS) {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT INTO entity_tags (entity_id, tag) ");
+        q.push_values(chunk, |mut row, (id, tag)| {
+            row.push_bind(*id).push_bind((*tag).clone());
+        });
+        q.build().execute(&mut *tx).await?;
+    }
+    for chunk in links.chunks(ROWS) {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT INTO entity_links (entity_id, target_uuid) ");
+        q.push_values(chunk, |mut row, (id, target)| {
+            row.push_bind(*id).push_bind((*target).clone());
+        });
+        q.build().execute(&mut *tx).await?;
+    }
+    for chunk in steps.chunks(ROWS) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO entity_steps (entity_id, step_id, ordering, body, done, done_by, done_at) ",
+        );
+        q.push_values(chunk, |mut row, (id, step)| {
+            row.push_bind(*id)
+                .push_bind(step.step_id.clone())
+                .push_bind(step.ordering)
+                .push_bind(step.body.clone())
+                .push_bind(step.done)
+                .push_bind(step.done_by)
+                .push_bind(step.done_at);
+        });
+        q.build().execute(&mut *tx).await?;
+    }
+    for chunk in comments.chunks(ROWS) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO entity_comments (entity_id, comment_id, author, created_at, edited_at, body) ",
+        );
+        q.push_values(chunk, |mut row, (id, c)| {
+            row.push_bind(*id)
+                .push_bind(c.comment_id.clone())
+                .push_bind(c.author)
+                .push_bind(c.created_at)
+                .push_bind(c.edited_at)
+                .push_bind(c.body.clone());
+        });
+        q.build().execute(&mut *tx).await?;
+    }
+    for chunk in fields.chunks(ROWS) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO entity_fields (entity_id, name, type, value_text, value_num) ",
+        );
+        q.push_values(chunk, |mut row, (id, f)| {
+            row.push_bind(*id)
+                .push_bind(f.name.clone())
+                .push_bind(f.field_type.clone())
+                .push_bind(f.value_text.clone())
+                .push_bind(f.value_num);
+        });
+        q.build().execute(&mut *tx).await?;
+    }
+    for chunk in conflicts.chunks(ROWS) {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT INTO entity_conflicts (entity_id, field, values_json) ");
+        q.push_values(chunk, |mut row, (id, (field, values))| {
+            row.push_bind(*id)
+                .push_bind(field.clone())
+                .push_bind(values.clone());
+        });
+        q.build().execute(&mut *tx).await?;
+    }
+
+    // 4. Files and stock events: only entries that have some (one statement per row).
+    for b in bulk {
+        let s = &b.entry.snapshot;
+        if !s.uploads.is_empty() {
+            let uploads: Vec<_> = s.uploads.iter().map(|u| u.to_attachment()).collect();
+            projection::write_uploads(tx, b.id, &uploads).await?;
+        }
+        if s.stock.as_ref().is_some_and(|st| !st.events.is_empty()) {
+            crate::stock::write_snapshot_events(tx, b.id, s.stock.as_ref()).await?;
+        }
+    }
+
+    // 5. The search index, complete when the batch commits.
+    for chunk in bulk.chunks(ROWS) {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT INTO entity_fts (rowid, title, body, tags, comments) ");
+        q.push_values(chunk, |mut row, b| {
+            row.push_bind(b.id)
+                .push_bind(b.entry.snapshot.entity.title.clone())
+                .push_bind(b.index_body.clone())
+                .push_bind(b.fts_tags.clone())
+                .push_bind(b.fts_comments.clone());
+        });
+        q.build().execute(&mut *tx).await?;
+    }
+
+    // 6. What the server acknowledged.
+    for chunk in bulk.chunks(ROWS) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO replica_entities (entity_id, acked_heads, server_id, appended) ",
+        );
+        q.push_values(chunk, |mut row, b| {
+            row.push_bind(b.id)
+                .push_bind(b.entry.heads.clone())
+                .push_bind(b.entry.id)
+                .push_bind(appended.get(&b.id).copied().unwrap_or(0));
+        });
+        q.push(
+            " ON CONFLICT (entity_id) DO UPDATE SET acked_heads = excluded.acked_heads, \
+             server_id = excluded.server_id, appended = excluded.appended",
+        );
+        q.build().execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,644 @@
+//! A lab store and a replica store, each a real SQLite file; the replica pulls through the
+//! lab's `pull` with a JSON round trip of every message, as over HTTP.
+
+use super::super::Applied;
+use crate::Store;
+use crate::accounts::NewUser;
+use crate::sync::proto::{PullDoc, PullEntry};
+use cahier_core::document::EntityOp;
+use cahier_core::fields::Metadata;
+use cahier_core::markdown::{ContentType, render_body};
+use cahier_core::{EntityDoc, EntityId, EntityKind, EntityPatch, Subject, SystemClock};
+use std::str::FromStr;
+use std::sync::Arc;
+
+struct World {
+    lab: Store,
+    replica: Store,
+    subject: Subject,
+    replica_subject: Subject,
+    team: i64,
+    device: crate::sync::Device,
+    _dir: tempfile::TempDir,
+}
+
+fn roundtrip<T: serde::Serialize + serde::de::DeserializeOwned>(value: T) -> T {
+    serde_json::from_str(&serde_json::to_string(&value).expect("json")).expect("json")
+}
+
+async fn world() -> World {
+    let dir = tempfile::tempdir().expect("dir");
+    let lab = Store::open_sqlite(&dir.path().join("lab.db"), Arc::new(SystemClock))
+        .await
+        .expect("lab");
+    let user = lab
+        .create_user(NewUser {
+            email: "ada@lab.fr".into(),
+            firstname: "Ada".into(),
+            lastname: "L".into(),
+            password: Some("long password".into()),
+            is_sysadmin: false,
+        })
+        .await
+        .expect("user");
+    let team = lab.create_team("Ecology").await.expect("team");
+    lab.add_member(team, user, false).await.expect("member");
+    let (device, _) = lab
+        .register_device("ada@lab.fr", "long password", "laptop", "test")
+        .await
+        .expect("device");
+    let subject = lab.subject(user).await.expect("subject");
+    let replica = Store::open_sqlite(&dir.path().join("replica.db"), Arc::new(SystemClock))
+        .await
+        .expect("replica")
+        .with_device(&device.uuid);
+    replica.init_replica().await.expect("init");
+    replica
+        .import_reference(&roundtrip(lab.reference(&subject).await.expect("ref")))
+        .await
+        .expect("reference");
+    let replica_subject = replica.subject(user).await.expect("subject");
+    World {
+        lab,
+        replica,
+        subject,
+        replica_subject,
+        team,
+        device,
+        _dir: dir,
+    }
+}
+
+impl World {
+    /// What the lab's feed lists, pulled from the replica's acknowledged heads.
+    async fn pulled(&self) -> Vec<PullEntry> {
+        let feed = self.lab.feed(&self.subject, 0, 10_000).await.expect("feed");
+        let acked = self.replica.acked_heads().await.expect("acked");
+        let docs: Vec<PullDoc> = feed
+            .items
+            .iter()
+            .map(|item| PullDoc {
+                uuid: item.uuid.clone(),
+                have: acked.get(&item.uuid).cloned().unwrap_or_default(),
+            })
+            .collect();
+        roundtrip(self.lab.pull(&self.subject, &docs).await.expect("pull"))
+    }
+
+    async fn sync_pull(&self) -> Vec<Applied> {
+        let entries = self.pulled().await;
+        self.replica
+            .apply_pulled_batch(&entries)
+            .await
+            .expect("apply")
+    }
+
+    async fn create(&self, title: &str, body: &str, ops: Vec<EntityOp>) -> (i64, String) {
+        let id = self
+            .lab
+            .create_entity(
+                &self.subject,
+                crate::NewEntity {
+                    kind: EntityKind::Experiment,
+                    team_id: self.team,
+                    canread: None,
+                    canwrite: None,
+                    patch: EntityPatch {
+                        title: Some(title.into()),
+                        body: Some(body.into()),
+                        tags: Some(vec!["soil".into(), "field-trip".into()]),
+                        ..Default::default()
+                    },
+                    template: None,
+                },
+            )
+            .await
+            .expect("create");
+        if !ops.is_empty() {
+            self.lab
+                .update_entity(
+                    &self.subject,
+                    id,
+                    None,
+                    &EntityPatch {
+                        ops,
+                        ..Default::default()
+                    },
+                    "ops",
+                )
+                .await
+                .expect("ops");
+        }
+        let uuid = self.lab.entity(&self.subject, id).await.expect("row").uuid;
+        (id, uuid)
+    }
+}
+
+/// Every projection row of an entry, by UUID, in a form both databases can be compared in
+/// (ids of the database replaced by the UUID).
+async fn projection_of(store: &Store, uuid: &str) -> Vec<String> {
+    let id: i64 = sqlx::query_scalar("SELECT id FROM entities WHERE uuid = ?")
+        .bind(uuid)
+        .fetch_one(&store.pool)
+        .await
+        .expect("id");
+    let mut rows = Vec::new();
+    let entity: Vec<String> = sqlx::query_scalar(
+        "SELECT json_array(uuid, kind, team_id, owner_id, canread_base, canwrite_base, locked_by, locked_at, \
+         state, elabid, created_at, modified_at, lastchangeby, title, date, body, body_html, content_type, \
+         status_id, category_id, rating, tags_text, template_uuid, metadata, heads, n_conflicts, stock_unit, \
+         stock_quantity, stock_threshold) FROM entities WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_all(&store.pool)
+    .await
+    .expect("entity");
+    rows.extend(entity);
+    for (table, columns, order) in [
+        (
+            "entity_acl",
+            "mode, grantee, ref_id",
+            "mode, grantee, ref_id",
+        ),
+        ("entity_tags", "tag", "tag"),
+        ("entity_links", "target_uuid", "target_uuid"),
+        (
+            "entity_steps",
+            "step_id, ordering, body, done, done_by, done_at",
+            "ordering",
+        ),
+        (
+            "entity_comments",
+            "comment_id, author, created_at, edited_at, body",
+            "comment_id",
+        ),
+        ("entity_conflicts", "field, values_json", "field"),
+        (
+            "entity_fields",
+            "name, type, value_text, value_num",
+            "name, value_text",
+        ),
+        (
+            "uploads",
+            "sha256, real_name, comment, size, media_type, state",
+            "sha256",
+        ),
+        (
+            "entity_stock_events",
+            "event_id, kind, delta, unit, user_id, at",
+            "event_id",
+        ),
+    ] {
+        let sql = format!(
+            "SELECT '{table}' || json_array({columns}) FROM {table} WHERE entity_id = ? ORDER BY {order}"
+        );
+        let more: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_all(&store.pool)
+            .await
+            .expect("children");
+        rows.extend(more);
+    }
+    let heads: String = sqlx::query_scalar("SELECT heads FROM entity_docs WHERE entity_id = ?")
+        .bind(id)
+        .fetch_one(&store.pool)
+        .await
+        .expect("heads");
+    rows.push(format!("doc heads {heads}"));
+    rows
+}
+
+/// Entity ids the full-text index finds for a query.
+async fn search(store: &Store, query: &str) -> Vec<i64> {
+    sqlx::query_scalar("SELECT rowid FROM entity_fts WHERE entity_fts MATCH ? ORDER BY rowid")
+        .bind(query)
+        .fetch_all(&store.pool)
+        .await
+        .expect("search")
+}
+
+/// The stored document loads (appended chunks included) to the heads recorded beside it.
+async fn stored_doc_loads(store: &Store, uuid: &str) -> (usize, String) {
+    let (doc, heads, row_heads): (Vec<u8>, String, String) = sqlx::query_as(
+        "SELECT d.doc, d.heads, e.heads FROM entity_docs d JOIN entities e ON e.id = d.entity_id WHERE e.uuid = ?",
+    )
+    .bind(uuid)
+    .fetch_one(&store.pool)
+    .await
+    .expect("doc");
+    assert_eq!(heads, row_heads, "the row names the document's heads");
+    let mut loaded = EntityDoc::load(&doc).expect("the stored bytes load");
+    assert_eq!(
+        cahier_core::document::heads_to_string(&loaded.heads()),
+        heads,
+        "the stored bytes load to the recorded heads"
+    );
+    (doc.len(), heads)
+}
+
+async fn appended(store: &Store, uuid: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT r.appended FROM replica_entities r JOIN entities e ON e.id = r.entity_id WHERE e.uuid = ?",
+    )
+    .bind(uuid)
+    .fetch_one(&store.pool)
+    .await
+    .expect("appended")
+}
+
+#[tokio::test]
+async fn a_first_copy_gives_the_labs_projection_rows_and_a_complete_search_index() {
+    let w = world().await;
+    let (_, target) = w.create("Target site", "Plain *target*\n", vec![]).await;
+    let metadata = Metadata::parse(
+        r#"{"extra_fields": {"Temperature": {"type": "number", "value": "21.5"}, "Site": {"type": "text", "value": "North"}}}"#,
+    )
+    .expect("metadata");
+    let ops = vec![
+        EntityOp::AddStep {
+            id: "s1".into(),
+            body: "Dig a hole".into(),
+            at_ms: 1,
+        },
+        EntityOp::AddStep {
+            id: "s2".into(),
+            body: "Take a core".into(),
+            at_ms: 2,
+        },
+        EntityOp::FinishStep {
+            id: "s1".into(),
+            done: true,
+            by: 1,
+            at_ms: 3,
+        },
+        EntityOp::AddComment {
+            id: "c1".into(),
+            author: 1,
+            body: "Looks wet, zanzibarian mud".into(),
+            at_ms: 4,
+        },
+        EntityOp::AddLink {
+            target: EntityId::from_str(&target).expect("uuid"),
+            at_ms: 5,
+        },
+        EntityOp::SetMetadata {
+            metadata,
+            require: false,
+        },
+        EntityOp::AddAttachment {
+            sha256: "ab".repeat(32),
+            name: "core.png".into(),
+            media_type: "image/png".into(),
+            size: 42,
+            at_ms: 6,
+            by: 1,
+            comment: "the core".into(),
+            replaces: None,
+        },
+    ];
+    let body =
+        "# Soil\n\nA *quokka* table:\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n<script>x</script>\n";
+    let (_, rich) = w.create("Rich entry", body, ops).await;
+    let mut uuids = vec![target.clone(), rich.clone()];
+    for n in 0..45 {
+        uuids.push(
+            w.create(&format!("Entry {n}"), &format!("Body {n}\n"), vec![])
+                .await
+                .1,
+        );
+    }
+
+    let applied = w.sync_pull().await;
+    assert_eq!(applied.len(), uuids.len());
+    assert!(applied.iter().all(|a| *a == Applied::Added));
+    for uuid in &uuids {
+        assert_eq!(
+            projection_of(&w.replica, uuid).await,
+            projection_of(&w.lab, uuid).await,
+            "same projection rows for {uuid}"
+        );
+        stored_doc_loads(&w.replica, uuid).await;
+    }
+    // The rich entry's rows are really there (not two empty sets compared).
+    let rows = projection_of(&w.replica, &rich).await;
+    for needle in [
+        "entity_steps[\"s1\"",
+        "entity_steps[\"s2\"",
+        "entity_comments[\"c1\"",
+        "entity_links[",
+        "entity_fields[\"Temperature\",\"number\",\"21.5\",21.5]",
+        "entity_tags[\"field-trip\"]",
+        "uploads[\"abab",
+    ] {
+        assert!(
+            rows.iter().any(|r| r.starts_with(needle)),
+            "{needle} in {rows:?}"
+        );
+    }
+    // The stored HTML is what a local render gives.
+    let (stored_body, html, code): (String, String, i64) =
+        sqlx::query_as("SELECT body, body_html, content_type FROM entities WHERE uuid = ?")
+            .bind(&rich)
+            .fetch_one(&w.replica.pool)
+            .await
+            .expect("html");
+    assert_eq!(
+        html,
+        render_body(&stored_body, ContentType::from_code(code))
+    );
+    assert!(html.contains("<table>") && !html.contains("<script>"));
+    // The search index is complete when the batch returns: body, comment, tag, title words.
+    let rich_id: i64 = sqlx::query_scalar("SELECT id FROM entities WHERE uuid = ?")
+        .bind(&rich)
+        .fetch_one(&w.replica.pool)
+        .await
+        .expect("id");
+    for word in ["quokka", "zanzibarian", "rich"] {
+        assert_eq!(search(&w.replica, word).await, vec![rich_id], "{word}");
+    }
+    assert_eq!(search(&w.replica, "body").await.len(), 45);
+    assert_eq!(search(&w.replica, "\"field-trip\"").await.len(), 47);
+    // And through the store's own listing, with the access policy.
+    let page = w
+        .replica
+        .list_entities(
+            &w.replica_subject,
+            &crate::listing::ListQuery {
+                q: Some("quokka".into()),
+                ..crate::listing::ListQuery::new(EntityKind::Experiment)
+            },
+        )
+        .await
+        .expect("list");
+    assert_eq!(page.rows.len(), 1);
+    // Nothing looks locally changed, and the quiet flag did not outlive the batch.
+    assert_eq!(w.replica.pending_count().await.expect("pending"), 0);
+    let quiet: i64 = sqlx::query_scalar("SELECT count(*) FROM sync_seq_quiet")
+        .fetch_one(&w.replica.pool)
+        .await
+        .expect("quiet");
+    assert_eq!(quiet, 0);
+    // Pulling again changes nothing (idempotent).
+    let again = w.sync_pull().await;
+    assert!(again.iter().all(|a| *a == Applied::Updated));
+    for uuid in &uuids {
+        assert_eq!(
+            projection_of(&w.replica, uuid).await,
+            projection_of(&w.lab, uuid).await
+        );
+    }
+    assert_eq!(search(&w.replica, "quokka").await, vec![rich_id]);
+}
+
+#[tokio::test]
+async fn pulled_edits_are_appended_then_a_local_edit_merges_and_converges() {
+    let w = world().await;
+    let (lab_id, uuid) = w.create("Field notes", "line one\n", vec![]).await;
+    w.sync_pull().await;
+    let (first_len, _) = stored_doc_loads(&w.replica, &uuid).await;
+    assert_eq!(appended(&w.replica, &uuid).await, 0);
+    let mut body = String::from("line one\n");
+    for round in 0..3 {
+        body.push_str(&format!("lab line {round}\n"));
+        w.lab
+            .update_entity(
+                &w.subject,
+                lab_id,
+                None,
+                &EntityPatch {
+                    body: Some(body.clone()),
+                    ..Default::default()
+                },
+                "lab edit",
+            )
+            .await
+            .expect("lab edit");
+        let applied = w.sync_pull().await;
+        assert_eq!(applied, vec![Applied::Updated]);
+        assert_eq!(
+            projection_of(&w.replica, &uuid).await,
+            projection_of(&w.lab, &uuid).await
+        );
+    }
+    // Stored as the first copy followed by the pulled changes, which load.
+    let (len, _) = stored_doc_loads(&w.replica, &uuid).await;
+    let grown = appended(&w.replica, &uuid).await;
+    assert!(grown > 0);
+    assert_eq!(len, first_len + usize::try_from(grown).expect("size"));
+    let local_id: i64 = sqlx::query_scalar("SELECT id FROM entities WHERE uuid = ?")
+        .bind(&uuid)
+        .fetch_one(&w.replica.pool)
+        .await
+        .expect("id");
+    let found = search(&w.replica, "\"lab line 2\"").await;
+    assert_eq!(found, vec![local_id]);
+
+    // A local edit loads the appended document, then push and pull converge.
+    let mut local_body = w
+        .replica
+        .content(&w.replica_subject, local_id)
+        .await
+        .expect("content")
+        .body;
+    assert_eq!(local_body, body);
+    local_body.insert_str(0, "laptop line\n");
+    w.replica
+        .update_entity(
+            &w.replica_subject,
+            local_id,
+            None,
+            &EntityPatch {
+                body: Some(local_body),
+                ..Default::default()
+            },
+            "laptop edit",
+        )
+        .await
+        .expect("laptop edit");
+    body.push_str("lab line after\n");
+    w.lab
+        .update_entity(
+            &w.subject,
+            lab_id,
+            None,
+            &EntityPatch {
+                body: Some(body.clone()),
+                ..Default::default()
+            },
+            "lab edit",
+        )
+        .await
+        .expect("lab edit");
+    // The pull meets a local change: merged, not appended.
+    assert_eq!(w.sync_pull().await, vec![Applied::Merged]);
+    assert_eq!(appended(&w.replica, &uuid).await, 0);
+    let pushes = w.replica.pending_pushes().await.expect("pending");
+    assert_eq!(pushes.len(), 1);
+    let docs = pushes.iter().map(|(_, doc, _)| doc.clone()).collect();
+    let results = w
+        .lab
+        .push(&w.subject, &w.device, roundtrip(docs))
+        .await
+        .expect("push");
+    assert_eq!(results[0].status, crate::sync::proto::PushStatus::Accepted);
+    let (local, _, heads) = &pushes[0];
+    w.replica
+        .mark_accepted(*local, heads, results[0].id.expect("id"))
+        .await
+        .expect("ack");
+    // Once more from the lab: a fast-forward again, onto the merged document.
+    body = w.lab.content(&w.subject, lab_id).await.expect("c").body;
+    body.push_str("final lab line\n");
+    w.lab
+        .update_entity(
+            &w.subject,
+            lab_id,
+            None,
+            &EntityPatch {
+                body: Some(body.clone()),
+                ..Default::default()
+            },
+            "lab edit",
+        )
+        .await
+        .expect("lab edit");
+    assert_eq!(w.sync_pull().await, vec![Applied::Updated]);
+    assert!(appended(&w.replica, &uuid).await > 0);
+    let (_, replica_heads) = stored_doc_loads(&w.replica, &uuid).await;
+    assert_eq!(
+        Some(replica_heads),
+        w.lab.heads_of(&uuid).await.expect("heads")
+    );
+    let merged = w
+        .replica
+        .content(&w.replica_subject, local_id)
+        .await
+        .expect("content")
+        .body;
+    for line in [
+        "laptop line",
+        "lab line 0",
+        "lab line 2",
+        "lab line after",
+        "final lab line",
+    ] {
+        assert_eq!(merged.matches(line).count(), 1, "{line} once in {merged}");
+    }
+    assert_eq!(
+        merged,
+        w.lab.content(&w.subject, lab_id).await.expect("c").body
+    );
+    assert_eq!(
+        projection_of(&w.replica, &uuid).await,
+        projection_of(&w.lab, &uuid).await
+    );
+    assert_eq!(w.replica.pending_count().await.expect("pending"), 0);
+
+    // Past the bound, the appended document is saved whole again.
+    // (Words that do not compress: the change log keeps changes deflated.)
+    for i in 0..20_000u64 {
+        body.push_str(&format!(
+            "{:x} ",
+            i.wrapping_mul(2_654_435_761) % 4_294_967_291
+        ));
+    }
+    w.lab
+        .update_entity(
+            &w.subject,
+            lab_id,
+            None,
+            &EntityPatch {
+                body: Some(body.clone()),
+                ..Default::default()
+            },
+            "big lab edit",
+        )
+        .await
+        .expect("lab edit");
+    assert_eq!(w.sync_pull().await, vec![Applied::Updated]);
+    assert_eq!(appended(&w.replica, &uuid).await, 0);
+    stored_doc_loads(&w.replica, &uuid).await;
+    assert_eq!(
+        projection_of(&w.replica, &uuid).await,
+        projection_of(&w.lab, &uuid).await
+    );
+}
+
+#[tokio::test]
+async fn a_batch_that_fails_midway_leaves_nothing_half_applied() {
+    let w = world().await;
+    let (_, first) = w.create("First", "alpha words\n", vec![]).await;
+    let (_, second) = w.create("Second", "beta words\n", vec![]).await;
+    let good = w.pulled().await;
+    assert_eq!(good.len(), 2);
+    // The second entry's rows cannot be written (the same tag twice breaks a key), after the
+    // first entry's row and document were.
+    let mut broken = good.clone();
+    broken[1].snapshot.entity.tags = vec!["twice".into(), "twice".into()];
+    assert!(w.replica.apply_pulled_batch(&broken).await.is_err());
+    // And one whose bytes are not base64.
+    let mut garbled = good.clone();
+    garbled[1].changes = "%%%".into();
+    assert!(w.replica.apply_pulled_batch(&garbled).await.is_err());
+    for uuid in [&first, &second] {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM entities WHERE uuid = ?")
+            .bind(uuid)
+            .fetch_one(&w.replica.pool)
+            .await
+            .expect("count");
+        assert_eq!(n, 0, "nothing of {uuid} stays");
+    }
+    for table in [
+        "entity_docs",
+        "entity_tags",
+        "replica_entities",
+        "sync_seq_quiet",
+    ] {
+        let n: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                .fetch_one(&w.replica.pool)
+                .await
+                .expect("count");
+        assert_eq!(n, 0, "{table} is empty");
+    }
+    assert!(search(&w.replica, "alpha").await.is_empty());
+    // The whole batch then applies.
+    let applied = w.replica.apply_pulled_batch(&good).await.expect("apply");
+    assert_eq!(applied, vec![Applied::Added, Applied::Added]);
+    assert_eq!(search(&w.replica, "alpha").await.len(), 1);
+    for uuid in [&first, &second] {
+        assert_eq!(
+            projection_of(&w.replica, uuid).await,
+            projection_of(&w.lab, uuid).await
+        );
+    }
+}
+
+/// The lab's feed keeps numbering every write: the quiet triggers never apply to a lab.
+#[tokio::test]
+async fn the_labs_feed_still_moves_with_every_write() {
+    let w = world().await;
+    let (id, uuid) = w.create("Numbered", "one\n", vec![]).await;
+    let seq = |feed: crate::sync::proto::FeedResponse| {
+        feed.items
+            .iter()
+            .find(|item| item.uuid == uuid)
+            .map(|item| item.seq)
+    };
+    let before = seq(w.lab.feed(&w.subject, 0, 100).await.expect("feed")).expect("listed");
+    w.lab
+        .update_entity(
+            &w.subject,
+            id,
+            None,
+            &EntityPatch {
+                title: Some("Renumbered".into()),
+                ..Default::default()
+            },
+            "edit",
+        )
+        .await
+        .expect("edit");
+    let after = seq(w.lab.feed(&w.subject, 0, 100).await.expect("feed")).expect("listed");
+    assert!(after > before);
+}
