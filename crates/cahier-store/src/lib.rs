@@ -156,10 +156,38 @@ impl std::fmt::Debug for Store {
 /// How many loaded documents stay in memory.
 const DOC_CACHE_ENTRIES: usize = 256;
 
+/// How the SQLite database is opened (`cahier.toml`'s `db_connections` and `db_mmap_mib`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqliteTuning {
+    /// Most connections open at once (each one is a thread of its own).
+    pub connections: u32,
+    /// Bytes of the file SQLite reads through a memory map (`mmap_size`) rather than
+    /// `read` calls into its page cache, MiB; 0 turns the map off.
+    pub mmap_mib: u64,
+}
+
+impl Default for SqliteTuning {
+    fn default() -> Self {
+        Self {
+            connections: 8,
+            mmap_mib: 0,
+        }
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the SQLite database at `path` and brings its schema up to date.
     pub async fn open_sqlite(path: &Path, clock: Arc<dyn Clock>) -> Result<Self> {
-        Self::open_with_key(path, clock, None).await
+        Self::open_with_key(path, clock, None, SqliteTuning::default()).await
+    }
+
+    /// [`Store::open_sqlite`] with another pool size or memory map than the defaults.
+    pub async fn open_sqlite_tuned(
+        path: &Path,
+        clock: Arc<dyn Clock>,
+        tuning: SqliteTuning,
+    ) -> Result<Self> {
+        Self::open_with_key(path, clock, None, tuning).await
     }
 
     /// Opens (creating if needed) a database encrypted with a 256-bit key (SQLCipher). A wrong
@@ -169,13 +197,14 @@ impl Store {
         clock: Arc<dyn Clock>,
         key: &[u8; 32],
     ) -> Result<Self> {
-        Self::open_with_key(path, clock, Some(key)).await
+        Self::open_with_key(path, clock, Some(key), SqliteTuning::default()).await
     }
 
     async fn open_with_key(
         path: &Path,
         clock: Arc<dyn Clock>,
         key: Option<&[u8; 32]>,
+        tuning: SqliteTuning,
     ) -> Result<Self> {
         let mut options = SqliteConnectOptions::new();
         if let Some(key) = key {
@@ -192,9 +221,13 @@ impl Store {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
             .pragma("cache_size", "-8000")
-            .pragma("temp_store", "memory");
+            .pragma("temp_store", "memory")
+            .pragma(
+                "mmap_size",
+                tuning.mmap_mib.saturating_mul(1024 * 1024).to_string(),
+            );
         let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+            .max_connections(tuning.connections.max(1))
             .min_connections(1)
             .connect_with(options)
             .await

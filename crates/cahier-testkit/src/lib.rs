@@ -59,6 +59,7 @@ impl TestApp {
             max_upload_mb: 6,
             tsa,
             audit_anchor_hours: 24,
+            sqlite: Default::default(),
             time_zone: cahier_core::zone::Zone::utc(),
         };
         let running = cahier::start(&settings).await.expect("start cahier");

@@ -81,7 +81,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     std::fs::create_dir_all(&settings.data)
         .with_context(|| format!("creating the data directory {}", settings.data.display()))?;
     let db = settings.data.join("cahier.db");
-    let store = Store::open_sqlite(&db, Arc::new(SystemClock))
+    let store = Store::open_sqlite_tuned(&db, Arc::new(SystemClock), settings.sqlite)
         .await
         .with_context(|| format!("opening the database {}", db.display()))?;
     Ok(store

@@ -32,6 +32,8 @@ pub struct Settings {
     /// The instance's time zone unless a sysadmin chooses another (`time_zone`, else the
     /// server's zone, else UTC).
     pub time_zone: cahier_core::zone::Zone,
+    /// The database pool's size and memory map (`db_connections`, `db_mmap_mib`).
+    pub sqlite: cahier_store::SqliteTuning,
 }
 
 /// What the configuration file may hold; all optional.
@@ -64,6 +66,10 @@ pub struct FileSettings {
     pub audit_anchor_hours: Option<u64>,
     /// The instance's time zone (IANA name).
     pub time_zone: Option<String>,
+    /// Most database connections open at once (default 8).
+    pub db_connections: Option<u32>,
+    /// MiB of the database file read through a memory map (default 0: none).
+    pub db_mmap_mib: Option<u64>,
 }
 
 /// TSA settings given as flags or `CAHIER_TSA_*` variables.
@@ -136,6 +142,11 @@ pub const EXAMPLE: &str = r#"# cahier.toml — put it in the data directory (or 
 # zone, else UTC. A sysadmin can choose another on the sysadmin page; each user can choose
 # their own in their settings.
 # time_zone = "Europe/Paris"
+
+# Most database connections open at once (each is a thread; at least 1), and how many MiB of
+# the database file SQLite reads through a memory map (0 = none); BENCHMARKS.md, issue #7.
+# db_connections = 8
+# db_mmap_mib = 0
 "#;
 
 impl Settings {
@@ -174,6 +185,13 @@ impl Settings {
             tsa,
             audit_anchor_hours: file.audit_anchor_hours.unwrap_or(24),
             time_zone,
+            sqlite: {
+                let default = cahier_store::SqliteTuning::default();
+                cahier_store::SqliteTuning {
+                    connections: file.db_connections.unwrap_or(default.connections),
+                    mmap_mib: file.db_mmap_mib.unwrap_or(default.mmap_mib),
+                }
+            },
         };
         if let Some(url) = &settings.public_url {
             anyhow::ensure!(
@@ -182,6 +200,10 @@ impl Settings {
             );
         }
         anyhow::ensure!(settings.max_body_mb >= 1, "max_body_mb must be at least 1");
+        anyhow::ensure!(
+            settings.sqlite.connections >= 1,
+            "db_connections must be at least 1"
+        );
         anyhow::ensure!(
             settings.max_upload_mb >= 1,
             "max_upload_mb must be at least 1"

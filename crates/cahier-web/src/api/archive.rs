@@ -95,7 +95,9 @@ pub(crate) async fn write_zip<W: Write + Send>(
             ),
             &mut folders,
         );
-        let json = super::entities::full_entity(app, caller, kind, *id).await?;
+        let json: serde_json::Value =
+            serde_json::from_slice(&super::entities::full_entity(app, caller, kind, *id).await?)
+                .map_err(|e| AppError::internal(&e))?;
         let (title, pdf) =
             super::pdf::entity_pdf_bytes(app, subject, kind, *id, standard, lang).await?;
         let mut taken = HashSet::new();

@@ -184,7 +184,9 @@ impl Names {
     }
 }
 
-/// An entity in eLabFTW's JSON shape.
+/// An entity in eLabFTW's JSON shape, as a `Value`: the reference the rows and sheets written
+/// straight to bytes are checked against.
+#[cfg(test)]
 fn entity_json(row: &EntityRow, names: &Names) -> serde_json::Map<String, Value> {
     let status = row.status_id.and_then(|id| names.statuses.get(&id));
     let category = row.category_id.and_then(|id| names.categories.get(&id));
@@ -570,10 +572,12 @@ fn list_row_json(row: &EntityRow, names: &Names, default: Option<Option<i64>>) -
 const STREAM_CHUNK: i64 = 200;
 
 /// A long list (`limit` above [`STREAM_CHUNK`]) is read and sent chunk by chunk, each chunk
-/// after the last row of the previous one (keyset), so the server holds one chunk at a time
+/// after the last row of the previous one (keyset), so the server holds two chunks at a time
 /// instead of the whole answer (57 MB of JSON for 5,000 entries took the server to 1 GB,
 /// BENCHMARKS.md). The first chunk is read before answering, so bad queries still get a 4xx;
 /// a failure later cuts the connection, so a client never takes a truncated list for whole.
+/// While one chunk is written as JSON, SQLite already reads the next one on its connection's
+/// thread: the two halves of the work run on both cores at once (issue #7).
 async fn stream_list(
     app: AppState,
     caller: ApiCaller,
@@ -583,42 +587,55 @@ async fn stream_list(
 ) -> Result<Response, AppError> {
     query.limit = STREAM_CHUNK;
     let first = app.store.list_entities(&caller.subject, &query).await?;
-    let first_json = chunk_json(&app.store, &first.rows, true, default).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
     tokio::spawn(async move {
-        let mut sent = i64::try_from(first.rows.len()).unwrap_or(i64::MAX);
-        let mut next = first.next;
-        let mut out = b"[".to_vec();
-        out.extend_from_slice(&first_json);
-        if tx.send(Ok(out)).await.is_err() {
-            return;
-        }
-        while let Some(cursor) = next.take()
-            && sent < wanted
-        {
-            query.after = Some(cursor);
-            query.limit = STREAM_CHUNK.min(wanted - sent);
-            let chunk = match app.store.list_entities(&caller.subject, &query).await {
-                Ok(page) => page,
-                Err(error) => {
-                    tracing::warn!(%error, "a streamed list failed part-way");
-                    let _ = tx.send(Err(std::io::Error::other("list failed"))).await;
-                    return;
+        let fail = |tx: tokio::sync::mpsc::Sender<_>| async move {
+            let _ = tx.send(Err(std::io::Error::other("list failed"))).await;
+        };
+        let mut chunk = first;
+        let mut sent = 0;
+        loop {
+            let rows = i64::try_from(chunk.rows.len()).unwrap_or(i64::MAX);
+            // The query of the chunk after this one, if the list goes on.
+            let next = chunk
+                .next
+                .take()
+                .filter(|_| sent + rows < wanted)
+                .map(|cursor| {
+                    let mut next = query.clone();
+                    next.after = Some(cursor);
+                    next.limit = STREAM_CHUNK.min(wanted - sent - rows);
+                    next
+                });
+            let read_next = async {
+                match &next {
+                    Some(next) => Some(app.store.list_entities(&caller.subject, next).await),
+                    None => None,
                 }
             };
-            let bytes = match chunk_json(&app.store, &chunk.rows, sent == 0, default).await {
+            let (bytes, following) = tokio::join!(
+                chunk_json(&app.store, &chunk.rows, sent == 0, default),
+                read_next
+            );
+            let bytes = match bytes {
                 Ok(bytes) => bytes,
                 Err(error) => {
                     tracing::warn!(error = %error.public_message(), "a streamed list failed part-way");
-                    let _ = tx.send(Err(std::io::Error::other("list failed"))).await;
-                    return;
+                    return fail(tx).await;
                 }
             };
-            sent += i64::try_from(chunk.rows.len()).unwrap_or(i64::MAX);
-            next = chunk.next;
+            sent += rows;
             if tx.send(Ok(bytes)).await.is_err() {
                 return;
             }
+            chunk = match following {
+                None => break,
+                Some(Ok(page)) => page,
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "a streamed list failed part-way");
+                    return fail(tx).await;
+                }
+            };
         }
         let _ = tx.send(Ok(b"]".to_vec())).await;
     });
@@ -635,7 +652,8 @@ async fn stream_list(
         .into_response())
 }
 
-/// The JSON of some rows, comma-separated, with a leading comma unless they come first.
+/// The JSON of some rows, comma-separated, after the list's opening bracket if they come
+/// first and a comma otherwise.
 async fn chunk_json(
     store: &Store,
     rows: &[EntityRow],
@@ -644,6 +662,9 @@ async fn chunk_json(
 ) -> Result<Vec<u8>, AppError> {
     let names = Names::load(store, rows).await?;
     let mut out = Vec::with_capacity(1 + rows.len() * 12 * 1024);
+    if first {
+        out.push(b'[');
+    }
     write_rows(&mut out, rows, &names, first, default)?;
     Ok(out)
 }
@@ -663,13 +684,14 @@ async fn default_template(
     }
 }
 
-/// An entity with everything eLabFTW's single-entity `GET` shows (the caller is confirmed).
+/// An entity with everything eLabFTW's single-entity `GET` shows (the caller is confirmed),
+/// as JSON bytes.
 pub(crate) async fn full_entity(
     app: &AppState,
     caller: &ApiCaller,
     kind: EntityKind,
     id: i64,
-) -> Result<Value, AppError> {
+) -> Result<Vec<u8>, AppError> {
     let sheet = app
         .store
         .entity_sheet(&caller.subject, kind, id, None)
@@ -686,7 +708,7 @@ async fn full_entity_unchecked(
     caller: UncheckedApiCaller,
     kind: EntityKind,
     id: i64,
-) -> Result<Value, AppError> {
+) -> Result<Vec<u8>, AppError> {
     let sheet = app
         .store
         .entity_sheet(&caller.caller.subject, kind, id, caller.unconfirmed_epoch)
@@ -700,60 +722,386 @@ async fn full_entity_unchecked(
     }
 }
 
+/// What a single entity's JSON shows beyond its [`EntitySheet`], read by [`sheet_json`].
+struct SheetExtras {
+    /// For templates: whether it is the team's default (0 or 1).
+    is_default: Option<i64>,
+    /// The readable template it was made from: id and eLabFTW's type code.
+    created_from: Option<(i64, i64)>,
+    /// A resource's stock with its events.
+    stock: Option<Value>,
+    /// Who may book a resource that says so.
+    canbook: Option<cahier_core::AccessRule>,
+    /// Where the entity is seen in the UI.
+    sharelink: String,
+}
+
 /// The JSON of an entity read with [`cahier_store::Store::entity_sheet`].
 async fn sheet_json(
     app: &AppState,
     caller: &ApiCaller,
     kind: EntityKind,
     sheet: EntitySheet,
-) -> Result<Value, AppError> {
-    let EntitySheet {
-        row,
-        owner_name,
-        status,
-        category,
-        steps,
-        comments,
-        links,
-        backlinks,
-        timestamps: stamps,
-    } = sheet;
-    let id = row.id;
-    let resources: &[i64] = if row.kind == EntityKind::Resource {
-        std::slice::from_ref(&row.id)
+) -> Result<Vec<u8>, AppError> {
+    let id = sheet.row.id;
+    let is_resource = sheet.row.kind == EntityKind::Resource;
+    let is_default = if cahier_core::template::is_template(kind) {
+        let default = default_template(app, caller, kind).await?;
+        Some(i64::from(default == Some(id)))
     } else {
-        &[]
+        None
     };
-    // `timestamped` is set below from the entity's proofs.
+    let mut created_from = None;
+    if let Some(uuid) = &sheet.row.template_uuid {
+        // eLabFTW's provenance columns; only a template the caller may read is named.
+        if let Ok(source) = app.store.entity_by_uuid(&caller.subject, uuid).await {
+            created_from = Some((source.id, source.kind.elab_code()));
+        }
+    }
+    let (stock, canbook) = if is_resource {
+        // Cahier's stock extension: present only on resources that track stock.
+        let stock = if kind == EntityKind::Resource {
+            super::stock::stock_json(app, caller, id).await?
+        } else {
+            None
+        };
+        let stock = match stock {
+            Some(stock) => Some(stock),
+            None => app
+                .store
+                .stock_among(&[id])
+                .await?
+                .get(&id)
+                .map(super::stock::stock_state_json),
+        };
+        (stock, app.store.canbook_among(&[id]).await?.remove(&id))
+    } else {
+        (None, None)
+    };
+    let extras = SheetExtras {
+        is_default,
+        created_from,
+        stock,
+        canbook,
+        sharelink: format!(
+            "{}/{}",
+            app.config.public_url.trim_end_matches('/'),
+            section(kind, id)
+        ),
+    };
+    write_sheet(&sheet, &extras)
+}
+
+/// The JSON object of one step of a single entity (keys in the order a `Map` sorts them).
+#[derive(serde::Serialize)]
+struct StepJson<'a> {
+    body: &'a str,
+    deadline: Option<()>,
+    finished: i64,
+    finished_by: Option<i64>,
+    finished_time: Option<String>,
+    id: &'a str,
+    is_immutable: i64,
+    item_id: i64,
+    ordering: i64,
+}
+
+/// One comment of a single entity.
+#[derive(serde::Serialize)]
+struct CommentJson<'a> {
+    comment: &'a str,
+    created_at: String,
+    fullname: Option<&'a str>,
+    id: &'a str,
+    immutable: i64,
+    item_id: i64,
+    modified_at: String,
+    userid: i64,
+}
+
+/// An entity this one links to.
+#[derive(serde::Serialize)]
+struct LinkJson<'a> {
+    entityid: i64,
+    link_state: i64,
+    title: &'a str,
+    uuid: &'a str,
+}
+
+/// An entity that links to this one.
+#[derive(serde::Serialize)]
+struct BacklinkJson<'a> {
+    entityid: i64,
+    page: &'static str,
+    title: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+/// A trusted timestamp of a single entity.
+#[derive(serde::Serialize)]
+struct StampJson<'a> {
+    export_sha256: &'a str,
+    gen_time: String,
+    hash_alg: &'a str,
+    heads: &'a str,
+    id: i64,
+    tsa_name: &'a str,
+    upload_id: i64,
+    userid: i64,
+}
+
+/// A single entity's JSON after `body` and `body_html`: the fields of [`ListRow`] plus the
+/// parts only the full view shows, in the order a `serde_json::Map` sorts keys (the order the
+/// `Value` this replaced was written in; test `sheets_written_directly_match_the_value_json`).
+#[derive(serde::Serialize)]
+struct SheetFields<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    canbook: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    canbook_base: Option<i64>,
+    canread: String,
+    canread_base: i64,
+    canwrite: String,
+    canwrite_base: i64,
+    category: Option<i64>,
+    category_color: Option<&'a str>,
+    category_title: Option<&'a str>,
+    comments: Vec<CommentJson<'a>>,
+    content_type: i64,
+    created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created_from_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created_from_type: Option<i64>,
+    custom_id: Option<()>,
+    date: &'a str,
+    elabid: &'a str,
+    experiments_links: Vec<LinkJson<'a>>,
+    fullname: &'a str,
+    has_conflicts: bool,
+    heads: &'a str,
+    id: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    is_default: Option<i64>,
+    items_links: Vec<LinkJson<'a>>,
+    lastchangeby: i64,
+    locked: i64,
+    locked_at: Option<String>,
+    lockedby: Option<i64>,
+    metadata: Option<&'a str>,
+    metadata_decoded: Value,
+    modified_at: String,
+    page: &'static str,
+    rating: i64,
+    related_experiments_links: Vec<BacklinkJson<'a>>,
+    related_items_links: Vec<BacklinkJson<'a>>,
+    sharelink: &'a str,
+    state: i64,
+    status: Option<i64>,
+    status_color: Option<&'a str>,
+    status_title: Option<&'a str>,
+    steps: Vec<StepJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stock: Option<&'a Value>,
+    tags: Option<String>,
+    team: i64,
+    timestamped: i64,
+    timestamped_at: Option<String>,
+    timestampedby: Option<i64>,
+    timestamps: Vec<StampJson<'a>>,
+    title: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    uploads: [(); 0],
+    userid: i64,
+    uuid: &'a str,
+}
+
+/// Writes a single entity's JSON straight to bytes, without building a `Value` of it first
+/// (its allocations were a fifth of a `GET`'s CPU, BENCHMARKS.md, issue #7).
+fn write_sheet(sheet: &EntitySheet, extras: &SheetExtras) -> Result<Vec<u8>, AppError> {
+    let row = &sheet.row;
+    let id = row.id;
+    let status = sheet.status.as_ref().filter(|_| row.status_id.is_some());
+    let category = sheet
+        .category
+        .as_ref()
+        .filter(|_| row.category_id.is_some());
+    let canbook =
+        (row.kind == EntityKind::Resource).then(|| extras.canbook.as_ref().unwrap_or(&row.canread));
+    let links = |kind: &str| -> Vec<LinkJson<'_>> {
+        sheet
+            .links
+            .iter()
+            .filter(|l| l.kind == kind)
+            .map(|l| LinkJson {
+                entityid: l.id,
+                link_state: l.state,
+                title: &l.title,
+                uuid: &l.uuid,
+            })
+            .collect()
+    };
+    let backlinks = |kind: EntityKind| -> Vec<BacklinkJson<'_>> {
+        sheet
+            .backlinks
+            .iter()
+            .filter(|l| l.kind == kind.as_str())
+            .map(|l| BacklinkJson {
+                entityid: l.id,
+                page: kind.api_name(),
+                title: &l.title,
+                kind: kind.api_name(),
+            })
+            .collect()
+    };
+    let latest = sheet.timestamps.first();
+    let fields = SheetFields {
+        canbook: canbook.map(|rule| rule.extras_json().to_string()),
+        canbook_base: canbook.map(|rule| rule.base.code()),
+        canread: row.canread.extras_json().to_string(),
+        canread_base: row.canread.base.code(),
+        canwrite: row.canwrite.extras_json().to_string(),
+        canwrite_base: row.canwrite.base.code(),
+        category: row.category_id,
+        category_color: category.map(|c| c.color.as_str()),
+        category_title: category.map(|c| c.title.as_str()),
+        comments: sheet
+            .comments
+            .iter()
+            .map(|(c, fullname)| CommentJson {
+                comment: &c.body,
+                created_at: format_sql_datetime(c.created_at),
+                fullname: fullname.as_deref(),
+                id: &c.comment_id,
+                immutable: 0,
+                item_id: id,
+                modified_at: format_sql_datetime(c.edited_at.unwrap_or(c.created_at)),
+                userid: c.author,
+            })
+            .collect(),
+        content_type: row.content_type,
+        created_at: format_sql_datetime(row.created_at),
+        created_from_id: extras.created_from.map(|(id, _)| id),
+        created_from_type: extras.created_from.map(|(_, code)| code),
+        custom_id: None,
+        date: &row.date,
+        elabid: &row.elabid,
+        experiments_links: links("experiment"),
+        fullname: &sheet.owner_name,
+        has_conflicts: row.n_conflicts > 0,
+        heads: &row.heads,
+        id,
+        is_default: extras.is_default,
+        items_links: links("resource"),
+        lastchangeby: row.lastchangeby,
+        locked: i64::from(row.locked_by.is_some()),
+        locked_at: row.locked_at.map(format_sql_datetime),
+        lockedby: row.locked_by,
+        metadata: row.metadata.as_deref(),
+        metadata_decoded: row
+            .metadata
+            .as_deref()
+            .and_then(|m| serde_json::from_str::<Value>(m).ok())
+            .unwrap_or(Value::Null),
+        modified_at: format_sql_datetime(row.modified_at),
+        page: row.kind.api_name(),
+        rating: row.rating,
+        related_experiments_links: backlinks(EntityKind::Experiment),
+        related_items_links: backlinks(EntityKind::Resource),
+        sharelink: &extras.sharelink,
+        state: row.state,
+        status: row.status_id,
+        status_color: status.map(|s| s.color.as_str()),
+        status_title: status.map(|s| s.title.as_str()),
+        steps: sheet
+            .steps
+            .iter()
+            .map(|s| StepJson {
+                body: &s.body,
+                deadline: None,
+                finished: i64::from(s.done),
+                finished_by: s.done_by,
+                finished_time: s.done_at.map(format_sql_datetime),
+                id: &s.step_id,
+                is_immutable: 0,
+                item_id: id,
+                ordering: s.ordering,
+            })
+            .collect(),
+        stock: extras.stock.as_ref(),
+        tags: (!row.tags.is_empty()).then(|| row.tags.join("|")),
+        team: row.team_id,
+        timestamped: i64::from(latest.is_some()),
+        timestamped_at: latest.map(|t| format_sql_datetime(t.gen_time_ms)),
+        timestampedby: latest.map(|t| t.user_id),
+        timestamps: sheet
+            .timestamps
+            .iter()
+            .map(|t| StampJson {
+                export_sha256: &t.export_sha256,
+                gen_time: format_sql_datetime(t.gen_time_ms),
+                hash_alg: &t.hash_alg,
+                heads: &t.heads,
+                id: t.id,
+                tsa_name: &t.tsa_name,
+                upload_id: t.upload_id,
+                userid: t.user_id,
+            })
+            .collect(),
+        title: &row.title,
+        kind: row.kind.api_name(),
+        uploads: [],
+        userid: row.owner_id,
+        uuid: &row.uuid,
+    };
+    // `body` and `body_html` sort first and are most of the bytes (as in `write_rows`).
+    let mut out = Vec::with_capacity(row.body.len() + row.body_html.len() + 4096);
+    out.extend_from_slice(b"{\"body\":");
+    write_json_str(&mut out, &row.body);
+    out.extend_from_slice(b",\"body_html\":");
+    write_json_str(&mut out, &row.body_html);
+    let rest = out.len();
+    serde_json::to_writer(&mut out, &fields).map_err(|e| AppError::internal(&e))?;
+    if let Some(brace) = out.get_mut(rest) {
+        *brace = b',';
+    }
+    Ok(out)
+}
+
+/// The `Value` the single entity's JSON was built as before [`write_sheet`], kept as the
+/// reference the direct writer is checked against.
+#[cfg(test)]
+fn sheet_value(kind: EntityKind, sheet: &EntitySheet, extras: &SheetExtras) -> Value {
+    let row = &sheet.row;
+    let id = row.id;
     let names = Names {
-        users: HashMap::from([(row.owner_id, owner_name)]),
-        statuses: status.into_iter().map(|t| (t.id, t)).collect(),
-        categories: category.into_iter().map(|t| (t.id, t)).collect(),
+        users: HashMap::from([(row.owner_id, sheet.owner_name.clone())]),
+        statuses: sheet.status.iter().map(|t| (t.id, t.clone())).collect(),
+        categories: sheet.category.iter().map(|t| (t.id, t.clone())).collect(),
         timestamped: std::collections::HashSet::new(),
-        stock: app.store.stock_among(resources).await?,
-        canbook: app.store.canbook_among(resources).await?,
+        stock: HashMap::new(),
+        canbook: extras.canbook.iter().map(|r| (id, r.clone())).collect(),
     };
-    let mut map = entity_json(&row, &names);
+    let mut map = entity_json(row, &names);
     let decoded = row
         .metadata
         .as_deref()
         .and_then(|m| serde_json::from_str::<Value>(m).ok())
         .unwrap_or(Value::Null);
     map.insert("metadata_decoded".into(), decoded);
-    if cahier_core::template::is_template(kind) {
-        let default = default_template(app, caller, kind).await?;
-        map.insert("is_default".into(), json!(i64::from(default == Some(id))));
+    if let Some(default) = extras.is_default {
+        map.insert("is_default".into(), json!(default));
     }
-    if let Some(uuid) = &row.template_uuid {
-        // eLabFTW's provenance columns; only a template the caller may read is named.
-        if let Ok(source) = app.store.entity_by_uuid(&caller.subject, uuid).await {
-            map.insert("created_from_id".into(), json!(source.id));
-            map.insert("created_from_type".into(), json!(source.kind.elab_code()));
-        }
+    if let Some((source, code)) = extras.created_from {
+        map.insert("created_from_id".into(), json!(source));
+        map.insert("created_from_type".into(), json!(code));
     }
     map.insert(
         "steps".into(),
-        steps
+        sheet
+            .steps
             .iter()
             .map(|s| {
                 json!({
@@ -766,7 +1114,8 @@ async fn sheet_json(
     );
     map.insert(
         "comments".into(),
-        comments
+        sheet
+            .comments
             .iter()
             .map(|(c, fullname)| {
                 json!({
@@ -778,7 +1127,8 @@ async fn sheet_json(
             .collect(),
     );
     let link_json = |k: &str| -> Vec<Value> {
-        links
+        sheet
+            .links
             .iter()
             .filter(|l| l.kind == k)
             .map(|l| json!({"entityid": l.id, "uuid": l.uuid, "title": l.title, "link_state": l.state}))
@@ -789,9 +1139,9 @@ async fn sheet_json(
         Value::Array(link_json("experiment")),
     );
     map.insert("items_links".into(), Value::Array(link_json("resource")));
-    // Who links here, among the entries the caller may read (eLabFTW's reverse lookups).
     let backlink_json = |k: EntityKind| -> Value {
-        backlinks
+        sheet
+            .backlinks
             .iter()
             .filter(|l| l.kind == k.as_str())
             .map(|l| json!({"entityid": l.id, "title": l.title, "page": k.api_name(), "type": k.api_name()}))
@@ -806,14 +1156,12 @@ async fn sheet_json(
         backlink_json(EntityKind::Resource),
     );
     map.insert("uploads".into(), Value::Array(Vec::new()));
-    // Cahier's stock extension: present only on resources that track stock.
     if kind == EntityKind::Resource
-        && let Some(stock) = super::stock::stock_json(app, caller, id).await?
+        && let Some(stock) = &extras.stock
     {
-        map.insert("stock".into(), stock);
+        map.insert("stock".into(), stock.clone());
     }
-    // eLabFTW's columns for the latest trusted timestamp, plus every proof of this entity.
-    let latest = stamps.first();
+    let latest = sheet.timestamps.first();
     map.insert("timestamped".into(), json!(i64::from(latest.is_some())));
     map.insert("timestampedby".into(), json!(latest.map(|t| t.user_id)));
     map.insert(
@@ -822,7 +1170,8 @@ async fn sheet_json(
     );
     map.insert(
         "timestamps".into(),
-        stamps
+        sheet
+            .timestamps
             .iter()
             .map(|t| {
                 json!({
@@ -833,15 +1182,20 @@ async fn sheet_json(
             })
             .collect(),
     );
-    map.insert(
-        "sharelink".into(),
-        Value::String(format!(
-            "{}/{}",
-            app.config.public_url.trim_end_matches('/'),
-            section(kind, id)
-        )),
-    );
-    Ok(Value::Object(map))
+    map.insert("sharelink".into(), Value::String(extras.sharelink.clone()));
+    Value::Object(map)
+}
+
+/// JSON bytes as an answer, with the content type `axum::Json` gives.
+fn json_response(json: Vec<u8>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        json,
+    )
+        .into_response()
 }
 
 fn section(kind: EntityKind, id: i64) -> String {
@@ -879,7 +1233,7 @@ async fn read(
     let Some(format) = format else {
         // The common case, in one statement when the key's grant is in memory.
         let json = full_entity_unchecked(&app, caller, kind, id).await?;
-        return Ok(axum::Json(json).into_response());
+        return Ok(json_response(json));
     };
     let caller = caller.confirm(&app).await?;
     if format == "eln" {
@@ -1243,7 +1597,7 @@ async fn update(
             ));
         }
     }
-    Ok(axum::Json(full_entity(&app, &caller, kind, id).await?).into_response())
+    Ok(json_response(full_entity(&app, &caller, kind, id).await?))
 }
 
 async fn duplicate(
@@ -1422,5 +1776,159 @@ mod tests {
         let reference = serde_json::to_vec(&list_row_json(&rows[1], &unnamed, None)).expect("json");
         assert_eq!(direct[0], b',');
         assert_eq!(direct[1..], reference[..]);
+    }
+
+    /// A single entity written straight to bytes is, byte for byte, the `Value` it was built
+    /// as before: with steps, comments, links both ways, metadata, tags, proofs, a status and
+    /// a category, for each kind, and bare.
+    #[test]
+    fn sheets_written_directly_match_the_value_json() {
+        use cahier_store::entities::{CommentRow, LinkRow, StepRow};
+        use cahier_store::timestamps::TimestampRow;
+        let link = |id: i64, kind: &str| LinkRow {
+            id,
+            uuid: format!("0190-link-{id}"),
+            kind: kind.into(),
+            title: format!("Linked \"{id}\" é"),
+            state: 1 + id % 2,
+        };
+        let stamp = |id: i64| TimestampRow {
+            id,
+            entity_id: 1,
+            heads: format!("head{id}"),
+            export_sha256: "ab".repeat(32),
+            hash_alg: "sha256".into(),
+            gen_time_ms: 1_700_000_000_000 + id * 1_000,
+            tsa_name: "TSA \\ test".into(),
+            upload_id: 40 + id,
+            upload_sha256: "cd".repeat(32),
+            user_id: 7,
+        };
+        let full = |kind: EntityKind| {
+            let mut row = row(1, true);
+            row.kind = kind;
+            row.metadata = Some(
+                r#"{"zeta": 1.5, "extra_fields": {"b": {"type": "text", "value": "x\ny"}, "a": {"value": 2e3}}, "list": [3, "é", null, true]}"#
+                    .into(),
+            );
+            EntitySheet {
+                row,
+                owner_name: "Ada \"Lovelace\"".into(),
+                status: Some(term(4, "Running")),
+                category: Some(term(5, "Soil")),
+                steps: vec![
+                    StepRow {
+                        step_id: "s1".into(),
+                        ordering: 0,
+                        body: "Weigh \"it\"".into(),
+                        done: true,
+                        done_by: Some(7),
+                        done_at: Some(1_700_000_050_000),
+                    },
+                    StepRow {
+                        step_id: "s2".into(),
+                        ordering: 1,
+                        body: "Mix\tit".into(),
+                        done: false,
+                        done_by: None,
+                        done_at: None,
+                    },
+                ],
+                comments: vec![
+                    (
+                        CommentRow {
+                            comment_id: "c1".into(),
+                            author: 7,
+                            created_at: 1_700_000_060_000,
+                            edited_at: Some(1_700_000_070_000),
+                            body: "<p>Looks <b>fine</b></p>".into(),
+                        },
+                        Some("Ada Lovelace".into()),
+                    ),
+                    (
+                        CommentRow {
+                            comment_id: "c2".into(),
+                            author: 99,
+                            created_at: 1_700_000_080_000,
+                            edited_at: None,
+                            body: "gone author".into(),
+                        },
+                        None,
+                    ),
+                ],
+                links: vec![
+                    link(10, "experiment"),
+                    link(11, "resource"),
+                    link(12, "experiment"),
+                ],
+                backlinks: vec![link(20, "resource"), link(21, "experiment")],
+                timestamps: vec![stamp(2), stamp(1)],
+            }
+        };
+        let bare = EntitySheet {
+            row: row(2, false),
+            owner_name: String::new(),
+            status: None,
+            category: None,
+            steps: Vec::new(),
+            comments: Vec::new(),
+            links: Vec::new(),
+            backlinks: Vec::new(),
+            timestamps: Vec::new(),
+        };
+        let stock = super::super::stock::stock_state_json(&cahier_store::stock::StockRow {
+            unit: "mL".into(),
+            quantity_milli: 1_250,
+            threshold_milli: Some(200),
+        });
+        let extras = |is_default, created_from, stock: Option<Value>, canbook| SheetExtras {
+            is_default,
+            created_from,
+            stock,
+            canbook,
+            sharelink: "http://127.0.0.1:8080/experiments/1".into(),
+        };
+        let cases = [
+            (
+                EntityKind::Experiment,
+                full(EntityKind::Experiment),
+                extras(None, None, None, None),
+            ),
+            (
+                EntityKind::Experiment,
+                full(EntityKind::Experiment),
+                extras(None, Some((3, 4)), None, None),
+            ),
+            (
+                EntityKind::ExperimentTemplate,
+                full(EntityKind::ExperimentTemplate),
+                extras(Some(1), None, None, None),
+            ),
+            (
+                EntityKind::Resource,
+                full(EntityKind::Resource),
+                extras(
+                    None,
+                    None,
+                    Some(stock),
+                    Some(AccessRule::base(BaseLevel::OwnerAndAdmins)),
+                ),
+            ),
+            (
+                EntityKind::Resource,
+                full(EntityKind::Resource),
+                extras(None, None, None, None),
+            ),
+            (EntityKind::Experiment, bare, extras(None, None, None, None)),
+        ];
+        for (kind, sheet, extras) in cases {
+            let direct = write_sheet(&sheet, &extras).expect("sheet");
+            let reference = serde_json::to_vec(&sheet_value(kind, &sheet, &extras)).expect("json");
+            assert_eq!(
+                String::from_utf8_lossy(&direct),
+                String::from_utf8_lossy(&reference),
+                "{kind:?}"
+            );
+        }
     }
 }

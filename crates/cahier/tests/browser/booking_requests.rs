@@ -60,6 +60,7 @@ async fn a_booking_made_on_a_replica_shows_pending_confirmation_until_sync() {
         max_upload_mb: 64,
         tsa: None,
         audit_anchor_hours: 0,
+        sqlite: Default::default(),
         time_zone: cahier_core::zone::Zone::utc(),
     };
     let handle = Arc::new(cahier_web::ReplicaHandle {

@@ -92,6 +92,7 @@ pub(super) async fn serve_replica(replica: &Replica) -> (cahier::Running, Api) {
         max_upload_mb: 64,
         tsa: None,
         audit_anchor_hours: 0,
+        sqlite: Default::default(),
         time_zone: cahier_core::zone::Zone::utc(),
     };
     let handle = Arc::new(cahier_web::ReplicaHandle {

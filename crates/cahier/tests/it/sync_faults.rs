@@ -465,6 +465,7 @@ async fn a_lab_restored_from_an_older_backup_gets_back_what_the_replica_had_push
         max_upload_mb: 6,
         tsa: None,
         audit_anchor_hours: 0,
+        sqlite: Default::default(),
         time_zone: cahier_core::zone::Zone::utc(),
     };
     let restored = cahier::start(&settings).await.unwrap();
