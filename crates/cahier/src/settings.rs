@@ -66,9 +66,9 @@ pub struct FileSettings {
     pub audit_anchor_hours: Option<u64>,
     /// The instance's time zone (IANA name).
     pub time_zone: Option<String>,
-    /// Most database connections open at once (default 8).
+    /// Most database connections open at once (default 4).
     pub db_connections: Option<u32>,
-    /// MiB of the database file read through a memory map (default 0: none).
+    /// MiB of the database file read through a memory map (default 4096; 0: none).
     pub db_mmap_mib: Option<u64>,
 }
 
@@ -144,9 +144,10 @@ pub const EXAMPLE: &str = r#"# cahier.toml — put it in the data directory (or 
 # time_zone = "Europe/Paris"
 
 # Most database connections open at once (each is a thread; at least 1), and how many MiB of
-# the database file SQLite reads through a memory map (0 = none); BENCHMARKS.md, issue #7.
-# db_connections = 8
-# db_mmap_mib = 0
+# the database file SQLite reads through a memory map (0 = none; the mapped pages are the
+# file's page cache and show in the process's RSS); BENCHMARKS.md, issue #7.
+# db_connections = 4
+# db_mmap_mib = 4096
 "#;
 
 impl Settings {
