@@ -146,6 +146,14 @@ impl Drop for Server {
 
 /// `VmRSS` and `VmHWM` of a process, in KiB.
 fn memory_kb(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let (rss, hwm, _) = memory_parts_kb(pid)?;
+    Ok((rss, hwm))
+}
+
+/// `VmRSS`, `VmHWM` and `RssAnon` of a process, in KiB. `RssAnon` is the process's own memory
+/// (heap, stacks); the rest of `VmRSS` is mostly file pages, such as the database's pages
+/// read through SQLite's memory map (`db_mmap_mib`), which are the system's page cache.
+fn memory_parts_kb(pid: u32) -> anyhow::Result<(u64, u64, u64)> {
     let path = format!("/proc/{pid}/status");
     let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     let field = |name: &str| -> anyhow::Result<u64> {
@@ -156,7 +164,7 @@ fn memory_kb(pid: u32) -> anyhow::Result<(u64, u64)> {
             .and_then(|n| n.parse().ok())
             .with_context(|| format!("no {name} in {path}"))
     };
-    Ok((field("VmRSS:")?, field("VmHWM:")?))
+    Ok((field("VmRSS:")?, field("VmHWM:")?, field("RssAnon:")?))
 }
 
 /// Resets the peak resident size of a process to its current size (Linux `clear_refs` 5), so
@@ -830,7 +838,7 @@ fn report(
     args: &BenchArgs,
     prepared: &Prepared,
     results: &[Measured],
-    memory: &[(String, u64, u64)],
+    memory: &[(String, u64, u64, Option<u64>)],
     later_pages: usize,
     peaks: bool,
     load: &str,
@@ -892,11 +900,23 @@ fn report(
         );
     }
     let _ = writeln!(out);
-    let _ = writeln!(out, "| server memory | VmRSS MB | VmHWM MB |");
-    let _ = writeln!(out, "|---|---:|---:|");
-    for (when, rss, hwm) in memory {
-        let _ = writeln!(out, "| {when} | {:.0} | {:.0} |", mb(*rss), mb(*hwm));
+    let _ = writeln!(out, "| server memory | VmRSS MB | VmHWM MB | RssAnon MB |");
+    let _ = writeln!(out, "|---|---:|---:|---:|");
+    for (when, rss, hwm, anon) in memory {
+        let anon = anon.map_or_else(|| "—".to_owned(), |kb| format!("{:.0}", mb(kb)));
+        let _ = writeln!(
+            out,
+            "| {when} | {:.0} | {:.0} | {anon} |",
+            mb(*rss),
+            mb(*hwm)
+        );
     }
+    let _ = writeln!(
+        out,
+        "\nRssAnon is the server's own memory (heap, stacks); the rest of VmRSS is mostly the \
+         database's pages read through SQLite's memory map (`db_mmap_mib`), which are the \
+         system's page cache, shared and reclaimable."
+    );
     if !peaks {
         let _ = writeln!(
             out,
@@ -955,8 +975,8 @@ async fn run_against(
 ) -> anyhow::Result<String> {
     let load_before = load_average();
     let mut memory = Vec::new();
-    let (rss, hwm) = memory_kb(pid)?;
-    memory.push(("after startup".to_owned(), rss, hwm));
+    let (rss, hwm, anon) = memory_parts_kb(pid)?;
+    memory.push(("after startup".to_owned(), rss, hwm, Some(anon)));
     let runs_ui = args.runs(Group::Ui);
     let (cookies, later, later_pages) = if runs_ui {
         let (ui, jar) = sign_in(base).await?;
@@ -992,19 +1012,21 @@ async fn run_against(
         }
         results.push(measured);
     }
-    let (rss, hwm) = memory_kb(pid)?;
+    let (rss, hwm, anon) = memory_parts_kb(pid)?;
     overall_peak = overall_peak.max(hwm);
-    memory.push(("after all scenarios".to_owned(), rss, hwm));
+    memory.push(("after all scenarios".to_owned(), rss, hwm, Some(anon)));
     if peaks {
         memory.push((
             "peak over every scenario but the bulk list".to_owned(),
             peak_without_bulk,
             peak_without_bulk,
+            None,
         ));
         memory.push((
             "peak over the whole run".to_owned(),
             overall_peak,
             overall_peak,
+            None,
         ));
     }
     let load = format!("{load_before} before, {} after", load_average());
