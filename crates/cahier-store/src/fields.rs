@@ -91,7 +91,6 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use crate::Store;
-    use crate::accounts::NewUser;
     use crate::sync::proto::{PushDoc, PushStatus};
     use cahier_core::document::EntityOp;
     use cahier_core::fields::Metadata;
@@ -106,23 +105,7 @@ mod tests {
         let store = Store::open_sqlite(&dir.path().join("c.db"), Arc::new(SystemClock))
             .await
             .expect("store");
-        let user = store
-            .create_user(NewUser {
-                email: "ada@lab.fr".into(),
-                firstname: "Ada".into(),
-                lastname: "L".into(),
-                password: Some("long password".into()),
-                is_sysadmin: false,
-            })
-            .await
-            .expect("user");
-        let team = store.create_team("Ecology").await.expect("team");
-        store.add_member(team, user, false).await.expect("member");
-        let (device, _) = store
-            .register_device("ada@lab.fr", "long password", "laptop", "test")
-            .await
-            .expect("device");
-        let subject = store.subject(user).await.expect("subject");
+        let (_, team, device, subject) = crate::test_support::member_with_laptop(&store).await;
         let metadata =
             Metadata::parse(r#"{"extra_fields": {"T": {"type": "number", "value": "4"}}}"#)
                 .expect("metadata");

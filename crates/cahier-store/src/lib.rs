@@ -35,6 +35,8 @@ pub mod sweep;
 pub mod sync;
 pub mod team_tags;
 mod templates;
+#[cfg(test)]
+mod test_support;
 pub mod thumbnails;
 pub mod timestamps;
 pub mod tsa_settings;

@@ -3,7 +3,6 @@
 
 use super::super::Applied;
 use crate::Store;
-use crate::accounts::NewUser;
 use crate::sync::proto::{PullDoc, PullEntry};
 use cahier_core::document::EntityOp;
 use cahier_core::fields::Metadata;
@@ -31,23 +30,7 @@ async fn world() -> World {
     let lab = Store::open_sqlite(&dir.path().join("lab.db"), Arc::new(SystemClock))
         .await
         .expect("lab");
-    let user = lab
-        .create_user(NewUser {
-            email: "ada@lab.fr".into(),
-            firstname: "Ada".into(),
-            lastname: "L".into(),
-            password: Some("long password".into()),
-            is_sysadmin: false,
-        })
-        .await
-        .expect("user");
-    let team = lab.create_team("Ecology").await.expect("team");
-    lab.add_member(team, user, false).await.expect("member");
-    let (device, _) = lab
-        .register_device("ada@lab.fr", "long password", "laptop", "test")
-        .await
-        .expect("device");
-    let subject = lab.subject(user).await.expect("subject");
+    let (user, team, device, subject) = crate::test_support::member_with_laptop(&lab).await;
     let replica = Store::open_sqlite(&dir.path().join("replica.db"), Arc::new(SystemClock))
         .await
         .expect("replica")
