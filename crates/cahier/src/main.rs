@@ -244,6 +244,25 @@ enum ApikeyCommand {
         #[arg(long, default_value = "command line")]
         name: String,
     },
+    /// List a user's API keys (id, access, team, name, created, last used); never the keys.
+    List {
+        #[command(flatten)]
+        data: DataArgs,
+        /// E-mail of the user.
+        #[arg(long)]
+        user: String,
+    },
+    /// Revoke one of a user's API keys at once (its id from `cahier apikey list`).
+    Revoke {
+        #[command(flatten)]
+        data: DataArgs,
+        /// E-mail of the user the key belongs to.
+        #[arg(long)]
+        user: String,
+        /// The key's id.
+        #[arg(long)]
+        id: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -621,6 +640,62 @@ async fn run(command: Command) -> anyhow::Result<()> {
             store.close().await;
             println!("{key}");
             Ok(())
+        }
+        Command::Apikey {
+            command: ApikeyCommand::List { data, user },
+        } => {
+            let settings = settings(data)?;
+            let store = cahier::open_store(&settings).await?;
+            let user = store
+                .user_by_email(&user)
+                .await
+                .with_context(|| format!("no user with the e-mail {user}"))?;
+            let keys = store.api_keys(user.id).await.context("reading the keys")?;
+            store.close().await;
+            if keys.is_empty() {
+                println!("{} has no API key", user.email);
+            }
+            for key in keys {
+                println!(
+                    "{}\t{}\tteam {}\tcreated {}\tlast used {}\t{}",
+                    key.id,
+                    if key.can_write {
+                        "read-write"
+                    } else {
+                        "read-only"
+                    },
+                    key.team_id,
+                    cahier_core::clock::format_date(key.created_at),
+                    key.last_used_at
+                        .map_or_else(|| "never".to_owned(), cahier_core::clock::format_date),
+                    key.name
+                );
+            }
+            Ok(())
+        }
+        Command::Apikey {
+            command: ApikeyCommand::Revoke { data, user, id },
+        } => {
+            let settings = settings(data)?;
+            let store = cahier::open_store(&settings).await?;
+            let user = store
+                .user_by_email(&user)
+                .await
+                .with_context(|| format!("no user with the e-mail {user}"))?;
+            let revoked = store.delete_api_key(user.id, id).await;
+            store.close().await;
+            match revoked {
+                Ok(()) => {
+                    println!("API key {id} of {} revoked", user.email);
+                    Ok(())
+                }
+                Err(cahier_store::StoreError::NotFound(_)) => bail!(
+                    "{} has no API key with id {id} (see cahier apikey list --user {})",
+                    user.email,
+                    user.email
+                ),
+                Err(error) => Err(error).context("revoking the key"),
+            }
         }
         Command::Replica {
             command:

@@ -1186,3 +1186,116 @@ async fn a_field_copy_keeps_only_pinned_files_set_from_the_command_line() {
     let out = cli(&["replica", "sync", "--data", &replica], "");
     assert!(out.contains("dropped 1"), "{out}");
 }
+
+/// `cahier apikey list` shows a user's keys without the secrets; `cahier apikey revoke` stops a
+/// key at once, and refuses an unknown id with a message and a non-zero exit.
+#[tokio::test]
+async fn a_sysadmin_lists_and_revokes_api_keys_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned();
+    cli(
+        &[
+            "user",
+            "add",
+            "--data",
+            &data,
+            "--email",
+            "ada@lab.fr",
+            "--name",
+            "Ada Lovelace",
+            "--team",
+            "Ecology",
+            "--password-stdin",
+        ],
+        "long enough password\n",
+    );
+    let key = cli(
+        &[
+            "apikey",
+            "add",
+            "--data",
+            &data,
+            "--user",
+            "ada@lab.fr",
+            "--name",
+            "field script",
+        ],
+        "",
+    )
+    .trim()
+    .to_owned();
+    let listed = cli(
+        &["apikey", "list", "--data", &data, "--user", "ada@lab.fr"],
+        "",
+    );
+    let line = listed
+        .lines()
+        .find(|l| l.ends_with("field script"))
+        .unwrap_or_else(|| panic!("the key is listed: {listed}"));
+    assert!(
+        line.contains("read-only") && line.contains("last used never"),
+        "{line}"
+    );
+    assert!(!listed.contains(&key), "the secret is never printed");
+    let id = line.split('\t').next().unwrap().to_owned();
+
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _server = serve(&data, port);
+    let client = reqwest::Client::new();
+    wait_healthy(&client, &base).await;
+    let status = |key: String| {
+        let client = client.clone();
+        let url = format!("{base}/api/v2/experiments");
+        async move {
+            client
+                .get(url)
+                .header("Authorization", key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(status(key.clone()).await, 200);
+
+    let revoked = cli(
+        &[
+            "apikey",
+            "revoke",
+            "--data",
+            &data,
+            "--user",
+            "ada@lab.fr",
+            "--id",
+            &id,
+        ],
+        "",
+    );
+    assert!(
+        revoked.contains(&format!("API key {id} of ada@lab.fr revoked")),
+        "{revoked}"
+    );
+    assert_eq!(status(key).await, 401, "a revoked key is refused at once");
+
+    let again = Command::new(BIN)
+        .args([
+            "apikey",
+            "revoke",
+            "--data",
+            &data,
+            "--user",
+            "ada@lab.fr",
+            "--id",
+            &id,
+        ])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    let message = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        message.contains(&format!("has no API key with id {id}")),
+        "{message}"
+    );
+}
