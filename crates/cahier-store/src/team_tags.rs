@@ -4,8 +4,9 @@
 //! layer's, which applies it through [`Store::update_entity`] with the caller's rights.
 
 use crate::entities::state;
-use crate::{Result, Store};
-use cahier_core::document::clean_tag;
+use crate::{Result, Store, StoreError};
+use cahier_core::Subject;
+use cahier_core::document::{EntityOp, EntityPatch, clean_tag};
 
 /// One tag of a team, with the number of the team's entries (not deleted) that carry it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,11 +78,83 @@ impl Store {
 }
 
 impl Store {
+    /// Renames a tag on every entry of the team that carries it (each change in that entry's
+    /// history, as `subject`), and keeps it declared under its new text. Refused as a whole,
+    /// before anything changes, when one of those entries may not be changed by `subject`.
+    /// Answers the new text as stored. Who may do this (team admins) is the caller's check.
+    pub async fn rename_team_tag(
+        &self,
+        subject: &Subject,
+        team_id: i64,
+        tag: &str,
+        new_text: &str,
+    ) -> Result<String> {
+        let renamed = clean_tag(new_text)?;
+        if renamed != tag {
+            let ops = [
+                EntityOp::AddTag(renamed.clone()),
+                EntityOp::RemoveTag(tag.to_owned()),
+            ];
+            self.change_team_entries(subject, team_id, tag, &ops, "tag renamed")
+                .await?;
+            self.forget_team_tag(team_id, tag).await?;
+            self.add_team_tag(team_id, &renamed, subject.user_id)
+                .await?;
+        }
+        Ok(renamed)
+    }
+
+    /// Removes a tag from every entry of the team that carries it, and forgets it; refused as
+    /// a whole like [`Store::rename_team_tag`].
+    pub async fn remove_team_tag(&self, subject: &Subject, team_id: i64, tag: &str) -> Result<()> {
+        let ops = [EntityOp::RemoveTag(tag.to_owned())];
+        self.change_team_entries(subject, team_id, tag, &ops, "tag removed")
+            .await?;
+        self.forget_team_tag(team_id, tag).await
+    }
+
+    /// Applies `ops` to every entry of the team that carries `tag`, after checking that each
+    /// of them may be changed by `subject`.
+    async fn change_team_entries(
+        &self,
+        subject: &Subject,
+        team_id: i64,
+        tag: &str,
+        ops: &[EntityOp],
+        message: &str,
+    ) -> Result<()> {
+        let ids = self.team_tag_entries(team_id, tag).await?;
+        let refused = self.unwritable_entries(subject, &ids).await?;
+        if !refused.is_empty() {
+            let list: Vec<String> = refused
+                .iter()
+                .take(10)
+                .map(|(id, why)| format!("#{id}: {why}"))
+                .collect();
+            return Err(StoreError::Conflict(format!(
+                "{} of the {} entries carrying {tag:?} cannot be changed, so nothing was changed ({}{})",
+                refused.len(),
+                ids.len(),
+                list.join("; "),
+                if refused.len() > 10 { "; …" } else { "" }
+            )));
+        }
+        for id in ids {
+            let patch = EntityPatch {
+                ops: ops.to_vec(),
+                ..Default::default()
+            };
+            self.update_entity(subject, id, None, &patch, message)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Why the subject could not change each of these entries (locked, deleted, not theirs
     /// to write), so that a change across a team's entries is refused before any of it lands.
     pub async fn unwritable_entries(
         &self,
-        subject: &cahier_core::Subject,
+        subject: &Subject,
         ids: &[i64],
     ) -> Result<Vec<(i64, String)>> {
         let mut refused = Vec::new();

@@ -1279,6 +1279,35 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ),
     ("team.groups", "Team groups", "Groupes d'équipe"),
     ("team.new_group", "New group", "Nouveau groupe"),
+    ("team.tags", "Tags", "Mots-clés"),
+    (
+        "team.tags_help",
+        "Every tag the team's entries carry. Renaming or removing one changes each entry that carries it, in its history under your name.",
+        "Tous les mots-clés des entrées de l'équipe. Renommer ou retirer un mot-clé modifie chaque entrée qui le porte, dans son historique, à votre nom.",
+    ),
+    (
+        "team.no_tags",
+        "No tag yet.",
+        "Aucun mot-clé pour l'instant.",
+    ),
+    ("team.tag_entries", "entries", "entrées"),
+    (
+        "team.tag_rename_to",
+        "New text for the tag",
+        "Nouveau texte du mot-clé",
+    ),
+    ("team.tag_rename", "Rename", "Renommer"),
+    (
+        "team.tag_remove_confirm",
+        "Remove this tag from every entry of the team?",
+        "Retirer ce mot-clé de toutes les entrées de l'équipe ?",
+    ),
+    ("team.new_tag", "New tag", "Nouveau mot-clé"),
+    (
+        "team.tag_new_text_missing",
+        "give the new text of the tag",
+        "indiquez le nouveau texte du mot-clé",
+    ),
     (
         "team.group_members",
         "Members of the group",

@@ -22,7 +22,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use cahier_core::document::{EntityOp, EntityPatch};
 use cahier_store::team_tags::TeamTag;
 use serde_json::{Value, json};
 
@@ -118,44 +117,6 @@ async fn read(
     Ok(axum::Json(tag_json(team_id, &tag)).into_response())
 }
 
-/// Applies `ops` to every entry of the team that carries `tag`, after checking that each of
-/// them may be changed by the caller.
-async fn change_everywhere(
-    app: &AppState,
-    caller: &ApiCaller,
-    team_id: i64,
-    tag: &str,
-    ops: &[EntityOp],
-    message: &str,
-) -> Result<(), AppError> {
-    let ids = app.store.team_tag_entries(team_id, tag).await?;
-    let refused = app.store.unwritable_entries(&caller.subject, &ids).await?;
-    if !refused.is_empty() {
-        let list: Vec<String> = refused
-            .iter()
-            .take(10)
-            .map(|(id, why)| format!("#{id}: {why}"))
-            .collect();
-        return Err(AppError::Conflict(format!(
-            "{} of the {} entries carrying {tag:?} cannot be changed, so nothing was changed ({}{})",
-            refused.len(),
-            ids.len(),
-            list.join("; "),
-            if refused.len() > 10 { "; …" } else { "" }
-        )));
-    }
-    for id in ids {
-        let patch = EntityPatch {
-            ops: ops.to_vec(),
-            ..Default::default()
-        };
-        app.store
-            .update_entity(&caller.subject, id, None, &patch, message)
-            .await?;
-    }
-    Ok(())
-}
-
 async fn patch(
     State(app): State<AppState>,
     caller: ApiCaller,
@@ -176,19 +137,12 @@ async fn patch(
     let wanted = body
         .string("tag")?
         .ok_or_else(|| AppError::invalid("tag", "required: the new text of the tag"))?;
-    let renamed = cahier_core::document::clean_tag(&wanted)
+    cahier_core::document::clean_tag(&wanted)
         .map_err(|e| AppError::invalid("tag", e.to_string()))?;
-    if renamed != tag.tag {
-        let ops = [
-            EntityOp::AddTag(renamed.clone()),
-            EntityOp::RemoveTag(tag.tag.clone()),
-        ];
-        change_everywhere(&app, &caller, team_id, &tag.tag, &ops, "tag renamed").await?;
-        app.store.forget_team_tag(team_id, &tag.tag).await?;
-        app.store
-            .add_team_tag(team_id, &renamed, caller.user.id)
-            .await?;
-    }
+    let renamed = app
+        .store
+        .rename_team_tag(&caller.subject, team_id, &tag.tag, &wanted)
+        .await?;
     let after = find(&app, team_id, &renamed).await?;
     Ok(axum::Json(tag_json(team_id, &after)).into_response())
 }
@@ -200,8 +154,8 @@ async fn remove(
 ) -> Result<Response, AppError> {
     let team_id = writable_team(&app, &caller, &id).await?;
     let tag = find(&app, team_id, &subid).await?;
-    let ops = [EntityOp::RemoveTag(tag.tag.clone())];
-    change_everywhere(&app, &caller, team_id, &tag.tag, &ops, "tag removed").await?;
-    app.store.forget_team_tag(team_id, &tag.tag).await?;
+    app.store
+        .remove_team_tag(&caller.subject, team_id, &tag.tag)
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

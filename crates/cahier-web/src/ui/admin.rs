@@ -29,6 +29,9 @@ pub(super) fn routes() -> Router<AppState> {
             post(remove_group_member),
         )
         .route("/team/groups/{group}/delete", post(delete_group))
+        .route("/team/tags", post(declare_tag))
+        .route("/team/tags/rename", post(rename_tag))
+        .route("/team/tags/remove", post(remove_tag))
         .route("/team/terms/{vocabulary}", post(create_term))
         .route("/team/terms/{vocabulary}/{id}", post(update_term))
         .route("/team/terms/{vocabulary}/{id}/delete", post(delete_term))
@@ -85,6 +88,8 @@ struct TeamPage {
     members: Vec<TeamMember>,
     groups: Vec<GroupView>,
     vocabs: Vec<VocabView>,
+    /// (tag, entries carrying it, a stable id for form labels)
+    tags: Vec<(String, i64, usize)>,
 }
 
 struct VocabView {
@@ -194,6 +199,14 @@ async fn team_page(State(state): State<AppState>, session: SignedIn) -> Result<R
         me: session.user.id,
         members,
         groups: group_views,
+        tags: store
+            .team_tags(team_id)
+            .await
+            .ui(lang)?
+            .into_iter()
+            .enumerate()
+            .map(|(n, t)| (t.tag, t.item_count, n))
+            .collect(),
         vocabs: vec![
             VocabView {
                 key: "status",
@@ -318,6 +331,69 @@ async fn remove_member(
     state
         .store
         .remove_member_by(session.user.id, team, user)
+        .await
+        .ui(session.lang)?;
+    Ok(back_to_team())
+}
+
+#[derive(Debug, Deserialize)]
+struct TagForm {
+    tag: String,
+    /// The new text, when renaming.
+    new_text: Option<String>,
+}
+
+/// Declares a tag ahead of use, so members find it when they tag entries.
+async fn declare_tag(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Form(form): Form<TagForm>,
+) -> Result<Response, UiError> {
+    let team = admin_team(&session)?;
+    state
+        .store
+        .add_team_tag(team, &form.tag, session.user.id)
+        .await
+        .ui(session.lang)?;
+    Ok(back_to_team())
+}
+
+/// Renames a tag on every entry of the team (refused as a whole if one may not be changed).
+async fn rename_tag(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Form(form): Form<TagForm>,
+) -> Result<Response, UiError> {
+    let lang = session.lang;
+    let team = admin_team(&session)?;
+    let new_text = form
+        .new_text
+        .as_deref()
+        .filter(|t| !t.trim().is_empty())
+        .ok_or_else(|| {
+            UiError(
+                AppError::invalid("new_text", lang.t("team.tag_new_text_missing")),
+                lang,
+            )
+        })?;
+    state
+        .store
+        .rename_team_tag(&session.subject, team, &form.tag, new_text)
+        .await
+        .ui(lang)?;
+    Ok(back_to_team())
+}
+
+/// Removes a tag from every entry of the team, and forgets it.
+async fn remove_tag(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Form(form): Form<TagForm>,
+) -> Result<Response, UiError> {
+    let team = admin_team(&session)?;
+    state
+        .store
+        .remove_team_tag(&session.subject, team, &form.tag)
         .await
         .ui(session.lang)?;
     Ok(back_to_team())

@@ -21,6 +21,7 @@ mod field_replicas;
 mod harness;
 mod resources;
 mod stock;
+mod team_tags;
 mod templates;
 
 use fantoccini::key::Key;
