@@ -444,6 +444,22 @@ impl Store {
         Ok(rows.into_iter().collect())
     }
 
+    /// [`Store::acked_heads`] of these UUIDs only (a feed page): those the replica holds.
+    pub async fn acked_heads_of(
+        &self,
+        uuids: &[&str],
+    ) -> Result<std::collections::HashMap<String, String>> {
+        let list = serde_json::to_string(uuids).map_err(|e| invalid("uuids", e.to_string()))?;
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT e.uuid, r.acked_heads FROM entities e JOIN replica_entities r ON r.entity_id = e.id \
+             WHERE e.uuid IN (SELECT value FROM json_each(?))",
+        )
+        .bind(list)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+
     /// Local changes waiting to be pushed: (local id, the push, the heads being pushed).
     pub async fn pending_pushes(&self) -> Result<Vec<(i64, PushDoc, String)>> {
         Ok(self
@@ -802,6 +818,9 @@ impl Store {
     /// Removes entities the user may no longer read; unpushed edits become rejected edits.
     pub async fn remove_revoked(&self, uuids: &[String]) -> Result<usize> {
         let mut removed = 0;
+        if uuids.is_empty() {
+            return Ok(0);
+        }
         let pending: std::collections::HashMap<i64, (i64, PushDoc, String)> = self
             .pending_pushes()
             .await?

@@ -242,7 +242,8 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
             .filter(|item| rescan.is_some() || !is_echo(&echoes, item))
             .collect();
         if !items.is_empty() {
-            let acked = store.acked_heads().await?;
+            let uuids: Vec<&str> = items.iter().map(|item| item.uuid.as_str()).collect();
+            let acked = store.acked_heads_of(&uuids).await?;
             let wanted: Vec<PullDoc> = items
                 .iter()
                 .map(|item| PullDoc {
