@@ -12,12 +12,84 @@ use cahier_core::markdown::{ContentType, index_text};
 use sqlx::SqliteConnection;
 
 mod pull;
+#[cfg(test)]
+mod push_tests;
 
 /// Entities made on a replica get ids from here up, so they never collide with server ids.
 pub const LOCAL_ID_START: i64 = 1_000_000_000;
 
-/// A local entity with its document heads, acknowledged heads and server id.
-type PendingRow = (i64, String, String, Option<String>, Option<i64>);
+/// A local entity with its document heads, acknowledged heads, server id, last acknowledged
+/// change row, last change row, and its stored document when the server does not have it.
+type PendingRow = (
+    i64,
+    String,
+    String,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<Vec<u8>>,
+);
+
+/// A local change row (`entity_changes`) not yet acknowledged.
+struct LogRow {
+    seq: i64,
+    hash: String,
+    deps: String,
+    bytes: Vec<u8>,
+}
+
+/// Local changes of one entity waiting to be pushed.
+#[derive(Debug, Clone)]
+pub struct PendingPush {
+    /// Local id.
+    pub id: i64,
+    /// What is sent.
+    pub doc: PushDoc,
+    /// The local heads being pushed (recorded as acknowledged once accepted).
+    pub heads: String,
+    /// The last local change row (`entity_changes.seq`) the push holds, recorded once
+    /// accepted so the next push starts after it; `None` when unknown.
+    pub log_seq: Option<i64>,
+}
+
+/// An accepted push, as recorded on the replica.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    /// Local id.
+    pub id: i64,
+    /// The heads pushed.
+    pub heads: String,
+    /// The server's id.
+    pub server_id: i64,
+    /// [`PendingPush::log_seq`].
+    pub log_seq: Option<i64>,
+    /// The entity's feed sequence after the push, when the feed will list nothing but this
+    /// push (see [`Store::echoes`]).
+    pub echo_seq: Option<i64>,
+}
+
+/// Whether the change rows `log`, on top of the acknowledged heads, give exactly `heads`:
+/// the heads of (acknowledged heads ∪ rows) that no row depends on. A local change the log
+/// lacks would be a head (or a dependency of a row, which the server then asks the whole
+/// document for), so the push is built from the log only when this holds.
+fn log_covers(acked: &str, heads: &str, log: &[LogRow]) -> bool {
+    let split = |s: &str| -> std::collections::BTreeSet<String> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut tips = split(acked);
+    let mut deps = std::collections::HashSet::new();
+    for change in log {
+        tips.insert(change.hash.clone());
+        deps.extend(split(&change.deps));
+    }
+    tips.retain(|h| !deps.contains(h));
+    tips == split(heads)
+}
 
 /// What applying a pulled document did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -337,13 +409,21 @@ impl Store {
             projection::write(tx, id, &content, &rendered, &heads, modified, by).await?;
             projection::write_uploads(tx, id, &doc.attachments()?).await?;
         }
+        // A whole document over the copy here (the server lacked what the replica had, e.g.
+        // restored from a backup): its heads may no longer hold changes acknowledged before,
+        // so which change rows are acknowledged is no longer known (`pushed_seq` NULL: the
+        // next push loads the document).
         sqlx::query(
-            "INSERT INTO replica_entities (entity_id, acked_heads, server_id) VALUES (?, ?, ?) \
-             ON CONFLICT (entity_id) DO UPDATE SET acked_heads = excluded.acked_heads, server_id = excluded.server_id, appended = 0",
+            "INSERT INTO replica_entities (entity_id, acked_heads, server_id, pushed_seq) \
+             VALUES (?, ?, ?, CASE WHEN ? THEN NULL ELSE 0 END) \
+             ON CONFLICT (entity_id) DO UPDATE SET acked_heads = excluded.acked_heads, server_id = excluded.server_id, appended = 0, \
+             pushed_seq = CASE WHEN ? THEN NULL ELSE replica_entities.pushed_seq END",
         )
         .bind(id)
         .bind(&entry.heads)
         .bind(entry.id)
+        .bind(entry.full)
+        .bind(entry.full)
         .execute(&mut *tx)
         .await?;
         let outcome = if pending {
@@ -364,53 +444,152 @@ impl Store {
         Ok(rows.into_iter().collect())
     }
 
+    /// [`Store::acked_heads`] of these UUIDs only (a feed page): those the replica holds.
+    pub async fn acked_heads_of(
+        &self,
+        uuids: &[&str],
+    ) -> Result<std::collections::HashMap<String, String>> {
+        let list = serde_json::to_string(uuids).map_err(|e| invalid("uuids", e.to_string()))?;
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT e.uuid, r.acked_heads FROM entities e JOIN replica_entities r ON r.entity_id = e.id \
+             WHERE e.uuid IN (SELECT value FROM json_each(?))",
+        )
+        .bind(list)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+
     /// Local changes waiting to be pushed: (local id, the push, the heads being pushed).
     pub async fn pending_pushes(&self) -> Result<Vec<(i64, PushDoc, String)>> {
+        Ok(self
+            .pushes_to_send()
+            .await?
+            .into_iter()
+            .map(|p| (p.id, p.doc, p.heads))
+            .collect())
+    }
+
+    /// Local changes waiting to be pushed, without loading documents (issue #5): an entry the
+    /// server knows sends its change rows after the last acknowledged one (`pushed_seq`), read
+    /// from the log in the order they were made, when those rows on top of the acknowledged
+    /// heads give exactly the document's heads ([`log_covers`]); an entry the server does not
+    /// have yet sends its stored document as it is. Otherwise (`pushed_seq` unknown, or the
+    /// log does not account for the heads) the document is loaded and `save_after(acked
+    /// heads)` sent, as before.
+    pub async fn pushes_to_send(&self) -> Result<Vec<PendingPush>> {
+        // One read transaction: the heads, the rows and the log are one state.
+        let mut tx = self.pool.begin().await?;
         // The pending ids first, from the (entity_id, heads) index alone (migration 23), then
         // only their rows: a sync with nothing to push reads no entry.
         let rows: Vec<PendingRow> = sqlx::query_as(
             "WITH p AS MATERIALIZED (SELECT d.entity_id AS id FROM entity_docs d \
                LEFT JOIN replica_entities r ON r.entity_id = d.entity_id \
                WHERE r.acked_heads IS NULL OR r.acked_heads != d.heads) \
-             SELECT e.id, e.uuid, d.heads, r.acked_heads, r.server_id FROM p JOIN entities e ON e.id = p.id \
+             SELECT e.id, e.uuid, d.heads, r.acked_heads, r.server_id, \
+               CASE WHEN r.entity_id IS NULL THEN NULL ELSE r.pushed_seq END, \
+               (SELECT max(c.seq) FROM entity_changes c WHERE c.entity_id = e.id), \
+               CASE WHEN r.server_id IS NULL THEN d.doc END \
+             FROM p JOIN entities e ON e.id = p.id \
              JOIN entity_docs d ON d.entity_id = e.id LEFT JOIN replica_entities r ON r.entity_id = e.id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
+        // The change rows after the acknowledged one, for every entry where that is known.
+        let from_log: Vec<i64> = rows
+            .iter()
+            .filter(|r| r.4.is_some() && r.5.is_some())
+            .map(|r| r.0)
+            .collect();
+        let mut logs: std::collections::HashMap<i64, Vec<LogRow>> =
+            std::collections::HashMap::new();
+        if !from_log.is_empty() {
+            let ids =
+                serde_json::to_string(&from_log).map_err(|e| invalid("ids", e.to_string()))?;
+            let changes: Vec<(i64, i64, String, String, Vec<u8>)> = sqlx::query_as(
+                "SELECT c.entity_id, c.seq, c.hash, c.deps, c.bytes FROM entity_changes c \
+                 JOIN replica_entities r ON r.entity_id = c.entity_id \
+                 WHERE c.entity_id IN (SELECT value FROM json_each(?)) AND c.seq > r.pushed_seq \
+                 ORDER BY c.entity_id, c.seq",
+            )
+            .bind(ids)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (entity, seq, hash, deps, bytes) in changes {
+                logs.entry(entity).or_default().push(LogRow {
+                    seq,
+                    hash,
+                    deps,
+                    bytes,
+                });
+            }
+        }
         let mut pushes = Vec::with_capacity(rows.len());
-        let mut conn = self.pool.acquire().await?;
-        for (id, uuid, heads, acked, server_id) in rows {
-            let (loaded_heads, mut doc) = self.load_doc(&mut conn, id).await?;
+        for (id, uuid, heads, acked, server_id, pushed_seq, max_seq, stored) in rows {
             let acked = acked.unwrap_or_default();
-            let base = heads_from_string(&acked)?;
-            let (changes, new) = if server_id.is_none() {
+            if server_id.is_none() {
+                // New to the server: the stored document as it is (Automerge loads a saved
+                // document followed by change chunks too), with its team and rules.
                 let row = self
-                    .fetch_row(&mut conn, id)
+                    .fetch_row(&mut tx, id)
                     .await?
                     .ok_or(StoreError::NotFound("entity"))?;
-                (
-                    doc.save(),
-                    Some(NewEntityInfo {
-                        team_id: row.team_id,
-                        canread: row.canread,
-                        canwrite: row.canwrite,
-                    }),
-                )
-            } else {
-                (doc.automerge().save_after(&base), None)
-            };
+                let bytes = stored.ok_or(StoreError::NotFound("entity"))?;
+                pushes.push(PendingPush {
+                    id,
+                    doc: PushDoc {
+                        uuid,
+                        base: acked,
+                        changes: b64(&bytes),
+                        new: Some(NewEntityInfo {
+                            team_id: row.team_id,
+                            canread: row.canread,
+                            canwrite: row.canwrite,
+                        }),
+                    },
+                    heads,
+                    log_seq: max_seq.or(Some(0)),
+                });
+                continue;
+            }
+            let log = logs.remove(&id).unwrap_or_default();
+            if pushed_seq.is_some() && log_covers(&acked, &heads, &log) {
+                let mut bytes = Vec::with_capacity(log.iter().map(|c| c.bytes.len()).sum());
+                for change in &log {
+                    bytes.extend_from_slice(&change.bytes);
+                }
+                let log_seq = log.last().map(|c| c.seq).or(pushed_seq);
+                pushes.push(PendingPush {
+                    id,
+                    doc: PushDoc {
+                        uuid,
+                        base: acked,
+                        changes: b64(&bytes),
+                        new: None,
+                    },
+                    heads,
+                    log_seq,
+                });
+                continue;
+            }
+            // The log cannot tell: load the document.
+            let (loaded_heads, mut doc) = self.load_doc(&mut tx, id).await?;
+            let base = heads_from_string(&acked)?;
+            let changes = doc.automerge().save_after(&base);
             self.cache_put(id, loaded_heads, doc);
-            pushes.push((
+            pushes.push(PendingPush {
                 id,
-                PushDoc {
+                doc: PushDoc {
                     uuid,
                     base: acked,
                     changes: b64(&changes),
-                    new,
+                    new: None,
                 },
                 heads,
-            ));
+                log_seq: max_seq.or(Some(0)),
+            });
         }
+        tx.commit().await?;
         Ok(pushes)
     }
 
@@ -445,9 +624,12 @@ impl Store {
         pushed_heads: &str,
         server_id: i64,
     ) -> Result<()> {
+        // Which change rows the push held is not known here: the next push loads the
+        // document (`pushed_seq` NULL).
         sqlx::query(
-            "INSERT INTO replica_entities (entity_id, acked_heads, server_id) VALUES (?, ?, ?) \
-             ON CONFLICT (entity_id) DO UPDATE SET acked_heads = excluded.acked_heads, server_id = excluded.server_id",
+            "INSERT INTO replica_entities (entity_id, acked_heads, server_id, pushed_seq) VALUES (?, ?, ?, NULL) \
+             ON CONFLICT (entity_id) DO UPDATE SET acked_heads = excluded.acked_heads, server_id = excluded.server_id, \
+             pushed_seq = NULL",
         )
         .bind(local_id)
         .bind(pushed_heads)
@@ -460,22 +642,84 @@ impl Store {
     /// [`Store::mark_accepted`] for all the acknowledgements of one push batch, in one
     /// transaction: `(local id, pushed heads, server id)`.
     pub async fn mark_accepted_batch(&self, accepted: &[(i64, String, i64)]) -> Result<()> {
+        let accepted: Vec<Accepted> = accepted
+            .iter()
+            .map(|(id, heads, server_id)| Accepted {
+                id: *id,
+                heads: heads.clone(),
+                server_id: *server_id,
+                log_seq: None,
+                echo_seq: None,
+            })
+            .collect();
+        self.record_accepted(&accepted).await
+    }
+
+    /// Records the acknowledgements of one push batch in one transaction: the heads pushed,
+    /// the server's id, the last change row pushed (the next push starts after it), and the
+    /// feed sequence at which the feed will list nothing but this push ([`Store::echoes`]).
+    pub async fn record_accepted(&self, accepted: &[Accepted]) -> Result<()> {
         if accepted.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for (local_id, pushed_heads, server_id) in accepted {
+        for a in accepted {
             sqlx::query(
-                "INSERT INTO replica_entities (entity_id, acked_heads, server_id) VALUES (?, ?, ?) \
-                 ON CONFLICT (entity_id) DO UPDATE SET acked_heads = excluded.acked_heads, server_id = excluded.server_id",
+                "INSERT INTO replica_entities (entity_id, acked_heads, server_id, pushed_seq) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (entity_id) DO UPDATE SET acked_heads = excluded.acked_heads, server_id = excluded.server_id, \
+                 pushed_seq = excluded.pushed_seq",
             )
-            .bind(local_id)
-            .bind(pushed_heads)
-            .bind(server_id)
+            .bind(a.id)
+            .bind(&a.heads)
+            .bind(a.server_id)
+            .bind(a.log_seq)
             .execute(&mut *tx)
             .await?;
+            match a.echo_seq {
+                Some(seq) => {
+                    sqlx::query(
+                        "INSERT INTO replica_echo (entity_id, seq, heads) VALUES (?, ?, ?) \
+                         ON CONFLICT (entity_id) DO UPDATE SET seq = excluded.seq, heads = excluded.heads",
+                    )
+                    .bind(a.id)
+                    .bind(seq)
+                    .bind(&a.heads)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                None => {
+                    sqlx::query("DELETE FROM replica_echo WHERE entity_id = ?")
+                        .bind(a.id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
         }
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// The replica's own accepted pushes that the feed will list again, by UUID: the entity's
+    /// feed sequence right after the push and the heads pushed. A feed item at exactly that
+    /// sequence with those heads holds nothing the replica lacks (the push is only recorded
+    /// here when the server had nothing newer than the replica's checkpoint before it).
+    pub async fn echoes(&self) -> Result<std::collections::HashMap<String, (i64, String)>> {
+        let rows: Vec<(String, i64, String)> = sqlx::query_as(
+            "SELECT e.uuid, x.seq, x.heads FROM replica_echo x JOIN entities e ON e.id = x.entity_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(uuid, seq, heads)| (uuid, (seq, heads)))
+            .collect())
+    }
+
+    /// Forgets the recorded echoes (once the feed has been read).
+    pub async fn clear_echoes(&self) -> Result<()> {
+        sqlx::query("DELETE FROM replica_echo")
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -560,7 +804,7 @@ impl Store {
                 continue;
             }
             sqlx::query(
-                "UPDATE replica_entities SET server_id = NULL, acked_heads = '' WHERE entity_id = ?",
+                "UPDATE replica_entities SET server_id = NULL, acked_heads = '', pushed_seq = NULL WHERE entity_id = ?",
             )
             .bind(id)
             .execute(&mut *tx)
@@ -574,6 +818,9 @@ impl Store {
     /// Removes entities the user may no longer read; unpushed edits become rejected edits.
     pub async fn remove_revoked(&self, uuids: &[String]) -> Result<usize> {
         let mut removed = 0;
+        if uuids.is_empty() {
+            return Ok(0);
+        }
         let pending: std::collections::HashMap<i64, (i64, PushDoc, String)> = self
             .pending_pushes()
             .await?

@@ -404,6 +404,7 @@ impl Store {
                 }
                 Err(_) => return Err(invalid("changes", "not base64")),
             };
+            let prev_seq = entity_seq(&mut tx, &uuid).await?;
             sqlx::query("SAVEPOINT push_doc").execute(&mut *tx).await?;
             let mut bound = Vec::new();
             let outcome = self
@@ -446,6 +447,17 @@ impl Store {
                     tracing::info!(device = %device.uuid, entity = %uuid, %reason, "push rejected");
                     PushResult::rejected(&uuid, reason, Some(quarantine))
                 }
+            };
+            let result = if result.status == PushStatus::Accepted {
+                // The entity's sequence before and after, read under the write lock: the
+                // replica then knows whether the feed will list anything but this push.
+                PushResult {
+                    prev_seq,
+                    seq: entity_seq(&mut tx, &uuid).await?,
+                    ..result
+                }
+            } else {
+                result
             };
             results.push(result);
             // Other writers wait while a push holds the write lock: it is let go every
@@ -714,6 +726,16 @@ impl Store {
             Some((id, heads, doc)),
         ))
     }
+}
+
+/// An entity's feed sequence, by UUID (`None` when the server does not hold it).
+async fn entity_seq(conn: &mut SqliteConnection, uuid: &str) -> Result<Option<i64>> {
+    Ok(
+        sqlx::query_scalar("SELECT sync_seq FROM entities WHERE uuid = ?")
+            .bind(uuid)
+            .fetch_optional(&mut *conn)
+            .await?,
+    )
 }
 
 /// Keeps a refused change set with the reason, and audits the refusal, on `conn` (inside the

@@ -203,16 +203,19 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
             .await?;
     }
 
-    // 1. Push local changes.
-    let mut refetch = Vec::new();
-    push_pending(store, transport, &mut report, &mut refetch).await?;
-
-    // 2. Follow the feed from our checkpoint and pull what changed.
     let mut since: i64 = store
         .replica_get("feed_since")
         .await?
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
+
+    // 1. Push local changes.
+    let mut refetch = Vec::new();
+    push_pending(store, transport, &mut report, &mut refetch, Some(since)).await?;
+
+    // 2. Follow the feed from our checkpoint and pull what changed. Entries the feed lists
+    // only because of our own push just now (an "echo") hold nothing new: not pulled back.
+    let echoes = store.echoes().await?;
     // Set when the server's sequence went back: it was restored from a backup older than what
     // it acknowledged. The whole feed is then read again, and what it no longer lists is pushed.
     let mut rescan: Option<std::collections::HashSet<String>> = None;
@@ -233,10 +236,15 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
             seen.extend(feed.items.iter().map(|item| item.uuid.clone()));
         }
         // A sync with nothing to do reads and writes nothing here.
-        if !feed.items.is_empty() {
-            let acked = store.acked_heads().await?;
-            let wanted: Vec<PullDoc> = feed
-                .items
+        let items: Vec<&cahier_store::sync::proto::FeedItem> = feed
+            .items
+            .iter()
+            .filter(|item| rescan.is_some() || !is_echo(&echoes, item))
+            .collect();
+        if !items.is_empty() {
+            let uuids: Vec<&str> = items.iter().map(|item| item.uuid.as_str()).collect();
+            let acked = store.acked_heads_of(&uuids).await?;
+            let wanted: Vec<PullDoc> = items
                 .iter()
                 .map(|item| PullDoc {
                     uuid: item.uuid.clone(),
@@ -253,11 +261,14 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
             break;
         }
     }
+    if !echoes.is_empty() {
+        store.clear_echoes().await?;
+    }
     // After a restore: entities the server no longer lists are pushed whole, and so are the
     // changes it lost on those it kept (their pull above recorded its older heads).
     if let Some(seen) = rescan {
         report.restored = store.forget_unseen(&seen).await?;
-        push_pending(store, transport, &mut report, &mut refetch).await?;
+        push_pending(store, transport, &mut report, &mut refetch, None).await?;
     }
     // Records the reference names that arrived with this pull (a category's template).
     if report.pulled > 0 {
@@ -428,20 +439,34 @@ fn digest(records: &impl serde::Serialize) -> Result<String, SyncError> {
     Ok(format!("{:016x}-{}", hasher.finish(), text.len()))
 }
 
+/// Whether a feed item lists nothing but this replica's own push (see
+/// [`Store::echoes`]): the same sequence and heads as right after it.
+fn is_echo(
+    echoes: &HashMap<String, (i64, String)>,
+    item: &cahier_store::sync::proto::FeedItem,
+) -> bool {
+    echoes
+        .get(&item.uuid)
+        .is_some_and(|(seq, heads)| *seq == item.seq && *heads == item.heads)
+}
+
 /// Pushes local changes, in batches, each after the files its documents reference: the server
 /// refuses a document naming a file it does not have. Entities whose edits were refused are
-/// added to `refetch`.
+/// added to `refetch`. `since` is the feed checkpoint (`None` after a restore): an accepted
+/// push of an entry the server had not changed after it is recorded as an echo, not pulled
+/// back.
 async fn push_pending(
     store: &Store,
     transport: &impl Transport,
     report: &mut SyncReport,
     refetch: &mut Vec<String>,
+    since: Option<i64>,
 ) -> Result<(), SyncError> {
-    let pending = store.pending_pushes().await?;
+    let pending = store.pushes_to_send().await?;
     for batch in pending.chunks(BATCH) {
-        let ids: Vec<i64> = batch.iter().map(|(id, _, _)| *id).collect();
+        let ids: Vec<i64> = batch.iter().map(|p| p.id).collect();
         report.files_sent += send_files(store, transport, &ids).await?;
-        let docs: Vec<PushDoc> = batch.iter().map(|(_, doc, _)| doc.clone()).collect();
+        let docs: Vec<PushDoc> = batch.iter().map(|p| p.doc.clone()).collect();
         let mut results = transport.push(docs).await?;
         // The server lacks what some changes build on (restored from a backup): send them whole.
         let need_full: Vec<usize> = results
@@ -453,7 +478,7 @@ async fn push_pending(
         if !need_full.is_empty() {
             let mut full_docs = Vec::new();
             for &i in &need_full {
-                let (local_id, doc, _) = &batch[i];
+                let (local_id, doc) = (&batch[i].id, &batch[i].doc);
                 let bytes = store.saved_document(*local_id).await?;
                 // With what the server needs to create the entry, should it have lost it
                 // entirely (ignored when it holds the entry).
@@ -475,7 +500,8 @@ async fn push_pending(
         }
         // All the acknowledgements of the batch are written at once, after it.
         let mut accepted = Vec::with_capacity(batch.len());
-        for ((local_id, doc, heads), result) in batch.iter().zip(results) {
+        for (push, result) in batch.iter().zip(results) {
+            let (local_id, doc, heads) = (&push.id, &push.doc, &push.heads);
             if result.uuid != doc.uuid {
                 return Err(SyncError::Protocol("push results out of order".into()));
             }
@@ -484,7 +510,26 @@ async fn push_pending(
                     let server_id = result
                         .id
                         .ok_or_else(|| SyncError::Protocol("accepted without an id".into()))?;
-                    accepted.push((*local_id, heads.clone(), server_id));
+                    // The feed will list this entry again for our own push. When nothing
+                    // happened to it on the server after our checkpoint and before the push,
+                    // and the server's heads are the ones pushed, that listing holds nothing
+                    // new. An entry the push created is pulled back (the server gives it its
+                    // own columns, such as the eLabFTW id).
+                    let echo_seq = match (since, result.prev_seq, result.seq) {
+                        (Some(since), Some(prev), Some(seq))
+                            if prev <= since && doc.new.is_none() && result.heads == *heads =>
+                        {
+                            Some(seq)
+                        }
+                        _ => None,
+                    };
+                    accepted.push(cahier_store::replica::Accepted {
+                        id: *local_id,
+                        heads: heads.clone(),
+                        server_id,
+                        log_seq: push.log_seq,
+                        echo_seq,
+                    });
                     report.pushed += 1;
                 }
                 PushStatus::Rejected | PushStatus::NeedFull => {
@@ -499,7 +544,7 @@ async fn push_pending(
                 }
             }
         }
-        store.mark_accepted_batch(&accepted).await?;
+        store.record_accepted(&accepted).await?;
     }
     Ok(())
 }

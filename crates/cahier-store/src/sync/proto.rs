@@ -246,6 +246,15 @@ pub struct PushResult {
     pub reason: Option<String>,
     /// Quarantine record id.
     pub quarantine: Option<i64>,
+    /// The entity's feed sequence (`sync_seq`) just before this push (accepted; absent for an
+    /// entity the push created, and from older servers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev_seq: Option<i64>,
+    /// The entity's feed sequence right after this push (accepted; absent from older
+    /// servers). With `prev_seq`, the replica knows when the feed lists nothing but its own
+    /// push and need not pull it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
 }
 
 impl PushResult {
@@ -257,6 +266,8 @@ impl PushResult {
             heads: String::new(),
             reason: None,
             quarantine: None,
+            prev_seq: None,
+            seq: None,
         }
     }
     pub(crate) fn rejected(uuid: &str, reason: String, quarantine: Option<i64>) -> Self {
