@@ -11,6 +11,7 @@ use cahier_core::document::{heads_from_string, heads_to_string};
 use cahier_core::markdown::{ContentType, index_text};
 use sqlx::SqliteConnection;
 
+mod html;
 mod pull;
 
 /// Entities made on a replica get ids from here up, so they never collide with server ids.
