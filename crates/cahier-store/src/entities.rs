@@ -300,6 +300,25 @@ fn rule_from(base: i64) -> AccessRule {
     AccessRule::base(BaseLevel::from_code(base).unwrap_or(BaseLevel::OwnerOnly))
 }
 
+/// The rendered body of a row. A replica's first copy stores it empty (the server does not
+/// ship it, docs/SYNC.md) and [`Store::render_pending_html`] fills it in later; until then it
+/// is rendered here from the body, which is what the stored value would be.
+fn html_of(row: &sqlx::sqlite::SqliteRow) -> Result<String> {
+    let html: String = row.try_get("body_html")?;
+    if !html.is_empty() {
+        return Ok(html);
+    }
+    let body: &str = row.try_get("body")?;
+    if body.is_empty() {
+        return Ok(html);
+    }
+    let content_type: i64 = row.try_get("content_type")?;
+    Ok(cahier_core::markdown::render_body(
+        body,
+        cahier_core::markdown::ContentType::from_code(content_type),
+    ))
+}
+
 pub(crate) fn row_from_sql(row: &sqlx::sqlite::SqliteRow) -> Result<EntityRow> {
     let kind: String = row.try_get("kind")?;
     let tags_text: String = row.try_get("tags_text")?;
@@ -321,8 +340,8 @@ pub(crate) fn row_from_sql(row: &sqlx::sqlite::SqliteRow) -> Result<EntityRow> {
         lastchangeby: row.try_get("lastchangeby")?,
         title: row.try_get("title")?,
         date: row.try_get("date")?,
+        body_html: html_of(row)?,
         body: row.try_get("body")?,
-        body_html: row.try_get("body_html")?,
         content_type: row.try_get("content_type")?,
         status_id: row.try_get("status_id")?,
         category_id: row.try_get("category_id")?,

@@ -11,6 +11,7 @@ use cahier_core::document::{heads_from_string, heads_to_string};
 use cahier_core::markdown::{ContentType, index_text};
 use sqlx::SqliteConnection;
 
+mod html;
 mod pull;
 #[cfg(test)]
 mod push_tests;

@@ -4,13 +4,13 @@
 
 mod changes_after;
 pub mod proto;
+mod snapshots;
 
 use crate::audit::{self, AuditEvent};
-use crate::entities::{ENTITY_COLUMNS, EntityRow, load_acl, row_from_sql};
 use crate::{Result, Store, StoreError, invalid, projection, random_hex, sha256_hex};
 use cahier_core::document::{Attachment, EntityContent, heads_from_string, heads_to_string};
 use cahier_core::{EntityDoc, EntityKind, Subject};
-use proto::{FeedItem, FeedResponse, PullEntry, PushDoc, PushResult, PushStatus, Snapshot};
+use proto::{FeedItem, FeedResponse, PullEntry, PushDoc, PushResult, PushStatus};
 use sqlx::SqliteConnection;
 use subtle::ConstantTimeEq;
 
@@ -251,79 +251,29 @@ impl Store {
         Ok(revoked)
     }
 
-    async fn readable_row_by_uuid(
-        &self,
-        conn: &mut SqliteConnection,
-        subject: &Subject,
-        uuid: &str,
-    ) -> Result<Option<EntityRow>> {
-        let sql = format!("SELECT {ENTITY_COLUMNS} FROM entities e WHERE e.uuid = ?");
-        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(uuid)
-            .fetch_optional(&mut *conn)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let mut entity = row_from_sql(&row)?;
-        load_acl(conn, &mut entity).await?;
-        Ok(entity.access().may_read(subject).then_some(entity))
-    }
-
-    /// The projection rows of an entity, shipped with its document on pull.
-    async fn snapshot(&self, conn: &mut SqliteConnection, row: EntityRow) -> Result<Snapshot> {
-        let steps = sqlx::query_as(
-            "SELECT step_id, ordering, body, done, done_by, done_at FROM entity_steps WHERE entity_id = ? ORDER BY ordering",
-        )
-        .bind(row.id)
-        .fetch_all(&mut *conn)
-        .await?;
-        let comments = sqlx::query_as(
-            "SELECT comment_id, author, created_at, edited_at, body FROM entity_comments WHERE entity_id = ? ORDER BY created_at",
-        )
-        .bind(row.id)
-        .fetch_all(&mut *conn)
-        .await?;
-        let links: Vec<String> =
-            sqlx::query_scalar("SELECT target_uuid FROM entity_links WHERE entity_id = ?")
-                .bind(row.id)
-                .fetch_all(&mut *conn)
-                .await?;
-        let conflicts: Vec<(String, String)> =
-            sqlx::query_as("SELECT field, values_json FROM entity_conflicts WHERE entity_id = ?")
-                .bind(row.id)
-                .fetch_all(&mut *conn)
-                .await?;
-        let uploads = sqlx::query_as(
-            "SELECT u.sha256, u.real_name, u.comment, u.size, u.media_type, u.user_id, u.created_at, u.state, \
-             r.sha256 AS replaces FROM uploads u LEFT JOIN uploads r ON r.id = u.replaces_id \
-             WHERE u.entity_id = ? ORDER BY u.id",
-        )
-        .bind(row.id)
-        .fetch_all(&mut *conn)
-        .await?;
-        let stock = crate::stock::snapshot(conn, row.id).await?;
-        Ok(Snapshot {
-            entity: row,
-            steps,
-            comments,
-            links,
-            conflicts,
-            uploads,
-            stock,
-        })
-    }
-
     /// For each requested document: its changes after the replica's heads (the saved document
     /// when it has none), current heads and projection rows. Unreadable ones are skipped.
     pub async fn pull(&self, subject: &Subject, docs: &[proto::PullDoc]) -> Result<Vec<PullEntry>> {
         let mut conn = self.pool.acquire().await?;
+        // The batch's rows, access lists, whole documents and child rows in a few set queries
+        // (`snapshots`), then each entry's changes.
+        let uuids: Vec<&str> = docs.iter().map(|d| d.uuid.as_str()).collect();
+        let rows = snapshots::readable_rows(&mut conn, subject, &uuids).await?;
+        let mut whole_ids = Vec::new();
+        for request in docs {
+            if let Some(row) = rows.get(&request.uuid)
+                && request.have != row.heads
+                && heads_from_string(&request.have)?.is_empty()
+            {
+                whole_ids.push(row.id);
+            }
+        }
+        let mut whole = snapshots::saved_docs(&mut conn, &whole_ids).await?;
+        let ids: Vec<i64> = rows.values().map(|r| r.id).collect();
+        let children = snapshots::Children::load(&mut conn, &ids).await?;
         let mut entries = Vec::with_capacity(docs.len());
         for request in docs {
-            let Some(row) = self
-                .readable_row_by_uuid(&mut conn, subject, &request.uuid)
-                .await?
-            else {
+            let Some(row) = rows.get(&request.uuid).cloned() else {
                 continue;
             };
             let have = heads_from_string(&request.have)?;
@@ -333,11 +283,16 @@ impl Store {
                 (Vec::new(), false)
             } else if have.is_empty() {
                 // The stored bytes as they are: a first copy never loads documents.
-                let bytes: Vec<u8> =
-                    sqlx::query_scalar("SELECT doc FROM entity_docs WHERE entity_id = ?")
-                        .bind(row.id)
-                        .fetch_one(&mut *conn)
-                        .await?;
+                let bytes: Vec<u8> = match whole.remove(&row.id) {
+                    Some(bytes) => bytes,
+                    // The same UUID asked twice in one request.
+                    None => {
+                        sqlx::query_scalar("SELECT doc FROM entity_docs WHERE entity_id = ?")
+                            .bind(row.id)
+                            .fetch_one(&mut *conn)
+                            .await?
+                    }
+                };
                 (bytes, true)
             } else if let Some(bytes) =
                 changes_after::changes_after(&mut conn, row.id, &request.have, &row.heads).await?
@@ -357,7 +312,11 @@ impl Store {
             };
             let id = row.id;
             let heads = row.heads.clone();
-            let snapshot = self.snapshot(&mut conn, row).await?;
+            let mut snapshot = children.snapshot(row);
+            if request.lazy_html {
+                // The replica renders it from the body itself (docs/SYNC.md).
+                snapshot.entity.body_html = String::new();
+            }
             entries.push(PullEntry {
                 uuid: request.uuid.clone(),
                 id,

@@ -249,6 +249,8 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
                 .map(|item| PullDoc {
                     uuid: item.uuid.clone(),
                     have: acked.get(&item.uuid).cloned().unwrap_or_default(),
+                    // Rendered here from the body when first read (docs/SYNC.md).
+                    lazy_html: true,
                 })
                 .collect();
             pull_and_apply(store, transport, wanted, &mut report).await?;
@@ -281,6 +283,7 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
             .map(|uuid| PullDoc {
                 uuid,
                 have: String::new(),
+                lazy_html: true,
             })
             .collect();
         pull_and_apply(store, transport, docs, &mut report).await?;
@@ -582,13 +585,25 @@ async fn pull_and_apply(
     let Some(first) = batches.next() else {
         return Ok(());
     };
+    let started = std::time::Instant::now();
     let mut entries = transport.pull(first.to_vec()).await?;
+    tracing::debug!(elapsed = ?started.elapsed(), "first pull batch fetched");
     loop {
         let (applied, fetched) = match batches.next() {
             Some(batch) => {
+                // Which of the two waits for the other (CAHIER_LOG=cahier_sync=debug).
+                let started = std::time::Instant::now();
                 let (applied, fetched) = futures_util::future::join(
-                    store.apply_pulled_batch(&entries),
-                    transport.pull(batch.to_vec()),
+                    async {
+                        let applied = store.apply_pulled_batch(&entries).await;
+                        tracing::debug!(elapsed = ?started.elapsed(), "pull batch applied");
+                        applied
+                    },
+                    async {
+                        let fetched = transport.pull(batch.to_vec()).await;
+                        tracing::debug!(elapsed = ?started.elapsed(), "next pull batch fetched");
+                        fetched
+                    },
                 )
                 .await;
                 (applied?, Some(fetched))

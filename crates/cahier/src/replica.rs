@@ -354,6 +354,7 @@ pub fn passphrase_from_env() -> Option<String> {
 /// 5 minutes. "Sync now" in the UI wakes it at once.
 async fn sync_loop(store: Store, transport: HttpTransport, handle: Arc<cahier_web::ReplicaHandle>) {
     let mut delay = std::time::Duration::from_secs(60);
+    let mut bodies_pending = true;
     loop {
         let outcome = cahier_sync::sync_once(&store, &transport).await;
         let now = store.now_ms();
@@ -369,6 +370,20 @@ async fn sync_loop(store: Store, transport: HttpTransport, handle: Arc<cahier_we
                     status.online = false;
                     status.last_error = Some(error.to_string());
                     tracing::info!(%error, "sync failed; will retry");
+                }
+            }
+        }
+        // The rendered bodies a pull left out are stored once it is over (reads render them
+        // meanwhile; docs/SYNC.md): after a sync that pulled entries, and once at start (a
+        // previous run may have stopped before).
+        if let Ok(report) = &outcome {
+            bodies_pending |= report.pulled > 0;
+            if bodies_pending {
+                match store.render_pending_html().await {
+                    Ok(_) => bodies_pending = false,
+                    Err(error) => {
+                        tracing::warn!(%error, "storing rendered bodies failed; will retry");
+                    }
                 }
             }
         }

@@ -75,6 +75,7 @@ impl World {
             .map(|item| PullDoc {
                 uuid: item.uuid.clone(),
                 have: acked.get(&item.uuid).cloned().unwrap_or_default(),
+                lazy_html: false,
             })
             .collect();
         let entries = roundtrip(self.lab.pull(&self.subject, &docs).await.expect("pull"));
@@ -345,6 +346,7 @@ async fn a_whole_document_over_the_copy_falls_back_to_loading_it() {
                 &[PullDoc {
                     uuid: uuid.clone(),
                     have: String::new(),
+                    lazy_html: false,
                 }],
             )
             .await

@@ -68,6 +68,15 @@ pub struct PullDoc {
     pub uuid: String,
     /// Heads the replica has from the server (empty: none).
     pub have: String,
+    /// The replica renders `body_html` from the body itself: the server leaves it empty in
+    /// the snapshot (two thirds of a first copy's bytes). Absent from older replicas, which
+    /// get it rendered.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub lazy_html: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 /// The projection rows of an entity, so a replica can list and show it without loading the

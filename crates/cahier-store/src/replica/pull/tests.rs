@@ -63,6 +63,7 @@ impl World {
             .map(|item| PullDoc {
                 uuid: item.uuid.clone(),
                 have: acked.get(&item.uuid).cloned().unwrap_or_default(),
+                lazy_html: false,
             })
             .collect();
         roundtrip(self.lab.pull(&self.subject, &docs).await.expect("pull"))
