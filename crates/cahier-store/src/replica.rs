@@ -819,6 +819,25 @@ impl Store {
     /// Removes entities the user may no longer read; unpushed edits become rejected edits.
     pub async fn remove_revoked(&self, uuids: &[String]) -> Result<usize> {
         let mut removed = 0;
+        // Only those held here (the feed lists what changed at the lab, held or not).
+        let mut held = Vec::new();
+        for chunk in uuids.chunks(500) {
+            let mut builder = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "SELECT uuid FROM entities WHERE uuid IN (",
+            );
+            let mut list = builder.separated(", ");
+            for uuid in chunk {
+                list.push_bind(uuid.clone());
+            }
+            builder.push(")");
+            held.extend(
+                builder
+                    .build_query_scalar::<String>()
+                    .fetch_all(&self.pool)
+                    .await?,
+            );
+        }
+        let uuids = held;
         if uuids.is_empty() {
             return Ok(0);
         }
@@ -828,7 +847,7 @@ impl Store {
             .into_iter()
             .map(|p| (p.0, p))
             .collect();
-        for uuid in uuids {
+        for uuid in &uuids {
             let id: Option<i64> = sqlx::query_scalar("SELECT id FROM entities WHERE uuid = ?")
                 .bind(uuid)
                 .fetch_optional(&self.pool)

@@ -22,6 +22,8 @@ const PUSH_COMMIT_EVERY: usize = 50;
 
 /// How stale a device's `last_seen` may get before a request rewrites it, ms.
 const LAST_SEEN_STEP_MS: i64 = 60_000;
+/// At most this many unreadable entities listed with a page of the feed (36 bytes each).
+const MAX_UNREADABLE: i64 = 5_000;
 
 /// Id, user, secret hash, revoked, user archived, last seen.
 type DeviceAuthRow = Option<(i64, i64, String, Option<i64>, bool, Option<i64>)>;
@@ -223,7 +225,41 @@ impl Store {
         } else {
             top.max(items.last().map_or(top, |i| i.seq))
         };
-        Ok(FeedResponse { items, next, more })
+        let unreadable = self.unreadable_between(subject, since, next).await?;
+        Ok(FeedResponse {
+            items,
+            next,
+            more,
+            unreadable,
+        })
+    }
+
+    /// Entities whose sequence is in `(since, next]` that the subject may not read: whatever
+    /// withdraws a right on an entry moves its sequence, so a replica that removes these (and
+    /// checks everything it holds only when its user's teams, roles or groups change) holds
+    /// nothing it may no longer read. `None` on a first copy (nothing held yet; the range is
+    /// the whole lab) and beyond [`MAX_UNREADABLE`] entries (the replica then asks `/check`).
+    async fn unreadable_between(
+        &self,
+        subject: &Subject,
+        since: i64,
+        next: i64,
+    ) -> Result<Option<Vec<String>>> {
+        if since <= 0 || next <= since {
+            return Ok(if since > 0 { Some(Vec::new()) } else { None });
+        }
+        let sql = format!(
+            "SELECT e.uuid FROM entities e WHERE e.sync_seq > ? AND e.sync_seq <= ? \
+             AND NOT COALESCE(({}), 0) LIMIT ?",
+            crate::access_sql::readable_by(subject)
+        );
+        let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(since)
+            .bind(next)
+            .bind(MAX_UNREADABLE + 1)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok((i64::try_from(rows.len()).unwrap_or(i64::MAX) <= MAX_UNREADABLE).then_some(rows))
     }
 
     /// Of these entity UUIDs, those the subject may no longer read (or that no longer exist).

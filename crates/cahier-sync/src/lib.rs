@@ -219,6 +219,9 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
     // Set when the server's sequence went back: it was restored from a backup older than what
     // it acknowledged. The whole feed is then read again, and what it no longer lists is pushed.
     let mut rescan: Option<std::collections::HashSet<String>> = None;
+    // Whether every page of the feed listed the entries it may no longer read (servers of
+    // session 7 on, after a first copy): only then can the check of step 5 be skipped.
+    let mut unreadable_listed = true;
     loop {
         let feed = transport.feed(since, FEED_PAGE).await?;
         if feed.next < since && rescan.is_none() {
@@ -234,6 +237,12 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
         }
         if let Some(seen) = rescan.as_mut() {
             seen.extend(feed.items.iter().map(|item| item.uuid.clone()));
+        }
+        match &feed.unreadable {
+            Some(gone) if rescan.is_none() => {
+                report.removed += store.remove_revoked(gone).await?;
+            }
+            _ => unreadable_listed = false,
         }
         // A sync with nothing to do reads and writes nothing here.
         let items: Vec<&cahier_store::sync::proto::FeedItem> = feed
@@ -374,13 +383,27 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
     // reference records (the user's teams, roles and groups): when neither moved since the
     // last check, and the replica holds the same entries, the answer cannot differ and the
     // check is not asked again (a sync with nothing to do stays a few small requests).
+    // When the feed listed, page by page, what changed and may no longer be read, only a
+    // change of the reference records (teams, roles, groups) calls for the whole check.
+    let previous = store.replica_get(LAST_CHECK).await?;
     let check_key = format!("{since}/{reference_digest}/{}", store.synced_count().await?);
-    if store.replica_get(LAST_CHECK).await?.as_deref() != Some(check_key.as_str()) {
+    let same_reference = previous
+        .as_deref()
+        .and_then(|key| key.split('/').nth(1))
+        .is_some_and(|digest| digest == reference_digest);
+    let needed = if unreadable_listed {
+        !same_reference
+    } else {
+        previous.as_deref() != Some(check_key.as_str())
+    };
+    if needed {
         let held = store.synced_uuids().await?;
         for chunk in held.chunks(5000) {
             let revoked = transport.revoked(chunk.to_vec()).await?;
             report.removed += store.remove_revoked(&revoked).await?;
         }
+    }
+    if previous.as_deref() != Some(check_key.as_str()) {
         store.replica_set(LAST_CHECK, &check_key).await?;
     }
     report.waiting = store.pending_count().await?;

@@ -24,35 +24,46 @@ struct Direct {
     server: Store,
     subject: Subject,
     device: Device,
+    /// `POST /check` requests asked.
+    checks: std::sync::atomic::AtomicUsize,
 }
 
 fn roundtrip<T: serde::Serialize + serde::de::DeserializeOwned>(value: T) -> T {
     serde_json::from_str(&serde_json::to_string(&value).unwrap()).unwrap()
 }
 
+impl Direct {
+    /// The device's user as the server sees them now (the HTTP server reads it per request).
+    async fn subject(&self) -> Subject {
+        self.server.subject(self.subject.user_id).await.unwrap()
+    }
+}
+
 impl Transport for Direct {
     async fn reference(&self) -> Result<Reference, SyncError> {
-        Ok(roundtrip(self.server.reference(&self.subject).await?))
+        Ok(roundtrip(self.server.reference(&self.subject().await).await?))
     }
     async fn push(&self, docs: Vec<PushDoc>) -> Result<Vec<PushResult>, SyncError> {
         Ok(roundtrip(
             self.server
-                .push(&self.subject, &self.device, roundtrip(docs))
+                .push(&self.subject().await, &self.device, roundtrip(docs))
                 .await?,
         ))
     }
     async fn feed(&self, since: i64, limit: i64) -> Result<FeedResponse, SyncError> {
         Ok(roundtrip(
-            self.server.feed(&self.subject, since, limit).await?,
+            self.server.feed(&self.subject().await, since, limit).await?,
         ))
     }
     async fn pull(&self, docs: Vec<PullDoc>) -> Result<Vec<PullEntry>, SyncError> {
         Ok(roundtrip(
-            self.server.pull(&self.subject, &roundtrip(docs)).await?,
+            self.server.pull(&self.subject().await, &roundtrip(docs)).await?,
         ))
     }
     async fn revoked(&self, uuids: Vec<String>) -> Result<Vec<String>, SyncError> {
-        Ok(self.server.revoked(&self.subject, &uuids).await?)
+        self.checks
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(self.server.revoked(&self.subject().await, &uuids).await?)
     }
 }
 
@@ -101,6 +112,7 @@ async fn world() -> (Vec<Node>, i64) {
             server: server.clone(),
             subject: server.subject(user).await.unwrap(),
             device,
+            checks: std::sync::atomic::AtomicUsize::new(0),
         };
         sync_once(&store, &transport).await.unwrap();
         nodes.push(Node {
@@ -620,4 +632,51 @@ async fn a_server_restored_from_an_old_backup_gets_the_whole_document_again() {
     let subject = server.subject(1).await.unwrap();
     let server_row = server.entity_by_uuid(&subject, &uuid).await.unwrap();
     assert_eq!(server_row.body, "one\ntwo\n");
+}
+
+/// Access withdrawn on one entry reaches the replica through the feed (no `POST /check` of
+/// everything it holds); a change of the user's teams asks the whole check.
+#[tokio::test]
+async fn lost_access_comes_with_the_feed_and_a_team_change_asks_the_whole_check() {
+    use std::sync::atomic::Ordering;
+    let (server, replica, team, bea, _server_node) = lab_with_replica().await;
+    let (shared, uuid) = shared_entry(&server, &bea, team).await;
+    let (_, other) = shared_entry(&server, &bea, team).await;
+    let transport = replica.transport.as_ref().unwrap();
+    sync_once(&replica.store, transport).await.unwrap();
+    let ada = replica.store.subject(1).await.unwrap();
+    let checks = transport.checks.load(Ordering::SeqCst);
+
+    // An edit at the lab moves the checkpoint: pulled, and no whole check.
+    let patch = EntityPatch {
+        body: Some("Server text\nEdited at the lab\n".into()),
+        ..Default::default()
+    };
+    server
+        .update_entity(&bea, shared, None, &patch, "save")
+        .await
+        .unwrap();
+    let report = sync_once(&replica.store, transport).await.unwrap();
+    assert_eq!(report.pulled, 1, "{report}");
+    assert_eq!(transport.checks.load(Ordering::SeqCst), checks);
+
+    // Access withdrawn on that entry: the feed says so; removed without the whole check.
+    let only_owner = cahier_core::AccessRule::base(cahier_core::BaseLevel::OwnerOnly);
+    server
+        .set_access(&bea, shared, only_owner.clone(), only_owner)
+        .await
+        .unwrap();
+    let report = sync_once(&replica.store, transport).await.unwrap();
+    assert_eq!(report.removed, 1, "{report}");
+    assert!(local_id(&replica.store, &ada, &uuid).await.is_none());
+    assert_eq!(transport.checks.load(Ordering::SeqCst), checks);
+    assert!(local_id(&replica.store, &ada, &other).await.is_some());
+
+    // Ada leaves the team: no entry moved, but the reference records did: the whole check
+    // runs and removes the team's entry.
+    server.remove_member(team, 1).await.unwrap();
+    let report = sync_once(&replica.store, transport).await.unwrap();
+    assert_eq!(report.removed, 1, "{report}");
+    assert!(local_id(&replica.store, &ada, &other).await.is_none());
+    assert!(transport.checks.load(Ordering::SeqCst) > checks);
 }

@@ -59,6 +59,12 @@ pub struct FeedResponse {
     pub next: i64,
     /// Whether more items wait.
     pub more: bool,
+    /// Entities that changed in the same range of the sequence (after `since`, up to `next`)
+    /// and that the subject may not read now: a replica holding one removes it. Absent from
+    /// older servers, on a first copy (`since` 0), and when the range holds too many for one
+    /// answer: the replica then asks `POST /check` about everything it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<Vec<String>>,
 }
 
 /// A document asked for in `POST /pull`.
