@@ -4,6 +4,7 @@
 
 mod changes_after;
 pub mod proto;
+mod reference_version;
 
 use crate::audit::{self, AuditEvent};
 use crate::entities::{ENTITY_COLUMNS, EntityRow, load_acl, row_from_sql};
@@ -970,6 +971,7 @@ impl Store {
                 .fetch_optional(&self.pool)
                 .await?
                 .flatten(),
+            version: None,
         })
     }
 }
