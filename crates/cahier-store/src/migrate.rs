@@ -126,6 +126,12 @@ const SQLITE: &[(i64, Step)] = &[
             "../migrations/sqlite/0027_replica_push_log.sql"
         )),
     ),
+    (
+        29,
+        Step::Sql(include_str!(
+            "../migrations/sqlite/0029_reference_version.sql"
+        )),
+    ),
 ];
 
 async fn rebuild_search_index(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {

@@ -131,6 +131,15 @@ impl Store {
         )
     }
 
+    /// Every replica setting at once (a handful of rows): a sync reads its checkpoints and
+    /// digests in one query instead of one each.
+    pub async fn replica_settings(&self) -> Result<std::collections::HashMap<String, String>> {
+        let rows: Vec<(String, String)> = sqlx::query_as("SELECT key, value FROM replica_state")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().collect())
+    }
+
     /// Writes a replica setting.
     pub async fn replica_set(&self, key: &str, value: &str) -> Result<()> {
         sqlx::query("INSERT INTO replica_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")

@@ -4,6 +4,7 @@
 
 mod changes_after;
 pub mod proto;
+mod reference_version;
 mod snapshots;
 
 use crate::audit::{self, AuditEvent};
@@ -987,6 +988,7 @@ impl Store {
                 .fetch_optional(&self.pool)
                 .await?
                 .flatten(),
+            version: None,
         })
     }
 }

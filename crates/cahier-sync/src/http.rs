@@ -212,6 +212,24 @@ impl Transport for HttpTransport {
         .await
     }
 
+    async fn reference_if_changed(
+        &self,
+        held: Option<&str>,
+    ) -> Result<Option<Reference>, SyncError> {
+        let mut request = self.auth(self.client.get(format!("{}/reference", self.base)));
+        if let Some(held) = held {
+            request = request.header(reqwest::header::IF_NONE_MATCH, format!("\"{held}\""));
+        }
+        let response = request.send().await;
+        if let Ok(answered) = &response
+            && answered.status() == reqwest::StatusCode::NOT_MODIFIED
+        {
+            return Ok(None);
+        }
+        // The version travels in the body too (`Reference::version`).
+        answer(response).await.map(Some)
+    }
+
     async fn push(&self, docs: Vec<PushDoc>) -> Result<Vec<PushResult>, SyncError> {
         answer(
             self.auth(self.client.post(format!("{}/push", self.base)))

@@ -68,6 +68,16 @@ fn no_files<T>() -> Result<T, SyncError> {
 pub trait Transport {
     /// `GET /reference`.
     fn reference(&self) -> impl Future<Output = Result<Reference, SyncError>> + Send;
+    /// `GET /reference` with `If-None-Match: held`: `Ok(None)` when the records of that
+    /// version are still current (`304`). Transports (and servers) that cannot tell always
+    /// answer the records.
+    fn reference_if_changed(
+        &self,
+        held: Option<&str>,
+    ) -> impl Future<Output = Result<Option<Reference>, SyncError>> + Send {
+        let _ = held;
+        futures_util::FutureExt::map(self.reference(), |answer| answer.map(Some))
+    }
     /// `POST /push`.
     fn push(
         &self,
@@ -193,19 +203,14 @@ impl std::fmt::Display for SyncReport {
 /// Runs one full sync.
 pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<SyncReport, SyncError> {
     let mut report = SyncReport::default();
-    let reference = transport.reference().await?;
-    // Unchanged reference records (the usual case) are not written again.
-    let reference_digest = digest(&reference)?;
-    if store.replica_get(REFERENCE_DIGEST).await?.as_deref() != Some(reference_digest.as_str()) {
-        store.import_reference(&reference).await?;
-        store
-            .replica_set(REFERENCE_DIGEST, &reference_digest)
-            .await?;
-    }
+    // The checkpoints and digests below, read at once. Each is written only by a sync, after
+    // it is read here; a value older than the stored one can only make this sync do more (a
+    // check asked again, records fetched whole), never skip something.
+    let settings = store.replica_settings().await?;
+    let (mut reference, reference_digest) = reference_step(store, transport, &settings).await?;
 
-    let mut since: i64 = store
-        .replica_get("feed_since")
-        .await?
+    let mut since: i64 = settings
+        .get("feed_since")
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
 
@@ -281,9 +286,16 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
         report.restored = store.forget_unseen(&seen).await?;
         push_pending(store, transport, &mut report, &mut refetch, None).await?;
     }
-    // Records the reference names that arrived with this pull (a category's template).
+    // Records the reference names that arrived with this pull (a category's template). The
+    // records themselves are asked for again only if the server said they had not changed
+    // (then the pull was of refused edits or after a restore: the feed did not move).
     if report.pulled > 0 {
-        store.import_reference(&reference).await?;
+        if reference.is_none() {
+            reference = Some(transport.reference().await?);
+        }
+        if let Some(reference) = &reference {
+            store.import_reference(reference).await?;
+        }
     }
     // Entities whose local edits were refused come back as the server has them.
     if !refetch.is_empty() {
@@ -310,9 +322,14 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
     for batch in batches {
         // From here until the answer arrives, the request cannot be changed on the replica:
         // the lab may book it even if its answer is lost on the way back.
-        store.mark_booking_requests_sent(batch, true).await?;
+        // (Nothing to note for an empty batch: a sync with no request takes no write lock.)
+        if !batch.is_empty() {
+            store.mark_booking_requests_sent(batch, true).await?;
+        }
         let Some(answer) = transport.bookings(batch.to_vec()).await? else {
-            store.mark_booking_requests_sent(batch, false).await?;
+            if !batch.is_empty() {
+                store.mark_booking_requests_sent(batch, false).await?;
+            }
             break;
         };
         let in_order = answer.outcomes.len() == batch.len()
@@ -331,13 +348,15 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
         // free of local writes).
         let mirror_digest = digest(&(&answer.bookings, &answer.rules, &answer.users))?;
         if batch.is_empty()
-            && store.replica_get(BOOKINGS_DIGEST).await?.as_deref() == Some(mirror_digest.as_str())
+            && settings.get(BOOKINGS_DIGEST).map(String::as_str) == Some(mirror_digest.as_str())
         {
             continue;
         }
-        let tally = store
-            .apply_booking_answer(reference.user_id, &answer)
-            .await?;
+        let user_id = match &reference {
+            Some(reference) => reference.user_id,
+            None => replica_user(store, transport).await?,
+        };
+        let tally = store.apply_booking_answer(user_id, &answer).await?;
         store.replica_set(BOOKINGS_DIGEST, &mirror_digest).await?;
         report.bookings_sent += batch.len();
         report.bookings_confirmed += tally.confirmed;
@@ -385,7 +404,7 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
     // check is not asked again (a sync with nothing to do stays a few small requests).
     // When the feed listed, page by page, what changed and may no longer be read, only a
     // change of the reference records (teams, roles, groups) calls for the whole check.
-    let previous = store.replica_get(LAST_CHECK).await?;
+    let previous = settings.get(LAST_CHECK).cloned();
     let check_key = format!("{since}/{reference_digest}/{}", store.synced_count().await?);
     let same_reference = previous
         .as_deref()
@@ -410,9 +429,8 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
     // The time of the last sync is shown to the minute: a sync with nothing to do within a
     // minute of the last one recorded writes nothing to the replica.
     let now = store.now_ms();
-    let recorded = store
-        .replica_get("last_sync_ms")
-        .await?
+    let recorded = settings
+        .get("last_sync_ms")
         .and_then(|ms| ms.parse::<i64>().ok());
     if report != SyncReport::default()
         || recorded.is_none_or(|ms| now - ms >= LAST_SYNC_STEP_MS || now < ms)
@@ -454,6 +472,85 @@ const REFERENCE_DIGEST: &str = "reference_digest";
 /// Replica setting: the feed checkpoint, reference digest and entry count of the last
 /// revocation check.
 const LAST_CHECK: &str = "revocation_checked";
+
+/// Replica setting: the server's version of the reference records last imported (its `ETag`).
+const REFERENCE_VERSION: &str = "reference_version";
+
+/// Brings the reference records up to date: asks for them unless the server says the version
+/// held is current, and writes them only if they differ from those held (a digest). Returns
+/// the records when they came, and their digest (the held one when they did not).
+async fn reference_step(
+    store: &Store,
+    transport: &impl Transport,
+    settings: &HashMap<String, String>,
+) -> Result<(Option<Reference>, String), SyncError> {
+    let held_digest = settings.get(REFERENCE_DIGEST).cloned();
+    // A version counts only with the digest of what was imported under it.
+    let held_version = match &held_digest {
+        Some(_) => settings
+            .get(REFERENCE_VERSION)
+            .filter(|version| !version.is_empty())
+            .cloned(),
+        None => None,
+    };
+    let Some(reference) = transport
+        .reference_if_changed(held_version.as_deref())
+        .await?
+    else {
+        if let Some(held_digest) = held_digest {
+            return Ok((None, held_digest));
+        }
+        // Unreachable with a conforming server (no version was sent); ask plainly.
+        let reference = transport.reference().await?;
+        return imported(store, reference, None).await;
+    };
+    let version = reference.version.clone();
+    let mut compared = reference.clone();
+    compared.version = None;
+    let reference_digest = digest(&compared)?;
+    if held_digest.as_deref() != Some(reference_digest.as_str()) {
+        return imported(store, reference, version.as_deref()).await;
+    }
+    if let Some(version) = version
+        && held_version.as_deref() != Some(version.as_str())
+    {
+        store.replica_set(REFERENCE_VERSION, &version).await?;
+    }
+    Ok((Some(reference), reference_digest))
+}
+
+/// Imports reference records and records their digest and version.
+async fn imported(
+    store: &Store,
+    reference: Reference,
+    version: Option<&str>,
+) -> Result<(Option<Reference>, String), SyncError> {
+    let mut compared = reference.clone();
+    compared.version = None;
+    let reference_digest = digest(&compared)?;
+    store.import_reference(&reference).await?;
+    store
+        .replica_set(REFERENCE_DIGEST, &reference_digest)
+        .await?;
+    match version {
+        Some(version) => store.replica_set(REFERENCE_VERSION, version).await?,
+        // An older server: no version, so none is sent next time.
+        None => store.replica_set(REFERENCE_VERSION, "").await?,
+    }
+    Ok((Some(reference), reference_digest))
+}
+
+/// The replica's user, as recorded at registration (else as the server says).
+async fn replica_user(store: &Store, transport: &impl Transport) -> Result<i64, SyncError> {
+    match store
+        .replica_get("user_id")
+        .await?
+        .and_then(|id| id.parse().ok())
+    {
+        Some(user_id) => Ok(user_id),
+        None => Ok(transport.reference().await?.user_id),
+    }
+}
 
 /// A digest of the reference records, to notice when they change (not a security measure).
 fn digest(records: &impl serde::Serialize) -> Result<String, SyncError> {

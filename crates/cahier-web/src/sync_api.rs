@@ -114,11 +114,38 @@ async fn register_device(
     .into_response())
 }
 
+/// `GET /reference`: the records a replica needs, with their version as `ETag`. A replica
+/// that sends that version in `If-None-Match` gets `304 Not Modified` while they have not
+/// changed, and the records are not even read (a sync with nothing to do stays cheap).
 async fn reference(
     State(state): State<AppState>,
     caller: DeviceCaller,
+    headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    Ok(axum::Json(state.store.reference(&caller.subject).await?).into_response())
+    let held = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().trim_start_matches("W/").trim_matches('"'));
+    let Some(reference) = state
+        .store
+        .reference_if_changed(&caller.subject, held)
+        .await?
+    else {
+        let mut response = StatusCode::NOT_MODIFIED.into_response();
+        if let Some(etag) = held.and_then(|v| HeaderValue::from_str(&format!("\"{v}\"")).ok()) {
+            response.headers_mut().insert(header::ETAG, etag);
+        }
+        return Ok(response);
+    };
+    let etag = reference
+        .version
+        .as_deref()
+        .and_then(|v| HeaderValue::from_str(&format!("\"{v}\"")).ok());
+    let mut response = axum::Json(reference).into_response();
+    if let Some(etag) = etag {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    Ok(response)
 }
 
 #[derive(Debug, Deserialize)]

@@ -371,6 +371,11 @@ pub struct Reference {
     /// The user's own time zone, if they chose one at the lab.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_time_zone: Option<String>,
+    /// The version of these records (also the answer's `ETag`): a replica sends it back in
+    /// `If-None-Match` and gets `304 Not Modified` while nothing it would receive has changed.
+    /// Opaque; absent from older servers (the replica then compares a digest of the records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// One booking request made on a replica, in `POST /bookings`. Do not change the meaning of a

@@ -32,6 +32,7 @@ mod sweep;
 mod sync_blobs;
 mod sync_faults;
 mod sync_files;
+mod sync_noop;
 mod templates_fields;
 mod timestamps;
 mod ui_flows;
