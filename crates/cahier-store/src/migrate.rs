@@ -120,6 +120,12 @@ const SQLITE: &[(i64, Step)] = &[
             "../migrations/sqlite/0025_reference_owners.sql"
         )),
     ),
+    (
+        26,
+        Step::Sql(include_str!(
+            "../migrations/sqlite/0026_deferred_projection.sql"
+        )),
+    ),
 ];
 
 async fn rebuild_search_index(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
