@@ -66,6 +66,11 @@ pub(crate) fn parse_changes(bytes: &[u8]) -> Option<Vec<Parsed<'_>>> {
         }
         let (chunk, tail) = rest.split_at(end);
         let change = Change::try_from(chunk).ok()?;
+        // Automerge refuses to load a chunk whose checksum (the first bytes of the change's
+        // hash) is wrong; parsing alone does not check it.
+        if chunk[4..8] != change.hash().0[..4] {
+            return None;
+        }
         changes.push(Parsed { change, raw: chunk });
         rest = tail;
     }
@@ -466,6 +471,10 @@ mod tests {
             Some(Refer::UnknownDeps)
         );
         assert!(parse_changes(&doc.save()).is_none());
+        let mut corrupt = doc.save_after(&[]);
+        corrupt[5] ^= 0xff;
+        assert!(parse_changes(&corrupt).is_none());
+        assert!(AutoCommit::load(&corrupt).is_err());
         assert!(parse_changes(b"not automerge").is_none());
     }
 }
