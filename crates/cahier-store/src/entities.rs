@@ -801,6 +801,8 @@ impl Store {
     /// An entity the subject may read. Deleted entities are visible only to readers who may
     /// restore them (deleting never widens who reads). Anything else is "not found".
     pub async fn entity(&self, subject: &Subject, id: i64) -> Result<EntityRow> {
+        // A pushed edit may not be projected yet (deferred.rs): one entry is always fresh.
+        self.project_if_stale(id).await?;
         let mut conn = self.pool.acquire().await?;
         let row = self
             .fetch_row(&mut conn, id)

@@ -116,6 +116,8 @@ impl Store {
         id: i64,
         unconfirmed_epoch: Option<i64>,
     ) -> Result<Option<EntitySheet>> {
+        // One entry: never older than its document (deferred.rs).
+        self.project_if_stale(id).await?;
         let readable = crate::access_sql::readable_by(subject);
         // The outer entity is `e`; the link subqueries name their own entities `e` too (the
         // policy's SQL is written over `e`), which hides the outer one, so they take the id

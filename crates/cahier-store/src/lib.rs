@@ -13,6 +13,7 @@ pub mod blobs;
 pub mod booking_requests;
 pub mod bookings;
 pub mod catalog;
+mod deferred;
 pub mod eln_export;
 pub mod eln_import;
 pub mod entities;
@@ -145,6 +146,10 @@ pub struct Store {
     pub(crate) default_zone: cahier_core::zone::Zone,
     /// API keys' grants in memory, checked against `auth_epoch` ([`grant_cache`]).
     pub(crate) grants: Arc<grant_cache::GrantCache>,
+    /// What pushes did ([`sync::SyncStats`]).
+    pub(crate) sync_stats: Arc<sync::SyncStats>,
+    /// Wakes the background projector ([`Store::run_projector`]) after a push commits.
+    pub(crate) stale_wake: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Store {
@@ -278,6 +283,8 @@ impl Store {
             search_limits: listing::SearchLimits::default(),
             default_zone: cahier_core::zone::Zone::utc(),
             grants: Arc::new(grant_cache::GrantCache::default()),
+            sync_stats: Arc::new(sync::SyncStats::default()),
+            stale_wake: Arc::new(tokio::sync::Notify::new()),
         })
     }
 

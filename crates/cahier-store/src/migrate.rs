@@ -121,6 +121,12 @@ const SQLITE: &[(i64, Step)] = &[
         )),
     ),
     (
+        26,
+        Step::Sql(include_str!(
+            "../migrations/sqlite/0026_deferred_projection.sql"
+        )),
+    ),
+    (
         27,
         Step::Sql(include_str!(
             "../migrations/sqlite/0027_replica_push_log.sql"

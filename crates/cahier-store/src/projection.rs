@@ -166,6 +166,11 @@ pub(crate) async fn write_rows(
     };
     write_children(conn, entity_id, &children).await?;
     crate::stock::write_projection(conn, entity_id, rows.stock.as_ref(), modified_at).await?;
+    // Projected at the document's heads: no longer stale (deferred.rs).
+    sqlx::query("DELETE FROM projection_stale WHERE entity_id = ?")
+        .bind(entity_id)
+        .execute(&mut *conn)
+        .await?;
     write_fts(
         conn,
         entity_id,

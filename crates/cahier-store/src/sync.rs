@@ -3,9 +3,12 @@
 //! request acts for the device's user and goes through the same access policy as the UI.
 
 mod changes_after;
+mod fast_push;
 pub mod proto;
 mod reference_version;
 mod snapshots;
+
+pub use fast_push::SyncStats;
 
 use crate::audit::{self, AuditEvent};
 use crate::{Result, Store, StoreError, invalid, projection, random_hex, sha256_hex};
@@ -291,6 +294,9 @@ impl Store {
     /// For each requested document: its changes after the replica's heads (the saved document
     /// when it has none), current heads and projection rows. Unreadable ones are skipped.
     pub async fn pull(&self, subject: &Subject, docs: &[proto::PullDoc]) -> Result<Vec<PullEntry>> {
+        // Projection rows ship with each document: fresh, even for an edit just pushed.
+        let uuids: Vec<&str> = docs.iter().map(|d| d.uuid.as_str()).collect();
+        self.project_uuids_if_stale(&uuids).await?;
         let mut conn = self.pool.acquire().await?;
         // The batch's rows, access lists, whole documents and child rows in a few set queries
         // (`snapshots`), then each entry's changes.
@@ -460,6 +466,7 @@ impl Store {
             // `PUSH_COMMIT_EVERY` documents, so a large push never nears their busy timeout.
             if results.len() % PUSH_COMMIT_EVERY == 0 {
                 tx.commit().await?;
+                self.stale_wake.notify_one();
                 for (id, heads, doc) in cached.drain(..) {
                     self.cache_put(id, heads, doc);
                 }
@@ -467,6 +474,7 @@ impl Store {
             }
         }
         tx.commit().await?;
+        self.stale_wake.notify_one();
         for (id, heads, doc) in cached {
             self.cache_put(id, heads, doc);
         }
@@ -558,6 +566,21 @@ impl Store {
                     return Err(StoreError::Forbidden(
                         "you may no longer change this entry".into(),
                     ));
+                }
+                if let Some(pushed) = self
+                    .push_fast(
+                        tx,
+                        now,
+                        subject,
+                        device,
+                        push,
+                        bytes,
+                        id,
+                        (known.0, &mut *known.1),
+                    )
+                    .await?
+                {
+                    return Ok(pushed);
                 }
                 let (heads, doc) = self.load_doc(tx, id).await?;
                 let before = doc.content()?;

@@ -247,6 +247,8 @@ pub async fn serve_store(
     }
     let tidy = tokio::spawn(tidy_search_index(store.clone()));
     let sweep = tokio::spawn(sweep_orphans(store.clone()));
+    // Projects what pushes accepted without loading documents (and what a crash left stale).
+    let projector = (!is_replica).then(|| tokio::spawn(store.clone().run_projector()));
     // Only a lab instance anchors its log; a replica's actions are the server's to record.
     let anchor = tokio::spawn(anchor_audit_log(
         store.clone(),
@@ -263,6 +265,9 @@ pub async fn serve_store(
         tidy.abort();
         sweep.abort();
         anchor.abort();
+        if let Some(projector) = projector {
+            projector.abort();
+        }
         served
     });
     Ok(Running {
