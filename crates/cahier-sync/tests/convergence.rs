@@ -41,7 +41,9 @@ impl Direct {
 
 impl Transport for Direct {
     async fn reference(&self) -> Result<Reference, SyncError> {
-        Ok(roundtrip(self.server.reference(&self.subject().await).await?))
+        Ok(roundtrip(
+            self.server.reference(&self.subject().await).await?,
+        ))
     }
     async fn push(&self, docs: Vec<PushDoc>) -> Result<Vec<PushResult>, SyncError> {
         Ok(roundtrip(
@@ -52,12 +54,16 @@ impl Transport for Direct {
     }
     async fn feed(&self, since: i64, limit: i64) -> Result<FeedResponse, SyncError> {
         Ok(roundtrip(
-            self.server.feed(&self.subject().await, since, limit).await?,
+            self.server
+                .feed(&self.subject().await, since, limit)
+                .await?,
         ))
     }
     async fn pull(&self, docs: Vec<PullDoc>) -> Result<Vec<PullEntry>, SyncError> {
         Ok(roundtrip(
-            self.server.pull(&self.subject().await, &roundtrip(docs)).await?,
+            self.server
+                .pull(&self.subject().await, &roundtrip(docs))
+                .await?,
         ))
     }
     async fn revoked(&self, uuids: Vec<String>) -> Result<Vec<String>, SyncError> {
