@@ -117,7 +117,13 @@ impl DocIndex {
     }
 
     fn add_elem(&mut self, counter: u64, actor: &str) {
-        let runs = self.elems.entry(actor.to_owned()).or_default();
+        // No allocation per element once the actor is known.
+        if !self.elems.contains_key(actor) {
+            self.elems.insert(actor.to_owned(), Vec::new());
+        }
+        let Some(runs) = self.elems.get_mut(actor) else {
+            return;
+        };
         match runs.last_mut() {
             Some((_, last)) if last.checked_add(1) == Some(counter) => *last = counter,
             _ => runs.push((counter, counter)),
@@ -173,10 +179,15 @@ pub(crate) fn build_index(rows: &[(String, String, Vec<u8>)], heads: &str) -> Op
         }
     }
     index.body = body?;
+    // The body's id as Automerge holds it, so each op is compared without formatting its
+    // actor (a seeded entry's creation change holds one op per character of its body).
+    let body_actor = automerge::ActorId::from(hex::decode(&index.body.1).ok()?);
+    let body_counter = index.body.0;
     for change in &decoded {
         let actor = change.actor_id.to_hex_string();
         for (i, op) in change.operations.iter().enumerate() {
-            if op.insert && is_obj(&op.obj, &index.body) {
+            let in_body = matches!(&op.obj, ObjectId::Id(id) if id.counter() == body_counter && *id.actor() == body_actor);
+            if op.insert && in_body {
                 index.add_elem(op_counter(change, i)?, &actor);
             }
         }
