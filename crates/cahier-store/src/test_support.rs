@@ -27,3 +27,57 @@ pub(crate) async fn member_with_laptop(store: &Store) -> (i64, i64, Device, Subj
     let subject = store.subject(user).await.expect("subject");
     (user, team, device, subject)
 }
+
+/// Through JSON and back, as every sync message travels over HTTP.
+pub(crate) fn roundtrip<T: serde::Serialize + serde::de::DeserializeOwned>(value: T) -> T {
+    serde_json::from_str(&serde_json::to_string(&value).expect("json")).expect("json")
+}
+
+/// A lab and a replica of it on Ada's laptop ([`member_with_laptop`]), each a real SQLite
+/// file in one temporary directory (kept as long as this is), the replica holding the lab's
+/// reference records.
+pub(crate) struct LabAndReplica {
+    pub(crate) lab: Store,
+    pub(crate) replica: Store,
+    /// Ada at the lab.
+    pub(crate) subject: Subject,
+    /// Ada on the replica.
+    pub(crate) replica_subject: Subject,
+    pub(crate) team: i64,
+    pub(crate) device: Device,
+    pub(crate) _dir: tempfile::TempDir,
+}
+
+pub(crate) async fn lab_and_replica() -> LabAndReplica {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().expect("dir");
+    let lab = Store::open_sqlite(
+        &dir.path().join("lab.db"),
+        Arc::new(cahier_core::SystemClock),
+    )
+    .await
+    .expect("lab");
+    let (user, team, device, subject) = member_with_laptop(&lab).await;
+    let replica = Store::open_sqlite(
+        &dir.path().join("replica.db"),
+        Arc::new(cahier_core::SystemClock),
+    )
+    .await
+    .expect("replica")
+    .with_device(&device.uuid);
+    replica.init_replica().await.expect("init");
+    replica
+        .import_reference(&roundtrip(lab.reference(&subject).await.expect("ref")))
+        .await
+        .expect("reference");
+    let replica_subject = replica.subject(user).await.expect("subject");
+    LabAndReplica {
+        lab,
+        replica,
+        subject,
+        replica_subject,
+        team,
+        device,
+        _dir: dir,
+    }
+}

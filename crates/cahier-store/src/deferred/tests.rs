@@ -4,14 +4,11 @@
 use crate::Store;
 use crate::sync::Device;
 use crate::sync::proto::{self, PushDoc, PushResult, PushStatus};
+use crate::test_support::roundtrip;
 use automerge::transaction::Transactable;
 use automerge::{ActorId, AutoCommit, ROOT, ReadDoc};
 use cahier_core::{EntityKind, EntityPatch, Subject, SystemClock};
 use std::sync::Arc;
-
-fn roundtrip<T: serde::Serialize + serde::de::DeserializeOwned>(value: T) -> T {
-    serde_json::from_str(&serde_json::to_string(&value).expect("json")).expect("json")
-}
 
 struct Lab {
     store: Store,

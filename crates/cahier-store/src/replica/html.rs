@@ -81,13 +81,9 @@ impl Store {
 mod tests {
     use crate::Store;
     use crate::sync::proto::{PullDoc, PullEntry};
+    use crate::test_support::roundtrip;
     use cahier_core::markdown::{ContentType, render_body};
-    use cahier_core::{EntityKind, EntityPatch, SystemClock};
-    use std::sync::Arc;
-
-    fn roundtrip<T: serde::Serialize + serde::de::DeserializeOwned>(value: T) -> T {
-        serde_json::from_str(&serde_json::to_string(&value).expect("json")).expect("json")
-    }
+    use cahier_core::{EntityKind, EntityPatch};
 
     async fn stored_html(store: &Store, uuid: &str) -> String {
         sqlx::query_scalar("SELECT body_html FROM entities WHERE uuid = ?")
@@ -102,21 +98,15 @@ mod tests {
     /// exactly what the lab stores (but never over a body changed meanwhile).
     #[tokio::test]
     async fn a_copy_without_rendered_bodies_reads_the_same_and_is_filled_in_later() {
-        let dir = tempfile::tempdir().expect("dir");
-        let lab = Store::open_sqlite(&dir.path().join("lab.db"), Arc::new(SystemClock))
-            .await
-            .expect("lab");
-        let (user, team, device, subject) = crate::test_support::member_with_laptop(&lab).await;
-        let replica = Store::open_sqlite(&dir.path().join("replica.db"), Arc::new(SystemClock))
-            .await
-            .expect("replica")
-            .with_device(&device.uuid);
-        replica.init_replica().await.expect("init");
-        replica
-            .import_reference(&roundtrip(lab.reference(&subject).await.expect("ref")))
-            .await
-            .expect("reference");
-        let replica_subject = replica.subject(user).await.expect("subject");
+        let crate::test_support::LabAndReplica {
+            lab,
+            replica,
+            subject,
+            replica_subject,
+            team,
+            _dir,
+            ..
+        } = crate::test_support::lab_and_replica().await;
         let mut ids = Vec::new();
         for n in 0..130 {
             let body = format!(

@@ -7,51 +7,10 @@
 use crate::Store;
 use crate::replica::Accepted;
 use crate::sync::proto::{PullDoc, PushStatus, unb64};
+use crate::test_support::{LabAndReplica as World, lab_and_replica as world, roundtrip};
 use cahier_core::document::heads_from_string;
-use cahier_core::{EntityDoc, EntityKind, EntityPatch, Subject, SystemClock};
+use cahier_core::{EntityDoc, EntityKind, EntityPatch};
 use std::collections::HashMap;
-use std::sync::Arc;
-
-fn roundtrip<T: serde::Serialize + serde::de::DeserializeOwned>(value: T) -> T {
-    serde_json::from_str(&serde_json::to_string(&value).expect("json")).expect("json")
-}
-
-struct World {
-    lab: Store,
-    replica: Store,
-    subject: Subject,
-    replica_subject: Subject,
-    team: i64,
-    device: crate::sync::Device,
-    _dir: tempfile::TempDir,
-}
-
-async fn world() -> World {
-    let dir = tempfile::tempdir().expect("dir");
-    let lab = Store::open_sqlite(&dir.path().join("lab.db"), Arc::new(SystemClock))
-        .await
-        .expect("lab");
-    let (user, team, device, subject) = crate::test_support::member_with_laptop(&lab).await;
-    let replica = Store::open_sqlite(&dir.path().join("replica.db"), Arc::new(SystemClock))
-        .await
-        .expect("replica")
-        .with_device(&device.uuid);
-    replica.init_replica().await.expect("init");
-    replica
-        .import_reference(&roundtrip(lab.reference(&subject).await.expect("ref")))
-        .await
-        .expect("reference");
-    let replica_subject = replica.subject(user).await.expect("subject");
-    World {
-        lab,
-        replica,
-        subject,
-        replica_subject,
-        team,
-        device,
-        _dir: dir,
-    }
-}
 
 /// A small deterministic generator (xorshift), so a failing seed can be replayed.
 struct Rng(u64);
