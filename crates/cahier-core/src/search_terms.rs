@@ -20,6 +20,11 @@ fn is_joiner(c: char) -> bool {
 /// The joined term of one typed word, if it has at least two parts (`batch-8` →
 /// `batch\u{E000}8`); `None` for a plain word.
 pub fn joined_term(word: &str) -> Option<String> {
+    // Most words hold no joiner: answered without allocating (an entry's body is hundreds of
+    // words, and every one passes here when the entry is indexed).
+    if !word.contains(is_joiner) {
+        return None;
+    }
     let parts: Vec<&str> = word.split(is_joiner).filter(|p| !p.is_empty()).collect();
     if parts.len() < 2 || !parts.iter().all(|p| p.chars().all(char::is_alphanumeric)) {
         return None;
@@ -31,6 +36,9 @@ pub fn joined_term(word: &str) -> Option<String> {
 pub fn joined_terms<'a>(texts: impl IntoIterator<Item = &'a str>) -> String {
     let mut terms = BTreeSet::new();
     for text in texts {
+        if !text.contains(is_joiner) {
+            continue;
+        }
         for word in text.split(|c: char| !c.is_alphanumeric() && !is_joiner(c)) {
             if let Some(term) = joined_term(word) {
                 terms.insert(term);

@@ -727,7 +727,7 @@ impl Store {
             "SELECT b.id, e.uuid, b.user_id, b.start_ms, b.end_ms, b.title, \
              (SELECT e.uuid FROM entities e WHERE e.id = b.experiment_id AND e.state != 3 AND {readable}), \
              b.state, b.created_at, b.modified_at \
-             FROM bookings b JOIN entities e ON e.id = b.entity_id \
+             FROM bookings b CROSS JOIN entities e ON e.id = b.entity_id \
              WHERE {readable} AND e.state != 3 AND b.state IN ('confirmed', 'pending') AND b.end_ms > ? \
              ORDER BY b.start_ms, b.id LIMIT 20000"
         )))
@@ -749,10 +749,13 @@ impl Store {
                 modified_at: row.try_get(9)?,
             });
         }
+        // The rules first, then their entries (`CROSS JOIN` keeps that order): without table
+        // statistics SQLite would otherwise read every entry of the lab to find the few with
+        // rules, ~10 ms on 10,000 entries at every sync (issue #5: a sync with nothing to do).
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT e.uuid, r.is_bookable, r.can_overlap, r.max_minutes, r.max_slots, r.window_days, \
              r.is_cancellable, r.cancel_minutes, r.needs_approval, coalesce(r.canbook, c.default_canbook) \
-             FROM booking_rules r JOIN entities e ON e.id = r.entity_id \
+             FROM booking_rules r CROSS JOIN entities e ON e.id = r.entity_id \
              LEFT JOIN categories c ON c.id = e.category_id WHERE {readable} AND e.state != 3"
         )))
         .fetch_all(&self.pool)

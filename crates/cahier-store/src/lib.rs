@@ -160,6 +160,70 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// How an encrypted database's pages are laid out (SQLCipher settings fixed when it is made,
+/// needed to read it again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CipherLayout {
+    /// SQLCipher 4's defaults: 4 KiB pages, HMAC-SHA512. Replicas made before session 8.
+    Sqlcipher4Defaults,
+    /// 16 KiB pages, HMAC-SHA256 (AES-256 as before). An entry's row (~5 KB of body) fits in a
+    /// page instead of spilling onto overflow pages, each page carries one IV and MAC for four
+    /// times the data, and SHA-256 has CPU instructions SHA-512 lacks: a first copy of 10,000
+    /// entries writes with about a third less CPU and I/O (BENCHMARKS.md, session 8).
+    Pages16kSha256,
+}
+
+impl CipherLayout {
+    /// The layout of new databases.
+    pub const CURRENT: CipherLayout = CipherLayout::Pages16kSha256;
+
+    fn keyed(self, options: SqliteConnectOptions, key: &[u8; 32]) -> SqliteConnectOptions {
+        // A raw key (no SQLCipher key derivation: ours is argon2id, done by the caller).
+        // sqlx sends `key` and the cipher settings before any other pragma, as SQLCipher
+        // requires.
+        let options = options.pragma("key", format!("\"x'{}'\"", hex::encode(key)));
+        match self {
+            CipherLayout::Sqlcipher4Defaults => options,
+            CipherLayout::Pages16kSha256 => options
+                .pragma("cipher_page_size", "16384")
+                .pragma("cipher_hmac_algorithm", "HMAC_SHA256"),
+        }
+    }
+
+    /// The layout an existing database reads with under `key`; [`StoreError::Forbidden`] when
+    /// none does (a wrong key, or not a Cahier database).
+    async fn of(path: &Path, key: &[u8; 32]) -> Result<CipherLayout> {
+        use sqlx::ConnectOptions;
+        for layout in [CipherLayout::CURRENT, CipherLayout::Sqlcipher4Defaults] {
+            let options = layout.keyed(
+                SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(false),
+                key,
+            );
+            let read = match options.connect().await {
+                Ok(mut conn) => {
+                    let read = sqlx::query("SELECT count(*) FROM sqlite_master")
+                        .execute(&mut conn)
+                        .await
+                        .map(|_| ());
+                    let _ = sqlx::Connection::close(conn).await;
+                    read
+                }
+                Err(error) => Err(error),
+            };
+            match read {
+                Ok(_) => return Ok(layout),
+                Err(sqlx::Error::Database(db)) if db.message().contains("not a database") => {}
+                Err(error) => return Err(StoreError::Database(error)),
+            }
+        }
+        Err(StoreError::Forbidden(
+            "wrong passphrase, or not a Cahier database".into(),
+        ))
+    }
+}
+
 /// How many loaded documents stay in memory.
 const DOC_CACHE_ENTRIES: usize = 256;
 
@@ -204,26 +268,41 @@ impl Store {
     }
 
     /// Opens (creating if needed) a database encrypted with a 256-bit key (SQLCipher). A wrong
-    /// key is refused with [`StoreError::Forbidden`] before anything is read or written.
+    /// key is refused with [`StoreError::Forbidden`] before anything is read or written. A new
+    /// database takes the current [`CipherLayout`]; an existing one is opened in the layout it
+    /// was made with (the current one is tried first, then the first one).
     pub async fn open_encrypted(
         path: &Path,
         clock: Arc<dyn Clock>,
         key: &[u8; 32],
     ) -> Result<Self> {
-        Self::open_with_key(path, clock, Some(key), SqliteTuning::default()).await
+        let layout = if path.exists() {
+            CipherLayout::of(path, key).await?
+        } else {
+            CipherLayout::CURRENT
+        };
+        Self::open_encrypted_as(path, clock, key, layout).await
+    }
+
+    /// [`Store::open_encrypted`] in a given layout (tests make databases of the first one).
+    pub async fn open_encrypted_as(
+        path: &Path,
+        clock: Arc<dyn Clock>,
+        key: &[u8; 32],
+        layout: CipherLayout,
+    ) -> Result<Self> {
+        Self::open_with_key(path, clock, Some((key, layout)), SqliteTuning::default()).await
     }
 
     async fn open_with_key(
         path: &Path,
         clock: Arc<dyn Clock>,
-        key: Option<&[u8; 32]>,
+        key: Option<(&[u8; 32], CipherLayout)>,
         tuning: SqliteTuning,
     ) -> Result<Self> {
         let mut options = SqliteConnectOptions::new();
-        if let Some(key) = key {
-            // A raw key (no SQLCipher key derivation: ours is argon2id, done by the caller).
-            // sqlx sends `key` before any other pragma, as SQLCipher requires.
-            options = options.pragma("key", format!("\"x'{}'\"", hex::encode(key)));
+        if let Some((key, layout)) = key {
+            options = layout.keyed(options, key);
         }
         let options = options
             .filename(path)
@@ -366,4 +445,73 @@ pub(crate) fn random_hex(bytes: usize) -> String {
 pub(crate) fn sha256_hex(s: &str) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}
+
+#[cfg(test)]
+mod cipher_layout_tests {
+    use super::{CipherLayout, Store, StoreError};
+    use std::sync::Arc;
+
+    async fn page_size(store: &Store) -> i64 {
+        // SQLCipher answers this pragma as text.
+        let size: String = sqlx::query_scalar("PRAGMA page_size")
+            .fetch_one(&store.pool)
+            .await
+            .expect("page size");
+        size.parse().expect("a number")
+    }
+
+    #[tokio::test]
+    async fn new_databases_take_the_current_layout_and_older_ones_still_open() {
+        let dir = tempfile::tempdir().expect("dir");
+        let clock = Arc::new(cahier_core::SystemClock);
+        let key = [7u8; 32];
+        let wrong = [8u8; 32];
+
+        // A replica made before session 8: SQLCipher's defaults.
+        let old = dir.path().join("old.db");
+        let store = Store::open_encrypted_as(
+            &old,
+            clock.clone(),
+            &key,
+            CipherLayout::Sqlcipher4Defaults,
+        )
+        .await
+        .expect("old layout");
+        store.replica_set("kept", "yes").await.expect("write");
+        store.close().await;
+        let store = Store::open_encrypted(&old, clock.clone(), &key)
+            .await
+            .expect("reopened");
+        assert_eq!(page_size(&store).await, 4096);
+        assert_eq!(
+            store.replica_get("kept").await.expect("read").as_deref(),
+            Some("yes")
+        );
+        store.close().await;
+
+        // A new one: 16 KiB pages, and still refused under another key.
+        let new = dir.path().join("new.db");
+        let store = Store::open_encrypted(&new, clock.clone(), &key)
+            .await
+            .expect("new");
+        assert_eq!(page_size(&store).await, 16384);
+        store.replica_set("kept", "too").await.expect("write");
+        store.close().await;
+        let store = Store::open_encrypted(&new, clock.clone(), &key)
+            .await
+            .expect("reopened");
+        assert_eq!(
+            store.replica_get("kept").await.expect("read").as_deref(),
+            Some("too")
+        );
+        store.close().await;
+        for path in [&old, &new] {
+            match Store::open_encrypted(path, clock.clone(), &wrong).await {
+                Err(StoreError::Forbidden(_)) => {}
+                Err(other) => panic!("a wrong key gave {other}"),
+                Ok(_) => panic!("a wrong key opened {}", path.display()),
+            }
+        }
+    }
 }

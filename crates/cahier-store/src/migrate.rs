@@ -138,6 +138,12 @@ const SQLITE: &[(i64, Step)] = &[
             "../migrations/sqlite/0029_reference_version.sql"
         )),
     ),
+    (
+        33,
+        Step::Sql(include_str!(
+            "../migrations/sqlite/0033_replica_pending.sql"
+        )),
+    ),
 ];
 
 async fn rebuild_search_index(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {

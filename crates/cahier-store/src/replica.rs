@@ -13,6 +13,7 @@ use sqlx::SqliteConnection;
 
 mod html;
 mod pull;
+pub use pull::PreparedPull;
 #[cfg(test)]
 mod push_tests;
 
@@ -150,8 +151,13 @@ impl Store {
         Ok(())
     }
 
-    /// Prepares an empty database to be a replica: local entity ids start at [`LOCAL_ID_START`].
+    /// Prepares an empty database to be a replica: local entity ids start at [`LOCAL_ID_START`],
+    /// and a `replica_state` row marks it one (the triggers that keep the set of entries with
+    /// changes waiting, migration 33, work only there).
     pub async fn init_replica(&self) -> Result<()> {
+        sqlx::query("INSERT OR IGNORE INTO replica_state (key, value) VALUES ('replica', '1')")
+            .execute(&self.pool)
+            .await?;
         let n: i64 =
             sqlx::query_scalar("SELECT count(*) FROM sqlite_sequence WHERE name = 'entities'")
                 .fetch_one(&self.pool)
@@ -490,10 +496,11 @@ impl Store {
     pub async fn pushes_to_send(&self) -> Result<Vec<PendingPush>> {
         // One read transaction: the heads, the rows and the log are one state.
         let mut tx = self.pool.begin().await?;
-        // The pending ids first, from the (entity_id, heads) index alone (migration 23), then
-        // only their rows: a sync with nothing to push reads no entry.
+        // The pending ids first, from the set the triggers keep (migration 33), checked
+        // against the heads, then only their rows: a sync with nothing to push reads no entry.
         let rows: Vec<PendingRow> = sqlx::query_as(
-            "WITH p AS MATERIALIZED (SELECT d.entity_id AS id FROM entity_docs d \
+            "WITH p AS MATERIALIZED (SELECT d.entity_id AS id FROM replica_pending x \
+               JOIN entity_docs d ON d.entity_id = x.entity_id \
                LEFT JOIN replica_entities r ON r.entity_id = d.entity_id \
                WHERE r.acked_heads IS NULL OR r.acked_heads != d.heads) \
              SELECT e.id, e.uuid, d.heads, r.acked_heads, r.server_id, \
@@ -617,10 +624,12 @@ impl Store {
         })
     }
 
-    /// Number of entities with local changes waiting.
+    /// Number of entities with local changes waiting (of the set the triggers keep,
+    /// migration 33, those whose heads are not acknowledged).
     pub async fn pending_count(&self) -> Result<i64> {
         Ok(sqlx::query_scalar(
-            "SELECT count(*) FROM entity_docs d LEFT JOIN replica_entities r ON r.entity_id = d.entity_id \
+            "SELECT count(*) FROM replica_pending x JOIN entity_docs d ON d.entity_id = x.entity_id \
+             LEFT JOIN replica_entities r ON r.entity_id = d.entity_id \
              WHERE r.acked_heads IS NULL OR r.acked_heads != d.heads",
         )
         .fetch_one(&self.pool)

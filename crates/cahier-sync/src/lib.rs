@@ -203,11 +203,13 @@ impl std::fmt::Display for SyncReport {
 /// Runs one full sync.
 pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<SyncReport, SyncError> {
     let mut report = SyncReport::default();
+    let mut steps = Steps::start();
     // The checkpoints and digests below, read at once. Each is written only by a sync, after
     // it is read here; a value older than the stored one can only make this sync do more (a
     // check asked again, records fetched whole), never skip something.
     let settings = store.replica_settings().await?;
     let (mut reference, reference_digest) = reference_step(store, transport, &settings).await?;
+    steps.mark("reference");
 
     let mut since: i64 = settings
         .get("feed_since")
@@ -217,6 +219,7 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
     // 1. Push local changes.
     let mut refetch = Vec::new();
     push_pending(store, transport, &mut report, &mut refetch, Some(since)).await?;
+    steps.mark("push");
 
     // 2. Follow the feed from our checkpoint and pull what changed. Entries the feed lists
     // only because of our own push just now (an "echo") hold nothing new: not pulled back.
@@ -309,6 +312,7 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
             .collect();
         pull_and_apply(store, transport, docs, &mut report).await?;
     }
+    steps.mark("feed and pull");
 
     // 3. Booking requests made here, all in one request, decided by the server; its answer
     // also carries its bookings and rules of the resources we hold, for the calendar.
@@ -363,6 +367,7 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
         report.bookings_refused += tally.refused;
     }
     report.bookings_waiting = store.booking_request_counts().await?.0;
+    steps.mark("bookings");
 
     // 4. Fetch the files of what we hold. A file that fails is left missing (nothing is named
     // by its hash until it arrives whole) and tried again next sync.
@@ -396,6 +401,7 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
     // the list). After the pushes above, so a file attached offline is only dropped once the
     // server has acknowledged it; one still waiting is kept.
     report.files_dropped = store.drop_unwanted_blobs().await?;
+    steps.mark("files");
 
     // 5. Remove what the user may no longer read. Whatever can withdraw a right moves the
     // server's sequence (a change of an entry's rules, team, lock or state) or changes the
@@ -425,6 +431,7 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
     if previous.as_deref() != Some(check_key.as_str()) {
         store.replica_set(LAST_CHECK, &check_key).await?;
     }
+    steps.mark("access check");
     report.waiting = store.pending_count().await?;
     // The time of the last sync is shown to the minute: a sync with nothing to do within a
     // minute of the last one recorded writes nothing to the replica.
@@ -437,7 +444,40 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
     {
         store.replica_set("last_sync_ms", &now.to_string()).await?;
     }
+    steps.mark("wrap-up");
+    tracing::debug!(%steps, "sync steps");
     Ok(report)
+}
+
+/// How long each step of a sync took, for `CAHIER_LOG=cahier_sync=debug` (BENCHMARKS.md).
+struct Steps {
+    last: std::time::Instant,
+    done: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl Steps {
+    fn start() -> Self {
+        Steps {
+            last: std::time::Instant::now(),
+            done: Vec::new(),
+        }
+    }
+
+    fn mark(&mut self, step: &'static str) {
+        let now = std::time::Instant::now();
+        self.done.push((step, now - self.last));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Steps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (step, took)) in self.done.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{step} {:.2} ms", took.as_secs_f64() * 1000.0)?;
+        }
+        Ok(())
+    }
 }
 
 /// Fetches one attachment file the replica lacks, on demand (the user opened it): through
@@ -706,21 +746,26 @@ async fn pull_and_apply(
         return Ok(());
     };
     let started = std::time::Instant::now();
-    let mut entries = transport.pull(first.to_vec()).await?;
+    let (mut entries, mut prepared) = prepared(transport.pull(first.to_vec()).await?).await?;
     tracing::debug!(elapsed = ?started.elapsed(), "first pull batch fetched");
     loop {
+        // While a batch is written, the next one is fetched and its CPU part (decoding, search
+        // texts) computed on another thread.
         let (applied, fetched) = match batches.next() {
             Some(batch) => {
                 // Which of the two waits for the other (CAHIER_LOG=cahier_sync=debug).
                 let started = std::time::Instant::now();
                 let (applied, fetched) = futures_util::future::join(
                     async {
-                        let applied = store.apply_pulled_batch(&entries).await;
+                        let applied = store.apply_prepared_batch(&entries, prepared).await;
                         tracing::debug!(elapsed = ?started.elapsed(), "pull batch applied");
                         applied
                     },
                     async {
-                        let fetched = transport.pull(batch.to_vec()).await;
+                        let fetched = match transport.pull(batch.to_vec()).await {
+                            Ok(next) => self::prepared(next).await,
+                            Err(error) => Err(error),
+                        };
                         tracing::debug!(elapsed = ?started.elapsed(), "next pull batch fetched");
                         fetched
                     },
@@ -728,7 +773,7 @@ async fn pull_and_apply(
                 .await;
                 (applied?, Some(fetched))
             }
-            None => (store.apply_pulled_batch(&entries).await?, None),
+            None => (store.apply_prepared_batch(&entries, prepared).await?, None),
         };
         for applied in applied {
             match applied {
@@ -739,10 +784,22 @@ async fn pull_and_apply(
             report.pulled += 1;
         }
         match fetched {
-            Some(next) => entries = next?,
+            Some(next) => (entries, prepared) = next?,
             None => return Ok(()),
         }
     }
+}
+
+/// Pulled entries with their CPU part computed on a blocking thread.
+async fn prepared(
+    entries: Vec<PullEntry>,
+) -> Result<(Vec<PullEntry>, cahier_store::replica::PreparedPull), SyncError> {
+    tokio::task::spawn_blocking(move || {
+        let prepared = cahier_store::replica::PreparedPull::of(&entries);
+        (entries, prepared)
+    })
+    .await
+    .map_err(|error| SyncError::Protocol(format!("preparing pulled entries: {error}")))
 }
 
 /// Heads of every entity by UUID (tests compare replicas with this).

@@ -63,6 +63,26 @@ fn prepare(entry: &PullEntry) -> Result<Prepared> {
     Ok((bytes, index_body, fts_tags, fts_comments, fields))
 }
 
+/// The CPU part of applying a pull batch (decoding the documents, the search texts), computed
+/// before the batch is written, apart from the database: `cahier_sync` computes it for the next
+/// batch on another thread while the previous one is written. One item per entry, in order.
+pub struct PreparedPull(Vec<Option<Result<Prepared>>>);
+
+impl PreparedPull {
+    /// Computes what [`Store::apply_prepared_batch`] writes of each entry (entries that turn out
+    /// to take the merge path, with local changes, do not use it).
+    pub fn of(entries: &[PullEntry]) -> Self {
+        Self(entries.iter().map(|entry| Some(prepare(entry))).collect())
+    }
+
+    fn take(&mut self, index: usize, entry: &PullEntry) -> Result<Prepared> {
+        match self.0.get_mut(index).and_then(Option::take) {
+            Some(prepared) => prepared,
+            None => prepare(entry),
+        }
+    }
+}
+
 /// A JSON array of values, for `IN (SELECT value FROM json_each(?))`.
 fn json_list<T: serde::Serialize>(values: &[T]) -> Result<String> {
     serde_json::to_string(values).map_err(|e| invalid("changes", e.to_string()))
@@ -72,6 +92,17 @@ impl Store {
     /// Applies pulled documents in one transaction (one commit, one sync to disk, for a
     /// whole pull batch): all of them or none.
     pub async fn apply_pulled_batch(&self, entries: &[PullEntry]) -> Result<Vec<Applied>> {
+        self.apply_prepared_batch(entries, PreparedPull(Vec::new()))
+            .await
+    }
+
+    /// [`Store::apply_pulled_batch`] with the CPU part computed beforehand
+    /// ([`PreparedPull::of`] of the same entries; what it lacks is computed here).
+    pub async fn apply_prepared_batch(
+        &self,
+        entries: &[PullEntry],
+        mut prepared: PreparedPull,
+    ) -> Result<Vec<Applied>> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let quiet = self.is_replica();
         if quiet {
@@ -93,7 +124,7 @@ impl Store {
             }
             self.apply_part(
                 &mut tx,
-                &entries[start..end],
+                (entries, start..end, &mut prepared),
                 &mut applied,
                 &mut loaded,
                 &mut forget,
@@ -125,11 +156,13 @@ impl Store {
     async fn apply_part(
         &self,
         tx: &mut SqliteConnection,
-        entries: &[PullEntry],
+        (all, range, prepared): (&[PullEntry], std::ops::Range<usize>, &mut PreparedPull),
         applied: &mut Vec<Applied>,
         loaded: &mut Vec<(i64, String, EntityDoc)>,
         forget: &mut Vec<i64>,
     ) -> Result<()> {
+        let first = range.start;
+        let entries = &all[range];
         let uuids: Vec<&str> = entries.iter().map(|e| e.uuid.as_str()).collect();
         let rows: Vec<LocalRow> = sqlx::query_as(
             "SELECT e.id, e.uuid, d.heads, r.acked_heads, r.appended FROM entities e \
@@ -155,7 +188,7 @@ impl Store {
             })
             .collect();
         let mut bulk = Vec::new();
-        for entry in entries {
+        for (index, entry) in (first..).zip(entries) {
             let local = locals.remove(&entry.uuid);
             let fast = match &local {
                 None => {
@@ -175,7 +208,8 @@ impl Store {
                 loaded.push(doc);
                 continue;
             }
-            let (bytes, index_body, fts_tags, fts_comments, fields) = prepare(entry)?;
+            let (bytes, index_body, fts_tags, fts_comments, fields) =
+                prepared.take(index, entry)?;
             applied.push(if local.is_some() {
                 Applied::Updated
             } else {
