@@ -138,6 +138,10 @@ const SQLITE: &[(i64, Step)] = &[
             "../migrations/sqlite/0029_reference_version.sql"
         )),
     ),
+    (
+        32,
+        Step::Sql(include_str!("../migrations/sqlite/0032_history_prefs.sql")),
+    ),
 ];
 
 async fn rebuild_search_index(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
