@@ -303,9 +303,9 @@ fn rule_from(base: i64) -> AccessRule {
 /// The rendered body of a row. A replica's first copy stores it empty (the server does not
 /// ship it, docs/SYNC.md) and [`Store::render_pending_html`] fills it in later; until then it
 /// is rendered here from the body, which is what the stored value would be.
-fn html_of(row: &sqlx::sqlite::SqliteRow) -> Result<String> {
+fn html_of(row: &sqlx::sqlite::SqliteRow, render: bool) -> Result<String> {
     let html: String = row.try_get("body_html")?;
-    if !html.is_empty() {
+    if !html.is_empty() || !render {
         return Ok(html);
     }
     let body: &str = row.try_get("body")?;
@@ -320,6 +320,13 @@ fn html_of(row: &sqlx::sqlite::SqliteRow) -> Result<String> {
 }
 
 pub(crate) fn row_from_sql(row: &sqlx::sqlite::SqliteRow) -> Result<EntityRow> {
+    row_from_sql_with(row, true)
+}
+
+/// [`row_from_sql`]; with `render` false, an empty `body_html` stays empty (rows read only to
+/// check a write, whose projection renders the body anyway: a replica's first copy stores it
+/// empty, and rendering it on each such read cost a save on a replica ~1 ms, twice).
+fn row_from_sql_with(row: &sqlx::sqlite::SqliteRow, render: bool) -> Result<EntityRow> {
     let kind: String = row.try_get("kind")?;
     let tags_text: String = row.try_get("tags_text")?;
     Ok(EntityRow {
@@ -340,7 +347,7 @@ pub(crate) fn row_from_sql(row: &sqlx::sqlite::SqliteRow) -> Result<EntityRow> {
         lastchangeby: row.try_get("lastchangeby")?,
         title: row.try_get("title")?,
         date: row.try_get("date")?,
-        body_html: html_of(row)?,
+        body_html: html_of(row, render)?,
         body: row.try_get("body")?,
         content_type: row.try_get("content_type")?,
         status_id: row.try_get("status_id")?,
@@ -782,6 +789,17 @@ impl Store {
         conn: &mut SqliteConnection,
         id: i64,
     ) -> Result<Option<EntityRow>> {
+        self.fetch_row_with(conn, id, true).await
+    }
+
+    /// [`Store::fetch_row`]; `render` false leaves an empty `body_html` empty (see
+    /// [`row_from_sql_with`]).
+    async fn fetch_row_with(
+        &self,
+        conn: &mut SqliteConnection,
+        id: i64,
+        render: bool,
+    ) -> Result<Option<EntityRow>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {ENTITY_COLUMNS} FROM entities e WHERE e.id = ?"
         )))
@@ -791,7 +809,7 @@ impl Store {
         match row {
             None => Ok(None),
             Some(row) => {
-                let mut entity = row_from_sql(&row)?;
+                let mut entity = row_from_sql_with(&row, render)?;
                 load_acl(conn, &mut entity).await?;
                 Ok(Some(entity))
             }
@@ -801,11 +819,17 @@ impl Store {
     /// An entity the subject may read. Deleted entities are visible only to readers who may
     /// restore them (deleting never widens who reads). Anything else is "not found".
     pub async fn entity(&self, subject: &Subject, id: i64) -> Result<EntityRow> {
+        self.entity_with(subject, id, true).await
+    }
+
+    /// [`Store::entity`]; `render` false leaves an empty `body_html` empty (a row read to
+    /// check a write).
+    async fn entity_with(&self, subject: &Subject, id: i64, render: bool) -> Result<EntityRow> {
         // A pushed edit may not be projected yet (deferred.rs): one entry is always fresh.
         self.project_if_stale(id).await?;
         let mut conn = self.pool.acquire().await?;
         let row = self
-            .fetch_row(&mut conn, id)
+            .fetch_row_with(&mut conn, id, render)
             .await?
             .ok_or(StoreError::NotFound("entity"))?;
         let access = row.access();
@@ -918,7 +942,9 @@ impl Store {
         message: &str,
         proof: Option<&crate::timestamps::NewTimestamp>,
     ) -> Result<(UpdateOutcome, String)> {
-        let row = self.entity(subject, id).await?;
+        // Rows read for the checks only: their rendered body is never used (the projection
+        // below renders the new one).
+        let row = self.entity_with(subject, id, false).await?;
         let own_comments = self.own_comments(id, subject.user_id, patch).await?;
         let check = |row: &EntityRow| match proof {
             Some(_) => check_may_attach_proof(row, subject, patch),
@@ -942,14 +968,15 @@ impl Store {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         // Re-check under the write lock: a lock or state change may have landed meanwhile.
         let fresh = self
-            .fetch_row(&mut tx, id)
+            .fetch_row_with(&mut tx, id, false)
             .await?
             .ok_or(StoreError::NotFound("entity"))?;
         check(&fresh)?;
         let actor = self.actor_for(&mut tx, subject.user_id).await?;
+        // Registered below only if the patch is written on a fork (a base older than the
+        // document): most saves need none, and a row per save was written before.
         let fork_actor = ActorId::from(rand::random::<[u8; 16]>());
-        self.register_actor(&mut tx, &fork_actor, subject.user_id)
-            .await?;
+        let forked = std::cell::Cell::new(false);
         let (old_heads, mut doc) = self.load_doc(&mut tx, id).await?;
         let old = heads_from_string(&old_heads)?;
         let meta = CommitMeta {
@@ -957,7 +984,10 @@ impl Store {
             time_ms: now,
             message: message.to_owned(),
         };
-        let outcome = doc.apply(base.as_deref(), patch, &meta, || fork_actor);
+        let outcome = doc.apply(base.as_deref(), patch, &meta, || {
+            forked.set(true);
+            fork_actor.clone()
+        });
         let hash = match outcome {
             Ok(hash) => hash,
             Err(error) => {
@@ -984,6 +1014,10 @@ impl Store {
                 old_heads,
             ));
         };
+        if forked.get() {
+            self.register_actor(&mut tx, &fork_actor, subject.user_id)
+                .await?;
+        }
         let new_heads = doc.heads();
         let heads = heads_to_string(&new_heads);
         let merged = new_heads.len() > 1 || !new_heads.contains(&hash);

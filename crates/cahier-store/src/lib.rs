@@ -350,6 +350,8 @@ impl Store {
             }
             _ => StoreError::Database(error),
         })?;
+        // A new history of the feed sequence begins with each process (sync/history.rs).
+        sync::history::open_history(&pool, clock.now_ms()).await?;
         let capacity =
             std::num::NonZeroUsize::new(DOC_CACHE_ENTRIES).unwrap_or(std::num::NonZeroUsize::MIN);
         Ok(Self {

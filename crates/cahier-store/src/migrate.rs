@@ -139,6 +139,10 @@ const SQLITE: &[(i64, Step)] = &[
         )),
     ),
     (
+        32,
+        Step::Sql(include_str!("../migrations/sqlite/0032_history_prefs.sql")),
+    ),
+    (
         33,
         Step::Sql(include_str!(
             "../migrations/sqlite/0033_replica_pending.sql"

@@ -273,16 +273,26 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        if let Some(zone) = reference
-            .user_time_zone
-            .as_deref()
-            .and_then(cahier_core::zone::Zone::named)
-        {
-            sqlx::query("UPDATE users SET time_zone = ? WHERE id = ?")
-                .bind(zone.name())
-                .bind(reference.user_id)
-                .execute(&mut *tx)
+        // The user's own zone, as the lab has it — cleared there, cleared here — unless a
+        // choice made here has not reached the lab yet (it is sent first at each sync). A
+        // server that names no lab zone predates zones: the replica's choice is kept.
+        let pending: Option<String> =
+            sqlx::query_scalar("SELECT value FROM replica_state WHERE key = 'pending_preferences'")
+                .fetch_optional(&mut *tx)
                 .await?;
+        if pending.is_none() && reference.time_zone.is_some() {
+            let lab = match reference.user_time_zone.as_deref() {
+                None => Some(None),
+                // An unknown name (a newer zone database at the lab) keeps the replica's.
+                Some(name) => cahier_core::zone::Zone::named(name).map(Some),
+            };
+            if let Some(zone) = lab {
+                sqlx::query("UPDATE users SET time_zone = ? WHERE id = ?")
+                    .bind(zone.as_ref().map(|z| z.name().to_owned()))
+                    .bind(reference.user_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         // What a category gives a new resource. Pulled entries keep their server ids, so the
         // template is named by the same id here, once it has arrived (a later sync links it).

@@ -4,6 +4,7 @@
 
 mod changes_after;
 mod fast_push;
+pub(crate) mod history;
 pub mod proto;
 mod reference_version;
 mod snapshots;
@@ -235,6 +236,8 @@ impl Store {
             next,
             more,
             unreadable,
+            history: None,
+            lost: None,
         })
     }
 

@@ -5,8 +5,9 @@
 use crate::{SyncError, Transport};
 use cahier_store::blobs::BlobStore;
 use cahier_store::sync::proto::{
-    BookingAnswer, BookingRequestItem, BookingRequests, FeedResponse, PullDoc, PullEntry, PushDoc,
-    PushResult, Reference, RegisterRequest, RegisterResponse,
+    BookingAnswer, BookingRequestItem, BookingRequests, FeedResponse, Preferences,
+    PreferencesAnswer, PullDoc, PullEntry, PushDoc, PushResult, Reference, RegisterRequest,
+    RegisterResponse,
 };
 use serde::de::DeserializeOwned;
 use std::time::Duration;
@@ -290,6 +291,38 @@ impl Transport for HttpTransport {
             return Ok(None);
         }
         answer(response).await.map(Some)
+    }
+
+    async fn feed_in_history(
+        &self,
+        since: i64,
+        limit: i64,
+        history: Option<&str>,
+    ) -> Result<FeedResponse, SyncError> {
+        let mut request = self
+            .client
+            .get(format!("{}/feed", self.base))
+            .query(&[("since", since), ("limit", limit)]);
+        if let Some(history) = history {
+            request = request.query(&[("history", history)]);
+        }
+        answer(self.auth(request).send().await).await
+    }
+
+    async fn preferences(&self, preferences: Preferences) -> Result<bool, SyncError> {
+        let response = self
+            .auth(self.client.post(format!("{}/preferences", self.base)))
+            .json(&preferences)
+            .send()
+            .await;
+        // A lab server older than this: the choice waits on the device.
+        if let Ok(answered) = &response
+            && answered.status() == reqwest::StatusCode::NOT_FOUND
+        {
+            return Ok(false);
+        }
+        let _: PreferencesAnswer = answer(response).await?;
+        Ok(true)
     }
 
     async fn has_blob(&self, sha256: &str) -> Result<bool, SyncError> {

@@ -15,8 +15,8 @@ pub mod http;
 use cahier_store::Store;
 use cahier_store::blobs::{BlobError, BlobStore};
 use cahier_store::sync::proto::{
-    BookingAnswer, BookingRequestItem, FeedResponse, PullDoc, PullEntry, PushDoc, PushResult,
-    PushStatus, Reference, b64,
+    BookingAnswer, BookingRequestItem, FeedResponse, Preferences, PullDoc, PullEntry, PushDoc,
+    PushResult, PushStatus, Reference, b64,
 };
 use std::collections::HashMap;
 
@@ -89,6 +89,26 @@ pub trait Transport {
         since: i64,
         limit: i64,
     ) -> impl Future<Output = Result<FeedResponse, SyncError>> + Send;
+    /// `GET /feed` naming the history the replica read `since` under (docs/SYNC.md, "A
+    /// restored server"). Transports that cannot name it ask [`Transport::feed`].
+    fn feed_in_history(
+        &self,
+        since: i64,
+        limit: i64,
+        history: Option<&str>,
+    ) -> impl Future<Output = Result<FeedResponse, SyncError>> + Send {
+        let _ = history;
+        self.feed(since, limit)
+    }
+    /// `POST /preferences`: the user's preferences chosen on the replica. `Ok(false)` when
+    /// the server does not take them (older than them): they then wait on the device.
+    fn preferences(
+        &self,
+        preferences: Preferences,
+    ) -> impl Future<Output = Result<bool, SyncError>> + Send {
+        let _ = preferences;
+        async { Ok(false) }
+    }
     /// `POST /pull`.
     fn pull(
         &self,
@@ -208,6 +228,8 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
     // it is read here; a value older than the stored one can only make this sync do more (a
     // check asked again, records fetched whole), never skip something.
     let settings = store.replica_settings().await?;
+    // Preferences chosen here go first, so the reference records below carry them back.
+    send_preferences(store, transport).await?;
     let (mut reference, reference_digest) = reference_step(store, transport, &settings).await?;
     steps.mark("reference");
 
@@ -230,13 +252,22 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
     // Whether every page of the feed listed the entries it may no longer read (servers of
     // session 7 on, after a first copy): only then can the check of step 5 be skipped.
     let mut unreadable_listed = true;
+    // The history our checkpoint was read under: a server restored from a backup says it
+    // lost it, even once its sequence has grown past our checkpoint again.
+    let mut history = settings.get("feed_history").cloned();
     loop {
-        let feed = transport.feed(since, FEED_PAGE).await?;
-        if feed.next < since && rescan.is_none() {
+        let named = if rescan.is_none() && since > 0 {
+            history.as_deref()
+        } else {
+            None
+        };
+        let feed = transport.feed_in_history(since, FEED_PAGE, named).await?;
+        if (feed.next < since || feed.lost == Some(true)) && rescan.is_none() {
             tracing::warn!(
                 since,
                 next = feed.next,
-                "the server's sequence went back (restored from a backup?); reading its whole feed again"
+                lost = feed.lost,
+                "the server lost part of its history (restored from a backup?); reading its whole feed again"
             );
             rescan = Some(std::collections::HashSet::new());
             since = 0;
@@ -271,6 +302,14 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
                 })
                 .collect();
             pull_and_apply(store, transport, wanted, &mut report).await?;
+        }
+        // Written before the checkpoint: a checkpoint older than its history can only be
+        // checked as within it.
+        if feed.history.is_some() && feed.history != history {
+            history = feed.history.clone();
+            if let Some(id) = &history {
+                store.replica_set("feed_history", id).await?;
+            }
         }
         if feed.next != since {
             since = feed.next;
@@ -509,6 +548,17 @@ const LAST_SYNC_STEP_MS: i64 = 60_000;
 const BOOKINGS_DIGEST: &str = "bookings_digest";
 /// Replica setting: digest of the last reference records imported.
 const REFERENCE_DIGEST: &str = "reference_digest";
+/// Sends the user's preferences chosen on the replica (their time zone), if any wait; they are
+/// forgotten here once the lab has taken them (docs/SYNC.md, "Time zones").
+async fn send_preferences(store: &Store, transport: &impl Transport) -> Result<(), SyncError> {
+    if let Some(pending) = store.pending_preferences().await?
+        && transport.preferences(pending.clone()).await?
+    {
+        store.preferences_sent(&pending).await?;
+    }
+    Ok(())
+}
+
 /// Replica setting: the feed checkpoint, reference digest and entry count of the last
 /// revocation check.
 const LAST_CHECK: &str = "revocation_checked";

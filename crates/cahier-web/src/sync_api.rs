@@ -17,7 +17,8 @@ use cahier_core::Subject;
 use cahier_store::blobs::is_hash;
 use cahier_store::sync::Device;
 use cahier_store::sync::proto::{
-    BookingRequests, PullDoc, PushDoc, RegisterRequest, RegisterResponse,
+    BookingRequests, Preferences, PreferencesAnswer, PullDoc, PushDoc, RegisterRequest,
+    RegisterResponse,
 };
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -34,6 +35,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/push", post(push))
         .route("/check", post(check))
         .route("/bookings", post(bookings))
+        .route("/preferences", post(preferences))
         .route(
             "/blobs/{sha256}",
             get(download_blob)
@@ -152,6 +154,8 @@ async fn reference(
 struct FeedQuery {
     since: Option<i64>,
     limit: Option<i64>,
+    /// The history the replica read `since` under (docs/SYNC.md, "A restored server").
+    history: Option<String>,
 }
 
 async fn feed(
@@ -165,7 +169,12 @@ async fn feed(
     }
     let feed = state
         .store
-        .feed(&caller.subject, since, query.limit.unwrap_or(1000))
+        .feed_in_history(
+            &caller.subject,
+            since,
+            query.limit.unwrap_or(1000),
+            query.history.as_deref(),
+        )
         .await?;
     Ok(axum::Json(feed).into_response())
 }
@@ -254,6 +263,21 @@ async fn bookings(
     let mut answer = state.store.booking_mirror(&caller.subject).await?;
     answer.outcomes = outcomes;
     Ok(axum::Json(answer).into_response())
+}
+
+/// `POST /preferences`: the user's preferences chosen on the replica (their time zone),
+/// applied to the device's own user when newer than the last applied from this device.
+async fn preferences(
+    State(state): State<AppState>,
+    caller: DeviceCaller,
+    body: axum::body::Bytes,
+) -> Result<Response, AppError> {
+    let request: Preferences = json_body(&body)?;
+    let applied = state
+        .store
+        .apply_device_preferences(&caller.device, &caller.subject, &request)
+        .await?;
+    Ok(axum::Json(PreferencesAnswer { applied }).into_response())
 }
 
 fn parse_hash(sha256: &str) -> Result<&str, AppError> {

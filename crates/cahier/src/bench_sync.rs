@@ -296,7 +296,9 @@ async fn run_against(
         );
     }
 
-    // 2. Edits on the replica, then a sync (push).
+    // 2. Edits on the replica (timed: local saves), then a sync (push).
+    eprintln!("bench-sync: {} local saves on the replica", args.edits);
+    let saves_started = Instant::now();
     for (i, id) in ids.iter().take(args.edits).enumerate() {
         let entity = replica.entity(&subject, *id).await?;
         let patch = cahier_core::EntityPatch {
@@ -307,6 +309,15 @@ async fn run_against(
             .update_entity(&subject, *id, None, &patch, "bench")
             .await?;
     }
+    steps.push(Step {
+        name: format!(
+            "{} local saves on the replica (read, then save; not a sync)",
+            args.edits
+        ),
+        time: saves_started.elapsed(),
+        traffic: Traffic::default(),
+        report: String::new(),
+    });
     let (step, pushed) = timed_sync(
         &format!("{} edits made on the replica", args.edits),
         &replica,

@@ -65,6 +65,17 @@ pub struct FeedResponse {
     /// answer: the replica then asks `POST /check` about everything it holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unreadable: Option<Vec<String>>,
+    /// The id of the server's current history (a new one each time a server process opens
+    /// its database; a restored server starts one from the restored sequence). The replica
+    /// sends it back as `history` with its checkpoint. Absent from older servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<String>,
+    /// True when the server no longer holds everything up to the `since` asked, as seen under
+    /// the `history` named (restored from a backup, even if its sequence has grown past `since`
+    /// again): the replica then reads the whole feed again, as when `next` goes back. Absent
+    /// when nothing was lost, no history was named, or from older servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost: Option<bool>,
 }
 
 /// A document asked for in `POST /pull`.
@@ -485,4 +496,24 @@ pub struct BookingAnswer {
     pub rules: Vec<MirroredRules>,
     /// The bookers.
     pub users: Vec<RefUser>,
+}
+
+/// `POST /preferences`: a user's preferences chosen on a replica (docs/SYNC.md, "Time
+/// zones"). Each field present is the choice made; the last one to reach the server wins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preferences {
+    /// The device's own counter of choices (from 1, growing): the server applies only a
+    /// number above the last it applied for this device, so a replay changes nothing.
+    pub seq: i64,
+    /// The user's own time zone (IANA name); `None` clears it (the lab's zone then applies).
+    #[serde(default)]
+    pub time_zone: Option<String>,
+}
+
+/// Answer to `POST /preferences`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreferencesAnswer {
+    /// Whether this choice was applied (false: the server had applied this one or a newer
+    /// one from this device already).
+    pub applied: bool,
 }

@@ -463,3 +463,123 @@ async fn a_replica_follows_the_labs_time_zones_not_the_laptops() {
         "the UTC day, as at the lab"
     );
 }
+
+/// A user's zone chosen on a replica reaches the lab at the next sync (`POST /preferences`),
+/// even when the lab's reference records change meanwhile; a choice or a clearing at the lab
+/// reaches the replica; a replayed or stale request changes nothing; bad ones are refused.
+#[tokio::test]
+async fn a_zone_chosen_on_a_replica_reaches_the_lab_and_a_clearing_at_the_lab_comes_back() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@lab.fr", "Ecology", false).await;
+    let mut admin = app.subject(&alice).await;
+    admin.is_sysadmin = true;
+    app.store
+        .set_instance_zone(&admin, Some("Pacific/Auckland"))
+        .await
+        .unwrap();
+    app.store
+        .set_user_zone(alice.id, Some("Asia/Tokyo"))
+        .await
+        .unwrap();
+    let (replica, _) = super::sync_blobs::replica(&app, &alice).await;
+    let laptop = &replica.store;
+    assert_eq!(
+        laptop.user_zone(alice.id).await.unwrap().name(),
+        "Asia/Tokyo"
+    );
+
+    // Chosen on the laptop (as its settings page does); the lab's records change meanwhile
+    // (a new zone for the lab): the laptop's choice is kept, and reaches the lab.
+    laptop
+        .set_user_zone(alice.id, Some("America/Cayenne"))
+        .await
+        .unwrap();
+    app.store
+        .set_instance_zone(&admin, Some("Europe/Paris"))
+        .await
+        .unwrap();
+    replica.sync().await;
+    assert_eq!(
+        app.store.user_zone(alice.id).await.unwrap().name(),
+        "America/Cayenne",
+        "the laptop's choice reached the lab"
+    );
+    assert_eq!(
+        laptop.user_zone(alice.id).await.unwrap().name(),
+        "America/Cayenne"
+    );
+    assert_eq!(laptop.instance_zone().await.unwrap().name(), "Europe/Paris");
+    assert!(laptop.pending_preferences().await.unwrap().is_none());
+
+    // Cleared at the lab: cleared on the laptop (the lab's zone applies again).
+    app.store.set_user_zone(alice.id, None).await.unwrap();
+    replica.sync().await;
+    assert_eq!(
+        laptop.user_zone(alice.id).await.unwrap().name(),
+        "Europe/Paris",
+        "cleared at the lab, cleared here"
+    );
+
+    // A replay of the laptop's request (same number) changes nothing at the lab.
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/sync/v1/preferences", app.url);
+    let auth = format!("Device {}", replica.token);
+    let replay = client
+        .post(&url)
+        .header("Authorization", &auth)
+        .json(&serde_json::json!({"seq": 1, "time_zone": "America/Cayenne"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), 200);
+    let answer: serde_json::Value = replay.json().await.unwrap();
+    assert_eq!(answer["applied"], false);
+    assert_eq!(
+        app.store.user_zone(alice.id).await.unwrap().name(),
+        "Europe/Paris",
+        "a replay does not undo the lab's clearing"
+    );
+    // Bad input and strangers are refused; nothing changes.
+    let bad = client
+        .post(&url)
+        .header("Authorization", &auth)
+        .json(&serde_json::json!({"seq": 9, "time_zone": "Mars/Olympus"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422, "{}", bad.text().await.unwrap());
+    let anonymous = client
+        .post(&url)
+        .json(&serde_json::json!({"seq": 10, "time_zone": "Asia/Tokyo"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    assert_eq!(
+        app.store.user_zone(alice.id).await.unwrap().name(),
+        "Europe/Paris"
+    );
+
+    // Cleared on the laptop: cleared at the lab.
+    app.store
+        .set_user_zone(alice.id, Some("Asia/Tokyo"))
+        .await
+        .unwrap();
+    replica.sync().await;
+    assert_eq!(
+        laptop.user_zone(alice.id).await.unwrap().name(),
+        "Asia/Tokyo"
+    );
+    laptop.set_user_zone(alice.id, None).await.unwrap();
+    let report = replica.sync().await;
+    assert_eq!(
+        app.store.user_zone(alice.id).await.unwrap().name(),
+        "Europe/Paris",
+        "{report}"
+    );
+    assert_eq!(
+        laptop.user_zone(alice.id).await.unwrap().name(),
+        "Europe/Paris"
+    );
+    app.stop().await;
+}

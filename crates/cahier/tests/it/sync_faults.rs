@@ -531,3 +531,114 @@ async fn a_lab_restored_from_an_older_backup_gets_back_what_the_replica_had_push
     assert_eq!(uploads[0].real_name, "after.bin");
     restored.stop().await.unwrap();
 }
+
+/// The same loss, but the restored lab writes enough before the replica syncs that its
+/// sequence passes the replica's checkpoint again: the sequence alone no longer shows the
+/// loss; the identity of the lab's history does (docs/SYNC.md, "A restored server").
+#[tokio::test]
+async fn a_restored_lab_whose_sequence_passed_the_checkpoint_again_is_detected() {
+    let app = TestApp::spawn().await;
+    let ada = app.user("ada@lab.fr", "Optics", false).await;
+    let lab = app.api(&app.api_key(&ada, true).await);
+    let id = lab
+        .create(
+            "/experiments",
+            json!({"title": "Before", "body": "lab 0\n"}),
+        )
+        .await;
+    let proxy = FaultProxy::start(&app.url).await;
+    let laptop = replica_via(&proxy, &ada).await;
+    let subject = app.store.subject(ada.id).await.unwrap();
+    let uuid = app.store.entity(&subject, id).await.unwrap().uuid;
+    let saved = tempfile::tempdir().unwrap();
+    backup(app.dir.path(), saved.path()).await;
+
+    // After the backup: an entry made on the replica and an edit, both acknowledged.
+    let field = create_on_replica(&laptop, &ada, "After", "field 0\n").await;
+    edit_on_replica(&laptop, &ada, &uuid, "field 1").await;
+    let report = laptop.sync().await;
+    assert_eq!(report.pushed, 2, "{report}");
+    let checkpoint: i64 = laptop
+        .store
+        .replica_get("feed_since")
+        .await
+        .unwrap()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // Restored from the backup; the lab then writes more than it lost.
+    app.stop().await;
+    let restored_dir = tempfile::tempdir().unwrap();
+    copy_dir(saved.path(), restored_dir.path(), false);
+    let settings = cahier::settings::Settings {
+        data: restored_dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".into(),
+        public_url: None,
+        max_body_mb: 4,
+        max_upload_mb: 6,
+        tsa: None,
+        audit_anchor_hours: 0,
+        sqlite: Default::default(),
+        time_zone: cahier_core::zone::Zone::utc(),
+    };
+    let restored = cahier::start(&settings).await.unwrap();
+    proxy.set_upstream(&restored.url);
+    let subject = restored.store.subject(ada.id).await.unwrap();
+    let mut body = "lab 0\n".to_owned();
+    for n in 1..=6 {
+        body.push_str(&format!("lab {n}\n"));
+        let patch = EntityPatch {
+            body: Some(body.clone()),
+            ..Default::default()
+        };
+        restored
+            .store
+            .update_entity(&subject, id, None, &patch, "save")
+            .await
+            .unwrap();
+    }
+    let top = restored.store.feed(&subject, 0, 10_000).await.unwrap().next;
+    assert!(
+        top > checkpoint,
+        "the premise: the lab's sequence ({top}) passed the replica's checkpoint ({checkpoint})"
+    );
+
+    // The replica notices all the same and sends again what the lab lost.
+    let report = laptop.sync().await;
+    assert_eq!(report.rejected, 0, "{report}");
+    assert_eq!(report.restored, 1, "{report}");
+    let report = laptop.sync().await;
+    assert_eq!(
+        (
+            report.pushed,
+            report.merged,
+            report.waiting,
+            report.restored
+        ),
+        (0, 0, 0, 0),
+        "{report}"
+    );
+    assert_converged(&restored.store, &laptop, &ada).await;
+    assert_lines(
+        &restored.store,
+        &laptop,
+        &ada,
+        &uuid,
+        &["lab 0", "field 1", "lab 1", "lab 6"],
+    )
+    .await;
+    assert_lines(&restored.store, &laptop, &ada, &field, &["field 0"]).await;
+
+    // A plain restart of the lab (same data, a new history) is no loss: nothing moves.
+    restored.stop().await.unwrap();
+    let again = cahier::start(&settings).await.unwrap();
+    proxy.set_upstream(&again.url);
+    let report = laptop.sync().await;
+    assert_eq!(
+        (report.pushed, report.pulled, report.restored),
+        (0, 0, 0),
+        "{report}"
+    );
+    again.stop().await.unwrap();
+}
