@@ -138,6 +138,12 @@ const SQLITE: &[(i64, Step)] = &[
             "../migrations/sqlite/0029_reference_version.sql"
         )),
     ),
+    (
+        31,
+        Step::Sql(include_str!(
+            "../migrations/sqlite/0031_booking_changes.sql"
+        )),
+    ),
 ];
 
 async fn rebuild_search_index(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
