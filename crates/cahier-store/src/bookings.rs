@@ -437,7 +437,7 @@ async fn check_overlap(
         "SELECT r.title, r.start_ms, r.end_ms FROM booking_requests r \
          WHERE r.resource_uuid = (SELECT uuid FROM entities WHERE id = ?) AND r.state = 'pending' \
            AND r.kind IN ('new', 'move') AND r.start_ms < ? AND r.end_ms > ? AND r.id != ?4 \
-           AND coalesce(r.target_booking_id, 0) != ?4 ORDER BY r.start_ms LIMIT 1",
+           AND coalesce(r.target_booking_id, -1) != ?4 ORDER BY r.start_ms LIMIT 1",
     )
     .bind(entity_id)
     .bind(end_ms)

@@ -175,6 +175,16 @@ async fn the_booker_moves_a_lab_booking_from_a_replica_checked_at_once_and_moved
         )
         .await;
     assert_eq!(response.status(), 409);
+    // And new requests still hold their slots against each other.
+    let one = lab.tomorrow + 13 * HOUR;
+    let response = api
+        .post(&format!("/events/{m}"), slot("First ask", one, one + HOUR))
+        .await;
+    assert_eq!(response.status(), 201);
+    let response = api
+        .post(&format!("/events/{m}"), slot("Second ask", one, one + HOUR))
+        .await;
+    assert_eq!(response.status(), 409, "asked for on this device already");
 
     // The week grid draws it at the new time, marked.
     let browser = Browser::at(&running.url);
@@ -190,7 +200,7 @@ async fn the_booker_moves_a_lab_booking_from_a_replica_checked_at_once_and_moved
     assert_eq!(lab_rows(&lab).await[0].2, nine, "the lab is unchanged");
 
     let report = bob_replica.sync().await;
-    assert_eq!(counts(&report), (1, 1, 0, 0), "{report}");
+    assert_eq!(counts(&report), (2, 2, 0, 0), "{report}");
     let rows = lab_rows(&lab).await;
     assert_eq!(rows[0], (id, "confirmed".into(), eleven), "{rows:?}");
     let event = api.json(&format!("/event/{id}")).await;
