@@ -10,8 +10,14 @@
 //! replica then marks it confirmed (the server's booking arrives in the mirror) or refused with
 //! the reason, shown until the user dismisses it. Nothing is dropped silently.
 //!
+//! Changes of the lab's bookings (cancel, move, approve, refuse) are requests of the same
+//! model: a row of kind `cancel`, `move`, `approve` or `refuse` naming the server's booking,
+//! shown on the mirrored booking while pending, sent in `changes` of the same exchange.
+//!
 //! This module must not decide anything the booking rules decide: it calls
-//! [`Store::check_new_booking`] and [`Store::insert_booking`] (`bookings.rs`).
+//! [`Store::check_new_booking`] and [`Store::insert_booking`], and for changes
+//! [`Store::check_move`], [`Store::check_close`] and [`Store::apply_booking_action`]
+//! (`bookings.rs`).
 
 use crate::bookings::{
     BookingAction, BookingChange, BookingQuery, BookingRow, BookingState, NewBooking,

@@ -459,7 +459,8 @@ pub struct BookingOutcome {
     pub code: Option<String>,
 }
 
-/// A booking of the server, as a replica mirrors it (read-only there).
+/// A booking of the server, as a replica mirrors it (never written there: changes of it are
+/// requests, see [`BookingChangeItem`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MirroredBooking {
     /// Server id.
