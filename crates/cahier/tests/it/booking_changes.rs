@@ -11,6 +11,7 @@ use super::sync_blobs::{replica, replica_at, serve_replica};
 use cahier_core::booking::format_instant;
 use cahier_store::StoreError;
 use cahier_store::bookings::BookingState;
+use cahier_sync::Transport;
 use cahier_testkit::{Browser, TestUser, location};
 use serde_json::{Value, json};
 
@@ -534,5 +535,88 @@ async fn a_change_posted_twice_is_applied_once_and_no_other_device_can_reuse_its
     );
     assert_eq!(answer["change_outcomes"][1]["code"], "invalid", "{answer}");
     assert_eq!(lab_rows(&lab).await[0].2, nine);
+    lab.app.stop().await;
+}
+
+/// A lab server older than changes of its bookings, as the replica sees it: the real lab over
+/// HTTP, but `changes` never reach it (an older server ignores the field) and its answer has
+/// no `change_outcomes`. No file transfers (the default of the trait).
+struct OlderLab<'a>(&'a cahier_sync::http::HttpTransport);
+
+impl Transport for OlderLab<'_> {
+    async fn reference(
+        &self,
+    ) -> Result<cahier_store::sync::proto::Reference, cahier_sync::SyncError> {
+        self.0.reference().await
+    }
+    async fn push(
+        &self,
+        docs: Vec<cahier_store::sync::proto::PushDoc>,
+    ) -> Result<Vec<cahier_store::sync::proto::PushResult>, cahier_sync::SyncError> {
+        self.0.push(docs).await
+    }
+    async fn feed(
+        &self,
+        since: i64,
+        limit: i64,
+    ) -> Result<cahier_store::sync::proto::FeedResponse, cahier_sync::SyncError> {
+        self.0.feed(since, limit).await
+    }
+    async fn pull(
+        &self,
+        docs: Vec<cahier_store::sync::proto::PullDoc>,
+    ) -> Result<Vec<cahier_store::sync::proto::PullEntry>, cahier_sync::SyncError> {
+        self.0.pull(docs).await
+    }
+    async fn revoked(&self, uuids: Vec<String>) -> Result<Vec<String>, cahier_sync::SyncError> {
+        self.0.revoked(uuids).await
+    }
+    async fn bookings(
+        &self,
+        mut body: cahier_store::sync::proto::BookingRequests,
+    ) -> Result<Option<cahier_store::sync::proto::BookingAnswer>, cahier_sync::SyncError> {
+        body.changes.clear();
+        let answer = self.0.bookings(body).await?;
+        assert!(answer.as_ref().is_none_or(|a| a.change_outcomes.is_empty()));
+        Ok(answer)
+    }
+}
+
+#[tokio::test]
+async fn changes_wait_on_the_replica_while_the_lab_server_is_older_than_them() {
+    let lab = lab().await;
+    let nine = lab.tomorrow + 9 * HOUR;
+    let id = book_online(&lab, &lab.bob, "Imaging", nine).await;
+    let (bob_replica, _) = replica(&lab.app, &lab.bob).await;
+    let bob = bob_replica.store.subject(lab.bob.id).await.unwrap();
+    let change = bob_replica
+        .store
+        .cancel_booking(&bob, id)
+        .await
+        .unwrap()
+        .change
+        .unwrap();
+
+    let older = OlderLab(&bob_replica.transport);
+    let report = cahier_sync::sync_once(&bob_replica.store, &older)
+        .await
+        .unwrap();
+    assert_eq!(counts(&report), (0, 0, 0, 1), "{report}");
+    assert_eq!(state_on_lab(&lab, id).await, BookingState::Confirmed);
+    // Not sent, so still the device's own: it can be asked again or withdrawn.
+    let pending = bob_replica.store.pending_booking_changes().await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].id, change.uuid);
+    bob_replica
+        .store
+        .cancel_booking(&bob, change.request_id)
+        .await
+        .unwrap();
+    bob_replica.store.cancel_booking(&bob, id).await.unwrap();
+
+    // Once the lab takes changes, the next sync makes it.
+    let report = bob_replica.sync().await;
+    assert_eq!(counts(&report), (1, 1, 0, 0), "{report}");
+    assert_eq!(state_on_lab(&lab, id).await, BookingState::Cancelled);
     lab.app.stop().await;
 }
