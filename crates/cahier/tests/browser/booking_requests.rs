@@ -210,6 +210,7 @@ async fn a_lab_booking_cancelled_on_a_replica_shows_the_cancellation_pending_unt
             vec![],
         )
         .await;
+    ui.screenshot("replica-booking-cancel-pending").await;
     let list = list.as_str().unwrap();
     assert!(list.contains("Annulation demandée"), "{list}");
     assert!(list.contains("Retirer cette demande"), "{list}");
