@@ -10,17 +10,23 @@
 //! replica then marks it confirmed (the server's booking arrives in the mirror) or refused with
 //! the reason, shown until the user dismisses it. Nothing is dropped silently.
 //!
+//! Changes of the lab's bookings (cancel, move, approve, refuse) are requests of the same
+//! model: a row of kind `cancel`, `move`, `approve` or `refuse` naming the server's booking,
+//! shown on the mirrored booking while pending, sent in `changes` of the same exchange.
+//!
 //! This module must not decide anything the booking rules decide: it calls
-//! [`Store::check_new_booking`] and [`Store::insert_booking`] (`bookings.rs`).
+//! [`Store::check_new_booking`] and [`Store::insert_booking`], and for changes
+//! [`Store::check_move`], [`Store::check_close`] and [`Store::apply_booking_action`]
+//! (`bookings.rs`).
 
 use crate::bookings::{
-    BookingChange, BookingQuery, BookingRow, BookingState, NewBooking, REQUEST_ID_START,
-    RequestInfo, check_title, refuse_on_replica,
+    BookingAction, BookingChange, BookingQuery, BookingRow, BookingState, NewBooking,
+    PendingChange, REQUEST_ID_START, RequestInfo, check_title, refuse_on_replica,
 };
 use crate::sync::Device;
 use crate::sync::proto::{
-    BookingAnswer, BookingOutcome, BookingOutcomeKind, BookingRequestItem, MirroredBooking,
-    MirroredRules, RefUser,
+    BookingAnswer, BookingChangeItem, BookingOutcome, BookingOutcomeKind, BookingRequestItem,
+    MirroredBooking, MirroredRules, RefUser,
 };
 use crate::{Result, Store, StoreError, access_sql, invalid};
 use cahier_core::booking::BookingRules;
@@ -39,11 +45,13 @@ pub struct RequestTally {
     pub refused: usize,
 }
 
-fn request_state(state: &str) -> BookingState {
-    match state {
-        "pending" => BookingState::Requested,
-        "refused" => BookingState::RequestRefused,
-        "confirmed" => BookingState::Confirmed,
+fn request_state(state: &str, kind: &str) -> BookingState {
+    match (state, kind) {
+        ("pending", _) => BookingState::Requested,
+        ("refused", _) => BookingState::RequestRefused,
+        ("confirmed", "cancel") => BookingState::Cancelled,
+        ("confirmed", "refuse") => BookingState::Refused,
+        ("confirmed", _) => BookingState::Confirmed,
         _ => BookingState::Cancelled,
     }
 }
@@ -53,18 +61,20 @@ const REQUEST_SELECT: &str = "SELECT r.id, coalesce(e.id, 0) AS entity_id, \
      coalesce(trim(u.firstname || ' ' || u.lastname), '') AS fullname, r.start_ms, r.end_ms, \
      r.title, x.id AS experiment_id, x.title AS experiment_title, r.state, \
      r.device_at AS created_at, coalesce(r.decided_at, r.device_at) AS modified_at, \
-     r.uuid, r.reason, r.reason_code, r.booking_id \
+     r.uuid, r.reason, r.reason_code, r.booking_id, r.kind \
      FROM booking_requests r LEFT JOIN entities e ON e.uuid = r.resource_uuid \
      LEFT JOIN users u ON u.id = r.user_id LEFT JOIN entities x ON x.uuid = r.experiment_uuid";
 
 fn request_row(row: &sqlx::sqlite::SqliteRow) -> Result<BookingRow> {
     let state: String = row.try_get("state")?;
+    let kind: String = row.try_get("kind")?;
     let request = RequestInfo {
         uuid: row.try_get("uuid")?,
         reason: row.try_get("reason")?,
         reason_code: row.try_get("reason_code")?,
+        action: (kind != "new").then(|| kind.clone()),
     };
-    crate::bookings::row_with(row, request_state(&state), Some(request))
+    crate::bookings::row_with(row, request_state(&state, &kind), Some(request))
 }
 
 /// A request as stored, inside transactions.
@@ -77,6 +87,7 @@ struct RawRequest {
     end_ms: i64,
     experiment_uuid: Option<String>,
     booking_id: Option<i64>,
+    kind: String,
 }
 
 async fn raw_request(
@@ -85,8 +96,8 @@ async fn raw_request(
     id: i64,
 ) -> Result<RawRequest> {
     let row = sqlx::query(
-        "SELECT uuid, resource_uuid, state, start_ms, end_ms, experiment_uuid, booking_id, sent_at \
-         FROM booking_requests WHERE id = ? AND user_id = ?",
+        "SELECT uuid, resource_uuid, state, start_ms, end_ms, experiment_uuid, booking_id, sent_at, \
+         kind FROM booking_requests WHERE id = ? AND user_id = ?",
     )
     .bind(id)
     .bind(subject.user_id)
@@ -102,6 +113,7 @@ async fn raw_request(
         experiment_uuid: row.try_get(5)?,
         booking_id: row.try_get(6)?,
         sent_at: row.try_get(7)?,
+        kind: row.try_get(8)?,
     })
 }
 
@@ -231,15 +243,20 @@ impl Store {
     }
 
     /// The subject's requests not yet confirmed (pending, or refused and not dismissed) that
-    /// match a calendar query, by start.
+    /// match a calendar query, by start. A pending change of a lab booking is shown on the
+    /// booking itself ([`BookingRow::change`]), and here only when the booking has left the
+    /// mirror.
     pub async fn booking_requests(
         &self,
         subject: &Subject,
         query: &BookingQuery,
     ) -> Result<Vec<BookingRow>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{REQUEST_SELECT} WHERE r.user_id = ? AND r.state IN ('pending', 'refused') \
-             AND e.id IS NOT NULL ORDER BY r.start_ms, r.id"
+            "{REQUEST_SELECT} WHERE r.user_id = ? AND e.id IS NOT NULL \
+             AND (r.state = 'refused' OR (r.state = 'pending' AND (r.kind = 'new' \
+               OR NOT EXISTS (SELECT 1 FROM bookings b WHERE b.id = r.target_booking_id \
+                 AND b.state IN ('confirmed', 'pending'))))) \
+             ORDER BY r.start_ms, r.id"
         )))
         .bind(subject.user_id)
         .fetch_all(&self.pool)
@@ -302,6 +319,13 @@ impl Store {
         let request = raw_request(&mut tx, subject, id).await?;
         if request.state != "pending" {
             return Err(already_answered(&request.state));
+        }
+        if request.kind != "new" {
+            return Err(StoreError::Conflict(
+                "this is a change of a lab booking asked for here: change the booking itself, \
+                 or withdraw the request"
+                    .into(),
+            ));
         }
         check_unsent(&request)?;
         let start = change.start_ms.unwrap_or(request.start_ms);
@@ -376,10 +400,184 @@ impl Store {
         Ok(sqlx::query_as(
             "SELECT uuid AS id, resource_uuid AS resource, start_ms, end_ms, title, \
              experiment_uuid AS experiment, device_at \
-             FROM booking_requests WHERE state = 'pending' ORDER BY booking_requests.id",
+             FROM booking_requests WHERE state = 'pending' AND kind = 'new' ORDER BY booking_requests.id",
         )
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    /// The changes of lab bookings to send at sync.
+    pub async fn pending_booking_changes(&self) -> Result<Vec<BookingChangeItem>> {
+        let rows: Vec<(String, i64, String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT uuid, target_booking_id, kind, start_ms, end_ms, device_at \
+             FROM booking_requests WHERE state = 'pending' AND kind != 'new' \
+             AND target_booking_id IS NOT NULL ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, booking, action, start_ms, end_ms, device_at)| {
+                let is_move = action == "move";
+                BookingChangeItem {
+                    id,
+                    booking,
+                    action,
+                    start_ms: is_move.then_some(start_ms),
+                    end_ms: is_move.then_some(end_ms),
+                    device_at,
+                }
+            })
+            .collect())
+    }
+
+    /// Like [`Store::mark_booking_requests_sent`], for changes of lab bookings.
+    pub async fn mark_booking_changes_sent(
+        &self,
+        changes: &[BookingChangeItem],
+        sent: bool,
+    ) -> Result<()> {
+        let now = sent.then(|| self.now_ms());
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for change in changes {
+            sqlx::query(
+                "UPDATE booking_requests SET sent_at = ? WHERE uuid = ? AND state = 'pending'",
+            )
+            .bind(now)
+            .bind(&change.id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// On a field replica: asks the lab server to cancel, move, approve or refuse one of its
+    /// bookings. Checked now with the rules of the change made online, against the bookings
+    /// and rules as last synced (a clash or a missing right is told at once), then kept as a
+    /// request, sent at the next sync. A change asked for again before it is sent replaces the
+    /// previous one (a move then a cancellation leaves the cancellation). Answers the
+    /// booking, shown with the change pending.
+    pub(crate) async fn request_booking_change(
+        &self,
+        subject: &Subject,
+        booking_id: i64,
+        action: BookingAction,
+    ) -> Result<BookingRow> {
+        let zone = self.instance_zone().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let now = self.now_ms();
+        let (start, end) = match action {
+            BookingAction::Move { start_ms, end_ms } => {
+                self.check_move(
+                    &mut tx,
+                    subject,
+                    booking_id,
+                    Some(start_ms),
+                    Some(end_ms),
+                    now,
+                    &zone,
+                )
+                .await?
+            }
+            other => {
+                self.check_close(&mut tx, subject, booking_id, other.closes_to(), now)
+                    .await?;
+                sqlx::query_as("SELECT start_ms, end_ms FROM bookings WHERE id = ?")
+                    .bind(booking_id)
+                    .fetch_one(&mut *tx)
+                    .await?
+            }
+        };
+        let earlier: Option<(i64, Option<i64>)> = sqlx::query_as(
+            "SELECT id, sent_at FROM booking_requests WHERE target_booking_id = ? \
+             AND user_id = ? AND state = 'pending'",
+        )
+        .bind(booking_id)
+        .bind(subject.user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        match earlier {
+            Some((_, Some(_))) => {
+                return Err(StoreError::Conflict(
+                    "a change of this booking was sent to the lab server and its answer has not \
+                     arrived yet; ask again once the next sync brings the answer"
+                        .into(),
+                ));
+            }
+            Some((id, None)) => {
+                sqlx::query(
+                    "UPDATE booking_requests SET kind = ?, start_ms = ?, end_ms = ?, device_at = ? \
+                     WHERE id = ?",
+                )
+                .bind(action.as_str())
+                .bind(start)
+                .bind(end)
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            None => {
+                sqlx::query(
+                    "INSERT INTO booking_requests (uuid, resource_uuid, user_id, start_ms, end_ms, \
+                     title, device_at, state, kind, target_booking_id) \
+                     SELECT ?, e.uuid, ?, ?, ?, b.title, ?, 'pending', ?, b.id \
+                     FROM bookings b JOIN entities e ON e.id = b.entity_id WHERE b.id = ?",
+                )
+                .bind(uuid::Uuid::new_v4().to_string())
+                .bind(subject.user_id)
+                .bind(start)
+                .bind(end)
+                .bind(now)
+                .bind(action.as_str())
+                .bind(booking_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        tracing::info!(
+            booking = booking_id,
+            action = action.as_str(),
+            "change of a lab booking requested"
+        );
+        self.booking(subject, booking_id).await
+    }
+
+    /// On a field replica: marks the lab's bookings that have a change asked for here and not
+    /// yet answered (by the subject).
+    pub(crate) async fn attach_booking_changes(
+        &self,
+        subject: &Subject,
+        rows: &mut [BookingRow],
+    ) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let changes: Vec<(i64, i64, String, String, i64, i64)> = sqlx::query_as(
+            "SELECT target_booking_id, id, uuid, kind, start_ms, end_ms FROM booking_requests \
+             WHERE state = 'pending' AND kind != 'new' AND user_id = ? \
+             AND target_booking_id IS NOT NULL",
+        )
+        .bind(subject.user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        for (target, request_id, uuid, action, start_ms, end_ms) in changes {
+            for row in rows
+                .iter_mut()
+                .filter(|r| r.id == target && r.request.is_none())
+            {
+                row.change = Some(PendingChange {
+                    request_id,
+                    uuid: uuid.clone(),
+                    action: action.clone(),
+                    start_ms,
+                    end_ms,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Notes that a sync is sending these requests (see [`check_unsent`]), or, with
@@ -415,7 +613,7 @@ impl Store {
         let now = self.now_ms();
         let mut tally = RequestTally::default();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for outcome in &answer.outcomes {
+        for outcome in answer.outcomes.iter().chain(&answer.change_outcomes) {
             let (state, reason) = match outcome.outcome {
                 BookingOutcomeKind::Booked => ("confirmed", None),
                 BookingOutcomeKind::Refused => (
@@ -542,6 +740,78 @@ impl Store {
     }
 }
 
+/// The outcome already recorded for a request id sent by this device, if any; the same id from
+/// another device is refused without revealing anything.
+async fn recorded_outcome(
+    conn: &mut SqliteConnection,
+    id: &str,
+    device: &Device,
+) -> Result<Option<BookingOutcome>> {
+    let Some(row) = sqlx::query(
+        "SELECT device_id, outcome, booking_id, reason, reason_code \
+         FROM booking_request_outcomes WHERE request_uuid = ?",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let device_id: i64 = row.try_get(0)?;
+    if device_id != device.id {
+        return Ok(Some(refused(
+            id,
+            "conflict",
+            "this request id was already used by another device; ask again".into(),
+        )));
+    }
+    let outcome: String = row.try_get(1)?;
+    Ok(Some(BookingOutcome {
+        id: id.to_owned(),
+        outcome: if outcome == "booked" {
+            BookingOutcomeKind::Booked
+        } else {
+            BookingOutcomeKind::Refused
+        },
+        booking: row.try_get(2)?,
+        reason: row.try_get(3)?,
+        code: row.try_get(4)?,
+    }))
+}
+
+/// Records a decided request in the deciding transaction. `times`: the device's clock when
+/// asked, the server's when received. `action`: the change decided (`None`: a new booking).
+async fn record_outcome(
+    conn: &mut SqliteConnection,
+    subject: &Subject,
+    device: &Device,
+    outcome: &BookingOutcome,
+    (device_at, received_at): (i64, i64),
+    action: Option<&str>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO booking_request_outcomes (request_uuid, device_id, user_id, outcome, \
+         booking_id, reason, reason_code, device_at, received_at, action) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&outcome.id)
+    .bind(device.id)
+    .bind(subject.user_id)
+    .bind(match outcome.outcome {
+        BookingOutcomeKind::Booked => "booked",
+        BookingOutcomeKind::Refused => "refused",
+    })
+    .bind(outcome.booking)
+    .bind(&outcome.reason)
+    .bind(&outcome.code)
+    .bind(device_at)
+    .bind(received_at)
+    .bind(action)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 async fn local_id(conn: &mut SqliteConnection, uuid: &str) -> Result<Option<i64>> {
     Ok(sqlx::query_scalar("SELECT id FROM entities WHERE uuid = ?")
         .bind(uuid)
@@ -638,34 +908,8 @@ impl Store {
         let resolved = self.resolve_request(subject, request).await;
         let zone = self.instance_zone().await?;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let recorded = sqlx::query(
-            "SELECT device_id, outcome, booking_id, reason, reason_code \
-             FROM booking_request_outcomes WHERE request_uuid = ?",
-        )
-        .bind(&request.id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(row) = recorded {
-            let device_id: i64 = row.try_get(0)?;
-            if device_id != device.id {
-                return Ok(refused(
-                    &request.id,
-                    "conflict",
-                    "this request id was already used by another device; book again".into(),
-                ));
-            }
-            let outcome: String = row.try_get(1)?;
-            return Ok(BookingOutcome {
-                id: request.id.clone(),
-                outcome: if outcome == "booked" {
-                    BookingOutcomeKind::Booked
-                } else {
-                    BookingOutcomeKind::Refused
-                },
-                booking: row.try_get(2)?,
-                reason: row.try_get(3)?,
-                code: row.try_get(4)?,
-            });
+        if let Some(recorded) = recorded_outcome(&mut tx, &request.id, device).await? {
+            return Ok(recorded);
         }
         let attempt = match resolved {
             Ok((new, title)) => {
@@ -687,23 +931,15 @@ impl Store {
                 None => return Err(error),
             },
         };
-        sqlx::query(
-            "INSERT INTO booking_request_outcomes (request_uuid, device_id, user_id, outcome, \
-             booking_id, reason, reason_code, device_at, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        let received_at = self.now_ms();
+        record_outcome(
+            &mut tx,
+            subject,
+            device,
+            &outcome,
+            (request.device_at, received_at),
+            None,
         )
-        .bind(&request.id)
-        .bind(device.id)
-        .bind(subject.user_id)
-        .bind(match outcome.outcome {
-            BookingOutcomeKind::Booked => "booked",
-            BookingOutcomeKind::Refused => "refused",
-        })
-        .bind(outcome.booking)
-        .bind(&outcome.reason)
-        .bind(&outcome.code)
-        .bind(request.device_at)
-        .bind(self.now_ms())
-        .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         tracing::info!(
@@ -713,6 +949,92 @@ impl Store {
             booking = outcome.booking,
             code = outcome.code.as_deref().unwrap_or(""),
             "booking request decided"
+        );
+        Ok(outcome)
+    }
+
+    /// On the lab server: decides the changes of its bookings a device sent (cancel, move,
+    /// approve, refuse), each in its own write transaction with exactly the checks and
+    /// permission rules of the same change made online, and records each outcome with the
+    /// request id in that transaction. A request id already decided for this device answers
+    /// the recorded outcome (nothing is changed twice).
+    pub async fn decide_booking_changes(
+        &self,
+        subject: &Subject,
+        device: &Device,
+        changes: &[BookingChangeItem],
+    ) -> Result<Vec<BookingOutcome>> {
+        let mut outcomes = Vec::with_capacity(changes.len());
+        for change in changes {
+            outcomes.push(self.decide_booking_change(subject, device, change).await?);
+        }
+        Ok(outcomes)
+    }
+
+    async fn decide_booking_change(
+        &self,
+        subject: &Subject,
+        device: &Device,
+        change: &BookingChangeItem,
+    ) -> Result<BookingOutcome> {
+        if uuid::Uuid::parse_str(&change.id).is_err() {
+            return Ok(refused(
+                &change.id,
+                "invalid",
+                "id: a booking request needs a UUID".into(),
+            ));
+        }
+        let action = BookingAction::parse(&change.action, change.start_ms, change.end_ms);
+        let zone = self.instance_zone().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if let Some(recorded) = recorded_outcome(&mut tx, &change.id, device).await? {
+            return Ok(recorded);
+        }
+        let attempt = match action {
+            Some(action) => {
+                self.apply_booking_action(&mut tx, subject, change.booking, action, &zone)
+                    .await
+            }
+            None => Err(invalid(
+                "action",
+                format!(
+                    "unknown change {:?}: expected cancel, move (with start_ms and end_ms), approve or refuse",
+                    change.action
+                ),
+            )),
+        };
+        let outcome = match attempt {
+            Ok(()) => BookingOutcome {
+                id: change.id.clone(),
+                outcome: BookingOutcomeKind::Booked,
+                booking: Some(change.booking),
+                reason: None,
+                code: None,
+            },
+            Err(error) => match refusal(&error) {
+                Some((code, reason)) => refused(&change.id, code, reason),
+                None => return Err(error),
+            },
+        };
+        let received_at = self.now_ms();
+        record_outcome(
+            &mut tx,
+            subject,
+            device,
+            &outcome,
+            (change.device_at, received_at),
+            Some(&change.action),
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(
+            request = %change.id,
+            device = %device.uuid,
+            user = subject.user_id,
+            booking = change.booking,
+            action = %change.action,
+            code = outcome.code.as_deref().unwrap_or(""),
+            "booking change decided"
         );
         Ok(outcome)
     }
@@ -794,6 +1116,7 @@ impl Store {
         };
         Ok(BookingAnswer {
             outcomes: Vec::new(),
+            change_outcomes: Vec::new(),
             bookings,
             rules,
             users,

@@ -74,6 +74,77 @@ pub struct RequestInfo {
     pub reason: Option<String>,
     /// Its code: `overlap`, `forbidden`, `invalid`, `not_found` or `conflict`.
     pub reason_code: Option<String>,
+    /// What was asked for: `None` a new booking, else the change of a lab booking (`cancel`,
+    /// `move`, `approve` or `refuse`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+}
+
+/// A change of one of the lab's bookings asked for on this field replica and not yet
+/// answered: the mirrored booking is shown with it, clearly marked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingChange {
+    /// The request's local id (API v2 `event` id: withdrawn with `DELETE /event/{id}`).
+    pub request_id: i64,
+    /// The request's random id (sent to the server).
+    pub uuid: String,
+    /// `cancel`, `move`, `approve` or `refuse`.
+    pub action: String,
+    /// The times asked for (a move), else the booking's.
+    pub start_ms: i64,
+    /// End asked for.
+    pub end_ms: i64,
+}
+
+/// A change of a booking: what the calendar's buttons and API v2 do online, and what a field
+/// replica asks the lab server for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BookingAction {
+    /// Its booker (within the rules) or a manager cancels it.
+    Cancel,
+    /// Its booker or a manager changes its times.
+    Move {
+        /// New start, UTC ms.
+        start_ms: i64,
+        /// New end, UTC ms.
+        end_ms: i64,
+    },
+    /// A manager approves it (it waits for approval).
+    Approve,
+    /// A manager refuses it.
+    Refuse,
+}
+
+impl BookingAction {
+    /// The stored and protocol name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cancel => "cancel",
+            Self::Move { .. } => "move",
+            Self::Approve => "approve",
+            Self::Refuse => "refuse",
+        }
+    }
+
+    /// From its name (and the times of a move).
+    pub fn parse(action: &str, start_ms: Option<i64>, end_ms: Option<i64>) -> Option<Self> {
+        match (action, start_ms, end_ms) {
+            ("cancel", _, _) => Some(Self::Cancel),
+            ("move", Some(start_ms), Some(end_ms)) => Some(Self::Move { start_ms, end_ms }),
+            ("approve", _, _) => Some(Self::Approve),
+            ("refuse", _, _) => Some(Self::Refuse),
+            _ => None,
+        }
+    }
+
+    /// The state a cancellation, approval or refusal leaves the booking in.
+    pub(crate) fn closes_to(self) -> BookingState {
+        match self {
+            Self::Cancel => BookingState::Cancelled,
+            Self::Refuse => BookingState::Refused,
+            Self::Approve | Self::Move { .. } => BookingState::Confirmed,
+        }
+    }
 }
 
 /// A booking as readers see it.
@@ -110,6 +181,9 @@ pub struct BookingRow {
     /// Set when this is a booking request made on this field replica.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<RequestInfo>,
+    /// On a field replica: a change of this (lab) booking asked for here, not yet answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<PendingChange>,
 }
 
 /// A booking request.
@@ -223,6 +297,7 @@ pub(crate) fn row_with(
         created_at: row.try_get("created_at")?,
         modified_at: row.try_get("modified_at")?,
         request,
+        change: None,
     })
 }
 
@@ -355,12 +430,14 @@ async fn check_overlap(
             zone.name()
         )));
     }
-    // On a field replica, the requests made here and not yet answered hold their slot too
-    // (the table is empty on a lab server).
+    // On a field replica, the requests made here and not yet answered hold their slot too,
+    // and so do the times a move asked for here (the table is empty on a lab server). A
+    // booking with a cancellation asked for still holds its slot until the lab decides.
     let asked = sqlx::query(
         "SELECT r.title, r.start_ms, r.end_ms FROM booking_requests r \
          WHERE r.resource_uuid = (SELECT uuid FROM entities WHERE id = ?) AND r.state = 'pending' \
-           AND r.start_ms < ? AND r.end_ms > ? AND r.id != ? ORDER BY r.start_ms LIMIT 1",
+           AND r.kind IN ('new', 'move') AND r.start_ms < ? AND r.end_ms > ? AND r.id != ?4 \
+           AND coalesce(r.target_booking_id, -1) != ?4 ORDER BY r.start_ms LIMIT 1",
     )
     .bind(entity_id)
     .bind(end_ms)
@@ -391,8 +468,29 @@ fn rules_on_replica() -> StoreError {
 /// server's, which alone decides them (a change made here could never be sent).
 pub(crate) fn refuse_on_replica() -> StoreError {
     StoreError::Conflict(
-        "this booking is held by the lab server: change or cancel it there (a field copy only asks for new bookings)".into(),
+        "this booking is held by the lab server: change it there (a field copy asks for new bookings, moves, cancellations, approvals and refusals, decided at sync)".into(),
     )
+}
+
+/// Writes a cancellation, approval or refusal checked by [`Store::check_close`].
+async fn write_close(
+    tx: &mut SqliteConnection,
+    subject: &Subject,
+    id: i64,
+    target: BookingState,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE bookings SET state = ?, decided_by = ?, decided_at = ?, modified_at = ? WHERE id = ?",
+    )
+    .bind(target.as_str())
+    .bind(subject.user_id)
+    .bind(now)
+    .bind(now)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 impl Store {
@@ -714,7 +812,7 @@ impl Store {
                 "SELECT (SELECT count(*) FROM bookings WHERE entity_id = ?1 AND user_id = ?2 \
                    AND state IN ('confirmed', 'pending') AND end_ms > ?3 AND id != ?4) \
                  + (SELECT count(*) FROM booking_requests WHERE user_id = ?2 AND state = 'pending' \
-                   AND end_ms > ?3 AND id != ?4 \
+                   AND kind = 'new' AND end_ms > ?3 AND id != ?4 \
                    AND resource_uuid = (SELECT uuid FROM entities WHERE id = ?1))",
             )
             .bind(new.entity_id)
@@ -749,7 +847,12 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?
         .ok_or(StoreError::NotFound("booking"))?;
-        row_from_sql(&row)
+        let mut row = row_from_sql(&row)?;
+        if self.is_replica() {
+            self.attach_booking_changes(subject, std::slice::from_mut(&mut row))
+                .await?;
+        }
+        Ok(row)
     }
 
     /// Active bookings (confirmed, pending) of resources the subject may read, by start.
@@ -789,6 +892,7 @@ impl Store {
         let rows = q.fetch_all(&self.pool).await?;
         let mut list = rows.iter().map(row_from_sql).collect::<Result<Vec<_>>>()?;
         if self.is_replica() {
+            self.attach_booking_changes(subject, &mut list).await?;
             list.extend(self.booking_requests(subject, query).await?);
             list.sort_by_key(|row| (row.start_ms, row.id));
         }
@@ -824,7 +928,8 @@ impl Store {
     }
 
     /// Changes a booking's time, title or experiment (its booker or a manager), with the same
-    /// rules as a new booking, in one write transaction.
+    /// rules as a new booking, in one write transaction. On a field replica, a change of the
+    /// lab's booking is asked for: only its time (a move), decided by the lab at sync.
     pub async fn update_booking(
         &self,
         subject: &Subject,
@@ -835,7 +940,19 @@ impl Store {
             return self.update_booking_request(subject, id, change).await;
         }
         if self.is_replica() {
-            return Err(refuse_on_replica());
+            if change.title.is_some() || change.experiment_id.is_some() {
+                return Err(StoreError::Conflict(
+                    "a field copy can ask the lab server to move or cancel this booking, \
+                     not to change its title or experiment: change those on the lab server"
+                        .into(),
+                ));
+            }
+            let current = self.booking(subject, id).await?;
+            let start_ms = change.start_ms.unwrap_or(current.start_ms);
+            let end_ms = change.end_ms.unwrap_or(current.end_ms);
+            return self
+                .request_booking_change(subject, id, BookingAction::Move { start_ms, end_ms })
+                .await;
         }
         let title = change.title.as_deref().map(check_title).transpose()?;
         if let Some(Some(experiment)) = change.experiment_id {
@@ -844,46 +961,17 @@ impl Store {
         let zone = self.instance_zone().await?;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let now = self.now_ms();
-        let booking = raw_booking(&mut tx, id)
-            .await?
-            .ok_or(StoreError::NotFound("booking"))?;
-        let resource = self
-            .bookable_row(&mut tx, subject, booking.entity_id)
-            .await
-            .map_err(|_| StoreError::NotFound("booking"))?;
-        let is_manager = resource.access().may_admin(subject);
-        if booking.user_id != subject.user_id && !is_manager {
-            return Err(StoreError::Forbidden(
-                "only the booker, the resource's owner or a team admin can change this booking"
-                    .into(),
-            ));
-        }
-        if !booking.state.is_active() {
-            return Err(StoreError::Conflict(format!(
-                "this booking is {}; book again instead",
-                booking.state.as_str()
-            )));
-        }
-        let start = change.start_ms.unwrap_or(booking.start_ms);
-        let end = change.end_ms.unwrap_or(booking.end_ms);
-        if (start, end) != (booking.start_ms, booking.end_ms) {
-            let rules = load_rules(&mut tx, booking.entity_id).await?;
-            let canbook = load_canbook(&mut tx, booking.entity_id).await?;
-            if !resource.access().may_book(subject, canbook.as_ref()) {
-                return Err(refuse_booking());
-            }
-            rules.check_slot(start, end, now, is_manager, &zone)?;
-            check_overlap(
+        let (start, end) = self
+            .check_move(
                 &mut tx,
-                &rules,
-                booking.entity_id,
-                start,
-                end,
-                Some(id),
+                subject,
+                id,
+                change.start_ms,
+                change.end_ms,
+                now,
                 &zone,
             )
             .await?;
-        }
         sqlx::query(
             "UPDATE bookings SET start_ms = ?, end_ms = ?, title = coalesce(?, title), \
              experiment_id = CASE WHEN ? THEN ? ELSE experiment_id END, modified_at = ? WHERE id = ?",
@@ -901,22 +989,88 @@ impl Store {
         self.booking(subject, id).await
     }
 
+    /// The checks of a change of a booking's time (or of its title alone, with no time
+    /// given), inside the caller's write transaction: its booker or a manager, still active,
+    /// and a new slot by the rules of a new booking. Returns the start and end it gets.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the transaction, who, which booking, the times and the time context"
+    )]
+    pub(crate) async fn check_move(
+        &self,
+        tx: &mut SqliteConnection,
+        subject: &Subject,
+        id: i64,
+        start_ms: Option<i64>,
+        end_ms: Option<i64>,
+        now: i64,
+        zone: &cahier_core::zone::Zone,
+    ) -> Result<(i64, i64)> {
+        let booking = raw_booking(tx, id)
+            .await?
+            .ok_or(StoreError::NotFound("booking"))?;
+        let resource = self
+            .bookable_row(tx, subject, booking.entity_id)
+            .await
+            .map_err(|_| StoreError::NotFound("booking"))?;
+        let is_manager = resource.access().may_admin(subject);
+        if booking.user_id != subject.user_id && !is_manager {
+            return Err(StoreError::Forbidden(
+                "only the booker, the resource's owner or a team admin can change this booking"
+                    .into(),
+            ));
+        }
+        if !booking.state.is_active() {
+            return Err(StoreError::Conflict(format!(
+                "this booking is {}; book again instead",
+                booking.state.as_str()
+            )));
+        }
+        let start = start_ms.unwrap_or(booking.start_ms);
+        let end = end_ms.unwrap_or(booking.end_ms);
+        if (start, end) != (booking.start_ms, booking.end_ms) {
+            let rules = load_rules(tx, booking.entity_id).await?;
+            let canbook = load_canbook(tx, booking.entity_id).await?;
+            if !resource.access().may_book(subject, canbook.as_ref()) {
+                return Err(refuse_booking());
+            }
+            rules.check_slot(start, end, now, is_manager, zone)?;
+            check_overlap(tx, &rules, booking.entity_id, start, end, Some(id), zone).await?;
+        }
+        Ok((start, end))
+    }
+
     /// Cancels a booking: its booker within the resource's rules, or a manager at any time.
+    /// On a field replica, a cancellation of the lab's booking is asked for, decided at sync.
     pub async fn cancel_booking(&self, subject: &Subject, id: i64) -> Result<BookingRow> {
         if id >= REQUEST_ID_START {
             return self.withdraw_booking_request(subject, id).await;
+        }
+        if self.is_replica() {
+            return self
+                .request_booking_change(subject, id, BookingAction::Cancel)
+                .await;
         }
         self.close_booking(subject, id, BookingState::Cancelled)
             .await
     }
 
-    /// Approves or refuses a pending booking (the resource's owner or a team admin).
+    /// Approves or refuses a pending booking (the resource's owner or a team admin). On a
+    /// field replica, the decision is asked for, and made by the lab server at sync.
     pub async fn decide_booking(
         &self,
         subject: &Subject,
         id: i64,
         approve: bool,
     ) -> Result<BookingRow> {
+        if self.is_replica() && id < REQUEST_ID_START {
+            let action = if approve {
+                BookingAction::Approve
+            } else {
+                BookingAction::Refuse
+            };
+            return self.request_booking_change(subject, id, action).await;
+        }
         let target = if approve {
             BookingState::Confirmed
         } else {
@@ -936,11 +1090,35 @@ impl Store {
         }
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let now = self.now_ms();
-        let booking = raw_booking(&mut tx, id)
+        let end_ms = self.check_close(&mut tx, subject, id, target, now).await?;
+        write_close(&mut tx, subject, id, target, now).await?;
+        tx.commit().await?;
+        tracing::info!(
+            booking = id,
+            by = subject.user_id,
+            state = target.as_str(),
+            end_ms,
+            "booking changed"
+        );
+        self.booking(subject, id).await
+    }
+
+    /// The checks of a cancellation (`target` cancelled) or of an approval or refusal
+    /// (`target` confirmed or refused), inside the caller's write transaction. Returns the
+    /// booking's end.
+    pub(crate) async fn check_close(
+        &self,
+        tx: &mut SqliteConnection,
+        subject: &Subject,
+        id: i64,
+        target: BookingState,
+        now: i64,
+    ) -> Result<i64> {
+        let booking = raw_booking(tx, id)
             .await?
             .ok_or(StoreError::NotFound("booking"))?;
         let resource = self
-            .bookable_row(&mut tx, subject, booking.entity_id)
+            .bookable_row(tx, subject, booking.entity_id)
             .await
             .map_err(|_| StoreError::NotFound("booking"))?;
         let is_manager = resource.access().may_admin(subject);
@@ -958,7 +1136,7 @@ impl Store {
                             .into(),
                     ));
                 }
-                load_rules(&mut tx, booking.entity_id)
+                load_rules(tx, booking.entity_id)
                     .await?
                     .check_cancel(booking.start_ms, now)?;
             }
@@ -976,25 +1154,43 @@ impl Store {
                 )));
             }
         }
-        sqlx::query(
-            "UPDATE bookings SET state = ?, decided_by = ?, decided_at = ?, modified_at = ? WHERE id = ?",
-        )
-        .bind(target.as_str())
-        .bind(subject.user_id)
-        .bind(now)
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        tracing::info!(
-            booking = id,
-            by = subject.user_id,
-            state = target.as_str(),
-            end_ms = booking.end_ms,
-            "booking changed"
-        );
-        self.booking(subject, id).await
+        Ok(booking.end_ms)
+    }
+
+    /// Checks and makes a change of a booking inside the caller's write transaction (`BEGIN
+    /// IMMEDIATE`), with exactly the rules of the buttons and API online: what deciding a
+    /// change asked for on a field replica calls.
+    pub(crate) async fn apply_booking_action(
+        &self,
+        tx: &mut SqliteConnection,
+        subject: &Subject,
+        id: i64,
+        action: BookingAction,
+        zone: &cahier_core::zone::Zone,
+    ) -> Result<()> {
+        let now = self.now_ms();
+        match action {
+            BookingAction::Move { start_ms, end_ms } => {
+                let (start, end) = self
+                    .check_move(tx, subject, id, Some(start_ms), Some(end_ms), now, zone)
+                    .await?;
+                sqlx::query(
+                    "UPDATE bookings SET start_ms = ?, end_ms = ?, modified_at = ? WHERE id = ?",
+                )
+                .bind(start)
+                .bind(end)
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            other => {
+                let target = other.closes_to();
+                self.check_close(tx, subject, id, target, now).await?;
+                write_close(tx, subject, id, target, now).await?;
+            }
+        }
+        Ok(())
     }
 
     /// The user's calendar feed token, if they have one.

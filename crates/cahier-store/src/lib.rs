@@ -472,14 +472,10 @@ mod cipher_layout_tests {
 
         // A replica made before session 8: SQLCipher's defaults.
         let old = dir.path().join("old.db");
-        let store = Store::open_encrypted_as(
-            &old,
-            clock.clone(),
-            &key,
-            CipherLayout::Sqlcipher4Defaults,
-        )
-        .await
-        .expect("old layout");
+        let store =
+            Store::open_encrypted_as(&old, clock.clone(), &key, CipherLayout::Sqlcipher4Defaults)
+                .await
+                .expect("old layout");
         store.replica_set("kept", "yes").await.expect("write");
         store.close().await;
         let store = Store::open_encrypted(&old, clock.clone(), &key)

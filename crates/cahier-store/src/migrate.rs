@@ -139,6 +139,12 @@ const SQLITE: &[(i64, Step)] = &[
         )),
     ),
     (
+        31,
+        Step::Sql(include_str!(
+            "../migrations/sqlite/0031_booking_changes.sql"
+        )),
+    ),
+    (
         32,
         Step::Sql(include_str!("../migrations/sqlite/0032_history_prefs.sql")),
     ),

@@ -5,9 +5,8 @@
 use crate::{SyncError, Transport};
 use cahier_store::blobs::BlobStore;
 use cahier_store::sync::proto::{
-    BookingAnswer, BookingRequestItem, BookingRequests, FeedResponse, Preferences,
-    PreferencesAnswer, PullDoc, PullEntry, PushDoc, PushResult, Reference, RegisterRequest,
-    RegisterResponse,
+    BookingAnswer, BookingRequests, FeedResponse, Preferences, PreferencesAnswer, PullDoc,
+    PullEntry, PushDoc, PushResult, Reference, RegisterRequest, RegisterResponse,
 };
 use serde::de::DeserializeOwned;
 use std::time::Duration;
@@ -275,13 +274,10 @@ impl Transport for HttpTransport {
             .map_err(|e| SyncError::Protocol(e.to_string()))
     }
 
-    async fn bookings(
-        &self,
-        requests: Vec<BookingRequestItem>,
-    ) -> Result<Option<BookingAnswer>, SyncError> {
+    async fn bookings(&self, body: BookingRequests) -> Result<Option<BookingAnswer>, SyncError> {
         let response = self
             .auth(self.client.post(format!("{}/bookings", self.base)))
-            .json(&BookingRequests { requests })
+            .json(&body)
             .send()
             .await;
         // A lab server older than booking requests: they wait on the device.

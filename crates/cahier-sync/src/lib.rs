@@ -15,8 +15,8 @@ pub mod http;
 use cahier_store::Store;
 use cahier_store::blobs::{BlobError, BlobStore};
 use cahier_store::sync::proto::{
-    BookingAnswer, BookingRequestItem, FeedResponse, Preferences, PullDoc, PullEntry, PushDoc,
-    PushResult, PushStatus, Reference, b64,
+    BookingAnswer, BookingChangeItem, BookingOutcome, BookingRequestItem, BookingRequests,
+    FeedResponse, Preferences, PullDoc, PullEntry, PushDoc, PushResult, PushStatus, Reference, b64,
 };
 use std::collections::HashMap;
 
@@ -119,14 +119,15 @@ pub trait Transport {
         &self,
         uuids: Vec<String>,
     ) -> impl Future<Output = Result<Vec<String>, SyncError>> + Send;
-    /// `POST /bookings`: sends the booking requests made on the replica, all at once; answers
-    /// each one's outcome and the server's bookings and rules. `Ok(None)` when the server does
-    /// not take booking requests (older than them): they then wait on the device.
+    /// `POST /bookings`: sends the booking requests (and changes of the lab's bookings) made
+    /// on the replica, all at once; answers each one's outcome and the server's bookings and
+    /// rules. `Ok(None)` when the server does not take booking requests (older than them):
+    /// they then wait on the device.
     fn bookings(
         &self,
-        requests: Vec<BookingRequestItem>,
+        body: BookingRequests,
     ) -> impl Future<Output = Result<Option<BookingAnswer>, SyncError>> + Send {
-        let _ = requests;
+        let _ = body;
         async { Ok(None) }
     }
     /// `HEAD /blobs/{sha256}`: whether the server already has this file.
@@ -357,40 +358,60 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
     // also carries its bookings and rules of the resources we hold, for the calendar.
     // (In batches only beyond what the server takes at once, which sync rarely meets.)
     let requests = store.pending_booking_requests().await?;
-    let batches: Vec<&[BookingRequestItem]> = if requests.is_empty() {
-        vec![&[]]
-    } else {
-        requests.chunks(BOOKING_BATCH).collect()
-    };
-    for batch in batches {
+    let changes = store.pending_booking_changes().await?;
+    for batch in booking_batches(requests, changes) {
         // From here until the answer arrives, the request cannot be changed on the replica:
         // the lab may book it even if its answer is lost on the way back.
         // (Nothing to note for an empty batch: a sync with no request takes no write lock.)
-        if !batch.is_empty() {
-            store.mark_booking_requests_sent(batch, true).await?;
+        if !batch.requests.is_empty() {
+            store
+                .mark_booking_requests_sent(&batch.requests, true)
+                .await?;
         }
-        let Some(answer) = transport.bookings(batch.to_vec()).await? else {
-            if !batch.is_empty() {
-                store.mark_booking_requests_sent(batch, false).await?;
+        if !batch.changes.is_empty() {
+            store
+                .mark_booking_changes_sent(&batch.changes, true)
+                .await?;
+        }
+        let Some(answer) = transport.bookings(batch.clone()).await? else {
+            if !batch.requests.is_empty() {
+                store
+                    .mark_booking_requests_sent(&batch.requests, false)
+                    .await?;
+            }
+            if !batch.changes.is_empty() {
+                store
+                    .mark_booking_changes_sent(&batch.changes, false)
+                    .await?;
             }
             break;
         };
-        let in_order = answer.outcomes.len() == batch.len()
-            && answer
-                .outcomes
-                .iter()
-                .zip(batch)
-                .all(|(outcome, request)| outcome.id == request.id);
+        // A server older than changes of its bookings answers none: they wait on the device.
+        let changes_taken = batch.changes.is_empty() || !answer.change_outcomes.is_empty();
+        if !changes_taken {
+            store
+                .mark_booking_changes_sent(&batch.changes, false)
+                .await?;
+        }
+        let in_order = same_ids(&answer.outcomes, batch.requests.iter().map(|r| &r.id))
+            && (!changes_taken
+                || same_ids(&answer.change_outcomes, batch.changes.iter().map(|c| &c.id)));
         if !in_order {
             return Err(SyncError::Protocol(
                 "booking outcomes do not match the requests sent".into(),
             ));
         }
+        let sent = batch.requests.len()
+            + if changes_taken {
+                batch.changes.len()
+            } else {
+                0
+            };
         // The lab's bookings, rules and bookers usually have not changed since the last sync:
         // then, with no outcome to record, nothing is written (a sync with nothing to do stays
         // free of local writes).
         let mirror_digest = digest(&(&answer.bookings, &answer.rules, &answer.users))?;
-        if batch.is_empty()
+        if sent == 0
             && settings.get(BOOKINGS_DIGEST).map(String::as_str) == Some(mirror_digest.as_str())
         {
             continue;
@@ -401,7 +422,7 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
         };
         let tally = store.apply_booking_answer(user_id, &answer).await?;
         store.replica_set(BOOKINGS_DIGEST, &mirror_digest).await?;
-        report.bookings_sent += batch.len();
+        report.bookings_sent += sent;
         report.bookings_confirmed += tally.confirmed;
         report.bookings_refused += tally.refused;
     }
@@ -546,6 +567,36 @@ pub async fn fetch_file(
 const LAST_SYNC_STEP_MS: i64 = 60_000;
 /// Replica setting: digest of the lab's bookings, rules and bookers last mirrored.
 const BOOKINGS_DIGEST: &str = "bookings_digest";
+
+/// The `POST /bookings` bodies of one sync: new requests and changes of the lab's bookings, at
+/// most [`BOOKING_BATCH`] of each per body; one empty body when there is nothing to send (the
+/// answer still refreshes the mirrored bookings).
+fn booking_batches(
+    requests: Vec<BookingRequestItem>,
+    changes: Vec<BookingChangeItem>,
+) -> Vec<BookingRequests> {
+    let count = requests
+        .len()
+        .div_ceil(BOOKING_BATCH)
+        .max(changes.len().div_ceil(BOOKING_BATCH))
+        .max(1);
+    let mut requests = requests.into_iter();
+    let mut changes = changes.into_iter();
+    (0..count)
+        .map(|_| BookingRequests {
+            requests: requests.by_ref().take(BOOKING_BATCH).collect(),
+            changes: changes.by_ref().take(BOOKING_BATCH).collect(),
+        })
+        .collect()
+}
+
+/// Whether the outcomes answer exactly these request ids, in order.
+fn same_ids<'a>(
+    outcomes: &[BookingOutcome],
+    ids: impl ExactSizeIterator<Item = &'a String>,
+) -> bool {
+    outcomes.len() == ids.len() && outcomes.iter().zip(ids).all(|(o, id)| &o.id == id)
+}
 /// Replica setting: digest of the last reference records imported.
 const REFERENCE_DIGEST: &str = "reference_digest";
 /// Sends the user's preferences chosen on the replica (their time zone), if any wait; they are

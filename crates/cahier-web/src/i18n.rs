@@ -1735,9 +1735,45 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("booking.withdraw", "Withdraw request", "Retirer la demande"),
     ("booking.dismiss", "Dismiss", "Masquer"),
     (
-        "booking.replica_read_only",
-        "This booking is changed or cancelled on the lab server.",
-        "Cette réservation se modifie ou s'annule sur le serveur du laboratoire.",
+        "booking.change_cancel",
+        "Cancellation asked for",
+        "Annulation demandée",
+    ),
+    (
+        "booking.change_move",
+        "Move asked for",
+        "Déplacement demandé",
+    ),
+    (
+        "booking.change_approve",
+        "Approval asked for",
+        "Approbation demandée",
+    ),
+    (
+        "booking.change_refuse",
+        "Refusal asked for",
+        "Refus demandé",
+    ),
+    ("booking.change_move_to", "to", "vers"),
+    (
+        "booking.change_pending",
+        "pending confirmation by the lab server at the next sync",
+        "en attente de confirmation par le serveur du laboratoire à la prochaine synchronisation",
+    ),
+    (
+        "booking.change_pending_short",
+        "pending confirmation",
+        "en attente de confirmation",
+    ),
+    (
+        "booking.withdraw_change",
+        "Withdraw this request",
+        "Retirer cette demande",
+    ),
+    (
+        "booking.notice_change_requested",
+        "Change recorded: the lab server decides it at the next sync.",
+        "Modification enregistrée : le serveur du laboratoire la décidera à la prochaine synchronisation.",
     ),
     (
         "booking.notice_requested",

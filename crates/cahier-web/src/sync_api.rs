@@ -240,10 +240,12 @@ async fn check(
     Ok(axum::Json(serde_json::json!({ "revoked": revoked })).into_response())
 }
 
-/// `POST /bookings` `{requests}`: decides the booking requests a replica made offline, each in
-/// its own transaction with the rules of a booking made online, recording each outcome by
-/// request id (a request sent again gets the same answer); answers the outcomes in order, then
-/// the bookings and rules of the resources the user may read, for the replica's calendar.
+/// `POST /bookings` `{requests, changes}`: decides the booking requests a replica made
+/// offline, then the changes of the lab's bookings it asked for (cancel, move, approve,
+/// refuse), each in its own transaction with the rules of the same action online, recording
+/// each outcome by request id (a request sent again gets the same answer); answers the
+/// outcomes in order, then the bookings and rules of the resources the user may read, for the
+/// replica's calendar.
 async fn bookings(
     State(state): State<AppState>,
     caller: DeviceCaller,
@@ -256,12 +258,24 @@ async fn bookings(
             format!("at most {MAX_DOCS} booking requests per request"),
         ));
     }
+    if request.changes.len() > MAX_DOCS {
+        return Err(AppError::invalid(
+            "changes",
+            format!("at most {MAX_DOCS} booking changes per request"),
+        ));
+    }
     let outcomes = state
         .store
         .decide_booking_requests(&caller.subject, &caller.device, &request.requests)
         .await?;
+    // Changes of the lab's bookings (cancel, move, approve, refuse), decided the same way.
+    let change_outcomes = state
+        .store
+        .decide_booking_changes(&caller.subject, &caller.device, &request.changes)
+        .await?;
     let mut answer = state.store.booking_mirror(&caller.subject).await?;
     answer.outcomes = outcomes;
+    answer.change_outcomes = change_outcomes;
     Ok(axum::Json(answer).into_response())
 }
 

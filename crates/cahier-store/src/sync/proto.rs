@@ -410,11 +410,36 @@ pub struct BookingRequestItem {
     pub device_at: i64,
 }
 
+/// One change of a lab booking asked for on a replica, in `POST /bookings` (`changes`): its
+/// booker cancels or moves it, or a user who manages the resource approves or refuses it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookingChangeItem {
+    /// The request's random id (a UUID), the server's idempotency key (shared with
+    /// [`BookingRequestItem::id`]).
+    pub id: String,
+    /// The server's booking to change.
+    pub booking: i64,
+    /// `cancel`, `move`, `approve` or `refuse`.
+    pub action: String,
+    /// New start, UTC ms (`move`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_ms: Option<i64>,
+    /// New end (excluded), UTC ms (`move`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_ms: Option<i64>,
+    /// The device's clock when it was asked (recorded, never trusted).
+    pub device_at: i64,
+}
+
 /// `POST /bookings` body.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct BookingRequests {
     /// The requests not yet answered.
     pub requests: Vec<BookingRequestItem>,
+    /// Changes of the lab's bookings not yet answered. A server older than them ignores the
+    /// field and answers no `change_outcomes`: the changes then wait on the device.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<BookingChangeItem>,
 }
 
 /// What the server decided for one request.
@@ -445,7 +470,8 @@ pub struct BookingOutcome {
     pub code: Option<String>,
 }
 
-/// A booking of the server, as a replica mirrors it (read-only there).
+/// A booking of the server, as a replica mirrors it (never written there: changes of it are
+/// requests, see [`BookingChangeItem`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MirroredBooking {
     /// Server id.
@@ -490,6 +516,10 @@ pub struct MirroredRules {
 pub struct BookingAnswer {
     /// One per request, in order.
     pub outcomes: Vec<BookingOutcome>,
+    /// One per change, in order: `booked` means the change was made (`booking` is the booking
+    /// changed), `refused` carries the reason. Absent from servers older than changes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub change_outcomes: Vec<BookingOutcome>,
     /// The server's bookings.
     pub bookings: Vec<MirroredBooking>,
     /// Rules of the readable resources that have some.

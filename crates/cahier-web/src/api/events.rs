@@ -73,7 +73,10 @@ pub(super) fn routes() -> Documented {
 
 /// The JSON of one event, with eLabFTW's field names. On a field replica, a booking asked for
 /// there has `state` `requested` (pending confirmation by the lab server at sync) or
-/// `request_refused` (with `refusal_reason`), and its `request_id`.
+/// `request_refused` (with `refusal_reason`), and its `request_id`; a request to change a lab
+/// booking also has `request_action` (`cancel`, `move`, `approve`, `refuse`). A lab booking
+/// with such a change not yet answered has `pending_change` (`action`, `start`, `end`,
+/// `request_id`, and `event`: the request's own id, to withdraw it with `DELETE`).
 pub(crate) fn event_json(row: &BookingRow, zone: &Zone) -> Value {
     let mut event = json!({
         "id": row.id,
@@ -98,6 +101,21 @@ pub(crate) fn event_json(row: &BookingRow, zone: &Zone) -> Value {
         object.insert("request_id".into(), json!(request.uuid));
         object.insert("refusal_reason".into(), json!(request.reason));
         object.insert("refusal_code".into(), json!(request.reason_code));
+        if let Some(action) = &request.action {
+            object.insert("request_action".into(), json!(action));
+        }
+    }
+    if let (Some(change), Some(object)) = (&row.change, event.as_object_mut()) {
+        object.insert(
+            "pending_change".into(),
+            json!({
+                "action": change.action,
+                "start": zone.rfc3339(change.start_ms),
+                "end": zone.rfc3339(change.end_ms),
+                "request_id": change.uuid,
+                "event": change.request_id,
+            }),
+        );
     }
     event
 }

@@ -149,6 +149,13 @@ struct BookingView {
     request_label: &'static str,
     /// Why the lab server refused the request (its kind translated, then its words).
     refusal: Option<String>,
+    /// On a field replica, a request about a lab booking: the key of what it asked for
+    /// (cancellation, move, approval, refusal).
+    action_label: Option<&'static str>,
+    /// A change of this lab booking asked for here and not yet answered, in words.
+    change_note: Option<String>,
+    /// That request's id, to withdraw it.
+    change_withdraw: Option<i64>,
 }
 
 struct RulesView {
@@ -242,13 +249,55 @@ pub(crate) fn refusal_text(lang: Lang, code: Option<&str>, reason: Option<&str>)
     }
 }
 
-/// The words a calendar cell adds for a state colour alone would show.
-fn state_words(state: BookingState, lang: Lang) -> String {
-    match state {
-        BookingState::Requested | BookingState::RequestRefused => {
-            format!(" — {}", lang.t(state_label(state)))
+/// The key of what a request about a lab booking asks for.
+pub(crate) fn action_key(action: &str) -> &'static str {
+    match action {
+        "cancel" => "booking.change_cancel",
+        "move" => "booking.change_move",
+        "approve" => "booking.change_approve",
+        _ => "booking.change_refuse",
+    }
+}
+
+/// Where a booking is drawn: at the times a move asked for on this replica, until the lab
+/// decides.
+fn shown_times(row: &BookingRow) -> (i64, i64) {
+    match &row.change {
+        Some(change) if change.action == "move" => (change.start_ms, change.end_ms),
+        _ => (row.start_ms, row.end_ms),
+    }
+}
+
+/// The words a calendar cell adds for what colour alone would show.
+fn state_words(row: &BookingRow, lang: Lang) -> String {
+    if let Some(change) = &row.change {
+        return format!(
+            " — {}, {}",
+            lang.t(action_key(&change.action)),
+            lang.t("booking.change_pending_short")
+        );
+    }
+    let action = row.request.as_ref().and_then(|r| r.action.as_deref());
+    match (row.state, action) {
+        (BookingState::Requested | BookingState::RequestRefused, Some(action)) => format!(
+            " — {}, {}",
+            lang.t(action_key(action)),
+            lang.t(state_label(row.state))
+        ),
+        (BookingState::Requested | BookingState::RequestRefused, None) => {
+            format!(" — {}", lang.t(state_label(row.state)))
         }
         _ => String::new(),
+    }
+}
+
+/// The class of a booking's cell: a lab booking with a change asked for here is drawn as a
+/// request (`requested`), the words saying which.
+fn cell_state(row: &BookingRow) -> &'static str {
+    if row.change.is_some() {
+        BookingState::Requested.as_str()
+    } else {
+        row.state.as_str()
     }
 }
 
@@ -452,17 +501,18 @@ async fn render_calendar(
                         start: format!("{}T{hour:02}:00", iso(day)),
                         items: rows
                             .iter()
-                            .filter(|r| r.start_ms < cell_end && r.end_ms > cell_start)
-                            .map(|r| CellItem {
-                                is_start: r.start_ms >= cell_start || (d == 0 && hour == 0),
+                            .map(|r| (r, shown_times(r)))
+                            .filter(|(_, (start, end))| *start < cell_end && *end > cell_start)
+                            .map(|(r, (start, end))| CellItem {
+                                is_start: start >= cell_start || (d == 0 && hour == 0),
                                 text: format!(
                                     "{}–{} {}{}",
-                                    hm(r.start_ms),
-                                    hm(r.end_ms),
+                                    hm(start),
+                                    hm(end),
                                     label(r),
-                                    state_words(r.state, lang)
+                                    state_words(r, lang)
                                 ),
-                                state: r.state.as_str(),
+                                state: cell_state(r),
                             })
                             .collect(),
                     }
@@ -493,16 +543,12 @@ async fn render_calendar(
                 in_month: day.month() == anchor.month(),
                 items: rows
                     .iter()
-                    .filter(|r| r.start_ms < day_end && r.end_ms > day_start)
-                    .map(|r| CellItem {
+                    .map(|r| (r, shown_times(r)))
+                    .filter(|(_, (start, end))| *start < day_end && *end > day_start)
+                    .map(|(r, (start, _))| CellItem {
                         is_start: true,
-                        text: format!(
-                            "{} {}{}",
-                            hm(r.start_ms),
-                            label(r),
-                            state_words(r.state, lang)
-                        ),
-                        state: r.state.as_str(),
+                        text: format!("{} {}{}", hm(start), label(r), state_words(r, lang)),
+                        state: cell_state(r),
                     })
                     .collect(),
             });
@@ -525,10 +571,9 @@ async fn render_calendar(
                 BookingState::RequestRefused => Some("dismiss"),
                 _ => None,
             };
-            let (can_cancel, cancel_note) = if request_action.is_some() {
+            // On a field replica, the buttons of the lab's bookings ask the lab at sync.
+            let (can_cancel, cancel_note) = if request_action.is_some() || r.change.is_some() {
                 (false, None)
-            } else if is_replica {
-                (false, Some(lang.t("booking.replica_read_only").to_owned()))
             } else if manages {
                 (true, None)
             } else if is_mine {
@@ -566,7 +611,7 @@ async fn render_calendar(
                 state_label: state_label(r.state),
                 can_cancel,
                 cancel_note,
-                can_decide: manages && r.state == BookingState::Pending && !is_replica,
+                can_decide: manages && r.state == BookingState::Pending && r.change.is_none(),
                 request_action,
                 request_label: if r.state == BookingState::Requested {
                     "booking.withdraw"
@@ -578,6 +623,24 @@ async fn render_calendar(
                     .as_ref()
                     .filter(|_| r.state == BookingState::RequestRefused)
                     .map(|q| refusal_text(lang, q.reason_code.as_deref(), q.reason.as_deref())),
+                action_label: r
+                    .request
+                    .as_ref()
+                    .and_then(|q| q.action.as_deref())
+                    .map(action_key),
+                change_note: r.change.as_ref().map(|change| {
+                    let mut note = lang.t(action_key(&change.action)).to_owned();
+                    if change.action == "move" {
+                        note = format!(
+                            "{note} {} {}–{}",
+                            lang.t("booking.change_move_to"),
+                            zone.display(change.start_ms),
+                            hm(change.end_ms)
+                        );
+                    }
+                    format!("{note}: {}", lang.t("booking.change_pending"))
+                }),
+                change_withdraw: r.change.as_ref().map(|change| change.request_id),
             }
         })
         .collect();
@@ -660,6 +723,7 @@ fn notice_key(msg: Option<&str>) -> Option<&'static str> {
         "pending" => Some("booking.notice_pending"),
         "requested" => Some("booking.notice_requested"),
         "withdrawn" => Some("booking.notice_withdrawn"),
+        "change_requested" => Some("booking.notice_change_requested"),
         "dismissed" => Some("booking.notice_dismissed"),
         "cancelled" => Some("booking.notice_cancelled"),
         "approved" => Some("booking.notice_approved"),

@@ -35,6 +35,8 @@ struct RefusedBookingView {
     title: String,
     item_title: String,
     reason: String,
+    /// The key of the change of a lab booking it asked for, if it was one.
+    action_label: Option<&'static str>,
 }
 
 #[derive(Template)]
@@ -90,6 +92,9 @@ async fn rejected(State(state): State<AppState>, session: SignedIn) -> Result<Re
                     request.and_then(|r| r.reason_code.as_deref()),
                     request.and_then(|r| r.reason.as_deref()),
                 ),
+                action_label: request
+                    .and_then(|r| r.action.as_deref())
+                    .map(super::calendar::action_key),
             }
         })
         .collect();

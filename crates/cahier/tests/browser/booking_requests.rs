@@ -1,18 +1,20 @@
 //! A booking made in a browser on a field replica (issue #5): the replica's calendar shows it
 //! "en attente de confirmation" in the week grid, the list and the sync banner, and once the
-//! replica has synced, as the lab's confirmed booking.
+//! replica has synced, as the lab's confirmed booking. A lab booking cancelled with the
+//! calendar's button on the replica is shown with the cancellation pending until sync, then
+//! gone on both sides.
 
 use crate::harness::Ui;
 use cahier_store::Store;
 use cahier_sync::http::{HttpTransport, TlsOptions};
+use cahier_testkit::{Api, TestUser};
 use serde_json::json;
 use std::sync::Arc;
 
 const DAY: i64 = 86_400_000;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_booking_made_on_a_replica_shows_pending_confirmation_until_sync() {
-    let ui = Ui::launch().await;
+/// Ada, team admin, and a bookable, cancellable microscope on the lab.
+async fn lab_with_microscope(ui: &Ui) -> (TestUser, Api, i64) {
     let ada = ui.app.user("ada@lab.fr", "Ecology", true).await;
     let api = ui.app.api(&ui.app.api_key(&ada, true).await);
     api.create(
@@ -31,14 +33,20 @@ async fn a_booking_made_on_a_replica_shows_pending_confirmation_until_sync() {
         )
         .await;
     assert_eq!(response.status(), 303);
+    (ada, api, microscope)
+}
 
-    // Ada's laptop: a replica with its first copy, served as `cahier replica serve` does.
+/// The user's laptop: a replica with its first copy, served as `cahier replica serve` does.
+async fn laptop(
+    ui: &Ui,
+    user: &TestUser,
+) -> (tempfile::TempDir, Store, HttpTransport, cahier::Running) {
     let dir = tempfile::tempdir().unwrap();
     let (transport, registered) = HttpTransport::register(
         &ui.app.url,
         &TlsOptions::default(),
-        &ada.email,
-        &ada.password,
+        &user.email,
+        &user.password,
         "laptop",
     )
     .await
@@ -72,6 +80,14 @@ async fn a_booking_made_on_a_replica_shows_pending_confirmation_until_sync() {
     let running = cahier::serve_store(&settings, store.clone(), Some(handle))
         .await
         .unwrap();
+    (dir, store, transport, running)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_booking_made_on_a_replica_shows_pending_confirmation_until_sync() {
+    let ui = Ui::launch().await;
+    let (ada, api, microscope) = lab_with_microscope(&ui).await;
+    let (_dir, store, transport, running) = laptop(&ui, &ada).await;
 
     // In the browser, on the replica's calendar: book through the form.
     let tomorrow = (ui.app.store.now_ms() / DAY + 1) * DAY;
@@ -152,6 +168,89 @@ async fn a_booking_made_on_a_replica_shows_pending_confirmation_until_sync() {
             .len(),
         1
     );
+    running.stop().await.unwrap();
+    ui.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lab_booking_cancelled_on_a_replica_shows_the_cancellation_pending_until_sync() {
+    let ui = Ui::launch().await;
+    let (ada, api, microscope) = lab_with_microscope(&ui).await;
+    let tomorrow = (ui.app.store.now_ms() / DAY + 1) * DAY;
+    let nine = tomorrow + 9 * 3_600_000;
+    let response = api
+        .post(
+            &format!("/events/{microscope}"),
+            json!({
+                "title": "Imaging",
+                "start": cahier_core::booking::format_instant(nine),
+                "end": cahier_core::booking::format_instant(nine + 3_600_000),
+            }),
+        )
+        .await;
+    assert_eq!(response.status(), 201, "booked on the lab");
+    let (_dir, store, transport, running) = laptop(&ui, &ada).await;
+
+    // On the replica's calendar, the lab's booking has the same Cancel button as on the lab.
+    let day = cahier_core::booking::format_instant(tomorrow)[..10].to_owned();
+    let calendar = format!(
+        "{}/resources/{microscope}/calendar?view=week&date={day}",
+        running.url
+    );
+    ui.client.goto(&calendar).await.unwrap();
+    ui.click("#bookings .booking.confirmed button.danger").await;
+    ui.wait_js(
+        "the cancellation pending",
+        "document.querySelector('#bookings [data-pending-change]') !== null",
+    )
+    .await;
+    let list = ui
+        .js(
+            "return document.getElementById('bookings').innerText;",
+            vec![],
+        )
+        .await;
+    ui.screenshot("replica-booking-cancel-pending").await;
+    let list = list.as_str().unwrap();
+    assert!(list.contains("Annulation demandée"), "{list}");
+    assert!(list.contains("Retirer cette demande"), "{list}");
+    let cell = ui
+        .js(
+            "return document.querySelector('#week-grid .slot.requested').textContent;",
+            vec![],
+        )
+        .await;
+    assert!(
+        cell.as_str().unwrap().contains("Annulation demandée"),
+        "said in words in the grid: {cell}"
+    );
+    assert_eq!(
+        api.json(&format!("/events?item={microscope}"))
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "the lab still holds it before sync"
+    );
+
+    // Synced: cancelled at the lab, gone from the replica's calendar.
+    let report = cahier_sync::sync_once(&store, &transport).await.unwrap();
+    assert_eq!(report.bookings_confirmed, 1, "{report}");
+    assert!(
+        api.json(&format!("/events?item={microscope}"))
+            .await
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    ui.client.goto(&calendar).await.unwrap();
+    ui.wait_js(
+        "the booking gone",
+        "document.querySelector('#bookings .booking') === null \
+         && document.getElementById('replica-booking-waiting') === null",
+    )
+    .await;
     running.stop().await.unwrap();
     ui.finish().await;
 }

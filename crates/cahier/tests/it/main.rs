@@ -14,6 +14,7 @@ mod api_openapi;
 mod api_subresources;
 mod archives;
 mod audit;
+mod booking_changes;
 mod booking_requests;
 mod booking_zones;
 mod bookings;

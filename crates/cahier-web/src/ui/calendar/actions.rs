@@ -1,5 +1,5 @@
-//! The calendar's buttons and small forms: cancel, approve and refuse a booking, withdraw or
-//! dismiss a request made on a field replica, save a resource's booking rules, make, renew or
+//! The calendar's buttons and small forms: cancel, approve and refuse a booking (on a field
+//! replica: ask the lab server to, at sync), withdraw or dismiss a request made on a replica, save a resource's booking rules, make, renew or
 //! turn off the calendar feed token. Each answers with a redirect back to the calendar it came
 //! from (a local path only).
 
@@ -43,19 +43,31 @@ pub(super) async fn change_booking(
     let lang = session.lang;
     let store = &state.store;
     let subject = &session.subject;
+    // On a field replica, cancelling, approving or refusing a lab booking records a request
+    // the lab decides at sync: the answered row then carries it.
+    let asked = |row: cahier_store::bookings::BookingRow, done: &'static str| {
+        if row.change.is_some() {
+            "change_requested"
+        } else {
+            done
+        }
+    };
     let msg = match action.as_str() {
-        "cancel" => store.cancel_booking(subject, id).await.map(|_| "cancelled"),
+        "cancel" => store
+            .cancel_booking(subject, id)
+            .await
+            .map(|row| asked(row, "cancelled")),
         // A request made on this field replica: withdrawn before it is sent, or a refusal read.
         "withdraw" => store.cancel_booking(subject, id).await.map(|_| "withdrawn"),
         "dismiss" => store.cancel_booking(subject, id).await.map(|_| "dismissed"),
         "approve" => store
             .decide_booking(subject, id, true)
             .await
-            .map(|_| "approved"),
+            .map(|row| asked(row, "approved")),
         "refuse" => store
             .decide_booking(subject, id, false)
             .await
-            .map(|_| "refused"),
+            .map(|row| asked(row, "refused")),
         _ => Err(StoreError::NotFound("action")),
     }
     .ui(lang)?;
