@@ -3,7 +3,8 @@
 //! request acts for the device's user and goes through the same access policy as the UI.
 
 mod changes_after;
-mod fast_push;
+pub(crate) mod fast_push;
+mod index_builder;
 pub mod proto;
 mod reference_version;
 mod snapshots;
@@ -710,6 +711,8 @@ impl Store {
             }
         };
         let n_changes = changes.len();
+        self.index_write(tx, id, &old_heads, &heads, &changes)
+            .await?;
         self.insert_changes_from(tx, id, changes, subject.user_id, &device.uuid)
             .await?;
         crate::audit::append(

@@ -110,6 +110,15 @@ pub(crate) struct DocIndex {
 }
 
 impl DocIndex {
+    /// The same index with each actor's runs sorted (the order changes were read in aside).
+    #[cfg(test)]
+    pub(crate) fn normalized(mut self) -> Self {
+        for runs in self.elems.values_mut() {
+            runs.sort_unstable();
+        }
+        self
+    }
+
     fn has_elem(&self, counter: u64, actor: &str) -> bool {
         self.elems
             .get(actor)
@@ -189,6 +198,36 @@ pub(crate) fn build_index(rows: &[(String, String, Vec<u8>)], heads: &str) -> Op
             let in_body = matches!(&op.obj, ObjectId::Id(id) if id.counter() == body_counter && *id.actor() == body_actor);
             if op.insert && in_body {
                 index.add_elem(op_counter(change, i)?, &actor);
+            }
+        }
+    }
+    Some(index)
+}
+
+/// The index after `changes` (raw change chunks, in causal order) on top of `index`, the
+/// index at the heads they were written on: only these changes are decoded, never the log.
+/// `None` when one of them touches `ROOT.body` (the body is no longer the one Text object ever
+/// put there, so the fast path no longer applies) or cannot be parsed.
+pub(crate) fn advance_index<'a>(
+    mut index: DocIndex,
+    changes: impl IntoIterator<Item = &'a [u8]>,
+) -> Option<DocIndex> {
+    let body_actor = automerge::ActorId::from(hex::decode(&index.body.1).ok()?);
+    let body_counter = index.body.0;
+    for bytes in changes {
+        let change = Change::try_from(bytes).ok()?;
+        let expanded = decode(&change)?;
+        let actor = expanded.actor_id.to_hex_string();
+        index.note_seq(&actor, expanded.seq);
+        for (i, op) in expanded.operations.iter().enumerate() {
+            match &op.obj {
+                ObjectId::Root if op.key == Key::Map("body".into()) => return None,
+                ObjectId::Id(id)
+                    if op.insert && id.counter() == body_counter && *id.actor() == body_actor =>
+                {
+                    index.add_elem(op_counter(&expanded, i)?, &actor);
+                }
+                _ => {}
             }
         }
     }
@@ -631,6 +670,46 @@ impl Store {
         )))
     }
 
+    /// Keeps entity `id`'s index current after a server write (creation, UI or API edit,
+    /// import, the full path of a push) that moved its document from `old_heads` (empty for a
+    /// creation) to `new_heads` by adding `changes`, in causal order, on `conn` inside the
+    /// write's transaction. A creation builds it from its own changes; an edit decodes only
+    /// its new changes on top of the index at `old_heads`. Without an index at `old_heads`
+    /// (an entry from before migration 26 not yet reached by [`Store::run_index_builder`])
+    /// nothing is written.
+    pub(crate) async fn index_write(
+        &self,
+        conn: &mut SqliteConnection,
+        id: i64,
+        old_heads: &str,
+        new_heads: &str,
+        changes: &[ChangeInfo],
+    ) -> Result<()> {
+        if old_heads.is_empty() {
+            let rows: Vec<(String, String, Vec<u8>)> = changes
+                .iter()
+                .map(|c| (c.hash.clone(), c.deps.join(","), c.bytes.clone()))
+                .collect();
+            let index = build_index(&rows, new_heads);
+            return save_index(conn, id, new_heads, index.as_ref()).await;
+        }
+        let stored: Option<(String, String)> =
+            sqlx::query_as("SELECT heads, info FROM entity_doc_index WHERE entity_id = ?")
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?;
+        let Some((at, info)) = stored else {
+            return Ok(());
+        };
+        if at != old_heads {
+            return Ok(());
+        }
+        let index = serde_json::from_str::<DocIndex>(&info)
+            .ok()
+            .and_then(|index| advance_index(index, changes.iter().map(|c| c.bytes.as_slice())));
+        save_index(conn, id, new_heads, index.as_ref()).await
+    }
+
     /// The index of entity `id`'s document at `heads`: stored, or rebuilt from its changes
     /// (and stored, also when it cannot be built, so that the next push does not try again at
     /// the same heads).
@@ -656,6 +735,7 @@ impl Store {
                 .fetch_all(&mut *tx)
                 .await?;
         let index = build_index(&rows, heads);
+        self.sync_stats.count_rebuild();
         save_index(tx, id, heads, index.as_ref()).await?;
         Ok(index)
     }
@@ -663,7 +743,7 @@ impl Store {
 
 /// Stores an entity's index at `heads`; `None` records that the fast path does not apply
 /// there.
-async fn save_index(
+pub(super) async fn save_index(
     conn: &mut SqliteConnection,
     id: i64,
     heads: &str,
@@ -685,13 +765,45 @@ async fn save_index(
     Ok(())
 }
 
+/// [`save_index`] only if entity `id`'s document is still at `heads` (compare and set, for a
+/// builder that read its log outside the write transaction); whether it was stored.
+pub(super) async fn save_index_at(
+    conn: &mut SqliteConnection,
+    id: i64,
+    heads: &str,
+    index: Option<&DocIndex>,
+) -> Result<bool> {
+    let current: Option<String> =
+        sqlx::query_scalar("SELECT heads FROM entity_docs WHERE entity_id = ?")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if current.as_deref() != Some(heads) {
+        return Ok(false);
+    }
+    save_index(conn, id, heads, index).await?;
+    Ok(true)
+}
+
 /// Counts of what pushes did, for tests and the bench.
 #[derive(Debug, Default)]
 pub struct SyncStats {
     fast: std::sync::atomic::AtomicU64,
+    rebuilds: std::sync::atomic::AtomicU64,
 }
 
 impl SyncStats {
+    fn count_rebuild(&self) {
+        self.rebuilds
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Indexes a push rebuilt from a whole change log (none was current at the entry's
+    /// heads) since the store was opened.
+    pub fn index_rebuilds(&self) -> u64 {
+        self.rebuilds.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn count_fast(&self) {
         self.fast.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
