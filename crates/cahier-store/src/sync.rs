@@ -715,38 +715,70 @@ impl Store {
             .await?;
         self.insert_changes_from(tx, id, changes, subject.user_id, &device.uuid)
             .await?;
-        crate::audit::append(
-            tx,
-            now,
-            &AuditEvent::new(
-                Some(subject.user_id),
-                audit::action::SYNC_ACCEPT,
-                "entity",
-                id,
-            )
-            .device(&device.uuid)
-            .details(serde_json::json!({
-                "uuid": push.uuid,
-                "heads": heads,
-                "changes": n_changes,
-                "created": created,
-            })),
-        )
+        let result = Accepted {
+            uuid: &push.uuid,
+            id,
+            heads: &heads,
+            changes: n_changes,
+            created,
+        }
+        .record(tx, now, subject, device)
         .await?;
         let rendered = projection::render(&after);
         projection::write(tx, id, &after, &rendered, &heads, now, subject.user_id).await?;
         if attachments != before_attachments {
             projection::write_uploads(tx, id, &attachments).await?;
         }
-        Ok(Pushed::Keep(
-            PushResult {
-                status: PushStatus::Accepted,
-                id: Some(id),
-                heads: heads.clone(),
-                ..PushResult::empty(&push.uuid)
-            },
-            Some((id, heads, doc)),
-        ))
+        Ok(Pushed::Keep(result, Some((id, heads, doc))))
+    }
+}
+
+/// A pushed document accepted with new changes, by either path.
+struct Accepted<'a> {
+    uuid: &'a str,
+    id: i64,
+    /// The entity's heads after the changes.
+    heads: &'a str,
+    /// How many changes were new.
+    changes: usize,
+    /// Whether the push created the entity.
+    created: bool,
+}
+
+impl Accepted<'_> {
+    /// Audits the accepted push on `conn` (inside the push's transaction) and returns the
+    /// answer for the replica.
+    async fn record(
+        self,
+        conn: &mut SqliteConnection,
+        now: i64,
+        subject: &Subject,
+        device: &Device,
+    ) -> Result<PushResult> {
+        crate::audit::append(
+            conn,
+            now,
+            &AuditEvent::new(
+                Some(subject.user_id),
+                audit::action::SYNC_ACCEPT,
+                "entity",
+                self.id,
+            )
+            .device(&device.uuid)
+            .details(serde_json::json!({
+                "uuid": self.uuid,
+                "heads": self.heads,
+                "changes": self.changes,
+                "created": self.created,
+            })),
+        )
+        .await?;
+        Ok(PushResult {
+            status: PushStatus::Accepted,
+            id: Some(self.id),
+            heads: self.heads.to_owned(),
+            ..PushResult::empty(self.uuid)
+        })
     }
 }
 

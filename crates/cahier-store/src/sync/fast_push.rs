@@ -89,10 +89,121 @@ fn read_uleb(bytes: &[u8]) -> Option<(u64, usize)> {
     None
 }
 
-/// Decodes a change's operations. Automerge's decoder trusts indices its parser does not check
-/// (it would panic on a crafted change): such a change goes the full path.
+/// Decodes a change's operations. Automerge's decoder trusts the actor indices of the op
+/// columns, which its parser does not check (it panics on a crafted change): they are checked
+/// first, so such a change goes the full path without a panic. The `catch_unwind` stays as a
+/// last guard.
 fn decode(change: &Change) -> Option<ExpandedChange> {
+    if !actor_indices_valid(change) {
+        return None;
+    }
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| change.decode())).ok()
+}
+
+/// Column type of actor indices in the column specification (its low three bits).
+const COLUMN_TYPE_ACTOR: u64 = 1;
+
+/// Whether every actor index in the op columns of `change` names one of its actors (its own,
+/// 0, or one of the others). Reads the change's header and columns as the format lays them
+/// out; anything it cannot read counts as invalid.
+fn actor_indices_valid(change: &Change) -> bool {
+    let Ok(max) = u64::try_from(change.other_actor_ids().len()) else {
+        return false;
+    };
+    let read = || -> Option<bool> {
+        let bytes = change.raw_bytes();
+        let mut at = Cursor { bytes, at: 9 };
+        at.uleb()?; // chunk length
+        let deps = at.uleb()?;
+        at.skip(deps.checked_mul(32)?)?;
+        let actor = at.uleb()?;
+        at.skip(actor)?;
+        at.uleb()?; // seq
+        at.uleb()?; // start op
+        at.sleb()?; // time
+        let message = at.uleb()?;
+        at.skip(message)?;
+        for _ in 0..at.uleb()? {
+            let other = at.uleb()?;
+            at.skip(other)?;
+        }
+        let n = at.uleb()?;
+        let mut columns = Vec::new();
+        for _ in 0..n {
+            columns.push((at.uleb()?, usize::try_from(at.uleb()?).ok()?));
+        }
+        for (spec, len) in columns {
+            let data = bytes.get(at.at..at.at.checked_add(len)?)?;
+            at.at += len;
+            if spec & 7 == COLUMN_TYPE_ACTOR && !rle_all_at_most(data, max)? {
+                return Some(false);
+            }
+        }
+        Some(true)
+    };
+    read().unwrap_or(false)
+}
+
+/// Whether each value of an RLE column of unsigned integers is at most `max`; `None` if the
+/// column does not read.
+fn rle_all_at_most(data: &[u8], max: u64) -> Option<bool> {
+    let mut at = Cursor { bytes: data, at: 0 };
+    while at.at < data.len() {
+        let count = at.sleb()?;
+        let values = match count {
+            0 => {
+                at.uleb()?; // nulls
+                0
+            }
+            n if n > 0 => 1,
+            n => n.unsigned_abs(),
+        };
+        for _ in 0..values {
+            if at.uleb()? > max {
+                return Some(false);
+            }
+        }
+    }
+    Some(true)
+}
+
+/// A position in bytes, for [`actor_indices_valid`].
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Cursor<'_> {
+    fn uleb(&mut self) -> Option<u64> {
+        let (value, n) = read_uleb(self.bytes.get(self.at..)?)?;
+        self.at += n;
+        Some(value)
+    }
+
+    fn sleb(&mut self) -> Option<i64> {
+        let mut value: i64 = 0;
+        let mut shift = 0u32;
+        loop {
+            let byte = *self.bytes.get(self.at)?;
+            self.at += 1;
+            if shift >= 64 {
+                return None;
+            }
+            value |= i64::from(byte & 0x7f).checked_shl(shift)?;
+            shift += 7;
+            if byte & 0x80 == 0 {
+                if shift < 64 && byte & 0x40 != 0 {
+                    value |= -1i64 << shift;
+                }
+                return Some(value);
+            }
+        }
+    }
+
+    fn skip(&mut self, n: u64) -> Option<()> {
+        self.at = self.at.checked_add(usize::try_from(n).ok()?)?;
+        (self.at <= self.bytes.len()).then_some(())
+    }
 }
 
 /// An op id as the index stores it.
@@ -439,6 +550,50 @@ mod tests {
     }
 
     #[test]
+    fn actor_indices_are_checked_before_decoding() {
+        let (mut doc, body) = sample();
+        let mut other = doc.fork();
+        other.splice_text(&body, 3, 0, "xyz").expect("edit");
+        other.commit();
+        let mut change = other.get_last_local_change().expect("change");
+        assert!(!change.other_actor_ids().is_empty());
+        assert!(actor_indices_valid(&change));
+        assert!(decode(&change).is_some());
+        // Every one-byte corruption that still parses: either the indices are refused, or
+        // decoding does not panic. Some corruptions put an index out of range.
+        let bytes = change.bytes().into_owned();
+        let mut refused = 0;
+        for i in 9..bytes.len() {
+            for value in [0u8, 1, 2, 3, 7, 0x7f] {
+                let mut bad = bytes.clone();
+                bad[i] = value;
+                let Ok(parsed) = Change::try_from(bad.as_slice()) else {
+                    continue;
+                };
+                if actor_indices_valid(&parsed) {
+                    let decoded = std::panic::catch_unwind(|| parsed.decode());
+                    assert!(decoded.is_ok(), "byte {i} = {value} panics");
+                } else {
+                    refused += 1;
+                    assert!(decode(&parsed).is_none());
+                }
+            }
+        }
+        assert!(refused > 0);
+        // A large change (compressed when stored) reads the same.
+        let mut big = AutoCommit::new();
+        let text = big.put_object(ROOT, "body", ObjType::Text).expect("body");
+        big.splice_text(&text, 0, 0, &"abcdefghij".repeat(500))
+            .expect("text");
+        big.commit();
+        let mut change = big.get_last_local_change().expect("change");
+        let stored = change.bytes().into_owned();
+        assert!(stored.len() < change.raw_bytes().len(), "compressed");
+        let reparsed = Change::try_from(stored.as_slice()).expect("parse");
+        assert!(actor_indices_valid(&reparsed));
+    }
+
+    #[test]
     fn guarded_keys_nested_objects_and_unknown_elements_are_referred() {
         let (mut doc, body) = sample();
         let base = heads(&mut doc);
@@ -529,8 +684,7 @@ mod tests {
     }
 }
 
-use super::{BoundActors, Device, Pushed};
-use crate::audit::{self, AuditEvent};
+use super::{Accepted, BoundActors, Device, Pushed};
 use crate::sync::proto::{PushDoc, PushResult, PushStatus};
 use crate::{Result, Store};
 use cahier_core::Subject;
@@ -640,34 +794,17 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         save_index(tx, id, &new_heads, Some(&planned.index)).await?;
-        crate::audit::append(
-            tx,
-            now,
-            &AuditEvent::new(
-                Some(subject.user_id),
-                audit::action::SYNC_ACCEPT,
-                "entity",
-                id,
-            )
-            .device(&device.uuid)
-            .details(serde_json::json!({
-                "uuid": push.uuid,
-                "heads": new_heads,
-                "changes": n_changes,
-                "created": false,
-            })),
-        )
+        let result = Accepted {
+            uuid: &push.uuid,
+            id,
+            heads: &new_heads,
+            changes: n_changes,
+            created: false,
+        }
+        .record(tx, now, subject, device)
         .await?;
         self.sync_stats.count_fast();
-        Ok(Some(Pushed::Keep(
-            PushResult {
-                status: PushStatus::Accepted,
-                id: Some(id),
-                heads: new_heads,
-                ..PushResult::empty(&push.uuid)
-            },
-            None,
-        )))
+        Ok(Some(Pushed::Keep(result, None)))
     }
 
     /// Keeps entity `id`'s index current after a server write (creation, UI or API edit,
