@@ -407,7 +407,13 @@ impl Store {
                 }
                 Err(_) => return Err(invalid("changes", "not base64")),
             };
-            let prev_seq = entity_seq(&mut tx, &uuid).await?;
+            // The entity's id and feed sequence before the push, read under the write lock.
+            let existing: Option<(i64, i64)> =
+                sqlx::query_as("SELECT id, sync_seq FROM entities WHERE uuid = ?")
+                    .bind(&uuid)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let prev_seq = existing.map(|(_, seq)| seq);
             sqlx::query("SAVEPOINT push_doc").execute(&mut *tx).await?;
             let mut bound = Vec::new();
             let outcome = self
@@ -416,7 +422,7 @@ impl Store {
                     now,
                     subject,
                     device,
-                    &doc,
+                    (&doc, existing.map(|(id, _)| id)),
                     &bytes,
                     (&actors, &mut bound),
                 )
@@ -453,10 +459,15 @@ impl Store {
             };
             let result = if result.status == PushStatus::Accepted {
                 // The entity's sequence before and after, read under the write lock: the
-                // replica then knows whether the feed will list anything but this push.
+                // replica then knows whether the feed will list anything but this push. The
+                // fast path knows the one after (it set it).
+                let seq = match result.seq {
+                    Some(seq) => Some(seq),
+                    None => entity_seq(&mut tx, &uuid).await?,
+                };
                 PushResult {
                     prev_seq,
-                    seq: entity_seq(&mut tx, &uuid).await?,
+                    seq,
                     ..result
                 }
             } else {
@@ -532,14 +543,10 @@ impl Store {
         now: i64,
         subject: &Subject,
         device: &Device,
-        push: &PushDoc,
+        (push, existing): (&PushDoc, Option<i64>),
         bytes: &[u8],
         known: (&BoundActors, &mut Vec<String>),
     ) -> Result<Pushed> {
-        let existing: Option<i64> = sqlx::query_scalar("SELECT id FROM entities WHERE uuid = ?")
-            .bind(&push.uuid)
-            .fetch_optional(&mut *tx)
-            .await?;
         let mut before_attachments = Vec::new();
         let (entity_id, before, mut doc, old_heads) = match existing {
             Some(id) => {

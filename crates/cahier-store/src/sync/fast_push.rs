@@ -713,11 +713,18 @@ impl Store {
         let Some(parsed) = parse_changes(bytes) else {
             return Ok(None);
         };
-        let heads: String = sqlx::query_scalar("SELECT heads FROM entity_docs WHERE entity_id = ?")
+        // The document's heads and the index, with the heads it is at, in one query.
+        let (heads, stored): (String, Option<(String, String)>) = {
+            let (heads, at, info): (String, Option<String>, Option<String>) = sqlx::query_as(
+                "SELECT d.heads, x.heads, x.info FROM entity_docs d \
+                 LEFT JOIN entity_doc_index x ON x.entity_id = d.entity_id WHERE d.entity_id = ?",
+            )
             .bind(id)
             .fetch_one(&mut *tx)
             .await?;
-        let Some(index) = self.doc_index(tx, id, &heads).await? else {
+            (heads, at.zip(info))
+        };
+        let Some(index) = self.doc_index(tx, id, &heads, stored).await? else {
             return Ok(None);
         };
         let known: HashSet<String> =
@@ -774,13 +781,22 @@ impl Store {
         let n_changes = changes.len();
         self.insert_changes_from(tx, id, changes, subject.user_id, &device.uuid)
             .await?;
-        // The feed's heads and sequence move now; the content columns once projected.
+        // The feed's heads and sequence move now; the content columns once projected. The
+        // sequence is taken here, as the trigger of migration 24 would take it (which then
+        // does not fire): the row is written once, not twice.
+        let seq: i64 = sqlx::query_scalar(
+            "UPDATE sync_counter SET value = value + 1 WHERE id = 1 RETURNING value",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
         sqlx::query(
-            "UPDATE entities SET heads = ?, modified_at = ?, lastchangeby = ? WHERE id = ?",
+            "UPDATE entities SET heads = ?, modified_at = ?, lastchangeby = ?, sync_seq = ? \
+             WHERE id = ?",
         )
         .bind(&new_heads)
         .bind(now)
         .bind(subject.user_id)
+        .bind(seq)
         .bind(id)
         .execute(&mut *tx)
         .await?;
@@ -804,7 +820,13 @@ impl Store {
         .record(tx, now, subject, device)
         .await?;
         self.sync_stats.count_fast();
-        Ok(Some(Pushed::Keep(result, None)))
+        Ok(Some(Pushed::Keep(
+            PushResult {
+                seq: Some(seq),
+                ..result
+            },
+            None,
+        )))
     }
 
     /// Keeps entity `id`'s index current after a server write (creation, UI or API edit,
@@ -847,7 +869,8 @@ impl Store {
         save_index(conn, id, new_heads, index.as_ref()).await
     }
 
-    /// The index of entity `id`'s document at `heads`: stored, or rebuilt from its changes
+    /// The index of entity `id`'s document at `heads`: `stored` (heads and info) when at
+    /// them, or rebuilt from its changes
     /// (and stored, also when it cannot be built, so that the next push does not try again at
     /// the same heads).
     async fn doc_index(
@@ -855,12 +878,8 @@ impl Store {
         tx: &mut SqliteConnection,
         id: i64,
         heads: &str,
+        stored: Option<(String, String)>,
     ) -> Result<Option<DocIndex>> {
-        let stored: Option<(String, String)> =
-            sqlx::query_as("SELECT heads, info FROM entity_doc_index WHERE entity_id = ?")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
         if let Some((at, info)) = stored
             && at == heads
         {
