@@ -835,7 +835,7 @@ impl Store {
     /// write's transaction. A creation builds it from its own changes; an edit decodes only
     /// its new changes on top of the index at `old_heads`. Without an index at `old_heads`
     /// (an entry from before migration 26 not yet reached by [`Store::run_index_builder`])
-    /// nothing is written.
+    /// nothing is written; nor on a replica's store, which no one pushes to.
     pub(crate) async fn index_write(
         &self,
         conn: &mut SqliteConnection,
@@ -844,6 +844,10 @@ impl Store {
         new_heads: &str,
         changes: &[ChangeInfo],
     ) -> Result<()> {
+        if self.is_replica() {
+            // Nothing pushes to a replica.
+            return Ok(());
+        }
         if old_heads.is_empty() {
             let rows: Vec<(String, String, Vec<u8>)> = changes
                 .iter()
