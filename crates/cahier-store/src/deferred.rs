@@ -20,6 +20,12 @@ const BATCH: i64 = 64;
 /// crash left stale at start).
 const IDLE: Duration = Duration::from_secs(30);
 
+/// How long pushes must have stopped waking the projector before it projects.
+const QUIET: Duration = Duration::from_millis(300);
+
+/// The longest the projector waits for pushes to quiet down.
+const MAX_DELAY: Duration = Duration::from_secs(3);
+
 /// One document projected outside the write transaction.
 struct Projected {
     id: i64,
@@ -207,7 +213,13 @@ impl Store {
     }
 
     /// The server's background projector: drains stale entries at start (those a crash left)
-    /// and whenever a push wakes it. Runs until its task is aborted.
+    /// and once pushes quiet down after waking it. Runs until its task is aborted.
+    ///
+    /// A push of many documents commits (and wakes it) every 50 documents; projecting is
+    /// ~10–15 ms of CPU per document, more than accepting it. So it waits until no push has
+    /// woken it for [`QUIET`] (at most [`MAX_DELAY`] after the first wake): on a small
+    /// machine it then does not take the CPU the rest of the push needs. Reads of one entry
+    /// project it on demand meanwhile.
     pub async fn run_projector(self) {
         loop {
             match self.project_stale().await {
@@ -215,7 +227,17 @@ impl Store {
                 Ok(n) => tracing::debug!(projected = n, "stale entries projected"),
                 Err(error) => tracing::warn!(%error, "projecting stale entries"),
             }
-            let _ = tokio::time::timeout(IDLE, self.stale_wake.notified()).await;
+            if tokio::time::timeout(IDLE, self.stale_wake.notified())
+                .await
+                .is_ok()
+            {
+                let woken = tokio::time::Instant::now();
+                while woken.elapsed() < MAX_DELAY
+                    && tokio::time::timeout(QUIET, self.stale_wake.notified())
+                        .await
+                        .is_ok()
+                {}
+            }
         }
     }
 

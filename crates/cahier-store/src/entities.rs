@@ -476,16 +476,20 @@ impl Store {
         Ok(())
     }
 
-    /// Stores every change of `doc` after `since`, with provenance.
+    /// Stores every change of `doc` after `since` (the heads it was written on, and as
+    /// stored), with provenance, and keeps the fast path's index current up to `heads`.
     async fn record_changes(
         &self,
         conn: &mut SqliteConnection,
         entity_id: i64,
         doc: &mut EntityDoc,
-        since: &[ChangeHash],
+        (since, since_str): (&[ChangeHash], &str),
+        heads: &str,
         user_id: i64,
     ) -> Result<()> {
         let changes = doc.changes_since(since);
+        self.index_write(conn, entity_id, since_str, heads, &changes)
+            .await?;
         self.insert_changes(conn, entity_id, changes, user_id).await
     }
 
@@ -737,7 +741,7 @@ impl Store {
             attachments,
         } = prepared;
         let now = *now;
-        let changes = changes
+        let changes: Vec<_> = changes
             .iter()
             .map(|c| cahier_core::document::ChangeInfo {
                 hash: c.hash.clone(),
@@ -774,6 +778,8 @@ impl Store {
             .bind(bytes)
             .bind(heads)
             .execute(&mut *tx)
+            .await?;
+        self.index_write(&mut *tx, entity_id, "", heads, &changes)
             .await?;
         self.insert_changes(&mut *tx, entity_id, changes, subject.user_id)
             .await?;
@@ -1028,8 +1034,15 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        self.record_changes(&mut tx, id, &mut doc, &old, subject.user_id)
-            .await?;
+        self.record_changes(
+            &mut tx,
+            id,
+            &mut doc,
+            (&old, &old_heads),
+            &heads,
+            subject.user_id,
+        )
+        .await?;
         let content = doc.content()?;
         let rendered = projection::render(&content);
         projection::write(

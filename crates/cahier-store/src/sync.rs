@@ -3,8 +3,9 @@
 //! request acts for the device's user and goes through the same access policy as the UI.
 
 mod changes_after;
-mod fast_push;
+pub(crate) mod fast_push;
 pub(crate) mod history;
+mod index_builder;
 pub mod proto;
 mod reference_version;
 mod snapshots;
@@ -409,7 +410,13 @@ impl Store {
                 }
                 Err(_) => return Err(invalid("changes", "not base64")),
             };
-            let prev_seq = entity_seq(&mut tx, &uuid).await?;
+            // The entity's id and feed sequence before the push, read under the write lock.
+            let existing: Option<(i64, i64)> =
+                sqlx::query_as("SELECT id, sync_seq FROM entities WHERE uuid = ?")
+                    .bind(&uuid)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let prev_seq = existing.map(|(_, seq)| seq);
             sqlx::query("SAVEPOINT push_doc").execute(&mut *tx).await?;
             let mut bound = Vec::new();
             let outcome = self
@@ -418,7 +425,7 @@ impl Store {
                     now,
                     subject,
                     device,
-                    &doc,
+                    (&doc, existing.map(|(id, _)| id)),
                     &bytes,
                     (&actors, &mut bound),
                 )
@@ -455,10 +462,15 @@ impl Store {
             };
             let result = if result.status == PushStatus::Accepted {
                 // The entity's sequence before and after, read under the write lock: the
-                // replica then knows whether the feed will list anything but this push.
+                // replica then knows whether the feed will list anything but this push. The
+                // fast path knows the one after (it set it).
+                let seq = match result.seq {
+                    Some(seq) => Some(seq),
+                    None => entity_seq(&mut tx, &uuid).await?,
+                };
                 PushResult {
                     prev_seq,
-                    seq: entity_seq(&mut tx, &uuid).await?,
+                    seq,
                     ..result
                 }
             } else {
@@ -534,14 +546,10 @@ impl Store {
         now: i64,
         subject: &Subject,
         device: &Device,
-        push: &PushDoc,
+        (push, existing): (&PushDoc, Option<i64>),
         bytes: &[u8],
         known: (&BoundActors, &mut Vec<String>),
     ) -> Result<Pushed> {
-        let existing: Option<i64> = sqlx::query_scalar("SELECT id FROM entities WHERE uuid = ?")
-            .bind(&push.uuid)
-            .fetch_optional(&mut *tx)
-            .await?;
         let mut before_attachments = Vec::new();
         let (entity_id, before, mut doc, old_heads) = match existing {
             Some(id) => {
@@ -713,40 +721,74 @@ impl Store {
             }
         };
         let n_changes = changes.len();
+        self.index_write(tx, id, &old_heads, &heads, &changes)
+            .await?;
         self.insert_changes_from(tx, id, changes, subject.user_id, &device.uuid)
             .await?;
-        crate::audit::append(
-            tx,
-            now,
-            &AuditEvent::new(
-                Some(subject.user_id),
-                audit::action::SYNC_ACCEPT,
-                "entity",
-                id,
-            )
-            .device(&device.uuid)
-            .details(serde_json::json!({
-                "uuid": push.uuid,
-                "heads": heads,
-                "changes": n_changes,
-                "created": created,
-            })),
-        )
+        let result = Accepted {
+            uuid: &push.uuid,
+            id,
+            heads: &heads,
+            changes: n_changes,
+            created,
+        }
+        .record(tx, now, subject, device)
         .await?;
         let rendered = projection::render(&after);
         projection::write(tx, id, &after, &rendered, &heads, now, subject.user_id).await?;
         if attachments != before_attachments {
             projection::write_uploads(tx, id, &attachments).await?;
         }
-        Ok(Pushed::Keep(
-            PushResult {
-                status: PushStatus::Accepted,
-                id: Some(id),
-                heads: heads.clone(),
-                ..PushResult::empty(&push.uuid)
-            },
-            Some((id, heads, doc)),
-        ))
+        Ok(Pushed::Keep(result, Some((id, heads, doc))))
+    }
+}
+
+/// A pushed document accepted with new changes, by either path.
+struct Accepted<'a> {
+    uuid: &'a str,
+    id: i64,
+    /// The entity's heads after the changes.
+    heads: &'a str,
+    /// How many changes were new.
+    changes: usize,
+    /// Whether the push created the entity.
+    created: bool,
+}
+
+impl Accepted<'_> {
+    /// Audits the accepted push on `conn` (inside the push's transaction) and returns the
+    /// answer for the replica.
+    async fn record(
+        self,
+        conn: &mut SqliteConnection,
+        now: i64,
+        subject: &Subject,
+        device: &Device,
+    ) -> Result<PushResult> {
+        crate::audit::append(
+            conn,
+            now,
+            &AuditEvent::new(
+                Some(subject.user_id),
+                audit::action::SYNC_ACCEPT,
+                "entity",
+                self.id,
+            )
+            .device(&device.uuid)
+            .details(serde_json::json!({
+                "uuid": self.uuid,
+                "heads": self.heads,
+                "changes": self.changes,
+                "created": self.created,
+            })),
+        )
+        .await?;
+        Ok(PushResult {
+            status: PushStatus::Accepted,
+            id: Some(self.id),
+            heads: self.heads.to_owned(),
+            ..PushResult::empty(self.uuid)
+        })
     }
 }
 

@@ -249,6 +249,9 @@ pub async fn serve_store(
     let sweep = tokio::spawn(sweep_orphans(store.clone()));
     // Projects what pushes accepted without loading documents (and what a crash left stale).
     let projector = (!is_replica).then(|| tokio::spawn(store.clone().run_projector()));
+    // Builds, at low priority, the fast path's index of entries that have none (from before
+    // migration 26): their first push then decodes no whole change log.
+    let indexer = (!is_replica).then(|| tokio::spawn(store.clone().run_index_builder()));
     // Only a lab instance anchors its log; a replica's actions are the server's to record.
     let anchor = tokio::spawn(anchor_audit_log(
         store.clone(),
@@ -265,6 +268,9 @@ pub async fn serve_store(
         tidy.abort();
         sweep.abort();
         anchor.abort();
+        if let Some(indexer) = indexer {
+            indexer.abort();
+        }
         if let Some(projector) = projector {
             projector.abort();
         }

@@ -280,3 +280,205 @@ async fn an_edit_left_stale_by_a_crash_is_projected_at_the_next_start() {
         .expect("body");
     assert!(title.starts_with("quokka line\n"));
 }
+
+/// A fast-path push of a body edit on top of the lab's current document.
+async fn push_body_edit(lab: &Lab, text: &str) -> PushResult {
+    let mut doc = laptop_copy(lab).await;
+    let base = doc.get_heads();
+    let body = body_obj(&doc);
+    doc.splice_text(&body, 0, 0, text).expect("edit");
+    doc.commit();
+    push(lab, push_doc(lab, &mut doc, &base)).await
+}
+
+#[tokio::test]
+async fn entries_written_on_the_server_are_pushed_fast_without_rebuilding_an_index() {
+    let lab = lab().await;
+    let stats = lab.store.sync_stats();
+    // Created on the server: the index was built with the entry.
+    let result = push_body_edit(&lab, "created here ").await;
+    assert_eq!(result.status, PushStatus::Accepted);
+    assert_eq!((stats.fast_pushes(), stats.index_rebuilds()), (1, 0));
+
+    // Edited through the store (UI, API): the index follows the new change.
+    lab.store
+        .update_entity(
+            &lab.subject,
+            lab.id,
+            None,
+            &EntityPatch {
+                body: Some("rewritten at the lab\nsecond line\n".into()),
+                title: Some("Soil cores, lab".into()),
+                ..Default::default()
+            },
+            "edit",
+        )
+        .await
+        .expect("update");
+    let result = push_body_edit(&lab, "after a lab edit ").await;
+    assert_eq!(result.status, PushStatus::Accepted);
+    assert_eq!((stats.fast_pushes(), stats.index_rebuilds()), (2, 0));
+    let content = lab.store.content(&lab.subject, lab.id).await.expect("c");
+    assert_eq!(
+        content.body,
+        "after a lab edit rewritten at the lab\nsecond line\n"
+    );
+
+    // Accepted by the full path (a tag): the index follows too.
+    let mut doc = laptop_copy(&lab).await;
+    let base = doc.get_heads();
+    let tags = doc.get(ROOT, "tags").expect("get").expect("tags").1;
+    doc.put(&tags, "peat", true).expect("tag");
+    doc.commit();
+    let result = push(&lab, push_doc(&lab, &mut doc, &base)).await;
+    assert_eq!(result.status, PushStatus::Accepted);
+    assert_eq!((stats.fast_pushes(), stats.index_rebuilds()), (2, 0));
+    let result = push_body_edit(&lab, "after a tag ").await;
+    assert_eq!(result.status, PushStatus::Accepted);
+    assert_eq!((stats.fast_pushes(), stats.index_rebuilds()), (3, 0));
+
+    // The index kept incrementally is the one built from the whole log.
+    let heads: String = sqlx::query_scalar("SELECT heads FROM entity_docs WHERE entity_id = ?")
+        .bind(lab.id)
+        .fetch_one(&lab.store.pool)
+        .await
+        .expect("heads");
+    let (at, kept): (String, String) =
+        sqlx::query_as("SELECT heads, info FROM entity_doc_index WHERE entity_id = ?")
+            .bind(lab.id)
+            .fetch_one(&lab.store.pool)
+            .await
+            .expect("index");
+    assert_eq!(at, heads);
+    let rows: Vec<(String, String, Vec<u8>)> =
+        sqlx::query_as("SELECT hash, deps, bytes FROM entity_changes WHERE entity_id = ?")
+            .bind(lab.id)
+            .fetch_all(&lab.store.pool)
+            .await
+            .expect("log");
+    let rebuilt = crate::sync::fast_push::build_index(&rows, &heads).expect("built");
+    let kept: crate::sync::fast_push::DocIndex = serde_json::from_str(&kept).expect("json");
+    assert_eq!(kept.normalized(), rebuilt.normalized());
+}
+
+#[tokio::test]
+async fn an_entry_created_by_a_push_is_indexed_with_its_creation() {
+    let lab = lab().await;
+    let stats = lab.store.sync_stats();
+    let uuid = uuid::Uuid::new_v4();
+    let mut doc = cahier_core::EntityDoc::create(
+        &cahier_core::document::NewContent {
+            id: cahier_core::EntityId(uuid),
+            kind: EntityKind::Experiment,
+            created_by: lab.subject.user_id,
+            created_at_ms: 1_700_000_000_000,
+            template: None,
+            patch: EntityPatch {
+                title: Some("Made in the field".into()),
+                body: Some("field notes\n".into()),
+                ..Default::default()
+            },
+            default_date: "2026-11-30".into(),
+        },
+        &cahier_core::document::CommitMeta {
+            actor: ActorId::random(),
+            time_ms: 1_700_000_000_000,
+            message: "create".into(),
+        },
+    )
+    .expect("doc");
+    let team_id = lab
+        .store
+        .entity(&lab.subject, lab.id)
+        .await
+        .expect("row")
+        .team_id;
+    let created = push(
+        &lab,
+        PushDoc {
+            uuid: uuid.to_string(),
+            base: String::new(),
+            changes: proto::b64(&doc.save()),
+            new: Some(proto::NewEntityInfo {
+                team_id,
+                canread: cahier_core::access::AccessRule::base(
+                    cahier_core::access::BaseLevel::Team,
+                ),
+                canwrite: cahier_core::access::AccessRule::base(
+                    cahier_core::access::BaseLevel::OwnerOnly,
+                ),
+            }),
+        },
+    )
+    .await;
+    assert_eq!(created.status, PushStatus::Accepted, "{created:?}");
+    assert_eq!((stats.fast_pushes(), stats.index_rebuilds()), (0, 0));
+    // Its next edit, from the field: fast, no rebuild.
+    let mut fork = doc.automerge().fork().with_actor(ActorId::random());
+    let base = fork.get_heads();
+    let body = body_obj(&fork);
+    fork.splice_text(&body, 0, 0, "more ").expect("edit");
+    fork.commit();
+    let result = push(
+        &lab,
+        PushDoc {
+            uuid: uuid.to_string(),
+            base: cahier_core::document::heads_to_string(&base),
+            changes: proto::b64(&fork.save_after(&base)),
+            new: None,
+        },
+    )
+    .await;
+    assert_eq!(result.status, PushStatus::Accepted);
+    assert_eq!((stats.fast_pushes(), stats.index_rebuilds()), (1, 0));
+}
+
+#[tokio::test]
+async fn the_background_builder_indexes_entries_from_before_the_index() {
+    let lab = lab().await;
+    let second = lab
+        .store
+        .create_entity(
+            &lab.subject,
+            crate::NewEntity {
+                kind: EntityKind::Experiment,
+                team_id: lab
+                    .store
+                    .entity(&lab.subject, lab.id)
+                    .await
+                    .expect("row")
+                    .team_id,
+                canread: None,
+                canwrite: None,
+                patch: EntityPatch {
+                    body: Some("another\n".into()),
+                    ..Default::default()
+                },
+                template: None,
+            },
+        )
+        .await
+        .expect("create");
+    // As a lab from before migration 26: no index at all.
+    sqlx::query("DELETE FROM entity_doc_index")
+        .execute(&lab.store.pool)
+        .await
+        .expect("clear");
+    let built = lab.store.build_missing_indexes(0).await.expect("build");
+    assert_eq!(built, 2);
+    assert_eq!(
+        count(
+            &lab.store,
+            "SELECT count(*) FROM entity_doc_index x JOIN entity_docs d \
+             ON d.entity_id = x.entity_id AND d.heads = x.heads WHERE x.info != ''"
+        )
+        .await,
+        2
+    );
+    assert_eq!(lab.store.build_missing_indexes(0).await.expect("again"), 0);
+    let stats = lab.store.sync_stats();
+    let result = push_body_edit(&lab, "indexed in the background ").await;
+    assert_eq!(result.status, PushStatus::Accepted);
+    assert_eq!((stats.fast_pushes(), stats.index_rebuilds()), (1, 0));
+    let _ = second;
+}

@@ -89,10 +89,121 @@ fn read_uleb(bytes: &[u8]) -> Option<(u64, usize)> {
     None
 }
 
-/// Decodes a change's operations. Automerge's decoder trusts indices its parser does not check
-/// (it would panic on a crafted change): such a change goes the full path.
+/// Decodes a change's operations. Automerge's decoder trusts the actor indices of the op
+/// columns, which its parser does not check (it panics on a crafted change): they are checked
+/// first, so such a change goes the full path without a panic. The `catch_unwind` stays as a
+/// last guard.
 fn decode(change: &Change) -> Option<ExpandedChange> {
+    if !actor_indices_valid(change) {
+        return None;
+    }
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| change.decode())).ok()
+}
+
+/// Column type of actor indices in the column specification (its low three bits).
+const COLUMN_TYPE_ACTOR: u64 = 1;
+
+/// Whether every actor index in the op columns of `change` names one of its actors (its own,
+/// 0, or one of the others). Reads the change's header and columns as the format lays them
+/// out; anything it cannot read counts as invalid.
+fn actor_indices_valid(change: &Change) -> bool {
+    let Ok(max) = u64::try_from(change.other_actor_ids().len()) else {
+        return false;
+    };
+    let read = || -> Option<bool> {
+        let bytes = change.raw_bytes();
+        let mut at = Cursor { bytes, at: 9 };
+        at.uleb()?; // chunk length
+        let deps = at.uleb()?;
+        at.skip(deps.checked_mul(32)?)?;
+        let actor = at.uleb()?;
+        at.skip(actor)?;
+        at.uleb()?; // seq
+        at.uleb()?; // start op
+        at.sleb()?; // time
+        let message = at.uleb()?;
+        at.skip(message)?;
+        for _ in 0..at.uleb()? {
+            let other = at.uleb()?;
+            at.skip(other)?;
+        }
+        let n = at.uleb()?;
+        let mut columns = Vec::new();
+        for _ in 0..n {
+            columns.push((at.uleb()?, usize::try_from(at.uleb()?).ok()?));
+        }
+        for (spec, len) in columns {
+            let data = bytes.get(at.at..at.at.checked_add(len)?)?;
+            at.at += len;
+            if spec & 7 == COLUMN_TYPE_ACTOR && !rle_all_at_most(data, max)? {
+                return Some(false);
+            }
+        }
+        Some(true)
+    };
+    read().unwrap_or(false)
+}
+
+/// Whether each value of an RLE column of unsigned integers is at most `max`; `None` if the
+/// column does not read.
+fn rle_all_at_most(data: &[u8], max: u64) -> Option<bool> {
+    let mut at = Cursor { bytes: data, at: 0 };
+    while at.at < data.len() {
+        let count = at.sleb()?;
+        let values = match count {
+            0 => {
+                at.uleb()?; // nulls
+                0
+            }
+            n if n > 0 => 1,
+            n => n.unsigned_abs(),
+        };
+        for _ in 0..values {
+            if at.uleb()? > max {
+                return Some(false);
+            }
+        }
+    }
+    Some(true)
+}
+
+/// A position in bytes, for [`actor_indices_valid`].
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Cursor<'_> {
+    fn uleb(&mut self) -> Option<u64> {
+        let (value, n) = read_uleb(self.bytes.get(self.at..)?)?;
+        self.at += n;
+        Some(value)
+    }
+
+    fn sleb(&mut self) -> Option<i64> {
+        let mut value: i64 = 0;
+        let mut shift = 0u32;
+        loop {
+            let byte = *self.bytes.get(self.at)?;
+            self.at += 1;
+            if shift >= 64 {
+                return None;
+            }
+            value |= i64::from(byte & 0x7f).checked_shl(shift)?;
+            shift += 7;
+            if byte & 0x80 == 0 {
+                if shift < 64 && byte & 0x40 != 0 {
+                    value |= -1i64 << shift;
+                }
+                return Some(value);
+            }
+        }
+    }
+
+    fn skip(&mut self, n: u64) -> Option<()> {
+        self.at = self.at.checked_add(usize::try_from(n).ok()?)?;
+        (self.at <= self.bytes.len()).then_some(())
+    }
 }
 
 /// An op id as the index stores it.
@@ -110,6 +221,15 @@ pub(crate) struct DocIndex {
 }
 
 impl DocIndex {
+    /// The same index with each actor's runs sorted (the order changes were read in aside).
+    #[cfg(test)]
+    pub(crate) fn normalized(mut self) -> Self {
+        for runs in self.elems.values_mut() {
+            runs.sort_unstable();
+        }
+        self
+    }
+
     fn has_elem(&self, counter: u64, actor: &str) -> bool {
         self.elems
             .get(actor)
@@ -189,6 +309,36 @@ pub(crate) fn build_index(rows: &[(String, String, Vec<u8>)], heads: &str) -> Op
             let in_body = matches!(&op.obj, ObjectId::Id(id) if id.counter() == body_counter && *id.actor() == body_actor);
             if op.insert && in_body {
                 index.add_elem(op_counter(change, i)?, &actor);
+            }
+        }
+    }
+    Some(index)
+}
+
+/// The index after `changes` (raw change chunks, in causal order) on top of `index`, the
+/// index at the heads they were written on: only these changes are decoded, never the log.
+/// `None` when one of them touches `ROOT.body` (the body is no longer the one Text object ever
+/// put there, so the fast path no longer applies) or cannot be parsed.
+pub(crate) fn advance_index<'a>(
+    mut index: DocIndex,
+    changes: impl IntoIterator<Item = &'a [u8]>,
+) -> Option<DocIndex> {
+    let body_actor = automerge::ActorId::from(hex::decode(&index.body.1).ok()?);
+    let body_counter = index.body.0;
+    for bytes in changes {
+        let change = Change::try_from(bytes).ok()?;
+        let expanded = decode(&change)?;
+        let actor = expanded.actor_id.to_hex_string();
+        index.note_seq(&actor, expanded.seq);
+        for (i, op) in expanded.operations.iter().enumerate() {
+            match &op.obj {
+                ObjectId::Root if op.key == Key::Map("body".into()) => return None,
+                ObjectId::Id(id)
+                    if op.insert && id.counter() == body_counter && *id.actor() == body_actor =>
+                {
+                    index.add_elem(op_counter(&expanded, i)?, &actor);
+                }
+                _ => {}
             }
         }
     }
@@ -400,6 +550,50 @@ mod tests {
     }
 
     #[test]
+    fn actor_indices_are_checked_before_decoding() {
+        let (mut doc, body) = sample();
+        let mut other = doc.fork();
+        other.splice_text(&body, 3, 0, "xyz").expect("edit");
+        other.commit();
+        let mut change = other.get_last_local_change().expect("change");
+        assert!(!change.other_actor_ids().is_empty());
+        assert!(actor_indices_valid(&change));
+        assert!(decode(&change).is_some());
+        // Every one-byte corruption that still parses: either the indices are refused, or
+        // decoding does not panic. Some corruptions put an index out of range.
+        let bytes = change.bytes().into_owned();
+        let mut refused = 0;
+        for i in 9..bytes.len() {
+            for value in [0u8, 1, 2, 3, 7, 0x7f] {
+                let mut bad = bytes.clone();
+                bad[i] = value;
+                let Ok(parsed) = Change::try_from(bad.as_slice()) else {
+                    continue;
+                };
+                if actor_indices_valid(&parsed) {
+                    let decoded = std::panic::catch_unwind(|| parsed.decode());
+                    assert!(decoded.is_ok(), "byte {i} = {value} panics");
+                } else {
+                    refused += 1;
+                    assert!(decode(&parsed).is_none());
+                }
+            }
+        }
+        assert!(refused > 0);
+        // A large change (compressed when stored) reads the same.
+        let mut big = AutoCommit::new();
+        let text = big.put_object(ROOT, "body", ObjType::Text).expect("body");
+        big.splice_text(&text, 0, 0, &"abcdefghij".repeat(500))
+            .expect("text");
+        big.commit();
+        let mut change = big.get_last_local_change().expect("change");
+        let stored = change.bytes().into_owned();
+        assert!(stored.len() < change.raw_bytes().len(), "compressed");
+        let reparsed = Change::try_from(stored.as_slice()).expect("parse");
+        assert!(actor_indices_valid(&reparsed));
+    }
+
+    #[test]
     fn guarded_keys_nested_objects_and_unknown_elements_are_referred() {
         let (mut doc, body) = sample();
         let base = heads(&mut doc);
@@ -490,8 +684,7 @@ mod tests {
     }
 }
 
-use super::{BoundActors, Device, Pushed};
-use crate::audit::{self, AuditEvent};
+use super::{Accepted, BoundActors, Device, Pushed};
 use crate::sync::proto::{PushDoc, PushResult, PushStatus};
 use crate::{Result, Store};
 use cahier_core::Subject;
@@ -520,11 +713,18 @@ impl Store {
         let Some(parsed) = parse_changes(bytes) else {
             return Ok(None);
         };
-        let heads: String = sqlx::query_scalar("SELECT heads FROM entity_docs WHERE entity_id = ?")
+        // The document's heads and the index, with the heads it is at, in one query.
+        let (heads, stored): (String, Option<(String, String)>) = {
+            let (heads, at, info): (String, Option<String>, Option<String>) = sqlx::query_as(
+                "SELECT d.heads, x.heads, x.info FROM entity_docs d \
+                 LEFT JOIN entity_doc_index x ON x.entity_id = d.entity_id WHERE d.entity_id = ?",
+            )
             .bind(id)
             .fetch_one(&mut *tx)
             .await?;
-        let Some(index) = self.doc_index(tx, id, &heads).await? else {
+            (heads, at.zip(info))
+        };
+        let Some(index) = self.doc_index(tx, id, &heads, stored).await? else {
             return Ok(None);
         };
         let known: HashSet<String> =
@@ -581,13 +781,22 @@ impl Store {
         let n_changes = changes.len();
         self.insert_changes_from(tx, id, changes, subject.user_id, &device.uuid)
             .await?;
-        // The feed's heads and sequence move now; the content columns once projected.
+        // The feed's heads and sequence move now; the content columns once projected. The
+        // sequence is taken here, as the trigger of migration 24 would take it (which then
+        // does not fire): the row is written once, not twice.
+        let seq: i64 = sqlx::query_scalar(
+            "UPDATE sync_counter SET value = value + 1 WHERE id = 1 RETURNING value",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
         sqlx::query(
-            "UPDATE entities SET heads = ?, modified_at = ?, lastchangeby = ? WHERE id = ?",
+            "UPDATE entities SET heads = ?, modified_at = ?, lastchangeby = ?, sync_seq = ? \
+             WHERE id = ?",
         )
         .bind(&new_heads)
         .bind(now)
         .bind(subject.user_id)
+        .bind(seq)
         .bind(id)
         .execute(&mut *tx)
         .await?;
@@ -601,37 +810,71 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         save_index(tx, id, &new_heads, Some(&planned.index)).await?;
-        crate::audit::append(
-            tx,
-            now,
-            &AuditEvent::new(
-                Some(subject.user_id),
-                audit::action::SYNC_ACCEPT,
-                "entity",
-                id,
-            )
-            .device(&device.uuid)
-            .details(serde_json::json!({
-                "uuid": push.uuid,
-                "heads": new_heads,
-                "changes": n_changes,
-                "created": false,
-            })),
-        )
+        let result = Accepted {
+            uuid: &push.uuid,
+            id,
+            heads: &new_heads,
+            changes: n_changes,
+            created: false,
+        }
+        .record(tx, now, subject, device)
         .await?;
         self.sync_stats.count_fast();
         Ok(Some(Pushed::Keep(
             PushResult {
-                status: PushStatus::Accepted,
-                id: Some(id),
-                heads: new_heads,
-                ..PushResult::empty(&push.uuid)
+                seq: Some(seq),
+                ..result
             },
             None,
         )))
     }
 
-    /// The index of entity `id`'s document at `heads`: stored, or rebuilt from its changes
+    /// Keeps entity `id`'s index current after a server write (creation, UI or API edit,
+    /// import, the full path of a push) that moved its document from `old_heads` (empty for a
+    /// creation) to `new_heads` by adding `changes`, in causal order, on `conn` inside the
+    /// write's transaction. A creation builds it from its own changes; an edit decodes only
+    /// its new changes on top of the index at `old_heads`. Without an index at `old_heads`
+    /// (an entry from before migration 26 not yet reached by [`Store::run_index_builder`])
+    /// nothing is written; nor on a replica's store, which no one pushes to.
+    pub(crate) async fn index_write(
+        &self,
+        conn: &mut SqliteConnection,
+        id: i64,
+        old_heads: &str,
+        new_heads: &str,
+        changes: &[ChangeInfo],
+    ) -> Result<()> {
+        if self.is_replica() {
+            // Nothing pushes to a replica.
+            return Ok(());
+        }
+        if old_heads.is_empty() {
+            let rows: Vec<(String, String, Vec<u8>)> = changes
+                .iter()
+                .map(|c| (c.hash.clone(), c.deps.join(","), c.bytes.clone()))
+                .collect();
+            let index = build_index(&rows, new_heads);
+            return save_index(conn, id, new_heads, index.as_ref()).await;
+        }
+        let stored: Option<(String, String)> =
+            sqlx::query_as("SELECT heads, info FROM entity_doc_index WHERE entity_id = ?")
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?;
+        let Some((at, info)) = stored else {
+            return Ok(());
+        };
+        if at != old_heads {
+            return Ok(());
+        }
+        let index = serde_json::from_str::<DocIndex>(&info)
+            .ok()
+            .and_then(|index| advance_index(index, changes.iter().map(|c| c.bytes.as_slice())));
+        save_index(conn, id, new_heads, index.as_ref()).await
+    }
+
+    /// The index of entity `id`'s document at `heads`: `stored` (heads and info) when at
+    /// them, or rebuilt from its changes
     /// (and stored, also when it cannot be built, so that the next push does not try again at
     /// the same heads).
     async fn doc_index(
@@ -639,12 +882,8 @@ impl Store {
         tx: &mut SqliteConnection,
         id: i64,
         heads: &str,
+        stored: Option<(String, String)>,
     ) -> Result<Option<DocIndex>> {
-        let stored: Option<(String, String)> =
-            sqlx::query_as("SELECT heads, info FROM entity_doc_index WHERE entity_id = ?")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
         if let Some((at, info)) = stored
             && at == heads
         {
@@ -656,6 +895,7 @@ impl Store {
                 .fetch_all(&mut *tx)
                 .await?;
         let index = build_index(&rows, heads);
+        self.sync_stats.count_rebuild();
         save_index(tx, id, heads, index.as_ref()).await?;
         Ok(index)
     }
@@ -663,7 +903,7 @@ impl Store {
 
 /// Stores an entity's index at `heads`; `None` records that the fast path does not apply
 /// there.
-async fn save_index(
+pub(super) async fn save_index(
     conn: &mut SqliteConnection,
     id: i64,
     heads: &str,
@@ -685,13 +925,45 @@ async fn save_index(
     Ok(())
 }
 
+/// [`save_index`] only if entity `id`'s document is still at `heads` (compare and set, for a
+/// builder that read its log outside the write transaction); whether it was stored.
+pub(super) async fn save_index_at(
+    conn: &mut SqliteConnection,
+    id: i64,
+    heads: &str,
+    index: Option<&DocIndex>,
+) -> Result<bool> {
+    let current: Option<String> =
+        sqlx::query_scalar("SELECT heads FROM entity_docs WHERE entity_id = ?")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if current.as_deref() != Some(heads) {
+        return Ok(false);
+    }
+    save_index(conn, id, heads, index).await?;
+    Ok(true)
+}
+
 /// Counts of what pushes did, for tests and the bench.
 #[derive(Debug, Default)]
 pub struct SyncStats {
     fast: std::sync::atomic::AtomicU64,
+    rebuilds: std::sync::atomic::AtomicU64,
 }
 
 impl SyncStats {
+    fn count_rebuild(&self) {
+        self.rebuilds
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Indexes a push rebuilt from a whole change log (none was current at the entry's
+    /// heads) since the store was opened.
+    pub fn index_rebuilds(&self) -> u64 {
+        self.rebuilds.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn count_fast(&self) {
         self.fast.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
