@@ -311,11 +311,16 @@ async fn a_connection_cut_in_the_middle_of_a_file_or_an_answer_loses_nothing() {
     assert!(failed.is_err(), "{failed:?}");
     assert_eq!(proxy.fired().len(), 1);
     assert!(!app.store.blob_store().unwrap().exists(&sha256(&up)).await);
-    assert_eq!(
-        blob_files(app.dir.path()).1,
-        0,
-        "no partial file at the lab"
-    );
+    // The lab removes its partial file when it sees the body end early, which may be after
+    // the replica has seen the connection break (a race a loaded machine shows).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while blob_files(app.dir.path()).1 != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no partial file at the lab"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let report = laptop.sync().await;
     assert_eq!((report.files_sent, report.pushed), (1, 1), "{report}");
     assert_eq!(blob_bytes(&app.store, &sha256(&up)).await, up);
