@@ -437,19 +437,8 @@ impl Store {
         changes: &[BookingChangeItem],
         sent: bool,
     ) -> Result<()> {
-        let now = sent.then(|| self.now_ms());
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for change in changes {
-            sqlx::query(
-                "UPDATE booking_requests SET sent_at = ? WHERE uuid = ? AND state = 'pending'",
-            )
-            .bind(now)
-            .bind(&change.id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.mark_sent(changes.iter().map(|c| c.id.as_str()), sent)
+            .await
     }
 
     /// On a field replica: asks the lab server to cancel, move, approve or refuse one of its
@@ -587,14 +576,21 @@ impl Store {
         requests: &[BookingRequestItem],
         sent: bool,
     ) -> Result<()> {
+        self.mark_sent(requests.iter().map(|r| r.id.as_str()), sent)
+            .await
+    }
+
+    /// Stamps (or, with `sent: false`, clears) `sent_at` of the pending rows of
+    /// `booking_requests` with these ids, new bookings and changes alike, in one transaction.
+    async fn mark_sent(&self, ids: impl Iterator<Item = &str>, sent: bool) -> Result<()> {
         let now = sent.then(|| self.now_ms());
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for request in requests {
+        for id in ids {
             sqlx::query(
                 "UPDATE booking_requests SET sent_at = ? WHERE uuid = ? AND state = 'pending'",
             )
             .bind(now)
-            .bind(&request.id)
+            .bind(id)
             .execute(&mut *tx)
             .await?;
         }
