@@ -70,6 +70,44 @@ impl Drop for Proc {
     }
 }
 
+/// `cahier user add` of Ada Lovelace (ada@lab.fr, team Ecology) in the lab at `data`.
+fn add_ada(data: &str) {
+    cli(
+        &[
+            "user",
+            "add",
+            "--data",
+            data,
+            "--email",
+            "ada@lab.fr",
+            "--name",
+            "Ada Lovelace",
+            "--team",
+            "Ecology",
+            "--password-stdin",
+        ],
+        "long enough password\n",
+    );
+}
+
+/// A read-write API key of Ada's from `cahier apikey add`.
+fn write_key(data: &str) -> String {
+    cli(
+        &[
+            "apikey",
+            "add",
+            "--data",
+            data,
+            "--user",
+            "ada@lab.fr",
+            "--write",
+        ],
+        "",
+    )
+    .trim()
+    .to_owned()
+}
+
 fn serve(data: &str, port: u16) -> Proc {
     Command::new(BIN)
         .env("CAHIER_REPLICA_PASSPHRASE", PASSPHRASE)
@@ -104,36 +142,8 @@ async fn wait_healthy(client: &reqwest::Client, base: &str) {
 async fn acknowledged_writes_survive_kill_dash_nine() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap().to_owned();
-    cli(
-        &[
-            "user",
-            "add",
-            "--data",
-            &data,
-            "--email",
-            "ada@lab.fr",
-            "--name",
-            "Ada Lovelace",
-            "--team",
-            "Ecology",
-            "--password-stdin",
-        ],
-        "long enough password\n",
-    );
-    let key = cli(
-        &[
-            "apikey",
-            "add",
-            "--data",
-            &data,
-            "--user",
-            "ada@lab.fr",
-            "--write",
-        ],
-        "",
-    )
-    .trim()
-    .to_owned();
+    add_ada(&data);
+    let key = write_key(&data);
     let client = reqwest::Client::new();
 
     let mut acknowledged: Vec<(i64, String)> = Vec::new();
@@ -258,36 +268,8 @@ async fn a_replica_takes_a_copy_edits_offline_and_syncs_back() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("lab").to_str().unwrap().to_owned();
     let replica = dir.path().join("laptop").to_str().unwrap().to_owned();
-    cli(
-        &[
-            "user",
-            "add",
-            "--data",
-            &data,
-            "--email",
-            "ada@lab.fr",
-            "--name",
-            "Ada Lovelace",
-            "--team",
-            "Ecology",
-            "--password-stdin",
-        ],
-        "long enough password\n",
-    );
-    let key = cli(
-        &[
-            "apikey",
-            "add",
-            "--data",
-            &data,
-            "--user",
-            "ada@lab.fr",
-            "--write",
-        ],
-        "",
-    )
-    .trim()
-    .to_owned();
+    add_ada(&data);
+    let key = write_key(&data);
     let client = reqwest::Client::new();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
@@ -634,22 +616,7 @@ async fn killing_a_replica_mid_sync_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("lab").to_str().unwrap().to_owned();
     let replica = dir.path().join("laptop").to_str().unwrap().to_owned();
-    cli(
-        &[
-            "user",
-            "add",
-            "--data",
-            &data,
-            "--email",
-            "ada@lab.fr",
-            "--name",
-            "Ada Lovelace",
-            "--team",
-            "Ecology",
-            "--password-stdin",
-        ],
-        "long enough password\n",
-    );
+    add_ada(&data);
     let client = reqwest::Client::new();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
@@ -786,22 +753,7 @@ async fn a_locked_field_copy_asks_for_its_passphrase_and_locks_again_when_idle()
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("lab").to_str().unwrap().to_owned();
     let replica = dir.path().join("laptop").to_str().unwrap().to_owned();
-    cli(
-        &[
-            "user",
-            "add",
-            "--data",
-            &data,
-            "--email",
-            "ada@lab.fr",
-            "--name",
-            "Ada Lovelace",
-            "--team",
-            "Ecology",
-            "--password-stdin",
-        ],
-        "long enough password\n",
-    );
+    add_ada(&data);
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -959,22 +911,7 @@ fn lab_certificates(name: &str) -> (String, Vec<u8>, Vec<u8>) {
 async fn replica_init_and_sync_go_over_https_with_the_lab_ca_only() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("lab").to_str().unwrap().to_owned();
-    cli(
-        &[
-            "user",
-            "add",
-            "--data",
-            &data,
-            "--email",
-            "ada@lab.fr",
-            "--name",
-            "Ada Lovelace",
-            "--team",
-            "Ecology",
-            "--password-stdin",
-        ],
-        "long enough password\n",
-    );
+    add_ada(&data);
     let client = reqwest::Client::new();
     let port = free_port();
     let _server = serve(&data, port);
@@ -1039,36 +976,8 @@ async fn a_field_copy_keeps_only_pinned_files_set_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("lab").to_str().unwrap().to_owned();
     let replica = dir.path().join("laptop").to_str().unwrap().to_owned();
-    cli(
-        &[
-            "user",
-            "add",
-            "--data",
-            &data,
-            "--email",
-            "ada@lab.fr",
-            "--name",
-            "Ada Lovelace",
-            "--team",
-            "Ecology",
-            "--password-stdin",
-        ],
-        "long enough password\n",
-    );
-    let key = cli(
-        &[
-            "apikey",
-            "add",
-            "--data",
-            &data,
-            "--user",
-            "ada@lab.fr",
-            "--write",
-        ],
-        "",
-    )
-    .trim()
-    .to_owned();
+    add_ada(&data);
+    let key = write_key(&data);
     let client = reqwest::Client::new();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
@@ -1193,22 +1102,7 @@ async fn a_field_copy_keeps_only_pinned_files_set_from_the_command_line() {
 async fn a_sysadmin_lists_and_revokes_api_keys_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap().to_owned();
-    cli(
-        &[
-            "user",
-            "add",
-            "--data",
-            &data,
-            "--email",
-            "ada@lab.fr",
-            "--name",
-            "Ada Lovelace",
-            "--team",
-            "Ecology",
-            "--password-stdin",
-        ],
-        "long enough password\n",
-    );
+    add_ada(&data);
     let key = cli(
         &[
             "apikey",
