@@ -3,6 +3,7 @@
 use crate::Store;
 use crate::accounts::NewUser;
 use crate::sync::Device;
+use crate::sync::proto::{PullDoc, PullEntry};
 use cahier_core::Subject;
 
 /// A lab member with a registered device, as the sync tests need: Ada, member of the team
@@ -79,5 +80,32 @@ pub(crate) async fn lab_and_replica() -> LabAndReplica {
         team,
         device,
         _dir: dir,
+    }
+}
+
+impl LabAndReplica {
+    /// What the lab's feed lists, pulled from the replica's acknowledged heads.
+    pub(crate) async fn pulled(&self) -> Vec<PullEntry> {
+        let feed = self.lab.feed(&self.subject, 0, 10_000).await.expect("feed");
+        let acked = self.replica.acked_heads().await.expect("acked");
+        let docs: Vec<PullDoc> = feed
+            .items
+            .iter()
+            .map(|item| PullDoc {
+                uuid: item.uuid.clone(),
+                have: acked.get(&item.uuid).cloned().unwrap_or_default(),
+                lazy_html: false,
+            })
+            .collect();
+        roundtrip(self.lab.pull(&self.subject, &docs).await.expect("pull"))
+    }
+
+    /// [`LabAndReplica::pulled`], applied on the replica.
+    pub(crate) async fn sync_pull(&self) -> Vec<crate::replica::Applied> {
+        let entries = self.pulled().await;
+        self.replica
+            .apply_pulled_batch(&entries)
+            .await
+            .expect("apply")
     }
 }

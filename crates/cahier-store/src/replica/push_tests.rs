@@ -26,22 +26,7 @@ impl Rng {
 
 impl World {
     async fn pull(&self) {
-        let feed = self.lab.feed(&self.subject, 0, 10_000).await.expect("feed");
-        let acked = self.replica.acked_heads().await.expect("acked");
-        let docs: Vec<PullDoc> = feed
-            .items
-            .iter()
-            .map(|item| PullDoc {
-                uuid: item.uuid.clone(),
-                have: acked.get(&item.uuid).cloned().unwrap_or_default(),
-                lazy_html: false,
-            })
-            .collect();
-        let entries = roundtrip(self.lab.pull(&self.subject, &docs).await.expect("pull"));
-        self.replica
-            .apply_pulled_batch(&entries)
-            .await
-            .expect("apply");
+        self.sync_pull().await;
     }
 
     /// Pushes what is pending, checking each push against the loaded form first.

@@ -3,7 +3,6 @@
 
 use super::super::Applied;
 use crate::Store;
-use crate::sync::proto::{PullDoc, PullEntry};
 use crate::test_support::{LabAndReplica as World, lab_and_replica as world, roundtrip};
 use cahier_core::document::EntityOp;
 use cahier_core::fields::Metadata;
@@ -12,30 +11,6 @@ use cahier_core::{EntityDoc, EntityId, EntityKind, EntityPatch};
 use std::str::FromStr;
 
 impl World {
-    /// What the lab's feed lists, pulled from the replica's acknowledged heads.
-    async fn pulled(&self) -> Vec<PullEntry> {
-        let feed = self.lab.feed(&self.subject, 0, 10_000).await.expect("feed");
-        let acked = self.replica.acked_heads().await.expect("acked");
-        let docs: Vec<PullDoc> = feed
-            .items
-            .iter()
-            .map(|item| PullDoc {
-                uuid: item.uuid.clone(),
-                have: acked.get(&item.uuid).cloned().unwrap_or_default(),
-                lazy_html: false,
-            })
-            .collect();
-        roundtrip(self.lab.pull(&self.subject, &docs).await.expect("pull"))
-    }
-
-    async fn sync_pull(&self) -> Vec<Applied> {
-        let entries = self.pulled().await;
-        self.replica
-            .apply_pulled_batch(&entries)
-            .await
-            .expect("apply")
-    }
-
     async fn create(&self, title: &str, body: &str, ops: Vec<EntityOp>) -> (i64, String) {
         let id = self
             .lab
