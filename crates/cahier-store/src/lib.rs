@@ -300,6 +300,12 @@ impl Store {
         key: Option<(&[u8; 32], CipherLayout)>,
         tuning: SqliteTuning,
     ) -> Result<Self> {
+        // SQLite's page cache, KiB (negative). An encrypted replica's database is never
+        // mapped: every page read past this cache is read and decrypted again, and a pull
+        // batch's pages (up to 1,000 entries, ~12 MiB) are all written at its commit rather
+        // than some earlier when the cache overflows. The server's is mapped, and keeps the
+        // smaller one per connection.
+        let cache_size = if key.is_some() { "-32768" } else { "-8000" };
         let mut options = SqliteConnectOptions::new();
         if let Some((key, layout)) = key {
             options = layout.keyed(options, key);
@@ -312,7 +318,7 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
-            .pragma("cache_size", "-8000")
+            .pragma("cache_size", cache_size)
             .pragma("temp_store", "memory")
             .pragma(
                 "mmap_size",

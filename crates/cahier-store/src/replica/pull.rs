@@ -101,9 +101,48 @@ impl Store {
     pub async fn apply_prepared_batch(
         &self,
         entries: &[PullEntry],
-        mut prepared: PreparedPull,
+        prepared: PreparedPull,
     ) -> Result<Vec<Applied>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // What a pull writes is on the server: its batches are committed without waiting for
+        // the disk (`synchronous = NORMAL`). A power cut can then lose the last batches, but
+        // never a part of one, and the feed checkpoint goes with them (written by the same
+        // sync after the batch), so the next sync pulls them again; edits made here keep
+        // being committed with `FULL`, which also makes every earlier batch durable.
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("PRAGMA synchronous = NORMAL")
+            .execute(&mut *conn)
+            .await?;
+        let written = self.write_pull_batch(&mut conn, entries, prepared).await;
+        let restored = sqlx::query("PRAGMA synchronous = FULL")
+            .execute(&mut *conn)
+            .await;
+        if restored.is_err() {
+            // Never back in the pool with the weaker setting.
+            conn.close_on_drop();
+        }
+        drop(conn);
+        let (applied, loaded, forget) = written?;
+        restored?;
+        if let Ok(mut cache) = self.docs.lock() {
+            for id in forget {
+                cache.pop(&id);
+            }
+        }
+        for (id, heads, doc) in loaded {
+            self.cache_put(id, heads, doc);
+        }
+        Ok(applied)
+    }
+
+    /// The transaction of [`Store::apply_prepared_batch`]: what it applied, the documents it
+    /// loaded (for the cache) and those the cache must forget.
+    async fn write_pull_batch(
+        &self,
+        conn: &mut SqliteConnection,
+        entries: &[PullEntry],
+        mut prepared: PreparedPull,
+    ) -> Result<(Vec<Applied>, Vec<(i64, String, EntityDoc)>, Vec<i64>)> {
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
         let quiet = self.is_replica();
         if quiet {
             sqlx::query("INSERT OR IGNORE INTO sync_seq_quiet (id) VALUES (1)")
@@ -142,15 +181,7 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
-        if let Ok(mut cache) = self.docs.lock() {
-            for id in forget {
-                cache.pop(&id);
-            }
-        }
-        for (id, heads, doc) in loaded {
-            self.cache_put(id, heads, doc);
-        }
-        Ok(applied)
+        Ok((applied, loaded, forget))
     }
 
     async fn apply_part(
