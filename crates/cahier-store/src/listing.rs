@@ -123,6 +123,10 @@ pub struct Page {
 /// Largest page served.
 pub const MAX_LIMIT: i64 = 10_000;
 
+/// The `replica_state` key set while the full-text index is in bulk mode
+/// ([`Store::search_index_bulk`]).
+pub const SEARCH_BULK: &str = "search_bulk";
+
 /// How many of the most recently changed entries [`Store::tags_in_use`] counts tags on.
 pub const TAGS_WINDOW: i64 = 200;
 
@@ -471,6 +475,47 @@ impl Store {
         tx.commit().await?;
         // SQLite documents fewer than 2 changes as "nothing was merged".
         Ok(after - before >= 2)
+    }
+
+    /// Starts or ends the full-text index's bulk mode, for a replica's first copy: in bulk
+    /// mode each pull batch's new segment is kept as written instead of being merged into the
+    /// others as it comes (SQLite's `automerge`, which rewrote the growing index again and
+    /// again during a copy, and left a large merge to the first write after it). Ending it
+    /// restores the usual merging and merges the whole index once. The setting is kept in the
+    /// database; `replica_state` notes that bulk mode is on, so a copy cut short ends it at the
+    /// next sync.
+    pub async fn search_index_bulk(&self, on: bool) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // Beyond this many segments on one level SQLite merges that level at once: high
+        // enough for a copy of 40,000 entries in pull batches of 200.
+        let (automerge, crisismerge) = if on { (0, 200) } else { (4, 16) };
+        sqlx::query("INSERT INTO entity_fts (entity_fts, rank) VALUES ('automerge', ?)")
+            .bind(automerge)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO entity_fts (entity_fts, rank) VALUES ('crisismerge', ?)")
+            .bind(crisismerge)
+            .execute(&mut *tx)
+            .await?;
+        if on {
+            sqlx::query(
+                "INSERT INTO replica_state (key, value) VALUES (?, '1') \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(SEARCH_BULK)
+            .execute(&mut *tx)
+            .await?;
+        } else {
+            sqlx::query("INSERT INTO entity_fts (entity_fts) VALUES ('optimize')")
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM replica_state WHERE key = ?")
+                .bind(SEARCH_BULK)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// A number that changes whenever an entity does (to tell whether the search index needs

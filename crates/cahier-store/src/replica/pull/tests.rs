@@ -520,6 +520,11 @@ async fn a_batch_that_fails_midway_leaves_nothing_half_applied() {
         assert_eq!(n, 0, "{table} is empty");
     }
     assert!(search(&w.replica, "alpha").await.is_empty());
+    // The failed batches left no connection with their weaker `synchronous` setting.
+    assert_eq!(
+        synchronous_of_every_connection(&w.replica).await,
+        [2, 2, 2, 2]
+    );
     // The whole batch then applies.
     let applied = w.replica.apply_pulled_batch(&good).await.expect("apply");
     assert_eq!(applied, vec![Applied::Added, Applied::Added]);
@@ -530,6 +535,88 @@ async fn a_batch_that_fails_midway_leaves_nothing_half_applied() {
             projection_of(&w.lab, uuid).await
         );
     }
+}
+
+/// `PRAGMA synchronous` of each of the store's connections (2: `FULL`), all held at once.
+async fn synchronous_of_every_connection(store: &Store) -> Vec<i64> {
+    let mut held = Vec::new();
+    for _ in 0..store.pool.options().get_max_connections() {
+        held.push(store.pool.acquire().await.expect("connection"));
+    }
+    let mut levels = Vec::new();
+    for conn in &mut held {
+        levels.push(
+            sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(&mut **conn)
+                .await
+                .expect("pragma"),
+        );
+    }
+    levels
+}
+
+/// A setting of the search index (`automerge`, `crisismerge`), as stored.
+async fn search_setting(store: &Store, key: &str) -> Option<i64> {
+    sqlx::query_scalar("SELECT v FROM entity_fts_config WHERE k = ?")
+        .bind(key)
+        .fetch_optional(&store.pool)
+        .await
+        .expect("config")
+}
+
+/// Bulk mode of the search index (a first copy): batches add segments without merging them;
+/// ending it merges the index into one segment and restores the usual merging. Pull batches
+/// are committed with `synchronous = NORMAL` and leave their connection at `FULL`.
+#[tokio::test]
+async fn bulk_mode_keeps_batches_unmerged_then_merges_the_search_index_once() {
+    let w = world().await;
+    for i in 0..3 {
+        w.create(&format!("Entry {i}"), &format!("gamma{i} words\n"), vec![])
+            .await;
+    }
+    let pulled = w.pulled().await;
+    w.replica.search_index_bulk(true).await.expect("bulk on");
+    assert_eq!(search_setting(&w.replica, "automerge").await, Some(0));
+    assert_eq!(
+        w.replica
+            .replica_get(crate::listing::SEARCH_BULK)
+            .await
+            .expect("state")
+            .as_deref(),
+        Some("1")
+    );
+    // One batch per entry: three segments, none merged.
+    for entry in &pulled {
+        w.replica
+            .apply_pulled_batch(std::slice::from_ref(entry))
+            .await
+            .expect("apply");
+    }
+    assert!(
+        w.replica.tidy_search_index(1).await.expect("tidy"),
+        "unmerged segments are left after batches in bulk mode"
+    );
+    w.replica.search_index_bulk(false).await.expect("bulk off");
+    assert_eq!(search_setting(&w.replica, "automerge").await, Some(4));
+    assert_eq!(search_setting(&w.replica, "crisismerge").await, Some(16));
+    assert_eq!(
+        w.replica
+            .replica_get(crate::listing::SEARCH_BULK)
+            .await
+            .expect("state"),
+        None
+    );
+    assert!(
+        !w.replica.tidy_search_index(1).await.expect("tidy"),
+        "one segment after bulk mode ends"
+    );
+    for i in 0..3 {
+        assert_eq!(search(&w.replica, &format!("gamma{i}")).await.len(), 1);
+    }
+    assert_eq!(
+        synchronous_of_every_connection(&w.replica).await,
+        [2, 2, 2, 2]
+    );
 }
 
 /// The lab's feed keeps numbering every write: the quiet triggers never apply to a lab.
