@@ -22,6 +22,9 @@ use std::collections::HashMap;
 
 /// Documents per push or pull request.
 pub const BATCH: usize = 200;
+/// Documents per pull request after the first of a sync (at most the server's `MAX_DOCS`,
+/// 1,000 since the first version of the protocol).
+pub const LARGE_BATCH: usize = 1000;
 /// Feed items per request.
 pub const FEED_PAGE: i64 = 2000;
 /// Files downloaded at the same time by a sync.
@@ -239,6 +242,16 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
 
+    // A first copy: the replica holds nothing the server knows yet. Nothing can have been
+    // withdrawn from it, and the search index is built in bulk (merged once at the end).
+    let first_copy = since == 0 && store.synced_count().await? == 0;
+    if first_copy {
+        store.search_index_bulk(true).await?;
+    } else if settings.contains_key(cahier_store::listing::SEARCH_BULK) {
+        // A first copy cut short left bulk mode on.
+        store.search_index_bulk(false).await?;
+    }
+
     // 1. Push local changes.
     let mut refetch = Vec::new();
     push_pending(store, transport, &mut report, &mut refetch, Some(since)).await?;
@@ -256,22 +269,35 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
     // The history our checkpoint was read under: a server restored from a backup says it
     // lost it, even once its sequence has grown past our checkpoint again.
     let mut history = settings.get("feed_history").cloned();
+    // Every page of the feed is read first (a few small requests), then what they list is
+    // pulled in one stream of batches: the fetch of the next batch overlaps the writing of the
+    // current one across page ends too. The checkpoint still moves page by page, once all of
+    // a page's entries are written.
+    let mut wanted: Vec<PullDoc> = Vec::new();
+    let mut page_ends: Vec<PageEnd> = Vec::new();
+    let mut read_to = since;
+    let mut listed: std::collections::HashSet<String> = std::collections::HashSet::new();
     loop {
-        let named = if rescan.is_none() && since > 0 {
+        let named = if rescan.is_none() && read_to > 0 {
             history.as_deref()
         } else {
             None
         };
-        let feed = transport.feed_in_history(since, FEED_PAGE, named).await?;
-        if (feed.next < since || feed.lost == Some(true)) && rescan.is_none() {
+        let page_since = read_to;
+        let feed = transport.feed_in_history(read_to, FEED_PAGE, named).await?;
+        if (feed.next < read_to || feed.lost == Some(true)) && rescan.is_none() {
             tracing::warn!(
-                since,
+                since = read_to,
                 next = feed.next,
                 lost = feed.lost,
                 "the server lost part of its history (restored from a backup?); reading its whole feed again"
             );
             rescan = Some(std::collections::HashSet::new());
             since = 0;
+            read_to = 0;
+            wanted.clear();
+            page_ends.clear();
+            listed.clear();
             store.replica_set("feed_since", "0").await?;
             continue;
         }
@@ -282,44 +308,51 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
             Some(gone) if rescan.is_none() => {
                 report.removed += store.remove_revoked(gone).await?;
             }
+            // The first page of a first copy: there was nothing to withdraw.
+            None if first_copy && rescan.is_none() && page_since == 0 => {}
             _ => unreadable_listed = false,
         }
         // A sync with nothing to do reads and writes nothing here.
+        // An entry changed while the pages were read is listed twice: pulled once (the pull
+        // brings what the server holds when it is asked).
         let items: Vec<&cahier_store::sync::proto::FeedItem> = feed
             .items
             .iter()
             .filter(|item| rescan.is_some() || !is_echo(&echoes, item))
+            .filter(|item| listed.insert(item.uuid.clone()))
             .collect();
         if !items.is_empty() {
             let uuids: Vec<&str> = items.iter().map(|item| item.uuid.as_str()).collect();
             let acked = store.acked_heads_of(&uuids).await?;
-            let wanted: Vec<PullDoc> = items
-                .iter()
-                .map(|item| PullDoc {
-                    uuid: item.uuid.clone(),
-                    have: acked.get(&item.uuid).cloned().unwrap_or_default(),
-                    // Rendered here from the body when first read (docs/SYNC.md).
-                    lazy_html: true,
-                })
-                .collect();
-            pull_and_apply(store, transport, wanted, &mut report).await?;
+            wanted.extend(items.iter().map(|item| PullDoc {
+                uuid: item.uuid.clone(),
+                have: acked.get(&item.uuid).cloned().unwrap_or_default(),
+                // Rendered here from the body when first read (docs/SYNC.md).
+                lazy_html: true,
+            }));
         }
-        // Written before the checkpoint: a checkpoint older than its history can only be
-        // checked as within it.
-        if feed.history.is_some() && feed.history != history {
-            history = feed.history.clone();
-            if let Some(id) = &history {
-                store.replica_set("feed_history", id).await?;
-            }
-        }
-        if feed.next != since {
-            since = feed.next;
-            store.replica_set("feed_since", &since.to_string()).await?;
-        }
+        page_ends.push(PageEnd {
+            pulled: wanted.len(),
+            next: feed.next,
+            history: feed.history.clone(),
+        });
+        read_to = feed.next;
         if !feed.more {
             break;
         }
     }
+    let mut checkpoint = Checkpoint {
+        since: &mut since,
+        history: &mut history,
+    };
+    pull_and_apply(
+        store,
+        transport,
+        wanted,
+        (&page_ends, &mut checkpoint),
+        &mut report,
+    )
+    .await?;
     if !echoes.is_empty() {
         store.clear_echoes().await?;
     }
@@ -350,7 +383,16 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
                 lazy_html: true,
             })
             .collect();
-        pull_and_apply(store, transport, docs, &mut report).await?;
+        let mut since = since;
+        let mut history = history.clone();
+        let mut checkpoint = Checkpoint {
+            since: &mut since,
+            history: &mut history,
+        };
+        pull_and_apply(store, transport, docs, (&[], &mut checkpoint), &mut report).await?;
+    }
+    if first_copy {
+        store.search_index_bulk(false).await?;
     }
     steps.mark("feed and pull");
 
@@ -476,8 +518,10 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
         .as_deref()
         .and_then(|key| key.split('/').nth(1))
         .is_some_and(|digest| digest == reference_digest);
+    // After a first copy, everything held was read under this sync's reference records: the
+    // key recorded below lets the next sync see a change of them.
     let needed = if unreadable_listed {
-        !same_reference
+        !same_reference && !first_copy
     } else {
         previous.as_deref() != Some(check_key.as_str())
     };
@@ -832,27 +876,92 @@ async fn send_files(
     Ok(sent)
 }
 
+/// Where a page of the feed ends in the stream of pulled entries: once the first `pulled`
+/// entries are written, the checkpoint may move to `next` (read under `history`).
+struct PageEnd {
+    pulled: usize,
+    next: i64,
+    history: Option<String>,
+}
+
+/// The feed checkpoint and its history, as the sync moves them.
+struct Checkpoint<'a> {
+    since: &'a mut i64,
+    history: &'a mut Option<String>,
+}
+
+impl Checkpoint<'_> {
+    /// Records that every entry of a page is written.
+    async fn reach(&mut self, store: &Store, end: &PageEnd) -> Result<(), SyncError> {
+        // Written before the checkpoint: a checkpoint older than its history can only be
+        // checked as within it.
+        if end.history.is_some() && end.history != *self.history {
+            self.history.clone_from(&end.history);
+            if let Some(id) = &end.history {
+                store.replica_set("feed_history", id).await?;
+            }
+        }
+        if end.next != *self.since {
+            *self.since = end.next;
+            store
+                .replica_set("feed_since", &end.next.to_string())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Moves through every page end whose entries are all written (`written` of them).
+    async fn reach_all(
+        &mut self,
+        store: &Store,
+        ends: &mut std::iter::Peekable<std::slice::Iter<'_, PageEnd>>,
+        written: usize,
+    ) -> Result<(), SyncError> {
+        while let Some(end) = ends.next_if(|end| end.pulled <= written) {
+            self.reach(store, end).await?;
+        }
+        Ok(())
+    }
+}
+
 /// Pulls `wanted` in batches and applies each in one transaction (a first copy of thousands
 /// of entries is not thousands of commits). The next batch is asked for while the current one
 /// is applied, so the server's work and the transfer overlap the replica's writes; each batch
-/// is still applied whole or not at all, in order, and the feed checkpoint only moves after.
+/// is still applied whole or not at all, in order, and the feed checkpoint moves past a page
+/// (`page_ends`) only once all its entries are written. The first batch is small, to start
+/// writing early; the next ones are larger ([`LARGE_BATCH`]): fewer commits, each rewriting
+/// the pages that every batch touches (indexes, the search index's structure).
 async fn pull_and_apply(
     store: &Store,
     transport: &impl Transport,
     wanted: Vec<PullDoc>,
+    (page_ends, checkpoint): (&[PageEnd], &mut Checkpoint<'_>),
     report: &mut SyncReport,
 ) -> Result<(), SyncError> {
-    let mut batches = wanted.chunks(BATCH);
-    let Some(first) = batches.next() else {
-        return Ok(());
+    let mut ends = page_ends.iter().peekable();
+    checkpoint.reach_all(store, &mut ends, 0).await?;
+    let mut rest = wanted.as_slice();
+    let mut next_batch = |size: usize| {
+        let (batch, tail) = rest.split_at(size.min(rest.len()));
+        rest = tail;
+        (!batch.is_empty()).then(|| batch.to_vec())
+    };
+    let Some(first) = next_batch(BATCH) else {
+        return checkpoint.reach_all(store, &mut ends, usize::MAX).await;
     };
     let started = std::time::Instant::now();
-    let (mut entries, mut prepared) = prepared(transport.pull(first.to_vec()).await?).await?;
+    // How many entries the batch being written asked for (the server leaves out those the
+    // user may no longer read).
+    let mut asked = first.len();
+    let (mut entries, mut prepared) = prepared(transport.pull(first).await?).await?;
     tracing::debug!(elapsed = ?started.elapsed(), "first pull batch fetched");
+    let mut written = 0;
     loop {
         // While a batch is written, the next one is fetched and its CPU part (decoding, search
         // texts) computed on another thread.
-        let (applied, fetched) = match batches.next() {
+        let next = next_batch(LARGE_BATCH);
+        let next_asked = next.as_ref().map_or(0, Vec::len);
+        let (applied, fetched) = match next {
             Some(batch) => {
                 // Which of the two waits for the other (CAHIER_LOG=cahier_sync=debug).
                 let started = std::time::Instant::now();
@@ -863,7 +972,7 @@ async fn pull_and_apply(
                         applied
                     },
                     async {
-                        let fetched = match transport.pull(batch.to_vec()).await {
+                        let fetched = match transport.pull(batch).await {
                             Ok(next) => self::prepared(next).await,
                             Err(error) => Err(error),
                         };
@@ -884,9 +993,14 @@ async fn pull_and_apply(
             }
             report.pulled += 1;
         }
+        written += asked;
+        checkpoint.reach_all(store, &mut ends, written).await?;
         match fetched {
-            Some(next) => (entries, prepared) = next?,
-            None => return Ok(()),
+            Some(next) => {
+                (entries, prepared) = next?;
+                asked = next_asked;
+            }
+            None => return checkpoint.reach_all(store, &mut ends, usize::MAX).await,
         }
     }
 }

@@ -57,6 +57,8 @@ struct Inner {
     held: Vec<Recorded>,
     /// Faults that fired, in order (`"Duplicate POST /api/sync/v1/push"`).
     fired: Vec<String>,
+    /// Most feed items per page the server is asked for (`limit` of `GET /feed` lowered).
+    feed_limit: Option<u32>,
 }
 
 /// The running proxy.
@@ -110,6 +112,11 @@ impl FaultProxy {
         self.inner.lock().unwrap().upstream = upstream.trim_end_matches('/').to_owned();
     }
 
+    /// Asks the server for at most `limit` feed items per page (many pages from few entries).
+    pub fn cap_feed_pages(&self, limit: u32) {
+        self.inner.lock().unwrap().feed_limit = Some(limit);
+    }
+
     /// Every request received so far, in order.
     pub fn log(&self) -> Vec<Recorded> {
         self.inner.lock().unwrap().log.clone()
@@ -133,12 +140,29 @@ impl FaultProxy {
     }
 
     fn upstream_request(&self, request: &Recorded) -> reqwest::RequestBuilder {
-        let upstream = self.inner.lock().unwrap().upstream.clone();
-        let path = request
+        let (upstream, feed_limit) = {
+            let inner = self.inner.lock().unwrap();
+            (inner.upstream.clone(), inner.feed_limit)
+        };
+        let mut path = request
             .uri
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_owned();
+        if let (Some(cap), Some(query)) = (feed_limit, request.uri.query())
+            && request.uri.path().ends_with("/feed")
+        {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.strip_prefix("limit=") {
+                    Some(limit) => {
+                        format!("limit={}", limit.parse::<u32>().unwrap().min(cap))
+                    }
+                    None => pair.to_owned(),
+                })
+                .collect();
+            path = format!("{}?{}", request.uri.path(), query.join("&"));
+        }
         let mut builder = self
             .client
             .request(request.method.clone(), format!("{upstream}{path}"));

@@ -31,6 +31,7 @@ mod signatures;
 mod stock;
 mod sweep;
 mod sync_blobs;
+mod sync_copy;
 mod sync_fast_push;
 mod sync_faults;
 mod sync_files;

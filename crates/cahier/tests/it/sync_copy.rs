@@ -1,0 +1,222 @@
+//! A first copy over many feed pages (issue #5): the replica reads the feed's pages first and
+//! pulls what they list in one stream of batches, the checkpoint moving page by page once all
+//! of a page's entries are written; a copy cut short resumes after its last complete page; a
+//! first copy asks no access check (it holds only what this sync read); the search index,
+//! built in bulk during the copy, is merged and back to its usual settings at the end, also
+//! after a copy cut short. Real lab server, a loopback proxy asking for small feed pages, a
+//! real replica (its own SQLite file), the production transport.
+
+use super::fault_proxy::{Fault, FaultProxy};
+use super::sync_blobs::Replica;
+use cahier_core::access::{AccessRule, BaseLevel};
+use cahier_core::{EntityKind, EntityPatch, Subject};
+use cahier_store::listing::{ListQuery, SEARCH_BULK};
+use cahier_store::{NewEntity, Store};
+use cahier_sync::http::{HttpTransport, TlsOptions};
+use cahier_sync::sync_once;
+use cahier_testkit::{TestApp, TestUser};
+use std::sync::Arc;
+
+const FEED: &str = "GET /api/sync/v1/feed";
+const PULL: &str = "POST /api/sync/v1/pull";
+const CHECK: &str = "POST /api/sync/v1/check";
+
+/// Entries at the lab: more than one pull batch (200), over three feed pages of 100.
+const ENTRIES: usize = 250;
+
+/// `ENTRIES` experiments of `user`, each with a word of its own in the body; and one of
+/// another team that `user` may not read.
+async fn fill_lab(app: &TestApp, user: &TestUser) {
+    let subject = app.subject(user).await;
+    for i in 0..ENTRIES {
+        create(app, &subject, user.team_id, i).await;
+    }
+    let bob = app.user("bob@lab.fr", "Botany", false).await;
+    create(app, &app.subject(&bob).await, bob.team_id, 9999).await;
+}
+
+async fn create(app: &TestApp, subject: &Subject, team_id: i64, i: usize) {
+    app.store
+        .create_entity(
+            subject,
+            NewEntity {
+                kind: EntityKind::Experiment,
+                team_id,
+                canread: None,
+                canwrite: None,
+                patch: EntityPatch {
+                    title: Some(format!("Transect {i}")),
+                    body: Some(format!("Field notes, quadrat{i}")),
+                    ..Default::default()
+                },
+                template: None,
+            },
+        )
+        .await
+        .unwrap();
+}
+
+/// A device of `user` registered through the proxy, with an empty replica (no copy yet).
+async fn empty_replica(proxy: &FaultProxy, user: &TestUser) -> Replica {
+    let dir = tempfile::tempdir().unwrap();
+    let (transport, registered) = HttpTransport::register(
+        &proxy.url,
+        &TlsOptions::default(),
+        &user.email,
+        &user.password,
+        "laptop",
+    )
+    .await
+    .unwrap();
+    let store = Store::open_sqlite(
+        &dir.path().join("cahier.db"),
+        Arc::new(cahier_core::SystemClock),
+    )
+    .await
+    .unwrap()
+    .with_device(&registered.device);
+    store.init_replica().await.unwrap();
+    Replica::new(store, transport, registered.token, registered.user_id, dir)
+}
+
+/// How many requests the proxy saw whose `"METHOD /path"` starts with `prefix`.
+fn count(proxy: &FaultProxy, prefix: &str) -> usize {
+    proxy
+        .log()
+        .iter()
+        .filter(|r| r.key().starts_with(prefix))
+        .count()
+}
+
+/// Titles of the replica's entries whose text holds `word`.
+async fn found(laptop: &Replica, word: &str) -> Vec<String> {
+    let subject = laptop.store.subject(laptop.user_id).await.unwrap();
+    let mut query = ListQuery::new(EntityKind::Experiment);
+    query.q = Some(word.to_owned());
+    laptop
+        .store
+        .list_entities(&subject, &query)
+        .await
+        .unwrap()
+        .rows
+        .into_iter()
+        .map(|row| row.title)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_first_copy_streams_its_pages_and_asks_no_access_check() {
+    let app = TestApp::spawn().await;
+    let ada = app.user("ada@lab.fr", "Ecology", false).await;
+    fill_lab(&app, &ada).await;
+    let proxy = FaultProxy::start(&app.url).await;
+    proxy.cap_feed_pages(100);
+    let laptop = empty_replica(&proxy, &ada).await;
+
+    let report = sync_once(&laptop.store, &laptop.transport).await.unwrap();
+    assert_eq!(report.pulled, ENTRIES, "{report:?}");
+    assert_eq!(report.added, ENTRIES, "{report:?}");
+    assert_eq!(report.removed, 0, "{report:?}");
+    assert_eq!(
+        laptop.store.synced_count().await.unwrap(),
+        i64::try_from(ENTRIES).unwrap()
+    );
+    // Three pages read, then their entries pulled in two batches (200, then the other 50):
+    // a batch spans page ends.
+    assert_eq!(count(&proxy, FEED), 3);
+    assert_eq!(count(&proxy, PULL), 2);
+    assert_eq!(
+        count(&proxy, CHECK),
+        0,
+        "a first copy holds only what it read: nothing to check"
+    );
+    // The search index is out of bulk mode and finds entries of every batch.
+    assert_eq!(laptop.store.replica_get(SEARCH_BULK).await.unwrap(), None);
+    assert_eq!(found(&laptop, "quadrat3").await, ["Transect 3"]);
+    assert_eq!(found(&laptop, "quadrat249").await, ["Transect 249"]);
+    assert!(found(&laptop, "quadrat9999").await.is_empty());
+
+    // The next sync has nothing to do, and still checks nothing.
+    let again = sync_once(&laptop.store, &laptop.transport).await.unwrap();
+    assert_eq!(again, cahier_sync::SyncReport::default());
+    assert_eq!(count(&proxy, CHECK), 0);
+
+    // A right withdrawn after the copy still reaches the replica: a teammate's entry copied
+    // with the others, made private by its owner, is removed at the next sync.
+    let carol = app.user("carol@lab.fr", "Ecology", false).await;
+    let carol_subject = app.subject(&carol).await;
+    create(&app, &carol_subject, carol.team_id, 777).await;
+    sync_once(&laptop.store, &laptop.transport).await.unwrap();
+    assert_eq!(found(&laptop, "quadrat777").await, ["Transect 777"]);
+    let mut query = ListQuery::new(EntityKind::Experiment);
+    query.q = Some("quadrat777".into());
+    let row = app
+        .store
+        .list_entities(&carol_subject, &query)
+        .await
+        .unwrap()
+        .rows
+        .remove(0);
+    app.store
+        .set_access(
+            &carol_subject,
+            row.id,
+            AccessRule::base(BaseLevel::OwnerOnly),
+            AccessRule::base(BaseLevel::OwnerOnly),
+        )
+        .await
+        .unwrap();
+    let after = sync_once(&laptop.store, &laptop.transport).await.unwrap();
+    assert_eq!(after.removed, 1, "{after:?}");
+    assert!(found(&laptop, "quadrat777").await.is_empty());
+    assert!(laptop.store.heads_of(&row.uuid).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_first_copy_cut_short_resumes_after_its_last_whole_page() {
+    let app = TestApp::spawn().await;
+    let ada = app.user("ada@lab.fr", "Ecology", false).await;
+    fill_lab(&app, &ada).await;
+    let proxy = FaultProxy::start(&app.url).await;
+    proxy.cap_feed_pages(100);
+    let laptop = empty_replica(&proxy, &ada).await;
+
+    // The first pull goes through (delivered twice, harmless); the second one's answer is cut.
+    proxy.arm(Fault::Duplicate(PULL));
+    proxy.arm(Fault::CutResponse(PULL, 1000));
+    assert!(sync_once(&laptop.store, &laptop.transport).await.is_err());
+    assert_eq!(proxy.armed(), 0);
+    // The first batch (the first two pages) is written, and the checkpoint is past them.
+    assert_eq!(laptop.store.synced_count().await.unwrap(), 200);
+    let since: i64 = laptop
+        .store
+        .replica_get("feed_since")
+        .await
+        .unwrap()
+        .expect("a checkpoint")
+        .parse()
+        .unwrap();
+    assert!(since > 0);
+    assert_eq!(
+        laptop
+            .store
+            .replica_get(SEARCH_BULK)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("1"),
+        "the search index is still in bulk mode"
+    );
+
+    // The next sync pulls only the last page, and takes the search index out of bulk mode.
+    let report = sync_once(&laptop.store, &laptop.transport).await.unwrap();
+    assert_eq!(report.pulled, ENTRIES - 200, "{report:?}");
+    assert_eq!(report.added, ENTRIES - 200, "{report:?}");
+    assert_eq!(
+        laptop.store.synced_count().await.unwrap(),
+        i64::try_from(ENTRIES).unwrap()
+    );
+    assert_eq!(laptop.store.replica_get(SEARCH_BULK).await.unwrap(), None);
+    assert_eq!(found(&laptop, "quadrat0").await, ["Transect 0"]);
+    assert_eq!(found(&laptop, "quadrat249").await, ["Transect 249"]);
+}
