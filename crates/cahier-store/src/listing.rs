@@ -127,6 +127,9 @@ pub const MAX_LIMIT: i64 = 10_000;
 /// ([`Store::search_index_bulk`]).
 pub const SEARCH_BULK: &str = "search_bulk";
 
+/// Index pages rewritten per step when bulk mode ends (about 8 MiB of 16 KiB pages).
+pub const BULK_MERGE_PAGES: i64 = 500;
+
 /// How many of the most recently changed entries [`Store::tags_in_use`] counts tags on.
 pub const TAGS_WINDOW: i64 = 200;
 
@@ -481,14 +484,20 @@ impl Store {
     /// mode each pull batch's new segment is kept as written instead of being merged into the
     /// others as it comes (SQLite's `automerge`, which rewrote the growing index again and
     /// again during a copy, and left a large merge to the first write after it). Ending it
-    /// restores the usual merging and merges the whole index once. The setting is kept in the
-    /// database; `replica_state` notes that bulk mode is on, so a copy cut short ends it at the
-    /// next sync.
+    /// merges the whole index, in steps of [`BULK_MERGE_PAGES`] pages each in its own short
+    /// write transaction (writers go on in between), then restores the usual merging. The
+    /// setting is kept in the database, and `replica_state` notes that bulk mode is on until
+    /// it ends: `replica serve` ends it in the background after a sync, `replica init` and
+    /// `replica sync` before they exit (the search finds everything meanwhile; each lookup
+    /// visits every segment).
     pub async fn search_index_bulk(&self, on: bool) -> Result<()> {
+        if !on {
+            while self.tidy_search_index(BULK_MERGE_PAGES).await? {}
+        }
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         // Beyond this many segments on one level SQLite merges that level at once: high
-        // enough for a copy of 40,000 entries in pull batches of 200.
-        let (automerge, crisismerge) = if on { (0, 200) } else { (4, 16) };
+        // enough for a copy of 100,000 entries in pull batches of 1,000.
+        let (automerge, crisismerge) = if on { (0, 400) } else { (4, 16) };
         sqlx::query("INSERT INTO entity_fts (entity_fts, rank) VALUES ('automerge', ?)")
             .bind(automerge)
             .execute(&mut *tx)
@@ -506,9 +515,6 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         } else {
-            sqlx::query("INSERT INTO entity_fts (entity_fts) VALUES ('optimize')")
-                .execute(&mut *tx)
-                .await?;
             sqlx::query("DELETE FROM replica_state WHERE key = ?")
                 .bind(SEARCH_BULK)
                 .execute(&mut *tx)
@@ -516,6 +522,21 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Ends the search index's bulk mode if it is on ([`Store::search_index_bulk`]); whether
+    /// it was.
+    pub async fn finish_search_bulk(&self) -> Result<bool> {
+        let on: Option<String> =
+            sqlx::query_scalar("SELECT value FROM replica_state WHERE key = ?")
+                .bind(SEARCH_BULK)
+                .fetch_optional(&self.pool)
+                .await?;
+        if on.is_none() {
+            return Ok(false);
+        }
+        self.search_index_bulk(false).await?;
+        Ok(true)
     }
 
     /// A number that changes whenever an entity does (to tell whether the search index needs

@@ -243,13 +243,12 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
         .unwrap_or(0);
 
     // A first copy: the replica holds nothing the server knows yet. Nothing can have been
-    // withdrawn from it, and the search index is built in bulk (merged once at the end).
+    // withdrawn from it, and the search index is built in bulk, merged once after the copy
+    // (`Store::finish_search_bulk`, called by `replica serve` in the background, by
+    // `replica init` and `replica sync` before they exit).
     let first_copy = since == 0 && store.synced_count().await? == 0;
-    if first_copy {
+    if first_copy && !settings.contains_key(cahier_store::listing::SEARCH_BULK) {
         store.search_index_bulk(true).await?;
-    } else if settings.contains_key(cahier_store::listing::SEARCH_BULK) {
-        // A first copy cut short left bulk mode on.
-        store.search_index_bulk(false).await?;
     }
 
     // 1. Push local changes.
@@ -390,9 +389,6 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
             history: &mut history,
         };
         pull_and_apply(store, transport, docs, (&[], &mut checkpoint), &mut report).await?;
-    }
-    if first_copy {
-        store.search_index_bulk(false).await?;
     }
     steps.mark("feed and pull");
 

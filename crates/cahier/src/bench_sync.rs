@@ -285,6 +285,22 @@ async fn run_against(
     // 1. Initial copy.
     let (step, first) = timed_sync("initial copy", &replica, &transport, &counters).await?;
     steps.push(step);
+    // What `replica serve` does in the background after a sync that pulled entries: merge the
+    // search index built in bulk, store the rendered bodies the pull left out.
+    eprintln!("bench-sync: background work after the copy");
+    let started = Instant::now();
+    replica.finish_search_bulk().await?;
+    let merged = started.elapsed();
+    replica.render_pending_html().await?;
+    steps.push(Step {
+        name: format!(
+            "after the copy, in the background: search index merged ({:.2} s), rendered bodies stored (not a sync)",
+            merged.as_secs_f64()
+        ),
+        time: started.elapsed(),
+        traffic: Traffic::default(),
+        report: String::new(),
+    });
     let user_id: i64 = replica
         .replica_get("user_id")
         .await?

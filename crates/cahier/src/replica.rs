@@ -217,6 +217,10 @@ pub async fn init(
     let report = cahier_sync::sync_once(&store, &transport)
         .await
         .context("taking the first copy")?;
+    store
+        .finish_search_bulk()
+        .await
+        .context("merging the search index")?;
     store.close().await;
     Ok(format!("replica ready in {}: {report}", data.display()))
 }
@@ -276,6 +280,11 @@ pub async fn sync(data: &Path) -> anyhow::Result<String> {
     let report = cahier_sync::sync_once(&store, &transport)
         .await
         .with_context(|| format!("syncing with {server}"))?;
+    // After a first copy cut short and finished by this sync.
+    store
+        .finish_search_bulk()
+        .await
+        .context("merging the search index")?;
     store.close().await;
     if report.waiting > 0 || report.rejected > 0 {
         bail!(
@@ -376,6 +385,12 @@ async fn sync_loop(store: Store, transport: HttpTransport, handle: Arc<cahier_we
         // The rendered bodies a pull left out are stored once it is over (reads render them
         // meanwhile; docs/SYNC.md): after a sync that pulled entries, and once at start (a
         // previous run may have stopped before).
+        if outcome.is_ok() {
+            // After a first copy, the search index is merged once (docs/SYNC.md).
+            if let Err(error) = store.finish_search_bulk().await {
+                tracing::warn!(%error, "merging the search index failed; will retry");
+            }
+        }
         if let Ok(report) = &outcome {
             bodies_pending |= report.pulled > 0;
             if bodies_pending {

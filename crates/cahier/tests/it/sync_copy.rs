@@ -130,7 +130,21 @@ async fn a_first_copy_streams_its_pages_and_asks_no_access_check() {
         0,
         "a first copy holds only what it read: nothing to check"
     );
-    // The search index is out of bulk mode and finds entries of every batch.
+    // The search index, still in bulk mode, finds entries of every batch; merged (as
+    // `replica serve` does after the sync), it is out of bulk mode and finds the same.
+    assert_eq!(
+        laptop
+            .store
+            .replica_get(SEARCH_BULK)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("1")
+    );
+    assert_eq!(found(&laptop, "quadrat3").await, ["Transect 3"]);
+    assert_eq!(found(&laptop, "quadrat249").await, ["Transect 249"]);
+    assert!(laptop.store.finish_search_bulk().await.unwrap());
+    assert!(!laptop.store.finish_search_bulk().await.unwrap());
     assert_eq!(laptop.store.replica_get(SEARCH_BULK).await.unwrap(), None);
     assert_eq!(found(&laptop, "quadrat3").await, ["Transect 3"]);
     assert_eq!(found(&laptop, "quadrat249").await, ["Transect 249"]);
@@ -208,7 +222,7 @@ async fn a_first_copy_cut_short_resumes_after_its_last_whole_page() {
         "the search index is still in bulk mode"
     );
 
-    // The next sync pulls only the last page, and takes the search index out of bulk mode.
+    // The next sync pulls only the last page (still in bulk mode); then the index is merged.
     let report = sync_once(&laptop.store, &laptop.transport).await.unwrap();
     assert_eq!(report.pulled, ENTRIES - 200, "{report:?}");
     assert_eq!(report.added, ENTRIES - 200, "{report:?}");
@@ -216,6 +230,8 @@ async fn a_first_copy_cut_short_resumes_after_its_last_whole_page() {
         laptop.store.synced_count().await.unwrap(),
         i64::try_from(ENTRIES).unwrap()
     );
+    assert_eq!(found(&laptop, "quadrat0").await, ["Transect 0"]);
+    assert!(laptop.store.finish_search_bulk().await.unwrap());
     assert_eq!(laptop.store.replica_get(SEARCH_BULK).await.unwrap(), None);
     assert_eq!(found(&laptop, "quadrat0").await, ["Transect 0"]);
     assert_eq!(found(&laptop, "quadrat249").await, ["Transect 249"]);
