@@ -963,9 +963,26 @@ pub struct SyncStats {
     fast: std::sync::atomic::AtomicU64,
     bulk: std::sync::atomic::AtomicU64,
     rebuilds: std::sync::atomic::AtomicU64,
+    /// When a push last committed (or started), for background work that yields to pushes.
+    last_push: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl SyncStats {
+    /// Notes that a push is under way (at its start and at each commit).
+    pub(super) fn mark_push(&self) {
+        if let Ok(mut last) = self.last_push.lock() {
+            *last = Some(std::time::Instant::now());
+        }
+    }
+
+    /// How long ago a push last started or committed (`None`: none since the store opened).
+    pub(super) fn since_push(&self) -> Option<std::time::Duration> {
+        self.last_push
+            .lock()
+            .ok()
+            .and_then(|last| last.map(|at| at.elapsed()))
+    }
+
     fn count_rebuild(&self) {
         self.rebuilds
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
