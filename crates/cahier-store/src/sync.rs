@@ -24,8 +24,12 @@ use subtle::ConstantTimeEq;
 /// Largest change set accepted in one push for one document.
 pub const MAX_PUSH_BYTES: usize = 8 * 1024 * 1024;
 
-/// Documents of a push committed together (see [`Store::push`]).
+/// Documents of a push committed together (see [`Store::push`]), on the per-document path.
 const PUSH_COMMIT_EVERY: usize = 50;
+
+/// Documents of a push committed together at most when they go in bulk (a few ms of work
+/// each, not the ~14 ms of the full path): a replica's whole request (`cahier_sync::BATCH`).
+const PUSH_BULK_COMMIT_EVERY: usize = 200;
 
 /// How stale a device's `last_seen` may get before a request rewrites it, ms.
 const LAST_SEEN_STEP_MS: i64 = 60_000;
@@ -380,8 +384,10 @@ impl Store {
     /// Accepts or refuses each pushed document's changes. A refusal keeps the bytes in
     /// quarantine with the reason.
     ///
-    /// Documents are committed together, [`PUSH_COMMIT_EVERY`] per transaction (one commit,
-    /// one `fsync`). Fast-path edits are decided from a few reads for many documents at once
+    /// Documents are committed together (one commit, one `fsync`): up to
+    /// [`PUSH_BULK_COMMIT_EVERY`] per transaction, of which at most [`PUSH_COMMIT_EVERY`] on
+    /// the per-document path. Fast-path edits are decided from a few reads for many documents
+    /// at once
     /// and written with multi-row statements ([`bulk_push`]); every other document goes
     /// through [`Store::push_doc`], in its place, inside its own savepoint: a refused
     /// document rolls back to its savepoint and is quarantined, the others are committed
@@ -420,7 +426,13 @@ impl Store {
         let now = self.now_ms();
         let mut results = Vec::with_capacity(docs.len());
         let mut actors = BoundActors::default();
-        for chunk in docs.chunks(PUSH_COMMIT_EVERY) {
+        self.sync_stats.mark_push();
+        let size = if bulk {
+            PUSH_BULK_COMMIT_EVERY
+        } else {
+            PUSH_COMMIT_EVERY
+        };
+        for chunk in docs.chunks(size) {
             // The bytes first: a request with one undecodable document is refused whole.
             let bytes = chunk
                 .iter()
@@ -430,32 +442,46 @@ impl Store {
                     Err(_) => Err(invalid("changes", "not base64")),
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let mut cached = Vec::new();
-            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-            let mut context = PushContext {
-                now,
-                subject,
-                device,
-                actors: &mut actors,
-                cached: &mut cached,
-            };
-            if bulk {
-                self.push_chunk(&mut tx, &mut context, chunk, &bytes, &mut results)
-                    .await?;
-            } else {
-                for (doc, bytes) in chunk.iter().zip(&bytes) {
-                    let result = self
-                        .push_doc(&mut tx, &mut context, doc, bytes.as_deref())
+            let mut done = 0;
+            while done < chunk.len() {
+                let mut cached = Vec::new();
+                let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+                let mut context = PushContext {
+                    now,
+                    subject,
+                    device,
+                    actors: &mut actors,
+                    cached: &mut cached,
+                };
+                if bulk {
+                    // Up to `PUSH_COMMIT_EVERY` documents on the per-document path per
+                    // transaction, however many in bulk.
+                    done += self
+                        .push_chunk(
+                            &mut tx,
+                            &mut context,
+                            (&chunk[done..], &bytes[done..]),
+                            PUSH_COMMIT_EVERY,
+                            &mut results,
+                        )
                         .await?;
-                    results.push(result);
+                } else {
+                    for (doc, bytes) in chunk.iter().zip(&bytes) {
+                        let result = self
+                            .push_doc(&mut tx, &mut context, doc, bytes.as_deref())
+                            .await?;
+                        results.push(result);
+                    }
+                    done = chunk.len();
                 }
-            }
-            // Other writers wait while a push holds the write lock: it is let go every
-            // `PUSH_COMMIT_EVERY` documents, so a large push never nears their busy timeout.
-            tx.commit().await?;
-            self.stale_wake.notify_one();
-            for (id, heads, doc) in cached {
-                self.cache_put(id, heads, doc);
+                // Other writers wait while a push holds the write lock: it is let go after
+                // each transaction, so a large push never nears their busy timeout.
+                tx.commit().await?;
+                self.sync_stats.mark_push();
+                self.stale_wake.notify_one();
+                for (id, heads, doc) in cached {
+                    self.cache_put(id, heads, doc);
+                }
             }
         }
         Ok(results)

@@ -60,19 +60,21 @@ fn looks_like_changes(bytes: &[u8]) -> bool {
 }
 
 impl Store {
-    /// The documents of one chunk of a push (see [`Store::push`]), in order, on `tx`; their
-    /// results are appended to `results`. `bytes` are the decoded change sets (`None`: too
+    /// The documents of a chunk of a push (see [`Store::push`]), in order, on `tx`, until
+    /// `per_document` of them went the per-document path; returns how many were done (their
+    /// results are appended to `results`). `bytes` are the decoded change sets (`None`: too
     /// large).
     pub(super) async fn push_chunk(
         &self,
         tx: &mut SqliteConnection,
         context: &mut PushContext<'_>,
-        chunk: &[PushDoc],
-        bytes: &[Option<Vec<u8>>],
+        (chunk, bytes): (&[PushDoc], &[Option<Vec<u8>>]),
+        per_document: usize,
         results: &mut Vec<PushResult>,
-    ) -> Result<()> {
+    ) -> Result<usize> {
         let mut pos = 0;
-        while pos < chunk.len() {
+        let mut slow = 0;
+        while pos < chunk.len() && slow < per_document {
             // A run: the documents from `pos` that may be fast, each UUID once (a document
             // pushed twice is read again after the first is written).
             let mut uuids = HashSet::new();
@@ -89,6 +91,7 @@ impl Store {
                         .await?,
                 );
                 pos += 1;
+                slow += 1;
                 continue;
             }
             let window = read_window(self, tx, &chunk[pos..end]).await?;
@@ -109,11 +112,12 @@ impl Store {
                         .await?,
                 );
                 pos = stop + 1;
+                slow += 1;
             } else {
                 pos = end;
             }
         }
-        Ok(())
+        Ok(pos)
     }
 
     /// The actors of a run's changes: those already bound to the pusher, or new (returned, to
