@@ -20,6 +20,10 @@ mod push_tests;
 /// Entities made on a replica get ids from here up, so they never collide with server ids.
 pub const LOCAL_ID_START: i64 = 1_000_000_000;
 
+/// Acknowledgements per multi-row statement of [`Store::record_accepted`] (four parameters
+/// each).
+const ACCEPTED_ROWS: usize = 1_000;
+
 /// A local entity with its document heads, acknowledged heads, server id, last acknowledged
 /// change row, last change row, and its stored document when the server does not have it.
 type PendingRow = (
@@ -691,37 +695,61 @@ impl Store {
         if accepted.is_empty() {
             return Ok(());
         }
+        // A few multi-row statements for the whole batch, not two per entry (a statement is a
+        // round trip to SQLite's thread). Rows apply in order, as one by one.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for a in accepted {
-            sqlx::query(
-                "INSERT INTO replica_entities (entity_id, acked_heads, server_id, pushed_seq) VALUES (?, ?, ?, ?) \
-                 ON CONFLICT (entity_id) DO UPDATE SET acked_heads = excluded.acked_heads, server_id = excluded.server_id, \
-                 pushed_seq = excluded.pushed_seq",
-            )
-            .bind(a.id)
-            .bind(&a.heads)
-            .bind(a.server_id)
-            .bind(a.log_seq)
-            .execute(&mut *tx)
-            .await?;
-            match a.echo_seq {
-                Some(seq) => {
-                    sqlx::query(
-                        "INSERT INTO replica_echo (entity_id, seq, heads) VALUES (?, ?, ?) \
-                         ON CONFLICT (entity_id) DO UPDATE SET seq = excluded.seq, heads = excluded.heads",
-                    )
-                    .bind(a.id)
-                    .bind(seq)
-                    .bind(&a.heads)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                None => {
-                    sqlx::query("DELETE FROM replica_echo WHERE entity_id = ?")
-                        .bind(a.id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
+        for chunk in accepted.chunks(ACCEPTED_ROWS) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO replica_entities (entity_id, acked_heads, server_id, pushed_seq) ",
+            );
+            q.push_values(chunk, |mut row, a| {
+                row.push_bind(a.id)
+                    .push_bind(a.heads.clone())
+                    .push_bind(a.server_id)
+                    .push_bind(a.log_seq);
+            });
+            q.push(
+                " ON CONFLICT (entity_id) DO UPDATE SET acked_heads = excluded.acked_heads, \
+                 server_id = excluded.server_id, pushed_seq = excluded.pushed_seq",
+            );
+            q.build().execute(&mut *tx).await?;
+            // An entry acknowledged twice keeps the last one's echo, as one by one.
+            let last: std::collections::HashMap<i64, usize> =
+                chunk.iter().enumerate().map(|(i, a)| (a.id, i)).collect();
+            let chunk: Vec<&Accepted> = chunk
+                .iter()
+                .enumerate()
+                .filter(|(i, a)| last.get(&a.id) == Some(i))
+                .map(|(_, a)| a)
+                .collect();
+            let echoes: Vec<(i64, i64, &str)> = chunk
+                .iter()
+                .filter_map(|a| a.echo_seq.map(|seq| (a.id, seq, a.heads.as_str())))
+                .collect();
+            if !echoes.is_empty() {
+                let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                    "INSERT INTO replica_echo (entity_id, seq, heads) ",
+                );
+                q.push_values(&echoes, |mut row, (id, seq, heads)| {
+                    row.push_bind(*id)
+                        .push_bind(*seq)
+                        .push_bind(heads.to_string());
+                });
+                q.push(" ON CONFLICT (entity_id) DO UPDATE SET seq = excluded.seq, heads = excluded.heads");
+                q.build().execute(&mut *tx).await?;
+            }
+            let plain: Vec<i64> = chunk
+                .iter()
+                .filter(|a| a.echo_seq.is_none())
+                .map(|a| a.id)
+                .collect();
+            if !plain.is_empty() {
+                sqlx::query(
+                    "DELETE FROM replica_echo WHERE entity_id IN (SELECT value FROM json_each(?))",
+                )
+                .bind(serde_json::to_string(&plain).map_err(|e| invalid("ids", e.to_string()))?)
+                .execute(&mut *tx)
+                .await?;
             }
         }
         tx.commit().await?;

@@ -2,6 +2,7 @@
 //! of documents with their projection, and push with validation and quarantine. Every
 //! request acts for the device's user and goes through the same access policy as the UI.
 
+mod bulk_push;
 mod changes_after;
 pub(crate) mod fast_push;
 pub(crate) mod history;
@@ -23,8 +24,12 @@ use subtle::ConstantTimeEq;
 /// Largest change set accepted in one push for one document.
 pub const MAX_PUSH_BYTES: usize = 8 * 1024 * 1024;
 
-/// Documents of a push committed together (see [`Store::push`]).
+/// Documents of a push committed together (see [`Store::push`]), on the per-document path.
 const PUSH_COMMIT_EVERY: usize = 50;
+
+/// Documents of a push committed together at most when they go in bulk (a few ms of work
+/// each, not the ~14 ms of the full path): a replica's whole request (`cahier_sync::BATCH`).
+const PUSH_BULK_COMMIT_EVERY: usize = 200;
 
 /// How stale a device's `last_seen` may get before a request rewrites it, ms.
 const LAST_SEEN_STEP_MS: i64 = 60_000;
@@ -379,121 +384,190 @@ impl Store {
     /// Accepts or refuses each pushed document's changes. A refusal keeps the bytes in
     /// quarantine with the reason.
     ///
-    /// Documents are committed together, [`PUSH_COMMIT_EVERY`] per transaction (one commit,
-    /// one `fsync`), each inside its own savepoint: a refused document rolls back to its
-    /// savepoint and is quarantined, the others are committed together. A database failure
-    /// rolls the current transaction back; the replica, having no answer, pushes the same
-    /// documents again (a push is idempotent: those already committed are accepted again
-    /// without change).
+    /// Documents are committed together (one commit, one `fsync`): up to
+    /// [`PUSH_BULK_COMMIT_EVERY`] per transaction, of which at most [`PUSH_COMMIT_EVERY`] on
+    /// the per-document path. Fast-path edits are decided from a few reads for many documents
+    /// at once
+    /// and written with multi-row statements ([`bulk_push`]); every other document goes
+    /// through [`Store::push_doc`], in its place, inside its own savepoint: a refused
+    /// document rolls back to its savepoint and is quarantined, the others are committed
+    /// together. Either way the results, the database and the audit chain are those of
+    /// pushing the documents one by one, in order. A database failure rolls the current
+    /// transaction back; the replica, having no answer, pushes the same documents again (a
+    /// push is idempotent: those already committed are accepted again without change).
     pub async fn push(
         &self,
         subject: &Subject,
         device: &Device,
         docs: Vec<PushDoc>,
     ) -> Result<Vec<PushResult>> {
+        self.push_with(subject, device, &docs, true).await
+    }
+
+    /// [`Store::push`] with every document on the per-document path (what the bulk path
+    /// must match, for tests).
+    #[cfg(test)]
+    pub(crate) async fn push_one_by_one(
+        &self,
+        subject: &Subject,
+        device: &Device,
+        docs: Vec<PushDoc>,
+    ) -> Result<Vec<PushResult>> {
+        self.push_with(subject, device, &docs, false).await
+    }
+
+    async fn push_with(
+        &self,
+        subject: &Subject,
+        device: &Device,
+        docs: &[PushDoc],
+        bulk: bool,
+    ) -> Result<Vec<PushResult>> {
         let now = self.now_ms();
         let mut results = Vec::with_capacity(docs.len());
-        let mut cached = Vec::new();
         let mut actors = BoundActors::default();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for doc in docs {
-            let uuid = doc.uuid.clone();
-            let bytes = match proto::unb64(&doc.changes) {
-                Ok(bytes) if bytes.len() <= MAX_PUSH_BYTES => bytes,
-                Ok(_) => {
-                    results.push(PushResult::rejected(
-                        &uuid,
-                        "change set too large".into(),
-                        None,
-                    ));
-                    continue;
-                }
-                Err(_) => return Err(invalid("changes", "not base64")),
-            };
-            // The entity's id and feed sequence before the push, read under the write lock.
-            let existing: Option<(i64, i64)> =
-                sqlx::query_as("SELECT id, sync_seq FROM entities WHERE uuid = ?")
-                    .bind(&uuid)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let prev_seq = existing.map(|(_, seq)| seq);
-            sqlx::query("SAVEPOINT push_doc").execute(&mut *tx).await?;
-            let mut bound = Vec::new();
-            let outcome = self
-                .push_one(
-                    &mut tx,
+        self.sync_stats.mark_push();
+        let size = if bulk {
+            PUSH_BULK_COMMIT_EVERY
+        } else {
+            PUSH_COMMIT_EVERY
+        };
+        for chunk in docs.chunks(size) {
+            // The bytes first: a request with one undecodable document is refused whole.
+            let bytes = chunk
+                .iter()
+                .map(|doc| match proto::unb64(&doc.changes) {
+                    Ok(bytes) if bytes.len() <= MAX_PUSH_BYTES => Ok(Some(bytes)),
+                    Ok(_) => Ok(None),
+                    Err(_) => Err(invalid("changes", "not base64")),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let mut done = 0;
+            while done < chunk.len() {
+                let mut cached = Vec::new();
+                let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+                let mut context = PushContext {
                     now,
                     subject,
                     device,
-                    (&doc, existing.map(|(id, _)| id)),
-                    &bytes,
-                    (&actors, &mut bound),
-                )
-                .await;
-            let result = match outcome {
-                Ok(Pushed::Keep(result, cache)) => {
-                    sqlx::query("RELEASE push_doc").execute(&mut *tx).await?;
-                    actors.0.extend(bound);
-                    cached.extend(cache);
-                    result
-                }
-                Ok(Pushed::Undo(result, cache)) => {
-                    sqlx::query("ROLLBACK TO push_doc")
-                        .execute(&mut *tx)
-                        .await?;
-                    sqlx::query("RELEASE push_doc").execute(&mut *tx).await?;
-                    cached.extend(cache);
-                    result
-                }
-                Err(StoreError::Database(error)) => return Err(StoreError::Database(error)),
-                Err(error) => {
-                    sqlx::query("ROLLBACK TO push_doc")
-                        .execute(&mut *tx)
-                        .await?;
-                    sqlx::query("RELEASE push_doc").execute(&mut *tx).await?;
-                    let reason = error.to_string();
-                    let quarantine = quarantine(
-                        &mut tx, now, subject, device, &uuid, &doc.base, &bytes, &reason,
-                    )
-                    .await?;
-                    tracing::info!(device = %device.uuid, entity = %uuid, %reason, "push rejected");
-                    PushResult::rejected(&uuid, reason, Some(quarantine))
-                }
-            };
-            let result = if result.status == PushStatus::Accepted {
-                // The entity's sequence before and after, read under the write lock: the
-                // replica then knows whether the feed will list anything but this push. The
-                // fast path knows the one after (it set it).
-                let seq = match result.seq {
-                    Some(seq) => Some(seq),
-                    None => entity_seq(&mut tx, &uuid).await?,
+                    actors: &mut actors,
+                    cached: &mut cached,
                 };
-                PushResult {
-                    prev_seq,
-                    seq,
-                    ..result
+                if bulk {
+                    // Up to `PUSH_COMMIT_EVERY` documents on the per-document path per
+                    // transaction, however many in bulk.
+                    done += self
+                        .push_chunk(
+                            &mut tx,
+                            &mut context,
+                            (&chunk[done..], &bytes[done..]),
+                            PUSH_COMMIT_EVERY,
+                            &mut results,
+                        )
+                        .await?;
+                } else {
+                    for (doc, bytes) in chunk.iter().zip(&bytes) {
+                        let result = self
+                            .push_doc(&mut tx, &mut context, doc, bytes.as_deref())
+                            .await?;
+                        results.push(result);
+                    }
+                    done = chunk.len();
                 }
-            } else {
-                result
-            };
-            results.push(result);
-            // Other writers wait while a push holds the write lock: it is let go every
-            // `PUSH_COMMIT_EVERY` documents, so a large push never nears their busy timeout.
-            if results.len() % PUSH_COMMIT_EVERY == 0 {
+                // Other writers wait while a push holds the write lock: it is let go after
+                // each transaction, so a large push never nears their busy timeout.
                 tx.commit().await?;
+                self.sync_stats.mark_push();
                 self.stale_wake.notify_one();
-                for (id, heads, doc) in cached.drain(..) {
+                for (id, heads, doc) in cached {
                     self.cache_put(id, heads, doc);
                 }
-                tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
             }
         }
-        tx.commit().await?;
-        self.stale_wake.notify_one();
-        for (id, heads, doc) in cached {
-            self.cache_put(id, heads, doc);
-        }
         Ok(results)
+    }
+
+    /// One document of a push on the per-document path, on `tx` (see [`Store::push`]);
+    /// `bytes` is `None` for a change set over [`MAX_PUSH_BYTES`].
+    pub(super) async fn push_doc(
+        &self,
+        tx: &mut SqliteConnection,
+        context: &mut PushContext<'_>,
+        doc: &PushDoc,
+        bytes: Option<&[u8]>,
+    ) -> Result<PushResult> {
+        let (now, subject, device) = (context.now, context.subject, context.device);
+        let uuid = &doc.uuid;
+        let Some(bytes) = bytes else {
+            return Ok(PushResult::rejected(
+                uuid,
+                "change set too large".into(),
+                None,
+            ));
+        };
+        // The entity's id and feed sequence before the push, read under the write lock.
+        let existing: Option<(i64, i64)> =
+            sqlx::query_as("SELECT id, sync_seq FROM entities WHERE uuid = ?")
+                .bind(uuid)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let prev_seq = existing.map(|(_, seq)| seq);
+        sqlx::query("SAVEPOINT push_doc").execute(&mut *tx).await?;
+        let mut bound = Vec::new();
+        let outcome = self
+            .push_one(
+                tx,
+                now,
+                subject,
+                device,
+                (doc, existing.map(|(id, _)| id)),
+                bytes,
+                (&*context.actors, &mut bound),
+            )
+            .await;
+        let result = match outcome {
+            Ok(Pushed::Keep(result, cache)) => {
+                sqlx::query("RELEASE push_doc").execute(&mut *tx).await?;
+                context.actors.0.extend(bound);
+                context.cached.extend(cache);
+                result
+            }
+            Ok(Pushed::Undo(result, cache)) => {
+                sqlx::query("ROLLBACK TO push_doc")
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("RELEASE push_doc").execute(&mut *tx).await?;
+                context.cached.extend(cache);
+                result
+            }
+            Err(StoreError::Database(error)) => return Err(StoreError::Database(error)),
+            Err(error) => {
+                sqlx::query("ROLLBACK TO push_doc")
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("RELEASE push_doc").execute(&mut *tx).await?;
+                let reason = error.to_string();
+                let quarantine =
+                    quarantine(tx, now, subject, device, uuid, &doc.base, bytes, &reason).await?;
+                tracing::info!(device = %device.uuid, entity = %uuid, %reason, "push rejected");
+                PushResult::rejected(uuid, reason, Some(quarantine))
+            }
+        };
+        if result.status != PushStatus::Accepted {
+            return Ok(result);
+        }
+        // The entity's sequence before and after, read under the write lock: the replica then
+        // knows whether the feed will list anything but this push. The fast path knows the
+        // one after (it set it).
+        let seq = match result.seq {
+            Some(seq) => Some(seq),
+            None => entity_seq(tx, uuid).await?,
+        };
+        Ok(PushResult {
+            prev_seq,
+            seq,
+            ..result
+        })
     }
 
     /// Binds new actors to this user and device; refuses an actor bound to someone else.
@@ -557,27 +631,7 @@ impl Store {
                     .fetch_row(tx, id)
                     .await?
                     .ok_or(StoreError::NotFound("entity"))?;
-                let access = row.access();
-                if !access.may_read(subject) {
-                    return Err(StoreError::Forbidden(
-                        "you may no longer read this entry".into(),
-                    ));
-                }
-                if row.state == crate::entities::state::DELETED {
-                    return Err(StoreError::Conflict(
-                        "this entry was deleted on the server".into(),
-                    ));
-                }
-                if access.is_locked() && access.has_write_grant(subject) {
-                    return Err(StoreError::Conflict(
-                        "this entry was locked on the server: no change is accepted until it is unlocked".into(),
-                    ));
-                }
-                if !access.may_write(subject) {
-                    return Err(StoreError::Forbidden(
-                        "you may no longer change this entry".into(),
-                    ));
-                }
+                check_pushable(&row, subject)?;
                 if let Some(pushed) = self
                     .push_fast(
                         tx,
@@ -743,6 +797,35 @@ impl Store {
     }
 }
 
+/// Whether `subject` may push changes to the existing entity `row` (the access policy of
+/// [`crate::entities::EntityRow::access`]); the refusal otherwise. Both paths of a push ask
+/// this, before anything else about the entity.
+pub(super) fn check_pushable(row: &crate::entities::EntityRow, subject: &Subject) -> Result<()> {
+    let access = row.access();
+    if !access.may_read(subject) {
+        return Err(StoreError::Forbidden(
+            "you may no longer read this entry".into(),
+        ));
+    }
+    if row.state == crate::entities::state::DELETED {
+        return Err(StoreError::Conflict(
+            "this entry was deleted on the server".into(),
+        ));
+    }
+    if access.is_locked() && access.has_write_grant(subject) {
+        return Err(StoreError::Conflict(
+            "this entry was locked on the server: no change is accepted until it is unlocked"
+                .into(),
+        ));
+    }
+    if !access.may_write(subject) {
+        return Err(StoreError::Forbidden(
+            "you may no longer change this entry".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// A pushed document accepted with new changes, by either path.
 struct Accepted<'a> {
     uuid: &'a str,
@@ -765,30 +848,35 @@ impl Accepted<'_> {
         subject: &Subject,
         device: &Device,
     ) -> Result<PushResult> {
-        crate::audit::append(
-            conn,
-            now,
-            &AuditEvent::new(
-                Some(subject.user_id),
-                audit::action::SYNC_ACCEPT,
-                "entity",
-                self.id,
-            )
-            .device(&device.uuid)
-            .details(serde_json::json!({
-                "uuid": self.uuid,
-                "heads": self.heads,
-                "changes": self.changes,
-                "created": self.created,
-            })),
+        crate::audit::append(conn, now, &self.event(subject, device)).await?;
+        Ok(self.result())
+    }
+
+    /// The audit entry of the accepted push.
+    fn event(&self, subject: &Subject, device: &Device) -> AuditEvent {
+        AuditEvent::new(
+            Some(subject.user_id),
+            audit::action::SYNC_ACCEPT,
+            "entity",
+            self.id,
         )
-        .await?;
-        Ok(PushResult {
+        .device(&device.uuid)
+        .details(serde_json::json!({
+            "uuid": self.uuid,
+            "heads": self.heads,
+            "changes": self.changes,
+            "created": self.created,
+        }))
+    }
+
+    /// The answer for the replica (without the sequences).
+    fn result(&self) -> PushResult {
+        PushResult {
             status: PushStatus::Accepted,
             id: Some(self.id),
             heads: self.heads.to_owned(),
             ..PushResult::empty(self.uuid)
-        })
+        }
     }
 }
 
@@ -847,6 +935,16 @@ async fn quarantine(
 /// Actors already bound to the pushing user in this request (checked once per request).
 #[derive(Default)]
 struct BoundActors(std::collections::HashSet<String>);
+
+/// What every document of one push shares: the request's time, who pushes from where, the
+/// actors bound so far, and the documents loaded (cached once their transaction commits).
+pub(super) struct PushContext<'a> {
+    now: i64,
+    subject: &'a Subject,
+    device: &'a Device,
+    actors: &'a mut BoundActors,
+    cached: &'a mut Vec<(i64, String, EntityDoc)>,
+}
 
 /// What one pushed document did inside its savepoint: keep its writes, or undo them (nothing
 /// to change, or the server lacks what the changes build on). Either way, the document

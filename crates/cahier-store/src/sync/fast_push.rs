@@ -753,20 +753,7 @@ impl Store {
         }
         self.bind_actors(tx, &planned.actors, subject, device, known_actors)
             .await?;
-        let mut appended = Vec::new();
-        let mut changes = Vec::with_capacity(planned.new.len());
-        for parsed in planned.new {
-            appended.extend_from_slice(parsed.raw);
-            let mut change = parsed.change;
-            changes.push(ChangeInfo {
-                hash: change.hash().to_string(),
-                actor: change.actor_id().to_hex_string(),
-                time_ms: change.timestamp().saturating_mul(1000),
-                message: change.message().map(str::to_owned).unwrap_or_default(),
-                deps: change.deps().iter().map(ToString::to_string).collect(),
-                bytes: change.bytes().into_owned(),
-            });
-        }
+        let (appended, changes) = to_append(planned.new);
         let new_heads = planned.heads;
         // Automerge loads a saved document followed by change chunks; whoever next loads and
         // saves it (the projector) stores it compact again.
@@ -901,6 +888,34 @@ impl Store {
     }
 }
 
+/// What accepting `new` changes (in causal order) writes: their bytes, appended to the stored
+/// document, and their rows of `entity_changes`.
+pub(super) fn to_append(new: Vec<Parsed<'_>>) -> (Vec<u8>, Vec<ChangeInfo>) {
+    let mut appended = Vec::with_capacity(new.iter().map(|p| p.raw.len()).sum());
+    let mut changes = Vec::with_capacity(new.len());
+    for parsed in new {
+        appended.extend_from_slice(parsed.raw);
+        let mut change = parsed.change;
+        changes.push(ChangeInfo {
+            hash: change.hash().to_string(),
+            actor: change.actor_id().to_hex_string(),
+            time_ms: change.timestamp().saturating_mul(1000),
+            message: change.message().map(str::to_owned).unwrap_or_default(),
+            deps: change.deps().iter().map(ToString::to_string).collect(),
+            bytes: change.bytes().into_owned(),
+        });
+    }
+    (appended, changes)
+}
+
+/// An index as `entity_doc_index.info` stores it (empty: the fast path does not apply).
+pub(super) fn index_info(index: Option<&DocIndex>) -> String {
+    match index {
+        Some(index) => serde_json::to_string(index).unwrap_or_default(),
+        None => String::new(),
+    }
+}
+
 /// Stores an entity's index at `heads`; `None` records that the fast path does not apply
 /// there.
 pub(super) async fn save_index(
@@ -909,10 +924,7 @@ pub(super) async fn save_index(
     heads: &str,
     index: Option<&DocIndex>,
 ) -> Result<()> {
-    let info = match index {
-        Some(index) => serde_json::to_string(index).unwrap_or_default(),
-        None => String::new(),
-    };
+    let info = index_info(index);
     sqlx::query(
         "INSERT INTO entity_doc_index (entity_id, heads, info) VALUES (?, ?, ?) \
          ON CONFLICT (entity_id) DO UPDATE SET heads = excluded.heads, info = excluded.info",
@@ -949,10 +961,28 @@ pub(super) async fn save_index_at(
 #[derive(Debug, Default)]
 pub struct SyncStats {
     fast: std::sync::atomic::AtomicU64,
+    bulk: std::sync::atomic::AtomicU64,
     rebuilds: std::sync::atomic::AtomicU64,
+    /// When a push last committed (or started), for background work that yields to pushes.
+    last_push: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl SyncStats {
+    /// Notes that a push is under way (at its start and at each commit).
+    pub(super) fn mark_push(&self) {
+        if let Ok(mut last) = self.last_push.lock() {
+            *last = Some(std::time::Instant::now());
+        }
+    }
+
+    /// How long ago a push last started or committed (`None`: none since the store opened).
+    pub(super) fn since_push(&self) -> Option<std::time::Duration> {
+        self.last_push
+            .lock()
+            .ok()
+            .and_then(|last| last.map(|at| at.elapsed()))
+    }
+
     fn count_rebuild(&self) {
         self.rebuilds
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -964,12 +994,22 @@ impl SyncStats {
         self.rebuilds.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn count_fast(&self) {
+    pub(super) fn count_fast(&self) {
         self.fast.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Pushed documents accepted without loading their document since the store was opened.
     pub fn fast_pushes(&self) -> u64 {
         self.fast.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(super) fn count_bulk(&self) {
+        self.bulk.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Of the [`SyncStats::fast_pushes`], those decided and written in bulk, many documents
+    /// per statement (docs/SYNC.md); the others went the per-document fast path.
+    pub fn bulk_pushes(&self) -> u64 {
+        self.bulk.load(std::sync::atomic::Ordering::Relaxed)
     }
 }

@@ -4,7 +4,8 @@
 //! their first push would rebuild it from the whole change log. The server builds those at
 //! start, in the background, a small batch at a time: the logs are read without the write
 //! lock, decoded on one blocking thread, and each index is stored only if the entry is still
-//! at the heads it was built for (compare and set), in a short write transaction.
+//! at the heads it was built for (compare and set), in a short write transaction. A batch waits
+//! until no push has run for a moment: pushes come first.
 
 use super::fast_push::{build_index, save_index_at};
 use crate::{Result, Store};
@@ -15,6 +16,10 @@ const BATCH: i64 = 16;
 
 /// Passes over the entries at most: a pass retries what concurrent writes made it skip.
 const PASSES: usize = 3;
+
+/// How long pushes must have stopped before a batch starts: a push (a replica waiting) goes
+/// first, the builder's CPU and write lock would only slow it down.
+const PUSH_QUIET: std::time::Duration = std::time::Duration::from_millis(300);
 
 impl Store {
     /// Builds the index of every entry that has none at its document's heads; returns how
@@ -37,6 +42,11 @@ impl Store {
         let (mut built, mut skipped) = (0, 0);
         let mut after = i64::MIN;
         loop {
+            while let Some(since) = self.sync_stats.since_push()
+                && since < PUSH_QUIET
+            {
+                tokio::time::sleep(PUSH_QUIET - since).await;
+            }
             let started = Instant::now();
             let todo: Vec<(i64, String)> = sqlx::query_as(
                 "SELECT d.entity_id, d.heads FROM entity_docs d \
