@@ -804,53 +804,6 @@ impl Store {
         self.fetch_row_with(conn, id, true).await
     }
 
-    /// The rows of these UUIDs with their access lists, as [`Store::fetch_row`] reads one
-    /// (an empty `body_html` left empty), each with its feed sequence, by UUID; two
-    /// statements for any number of them. UUIDs the store does not hold are absent.
-    pub(crate) async fn fetch_rows_by_uuid(
-        &self,
-        conn: &mut SqliteConnection,
-        uuids: &[&str],
-    ) -> Result<HashMap<String, (EntityRow, i64)>> {
-        if uuids.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let found = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {ENTITY_COLUMNS}, e.sync_seq FROM entities e \
-             WHERE e.uuid IN (SELECT value FROM json_each(?))"
-        )))
-        .bind(json_list(uuids)?)
-        .fetch_all(&mut *conn)
-        .await?;
-        let mut rows: HashMap<i64, (EntityRow, i64)> = HashMap::with_capacity(found.len());
-        for row in &found {
-            let seq: i64 = row.try_get("sync_seq")?;
-            let entity = row_from_sql_with(row, false)?;
-            rows.insert(entity.id, (entity, seq));
-        }
-        let ids: Vec<i64> = rows.keys().copied().collect();
-        let grants: Vec<(i64, String, String, i64)> = sqlx::query_as(
-            "SELECT entity_id, mode, grantee, ref_id FROM entity_acl \
-             WHERE entity_id IN (SELECT value FROM json_each(?)) ORDER BY entity_id, ref_id",
-        )
-        .bind(json_list(&ids)?)
-        .fetch_all(&mut *conn)
-        .await?;
-        let mut by_entity: HashMap<i64, Vec<(String, String, i64)>> = HashMap::new();
-        for (id, mode, grantee, ref_id) in grants {
-            by_entity
-                .entry(id)
-                .or_default()
-                .push((mode, grantee, ref_id));
-        }
-        let mut by_uuid = HashMap::with_capacity(rows.len());
-        for (id, (mut row, seq)) in rows {
-            apply_grants(&mut row, by_entity.remove(&id).unwrap_or_default());
-            by_uuid.insert(row.uuid.clone(), (row, seq));
-        }
-        Ok(by_uuid)
-    }
-
     /// [`Store::fetch_row`]; `render` false leaves an empty `body_html` empty (see
     /// [`row_from_sql_with`]).
     async fn fetch_row_with(
@@ -1692,4 +1645,52 @@ impl FromStrOpt for EntityId {
     fn from_str_opt(s: &str) -> Option<Self> {
         s.parse().ok()
     }
+}
+
+/// The rows of these UUIDs with their access lists, as [`Store::fetch_row`] reads one
+/// (`render` false leaves an empty `body_html` empty, see [`row_from_sql_with`]), each with
+/// its feed sequence, by UUID; two statements for any number of them. UUIDs the store does
+/// not hold are absent.
+pub(crate) async fn rows_by_uuid(
+    conn: &mut SqliteConnection,
+    uuids: &[&str],
+    render: bool,
+) -> Result<HashMap<String, (EntityRow, i64)>> {
+    if uuids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let found = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {ENTITY_COLUMNS}, e.sync_seq FROM entities e \
+         WHERE e.uuid IN (SELECT value FROM json_each(?))"
+    )))
+    .bind(json_list(uuids)?)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut rows: HashMap<i64, (EntityRow, i64)> = HashMap::with_capacity(found.len());
+    for row in &found {
+        let seq: i64 = row.try_get("sync_seq")?;
+        let entity = row_from_sql_with(row, render)?;
+        rows.insert(entity.id, (entity, seq));
+    }
+    let ids: Vec<i64> = rows.keys().copied().collect();
+    let grants: Vec<(i64, String, String, i64)> = sqlx::query_as(
+        "SELECT entity_id, mode, grantee, ref_id FROM entity_acl \
+         WHERE entity_id IN (SELECT value FROM json_each(?)) ORDER BY entity_id, ref_id",
+    )
+    .bind(json_list(&ids)?)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut by_entity: HashMap<i64, Vec<(String, String, i64)>> = HashMap::new();
+    for (id, mode, grantee, ref_id) in grants {
+        by_entity
+            .entry(id)
+            .or_default()
+            .push((mode, grantee, ref_id));
+    }
+    let mut by_uuid = HashMap::with_capacity(rows.len());
+    for (id, (mut row, seq)) in rows {
+        apply_grants(&mut row, by_entity.remove(&id).unwrap_or_default());
+        by_uuid.insert(row.uuid.clone(), (row, seq));
+    }
+    Ok(by_uuid)
 }

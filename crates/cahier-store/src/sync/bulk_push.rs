@@ -94,7 +94,7 @@ impl Store {
                 slow += 1;
                 continue;
             }
-            let window = read_window(self, tx, &chunk[pos..end]).await?;
+            let window = read_window(tx, &chunk[pos..end]).await?;
             let mut fast = Vec::with_capacity(end - pos);
             for (doc, bytes) in chunk[pos..end].iter().zip(&bytes[pos..end]) {
                 let Some(decided) = decide(&window, context, doc, bytes.as_deref()) else {
@@ -346,9 +346,9 @@ impl Store {
 }
 
 /// Reads what deciding `docs` needs (each UUID once): five statements for the whole run.
-async fn read_window(store: &Store, tx: &mut SqliteConnection, docs: &[PushDoc]) -> Result<Window> {
+async fn read_window(tx: &mut SqliteConnection, docs: &[PushDoc]) -> Result<Window> {
     let uuids: Vec<&str> = docs.iter().map(|d| d.uuid.as_str()).collect();
-    let rows = store.fetch_rows_by_uuid(tx, &uuids).await?;
+    let rows = crate::entities::rows_by_uuid(tx, &uuids, false).await?;
     let ids: Vec<i64> = rows.values().map(|(row, _)| row.id).collect();
     if ids.is_empty() {
         return Ok(Window {

@@ -4,7 +4,7 @@
 
 use super::proto::{Snapshot, SnapshotUpload};
 use crate::Result;
-use crate::entities::{CommentRow, ENTITY_COLUMNS, EntityRow, StepRow, apply_grants, row_from_sql};
+use crate::entities::{CommentRow, EntityRow, StepRow};
 use cahier_core::Subject;
 use sqlx::{FromRow, Row, SqliteConnection};
 use std::collections::HashMap;
@@ -21,44 +21,12 @@ pub(super) async fn readable_rows(
     subject: &Subject,
     uuids: &[&str],
 ) -> Result<HashMap<String, EntityRow>> {
-    if uuids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let sql = format!(
-        "SELECT {ENTITY_COLUMNS} FROM entities e WHERE e.uuid IN (SELECT value FROM json_each(?))"
-    );
-    let found = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(json_list(uuids)?)
-        .fetch_all(&mut *conn)
-        .await?;
-    let mut rows: HashMap<i64, EntityRow> = HashMap::with_capacity(found.len());
-    for row in &found {
-        let row = row_from_sql(row)?;
-        rows.insert(row.id, row);
-    }
-    let ids: Vec<i64> = rows.keys().copied().collect();
-    let grants: Vec<(i64, String, String, i64)> = sqlx::query_as(
-        "SELECT entity_id, mode, grantee, ref_id FROM entity_acl \
-         WHERE entity_id IN (SELECT value FROM json_each(?)) ORDER BY entity_id, ref_id",
-    )
-    .bind(json_list(&ids)?)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut by_entity: HashMap<i64, Vec<(String, String, i64)>> = HashMap::new();
-    for (id, mode, grantee, ref_id) in grants {
-        by_entity
-            .entry(id)
-            .or_default()
-            .push((mode, grantee, ref_id));
-    }
-    let mut readable = HashMap::with_capacity(rows.len());
-    for (id, mut row) in rows {
-        apply_grants(&mut row, by_entity.remove(&id).unwrap_or_default());
-        if row.access().may_read(subject) {
-            readable.insert(row.uuid.clone(), row);
-        }
-    }
-    Ok(readable)
+    let rows = crate::entities::rows_by_uuid(conn, uuids, true).await?;
+    Ok(rows
+        .into_iter()
+        .filter(|(_, (row, _))| row.access().may_read(subject))
+        .map(|(uuid, (row, _))| (uuid, row))
+        .collect())
 }
 
 /// The saved documents of these entities, by id.
