@@ -50,6 +50,17 @@ pub(super) async fn replica_at(
     tls: &TlsOptions,
     user: &TestUser,
 ) -> Result<(Replica, SyncReport), SyncError> {
+    let replica = empty_replica_at(server, tls, user).await?;
+    let report = sync_once(&replica.store, &replica.transport).await?;
+    Ok((replica, report))
+}
+
+/// Registers a device for `user` at `server`, with a replica that holds nothing yet.
+pub(super) async fn empty_replica_at(
+    server: &str,
+    tls: &TlsOptions,
+    user: &TestUser,
+) -> Result<Replica, SyncError> {
     let dir = tempfile::tempdir().unwrap();
     let (transport, registered) =
         HttpTransport::register(server, tls, &user.email, &user.password, "laptop").await?;
@@ -62,17 +73,13 @@ pub(super) async fn replica_at(
     .with_device(&registered.device)
     .with_encrypted_blobs(dir.path().join("blobs"), 64 * 1024 * 1024, [9; 32]);
     store.init_replica().await.unwrap();
-    let report = sync_once(&store, &transport).await?;
-    Ok((
-        Replica {
-            store,
-            transport,
-            token: registered.token,
-            user_id: registered.user_id,
-            dir,
-        },
-        report,
-    ))
+    Ok(Replica {
+        store,
+        transport,
+        token: registered.token,
+        user_id: registered.user_id,
+        dir,
+    })
 }
 
 pub(super) async fn replica(app: &TestApp, user: &TestUser) -> (Replica, SyncReport) {

@@ -7,15 +7,14 @@
 //! real replica (its own SQLite file), the production transport.
 
 use super::fault_proxy::{Fault, FaultProxy};
-use super::sync_blobs::Replica;
+use super::sync_blobs::{Replica, empty_replica_at};
 use cahier_core::access::{AccessRule, BaseLevel};
 use cahier_core::{EntityKind, EntityPatch, Subject};
+use cahier_store::NewEntity;
 use cahier_store::listing::{ListQuery, SEARCH_BULK};
-use cahier_store::{NewEntity, Store};
-use cahier_sync::http::{HttpTransport, TlsOptions};
+use cahier_sync::http::TlsOptions;
 use cahier_sync::sync_once;
 use cahier_testkit::{TestApp, TestUser};
-use std::sync::Arc;
 
 const FEED: &str = "GET /api/sync/v1/feed";
 const PULL: &str = "POST /api/sync/v1/pull";
@@ -58,25 +57,9 @@ async fn create(app: &TestApp, subject: &Subject, team_id: i64, i: usize) {
 
 /// A device of `user` registered through the proxy, with an empty replica (no copy yet).
 async fn empty_replica(proxy: &FaultProxy, user: &TestUser) -> Replica {
-    let dir = tempfile::tempdir().unwrap();
-    let (transport, registered) = HttpTransport::register(
-        &proxy.url,
-        &TlsOptions::default(),
-        &user.email,
-        &user.password,
-        "laptop",
-    )
-    .await
-    .unwrap();
-    let store = Store::open_sqlite(
-        &dir.path().join("cahier.db"),
-        Arc::new(cahier_core::SystemClock),
-    )
-    .await
-    .unwrap()
-    .with_device(&registered.device);
-    store.init_replica().await.unwrap();
-    Replica::new(store, transport, registered.token, registered.user_id, dir)
+    empty_replica_at(&proxy.url, &TlsOptions::default(), user)
+        .await
+        .unwrap()
 }
 
 /// How many requests the proxy saw whose `"METHOD /path"` starts with `prefix`.

@@ -5,52 +5,37 @@
 //! test kit, a replica with its own SQLite file and encrypted blob folder, served by the
 //! production router, over real HTTP.
 
-use super::sync_blobs::{Replica, file_bytes, serve_replica};
+use super::sync_blobs::{Replica, empty_replica_at, file_bytes, serve_replica};
 use super::uploads::{sha256, upload};
-use cahier_store::Store;
 use cahier_store::replica_files::FilePolicy;
-use cahier_sync::http::{HttpTransport, TlsOptions};
-use cahier_sync::{Transport, sync_once};
+use cahier_sync::Transport;
+use cahier_sync::http::TlsOptions;
 use cahier_testkit::{Api, TestApp, TestUser};
 use serde_json::{Value, json};
-use std::sync::Arc;
 
 /// Registers a device for `user` and sets the file policy before the first copy, as
 /// `cahier replica init --files …` does, then takes the first copy.
 async fn replica_keeping(app: &TestApp, user: &TestUser, policy: &str) -> Replica {
-    let dir = tempfile::tempdir().unwrap();
-    let (transport, registered) = HttpTransport::register(
-        &app.url,
-        &TlsOptions::default(),
-        &user.email,
-        &user.password,
-        "laptop",
-    )
-    .await
-    .unwrap();
-    let store = Store::open_sqlite(
-        &dir.path().join("cahier.db"),
-        Arc::new(cahier_core::SystemClock),
-    )
-    .await
-    .unwrap()
-    .with_device(&registered.device)
-    .with_encrypted_blobs(dir.path().join("blobs"), 64 * 1024 * 1024, [9; 32]);
-    store.init_replica().await.unwrap();
-    store
-        .replica_set("user_id", &registered.user_id.to_string())
+    let laptop = empty_replica_at(&app.url, &TlsOptions::default(), user)
         .await
         .unwrap();
-    store
-        .import_reference(&transport.reference().await.unwrap())
+    laptop
+        .store
+        .replica_set("user_id", &laptop.user_id.to_string())
         .await
         .unwrap();
-    store
+    laptop
+        .store
+        .import_reference(&laptop.transport.reference().await.unwrap())
+        .await
+        .unwrap();
+    laptop
+        .store
         .set_file_policy(&FilePolicy::parse(policy).unwrap())
         .await
         .unwrap();
-    sync_once(&store, &transport).await.unwrap();
-    Replica::new(store, transport, registered.token, registered.user_id, dir)
+    laptop.sync().await;
+    laptop
 }
 
 /// Creates an experiment with one file at the lab; returns its id and the file's bytes.
