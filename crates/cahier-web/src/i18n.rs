@@ -1791,6 +1791,29 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
         "Refus masqué.",
     ),
     (
+        "booking.move_open",
+        "Move this booking",
+        "Déplacer cette réservation",
+    ),
+    ("booking.move", "Move", "Déplacer"),
+    ("booking.move_start", "New start", "Nouveau début"),
+    ("booking.move_end", "New end", "Nouvelle fin"),
+    (
+        "booking.move_replica_hint",
+        "On this field copy, moving a lab booking is a request: the lab server decides it at the next sync.",
+        "Sur cette copie de terrain, déplacer une réservation du laboratoire est une demande : le serveur du laboratoire la décidera à la prochaine synchronisation.",
+    ),
+    (
+        "booking.notice_moved",
+        "Booking moved.",
+        "Réservation déplacée.",
+    ),
+    (
+        "booking.notice_request_moved",
+        "Request changed: still pending confirmation by the lab server at the next sync.",
+        "Demande modifiée : toujours en attente de confirmation par le serveur du laboratoire à la prochaine synchronisation.",
+    ),
+    (
         "replica.booking_waiting",
         "booking requests pending confirmation",
         "demandes de réservation en attente de confirmation",
