@@ -1814,6 +1814,21 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
         "Demande modifiée : toujours en attente de confirmation par le serveur du laboratoire à la prochaine synchronisation.",
     ),
     (
+        "booking.feeds_replica",
+        "These addresses belong to this field copy: they answer on this laptop only, while the copy is running and unlocked, and list the lab's bookings as last synced with your requests still pending. The lab server's addresses are different.",
+        "Ces adresses appartiennent à cette copie de terrain : elles répondent sur cet ordinateur seulement, tant que la copie est ouverte et déverrouillée, et listent les réservations du laboratoire telles qu'à la dernière synchronisation, avec vos demandes encore en attente. Celles du serveur du laboratoire sont différentes.",
+    ),
+    (
+        "booking.feed_requested",
+        "Asked for on a field copy: pending confirmation by the lab server at the next sync",
+        "Demandée sur une copie de terrain : en attente de confirmation par le serveur du laboratoire à la prochaine synchronisation",
+    ),
+    (
+        "booking.feed_lab_times",
+        "now at the lab",
+        "actuellement au laboratoire",
+    ),
+    (
         "replica.booking_waiting",
         "booking requests pending confirmation",
         "demandes de réservation en attente de confirmation",
