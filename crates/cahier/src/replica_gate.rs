@@ -76,13 +76,23 @@ impl Gate {
 }
 
 async fn dispatch(State(gate): State<Arc<Gate>>, request: Request) -> Response {
-    gate.touch();
+    // A calendar application fetches its feed every few minutes on its own: that is not the
+    // user at the laptop, so it neither keeps the copy unlocked nor is sent to the unlock page.
+    let is_feed = request.uri().path().starts_with("/ical/");
+    if !is_feed {
+        gate.touch();
+    }
     let router = gate.inner.read().await.as_ref().map(|u| u.router.clone());
     match router {
         Some(router) => match router.oneshot(request).await {
             Ok(response) => response,
             Err(never) => match never {},
         },
+        None if is_feed => (
+            StatusCode::LOCKED,
+            "this field copy is locked: its calendar feeds answer again once it is unlocked in the browser at /unlock",
+        )
+            .into_response(),
         None if request.uri().path().starts_with("/api/") => (
             StatusCode::LOCKED,
             axum::Json(serde_json::json!({
