@@ -1648,7 +1648,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("booking.today", "Today", "Aujourd'hui"),
     ("booking.week", "Week", "Semaine"),
     ("booking.month", "Month", "Mois"),
-    ("booking.hour", "Hour (UTC)", "Heure (UTC)"),
+    ("booking.hour", "Hour", "Heure"),
     (
         "booking.no_bookable",
         "No bookable resource here yet. The owner of a resource or a team admin can allow bookings on the resource's calendar page.",
@@ -1661,8 +1661,8 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ),
     ("booking.new", "New booking", "Nouvelle réservation"),
     ("booking.title", "What for", "Objet"),
-    ("booking.start", "Start (UTC)", "Début (UTC)"),
-    ("booking.end", "End (UTC)", "Fin (UTC)"),
+    ("booking.start", "Start", "Début"),
+    ("booking.end", "End", "Fin"),
     (
         "booking.experiment",
         "Experiment (optional)",
