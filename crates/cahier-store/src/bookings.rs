@@ -855,20 +855,56 @@ impl Store {
         Ok(row)
     }
 
-    /// Active bookings (confirmed, pending) of resources the subject may read, by start.
+    /// Active bookings (confirmed, pending) of resources the subject may read, by start. On a
+    /// field replica, also the subject's requests not yet confirmed, and the lab's bookings a
+    /// move asked for here brings into the range (they keep the lab's times, and carry the
+    /// move in [`BookingRow::change`]).
     pub async fn bookings(
         &self,
         subject: &Subject,
         query: &BookingQuery,
     ) -> Result<Vec<BookingRow>> {
+        let mut list = self.listed_bookings(subject, query, None).await?;
+        if self.is_replica() {
+            let moved = self.moved_here_into(subject, query).await?;
+            let missing: Vec<i64> = moved
+                .into_iter()
+                .filter(|id| !list.iter().any(|row| row.id == *id))
+                .collect();
+            if !missing.is_empty() {
+                list.extend(self.listed_bookings(subject, query, Some(&missing)).await?);
+            }
+            self.attach_booking_changes(subject, &mut list).await?;
+            list.extend(self.booking_requests(subject, query).await?);
+            list.sort_by_key(|row| (row.start_ms, row.id));
+        }
+        Ok(list)
+    }
+
+    /// The active bookings of readable resources that match `query`: by their times, or, with
+    /// `only`, those of these ids whatever their times.
+    async fn listed_bookings(
+        &self,
+        subject: &Subject,
+        query: &BookingQuery,
+        only: Option<&[i64]>,
+    ) -> Result<Vec<BookingRow>> {
         let mut sql = format!(
             "{} AND b.state IN ('confirmed', 'pending') AND e.state != 3",
             booking_select(subject)
         );
-        if query.from_ms.is_some() {
+        let (from_ms, to_ms) = match only {
+            Some(ids) => {
+                let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+                sql.push_str(&format!(" AND b.id IN ({})", ids.join(",")));
+                (None, None)
+            }
+            None => (query.from_ms, query.to_ms),
+        };
+        if from_ms.is_some() {
             sql.push_str(" AND b.end_ms > ?");
         }
-        if query.to_ms.is_some() {
+        if to_ms.is_some() {
             sql.push_str(" AND b.start_ms < ?");
         }
         if query.team_id.is_some() {
@@ -883,20 +919,35 @@ impl Store {
         }
         sql.push_str(" ORDER BY b.start_ms, b.id LIMIT 5000");
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for value in [query.from_ms, query.to_ms, query.team_id, query.user_id]
+        for value in [from_ms, to_ms, query.team_id, query.user_id]
             .into_iter()
             .flatten()
         {
             q = q.bind(value);
         }
         let rows = q.fetch_all(&self.pool).await?;
-        let mut list = rows.iter().map(row_from_sql).collect::<Result<Vec<_>>>()?;
-        if self.is_replica() {
-            self.attach_booking_changes(subject, &mut list).await?;
-            list.extend(self.booking_requests(subject, query).await?);
-            list.sort_by_key(|row| (row.start_ms, row.id));
+        rows.iter().map(row_from_sql).collect()
+    }
+
+    /// On a field replica: the lab bookings whose move, asked for here by the subject and not
+    /// yet answered, is to times within the query's range (a move to another week is drawn
+    /// there too, not only in the week of the lab's times).
+    async fn moved_here_into(&self, subject: &Subject, query: &BookingQuery) -> Result<Vec<i64>> {
+        if query.from_ms.is_none() && query.to_ms.is_none() {
+            return Ok(Vec::new());
         }
-        Ok(list)
+        Ok(sqlx::query_scalar(
+            "SELECT target_booking_id FROM booking_requests WHERE state = 'pending' \
+             AND kind = 'move' AND user_id = ? AND target_booking_id IS NOT NULL \
+             AND (? IS NULL OR end_ms > ?) AND (? IS NULL OR start_ms < ?)",
+        )
+        .bind(subject.user_id)
+        .bind(query.from_ms)
+        .bind(query.from_ms)
+        .bind(query.to_ms)
+        .bind(query.to_ms)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Bookable resources the subject may read, in a team or everywhere, by title.

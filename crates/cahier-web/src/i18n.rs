@@ -1648,7 +1648,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("booking.today", "Today", "Aujourd'hui"),
     ("booking.week", "Week", "Semaine"),
     ("booking.month", "Month", "Mois"),
-    ("booking.hour", "Hour (UTC)", "Heure (UTC)"),
+    ("booking.hour", "Hour", "Heure"),
     (
         "booking.no_bookable",
         "No bookable resource here yet. The owner of a resource or a team admin can allow bookings on the resource's calendar page.",
@@ -1661,8 +1661,8 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ),
     ("booking.new", "New booking", "Nouvelle réservation"),
     ("booking.title", "What for", "Objet"),
-    ("booking.start", "Start (UTC)", "Début (UTC)"),
-    ("booking.end", "End (UTC)", "Fin (UTC)"),
+    ("booking.start", "Start", "Début"),
+    ("booking.end", "End", "Fin"),
     (
         "booking.experiment",
         "Experiment (optional)",
@@ -1789,6 +1789,44 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
         "booking.notice_dismissed",
         "Refusal dismissed.",
         "Refus masqué.",
+    ),
+    (
+        "booking.move_open",
+        "Move this booking",
+        "Déplacer cette réservation",
+    ),
+    ("booking.move", "Move", "Déplacer"),
+    ("booking.move_start", "New start", "Nouveau début"),
+    ("booking.move_end", "New end", "Nouvelle fin"),
+    (
+        "booking.move_replica_hint",
+        "On this field copy, moving a lab booking is a request: the lab server decides it at the next sync.",
+        "Sur cette copie de terrain, déplacer une réservation du laboratoire est une demande : le serveur du laboratoire la décidera à la prochaine synchronisation.",
+    ),
+    (
+        "booking.notice_moved",
+        "Booking moved.",
+        "Réservation déplacée.",
+    ),
+    (
+        "booking.notice_request_moved",
+        "Request changed: still pending confirmation by the lab server at the next sync.",
+        "Demande modifiée : toujours en attente de confirmation par le serveur du laboratoire à la prochaine synchronisation.",
+    ),
+    (
+        "booking.feeds_replica",
+        "These addresses belong to this field copy: they answer on this laptop only, while the copy is running and unlocked, and list the lab's bookings as last synced with your requests still pending. The lab server's addresses are different.",
+        "Ces adresses appartiennent à cette copie de terrain : elles répondent sur cet ordinateur seulement, tant que la copie est ouverte et déverrouillée, et listent les réservations du laboratoire telles qu'à la dernière synchronisation, avec vos demandes encore en attente. Celles du serveur du laboratoire sont différentes.",
+    ),
+    (
+        "booking.feed_requested",
+        "Asked for on a field copy: pending confirmation by the lab server at the next sync",
+        "Demandée sur une copie de terrain : en attente de confirmation par le serveur du laboratoire à la prochaine synchronisation",
+    ),
+    (
+        "booking.feed_lab_times",
+        "now at the lab",
+        "actuellement au laboratoire",
     ),
     (
         "replica.booking_waiting",

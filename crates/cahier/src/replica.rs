@@ -311,10 +311,11 @@ impl SyncTask {
     }
 }
 
-/// The web state of an unlocked replica, and its background sync.
+/// The web state of an unlocked replica served at `url`, and its background sync.
 pub async fn replica_parts(
     data: &Path,
     store: Store,
+    url: &str,
 ) -> anyhow::Result<(cahier_web::AppState, SyncTask)> {
     let user_id: i64 = store
         .replica_get("user_id")
@@ -344,7 +345,8 @@ pub async fn replica_parts(
     let state = cahier_web::AppState {
         store,
         config: Arc::new(cahier_web::WebConfig {
-            public_url: String::new(),
+            // The links it shows (the calendar feeds, the API page) are this laptop's.
+            public_url: url.to_owned(),
             max_body_bytes: 16 * 1024 * 1024,
             version: crate::VERSION.to_owned(),
         }),

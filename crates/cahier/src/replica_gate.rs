@@ -27,6 +27,8 @@ struct Unlocked {
 /// The replica's lock and, when unlocked, its application.
 pub struct Gate {
     data: PathBuf,
+    /// Where the replica is served (`http://127.0.0.1:8181`), for the links it shows.
+    url: String,
     lock_after: Duration,
     started: Instant,
     last_request_ms: AtomicI64,
@@ -52,7 +54,7 @@ impl Gate {
             return Ok(());
         }
         let store = open_with(&self.data, passphrase).await?;
-        let (state, sync) = replica_parts(&self.data, store.clone()).await?;
+        let (state, sync) = replica_parts(&self.data, store.clone(), &self.url).await?;
         *inner = Some(Unlocked {
             router: cahier_web::router(state),
             store,
@@ -74,13 +76,23 @@ impl Gate {
 }
 
 async fn dispatch(State(gate): State<Arc<Gate>>, request: Request) -> Response {
-    gate.touch();
+    // A calendar application fetches its feed every few minutes on its own: that is not the
+    // user at the laptop, so it neither keeps the copy unlocked nor is sent to the unlock page.
+    let is_feed = request.uri().path().starts_with("/ical/");
+    if !is_feed {
+        gate.touch();
+    }
     let router = gate.inner.read().await.as_ref().map(|u| u.router.clone());
     match router {
         Some(router) => match router.oneshot(request).await {
             Ok(response) => response,
             Err(never) => match never {},
         },
+        None if is_feed => (
+            StatusCode::LOCKED,
+            "this field copy is locked: its calendar feeds answer again once it is unlocked in the browser at /unlock",
+        )
+            .into_response(),
         None if request.uri().path().starts_with("/api/") => (
             StatusCode::LOCKED,
             axum::Json(serde_json::json!({
@@ -169,8 +181,13 @@ pub async fn serve(
         "{} is not a replica (run cahier replica init first)",
         data.display()
     );
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("listening on {listen}: {e}"))?;
+    let url = format!("http://{}", listener.local_addr()?);
     let gate = Arc::new(Gate {
         data,
+        url: url.clone(),
         lock_after,
         started: Instant::now(),
         last_request_ms: AtomicI64::new(0),
@@ -179,10 +196,6 @@ pub async fn serve(
     if let Some(passphrase) = passphrase {
         gate.unlock(&passphrase).await?;
     }
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("listening on {listen}: {e}"))?;
-    let url = format!("http://{}", listener.local_addr()?);
     let app = Router::new()
         .route("/unlock", get(unlock_page).post(unlock_submit))
         .route("/healthz", get(|| async { "ok" }))

@@ -1,7 +1,8 @@
 //! The booking calendar: a week or month view per resource (`/resources/{id}/calendar`) and per
 //! team (`/calendar`), a booking form that works without JavaScript (the week grid's
-//! click-and-drag fills and submits the same form), cancel/approve/refuse buttons, the
-//! resource's booking rules for its owner and team admins, and the calendar feed (iCal) URLs.
+//! click-and-drag fills and submits the same form), a move form and cancel/approve/refuse
+//! buttons on each booking one may change, the resource's booking rules for its owner and team
+//! admins, and the calendar feed (iCal) URLs.
 //! Times are shown and entered in the user's time zone (their setting, else the instance's),
 //! with its daylight-saving changes: a week crossing a change has a 23- or 25-hour day, and
 //! each hour row is that local hour. Every rule is the store's.
@@ -32,6 +33,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/resources/{id}/calendar", get(resource_calendar))
         .route("/resources/{id}/booking-rules", post(actions::save_rules))
         .route("/calendar/book", post(book))
+        .route("/calendar/bookings/{id}/move", post(actions::move_booking))
         .route(
             "/calendar/bookings/{id}/{action}",
             post(actions::change_booking),
@@ -101,6 +103,22 @@ struct BookingForm {
     experiment: String,
 }
 
+/// A form posted from the page that the store refused: the page is shown again with the
+/// message beside that form and the input as typed.
+struct Refusal {
+    status: StatusCode,
+    message: String,
+    /// The move form of one booking; `None`: the booking form.
+    moving: Option<MoveInput>,
+}
+
+/// A booking's move form as typed.
+struct MoveInput {
+    booking: i64,
+    start: String,
+    end: String,
+}
+
 struct Cell {
     start: String,
     items: Vec<CellItem>,
@@ -156,6 +174,14 @@ struct BookingView {
     change_note: Option<String>,
     /// That request's id, to withdraw it.
     change_withdraw: Option<i64>,
+    /// Whether this user may move it (its booker or a manager, as the store's `check_move`
+    /// decides; a request made on this replica, by its maker): the move form is shown.
+    can_move: bool,
+    /// The move form's values: the times it is drawn at, or as typed before a refusal.
+    move_start: String,
+    move_end: String,
+    /// Why the store refused the move just posted.
+    move_error: Option<String>,
 }
 
 struct RulesView {
@@ -185,6 +211,11 @@ struct CalendarPage {
     bookings: Vec<BookingView>,
     form: BookingForm,
     error: Option<String>,
+    /// A refused move of a booking the list does not show (a forged or stale form).
+    move_error: Option<String>,
+    /// The zone times are shown and entered in.
+    zone_name: String,
+    is_replica: bool,
     rules: Option<RulesView>,
     can_manage: bool,
     is_bookable: bool,
@@ -350,6 +381,19 @@ fn feed_url(state: &AppState, token: &str, file: &str) -> String {
     )
 }
 
+/// A date and time typed in a form, read in the user's zone (or with an explicit offset).
+fn instant(zone: &Zone, field: &str, value: &str) -> Result<i64, AppError> {
+    zone.parse(value).ok_or_else(|| {
+        AppError::invalid(
+            field,
+            format!(
+                "enter a date and time, e.g. 2026-12-01 09:00 ({})",
+                zone.name()
+            ),
+        )
+    })
+}
+
 #[expect(
     clippy::too_many_arguments,
     reason = "the page is rendered from a request or after a refused form"
@@ -361,7 +405,7 @@ async fn render_calendar(
     view: &str,
     date: Option<&str>,
     form: BookingForm,
-    error: Option<(StatusCode, String)>,
+    refusal: Option<Refusal>,
     notice: Option<&str>,
 ) -> Result<Response, UiError> {
     let lang = session.lang;
@@ -558,7 +602,18 @@ async fn render_calendar(
         }
     }
 
-    let bookings = rows
+    let (status, error, moving) = match refusal {
+        Some(Refusal {
+            status,
+            message,
+            moving: Some(input),
+        }) => (status, None, Some((input, message))),
+        Some(Refusal {
+            status, message, ..
+        }) => (status, Some(message), None),
+        None => (StatusCode::OK, None, None),
+    };
+    let bookings: Vec<BookingView> = rows
         .iter()
         .map(|r| {
             let (rules, manages) = rules_of
@@ -583,6 +638,33 @@ async fn render_calendar(
                 }
             } else {
                 (false, None)
+            };
+            // The store decides every move (`check_move`); the form is offered to whoever it
+            // may accept from: the booker or a manager, on an active booking not yet over (a
+            // manager may move past ones), without another change waiting here; on a field
+            // replica also a new booking asked for here, by its maker.
+            let can_move = match r.state {
+                BookingState::Confirmed | BookingState::Pending => {
+                    (manages || is_mine && r.end_ms > now)
+                        && r.change.as_ref().is_none_or(|c| c.action == "move")
+                }
+                BookingState::Requested => {
+                    is_mine
+                        && r.end_ms > now
+                        && r.request.as_ref().is_some_and(|q| q.action.is_none())
+                }
+                _ => false,
+            };
+            let (move_start, move_end, move_error) = match &moving {
+                Some((input, message)) if input.booking == r.id => (
+                    input.start.clone(),
+                    input.end.clone(),
+                    Some(message.clone()),
+                ),
+                _ => {
+                    let (start, end) = shown_times(r);
+                    (zone.input_value(start), zone.input_value(end), None)
+                }
             };
             BookingView {
                 id: r.id,
@@ -641,9 +723,16 @@ async fn render_calendar(
                     format!("{note}: {}", lang.t("booking.change_pending"))
                 }),
                 change_withdraw: r.change.as_ref().map(|change| change.request_id),
+                can_move,
+                move_start,
+                move_end,
+                move_error,
             }
         })
         .collect();
+    let move_error = moving
+        .filter(|(input, _)| !bookings.iter().any(|b| b.id == input.booking))
+        .map(|(_, message)| message);
 
     let view_name = if is_week { "week" } else { "month" };
     let (prev, next) = if is_week {
@@ -674,10 +763,6 @@ async fn render_calendar(
     if form.title.is_empty() && error.is_none() {
         form.title = session.user.fullname();
     }
-    let (status, error) = match error {
-        Some((status, message)) => (status, Some(message)),
-        None => (StatusCode::OK, None),
-    };
     let mut p = PageCtx::signed_in(state, session, heading.clone())
         .await
         .ui(lang)?
@@ -703,6 +788,9 @@ async fn render_calendar(
         bookings,
         form,
         error,
+        move_error,
+        zone_name: zone.name().to_owned(),
+        is_replica,
         rules,
         can_manage,
         is_bookable,
@@ -724,6 +812,8 @@ fn notice_key(msg: Option<&str>) -> Option<&'static str> {
         "requested" => Some("booking.notice_requested"),
         "withdrawn" => Some("booking.notice_withdrawn"),
         "change_requested" => Some("booking.notice_change_requested"),
+        "moved" => Some("booking.notice_moved"),
+        "request_moved" => Some("booking.notice_request_moved"),
         "dismissed" => Some("booking.notice_dismissed"),
         "cancelled" => Some("booking.notice_cancelled"),
         "approved" => Some("booking.notice_approved"),
@@ -786,17 +876,6 @@ fn parse_form(form: &BookingForm, zone: &Zone) -> Result<NewBooking, AppError> {
         .trim()
         .parse()
         .map_err(|_| AppError::invalid("item", "choose a resource"))?;
-    let instant = |field: &str, value: &str| {
-        zone.parse(value).ok_or_else(|| {
-            AppError::invalid(
-                field,
-                format!(
-                    "enter a date and time, e.g. 2026-12-01 09:00 ({})",
-                    zone.name()
-                ),
-            )
-        })
-    };
     let experiment = match experiment_ref(&form.experiment) {
         "" => None,
         text => Some(text.parse().map_err(|_| {
@@ -808,8 +887,8 @@ fn parse_form(form: &BookingForm, zone: &Zone) -> Result<NewBooking, AppError> {
     };
     Ok(NewBooking {
         entity_id: item,
-        start_ms: instant("start", &form.start)?,
-        end_ms: instant("end", &form.end)?,
+        start_ms: instant(zone, "start", &form.start)?,
+        end_ms: instant(zone, "end", &form.end)?,
         title: form.title.clone(),
         experiment_id: experiment,
     })
@@ -895,7 +974,11 @@ async fn book(
                 &view,
                 Some(date.as_str()),
                 form,
-                Some((status, error.public_message())),
+                Some(Refusal {
+                    status,
+                    message: error.public_message(),
+                    moving: None,
+                }),
                 None,
             )
             .await

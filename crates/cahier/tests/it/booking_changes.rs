@@ -620,3 +620,199 @@ async fn changes_wait_on_the_replica_while_the_lab_server_is_older_than_them() {
     assert_eq!(state_on_lab(&lab, id).await, BookingState::Cancelled);
     lab.app.stop().await;
 }
+
+/// Posts the move form of booking `id` on a calendar page of the microscope.
+async fn move_with_form(
+    browser: &Browser,
+    lab: &Lab,
+    id: i64,
+    page_date: &str,
+    start: i64,
+) -> reqwest::Response {
+    let zone = cahier_core::zone::Zone::utc();
+    browser
+        .post_form(
+            &format!("/calendar/bookings/{id}/move"),
+            &[
+                ("scope", &format!("resource:{}", lab.microscope)),
+                ("view", "week"),
+                ("date", page_date),
+                ("start", &zone.input_value(start)),
+                ("end", &zone.input_value(start + HOUR)),
+            ],
+        )
+        .await
+}
+
+#[tokio::test]
+async fn a_move_made_with_the_replicas_calendar_form_waits_in_the_new_week_and_is_made_at_sync() {
+    let lab = lab().await;
+    let m = lab.microscope;
+    let nine = lab.tomorrow + 9 * HOUR;
+    let next_week = lab.tomorrow + 7 * DAY;
+    let imaging = book_online(&lab, &lab.bob, "Imaging", nine).await;
+    book_online(&lab, &lab.ada, "Maintenance", next_week + 14 * HOUR).await;
+    let (bob_replica, _) = replica(&lab.app, &lab.bob).await;
+    let (running, _) = serve_replica(&bob_replica).await;
+    let browser = Browser::at(&running.url);
+    let day = day_of(lab.tomorrow);
+    let calendar = |date: &str| format!("/resources/{m}/calendar?view=week&date={date}");
+
+    // The replica's page offers the form, saying the move will be a request.
+    let html = browser.page(&calendar(&day)).await;
+    assert!(
+        html.contains(&format!("id=\"move-form-{imaging}\"")),
+        "{html}"
+    );
+    assert!(html.contains("déplacer une réservation du laboratoire est une demande"));
+
+    // Into a slot the mirror shows taken: refused at once, offline, beside the form.
+    let response = move_with_form(&browser, &lab, imaging, &day, next_week + 14 * HOUR).await;
+    assert_eq!(response.status(), 409);
+    let html = response.text().await.unwrap();
+    assert!(
+        html.contains(&format!(
+            "id=\"move-error-{imaging}\">this slot is already booked"
+        )),
+        "{html}"
+    );
+    assert!(
+        bob_replica
+            .store
+            .pending_booking_changes()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // To next week at 10:00: a request, shown pending in the new week's grid and list.
+    let response = move_with_form(&browser, &lab, imaging, &day, next_week + 10 * HOUR).await;
+    assert_eq!(response.status(), 303);
+    let target = location(&response);
+    assert_eq!(
+        target,
+        format!("{}&msg=change_requested", calendar(&day_of(next_week)))
+    );
+    let html = browser.page(&target).await;
+    assert!(html.contains("Modification enregistrée"), "{html}");
+    assert!(
+        html.contains("10:00–11:00 Imaging (") && html.contains("Déplacement demandé, en attente"),
+        "drawn in the week of the new times: {html}"
+    );
+    assert!(
+        html.contains(&format!("data-booking=\"{imaging}\"")),
+        "{html}"
+    );
+    assert!(html.contains("Retirer cette demande"), "{html}");
+    // In the week of the lab's times it stays listed with the change, no longer drawn there.
+    let html = browser.page(&calendar(&day)).await;
+    assert!(
+        html.contains(&format!("data-booking=\"{imaging}\"")),
+        "{html}"
+    );
+    assert!(html.contains("Déplacement demandé vers"), "{html}");
+    assert!(!html.contains("09:00–10:00 Imaging ("), "{html}");
+    assert_eq!(lab_rows(&lab).await[0].2, nine, "the lab is unchanged");
+
+    // Withdrawn, it is gone from the new week; asked again (at 11:00), it waits again.
+    let change = bob_replica.store.pending_booking_changes().await.unwrap();
+    assert_eq!(change.len(), 1);
+    let bob = bob_replica.store.subject(lab.bob.id).await.unwrap();
+    let request = bob_replica
+        .store
+        .booking(&bob, imaging)
+        .await
+        .unwrap()
+        .change
+        .unwrap()
+        .request_id;
+    let response = browser
+        .post_form(
+            &format!("/calendar/bookings/{request}/withdraw"),
+            &[("back", &calendar(&day_of(next_week)))],
+        )
+        .await;
+    assert_eq!(response.status(), 303);
+    let html = browser.page(&calendar(&day_of(next_week))).await;
+    assert!(
+        !html.contains(&format!("data-booking=\"{imaging}\"")),
+        "{html}"
+    );
+    let response = move_with_form(&browser, &lab, imaging, &day, next_week + 11 * HOUR).await;
+    assert_eq!(response.status(), 303);
+
+    // The sync makes it at the lab; the mirror then holds the lab's truth.
+    let report = bob_replica.sync().await;
+    assert_eq!(counts(&report), (1, 1, 0, 0), "{report}");
+    let rows = lab_rows(&lab).await;
+    assert!(
+        rows.contains(&(imaging, "confirmed".into(), next_week + 11 * HOUR)),
+        "{rows:?}"
+    );
+    let html = browser.page(&calendar(&day_of(next_week))).await;
+    assert!(html.contains("11:00–12:00 Imaging ("), "{html}");
+    assert!(!html.contains("Déplacement demandé"), "{html}");
+    running.stop().await.unwrap();
+    lab.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_move_from_the_replicas_form_into_a_slot_taken_meanwhile_is_refused_with_the_reason() {
+    let lab = lab().await;
+    let m = lab.microscope;
+    let nine = lab.tomorrow + 9 * HOUR;
+    let eleven = lab.tomorrow + 11 * HOUR;
+    let imaging = book_online(&lab, &lab.bob, "Imaging", nine).await;
+    let (bob_replica, _) = replica(&lab.app, &lab.bob).await;
+    let (carol_replica, _) = replica(&lab.app, &lab.carol).await;
+    let day = day_of(lab.tomorrow);
+    let calendar = format!("/resources/{m}/calendar?view=week&date={day}");
+
+    // Carol's replica offers no move of Bob's booking, and refuses a forged one (403).
+    let (carol_running, _) = serve_replica(&carol_replica).await;
+    let carol = Browser::at(&carol_running.url);
+    let html = carol.page(&calendar).await;
+    assert!(
+        html.contains(&format!("data-booking=\"{imaging}\"")),
+        "{html}"
+    );
+    assert!(
+        !html.contains(&format!("id=\"move-form-{imaging}\"")),
+        "{html}"
+    );
+    let response = move_with_form(&carol, &lab, imaging, &day, eleven).await;
+    assert_eq!(response.status(), 403);
+    assert!(
+        carol_replica
+            .store
+            .pending_booking_changes()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    carol_running.stop().await.unwrap();
+
+    // Bob asks for 11:00 offline; meanwhile Ada books 11:00 at the lab.
+    let (running, _) = serve_replica(&bob_replica).await;
+    let browser = Browser::at(&running.url);
+    browser.page(&calendar).await;
+    let response = move_with_form(&browser, &lab, imaging, &day, eleven).await;
+    assert_eq!(response.status(), 303);
+    book_online(&lab, &lab.ada, "Maintenance", eleven).await;
+
+    let report = bob_replica.sync().await;
+    assert_eq!(counts(&report), (1, 0, 1, 0), "{report}");
+    assert!(
+        lab_rows(&lab)
+            .await
+            .contains(&(imaging, "confirmed".into(), nine)),
+        "not moved"
+    );
+    // Shown with the reason beside the lab's truth, until dismissed.
+    let html = browser.page(&calendar).await;
+    assert!(html.contains("Déplacement demandé"), "{html}");
+    assert!(html.contains("Le créneau était déjà réservé"), "{html}");
+    assert!(html.contains("09:00–10:00 Imaging ("), "{html}");
+    running.stop().await.unwrap();
+    lab.app.stop().await;
+}

@@ -249,6 +249,16 @@ async fn a_week_crossing_the_clock_change_shows_each_booking_in_its_local_hour()
     );
     // The hour skipped on Sunday (02:00-03:00) holds nothing.
     assert!(html.contains(r#"data-start="2027-03-28T02:00">"#));
+    // The forms name the zone their times are read in, and a move form is prefilled with the
+    // local times and read in them (after the change: 12:00 in Paris is 10:00 UTC).
+    assert!(html.contains("Début (Europe/Paris)"), "{html}");
+    let after = by_title(&utc, "After")["id"].as_i64().unwrap();
+    assert!(
+        html.contains(&format!(
+            r#"id="move-start-{after}" name="start" type="datetime-local" step="60" value="2027-03-28T10:00""#
+        )),
+        "{html}"
+    );
     // The iCal feed carries the instants, read by a real iCalendar parser.
     let token = lab
         .app
@@ -281,6 +291,23 @@ async fn a_week_crossing_the_clock_change_shows_each_booking_in_its_local_hour()
     assert_eq!(lines.len(), 2, "{parsed}");
     assert!(lines[0].ends_with("1806051600.0 1806055200.0"), "{parsed}");
     assert!(lines[1].ends_with("1806220800.0 1806224400.0"), "{parsed}");
+    // Moved with its form to 12:00 in Paris: 10:00 UTC.
+    let response = lab
+        .bob_browser
+        .post_form(
+            &format!("/calendar/bookings/{after}/move"),
+            &[
+                ("scope", &format!("resource:{m}")),
+                ("view", "week"),
+                ("date", "2027-03-27"),
+                ("start", "2027-03-28T12:00"),
+                ("end", "2027-03-28T13:00"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 303);
+    let moved = events(&lab.ada_api, m).await;
+    assert_eq!(by_title(&moved, "After")["start"], "2027-03-28T10:00:00Z");
     lab.app.stop().await;
 }
 

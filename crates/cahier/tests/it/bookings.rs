@@ -16,6 +16,7 @@ struct Lab {
     app: TestApp,
     ada: TestUser,
     bob: TestUser,
+    carol: TestUser,
     ada_api: Api,
     bob_api: Api,
     carol_api: Api,
@@ -49,6 +50,7 @@ async fn lab() -> Lab {
         app,
         ada,
         bob,
+        carol,
         ada_api,
         bob_api,
         carol_api,
@@ -647,6 +649,216 @@ async fn the_calendar_pages_book_through_the_form_and_keep_the_input_after_an_er
     assert_eq!(response.status(), 303);
     assert!(location(&response).contains("msg=cancelled"));
     assert_eq!(lab.bob_api.json("/events").await, json!([]));
+    lab.app.stop().await;
+}
+
+/// The start of the move form of booking `id` in a calendar page, if there is one.
+fn move_start_value(html: &str, id: i64) -> Option<String> {
+    let input = html.split(&format!("id=\"move-start-{id}\"")).nth(1)?;
+    let value = input.split("value=\"").nth(1)?;
+    Some(value.split('"').next()?.to_owned())
+}
+
+/// Posts the move form of booking `id`.
+async fn post_move(browser: &Browser, id: i64, fields: Vec<(String, String)>) -> reqwest::Response {
+    let fields: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    browser
+        .post_form(&format!("/calendar/bookings/{id}/move"), &fields)
+        .await
+}
+
+#[tokio::test]
+async fn the_calendar_page_moves_a_booking_through_its_form_and_shows_refusals_beside_it() {
+    let lab = lab().await;
+    let (t, m) = (lab.tomorrow, lab.microscope);
+    set_rules(&lab, &[("is_bookable", "1"), ("is_cancellable", "1")]).await;
+    let imaging = lab
+        .bob_api
+        .create(
+            &format!("/events/{m}"),
+            slot("Imaging", t + 9 * HOUR, t + 10 * HOUR),
+        )
+        .await;
+    let carols = lab
+        .carol_api
+        .create(
+            &format!("/events/{m}"),
+            slot("Carol's run", t + 14 * HOUR, t + 15 * HOUR),
+        )
+        .await;
+    let date = cahier_core::clock::format_date(t);
+    let calendar = format!("/resources/{m}/calendar?view=week&date={date}");
+    let scope = format!("resource:{m}");
+    let move_to = |start: String, end: String| {
+        vec![
+            ("scope".to_owned(), scope.clone()),
+            ("view".to_owned(), "week".to_owned()),
+            ("date".to_owned(), date.clone()),
+            ("start".to_owned(), start),
+            ("end".to_owned(), end),
+        ]
+    };
+    let start_of = |id: i64| {
+        let api = &lab.ada_api;
+        async move { api.json(&format!("/event/{id}")).await["start"].clone() }
+    };
+
+    // Bob gets a form on his booking, prefilled with its times, and none on Carol's.
+    let bob = lab.app.browser(&lab.bob).await;
+    let (status, html) = page(&bob, &calendar).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains(&format!("id=\"move-form-{imaging}\"")),
+        "{html}"
+    );
+    assert_eq!(
+        move_start_value(&html, imaging).as_deref(),
+        Some(format!("{date}T09:00").as_str())
+    );
+    assert!(
+        html.contains(&format!("id=\"move-end-{imaging}\"")),
+        "{html}"
+    );
+    assert!(html.contains("Déplacer"), "{html}");
+    assert!(
+        !html.contains(&format!("id=\"move-form-{carols}\"")),
+        "{html}"
+    );
+
+    // Into Carol's slot: 409, the message beside the form, the typed times kept, nothing moved.
+    let response = post_move(
+        &bob,
+        imaging,
+        move_to(format!("{date}T14:30"), format!("{date}T15:30")),
+    )
+    .await;
+    assert_eq!(response.status(), 409);
+    let html = response.text().await.unwrap();
+    let error = html
+        .split(&format!("id=\"move-error-{imaging}\">"))
+        .nth(1)
+        .expect("the error beside the booking");
+    assert!(error.starts_with("this slot is already booked"), "{html}");
+    assert!(
+        error.contains("Carol"),
+        "names the booking in the way: {html}"
+    );
+    assert_eq!(
+        move_start_value(&html, imaging).as_deref(),
+        Some(format!("{date}T14:30").as_str())
+    );
+    assert!(html.contains("<details class=\"move\" open>"), "{html}");
+    // Into the past, or with a time that is not one: 422, nothing moved.
+    let yesterday = cahier_core::clock::format_date(t - 2 * DAY);
+    let response = post_move(
+        &bob,
+        imaging,
+        move_to(format!("{yesterday}T09:00"), format!("{yesterday}T10:00")),
+    )
+    .await;
+    assert_eq!(response.status(), 422);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("in the past"), "{html}");
+    let response = post_move(&bob, imaging, move_to("soon".into(), "later".into())).await;
+    assert_eq!(response.status(), 422);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("enter a date and time")
+    );
+    assert_eq!(start_of(imaging).await, format_instant(t + 9 * HOUR));
+
+    // Carol gets no form on Bob's booking, and a forged one is refused (403, said on the
+    // page); without the CSRF token nothing is even tried.
+    let carol = lab.app.browser(&lab.carol).await;
+    let (_, html) = page(&carol, &calendar).await;
+    assert!(
+        !html.contains(&format!("id=\"move-form-{imaging}\"")),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!("id=\"move-form-{carols}\"")),
+        "{html}"
+    );
+    let response = post_move(
+        &carol,
+        imaging,
+        move_to(format!("{date}T11:00"), format!("{date}T12:00")),
+    )
+    .await;
+    assert_eq!(response.status(), 403);
+    let html = response.text().await.unwrap();
+    assert!(
+        html.contains("only the booker, the resource&#x27;s owner or a team admin")
+            || html.contains("only the booker, the resource&#39;s owner or a team admin"),
+        "{html}"
+    );
+    let response = bob
+        .post_form_without_csrf(
+            &format!("/calendar/bookings/{imaging}/move"),
+            &[
+                ("scope", &scope),
+                ("start", &format!("{date}T11:00")),
+                ("end", &format!("{date}T12:00")),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 403);
+    assert_eq!(start_of(imaging).await, format_instant(t + 9 * HOUR));
+
+    // The owner manages the resource: she gets the form on Bob's booking too.
+    let (_, html) = page(&lab.app.browser(&lab.ada).await, &calendar).await;
+    assert!(
+        html.contains(&format!("id=\"move-form-{imaging}\"")),
+        "{html}"
+    );
+
+    // Moved to next week: the calendar of the new start, saying so.
+    let next_week = cahier_core::clock::format_date(t + 7 * DAY);
+    let response = post_move(
+        &bob,
+        imaging,
+        move_to(format!("{next_week}T11:00"), format!("{next_week}T12:30")),
+    )
+    .await;
+    assert_eq!(response.status(), 303);
+    let target = location(&response);
+    assert_eq!(
+        target,
+        format!("/resources/{m}/calendar?view=week&date={next_week}&msg=moved")
+    );
+    let (_, html) = page(&bob, &target).await;
+    assert!(html.contains("Réservation déplacée."), "{html}");
+    assert!(html.contains("11:00–12:30 Imaging ("), "{html}");
+    assert_eq!(
+        start_of(imaging).await,
+        format_instant(t + 7 * DAY + 11 * HOUR)
+    );
+
+    // Once the booker may no longer book the resource (canbook narrowed to its managers),
+    // a move is refused with the reason, though the form is still his.
+    let response = lab
+        .ada_api
+        .patch(&format!("/items/{m}"), json!({"canbook_base": 20}))
+        .await;
+    assert_eq!(response.status(), 200);
+    let response = post_move(
+        &bob,
+        imaging,
+        move_to(format!("{next_week}T13:00"), format!("{next_week}T14:00")),
+    )
+    .await;
+    assert_eq!(response.status(), 403);
+    assert!(response.text().await.unwrap().contains("canbook"));
+    assert_eq!(
+        start_of(imaging).await,
+        format_instant(t + 7 * DAY + 11 * HOUR)
+    );
     lab.app.stop().await;
 }
 

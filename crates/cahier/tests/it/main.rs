@@ -15,6 +15,7 @@ mod api_subresources;
 mod archives;
 mod audit;
 mod booking_changes;
+mod booking_feeds;
 mod booking_requests;
 mod booking_zones;
 mod bookings;

@@ -73,6 +73,11 @@ pub(super) async fn empty_replica_at(
     .with_device(&registered.device)
     .with_encrypted_blobs(dir.path().join("blobs"), 64 * 1024 * 1024, [9; 32]);
     store.init_replica().await.unwrap();
+    // As `replica init` records it (the lab's address names the events of the replica's feeds).
+    store
+        .replica_set("server", server.trim_end_matches('/'))
+        .await
+        .unwrap();
     Ok(Replica {
         store,
         transport,

@@ -811,6 +811,10 @@ async fn a_locked_field_copy_asks_for_its_passphrase_and_locks_again_when_idle()
         .await
         .unwrap();
     assert_eq!(api.status(), 423, "the local API says the copy is locked");
+    // So do its calendar feeds, rather than sending a calendar application to the unlock page.
+    let feed = format!("{local}/ical/{}/mine.ics", "0".repeat(48));
+    let locked_feed = client.get(&feed).send().await.unwrap();
+    assert_eq!(locked_feed.status(), 423);
 
     let wrong = client
         .post(format!("{local}/unlock"))
@@ -835,9 +839,16 @@ async fn a_locked_field_copy_asks_for_its_passphrase_and_locks_again_when_idle()
         .await
         .unwrap();
     assert_eq!(page.status(), 200, "unlocked: the notebook is served");
+    let unknown = client.get(&feed).send().await.unwrap();
+    assert_eq!(unknown.status(), 404, "unlocked: an unknown feed token");
 
-    // Idle for longer than --lock-after: locked again.
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    // Idle for longer than --lock-after: locked again, though a calendar application kept
+    // fetching a feed meanwhile (that is not the user at the laptop).
+    for _ in 0..7 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        client.get(&feed).send().await.unwrap();
+    }
+    assert_eq!(client.get(&feed).send().await.unwrap().status(), 423);
     let relocked = client
         .get(format!("{local}/experiments"))
         .send()

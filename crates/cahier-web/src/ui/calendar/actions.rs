@@ -1,8 +1,10 @@
-//! The calendar's buttons and small forms: cancel, approve and refuse a booking (on a field
-//! replica: ask the lab server to, at sync), withdraw or dismiss a request made on a replica, save a resource's booking rules, make, renew or
-//! turn off the calendar feed token. Each answers with a redirect back to the calendar it came
-//! from (a local path only).
+//! The calendar's buttons and small forms: move, cancel, approve and refuse a booking (on a
+//! field replica: ask the lab server to, at sync), withdraw or dismiss a request made on a
+//! replica, save a resource's booking rules, make, renew or turn off the calendar feed token.
+//! Each answers with a redirect back to the calendar it came from (a local path only); a move
+//! the store refuses shows the calendar again with the message beside the booking's form.
 
+use super::{MoveInput, Refusal, Scope, instant, iso, render_calendar};
 use crate::AppState;
 use crate::auth::SignedIn;
 use crate::error::AppError;
@@ -11,6 +13,7 @@ use axum::extract::{Form, Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use cahier_core::booking::BookingRules;
 use cahier_store::StoreError;
+use cahier_store::bookings::{BookingChange, BookingState};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -72,6 +75,110 @@ pub(super) async fn change_booking(
     }
     .ui(lang)?;
     Ok(Redirect::to(&with_msg(&form.back, msg)).into_response())
+}
+
+/// A booking's move form: the new times, and the calendar it was posted from.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct MoveForm {
+    #[serde(default)]
+    scope: String,
+    #[serde(default)]
+    view: String,
+    #[serde(default)]
+    date: String,
+    #[serde(default)]
+    start: String,
+    #[serde(default)]
+    end: String,
+}
+
+/// `POST /calendar/bookings/{id}/move`: gives a booking new times through the store call of
+/// API v2's `PATCH /event/{id}` (`update_booking`), so every rule and right is checked in one
+/// place. On a field replica a lab booking's move is asked for (decided at sync) and a request
+/// made here changes. Success goes to the calendar at the new start; a refusal shows the
+/// calendar again, the message beside the form and the times as typed.
+pub(super) async fn move_booking(
+    State(state): State<AppState>,
+    session: SignedIn,
+    Path(id): Path<i64>,
+    Form(form): Form<MoveForm>,
+) -> Result<Response, UiError> {
+    let lang = session.lang;
+    let scope = Scope::parse(&form.scope)
+        .ok_or_else(|| AppError::BadRequest("unknown calendar".into()))
+        .ui(lang)?;
+    let zone = state.store.user_zone(session.user.id).await.ui(lang)?;
+    let times = instant(&zone, "start", &form.start)
+        .and_then(|start| Ok((start, instant(&zone, "end", &form.end)?)));
+    let result = match times {
+        Ok((start_ms, end_ms)) => {
+            let change = BookingChange {
+                start_ms: Some(start_ms),
+                end_ms: Some(end_ms),
+                ..BookingChange::default()
+            };
+            state
+                .store
+                .update_booking(&session.subject, id, change)
+                .await
+                .map(|row| (row, start_ms))
+                .map_err(AppError::from)
+        }
+        Err(error) => Err(error),
+    };
+    let view = if form.view == "month" {
+        "month"
+    } else {
+        "week"
+    };
+    match result {
+        Ok((row, start_ms)) => {
+            let msg = if row.change.is_some() {
+                "change_requested"
+            } else if row.state == BookingState::Requested {
+                "request_moved"
+            } else {
+                "moved"
+            };
+            Ok(Redirect::to(&format!(
+                "{}?view={view}&date={}&msg={msg}",
+                scope.path(),
+                iso(zone.date_of(start_ms))
+            ))
+            .into_response())
+        }
+        Err(
+            error @ (AppError::Invalid { .. } | AppError::Conflict(_) | AppError::Forbidden(_)),
+        ) => {
+            let refusal = Refusal {
+                status: error.status(),
+                message: error.public_message(),
+                moving: Some(MoveInput {
+                    booking: id,
+                    start: form.start,
+                    end: form.end,
+                }),
+            };
+            render_calendar(
+                &state,
+                &session,
+                scope,
+                view,
+                Some(form.date.as_str()),
+                super::BookingForm {
+                    item: match scope {
+                        Scope::Resource(id) => id.to_string(),
+                        Scope::Team => String::new(),
+                    },
+                    ..super::BookingForm::default()
+                },
+                Some(refusal),
+                None,
+            )
+            .await
+        }
+        Err(error) => Err(UiError(error, lang)),
+    }
 }
 
 #[derive(Debug, Deserialize)]
