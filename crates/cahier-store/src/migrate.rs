@@ -154,6 +154,12 @@ const SQLITE: &[(i64, Step)] = &[
             "../migrations/sqlite/0033_replica_pending.sql"
         )),
     ),
+    (
+        34,
+        Step::Sql(include_str!(
+            "../migrations/sqlite/0034_replica_known_blobs.sql"
+        )),
+    ),
 ];
 
 async fn rebuild_search_index(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
