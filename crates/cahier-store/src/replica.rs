@@ -12,6 +12,7 @@ use cahier_core::markdown::{ContentType, index_text};
 use sqlx::SqliteConnection;
 
 mod html;
+mod known_blobs;
 mod pull;
 pub use pull::PreparedPull;
 #[cfg(test)]
@@ -909,6 +910,17 @@ impl Store {
                 .fetch_optional(&self.pool)
                 .await?;
             let Some(id) = id else { continue };
+            // The lab lets this device attach a file it did not send only while the user may
+            // read an entry that holds it: with this one gone, its files are asked about again
+            // before a push names them (a push refused for them would recover, at the cost of
+            // a refusal at the lab).
+            sqlx::query(
+                "DELETE FROM replica_known_blobs WHERE sha256 IN \
+                 (SELECT sha256 FROM uploads WHERE entity_id = ?)",
+            )
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
             if let Some((_, push, _)) = pending.get(&id) {
                 self.record_rejection(
                     id,

@@ -171,6 +171,16 @@ impl Store {
             .await?;
             start = end;
         }
+        // The lab lists only files it holds: a push need not ask about these.
+        let listed: Vec<String> = entries
+            .iter()
+            .flat_map(|entry| entry.snapshot.uploads.iter().map(|u| u.sha256.clone()))
+            .collect::<HashSet<String>>()
+            .into_iter()
+            .collect();
+        if !listed.is_empty() {
+            super::known_blobs::record_listed(&mut tx, &listed).await?;
+        }
         if quiet {
             sqlx::query("DELETE FROM sync_seq_quiet")
                 .execute(&mut *tx)
