@@ -2,10 +2,10 @@
 //! follows the server's feed from the replica's checkpoint, pulls what changed, and removes
 //! what the user may no longer read — a handful of requests whatever the number of documents.
 //! Attachment files travel too: files of local entities are uploaded before the documents that
-//! reference them are pushed, and the files the replica's file policy selects (all, chosen
-//! teams', or pinned entries') are downloaded after the pull (checked against their hash; a
-//! failed download is tried again next time); those it no longer selects are dropped, never
-//! one a local change still needs. [`fetch_file`] brings one file on demand.
+//! reference them are pushed (asked about only when the server is not known to hold them), and
+//! the files the replica's file policy selects (all, chosen teams', or pinned entries') are
+//! downloaded after the pull (checked against their hash; a failed download is tried again
+//! next time); those it no longer selects are dropped, never one a local change still needs. [`fetch_file`] brings one file on demand.
 //! Booking requests made on the replica are sent in one request after the pull; the server's
 //! answer decides each and brings its bookings for the replica's calendar.
 //! Every step is idempotent, so a sync cut off anywhere is simply run again.
@@ -18,7 +18,7 @@ use cahier_store::sync::proto::{
     BookingAnswer, BookingChangeItem, BookingOutcome, BookingRequestItem, BookingRequests,
     FeedResponse, Preferences, PullDoc, PullEntry, PushDoc, PushResult, PushStatus, Reference, b64,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Documents per push or pull request.
 pub const BATCH: usize = 200;
@@ -297,6 +297,10 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
             wanted.clear();
             page_ends.clear();
             listed.clear();
+            // The files it was known to hold may be gone with the rest: each is asked about
+            // again before a push names it. Forgotten before the checkpoint goes back, so a
+            // sync cut in between cannot keep the record while reading the feed anew.
+            store.forget_all_blobs_on_server().await?;
             store.replica_set("feed_since", "0").await?;
             continue;
         }
@@ -479,9 +483,13 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
                 (sha256, downloaded)
             })
             .buffer_unordered(PARALLEL_DOWNLOADS);
+        let mut received = Vec::new();
         while let Some((sha256, downloaded)) = downloads.next().await {
             match downloaded {
-                Ok(true) => report.files_received += 1,
+                Ok(true) => {
+                    report.files_received += 1;
+                    received.push(sha256);
+                }
                 Ok(false) => {
                     tracing::warn!(%sha256, "the server has no such file for this device");
                     report.files_missing += 1;
@@ -493,6 +501,8 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
                 }
             }
         }
+        // The server sent them: it holds them.
+        store.record_blobs_on_server(&received).await?;
     }
 
     // 4b. Drop the files the policy no longer selects (an entry unpinned, a team taken off
@@ -596,6 +606,7 @@ pub async fn fetch_file(
         if !transport.download_blob(sha256, blobs).await? {
             return Ok(false);
         }
+        store.record_blobs_on_server(&[sha256.to_owned()]).await?;
         tracing::info!(%sha256, "file fetched on demand");
     }
     store.record_fetched(sha256).await?;
@@ -769,9 +780,12 @@ async fn push_pending(
     let pending = store.pushes_to_send().await?;
     for batch in pending.chunks(BATCH) {
         let ids: Vec<i64> = batch.iter().map(|p| p.id).collect();
-        report.files_sent += send_files(store, transport, &ids).await?;
+        let files = send_files(store, transport, &ids).await?;
+        report.files_sent += files.uploaded.len();
         let docs: Vec<PushDoc> = batch.iter().map(|p| p.doc.clone()).collect();
         let mut results = transport.push(docs).await?;
+        // What was last sent of each document sent whole (below), should it go again.
+        let mut sent_whole: HashMap<usize, PushDoc> = HashMap::new();
         // The server lacks what some changes build on (restored from a backup): send them whole.
         let need_full: Vec<usize> = results
             .iter()
@@ -797,10 +811,22 @@ async fn push_pending(
                     new,
                 });
             }
+            sent_whole.extend(need_full.iter().copied().zip(full_docs.iter().cloned()));
             let retried = transport.push(full_docs).await?;
             for (&i, result) in need_full.iter().zip(retried) {
                 results[i] = result;
             }
+        }
+        if !files.skipped.is_empty() {
+            let sent = |i: usize| {
+                sent_whole
+                    .get(&i)
+                    .cloned()
+                    .unwrap_or_else(|| batch[i].doc.clone())
+            };
+            let retry = (batch, &files.skipped, sent);
+            report.files_sent +=
+                push_again_with_files(store, transport, retry, &mut results).await?;
         }
         // All the acknowledgements of the batch are written at once, after it.
         let mut accepted = Vec::with_capacity(batch.len());
@@ -853,23 +879,129 @@ async fn push_pending(
     Ok(())
 }
 
-/// Uploads the files of these local entities that the server lacks; returns how many.
+/// What [`send_files`] did.
+#[derive(Debug, Default)]
+struct FilesSent {
+    /// Files uploaded (the server lacked them).
+    uploaded: HashSet<String>,
+    /// Files not asked about: the server is known to hold them (`Store::blobs_on_server`).
+    skipped: HashSet<String>,
+}
+
+/// Uploads the files of these local entities that the server lacks. Only the files it is not
+/// known to hold are asked about (`HEAD`); what it answered or took is recorded, so the next
+/// push of these entities asks nothing (docs/SYNC.md, "Files known to be on the server").
 async fn send_files(
     store: &Store,
     transport: &impl Transport,
     local_ids: &[i64],
-) -> Result<usize, SyncError> {
+) -> Result<FilesSent, SyncError> {
+    let mut sent = FilesSent::default();
     let Some(blobs) = store.blobs() else {
-        return Ok(0);
+        return Ok(sent);
     };
-    let mut sent = 0;
-    for sha256 in store.blobs_of(local_ids).await? {
-        if !transport.has_blob(&sha256).await? {
-            transport.upload_blob(&sha256, blobs).await?;
-            sent += 1;
+    let hashes = store.blobs_of(local_ids).await?;
+    if hashes.is_empty() {
+        return Ok(sent);
+    }
+    sent.skipped = store.blobs_on_server(&hashes).await?;
+    let mut held = Vec::new();
+    let mut outcome = Ok(());
+    for sha256 in hashes.iter().filter(|h| !sent.skipped.contains(*h)) {
+        let checked = async {
+            if transport.has_blob(sha256).await? {
+                return Ok(false);
+            }
+            transport.upload_blob(sha256, blobs).await?;
+            Ok(true)
+        };
+        match checked.await {
+            Ok(uploaded) => {
+                if uploaded {
+                    sent.uploaded.insert(sha256.clone());
+                }
+                held.push(sha256.clone());
+            }
+            Err(error) => {
+                outcome = Err(error);
+                break;
+            }
         }
     }
-    Ok(sent)
+    // Recorded even when a later file failed: what the server answered about these holds.
+    store.record_blobs_on_server(&held).await?;
+    outcome.map(|()| sent)
+}
+
+/// After a push batch: a document the server refused although some of its files were skipped
+/// as known to be there may have been refused for lack of them (the server lost them: a disk
+/// or a backup restored without the sync seeing it). Those files are forgotten from the record
+/// and asked about again, and sent if missing; the documents that had a file sent are pushed
+/// once more and their new results replace the refusals. A document whose files were all
+/// there was refused for another reason: its refusal stands. Returns how many files were sent.
+/// Cut anywhere, nothing is lost: the refusal is not recorded on the replica yet, and the
+/// files forgotten are asked about at the next sync.
+async fn push_again_with_files(
+    store: &Store,
+    transport: &impl Transport,
+    (batch, skipped, sent): (
+        &[cahier_store::replica::PendingPush],
+        &HashSet<String>,
+        impl Fn(usize) -> PushDoc,
+    ),
+    results: &mut [PushResult],
+) -> Result<usize, SyncError> {
+    let mut suspects: Vec<(usize, Vec<String>)> = Vec::new();
+    for (i, result) in results.iter().enumerate() {
+        if result.status != PushStatus::Rejected {
+            continue;
+        }
+        let Some(push) = batch.get(i) else { continue };
+        let trusted: Vec<String> = store
+            .blobs_of(&[push.id])
+            .await?
+            .into_iter()
+            .filter(|sha256| skipped.contains(sha256))
+            .collect();
+        if !trusted.is_empty() {
+            suspects.push((i, trusted));
+        }
+    }
+    if suspects.is_empty() {
+        return Ok(0);
+    }
+    let forgotten: Vec<String> = suspects
+        .iter()
+        .flat_map(|(_, hashes)| hashes.iter().cloned())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    store.forget_blobs_on_server(&forgotten).await?;
+    let ids: Vec<i64> = suspects.iter().map(|(i, _)| batch[*i].id).collect();
+    let again = send_files(store, transport, &ids).await?;
+    let retry: Vec<usize> = suspects
+        .iter()
+        .filter(|(_, hashes)| hashes.iter().any(|h| again.uploaded.contains(h)))
+        .map(|(i, _)| *i)
+        .collect();
+    if retry.is_empty() {
+        return Ok(again.uploaded.len());
+    }
+    tracing::warn!(
+        documents = retry.len(),
+        files = again.uploaded.len(),
+        "the server lacked files it was known to hold; sent them and pushing again"
+    );
+    let retried = transport
+        .push(retry.iter().map(|&i| sent(i)).collect())
+        .await?;
+    if retried.len() != retry.len() {
+        return Err(SyncError::Protocol("push results out of order".into()));
+    }
+    for (&i, result) in retry.iter().zip(retried) {
+        results[i] = result;
+    }
+    Ok(again.uploaded.len())
 }
 
 /// Where a page of the feed ends in the stream of pulled entries: once the first `pulled`

@@ -36,6 +36,7 @@ mod sync_copy;
 mod sync_fast_push;
 mod sync_faults;
 mod sync_files;
+mod sync_known_files;
 mod sync_noop;
 mod templates_fields;
 mod timestamps;

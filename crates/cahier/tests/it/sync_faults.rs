@@ -15,12 +15,12 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-const PUSH: &str = "POST /api/sync/v1/push";
+pub(super) const PUSH: &str = "POST /api/sync/v1/push";
 const PULL: &str = "POST /api/sync/v1/pull";
-const BLOB_PUT: &str = "PUT /api/sync/v1/blobs/";
+pub(super) const BLOB_PUT: &str = "PUT /api/sync/v1/blobs/";
 const BLOB_GET: &str = "GET /api/sync/v1/blobs/";
 
-async fn replica_via(proxy: &FaultProxy, user: &TestUser) -> Replica {
+pub(super) async fn replica_via(proxy: &FaultProxy, user: &TestUser) -> Replica {
     replica_at(&proxy.url, &TlsOptions::default(), user)
         .await
         .unwrap()
@@ -28,7 +28,7 @@ async fn replica_via(proxy: &FaultProxy, user: &TestUser) -> Replica {
 }
 
 /// Appends a line to an entry's body on the replica (a local edit, as the UI makes it).
-async fn edit_on_replica(laptop: &Replica, user: &TestUser, uuid: &str, line: &str) {
+pub(super) async fn edit_on_replica(laptop: &Replica, user: &TestUser, uuid: &str, line: &str) {
     let subject = laptop.store.subject(user.id).await.unwrap();
     let row = laptop.store.entity_by_uuid(&subject, uuid).await.unwrap();
     let patch = EntityPatch {
@@ -57,7 +57,12 @@ async fn edit_at_lab(lab: &cahier_testkit::Api, id: i64, line: &str) {
     assert_eq!(response.status(), 200);
 }
 
-async fn create_on_replica(laptop: &Replica, user: &TestUser, title: &str, body: &str) -> String {
+pub(super) async fn create_on_replica(
+    laptop: &Replica,
+    user: &TestUser,
+    title: &str,
+    body: &str,
+) -> String {
     let subject = laptop.store.subject(user.id).await.unwrap();
     let new = cahier_store::NewEntity {
         kind: EntityKind::Experiment,
@@ -96,7 +101,7 @@ async fn heads(
     (at_lab, on_laptop)
 }
 
-async fn assert_converged(lab: &cahier_store::Store, laptop: &Replica, user: &TestUser) {
+pub(super) async fn assert_converged(lab: &cahier_store::Store, laptop: &Replica, user: &TestUser) {
     let (at_lab, on_laptop) = heads(lab, laptop, user).await;
     assert_eq!(
         at_lab, on_laptop,
@@ -125,7 +130,7 @@ async fn bodies(
     (at_lab, on_laptop)
 }
 
-async fn assert_lines(
+pub(super) async fn assert_lines(
     lab: &cahier_store::Store,
     laptop: &Replica,
     user: &TestUser,
@@ -143,7 +148,7 @@ async fn assert_lines(
     }
 }
 
-async fn blob_bytes(store: &cahier_store::Store, hash: &str) -> Vec<u8> {
+pub(super) async fn blob_bytes(store: &cahier_store::Store, hash: &str) -> Vec<u8> {
     let mut reader = store.blob_store().unwrap().open(hash).await.unwrap();
     let mut bytes = Vec::new();
     while let Some(chunk) = reader.next_chunk().await.unwrap() {
@@ -153,7 +158,7 @@ async fn blob_bytes(store: &cahier_store::Store, hash: &str) -> Vec<u8> {
 }
 
 /// Attaches `content` to an entry on the replica, as its API does offline.
-async fn attach_on_replica(
+pub(super) async fn attach_on_replica(
     laptop: &Replica,
     user: &TestUser,
     uuid: &str,
@@ -192,7 +197,7 @@ async fn attach_on_replica(
         .unwrap();
 }
 
-fn pattern(len: usize, seed: u32) -> Vec<u8> {
+pub(super) fn pattern(len: usize, seed: u32) -> Vec<u8> {
     (0..len as u32)
         .map(|i| (i.wrapping_mul(seed) >> 3) as u8 ^ (i % 251) as u8)
         .collect()
@@ -391,7 +396,7 @@ async fn a_connection_cut_in_the_middle_of_a_file_or_an_answer_loses_nothing() {
 
 /// Copies a lab's data directory as a backup would: the database with `VACUUM INTO` (a
 /// consistent copy of a live database), the other files as they are.
-async fn backup(data: &Path, to: &Path) {
+pub(super) async fn backup(data: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     copy_dir(data, to, true);
     use sqlx::Executor as _;
@@ -411,7 +416,7 @@ async fn backup(data: &Path, to: &Path) {
         .unwrap();
 }
 
-fn copy_dir(from: &Path, to: &Path, top: bool) {
+pub(super) fn copy_dir(from: &Path, to: &Path, top: bool) {
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
         let name = entry.file_name().to_string_lossy().into_owned();
