@@ -194,6 +194,9 @@ impl CipherLayout {
     /// none does (a wrong key, or not a Cahier database).
     async fn of(path: &Path, key: &[u8; 32]) -> Result<CipherLayout> {
         use sqlx::ConnectOptions;
+        // One probe at a time: each lowers and restores SQLCipher's log level, which is one
+        // for the whole process (see `read_quietly`).
+        let _probing = PROBE.lock().await;
         for layout in [CipherLayout::CURRENT, CipherLayout::Sqlcipher4Defaults] {
             let options = layout.keyed(
                 SqliteConnectOptions::new()
@@ -203,10 +206,7 @@ impl CipherLayout {
             );
             let read = match options.connect().await {
                 Ok(mut conn) => {
-                    let read = sqlx::query("SELECT count(*) FROM sqlite_master")
-                        .execute(&mut conn)
-                        .await
-                        .map(|_| ());
+                    let read = read_quietly(&mut conn).await;
                     let _ = sqlx::Connection::close(conn).await;
                     read
                 }
@@ -222,6 +222,44 @@ impl CipherLayout {
             "wrong passphrase, or not a Cahier database".into(),
         ))
     }
+}
+
+/// Serializes [`CipherLayout::of`]'s probes (their change of SQLCipher's log level).
+static PROBE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// SQLCipher's log levels, as `PRAGMA cipher_log_level` names them.
+const CIPHER_LOG_LEVELS: [&str; 6] = ["NONE", "ERROR", "WARN", "INFO", "DEBUG", "TRACE"];
+
+/// Reads the schema of a probed database with SQLCipher's own log silenced. A layout or key
+/// that does not fit makes SQLCipher write `ERROR CORE … hmac check failed for pgno=1` and
+/// two more lines to stderr (its log, at level WARN by default) before the read fails: a
+/// probe of an older replica, or a wrong passphrase, looked like a failure though nothing was
+/// wrong (the refusal says what is). The level is one for the whole process: it is lowered
+/// for this read only and restored at once, so an error of a database opened in the right
+/// layout (a damaged page) is still written.
+async fn read_quietly(conn: &mut sqlx::SqliteConnection) -> std::result::Result<(), sqlx::Error> {
+    let level: String = sqlx::query_scalar("PRAGMA cipher_log_level")
+        .fetch_one(&mut *conn)
+        .await?;
+    // Back to SQLCipher's default if it names a level this code does not know.
+    let level = CIPHER_LOG_LEVELS
+        .into_iter()
+        .find(|known| known.eq_ignore_ascii_case(&level))
+        .unwrap_or("WARN");
+    sqlx::query("PRAGMA cipher_log_level = NONE")
+        .execute(&mut *conn)
+        .await?;
+    let read = sqlx::query("SELECT count(*) FROM sqlite_master")
+        .execute(&mut *conn)
+        .await
+        .map(|_| ());
+    let restored = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "PRAGMA cipher_log_level = {level}"
+    )))
+    .execute(&mut *conn)
+    .await
+    .map(|_| ());
+    read.and(restored)
 }
 
 /// How many loaded documents stay in memory.
@@ -517,5 +555,19 @@ mod cipher_layout_tests {
                 Ok(_) => panic!("a wrong key opened {}", path.display()),
             }
         }
+
+        // The probes above silenced SQLCipher's log only while they read: its level is back
+        // to the default, so a real error (a damaged page) is still written. (Read under the
+        // probes' lock: the level is one for the process, and other tests probe too.)
+        let store = Store::open_encrypted(&new, clock.clone(), &key)
+            .await
+            .expect("reopened");
+        let _probing = super::PROBE.lock().await;
+        let level: String = sqlx::query_scalar("PRAGMA cipher_log_level")
+            .fetch_one(&store.pool)
+            .await
+            .expect("log level");
+        assert_eq!(level, "WARN");
+        store.close().await;
     }
 }

@@ -7,6 +7,8 @@
     reason = "tests fail loudly"
 )]
 
+mod cipher_log;
+
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -600,6 +602,10 @@ async fn a_replica_takes_a_copy_edits_offline_and_syncs_back() {
     );
     let message = String::from_utf8(std::mem::take(&mut wrong.stderr)).unwrap();
     assert!(message.contains("wrong passphrase"), "{message}");
+    assert!(
+        !message.contains("ERROR"),
+        "SQLCipher's own lines: {message}"
+    );
     let (ok, _, err) = cli_status(&["replica", "sync", "--data", &replica], "");
     assert!(!ok, "a revoked device must not sync");
     assert!(err.contains("refused this device"), "{err}");
