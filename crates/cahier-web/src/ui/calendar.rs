@@ -6,6 +6,9 @@
 //! Times are shown and entered in the user's time zone (their setting, else the instance's),
 //! with its daylight-saving changes: a week crossing a change has a 23- or 25-hour day, and
 //! each hour row is that local hour. Every rule is the store's.
+//! This module reads the page's bookings and puts it together; the week and month grids are
+//! drawn in `grid`, the list of bookings with their buttons built in `list`, and the buttons'
+//! and small forms' handlers live in `actions`.
 
 use super::{PageCtx, UiError, UiResultExt, render};
 use crate::AppState;
@@ -22,10 +25,14 @@ use cahier_core::booking::BookingRules;
 use cahier_core::zone::Zone;
 use cahier_store::bookings::{BookingQuery, BookingRow, BookingState, NewBooking};
 use serde::Deserialize;
-use std::collections::HashMap;
-use time::{Date, Duration, Month, Weekday};
+use time::{Date, Duration, Month};
 
 mod actions;
+mod grid;
+mod list;
+
+use grid::{DayHead, HourRow, MonthCell};
+use list::BookingView;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -119,71 +126,6 @@ struct MoveInput {
     end: String,
 }
 
-struct Cell {
-    start: String,
-    items: Vec<CellItem>,
-}
-
-struct CellItem {
-    text: String,
-    state: &'static str,
-    is_start: bool,
-}
-
-struct HourRow {
-    label: String,
-    cells: Vec<Cell>,
-}
-
-struct DayHead {
-    label: String,
-    date: String,
-}
-
-struct MonthCell {
-    day: u8,
-    date: String,
-    href: String,
-    in_month: bool,
-    items: Vec<CellItem>,
-}
-
-struct BookingView {
-    id: i64,
-    when: String,
-    title: String,
-    item_title: String,
-    item_href: String,
-    who: String,
-    experiment: Option<(String, String)>,
-    state: &'static str,
-    state_label: &'static str,
-    can_cancel: bool,
-    cancel_note: Option<String>,
-    can_decide: bool,
-    /// A request made on this field replica: `withdraw` (pending) or `dismiss` (refused).
-    request_action: Option<&'static str>,
-    /// The key of its button's label.
-    request_label: &'static str,
-    /// Why the lab server refused the request (its kind translated, then its words).
-    refusal: Option<String>,
-    /// On a field replica, a request about a lab booking: the key of what it asked for
-    /// (cancellation, move, approval, refusal).
-    action_label: Option<&'static str>,
-    /// A change of this lab booking asked for here and not yet answered, in words.
-    change_note: Option<String>,
-    /// That request's id, to withdraw it.
-    change_withdraw: Option<i64>,
-    /// Whether this user may move it (its booker or a manager, as the store's `check_move`
-    /// decides; a request made on this replica, by its maker): the move form is shown.
-    can_move: bool,
-    /// The move form's values: the times it is drawn at, or as typed before a refusal.
-    move_start: String,
-    move_end: String,
-    /// Why the store refused the move just posted.
-    move_error: Option<String>,
-}
-
 struct RulesView {
     rules: BookingRules,
     summary: Vec<String>,
@@ -242,18 +184,6 @@ fn parse_date(s: &str) -> Option<Date> {
     Date::parse(s, &format).ok()
 }
 
-fn weekday_key(day: Weekday) -> &'static str {
-    match day {
-        Weekday::Monday => "booking.mon",
-        Weekday::Tuesday => "booking.tue",
-        Weekday::Wednesday => "booking.wed",
-        Weekday::Thursday => "booking.thu",
-        Weekday::Friday => "booking.fri",
-        Weekday::Saturday => "booking.sat",
-        Weekday::Sunday => "booking.sun",
-    }
-}
-
 fn state_label(state: BookingState) -> &'static str {
     match state {
         BookingState::Confirmed => "booking.state_confirmed",
@@ -296,39 +226,6 @@ fn shown_times(row: &BookingRow) -> (i64, i64) {
     match &row.change {
         Some(change) if change.action == "move" => (change.start_ms, change.end_ms),
         _ => (row.start_ms, row.end_ms),
-    }
-}
-
-/// The words a calendar cell adds for what colour alone would show.
-fn state_words(row: &BookingRow, lang: Lang) -> String {
-    if let Some(change) = &row.change {
-        return format!(
-            " — {}, {}",
-            lang.t(action_key(&change.action)),
-            lang.t("booking.change_pending_short")
-        );
-    }
-    let action = row.request.as_ref().and_then(|r| r.action.as_deref());
-    match (row.state, action) {
-        (BookingState::Requested | BookingState::RequestRefused, Some(action)) => format!(
-            " — {}, {}",
-            lang.t(action_key(action)),
-            lang.t(state_label(row.state))
-        ),
-        (BookingState::Requested | BookingState::RequestRefused, None) => {
-            format!(" — {}", lang.t(state_label(row.state)))
-        }
-        _ => String::new(),
-    }
-}
-
-/// The class of a booking's cell: a lab booking with a change asked for here is drawn as a
-/// request (`requested`), the words saying which.
-fn cell_state(row: &BookingRow) -> &'static str {
-    if row.change.is_some() {
-        BookingState::Requested.as_str()
-    } else {
-        row.state.as_str()
     }
 }
 
@@ -415,7 +312,6 @@ async fn render_calendar(
     let is_replica = state.replica.is_some();
     let now = store.now_ms();
     let zone = store.user_zone(session.user.id).await.ui(lang)?;
-    let hm = |ms: i64| zone.hm(ms);
     let is_week = view != "month";
     let anchor = date
         .and_then(parse_date)
@@ -494,113 +390,19 @@ async fn render_calendar(
         store.bookings(subject, &query).await.ui(lang)?
     };
 
-    // Per resource: its rules and whether this user manages it (for the buttons).
-    let mut rules_of: HashMap<i64, (BookingRules, bool)> = HashMap::new();
-    for row in &rows {
-        if let std::collections::hash_map::Entry::Vacant(slot) = rules_of.entry(row.entity_id) {
-            let r = store.booking_rules(subject, row.entity_id).await.ui(lang)?;
-            let m = store
-                .manages_bookings(subject, row.entity_id)
-                .await
-                .ui(lang)?;
-            slot.insert((r, m));
-        }
-    }
-    let show_item = scope == Scope::Team;
-    let label = |row: &BookingRow| {
-        let mut text = row.title.clone();
-        if show_item {
-            text = format!("{} · {text}", row.item_title);
-        }
-        format!("{text} ({})", row.fullname)
+    let drawn = grid::Drawn {
+        rows: &rows,
+        zone: &zone,
+        lang,
+        show_item: scope == Scope::Team,
     };
-
-    let mut day_heads = Vec::new();
-    let mut hours = Vec::new();
-    let mut month_weeks = Vec::new();
-    if is_week {
-        for d in 0..7 {
-            let day = first + Duration::days(d);
-            day_heads.push(DayHead {
-                label: format!(
-                    "{} {:02}/{:02}",
-                    lang.t(weekday_key(day.weekday())),
-                    day.day(),
-                    u8::from(day.month())
-                ),
-                date: iso(day),
-            });
-        }
-        for hour in 0u8..24 {
-            let cells = (0..7)
-                .map(|d| {
-                    let day = first + Duration::days(d);
-                    let cell_start = zone.at(day, hour, 0);
-                    let cell_end = if hour == 23 {
-                        zone.day_start(day + Duration::days(1))
-                    } else {
-                        zone.at(day, hour + 1, 0)
-                    };
-                    Cell {
-                        start: format!("{}T{hour:02}:00", iso(day)),
-                        items: rows
-                            .iter()
-                            .map(|r| (r, shown_times(r)))
-                            .filter(|(_, (start, end))| *start < cell_end && *end > cell_start)
-                            .map(|(r, (start, end))| CellItem {
-                                is_start: start >= cell_start || (d == 0 && hour == 0),
-                                text: format!(
-                                    "{}–{} {}{}",
-                                    hm(start),
-                                    hm(end),
-                                    label(r),
-                                    state_words(r, lang)
-                                ),
-                                state: cell_state(r),
-                            })
-                            .collect(),
-                    }
-                })
-                .collect();
-            hours.push(HourRow {
-                label: format!("{hour:02}:00"),
-                cells,
-            });
-        }
+    let (day_heads, hours, month_weeks) = if is_week {
+        let (day_heads, hours) = drawn.week(first);
+        (day_heads, hours, Vec::new())
     } else {
-        for d in 0..7 {
-            let day = first + Duration::days(d);
-            day_heads.push(DayHead {
-                label: lang.t(weekday_key(day.weekday())).to_owned(),
-                date: String::new(),
-            });
-        }
-        let mut week = Vec::new();
-        for d in 0..days {
-            let day = first + Duration::days(d);
-            let day_start = zone.day_start(day);
-            let day_end = zone.day_start(day + Duration::days(1));
-            week.push(MonthCell {
-                day: day.day(),
-                date: iso(day),
-                href: format!("{}?view=week&date={}", scope.path(), iso(day)),
-                in_month: day.month() == anchor.month(),
-                items: rows
-                    .iter()
-                    .map(|r| (r, shown_times(r)))
-                    .filter(|(_, (start, end))| *start < day_end && *end > day_start)
-                    .map(|(r, (start, _))| CellItem {
-                        is_start: true,
-                        text: format!("{} {}{}", hm(start), label(r), state_words(r, lang)),
-                        state: cell_state(r),
-                    })
-                    .collect(),
-            });
-            if week.len() == 7 {
-                month_weeks.push(std::mem::take(&mut week));
-            }
-        }
-    }
+        let (day_heads, month_weeks) = drawn.month(first, days, anchor, &scope.path());
+        (day_heads, Vec::new(), month_weeks)
+    };
 
     let (status, error, moving) = match refusal {
         Some(Refusal {
@@ -613,123 +415,8 @@ async fn render_calendar(
         }) => (status, Some(message), None),
         None => (StatusCode::OK, None, None),
     };
-    let bookings: Vec<BookingView> = rows
-        .iter()
-        .map(|r| {
-            let (rules, manages) = rules_of
-                .get(&r.entity_id)
-                .cloned()
-                .unwrap_or((BookingRules::default(), false));
-            let is_mine = r.user_id == subject.user_id;
-            let request_action = match r.state {
-                BookingState::Requested => Some("withdraw"),
-                BookingState::RequestRefused => Some("dismiss"),
-                _ => None,
-            };
-            // On a field replica, the buttons of the lab's bookings ask the lab at sync.
-            let (can_cancel, cancel_note) = if request_action.is_some() || r.change.is_some() {
-                (false, None)
-            } else if manages {
-                (true, None)
-            } else if is_mine {
-                match rules.check_cancel(r.start_ms, now) {
-                    Ok(()) => (true, None),
-                    Err(e) => (false, Some(e.to_string())),
-                }
-            } else {
-                (false, None)
-            };
-            // The store decides every move (`check_move`); the form is offered to whoever it
-            // may accept from: the booker or a manager, on an active booking not yet over (a
-            // manager may move past ones), without another change waiting here; on a field
-            // replica also a new booking asked for here, by its maker.
-            let can_move = match r.state {
-                BookingState::Confirmed | BookingState::Pending => {
-                    (manages || is_mine && r.end_ms > now)
-                        && r.change.as_ref().is_none_or(|c| c.action == "move")
-                }
-                BookingState::Requested => {
-                    is_mine
-                        && r.end_ms > now
-                        && r.request.as_ref().is_some_and(|q| q.action.is_none())
-                }
-                _ => false,
-            };
-            let (move_start, move_end, move_error) = match &moving {
-                Some((input, message)) if input.booking == r.id => (
-                    input.start.clone(),
-                    input.end.clone(),
-                    Some(message.clone()),
-                ),
-                _ => {
-                    let (start, end) = shown_times(r);
-                    (zone.input_value(start), zone.input_value(end), None)
-                }
-            };
-            BookingView {
-                id: r.id,
-                when: format!(
-                    "{}–{}",
-                    zone.display(r.start_ms),
-                    if zone.date_of(r.end_ms - 1) == zone.date_of(r.start_ms) {
-                        hm(r.end_ms)
-                    } else {
-                        zone.display(r.end_ms)
-                    }
-                ),
-                title: r.title.clone(),
-                item_title: r.item_title.clone(),
-                item_href: format!("/resources/{}/calendar", r.entity_id),
-                who: r.fullname.clone(),
-                experiment: r.experiment_id.map(|id| {
-                    (
-                        format!("/experiments/{id}"),
-                        r.experiment_title
-                            .clone()
-                            .unwrap_or_else(|| format!("#{id}")),
-                    )
-                }),
-                state: r.state.as_str(),
-                state_label: state_label(r.state),
-                can_cancel,
-                cancel_note,
-                can_decide: manages && r.state == BookingState::Pending && r.change.is_none(),
-                request_action,
-                request_label: if r.state == BookingState::Requested {
-                    "booking.withdraw"
-                } else {
-                    "booking.dismiss"
-                },
-                refusal: r
-                    .request
-                    .as_ref()
-                    .filter(|_| r.state == BookingState::RequestRefused)
-                    .map(|q| refusal_text(lang, q.reason_code.as_deref(), q.reason.as_deref())),
-                action_label: r
-                    .request
-                    .as_ref()
-                    .and_then(|q| q.action.as_deref())
-                    .map(action_key),
-                change_note: r.change.as_ref().map(|change| {
-                    let mut note = lang.t(action_key(&change.action)).to_owned();
-                    if change.action == "move" {
-                        note = format!(
-                            "{note} {} {}–{}",
-                            lang.t("booking.change_move_to"),
-                            zone.display(change.start_ms),
-                            hm(change.end_ms)
-                        );
-                    }
-                    format!("{note}: {}", lang.t("booking.change_pending"))
-                }),
-                change_withdraw: r.change.as_ref().map(|change| change.request_id),
-                can_move,
-                move_start,
-                move_end,
-                move_error,
-            }
-        })
-        .collect();
+    let bookings =
+        list::booking_views(store, subject, &rows, now, &zone, lang, moving.as_ref()).await?;
     let move_error = moving
         .filter(|(input, _)| !bookings.iter().any(|b| b.id == input.booking))
         .map(|(_, message)| message);
