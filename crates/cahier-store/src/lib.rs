@@ -265,6 +265,10 @@ async fn read_quietly(conn: &mut sqlx::SqliteConnection) -> std::result::Result<
 /// How many loaded documents stay in memory.
 const DOC_CACHE_ENTRIES: usize = 256;
 
+/// SQLite's `wal_autocheckpoint` (its default): a commit that takes the write-ahead log past
+/// this many pages copies it into the database file.
+pub(crate) const WAL_AUTOCHECKPOINT: i64 = 1000;
+
 /// How the SQLite database is opened (`cahier.toml`'s `db_connections` and `db_mmap_mib`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SqliteTuning {
@@ -467,6 +471,17 @@ impl Store {
     /// Closes the pool, flushing the WAL.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// Copies the write-ahead log into the database file as far as readers allow, without
+    /// waiting for writers or blocking them (`wal_checkpoint(PASSIVE)`); returns the log's
+    /// pages and how many are now in the database file. Pull batches leave this to be done
+    /// after the sync (`replica serve` does) instead of in one of their commits.
+    pub async fn checkpoint_wal(&self) -> Result<(i64, i64)> {
+        let (_busy, log, done): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((log, done))
     }
 
     /// Whether the database answers.

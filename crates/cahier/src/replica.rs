@@ -403,6 +403,12 @@ async fn sync_loop(store: Store, transport: HttpTransport, handle: Arc<cahier_we
                     }
                 }
             }
+            // Pull batches leave the write-ahead log to be checkpointed afterwards.
+            if report.pulled > 0
+                && let Err(error) = store.checkpoint_wal().await
+            {
+                tracing::warn!(%error, "checkpointing the database log failed");
+            }
         }
         delay = match outcome {
             Ok(_) => std::time::Duration::from_secs(60),

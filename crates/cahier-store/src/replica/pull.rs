@@ -19,6 +19,10 @@ use std::collections::{HashMap, HashSet};
 
 /// Bytes of appended changes past which a fast-forwarded document is saved whole again.
 const COMPACT_AFTER: i64 = 64 * 1024;
+/// Pages of write-ahead log past which a pull batch's commit checkpoints it (SQLite's
+/// default, kept by every other write, is [`crate::WAL_AUTOCHECKPOINT`]): 256 MiB with a
+/// replica's 16 KiB pages, so a first copy of a large lab still checkpoints along the way.
+const PULL_AUTOCHECKPOINT: i64 = 16_384;
 /// Rows per multi-row statement (well under SQLite's limit of bound values).
 const ROWS: usize = 40;
 
@@ -108,16 +112,27 @@ impl Store {
         // never a part of one, and the feed checkpoint goes with them (written by the same
         // sync after the batch), so the next sync pulls them again; edits made here keep
         // being committed with `FULL`, which also makes every earlier batch durable.
+        //
+        // Nor do they wait for a checkpoint of the write-ahead log (copying it into the
+        // database file, with two `fsync`s): SQLite would run one in the commit that takes the
+        // log past 1,000 pages, about once per pull of 500 edits (40-50 ms of it). Their
+        // commits leave it to a larger bound ([`PULL_AUTOCHECKPOINT`]), and `replica serve`
+        // checkpoints after a sync that pulled ([`Store::checkpoint_wal`]).
         let mut conn = self.pool.acquire().await?;
-        sqlx::query("PRAGMA synchronous = NORMAL")
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = {PULL_AUTOCHECKPOINT}"
+        )))
+        .execute(&mut *conn)
+        .await?;
         let written = self.write_pull_batch(&mut conn, entries, prepared).await;
-        let restored = sqlx::query("PRAGMA synchronous = FULL")
-            .execute(&mut *conn)
-            .await;
+        let restored = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = {}",
+            crate::WAL_AUTOCHECKPOINT
+        )))
+        .execute(&mut *conn)
+        .await;
         if restored.is_err() {
-            // Never back in the pool with the weaker setting.
+            // Never back in the pool with the weaker settings.
             conn.close_on_drop();
         }
         drop(conn);
@@ -281,67 +296,14 @@ async fn write_bulk(tx: &mut SqliteConnection, bulk: &[Bulk<'_>]) -> Result<()> 
     let seq: i64 = sqlx::query_scalar("SELECT value + 1 FROM sync_counter WHERE id = 1")
         .fetch_one(&mut *tx)
         .await?;
-    // 1. The rows of `entities`, complete: inserted, or updated in place (upsert on the id).
-    for chunk in bulk.chunks(ROWS) {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO entities (id, uuid, kind, team_id, owner_id, canread_base, canwrite_base, \
-             locked_by, locked_at, state, elabid, created_at, modified_at, lastchangeby, title, date, body, \
-             body_html, content_type, status_id, category_id, rating, tags_text, template_uuid, metadata, \
-             heads, n_conflicts, stock_unit, stock_quantity, stock_threshold, sync_seq) ",
-        );
-        q.push_values(chunk, |mut row, b| {
-            let e = &b.entry.snapshot.entity;
-            let stock = b.entry.snapshot.stock.as_ref();
-            row.push_bind(b.id)
-                .push_bind(b.entry.uuid.clone())
-                .push_bind(e.kind.as_str())
-                .push_bind(e.team_id)
-                .push_bind(e.owner_id)
-                .push_bind(e.canread.base.code())
-                .push_bind(e.canwrite.base.code())
-                .push_bind(e.locked_by)
-                .push_bind(e.locked_at)
-                .push_bind(e.state)
-                .push_bind(e.elabid.clone())
-                .push_bind(e.created_at)
-                .push_bind(e.modified_at)
-                .push_bind(e.lastchangeby)
-                .push_bind(e.title.clone())
-                .push_bind(e.date.clone())
-                .push_bind(e.body.clone())
-                .push_bind(e.body_html.clone())
-                .push_bind(e.content_type)
-                .push_bind(e.status_id)
-                .push_bind(e.category_id)
-                .push_bind(e.rating)
-                .push_bind(e.tags.join("|"))
-                .push_bind(e.template_uuid.clone())
-                .push_bind(e.metadata.clone())
-                .push_bind(b.entry.heads.clone())
-                .push_bind(e.n_conflicts)
-                .push_bind(stock.map(|s| s.unit.clone()))
-                .push_bind(stock.map(|s| s.quantity_milli))
-                .push_bind(stock.and_then(|s| s.threshold_milli))
-                .push_bind(seq);
-        });
-        q.push(
-            " ON CONFLICT (id) DO UPDATE SET team_id = excluded.team_id, owner_id = excluded.owner_id, \
-             canread_base = excluded.canread_base, canwrite_base = excluded.canwrite_base, \
-             locked_by = excluded.locked_by, locked_at = excluded.locked_at, state = excluded.state, \
-             elabid = excluded.elabid, created_at = excluded.created_at, modified_at = excluded.modified_at, \
-             lastchangeby = excluded.lastchangeby, title = excluded.title, date = excluded.date, \
-             body = excluded.body, body_html = excluded.body_html, content_type = excluded.content_type, \
-             status_id = excluded.status_id, category_id = excluded.category_id, rating = excluded.rating, \
-             tags_text = excluded.tags_text, template_uuid = excluded.template_uuid, \
-             metadata = excluded.metadata, heads = excluded.heads, n_conflicts = excluded.n_conflicts, \
-             stock_unit = excluded.stock_unit, stock_quantity = excluded.stock_quantity, \
-             stock_threshold = excluded.stock_threshold",
-        );
-        q.build().execute(&mut *tx).await?;
-    }
+    // 1. The rows of `entities`: a new entry's inserted whole (upsert on the id), a
+    // fast-forwarded one's updated in place.
+    let (new, updated): (Vec<&Bulk<'_>>, Vec<&Bulk<'_>>) =
+        bulk.iter().partition(|b| b.local.is_none());
+    insert_rows(tx, &new, seq).await?;
+    update_rows(tx, &updated).await?;
 
     // 2. Documents: a new one as received; a fast-forward appends the pulled changes.
-    let new: Vec<&Bulk<'_>> = bulk.iter().filter(|b| b.local.is_none()).collect();
     for chunk in new.chunks(ROWS) {
         let mut q: QueryBuilder<Sqlite> =
             QueryBuilder::new("INSERT INTO entity_docs (entity_id, heads, doc) ");
@@ -353,6 +315,7 @@ async fn write_bulk(tx: &mut SqliteConnection, bulk: &[Bulk<'_>]) -> Result<()> 
         q.build().execute(&mut *tx).await?;
     }
     let mut appended = HashMap::new();
+    let mut appends = Vec::new();
     for b in bulk {
         let Some(local) = &b.local else { continue };
         if b.bytes.is_empty() {
@@ -380,17 +343,23 @@ async fn write_bulk(tx: &mut SqliteConnection, bulk: &[Bulk<'_>]) -> Result<()> 
                 .await?;
             appended.insert(b.id, 0);
         } else {
-            // `||` makes text of the two blobs' bytes; the cast gives back a blob, same bytes.
-            sqlx::query(
-                "UPDATE entity_docs SET heads = ?, doc = CAST(doc || ? AS BLOB) WHERE entity_id = ?",
-            )
-            .bind(&b.entry.heads)
-            .bind(&b.bytes)
-            .bind(b.id)
-            .execute(&mut *tx)
-            .await?;
+            appends.push(b);
             appended.insert(b.id, grown);
         }
+    }
+    for chunk in appends.chunks(ROWS) {
+        // `||` makes text of the two blobs' bytes; the cast gives back a blob, same bytes.
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("WITH v (id, heads, bytes) AS (");
+        q.push_values(chunk, |mut row, b| {
+            row.push_bind(b.id)
+                .push_bind(b.entry.heads.clone())
+                .push_bind(b.bytes.clone());
+        });
+        q.push(
+            ") UPDATE entity_docs SET heads = v.heads, doc = CAST(doc || v.bytes AS BLOB) \
+             FROM v WHERE entity_docs.entity_id = v.id",
+        );
+        q.build().execute(&mut *tx).await?;
     }
 
     // 3. Old child rows of fast-forwarded entries go; then everyone's rows in bulk.
@@ -570,6 +539,237 @@ async fn write_bulk(tx: &mut SqliteConnection, bulk: &[Bulk<'_>]) -> Result<()> 
         q.push(
             " ON CONFLICT (entity_id) DO UPDATE SET acked_heads = excluded.acked_heads, \
              server_id = excluded.server_id, appended = excluded.appended",
+        );
+        q.build().execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+/// A value of an indexed column of `entities`.
+#[derive(Debug, Clone, PartialEq)]
+enum Indexed {
+    Int(Option<i64>),
+    Text(String),
+}
+
+/// The columns of `entities` that an index holds (or a partial index's condition reads). An
+/// `UPDATE` rewrites the entries of every index holding a column of its `SET` list, whether or
+/// not the value changes, so a fast-forward sets these only when they change (a body edit:
+/// `modified_at`, two indexes instead of eleven).
+const INDEXED: [&str; 12] = [
+    "team_id",
+    "owner_id",
+    "canread_base",
+    "canwrite_base",
+    "state",
+    "modified_at",
+    "date",
+    "title",
+    "status_id",
+    "category_id",
+    "stock_quantity",
+    "stock_threshold",
+];
+
+/// The columns of `entities` a fast-forward always sets (in no index).
+const PLAIN: [&str; 15] = [
+    "locked_by",
+    "locked_at",
+    "elabid",
+    "created_at",
+    "lastchangeby",
+    "body",
+    "body_html",
+    "content_type",
+    "rating",
+    "tags_text",
+    "template_uuid",
+    "metadata",
+    "heads",
+    "n_conflicts",
+    "stock_unit",
+];
+
+/// The pulled values of [`INDEXED`], in its order.
+fn indexed_values(b: &Bulk<'_>) -> [Indexed; 12] {
+    let e = &b.entry.snapshot.entity;
+    let stock = b.entry.snapshot.stock.as_ref();
+    [
+        Indexed::Int(Some(e.team_id)),
+        Indexed::Int(Some(e.owner_id)),
+        Indexed::Int(Some(e.canread.base.code())),
+        Indexed::Int(Some(e.canwrite.base.code())),
+        Indexed::Int(Some(e.state)),
+        Indexed::Int(Some(e.modified_at)),
+        Indexed::Text(e.date.clone()),
+        Indexed::Text(e.title.clone()),
+        Indexed::Int(e.status_id),
+        Indexed::Int(e.category_id),
+        Indexed::Int(stock.map(|s| s.quantity_milli)),
+        Indexed::Int(stock.and_then(|s| s.threshold_milli)),
+    ]
+}
+
+/// Updates the rows of `entities` of fast-forwarded entries: the plain columns, and those of
+/// [`INDEXED`] whose value changed; entries changing the same indexed columns share
+/// multi-row statements.
+async fn update_rows(tx: &mut SqliteConnection, updated: &[&Bulk<'_>]) -> Result<()> {
+    if updated.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = updated.iter().map(|b| b.id).collect();
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT id, {} FROM entities WHERE id IN (SELECT value FROM json_each(?))",
+        INDEXED.join(", ")
+    )))
+    .bind(json_list(&ids)?)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut current: HashMap<i64, [Indexed; 12]> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        use sqlx::Row;
+        let int = |i: usize| row.try_get::<Option<i64>, _>(i).map(Indexed::Int);
+        let text = |i: usize| row.try_get::<String, _>(i).map(Indexed::Text);
+        current.insert(
+            row.try_get(0)?,
+            [
+                int(1)?,
+                int(2)?,
+                int(3)?,
+                int(4)?,
+                int(5)?,
+                int(6)?,
+                text(7)?,
+                text(8)?,
+                int(9)?,
+                int(10)?,
+                int(11)?,
+                int(12)?,
+            ],
+        );
+    }
+    // Entries grouped by the set of indexed columns they change (a bit per column).
+    let mut groups: HashMap<u16, Vec<(&Bulk<'_>, [Indexed; 12])>> = HashMap::new();
+    for b in updated {
+        let values = indexed_values(b);
+        let mask = match current.get(&b.id) {
+            Some(old) => old
+                .iter()
+                .zip(&values)
+                .enumerate()
+                .filter(|(_, (old, new))| old != new)
+                .fold(0u16, |mask, (i, _)| mask | (1 << i)),
+            // Not found (never, the row was read in this transaction): every column.
+            None => (1u16 << INDEXED.len()) - 1,
+        };
+        groups.entry(mask).or_default().push((b, values));
+    }
+    for (mask, entries) in groups {
+        let changed: Vec<usize> = (0..INDEXED.len())
+            .filter(|i| mask & (1 << i) != 0)
+            .collect();
+        let mut columns: Vec<&str> = PLAIN.to_vec();
+        columns.extend(changed.iter().map(|&i| INDEXED[i]));
+        let set = columns
+            .iter()
+            .map(|c| format!("{c} = v.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        for chunk in entries.chunks(ROWS) {
+            let mut q: QueryBuilder<Sqlite> =
+                QueryBuilder::new(format!("WITH v (id, {}) AS (", columns.join(", ")));
+            q.push_values(chunk, |mut row, (b, values)| {
+                let e = &b.entry.snapshot.entity;
+                let stock = b.entry.snapshot.stock.as_ref();
+                row.push_bind(b.id)
+                    .push_bind(e.locked_by)
+                    .push_bind(e.locked_at)
+                    .push_bind(e.elabid.clone())
+                    .push_bind(e.created_at)
+                    .push_bind(e.lastchangeby)
+                    .push_bind(e.body.clone())
+                    .push_bind(e.body_html.clone())
+                    .push_bind(e.content_type)
+                    .push_bind(e.rating)
+                    .push_bind(e.tags.join("|"))
+                    .push_bind(e.template_uuid.clone())
+                    .push_bind(e.metadata.clone())
+                    .push_bind(b.entry.heads.clone())
+                    .push_bind(e.n_conflicts)
+                    .push_bind(stock.map(|s| s.unit.clone()));
+                for &i in &changed {
+                    match &values[i] {
+                        Indexed::Int(v) => row.push_bind(*v),
+                        Indexed::Text(v) => row.push_bind(v.clone()),
+                    };
+                }
+            });
+            q.push(format!(
+                ") UPDATE entities SET {set} FROM v WHERE entities.id = v.id"
+            ));
+            q.build().execute(&mut *tx).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Inserts the rows of `entities` of entries new to the replica (updated in place should the
+/// id be taken).
+async fn insert_rows(tx: &mut SqliteConnection, new: &[&Bulk<'_>], seq: i64) -> Result<()> {
+    for chunk in new.chunks(ROWS) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO entities (id, uuid, kind, team_id, owner_id, canread_base, canwrite_base, \
+             locked_by, locked_at, state, elabid, created_at, modified_at, lastchangeby, title, date, body, \
+             body_html, content_type, status_id, category_id, rating, tags_text, template_uuid, metadata, \
+             heads, n_conflicts, stock_unit, stock_quantity, stock_threshold, sync_seq) ",
+        );
+        q.push_values(chunk, |mut row, b| {
+            let e = &b.entry.snapshot.entity;
+            let stock = b.entry.snapshot.stock.as_ref();
+            row.push_bind(b.id)
+                .push_bind(b.entry.uuid.clone())
+                .push_bind(e.kind.as_str())
+                .push_bind(e.team_id)
+                .push_bind(e.owner_id)
+                .push_bind(e.canread.base.code())
+                .push_bind(e.canwrite.base.code())
+                .push_bind(e.locked_by)
+                .push_bind(e.locked_at)
+                .push_bind(e.state)
+                .push_bind(e.elabid.clone())
+                .push_bind(e.created_at)
+                .push_bind(e.modified_at)
+                .push_bind(e.lastchangeby)
+                .push_bind(e.title.clone())
+                .push_bind(e.date.clone())
+                .push_bind(e.body.clone())
+                .push_bind(e.body_html.clone())
+                .push_bind(e.content_type)
+                .push_bind(e.status_id)
+                .push_bind(e.category_id)
+                .push_bind(e.rating)
+                .push_bind(e.tags.join("|"))
+                .push_bind(e.template_uuid.clone())
+                .push_bind(e.metadata.clone())
+                .push_bind(b.entry.heads.clone())
+                .push_bind(e.n_conflicts)
+                .push_bind(stock.map(|s| s.unit.clone()))
+                .push_bind(stock.map(|s| s.quantity_milli))
+                .push_bind(stock.and_then(|s| s.threshold_milli))
+                .push_bind(seq);
+        });
+        q.push(
+            " ON CONFLICT (id) DO UPDATE SET team_id = excluded.team_id, owner_id = excluded.owner_id, \
+             canread_base = excluded.canread_base, canwrite_base = excluded.canwrite_base, \
+             locked_by = excluded.locked_by, locked_at = excluded.locked_at, state = excluded.state, \
+             elabid = excluded.elabid, created_at = excluded.created_at, modified_at = excluded.modified_at, \
+             lastchangeby = excluded.lastchangeby, title = excluded.title, date = excluded.date, \
+             body = excluded.body, body_html = excluded.body_html, content_type = excluded.content_type, \
+             status_id = excluded.status_id, category_id = excluded.category_id, rating = excluded.rating, \
+             tags_text = excluded.tags_text, template_uuid = excluded.template_uuid, \
+             metadata = excluded.metadata, heads = excluded.heads, n_conflicts = excluded.n_conflicts, \
+             stock_unit = excluded.stock_unit, stock_quantity = excluded.stock_quantity, \
+             stock_threshold = excluded.stock_threshold",
         );
         q.build().execute(&mut *tx).await?;
     }
