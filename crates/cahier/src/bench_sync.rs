@@ -31,6 +31,8 @@ pub struct SyncBenchArgs {
     pub noop_runs: usize,
     /// Megabytes of attachment files fetched by the replica (0: skip).
     pub blob_mb: usize,
+    /// Rounds of edits each way (the median round is reported).
+    pub rounds: usize,
 }
 
 /// Traffic counted by the proxy since it started.
@@ -190,6 +192,20 @@ async fn timed_sync(
     ))
 }
 
+/// The median of `list` by time, named for the rounds it stands for.
+fn median_step(mut list: Vec<Step>, rounds: usize, what: &str) -> anyhow::Result<Step> {
+    list.sort_by_key(|s| s.time);
+    let len = list.len();
+    if len == 0 {
+        bail!("no {what} step was measured");
+    }
+    let mut median = list.swap_remove(len / 2);
+    if rounds > 1 {
+        median.name = format!("{} (median of {rounds} rounds)", median.name);
+    }
+    Ok(median)
+}
+
 /// An edited body: the first line gains a marker, so the change is one small splice.
 fn edited(body: &str, marker: &str) -> String {
     match body.split_once('\n') {
@@ -292,9 +308,10 @@ async fn run_against(
     replica.finish_search_bulk().await?;
     let merged = started.elapsed();
     replica.render_pending_html().await?;
+    replica.checkpoint_wal().await?;
     steps.push(Step {
         name: format!(
-            "after the copy, in the background: search index merged ({:.2} s), rendered bodies stored (not a sync)",
+            "after the copy, in the background: search index merged ({:.2} s), rendered bodies stored, database log checkpointed (not a sync)",
             merged.as_secs_f64()
         ),
         time: started.elapsed(),
@@ -323,41 +340,7 @@ async fn run_against(
         );
     }
 
-    // 2. Edits on the replica (timed: local saves), then a sync (push).
-    eprintln!("bench-sync: {} local saves on the replica", args.edits);
-    let saves_started = Instant::now();
-    for (i, id) in ids.iter().take(args.edits).enumerate() {
-        let entity = replica.entity(&subject, *id).await?;
-        let patch = cahier_core::EntityPatch {
-            body: Some(edited(&entity.body, &format!("field edit {i}"))),
-            ..Default::default()
-        };
-        replica
-            .update_entity(&subject, *id, None, &patch, "bench")
-            .await?;
-    }
-    steps.push(Step {
-        name: format!(
-            "{} local saves on the replica (read, then save; not a sync)",
-            args.edits
-        ),
-        time: saves_started.elapsed(),
-        traffic: Traffic::default(),
-        report: String::new(),
-    });
-    let (step, pushed) = timed_sync(
-        &format!("{} edits made on the replica", args.edits),
-        &replica,
-        &transport,
-        &counters,
-    )
-    .await?;
-    if pushed.pushed != args.edits {
-        bail!("expected {} documents pushed: {}", args.edits, step.report);
-    }
-    steps.push(step);
-
-    // 3. Edits at the lab (API v2), then a sync (pull).
+    // A client to edit at the lab (API v2).
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(
         reqwest::header::AUTHORIZATION,
@@ -369,35 +352,95 @@ async fn run_against(
         .default_headers(headers)
         .timeout(Duration::from_secs(600))
         .build()?;
-    eprintln!("bench-sync: editing {} experiments at the lab", args.edits);
-    for (i, id) in ids.iter().skip(args.edits).take(args.edits).enumerate() {
-        let url = format!("{base}/api/v2/experiments/{id}");
-        let current: serde_json::Value = api
-            .get(&url)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        let body = current["body"].as_str().unwrap_or_default();
-        api.patch(&url)
-            .json(&serde_json::json!({"body": edited(body, &format!("lab edit {i}"))}))
-            .send()
-            .await?
-            .error_for_status()
-            .with_context(|| format!("editing experiment {id} at the lab"))?;
+    // Steps 2 and 3, `rounds` times (each round edits the same entries again): the median
+    // round of each is reported.
+    let (mut saves, mut pushes, mut pulls, mut after_pulls) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for round in 0..args.rounds.max(1) {
+        // 2. Edits on the replica (timed: local saves), then a sync (push).
+        eprintln!("bench-sync: {} local saves on the replica", args.edits);
+        let saves_started = Instant::now();
+        for (i, id) in ids.iter().take(args.edits).enumerate() {
+            let entity = replica.entity(&subject, *id).await?;
+            let patch = cahier_core::EntityPatch {
+                body: Some(edited(&entity.body, &format!("field edit {round}.{i}"))),
+                ..Default::default()
+            };
+            replica
+                .update_entity(&subject, *id, None, &patch, "bench")
+                .await?;
+        }
+        saves.push(Step {
+            name: format!(
+                "{} local saves on the replica (read, then save; not a sync)",
+                args.edits
+            ),
+            time: saves_started.elapsed(),
+            traffic: Traffic::default(),
+            report: String::new(),
+        });
+        let (step, pushed) = timed_sync(
+            &format!("{} edits made on the replica", args.edits),
+            &replica,
+            &transport,
+            &counters,
+        )
+        .await?;
+        if pushed.pushed != args.edits {
+            bail!("expected {} documents pushed: {}", args.edits, step.report);
+        }
+        pushes.push(step);
+
+        // 3. Edits at the lab (API v2), then a sync (pull).
+        eprintln!("bench-sync: editing {} experiments at the lab", args.edits);
+        for (i, id) in ids.iter().skip(args.edits).take(args.edits).enumerate() {
+            let url = format!("{base}/api/v2/experiments/{id}");
+            let current: serde_json::Value = api
+                .get(&url)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            let body = current["body"].as_str().unwrap_or_default();
+            api.patch(&url)
+                .json(&serde_json::json!({"body": edited(body, &format!("lab edit {round}.{i}"))}))
+                .send()
+                .await?
+                .error_for_status()
+                .with_context(|| format!("editing experiment {id} at the lab"))?;
+        }
+        let (step, pulled) = timed_sync(
+            &format!("{} edits made at the lab", args.edits),
+            &replica,
+            &transport,
+            &counters,
+        )
+        .await?;
+        if pulled.pulled != args.edits {
+            bail!("expected {} documents pulled: {}", args.edits, step.report);
+        }
+        pulls.push(step);
+        // What `replica serve` does in the background after a sync that pulled entries.
+        let started = Instant::now();
+        replica.render_pending_html().await?;
+        replica.checkpoint_wal().await?;
+        after_pulls.push(Step {
+            name: "after the pull, in the background: rendered bodies stored, database log checkpointed (not a sync)".into(),
+            time: started.elapsed(),
+            traffic: Traffic::default(),
+            report: String::new(),
+        });
     }
-    let (step, pulled) = timed_sync(
-        &format!("{} edits made at the lab", args.edits),
-        &replica,
-        &transport,
-        &counters,
-    )
-    .await?;
-    if pulled.pulled != args.edits {
-        bail!("expected {} documents pulled: {}", args.edits, step.report);
+    let rounds = args.rounds.max(1);
+    for (list, what) in [
+        (saves, "local saves"),
+        (pushes, "push"),
+        (pulls, "pull"),
+        (after_pulls, "after the pull"),
+    ] {
+        steps.push(median_step(list, rounds, what)?);
     }
-    steps.push(step);
 
     // 4. Syncs with nothing to do.
     let mut noop = Vec::new();
@@ -442,10 +485,16 @@ async fn run_against(
                 .context("attaching a file at the lab")?;
             hashes.push(hash);
         }
+        // The files are fetched straight from the server, as curl does below (the counting
+        // proxy, in this process, would take CPU from the replica: its own row follows).
+        let token = std::fs::read_to_string(args.replica.join("device.key"))
+            .context("reading the device credential")?;
+        let direct =
+            cahier_sync::http::HttpTransport::new(base, &TlsOptions::default(), token.trim())?;
         let (step, got) = timed_sync(
             &format!("{} MiB of files", count * file_mb),
             &replica,
-            &transport,
+            &direct,
             &counters,
         )
         .await?;
@@ -455,8 +504,31 @@ async fn run_against(
         let total = (count * file_mb * 1024 * 1024) as u64;
         let sync_rate = mib(total) / step.time.as_secs_f64();
         steps.push(step);
-        let token = std::fs::read_to_string(args.replica.join("device.key"))
-            .context("reading the device credential")?;
+        // The same files again through the counting proxy: removed from the replica first.
+        let blobs = replica
+            .blobs()
+            .context("the replica has no file store")?
+            .clone();
+        for hash in &hashes {
+            tokio::fs::remove_file(blobs.path_of(hash)?).await?;
+        }
+        let (proxied, again) = timed_sync(
+            "the same files through the counting proxy",
+            &replica,
+            &transport,
+            &counters,
+        )
+        .await?;
+        if again.files_received != count {
+            bail!("expected {count} files received: {}", proxied.report);
+        }
+        let proxied_rate = mib(total) / proxied.time.as_secs_f64();
+        if let Some(step) = steps.last_mut() {
+            // Fetched straight from the server: the traffic is the proxied run's.
+            step.traffic = proxied.traffic;
+            step.name
+                .push_str(" (bytes and requests counted on the same fetch through the proxy)");
+        }
         let mut rows = Vec::new();
         for (label, host) in [
             ("curl, direct", base.to_owned()),
@@ -494,6 +566,12 @@ async fn run_against(
             "| replica sync (download, SHA-256 check, encrypted at rest) | {:.2} s | {sync_rate:.0} | {:.0} % |",
             steps.last().map_or(0.0, |s| s.time.as_secs_f64()),
             100.0 * sync_rate / curl_rate
+        );
+        let _ = writeln!(
+            files,
+            "| replica sync through the counting proxy | {:.2} s | {proxied_rate:.0} | {:.0} % |",
+            proxied.time.as_secs_f64(),
+            100.0 * proxied_rate / curl_rate
         );
         for (label, time, rate) in rows {
             let _ = writeln!(

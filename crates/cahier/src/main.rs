@@ -163,6 +163,9 @@ enum Command {
         /// Megabytes of attachment files fetched by the replica (0 skips that step).
         #[arg(long, default_value_t = 200)]
         blob_mb: usize,
+        /// Rounds of edits each way (the median round is reported).
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
     },
     /// Measure .eln export and re-import at scale in a fresh folder (see BENCHMARKS.md).
     BenchExchange {
@@ -827,6 +830,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             edits,
             noop_runs,
             blob_mb,
+            rounds,
         } => {
             let args = cahier::bench_sync::SyncBenchArgs {
                 data: settings(data)?.data,
@@ -834,6 +838,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 edits,
                 noop_runs,
                 blob_mb,
+                rounds,
             };
             println!("{}", cahier::bench_sync::run(args).await?);
             Ok(())
