@@ -8,10 +8,20 @@
 //! upload in progress has written its blob but not yet its row, and storing bytes that are
 //! already present refreshes the file's time (blobs.rs), so an orphan being attached again is
 //! never taken from under the upload. Thumbnails of files that are gone go too.
+//!
+//! A `device_blobs` row keeps its file for [`DEVICE_UPLOAD_KEPT`] after the upload, and only
+//! while its device is not revoked: a file a replica sent for a push that was refused or
+//! abandoned does not stay forever. A replica whose push comes later anyway is told the file
+//! is missing, sends it again and pushes once more, in the same sync (docs/SYNC.md, "Files
+//! known to be on the server"). The rows of a removed file go with it.
 
 use crate::blobs::is_hash;
 use crate::{Result, Store, StoreError};
 use std::time::{Duration, SystemTime};
+
+/// How long a file uploaded by a device, and attached to nothing yet, is kept for the push
+/// that will attach it: 30 days.
+pub const DEVICE_UPLOAD_KEPT: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// What a sweep did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -87,6 +97,12 @@ impl Store {
                 continue;
             }
             if !dry_run {
+                // The rows that no longer keep it first: a crash between the two leaves an
+                // orphan file for the next sweep, never a row naming a removed file.
+                sqlx::query("DELETE FROM device_blobs WHERE sha256 = ?")
+                    .bind(&hash)
+                    .execute(&self.pool)
+                    .await?;
                 match tokio::fs::remove_file(&path).await {
                     Ok(()) => {}
                     Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
@@ -102,11 +118,14 @@ impl Store {
     }
 
     async fn blob_is_referenced(&self, hash: &str) -> Result<bool> {
+        let kept_ms = i64::try_from(DEVICE_UPLOAD_KEPT.as_millis()).unwrap_or(i64::MAX);
         Ok(sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM uploads WHERE sha256 = ?1) \
-                 OR EXISTS (SELECT 1 FROM device_blobs WHERE sha256 = ?1)",
+                 OR EXISTS (SELECT 1 FROM device_blobs b JOIN devices d ON d.id = b.device_id \
+                            WHERE b.sha256 = ?1 AND d.revoked_at IS NULL AND b.received_at >= ?2)",
         )
         .bind(hash)
+        .bind(self.now_ms().saturating_sub(kept_ms))
         .fetch_one(&self.pool)
         .await?)
     }

@@ -128,3 +128,85 @@ fn sha256_hex(bytes: &[u8]) -> String {
 fn hex_encode(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// A file a device uploaded for a push keeps its place for 30 days while the device is
+/// trusted, then goes (with its record) if nothing attached it; a revoked device's goes at
+/// once.
+#[tokio::test]
+async fn files_uploaded_by_a_device_and_never_attached_go_after_30_days_or_on_revocation() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice@lab.fr", "Ecology", false).await;
+    let blobs = app.store.blobs().unwrap().clone();
+    let db = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        app.dir.path().join("cahier.db").display()
+    ))
+    .await
+    .unwrap();
+    let now = app.store.now_ms();
+    for (id, revoked) in [(1_i64, None), (2, Some(now))] {
+        sqlx::query(
+            "INSERT INTO devices (id, uuid, user_id, name, secret_hash, created_at, revoked_at) \
+             VALUES (?, ?, ?, 'laptop', 'x', ?, ?)",
+        )
+        .bind(id)
+        .bind(format!("device-{id}"))
+        .bind(alice.id)
+        .bind(now)
+        .bind(revoked)
+        .execute(&db)
+        .await
+        .unwrap();
+    }
+    let day_ms = 24 * 3600 * 1000;
+    let mut uploaded = Vec::new();
+    for (device, content, age_days) in [
+        (1, &b"sent yesterday"[..], 1),
+        (1, &b"sent 31 days ago"[..], 31),
+        (2, &b"sent by a revoked laptop"[..], 1),
+    ] {
+        let mut writer = blobs.writer().await.unwrap();
+        writer.write(content).await.unwrap();
+        let (hash, _) = writer.finish().await.unwrap();
+        age(
+            &blobs.path_of(&hash).unwrap(),
+            Duration::from_secs(48 * 3600),
+        );
+        sqlx::query("INSERT INTO device_blobs (device_id, sha256, received_at) VALUES (?, ?, ?)")
+            .bind(device)
+            .bind(&hash)
+            .bind(now - age_days * day_ms)
+            .execute(&db)
+            .await
+            .unwrap();
+        uploaded.push(hash);
+    }
+    let day = Duration::from_secs(24 * 3600);
+    let dry = app.store.sweep_orphans(day, true).await.unwrap();
+    let mut gone = vec![uploaded[1].clone(), uploaded[2].clone()];
+    gone.sort();
+    assert_eq!(dry.removed, gone);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM device_blobs")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(rows, 3, "a dry run removes no record");
+
+    let report = app.store.sweep_orphans(day, false).await.unwrap();
+    assert_eq!(report.removed, gone);
+    assert!(blobs.exists(&uploaded[0]).await, "a recent upload stays");
+    for hash in &gone {
+        assert!(!blobs.exists(hash).await);
+    }
+    let left: Vec<String> = sqlx::query_scalar("SELECT sha256 FROM device_blobs")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    assert_eq!(
+        left,
+        vec![uploaded[0].clone()],
+        "records go with their files"
+    );
+    db.close().await;
+    app.stop().await;
+}
