@@ -877,11 +877,10 @@ impl Store {
     pub async fn remove_revoked(&self, uuids: &[String]) -> Result<usize> {
         let mut removed = 0;
         // Only those held here (the feed lists what changed at the lab, held or not).
-        let mut held = Vec::new();
+        let mut held: Vec<i64> = Vec::new();
         for chunk in uuids.chunks(500) {
-            let mut builder = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "SELECT uuid FROM entities WHERE uuid IN (",
-            );
+            let mut builder =
+                sqlx::QueryBuilder::<sqlx::Sqlite>::new("SELECT id FROM entities WHERE uuid IN (");
             let mut list = builder.separated(", ");
             for uuid in chunk {
                 list.push_bind(uuid.clone());
@@ -889,13 +888,12 @@ impl Store {
             builder.push(")");
             held.extend(
                 builder
-                    .build_query_scalar::<String>()
+                    .build_query_scalar::<i64>()
                     .fetch_all(&self.pool)
                     .await?,
             );
         }
-        let uuids = held;
-        if uuids.is_empty() {
+        if held.is_empty() {
             return Ok(0);
         }
         let pending: std::collections::HashMap<i64, (i64, PushDoc, String)> = self
@@ -904,12 +902,9 @@ impl Store {
             .into_iter()
             .map(|p| (p.0, p))
             .collect();
-        for uuid in &uuids {
-            let id: Option<i64> = sqlx::query_scalar("SELECT id FROM entities WHERE uuid = ?")
-                .bind(uuid)
-                .fetch_optional(&self.pool)
-                .await?;
-            let Some(id) = id else { continue };
+        for id in held {
+            // Each entry goes whole or not at all.
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
             // The lab lets this device attach a file it did not send only while the user may
             // read an entry that holds it: with this one gone, its files are asked about again
             // before a push names them (a push refused for them would recover, at the cost of
@@ -919,33 +914,38 @@ impl Store {
                  (SELECT sha256 FROM uploads WHERE entity_id = ?)",
             )
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-            if let Some((_, push, _)) = pending.get(&id) {
-                self.record_rejection(
-                    id,
-                    push,
-                    "your access to this entry was removed on the server",
-                )
-                .await?;
-            } else {
+            let keep = pending.get(&id);
+            if keep.is_none() {
                 sqlx::query("DELETE FROM uploads WHERE entity_id = ?")
                     .bind(id)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
-                let mut conn = self.pool.acquire().await?;
-                crate::booking_requests::forget_mirrored(&mut conn, id).await?;
-                drop(conn);
+                crate::booking_requests::forget_mirrored(&mut tx, id).await?;
                 sqlx::query("DELETE FROM entities WHERE id = ?")
                     .bind(id)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
                 sqlx::query("DELETE FROM entity_fts WHERE rowid = ?")
                     .bind(id)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
-                if let Ok(mut cache) = self.docs.lock() {
-                    cache.pop(&id);
+            }
+            tx.commit().await?;
+            match keep {
+                Some((_, push, _)) => {
+                    self.record_rejection(
+                        id,
+                        push,
+                        "your access to this entry was removed on the server",
+                    )
+                    .await?;
+                }
+                None => {
+                    if let Ok(mut cache) = self.docs.lock() {
+                        cache.pop(&id);
+                    }
                 }
             }
             removed += 1;
