@@ -14,6 +14,7 @@ use crate::sync::proto::{PullEntry, unb64};
 use crate::{Result, Store, invalid};
 use cahier_core::EntityDoc;
 use cahier_core::markdown::{ContentType, index_text};
+use sqlx::query_builder::Separated;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use std::collections::{HashMap, HashSet};
 
@@ -679,29 +680,10 @@ async fn update_rows(tx: &mut SqliteConnection, updated: &[&Bulk<'_>]) -> Result
             let mut q: QueryBuilder<Sqlite> =
                 QueryBuilder::new(format!("WITH v (id, {}) AS (", columns.join(", ")));
             q.push_values(chunk, |mut row, (b, values)| {
-                let e = &b.entry.snapshot.entity;
-                let stock = b.entry.snapshot.stock.as_ref();
-                row.push_bind(b.id)
-                    .push_bind(e.locked_by)
-                    .push_bind(e.locked_at)
-                    .push_bind(e.elabid.clone())
-                    .push_bind(e.created_at)
-                    .push_bind(e.lastchangeby)
-                    .push_bind(e.body.clone())
-                    .push_bind(e.body_html.clone())
-                    .push_bind(e.content_type)
-                    .push_bind(e.rating)
-                    .push_bind(e.tags.join("|"))
-                    .push_bind(e.template_uuid.clone())
-                    .push_bind(e.metadata.clone())
-                    .push_bind(b.entry.heads.clone())
-                    .push_bind(e.n_conflicts)
-                    .push_bind(stock.map(|s| s.unit.clone()));
+                row.push_bind(b.id);
+                push_plain(&mut row, b);
                 for &i in &changed {
-                    match &values[i] {
-                        Indexed::Int(v) => row.push_bind(*v),
-                        Indexed::Text(v) => row.push_bind(v.clone()),
-                    };
+                    push_indexed(&mut row, values[i].clone());
                 }
             });
             q.push(format!(
@@ -716,64 +698,60 @@ async fn update_rows(tx: &mut SqliteConnection, updated: &[&Bulk<'_>]) -> Result
 /// Inserts the rows of `entities` of entries new to the replica (updated in place should the
 /// id be taken).
 async fn insert_rows(tx: &mut SqliteConnection, new: &[&Bulk<'_>], seq: i64) -> Result<()> {
+    let columns: Vec<&str> = PLAIN.iter().chain(&INDEXED).copied().collect();
+    let upsert = columns
+        .iter()
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     for chunk in new.chunks(ROWS) {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO entities (id, uuid, kind, team_id, owner_id, canread_base, canwrite_base, \
-             locked_by, locked_at, state, elabid, created_at, modified_at, lastchangeby, title, date, body, \
-             body_html, content_type, status_id, category_id, rating, tags_text, template_uuid, metadata, \
-             heads, n_conflicts, stock_unit, stock_quantity, stock_threshold, sync_seq) ",
-        );
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+            "INSERT INTO entities (id, uuid, kind, sync_seq, {}) ",
+            columns.join(", ")
+        ));
         q.push_values(chunk, |mut row, b| {
-            let e = &b.entry.snapshot.entity;
-            let stock = b.entry.snapshot.stock.as_ref();
             row.push_bind(b.id)
                 .push_bind(b.entry.uuid.clone())
-                .push_bind(e.kind.as_str())
-                .push_bind(e.team_id)
-                .push_bind(e.owner_id)
-                .push_bind(e.canread.base.code())
-                .push_bind(e.canwrite.base.code())
-                .push_bind(e.locked_by)
-                .push_bind(e.locked_at)
-                .push_bind(e.state)
-                .push_bind(e.elabid.clone())
-                .push_bind(e.created_at)
-                .push_bind(e.modified_at)
-                .push_bind(e.lastchangeby)
-                .push_bind(e.title.clone())
-                .push_bind(e.date.clone())
-                .push_bind(e.body.clone())
-                .push_bind(e.body_html.clone())
-                .push_bind(e.content_type)
-                .push_bind(e.status_id)
-                .push_bind(e.category_id)
-                .push_bind(e.rating)
-                .push_bind(e.tags.join("|"))
-                .push_bind(e.template_uuid.clone())
-                .push_bind(e.metadata.clone())
-                .push_bind(b.entry.heads.clone())
-                .push_bind(e.n_conflicts)
-                .push_bind(stock.map(|s| s.unit.clone()))
-                .push_bind(stock.map(|s| s.quantity_milli))
-                .push_bind(stock.and_then(|s| s.threshold_milli))
+                .push_bind(b.entry.snapshot.entity.kind.as_str())
                 .push_bind(seq);
+            push_plain(&mut row, b);
+            for value in indexed_values(b) {
+                push_indexed(&mut row, value);
+            }
         });
-        q.push(
-            " ON CONFLICT (id) DO UPDATE SET team_id = excluded.team_id, owner_id = excluded.owner_id, \
-             canread_base = excluded.canread_base, canwrite_base = excluded.canwrite_base, \
-             locked_by = excluded.locked_by, locked_at = excluded.locked_at, state = excluded.state, \
-             elabid = excluded.elabid, created_at = excluded.created_at, modified_at = excluded.modified_at, \
-             lastchangeby = excluded.lastchangeby, title = excluded.title, date = excluded.date, \
-             body = excluded.body, body_html = excluded.body_html, content_type = excluded.content_type, \
-             status_id = excluded.status_id, category_id = excluded.category_id, rating = excluded.rating, \
-             tags_text = excluded.tags_text, template_uuid = excluded.template_uuid, \
-             metadata = excluded.metadata, heads = excluded.heads, n_conflicts = excluded.n_conflicts, \
-             stock_unit = excluded.stock_unit, stock_quantity = excluded.stock_quantity, \
-             stock_threshold = excluded.stock_threshold",
-        );
+        q.push(format!(" ON CONFLICT (id) DO UPDATE SET {upsert}"));
         q.build().execute(&mut *tx).await?;
     }
     Ok(())
+}
+
+/// Binds the values of [`PLAIN`], in its order.
+fn push_plain(row: &mut Separated<'_, Sqlite, &'static str>, b: &Bulk<'_>) {
+    let e = &b.entry.snapshot.entity;
+    let stock = b.entry.snapshot.stock.as_ref();
+    row.push_bind(e.locked_by)
+        .push_bind(e.locked_at)
+        .push_bind(e.elabid.clone())
+        .push_bind(e.created_at)
+        .push_bind(e.lastchangeby)
+        .push_bind(e.body.clone())
+        .push_bind(e.body_html.clone())
+        .push_bind(e.content_type)
+        .push_bind(e.rating)
+        .push_bind(e.tags.join("|"))
+        .push_bind(e.template_uuid.clone())
+        .push_bind(e.metadata.clone())
+        .push_bind(b.entry.heads.clone())
+        .push_bind(e.n_conflicts)
+        .push_bind(stock.map(|s| s.unit.clone()));
+}
+
+/// Binds one value of [`INDEXED`].
+fn push_indexed(row: &mut Separated<'_, Sqlite, &'static str>, value: Indexed) {
+    match value {
+        Indexed::Int(v) => row.push_bind(v),
+        Indexed::Text(v) => row.push_bind(v),
+    };
 }
 
 #[cfg(test)]
