@@ -466,19 +466,7 @@ async fn a_lab_restored_from_an_older_backup_gets_back_what_the_replica_had_push
     // The lab is lost and restored from the backup, at the same address; someone edits there.
     app.stop().await;
     let restored_dir = tempfile::tempdir().unwrap();
-    copy_dir(saved.path(), restored_dir.path(), false);
-    let settings = cahier::settings::Settings {
-        data: restored_dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".into(),
-        public_url: None,
-        max_body_mb: 4,
-        max_upload_mb: 6,
-        tsa: None,
-        audit_anchor_hours: 0,
-        sqlite: Default::default(),
-        time_zone: cahier_core::zone::Zone::utc(),
-    };
-    let restored = cahier::start(&settings).await.unwrap();
+    let restored = restore(saved.path(), restored_dir.path()).await;
     proxy.set_upstream(&restored.url);
     let subject = restored.store.subject(ada.id).await.unwrap();
     assert!(
@@ -580,19 +568,7 @@ async fn a_restored_lab_whose_sequence_passed_the_checkpoint_again_is_detected()
     // Restored from the backup; the lab then writes more than it lost.
     app.stop().await;
     let restored_dir = tempfile::tempdir().unwrap();
-    copy_dir(saved.path(), restored_dir.path(), false);
-    let settings = cahier::settings::Settings {
-        data: restored_dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".into(),
-        public_url: None,
-        max_body_mb: 4,
-        max_upload_mb: 6,
-        tsa: None,
-        audit_anchor_hours: 0,
-        sqlite: Default::default(),
-        time_zone: cahier_core::zone::Zone::utc(),
-    };
-    let restored = cahier::start(&settings).await.unwrap();
+    let restored = restore(saved.path(), restored_dir.path()).await;
     proxy.set_upstream(&restored.url);
     let subject = restored.store.subject(ada.id).await.unwrap();
     let mut body = "lab 0\n".to_owned();
@@ -642,7 +618,9 @@ async fn a_restored_lab_whose_sequence_passed_the_checkpoint_again_is_detected()
 
     // A plain restart of the lab (same data, a new history) is no loss: nothing moves.
     restored.stop().await.unwrap();
-    let again = cahier::start(&settings).await.unwrap();
+    let again = cahier::start(&lab_settings(restored_dir.path()))
+        .await
+        .unwrap();
     proxy.set_upstream(&again.url);
     let report = laptop.sync().await;
     assert_eq!(
@@ -651,4 +629,26 @@ async fn a_restored_lab_whose_sequence_passed_the_checkpoint_again_is_detected()
         "{report}"
     );
     again.stop().await.unwrap();
+}
+
+/// Starts a lab on a copy of the backup in `saved` (as after losing the lab's data), on a new
+/// data directory kept in `dir`.
+pub(crate) async fn restore(saved: &std::path::Path, dir: &std::path::Path) -> cahier::Running {
+    copy_dir(saved, dir, false);
+    cahier::start(&lab_settings(dir)).await.unwrap()
+}
+
+/// The settings of a test lab on the data directory `dir`.
+fn lab_settings(dir: &std::path::Path) -> cahier::settings::Settings {
+    cahier::settings::Settings {
+        data: dir.to_path_buf(),
+        listen: "127.0.0.1:0".into(),
+        public_url: None,
+        max_body_mb: 4,
+        max_upload_mb: 6,
+        tsa: None,
+        audit_anchor_hours: 0,
+        sqlite: Default::default(),
+        time_zone: cahier_core::zone::Zone::utc(),
+    }
 }

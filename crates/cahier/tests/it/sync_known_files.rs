@@ -9,7 +9,7 @@ use super::fault_proxy::{Fault, FaultProxy};
 use super::sync_blobs::{Replica, empty_replica_at};
 use super::sync_faults::{
     BLOB_PUT, PUSH, assert_converged, assert_lines, attach_on_replica, backup, blob_bytes,
-    copy_dir, create_on_replica, edit_on_replica, pattern, replica_via,
+    create_on_replica, edit_on_replica, pattern, replica_via, restore,
 };
 use super::uploads::{sha256, upload};
 use cahier_store::replica_files::FilePolicy;
@@ -135,24 +135,6 @@ async fn a_second_push_of_an_entry_with_files_asks_no_head() {
     assert_converged(&app.store, &laptop, &ada).await;
     assert_lines(&app.store, &laptop, &ada, &field, &["field 0", "field 3"]).await;
     app.stop().await;
-}
-
-/// Starts a lab on a copy of the backup in `saved` (as after losing the lab's data), on a new
-/// data directory kept in `dir`.
-async fn restore(saved: &std::path::Path, dir: &std::path::Path) -> cahier::Running {
-    copy_dir(saved, dir, false);
-    let settings = cahier::settings::Settings {
-        data: dir.to_path_buf(),
-        listen: "127.0.0.1:0".into(),
-        public_url: None,
-        max_body_mb: 4,
-        max_upload_mb: 6,
-        tsa: None,
-        audit_anchor_hours: 0,
-        sqlite: Default::default(),
-        time_zone: cahier_core::zone::Zone::utc(),
-    };
-    cahier::start(&settings).await.unwrap()
 }
 
 #[tokio::test]
