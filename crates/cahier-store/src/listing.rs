@@ -127,6 +127,13 @@ pub const MAX_LIMIT: i64 = 10_000;
 /// ([`Store::search_index_bulk`]).
 pub const SEARCH_BULK: &str = "search_bulk";
 
+/// Most segments of one level of a replica's full-text index before a write merges them
+/// ([`Store::defer_search_merges`]).
+pub const DEFERRED_CRISISMERGE: i64 = 16;
+
+/// Index pages rewritten per step of [`Store::merge_search_segments`].
+pub const MERGE_STEP_PAGES: i64 = 200;
+
 /// Index pages rewritten per step when bulk mode ends (about 8 MiB of 16 KiB pages).
 pub const BULK_MERGE_PAGES: i64 = 500;
 
@@ -496,16 +503,14 @@ impl Store {
         }
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         // Beyond this many segments on one level SQLite merges that level at once: high
-        // enough for a copy of 100,000 entries in pull batches of 1,000.
-        let (automerge, crisismerge) = if on { (0, 400) } else { (4, 16) };
-        sqlx::query("INSERT INTO entity_fts (entity_fts, rank) VALUES ('automerge', ?)")
-            .bind(automerge)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("INSERT INTO entity_fts (entity_fts, rank) VALUES ('crisismerge', ?)")
-            .bind(crisismerge)
-            .execute(&mut *tx)
-            .await?;
+        // enough for a copy of 100,000 entries in pull batches of 1,000. Once the copy is
+        // merged, a replica keeps merging for later ([`Store::defer_search_merges`]).
+        let (automerge, crisismerge) = if on {
+            (0, 400)
+        } else {
+            self.usual_search_merging()
+        };
+        set_search_merging(&mut tx, automerge, crisismerge).await?;
         if on {
             sqlx::query(
                 "INSERT INTO replica_state (key, value) VALUES (?, '1') \
@@ -522,6 +527,87 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// SQLite's merging of the full-text index as this store keeps it outside bulk mode
+    /// (`automerge`, `crisismerge`): a lab server merges as it writes (SQLite's default); a
+    /// replica never does, and merges afterwards instead ([`Store::defer_search_merges`]).
+    fn usual_search_merging(&self) -> (i64, i64) {
+        if self.is_replica() {
+            (0, DEFERRED_CRISISMERGE)
+        } else {
+            (4, 16)
+        }
+    }
+
+    /// Makes a replica's writes leave the merging of the full-text index's segments for later
+    /// ([`Store::merge_search_segments`]), unless bulk mode is on; nothing to do on a lab
+    /// server, or when already so (a read, no write).
+    ///
+    /// With SQLite's `automerge`, a write transaction that adds a segment to a level holding
+    /// four also merges part of that level, the cost growing with the index: measured on the
+    /// replica of `cahier bench-sync` (10,000 entries), one pull batch of 500 edits in two or
+    /// three took 100–250 ms more for that merging, inside the sync. Without it each write adds
+    /// its segment; past [`DEFERRED_CRISISMERGE`] segments on one level SQLite still merges
+    /// them at once, so lookups never visit more than that many per level.
+    pub async fn defer_search_merges(&self) -> Result<()> {
+        if !self.is_replica() {
+            return Ok(());
+        }
+        let bulk: Option<String> =
+            sqlx::query_scalar("SELECT value FROM replica_state WHERE key = ?")
+                .bind(SEARCH_BULK)
+                .fetch_optional(&self.pool)
+                .await?;
+        if bulk.is_some() {
+            return Ok(());
+        }
+        let (automerge, crisismerge) = self.usual_search_merging();
+        let stored: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT k, v FROM entity_fts_config WHERE k IN ('automerge', 'crisismerge')",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let value = |key: &str| stored.iter().find(|(k, _)| k == key).map(|(_, v)| *v);
+        if value("automerge") == Some(automerge) && value("crisismerge") == Some(crisismerge) {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        set_search_merging(&mut tx, automerge, crisismerge).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Merges the full-text index's segments as SQLite's `automerge` would have while writing
+    /// (a level holding four or more segments is merged into one of the next level), in steps
+    /// of [`MERGE_STEP_PAGES`] pages each in its own short write transaction, until no level
+    /// needs it. What a replica runs once a sync or a series of saves is over
+    /// ([`Store::defer_search_merges`]). Returns the number of steps that merged something.
+    pub async fn merge_search_segments(&self) -> Result<usize> {
+        let mut steps = 0;
+        while self.merge_search_step(MERGE_STEP_PAGES).await? {
+            steps += 1;
+        }
+        Ok(steps)
+    }
+
+    /// One step of [`Store::merge_search_segments`]: whether it merged something.
+    async fn merge_search_step(&self, pages: i64) -> Result<bool> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let before: i64 = sqlx::query_scalar("SELECT total_changes()")
+            .fetch_one(&mut *tx)
+            .await?;
+        // A positive page count merges only a level with `usermerge` (4) segments or more,
+        // or carries on a merge already begun.
+        sqlx::query("INSERT INTO entity_fts (entity_fts, rank) VALUES ('merge', ?)")
+            .bind(pages.max(1))
+            .execute(&mut *tx)
+            .await?;
+        let after: i64 = sqlx::query_scalar("SELECT total_changes()")
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(after - before >= 2)
     }
 
     /// Ends the search index's bulk mode if it is on ([`Store::search_index_bulk`]); whether
@@ -558,6 +644,23 @@ impl Store {
         .fetch_one(&self.pool)
         .await?)
     }
+}
+
+/// Sets SQLite's merging of the full-text index (`automerge`, `crisismerge`).
+pub(crate) async fn set_search_merging(
+    tx: &mut sqlx::SqliteConnection,
+    automerge: i64,
+    crisismerge: i64,
+) -> Result<()> {
+    sqlx::query("INSERT INTO entity_fts (entity_fts, rank) VALUES ('automerge', ?)")
+        .bind(automerge)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("INSERT INTO entity_fts (entity_fts, rank) VALUES ('crisismerge', ?)")
+        .bind(crisismerge)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]

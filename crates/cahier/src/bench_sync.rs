@@ -424,9 +424,10 @@ async fn run_against(
         // What `replica serve` does in the background after a sync that pulled entries.
         let started = Instant::now();
         replica.render_pending_html().await?;
+        replica.merge_search_segments().await?;
         replica.checkpoint_wal().await?;
         after_pulls.push(Step {
-            name: "after the pull, in the background: rendered bodies stored, database log checkpointed (not a sync)".into(),
+            name: "after the pull, in the background: rendered bodies stored, search index segments merged, database log checkpointed (not a sync)".into(),
             time: started.elapsed(),
             traffic: Traffic::default(),
             report: String::new(),

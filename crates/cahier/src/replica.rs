@@ -88,7 +88,10 @@ pub async fn open_with(data: &Path, passphrase: &str) -> anyhow::Result<Store> {
         .replica_get("device")
         .await?
         .context("this data directory is not a replica")?;
-    Ok(with_blobs(store.with_device(&device), data, &key))
+    let store = with_blobs(store.with_device(&device), data, &key);
+    // A replica made before its writes left the merging of the search index for later.
+    store.defer_search_merges().await?;
+    Ok(store)
 }
 
 /// The key of the replica's attachment files: derived from the database key (itself argon2id
@@ -285,6 +288,10 @@ pub async fn sync(data: &Path) -> anyhow::Result<String> {
         .finish_search_bulk()
         .await
         .context("merging the search index")?;
+    store
+        .merge_search_segments()
+        .await
+        .context("merging the search index")?;
     store.close().await;
     if report.waiting > 0 || report.rejected > 0 {
         bail!(
@@ -356,6 +363,29 @@ pub async fn replica_parts(
     Ok((state, task))
 }
 
+/// Merges the search index's segments if entries changed since the last merge (`merged_at`,
+/// the change counter then); whether it merged something.
+async fn merge_search_segments(store: &Store, merged_at: &mut Option<i64>) -> bool {
+    let counter = match store.change_counter().await {
+        Ok(counter) if *merged_at != Some(counter) => counter,
+        Ok(_) => return false,
+        Err(error) => {
+            tracing::warn!(%error, "reading the change counter failed");
+            return false;
+        }
+    };
+    match store.merge_search_segments().await {
+        Ok(steps) => {
+            *merged_at = Some(counter);
+            steps > 0
+        }
+        Err(error) => {
+            tracing::warn!(%error, "merging the search index failed; will retry");
+            false
+        }
+    }
+}
+
 /// The passphrase from the environment, if given there (scripts and tests).
 pub fn passphrase_from_env() -> Option<String> {
     std::env::var(PASSPHRASE_ENV).ok()
@@ -366,6 +396,8 @@ pub fn passphrase_from_env() -> Option<String> {
 async fn sync_loop(store: Store, transport: HttpTransport, handle: Arc<cahier_web::ReplicaHandle>) {
     let mut delay = std::time::Duration::from_secs(60);
     let mut bodies_pending = true;
+    // The change counter when the search index's segments were last merged.
+    let mut merged_at = None;
     loop {
         let outcome = cahier_sync::sync_once(&store, &transport).await;
         let now = store.now_ms();
@@ -403,8 +435,14 @@ async fn sync_loop(store: Store, transport: HttpTransport, handle: Arc<cahier_we
                     }
                 }
             }
+        }
+        // The replica's writes leave the search index's segments unmerged; they are merged
+        // once a sync is over (docs/SYNC.md), also after a failed one when saves were made
+        // offline meanwhile.
+        let merged = merge_search_segments(&store, &mut merged_at).await;
+        if let Ok(report) = &outcome {
             // Pull batches leave the write-ahead log to be checkpointed afterwards.
-            if report.pulled > 0
+            if (report.pulled > 0 || merged)
                 && let Err(error) = store.checkpoint_wal().await
             {
                 tracing::warn!(%error, "checkpointing the database log failed");

@@ -597,7 +597,8 @@ async fn bulk_mode_keeps_batches_unmerged_then_merges_the_search_index_once() {
         "unmerged segments are left after batches in bulk mode"
     );
     w.replica.search_index_bulk(false).await.expect("bulk off");
-    assert_eq!(search_setting(&w.replica, "automerge").await, Some(4));
+    // A replica's writes go on leaving the merging for later.
+    assert_eq!(search_setting(&w.replica, "automerge").await, Some(0));
     assert_eq!(search_setting(&w.replica, "crisismerge").await, Some(16));
     assert_eq!(
         w.replica
@@ -617,6 +618,74 @@ async fn bulk_mode_keeps_batches_unmerged_then_merges_the_search_index_once() {
         synchronous_of_every_connection(&w.replica).await,
         [2, 2, 2, 2]
     );
+}
+
+/// A replica's pull batches and saves leave the search index's segments unmerged (SQLite would
+/// merge four of them inside the fourth write); `merge_search_segments` merges them once the
+/// sync is over, as SQLite would have, and the search finds everything throughout. A replica
+/// made before this is switched over when opened (`defer_search_merges`); a lab keeps
+/// SQLite's merging.
+#[tokio::test]
+async fn a_replica_merges_its_search_index_after_the_sync_not_inside_its_batches() {
+    let w = world().await;
+    // As SQLite and earlier replicas have it.
+    let mut tx = w.replica.pool.begin().await.expect("begin");
+    crate::listing::set_search_merging(&mut tx, 4, 16)
+        .await
+        .expect("set");
+    tx.commit().await.expect("commit");
+    w.replica.defer_search_merges().await.expect("defer");
+    assert_eq!(search_setting(&w.replica, "automerge").await, Some(0));
+    assert_eq!(search_setting(&w.replica, "crisismerge").await, Some(16));
+    w.lab.defer_search_merges().await.expect("nothing on a lab");
+    assert_ne!(search_setting(&w.lab, "automerge").await, Some(0));
+
+    // Small index pages, and many words: SQLite merges once every 64 pages written.
+    sqlx::query("INSERT INTO entity_fts (entity_fts, rank) VALUES ('pgsz', 64)")
+        .execute(&w.replica.pool)
+        .await
+        .expect("pgsz");
+    for i in 0..5 {
+        let words: Vec<String> = (0..300).map(|n| format!("w{i}x{n}")).collect();
+        w.create(
+            &format!("Entry {i}"),
+            &format!("delta{i} {}\n", words.join(" ")),
+            vec![],
+        )
+        .await;
+    }
+    // One batch per entry: five segments on the first level, none merged by the writes.
+    for entry in &w.pulled().await {
+        w.replica
+            .apply_pulled_batch(std::slice::from_ref(entry))
+            .await
+            .expect("apply");
+    }
+    for i in 0..5 {
+        assert_eq!(search(&w.replica, &format!("delta{i}")).await.len(), 1);
+    }
+    assert_eq!(segments(&w.replica).await, 5);
+    assert!(
+        w.replica.merge_search_segments().await.expect("merge") > 0,
+        "the batches left their segments for later"
+    );
+    assert_eq!(w.replica.merge_search_segments().await.expect("again"), 0);
+    assert_eq!(
+        segments(&w.replica).await,
+        1,
+        "the five were merged into one"
+    );
+    for i in 0..5 {
+        assert_eq!(search(&w.replica, &format!("delta{i}")).await.len(), 1);
+    }
+}
+
+/// The segments of the search index (each has its rows in the `_idx` table).
+async fn segments(store: &Store) -> i64 {
+    sqlx::query_scalar("SELECT count(DISTINCT segid) FROM entity_fts_idx")
+        .fetch_one(&store.pool)
+        .await
+        .expect("segments")
 }
 
 /// The lab's feed keeps numbering every write: the quiet triggers never apply to a lab.
