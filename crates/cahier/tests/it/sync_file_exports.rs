@@ -1,23 +1,30 @@
-//! Files a partial field copy does not hold (issue #5), in exports. Exports on a replica (the
-//! archival PDF, eLabFTW's ZIP, `.eln`, at once and as background jobs) fetch the files they
-//! need first, each once; with the lab stopped they still complete and name the files left
-//! out, with why, in French or English. A lab server from the test kit, a replica with the
-//! `pinned` policy served by the production router, the production transport, over real
-//! HTTP (through the loopback fault proxy where requests are counted).
+//! Files a partial field copy does not hold (issue #5), in exports and over a network that
+//! hangs. Exports on a replica (the archival PDF, eLabFTW's ZIP, `.eln`, at once and as
+//! background jobs) fetch the files they need first, each once; with the lab stopped or
+//! hanging they still complete and name the files left out, with why, in French or English.
+//! A download that receives nothing gives up after the stall timeout, while one that keeps
+//! receiving is never cut. A lab server from the test kit, a replica with the `pinned` policy
+//! served by the production router, the production transport, over real HTTP (through the
+//! loopback fault proxy where requests are counted), and raw TCP servers that accept and
+//! never answer, or answer in part.
 
 use super::archives::{job_file, unzip};
 use super::eln::import;
 use super::fault_proxy::FaultProxy;
 use super::pdf::{check_pdf, png, run};
-use super::sync_blobs::{Replica, empty_replica_at, serve_replica};
+use super::sync_blobs::{Replica, empty_replica_at, serve_replica, serve_replica_fetching};
 use super::uploads::{sha256, upload};
+use cahier_store::Store;
 use cahier_store::replica_files::FilePolicy;
-use cahier_sync::http::TlsOptions;
+use cahier_sync::SyncError;
+use cahier_sync::http::{HttpTransport, INTERACTIVE_STALL_TIMEOUT, TlsOptions};
 use cahier_testkit::{Api, Browser, TestApp, TestUser};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BLOB_GET: &str = "GET /api/sync/v1/blobs/";
 
@@ -356,4 +363,196 @@ async fn with_the_lab_stopped_exports_on_a_replica_complete_and_name_the_files_l
     // The banner says the laptop is offline.
     assert!(page.contains("class=\"replica-bar offline\""), "{page}");
     local_server.stop().await.unwrap();
+}
+
+/// A TCP server on loopback that accepts connections and never answers; its address.
+async fn silent_server() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    format!("http://{address}")
+}
+
+#[tokio::test]
+async fn a_file_opened_while_the_lab_hangs_answers_not_on_this_laptop_within_seconds() {
+    let app = TestApp::spawn().await;
+    let ada = app.user("ada@lab.fr", "Geology", false).await;
+    let lab = app.api(&app.api_key(&ada, true).await);
+    let (id, picture, table) = survey(&lab).await;
+    let laptop = pinned_replica(&app.url, &ada).await;
+    // The lab's address now leads to a network that accepts and never answers.
+    let hanging = HttpTransport::new(
+        &silent_server().await,
+        &TlsOptions::default(),
+        &laptop.token,
+    )
+    .unwrap();
+    let (local_server, local) = serve_replica_fetching(&laptop, hanging).await;
+    let ui = Browser::at(&local_server.url);
+    assert!(
+        ui.page("/experiments")
+            .await
+            .contains("class=\"replica-bar\"")
+    );
+    let uploads = local.json(&format!("/experiments/{id}/uploads")).await;
+    let upload_id = uploads
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["hash"] == sha256(&table))
+        .unwrap()["id"]
+        .clone();
+
+    let started = Instant::now();
+    let answer = local
+        .get(&format!(
+            "/experiments/{id}/uploads/{upload_id}?format=binary"
+        ))
+        .await;
+    let waited = started.elapsed();
+    assert_eq!(answer.status(), 404);
+    let body: Value = answer.json().await.unwrap();
+    assert!(
+        body["description"]
+            .as_str()
+            .unwrap()
+            .contains("not on this laptop"),
+        "{body}"
+    );
+    assert!(
+        waited >= INTERACTIVE_STALL_TIMEOUT && waited < Duration::from_secs(15),
+        "gave up after {waited:?}"
+    );
+    let page = ui.page("/experiments").await;
+    assert!(page.contains("class=\"replica-bar offline\""), "{page}");
+    assert!(
+        page.contains("the server sent nothing for 5 s (the network seems to hang)"),
+        "the reason is given: {page}"
+    );
+
+    // A background export does not hang either: both files are asked for at once, once.
+    let started = Instant::now();
+    let (job, bytes, _) = job_file(&local, json!({"experiments": [id], "format": "zip"})).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the job took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        job["note"]
+            .as_str()
+            .unwrap()
+            .starts_with("2 attachment file(s) left out: "),
+        "{job}"
+    );
+    let files = unzip(&bytes);
+    assert!(
+        entry(&files, "MISSING-FILES.txt").is_some(),
+        "{:?}",
+        names(&files)
+    );
+    assert!(!holds(&laptop, &picture).await);
+    local_server.stop().await.unwrap();
+    app.stop().await;
+}
+
+/// A loopback HTTP server that answers every request with `body`'s length as
+/// `Content-Length`, then sends `body` in pieces of `piece` bytes, `pause` apart, and after
+/// `sent` bytes nothing more (holding the connection open); its address.
+async fn trickling_server(body: Vec<u8>, piece: usize, pause: Duration, sent: usize) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let body = Arc::new(body);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: {}\r\n\r\n",
+                    body.len()
+                );
+                if socket.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                for chunk in body[..sent.min(body.len())].chunks(piece) {
+                    tokio::time::sleep(pause).await;
+                    if socket.write_all(chunk).await.is_err() {
+                        return;
+                    }
+                }
+                // Then silence, the connection open.
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                drop(socket);
+            });
+        }
+    });
+    format!("http://{address}")
+}
+
+/// A replica's store with an encrypted file store and nothing else.
+async fn file_store(dir: &Path) -> Store {
+    Store::open_sqlite(&dir.join("cahier.db"), Arc::new(cahier_core::SystemClock))
+        .await
+        .unwrap()
+        .with_encrypted_blobs(dir.join("blobs"), 64 * 1024 * 1024, [7; 32])
+}
+
+#[tokio::test]
+async fn a_download_gives_up_when_nothing_comes_but_never_while_bytes_keep_coming() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = file_store(dir.path()).await;
+    store.init_replica().await.unwrap();
+    let blobs = store.blob_store().unwrap();
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i % 249) as u8).collect();
+    let hash = sha256(&body);
+    let stall = Duration::from_secs(1);
+
+    // A server that stops sending half-way: the download gives up after the stall, and leaves
+    // nothing named by the hash.
+    let halting = trickling_server(body.clone(), 50_000, Duration::ZERO, 100_000).await;
+    let transport = HttpTransport::new(&halting, &TlsOptions::default(), "device.secret")
+        .unwrap()
+        .with_stall_timeout(stall);
+    let started = Instant::now();
+    let error = cahier_sync::fetch_file(&store, &transport, &hash)
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(&error, SyncError::Unreachable(m) if m.contains("sent nothing for 1 s")),
+        "{error}"
+    );
+    assert!(!blobs.exists(&hash).await);
+
+    // A slow server whose whole transfer lasts longer than the stall, each piece within it:
+    // the file arrives whole.
+    let slow = trickling_server(body.clone(), 40_000, Duration::from_millis(400), usize::MAX).await;
+    let transport = HttpTransport::new(&slow, &TlsOptions::default(), "device.secret")
+        .unwrap()
+        .with_stall_timeout(stall);
+    let started = Instant::now();
+    assert!(
+        cahier_sync::fetch_file(&store, &transport, &hash)
+            .await
+            .unwrap()
+    );
+    assert!(started.elapsed() > stall, "{:?}", started.elapsed());
+    assert!(blobs.exists(&hash).await);
 }
