@@ -530,6 +530,28 @@ impl<W: Write + Seek> ElnWriter<W> {
         Ok(())
     }
 
+    /// Adds a text file at the top of the archive, listed in the root's `hasPart` beside the
+    /// entities' Datasets (readers take only Datasets for entries, so it is never anyone's
+    /// attachment): what the export says about itself, such as files it had to leave out.
+    /// Call it between entities or after the last one; the entity in progress is complete.
+    pub fn add_root_text(&mut self, name: &str, description: &str, text: &str) -> Result<()> {
+        self.flush_current()?;
+        let id = safe_name(name);
+        let options =
+            SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        self.zip
+            .start_file(format!("{}/{id}", self.root), options)?;
+        self.zip.write_all(text.as_bytes())?;
+        self.node(&json!({"@id": id, "@type": "File", "name": name,
+                          "encodingFormat": "text/plain",
+                          "contentSize": text.len().to_string(), "description": description}))?;
+        if self.any_part {
+            self.parts.write_all(b",\n")?;
+        }
+        self.any_part = true;
+        write_indented(&mut self.parts, &id_ref(&id), 8)
+    }
+
     /// Appends bytes to the file started last.
     pub fn write_chunk(&mut self, bytes: &[u8]) -> Result<()> {
         self.zip.write_all(bytes)?;
@@ -741,6 +763,35 @@ mod tests {
         let mut out = Vec::new();
         archive.copy(&path, &mut out).unwrap();
         assert_eq!(out, b"1,2");
+    }
+
+    #[test]
+    fn a_note_at_the_top_is_listed_at_the_root_and_is_no_entry_or_attachment() {
+        let mut writer =
+            ElnWriter::new_stream(Vec::new(), "export", "2026-01-01T00:00:00Z", "Cahier").unwrap();
+        writer.begin_entity(&titration()).unwrap();
+        let note = "Files missing from this export\n\n- Titration — plot.png: not here\n";
+        writer
+            .add_root_text("MISSING-FILES.txt", "Files missing from this export", note)
+            .unwrap();
+        let bytes = writer.finish().unwrap().into_inner();
+        let mut archive = ElnArchive::open(Cursor::new(bytes), Limits::default()).unwrap();
+        let krate = archive.krate();
+        assert_eq!(
+            krate.root_parts,
+            vec!["./experiment-0190-aa/", "MISSING-FILES.txt"]
+        );
+        let datasets = krate.datasets().unwrap();
+        assert_eq!(datasets.len(), 1, "the note is not an entry");
+        assert!(datasets[0].files.is_empty(), "nor an attachment");
+        assert!(
+            krate.dangling_parts().is_empty(),
+            "its node is in the graph"
+        );
+        let path = archive.resolve("MISSING-FILES.txt").unwrap();
+        let mut out = Vec::new();
+        archive.copy(&path, &mut out).unwrap();
+        assert_eq!(out, note.as_bytes());
     }
 
     #[test]

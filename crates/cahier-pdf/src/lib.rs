@@ -65,6 +65,10 @@ pub struct EntityPdf {
     pub links: Vec<Link>,
     /// Attachments.
     pub attachments: Vec<Attachment>,
+    /// Lines printed under the attachments about files this PDF should show (images, proofs)
+    /// but could not, and why: a field replica that does not hold them and could not fetch
+    /// them. Empty when nothing is missing.
+    pub missing: Vec<String>,
     /// A summary of the history.
     pub history: History,
     /// Trusted timestamps.

@@ -243,8 +243,10 @@ fn entity_part(
         s.push_str(");\n\n");
     }
 
-    if !entity.attachments.is_empty() {
+    if !entity.attachments.is_empty() || !entity.missing.is_empty() {
         heading(s, lit, &l.attachments);
+    }
+    if !entity.attachments.is_empty() {
         let _ = write!(
             s,
             "#table(columns: (1fr, auto, auto), table.header([#strong({});], [#strong({});], [#strong(\"SHA-256\");]), ",
@@ -261,6 +263,9 @@ fn entity_part(
             );
         }
         s.push_str(");\n\n");
+    }
+    for line in &entity.missing {
+        let _ = write!(s, "#emph[#{};];\n\n", lit.of(line));
     }
 
     heading(s, lit, &l.history);

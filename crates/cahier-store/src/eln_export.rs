@@ -5,6 +5,10 @@
 //! stream from the blob store in chunks, so memory stays flat whatever the size of the export
 //! (the writer keeps only the ids of people and categories; the store a set of the exported
 //! ids, to point links between exported entries at their Datasets).
+//!
+//! A field replica that could not fetch some attachment files passes them as [`LeftOut`]: the
+//! archive then holds the others and a [`MISSING_FILES_NOTE`] naming those, with why. What is
+//! missing and why is the caller's to find out; this module only writes it down.
 
 use crate::catalog::Vocabulary;
 use crate::{Result, Store, StoreError};
@@ -24,6 +28,49 @@ pub fn rfc3339(ms: i64) -> String {
         .ok()
         .and_then(|t| t.format(&Rfc3339).ok())
         .unwrap_or_default()
+}
+
+/// The name of the note an export carries when it had to leave attachment files out (at the
+/// top of an `.eln`, in an entry's folder of eLabFTW's ZIP).
+pub const MISSING_FILES_NOTE: &str = "MISSING-FILES.txt";
+
+/// Attachment files an export leaves out, and what it says about them: a field replica that
+/// does not hold them and could not fetch them from the lab server. Empty on a lab server,
+/// where every file is held (one that cannot be read fails the export, as before).
+#[derive(Debug, Clone, Default)]
+pub struct LeftOut {
+    /// Why each file left out is missing, by SHA-256, in the reader's language.
+    pub reasons: HashMap<String, String>,
+    /// The first lines of the note listing them (what happened, what to do), in the reader's
+    /// language.
+    pub heading: String,
+    /// What the export job says once done (its note), `None` when nothing is left out.
+    pub summary: Option<String>,
+}
+
+impl LeftOut {
+    /// Whether the export leaves nothing out.
+    pub fn is_empty(&self) -> bool {
+        self.reasons.is_empty()
+    }
+}
+
+/// The text of a [`MISSING_FILES_NOTE`]: `heading`, then one line per file left out.
+pub fn missing_files_note(heading: &str, lines: &[String]) -> String {
+    let mut text = heading.trim_end().to_owned();
+    text.push_str("\n\n");
+    for line in lines {
+        text.push_str("- ");
+        text.push_str(line);
+        text.push('\n');
+    }
+    text
+}
+
+/// One line of a [`MISSING_FILES_NOTE`]: where the file belonged, its name, hash, size and why
+/// it is missing.
+pub fn missing_file_line(entry: &str, name: &str, sha256: &str, size: u64, reason: &str) -> String {
+    format!("{entry} — {name} ({size} B, SHA-256 {sha256}): {reason}")
 }
 
 fn eln_error(error: cahier_eln::ElnError) -> StoreError {
@@ -204,18 +251,23 @@ impl Store {
         let scratch = self.eln_scratch();
         let writer = ElnWriter::new_with(sink, &eln_root(now), &rfc3339(now), publisher, &*scratch)
             .map_err(eln_error)?;
-        self.write_eln(subject, ids, writer, progress).await
+        self.write_eln(subject, ids, writer, &LeftOut::default(), progress)
+            .await
     }
 
     /// [`Store::export_eln`] into a sink that cannot seek, such as a file of user content
     /// ([`crate::blobs::BlobStore::content_sink`], sealed on a field replica): each file of
-    /// the archive is followed by a data descriptor. Returns the sink, not yet finished.
+    /// the archive is followed by a data descriptor. The files of `left_out` are not in the
+    /// archive: a [`MISSING_FILES_NOTE`] at its top (listed in the root's `hasPart`, so no
+    /// importer takes it for an entry's attachment) names them and says why. Returns the
+    /// sink, not yet finished.
     pub async fn export_eln_stream<S: Write + Send>(
         &self,
         subject: &Subject,
         ids: &[i64],
         sink: S,
         publisher: &str,
+        left_out: &LeftOut,
         progress: impl FnMut(usize) + Send,
     ) -> Result<S> {
         let now = self.now_ms();
@@ -223,7 +275,9 @@ impl Store {
         let writer =
             ElnWriter::new_stream_with(sink, &eln_root(now), &rfc3339(now), publisher, &*scratch)
                 .map_err(eln_error)?;
-        let written = self.write_eln(subject, ids, writer, progress).await?;
+        let written = self
+            .write_eln(subject, ids, writer, left_out, progress)
+            .await?;
         Ok(written.into_inner())
     }
 
@@ -232,16 +286,28 @@ impl Store {
         subject: &Subject,
         ids: &[i64],
         mut writer: ElnWriter<W>,
+        left_out: &LeftOut,
         mut progress: impl FnMut(usize) + Send,
     ) -> Result<W> {
         let mut people = HashMap::new();
         let exported: HashSet<i64> = ids.iter().copied().collect();
+        let mut missing = Vec::new();
         for (n, id) in ids.iter().enumerate() {
             let entity = self
                 .export_entity(subject, *id, &mut people, &exported)
                 .await?;
             writer.begin_entity(&entity).map_err(eln_error)?;
             for file in &entity.files {
+                if let Some(reason) = left_out.reasons.get(&file.sha256) {
+                    missing.push(missing_file_line(
+                        &entity.title,
+                        &file.name,
+                        &file.sha256,
+                        file.size,
+                        reason,
+                    ));
+                    continue;
+                }
                 writer.start_file(file).map_err(eln_error)?;
                 let blobs = self.blob_store()?;
                 let mut reader = blobs.open(&file.sha256).await.map_err(|error| {
@@ -260,6 +326,12 @@ impl Store {
                 }
             }
             progress(n + 1);
+        }
+        if !missing.is_empty() {
+            let note = missing_files_note(&left_out.heading, &missing);
+            writer
+                .add_root_text(MISSING_FILES_NOTE, &left_out.heading, &note)
+                .map_err(eln_error)?;
         }
         writer.finish().map_err(eln_error)
     }

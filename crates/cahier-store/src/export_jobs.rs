@@ -5,8 +5,10 @@
 //! a job sees it or downloads its file. Every export file is written through the blob store's
 //! [`crate::blobs::BlobStore::content_sink`]: on a field replica it is sealed with the
 //! replica's key and decrypted only as it is streamed to its owner ([`Store::open_export_job_file`]);
-//! the recorded size is the content's.
+//! the recorded size is the content's. A done job may carry a note (what a field replica had
+//! to leave out), kept in the row's `error` column, which a done job does not use otherwise.
 
+use crate::eln_export::LeftOut;
 use crate::{Result, Store, StoreError, access_sql, invalid};
 use cahier_core::Subject;
 use serde::{Deserialize, Serialize};
@@ -55,6 +57,9 @@ pub struct ExportJob {
     pub file_size: Option<i64>,
     /// Why it failed.
     pub error: Option<String>,
+    /// For a finished job, what its file leaves out (attachment files a field replica could
+    /// not fetch), in the language of whoever asked; `None` when it holds everything.
+    pub note: Option<String>,
     /// Created, ms.
     pub created_at: i64,
     /// Finished, ms.
@@ -83,17 +88,27 @@ const COLUMNS: &str = "id, user_id, scope, format, state, total, done, file_name
 
 fn from_row(row: &sqlx::sqlite::SqliteRow) -> ExportJob {
     let scope: String = row.get("scope");
+    let state: String = row.get("state");
+    // One column holds why a job failed, or what a finished one left out (no migration for a
+    // second column: a job is either failed or done, never both).
+    let message: Option<String> = row.get("error");
+    let (error, note) = if state == "done" {
+        (None, message)
+    } else {
+        (message, None)
+    };
     ExportJob {
         id: row.get("id"),
         user_id: row.get("user_id"),
         scope: serde_json::from_str(&scope).unwrap_or_default(),
         format: row.get("format"),
-        state: row.get("state"),
+        state,
         total: row.get("total"),
         done: row.get("done"),
         file_name: row.get("file_name"),
         file_size: row.get("file_size"),
-        error: row.get("error"),
+        error,
+        note,
         created_at: row.get("created_at"),
         finished_at: row.get("finished_at"),
     }
@@ -292,21 +307,35 @@ impl Store {
     /// Runs a queued job to its end, recording success or failure in its row (never panics,
     /// never leaves a half-written file named in the row).
     pub async fn run_export_job(&self, subject: &Subject, id: i64) -> Result<()> {
+        self.run_export_job_leaving_out(subject, id, &LeftOut::default())
+            .await
+    }
+
+    /// [`Store::run_export_job`] leaving out the attachment files of `left_out` (a field
+    /// replica that could not fetch them): the archive names them in its note, and the done
+    /// job's `note` is `left_out.summary`.
+    pub async fn run_export_job_leaving_out(
+        &self,
+        subject: &Subject,
+        id: i64,
+        left_out: &LeftOut,
+    ) -> Result<()> {
         let job = self.export_job(subject, id).await?;
         sqlx::query("UPDATE export_jobs SET state = 'running' WHERE id = ?")
             .bind(id)
             .execute(&self.pool)
             .await?;
-        let outcome = self.write_export_job(subject, &job).await;
+        let outcome = self.write_export_job(subject, &job, left_out).await;
         let now = self.now_ms();
         match &outcome {
             Ok((name, size)) => {
                 sqlx::query(
                     "UPDATE export_jobs SET state = 'done', done = total, file_name = ?, file_size = ?, \
-                     finished_at = ? WHERE id = ?",
+                     error = ?, finished_at = ? WHERE id = ?",
                 )
                 .bind(name)
                 .bind(*size)
+                .bind(left_out.summary.as_deref())
                 .bind(now)
                 .bind(id)
                 .execute(&self.pool)
@@ -364,17 +393,19 @@ impl Store {
     }
 
     /// Ends a job begun with [`Store::begin_export_job`]: on success its temporary file takes
-    /// its final name and the job is done; on failure the file is removed and the job failed.
+    /// its final name and the job is done, with the note given (what the file leaves out, if
+    /// anything); on failure the file is removed and the job failed.
     pub async fn finish_export_job(
         &self,
         id: i64,
         name: &str,
-        outcome: std::result::Result<(), String>,
+        outcome: std::result::Result<Option<String>, String>,
     ) -> Result<()> {
         let dir = self.exports_dir()?;
         let partial = dir.join(format!("{name}.part"));
+        let note = outcome.as_ref().ok().cloned().flatten();
         let renamed = match outcome {
-            Ok(()) => {
+            Ok(_) => {
                 let blobs = self.blob_store()?;
                 let size = tokio::fs::metadata(&partial)
                     .await
@@ -395,10 +426,11 @@ impl Store {
             Ok(size) => {
                 sqlx::query(
                     "UPDATE export_jobs SET state = 'done', done = total, file_name = ?, file_size = ?, \
-                     finished_at = ? WHERE id = ?",
+                     error = ?, finished_at = ? WHERE id = ?",
                 )
                 .bind(name)
                 .bind(i64::try_from(size).unwrap_or(i64::MAX))
+                .bind(note)
                 .bind(now)
                 .bind(id)
                 .execute(&self.pool)
@@ -420,7 +452,12 @@ impl Store {
         Ok(())
     }
 
-    async fn write_export_job(&self, subject: &Subject, job: &ExportJob) -> Result<(String, i64)> {
+    async fn write_export_job(
+        &self,
+        subject: &Subject,
+        job: &ExportJob,
+        left_out: &LeftOut,
+    ) -> Result<(String, i64)> {
         let ids = self.export_scope_ids(subject, &job.scope).await?;
         let dir = self.exports_dir()?;
         let io =
@@ -448,7 +485,7 @@ impl Store {
             }
         });
         let written = self
-            .export_eln_stream(subject, &ids, sink, "Cahier", move |n| {
+            .export_eln_stream(subject, &ids, sink, "Cahier", left_out, move |n| {
                 let _ = progress_tx.send(n);
             })
             .await;

@@ -1,6 +1,14 @@
 //! The HTTP transport: `/api/sync/v1` on the lab instance, authenticated by the device
 //! credential. HTTPS (rustls, Mozilla's roots or the lab's own CA); plain HTTP only to a
 //! loopback address, since it would carry the notebook and the credential in clear.
+//!
+//! Timeouts: connecting (TCP and TLS) gives up after [`CONNECT_TIMEOUT`]; a request then has
+//! 5 minutes in all (a file transfer more, by its size). A file download also gives up when
+//! the server sends nothing for the transport's stall timeout (the answer's headers, then
+//! each chunk): [`STALL_TIMEOUT`] in a background sync, [`INTERACTIVE_STALL_TIMEOUT`] when a
+//! user waits for the file (opened, or needed by an export), so a network that hangs rather
+//! than refusing is seen as unreachable within seconds, while a large file over a slow link
+//! is never cut off as long as bytes keep coming.
 
 use crate::{SyncError, Transport};
 use cahier_store::blobs::BlobStore;
@@ -11,12 +19,21 @@ use cahier_store::sync::proto::{
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 
+/// How long connecting to the server (TCP and the TLS handshake) may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a file download of a background sync may go without receiving a byte.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a file download may go without receiving a byte while a user waits for it.
+pub const INTERACTIVE_STALL_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A connection to a lab instance for one device.
 #[derive(Debug, Clone)]
 pub struct HttpTransport {
     client: reqwest::Client,
     base: String,
     credential: String,
+    /// How long a file download may go without a byte ([`HttpTransport::with_stall_timeout`]).
+    stall: Duration,
 }
 
 /// How to trust the server's certificate.
@@ -75,7 +92,7 @@ pub fn check_server_url(server: &str) -> Result<reqwest::Url, SyncError> {
 
 fn client(tls: &TlsOptions) -> Result<reqwest::Client, SyncError> {
     let mut builder = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
+        .connect_timeout(CONNECT_TIMEOUT)
         .timeout(Duration::from_secs(300))
         .use_rustls_tls();
     if let Some(pem) = &tls.ca_pem {
@@ -173,6 +190,7 @@ impl HttpTransport {
             client,
             base,
             credential: registered.token.clone(),
+            stall: STALL_TIMEOUT,
         };
         Ok((transport, registered))
     }
@@ -184,7 +202,21 @@ impl HttpTransport {
             client: client(tls)?,
             base: format!("{}/api/sync/v1", server.trim().trim_end_matches('/')),
             credential: credential.into(),
+            stall: STALL_TIMEOUT,
         })
+    }
+
+    /// The same transport (sharing its connections) whose file downloads give up after
+    /// `stall` without a byte: [`INTERACTIVE_STALL_TIMEOUT`] for a user who waits.
+    #[must_use]
+    pub fn with_stall_timeout(mut self, stall: Duration) -> Self {
+        self.stall = stall;
+        self
+    }
+
+    /// How long a file download may go without a byte.
+    pub fn stall_timeout(&self) -> Duration {
+        self.stall
     }
 
     fn blob_url(&self, sha256: &str) -> Result<String, SyncError> {
@@ -361,11 +393,16 @@ impl Transport for HttpTransport {
     }
 
     async fn download_blob(&self, sha256: &str, blobs: &BlobStore) -> Result<bool, SyncError> {
-        let mut response = self
+        let stall = self.stall;
+        // The whole transfer keeps the size-based cap; a network that hangs is caught by the
+        // stall timeout first, on the answer's headers and on every chunk.
+        let request = self
             .auth(self.client.get(self.blob_url(sha256)?))
             .timeout(file_timeout(blobs.max_bytes()))
-            .send()
+            .send();
+        let mut response = tokio::time::timeout(stall, request)
             .await
+            .map_err(|_| stalled(stall))?
             .map_err(|e| unreachable(&e))?;
         match response.status() {
             reqwest::StatusCode::NOT_FOUND => return Ok(false),
@@ -385,7 +422,11 @@ impl Transport for HttpTransport {
         let writer = blobs.writer().await?;
         let (chunks, received) = tokio::sync::mpsc::channel(DOWNLOAD_QUEUE);
         let receive = async move {
-            while let Some(chunk) = response.chunk().await.map_err(|e| unreachable(&e))? {
+            while let Some(chunk) = tokio::time::timeout(stall, response.chunk())
+                .await
+                .map_err(|_| stalled(stall))?
+                .map_err(|e| unreachable(&e))?
+            {
                 if chunks.send(chunk).await.is_err() {
                     // The writer stopped (its error is reported below).
                     break;
@@ -399,6 +440,14 @@ impl Transport for HttpTransport {
         writer.finish_expecting(sha256).await?;
         Ok(true)
     }
+}
+
+/// The error of a download during which the server sent nothing for `stall`.
+fn stalled(stall: Duration) -> SyncError {
+    SyncError::Unreachable(format!(
+        "the server sent nothing for {} s (the network seems to hang)",
+        stall.as_secs_f32()
+    ))
 }
 
 /// Network chunks waiting for the writer of a download (a few MiB at most).

@@ -2195,6 +2195,38 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
         "This search as JSON",
         "Cette recherche en JSON",
     ),
+    // Exports on a field copy that lacks some attachment files (issue #5)
+    (
+        "export.missing_heading",
+        "Attachment files missing from this export. This field copy does not hold them and could not get them from the lab server; export again once the lab server can be reached to have them.",
+        "Pièces jointes absentes de cet export. Cette copie de terrain ne les détient pas et n'a pas pu les obtenir du serveur du laboratoire ; exportez à nouveau quand il sera joignable pour les avoir.",
+    ),
+    (
+        "export.missing_pdf",
+        "Not in this PDF:",
+        "Absent de ce PDF :",
+    ),
+    (
+        "export.missing_summary",
+        "{n} attachment file(s) left out:",
+        "{n} pièce(s) jointe(s) laissée(s) de côté :",
+    ),
+    ("export.missing_more", "and {n} more", "et {n} autre(s)"),
+    (
+        "export.missing_unreachable",
+        "not on this laptop, and the lab server could not be reached",
+        "pas sur cet ordinateur, et le serveur du laboratoire est injoignable",
+    ),
+    (
+        "export.missing_not_served",
+        "not on this laptop, and the lab server did not send it to this device",
+        "pas sur cet ordinateur, et le serveur du laboratoire ne l'a pas envoyé à cet appareil",
+    ),
+    (
+        "export.missing_no_server",
+        "not on this laptop, and there is no lab server to ask",
+        "pas sur cet ordinateur, et il n'y a pas de serveur de laboratoire à qui le demander",
+    ),
     // Booking calendar: time zones, canbook, the experiment picker, offline requests (issue #4)
     ("settings.time_zone", "Time zone", "Fuseau horaire"),
     (

@@ -303,7 +303,7 @@
             const state = row.querySelector(".job-state");
             const cell = row.querySelector(".job-download");
             if (job.state === "done") {
-              if (state) state.textContent = jobs.dataset.stateDone;
+              if (state) state.textContent = jobs.dataset.stateDone + (job.note ? ": " + job.note : "");
               if (cell && !cell.querySelector("a")) {
                 const link = document.createElement("a");
                 link.href = "/exports/" + job.id + "/download";

@@ -148,8 +148,11 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Brings files the replica lacks from its server when the user opens them (the web layer's
-/// on-demand fetch), through the sync engine's verified download.
+/// Brings files the replica lacks from its server when the user opens them or an export
+/// needs them (the web layer's on-demand fetch), through the sync engine's verified download.
+/// Someone is waiting: a download gives up after
+/// [`cahier_sync::http::INTERACTIVE_STALL_TIMEOUT`] without a byte, where the background sync
+/// waits [`cahier_sync::http::STALL_TIMEOUT`] (same connections, same connect timeout).
 #[derive(Debug)]
 pub struct ServerFiles {
     store: Store,
@@ -159,7 +162,23 @@ pub struct ServerFiles {
 impl ServerFiles {
     /// Fetches into `store`'s file store from the server behind `transport`.
     pub fn new(store: Store, transport: HttpTransport) -> Self {
-        Self { store, transport }
+        Self::with_stall_timeout(
+            store,
+            transport,
+            cahier_sync::http::INTERACTIVE_STALL_TIMEOUT,
+        )
+    }
+
+    /// [`ServerFiles::new`], giving up on a download after `stall` without a byte.
+    pub fn with_stall_timeout(
+        store: Store,
+        transport: HttpTransport,
+        stall: std::time::Duration,
+    ) -> Self {
+        Self {
+            store,
+            transport: transport.with_stall_timeout(stall),
+        }
     }
 }
 

@@ -10,13 +10,21 @@
 //!
 //! `pdf|pdfa` jobs: one archival PDF of the whole selection (`api::pdf::selection_pdf`).
 //! Every read goes through the store's access-checked reads with the requester's subject.
+//!
+//! On a field replica every export first fetches the attachment files it needs that the
+//! laptop lacks (`offline_files::fetch_for_export`). Those it cannot get (the lab server
+//! unreachable) are left out, never silently: an entry's ZIP folder then holds a
+//! `MISSING-FILES.txt` naming them with why, its PDF names them under the attachments, and
+//! the finished job's note says how many and which.
 
 use crate::AppState;
 use crate::auth::ApiCaller;
 use crate::error::AppError;
 use crate::i18n::Lang;
+use crate::offline_files::{MissingFiles, NeededFile, fetch_for_export};
 use cahier_core::Subject;
 use cahier_pdf::Standard;
+use cahier_store::eln_export::{MISSING_FILES_NOTE, missing_file_line, missing_files_note};
 use std::collections::HashSet;
 use std::io::Write;
 use zip::write::SimpleFileOptions;
@@ -67,15 +75,54 @@ fn io_error(error: std::io::Error) -> AppError {
     AppError::internal(&error)
 }
 
+/// The attachment files the ZIP of `ids` reads: every current attachment of each entry, and
+/// what its PDF embeds.
+async fn zip_files(
+    app: &AppState,
+    subject: &Subject,
+    ids: &[i64],
+    standard: Standard,
+) -> Result<Vec<NeededFile>, AppError> {
+    let mut needed = Vec::new();
+    for id in ids {
+        let uploads = app.store.uploads(subject, *id, false).await?;
+        needed.extend(uploads.iter().map(NeededFile::of));
+        needed.extend(super::pdf::pdf_files(app, subject, *id, standard).await?);
+    }
+    Ok(needed)
+}
+
+/// On a field replica, fetches what the ZIP of `ids` needs and the laptop lacks; returns
+/// what it could not get. On a lab server, nothing.
+async fn fetch_for_zip(
+    app: &AppState,
+    subject: &Subject,
+    ids: &[i64],
+    standard: Standard,
+    lang: Lang,
+) -> Result<MissingFiles, AppError> {
+    if app.replica.is_none() {
+        return Ok(MissingFiles::none(lang));
+    }
+    let needed = zip_files(app, subject, ids, standard).await?;
+    Ok(fetch_for_export(app, needed, lang).await)
+}
+
 /// Writes the ZIP of `ids` (in order) into `sink`; `progress` is told how many entries are
 /// written. `standard` is the PDF of each folder. The ZIP is streamed (data descriptors, no
-/// seeking), so `sink` may be a sealed file of user content.
+/// seeking), so `sink` may be a sealed file of user content. The files of `missing` are left
+/// out and named, with why, in a `MISSING-FILES.txt` of their entry's folder.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the selection, its presentation, the files left out and where it goes"
+)]
 pub(crate) async fn write_zip<W: Write + Send>(
     app: &AppState,
     caller: &ApiCaller,
     ids: &[i64],
     standard: Standard,
     lang: Lang,
+    missing: &MissingFiles,
     sink: W,
     mut progress: impl FnMut(usize) + Send,
 ) -> Result<W, AppError> {
@@ -99,9 +146,12 @@ pub(crate) async fn write_zip<W: Write + Send>(
             serde_json::from_slice(&super::entities::full_entity(app, caller, kind, *id).await?)
                 .map_err(|e| AppError::internal(&e))?;
         let (title, pdf) =
-            super::pdf::entity_pdf_bytes(app, subject, kind, *id, standard, lang).await?;
+            super::pdf::entity_pdf_bytes(app, subject, kind, *id, standard, lang, missing).await?;
         let mut taken = HashSet::new();
         let json_name = unique("export.json", &mut taken);
+        // Reserved first, so that an attachment of that name takes another.
+        let note_name = unique(MISSING_FILES_NOTE, &mut taken);
+        let mut left_out = Vec::new();
         let pdf_name = unique(
             &format!("{}.pdf", super::pdf::file_stem(&title)),
             &mut taken,
@@ -118,8 +168,18 @@ pub(crate) async fn write_zip<W: Write + Send>(
         drop(pdf);
         let blobs = store.blob_store()?;
         for upload in store.uploads(subject, *id, false).await?.into_iter().rev() {
-            let name = unique(&safe_component(&upload.real_name, "attachment"), &mut taken);
             let size = u64::try_from(upload.size).unwrap_or_default();
+            if let Some(reason) = missing.reason(&upload.sha256) {
+                left_out.push(missing_file_line(
+                    &row.title,
+                    &upload.real_name,
+                    &upload.sha256,
+                    size,
+                    reason,
+                ));
+                continue;
+            }
+            let name = unique(&safe_component(&upload.real_name, "attachment"), &mut taken);
             // Attachments are mostly compressed already (images, archives): stored as is.
             let options = SimpleFileOptions::default()
                 .compression_method(zip::CompressionMethod::Stored)
@@ -136,6 +196,12 @@ pub(crate) async fn write_zip<W: Write + Send>(
             while let Some(chunk) = reader.next_chunk().await.map_err(unreadable)? {
                 zip.write_all(&chunk).map_err(io_error)?;
             }
+        }
+        if !left_out.is_empty() {
+            zip.start_file(format!("{folder}/{note_name}"), deflated)
+                .map_err(zip_error)?;
+            let note = missing_files_note(missing.heading(), &left_out);
+            zip.write_all(note.as_bytes()).map_err(io_error)?;
         }
         progress(n + 1);
     }
@@ -159,6 +225,7 @@ pub(crate) async fn entity_zip(
     } else {
         Standard::PdfA2b
     };
+    let missing = fetch_for_zip(app, &caller.subject, &[id], standard, Lang::En).await?;
     let dir = app.store.blob_store()?.root().join("tmp");
     tokio::fs::create_dir_all(&dir).await.map_err(io_error)?;
     let path = dir.join(format!(
@@ -169,9 +236,18 @@ pub(crate) async fn entity_zip(
     let blobs = app.store.blob_store()?;
     let file = std::fs::File::create(&path).map_err(io_error)?;
     let sink = blobs.content_sink(file).map_err(io_error)?;
-    let written = write_zip(app, caller, &[id], standard, Lang::En, sink, |_| {})
-        .await
-        .and_then(|sink| sink.finish().map_err(io_error));
+    let written = write_zip(
+        app,
+        caller,
+        &[id],
+        standard,
+        Lang::En,
+        &missing,
+        sink,
+        |_| {},
+    )
+    .await
+    .and_then(|sink| sink.finish().map_err(io_error));
     if let Err(error) = written {
         let _ = tokio::fs::remove_file(&path).await;
         return Err(error);
@@ -209,8 +285,20 @@ pub(crate) async fn run_job(app: AppState, subject: Subject, id: i64, lang: Lang
         }
     };
     if job.format == "eln" {
-        // The store writes .eln itself, with its own bookkeeping.
-        let _ = store.run_export_job(&subject, id).await;
+        // The store writes .eln itself, with its own bookkeeping, leaving out what a field
+        // replica could not fetch.
+        let left_out = match eln_job_missing(&app, &subject, &job, lang).await {
+            Ok(missing) => missing.left_out(),
+            Err(error) => {
+                let _ = store
+                    .finish_export_job(id, &name, Err(error.to_string()))
+                    .await;
+                return;
+            }
+        };
+        let _ = store
+            .run_export_job_leaving_out(&subject, id, &left_out)
+            .await;
         return;
     }
     let outcome = write_job(&app, &subject, &job, &partial, lang).await;
@@ -219,13 +307,29 @@ pub(crate) async fn run_job(app: AppState, subject: Subject, id: i64, lang: Lang
         .await;
 }
 
+/// On a field replica, fetches the files an `.eln` job needs and the laptop lacks.
+async fn eln_job_missing(
+    app: &AppState,
+    subject: &Subject,
+    job: &cahier_store::export_jobs::ExportJob,
+    lang: Lang,
+) -> Result<MissingFiles, AppError> {
+    if app.replica.is_none() {
+        return Ok(MissingFiles::none(lang));
+    }
+    let ids = app.store.export_scope_ids(subject, &job.scope).await?;
+    let needed = super::exports::eln_files(app, subject, &ids).await?;
+    Ok(fetch_for_export(app, needed, lang).await)
+}
+
+/// Writes a job's file; returns what it left out, if anything, for the job's note.
 async fn write_job(
     app: &AppState,
     subject: &Subject,
     job: &cahier_store::export_jobs::ExportJob,
     partial: &std::path::Path,
     lang: Lang,
-) -> Result<(), AppError> {
+) -> Result<Option<String>, AppError> {
     let store = &app.store;
     let ids = store.export_scope_ids(subject, &job.scope).await?;
     // Progress goes to the row from a watcher, so the writer never waits on the database.
@@ -254,12 +358,14 @@ async fn write_job(
             } else {
                 Standard::PdfA2b
             };
+            let missing = fetch_for_zip(app, subject, &ids, standard, lang).await?;
             let file = std::fs::File::create(partial).map_err(io_error)?;
             let sink = store.blob_store()?.content_sink(file).map_err(io_error)?;
-            write_zip(app, &caller, &ids, standard, lang, sink, progress)
+            write_zip(app, &caller, &ids, standard, lang, &missing, sink, progress)
                 .await
                 .and_then(|sink| sink.finish().map_err(io_error))
                 .and_then(|file| file.sync_all().map_err(io_error))
+                .map(|()| missing.summary())
         }
         "pdf" | "pdfa" => {
             let standard = if job.format == "pdfa" {
@@ -268,8 +374,11 @@ async fn write_job(
                 Standard::PdfA2b
             };
             let title = format!("Cahier — {} ({})", lang.t("exchange.pdf_title"), ids.len());
-            match super::pdf::selection_pdf(app, subject, &ids, &title, standard, lang, progress)
-                .await
+            let missing = super::pdf::fetch_for_pdf(app, subject, &ids, standard, lang).await?;
+            match super::pdf::selection_pdf(
+                app, subject, &ids, &title, standard, lang, &missing, progress,
+            )
+            .await
             {
                 // The PDF is the one whole-document buffer typst gives (`render_selection`);
                 // it goes to disk through the blob store (sealed on a field replica).
@@ -283,6 +392,7 @@ async fn write_job(
                         })
                         .and_then(|file| file.sync_all())
                         .map_err(io_error)
+                        .map(|()| missing.summary())
                 }
                 Err(error) => Err(error),
             }

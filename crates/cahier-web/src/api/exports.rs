@@ -14,6 +14,8 @@
 use crate::AppState;
 use crate::auth::ApiCaller;
 use crate::error::AppError;
+use crate::i18n::Lang;
+use crate::offline_files::{MissingFiles, NeededFile, fetch_for_export};
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::handler::Handler;
@@ -97,13 +99,37 @@ fn tmp_dir(store: &Store) -> Result<PathBuf, AppError> {
     Ok(store.blob_store()?.root().join("tmp"))
 }
 
-/// The archive of `ids` (in order) as a download named `name`.
+/// The attachment files the `.eln` of `ids` reads: every attachment of each entry, archived
+/// ones included.
+pub(crate) async fn eln_files(
+    app: &AppState,
+    subject: &Subject,
+    ids: &[i64],
+) -> Result<Vec<NeededFile>, AppError> {
+    let mut needed = Vec::new();
+    for id in ids {
+        let uploads = app.store.uploads(subject, *id, true).await?;
+        needed.extend(uploads.iter().map(NeededFile::of));
+    }
+    Ok(needed)
+}
+
+/// The archive of `ids` (in order) as a download named `name`. On a field replica the files
+/// it needs and the laptop lacks are fetched first; those it cannot get are named, with why
+/// (in `lang`), in the archive's `MISSING-FILES.txt`.
 pub(crate) async fn eln_response(
-    store: &Store,
+    app: &AppState,
     subject: &Subject,
     ids: &[i64],
     name: &str,
+    lang: Lang,
 ) -> Result<Response, AppError> {
+    let store = &app.store;
+    let missing = if app.replica.is_some() {
+        fetch_for_export(app, eln_files(app, subject, ids).await?, lang).await
+    } else {
+        MissingFiles::none(lang)
+    };
     let dir = tmp_dir(store)?;
     tokio::fs::create_dir_all(&dir)
         .await
@@ -119,7 +145,7 @@ pub(crate) async fn eln_response(
         .content_sink(file)
         .map_err(|e| AppError::internal(&e))?;
     let written = match store
-        .export_eln_stream(subject, ids, sink, "Cahier", |_| {})
+        .export_eln_stream(subject, ids, sink, "Cahier", &missing.left_out(), |_| {})
         .await
     {
         Ok(sink) => sink.finish().map_err(|e| AppError::internal(&e)),
@@ -197,7 +223,7 @@ pub(crate) async fn entity_eln(
 ) -> Result<Response, AppError> {
     let row = app.store.entity_of_kind(&caller.subject, kind, id).await?;
     let name = format!("{}-{}.eln", row.kind.as_str(), row.id);
-    eln_response(&app.store, &caller.subject, &[id], &name).await
+    eln_response(app, &caller.subject, &[id], &name, Lang::En).await
 }
 
 /// `POST /exports`: `{"experiments": [ids], "items": [ids], "user": id, "team": id, "query": q}` starts a
@@ -268,6 +294,7 @@ fn job_json(job: &ExportJob) -> serde_json::Value {
     json!({
         "id": job.id, "scope": job.scope, "format": job.format, "state": job.state,
         "total": job.total, "done": job.done, "file_size": job.file_size, "error": job.error,
+        "note": job.note,
         "created_at": format_sql_datetime(job.created_at),
         "finished_at": job.finished_at.map(format_sql_datetime),
     })

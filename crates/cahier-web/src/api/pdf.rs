@@ -1,10 +1,15 @@
 //! Archival PDF of an entity (`?format=pdf|pdfa` on the API, the "PDF (archive)" link of the
 //! entity page): gathers what the reader may see through the store's access-checked reads,
 //! then lets `cahier-pdf` lay it out on a blocking thread. Nothing here decides layout.
+//!
+//! On a field replica the images to draw and the proofs to embed are fetched first when the
+//! laptop lacks them (`offline_files::fetch_for_export`); those it cannot get are named under
+//! the attachments, with why, instead of being drawn or embedded.
 
 use crate::AppState;
 use crate::error::AppError;
 use crate::i18n::Lang;
+use crate::offline_files::{MissingFiles, NeededFile, fetch_for_export};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use cahier_core::clock::format_sql_datetime;
@@ -30,6 +35,59 @@ pub(crate) fn standard_of(format: &str) -> Option<Standard> {
     }
 }
 
+/// Whether the PDF draws this attachment (an image small enough to read whole).
+fn is_drawn(upload: &cahier_store::uploads::UploadRow) -> bool {
+    upload.media_type.starts_with("image/")
+        && u64::try_from(upload.size).unwrap_or(u64::MAX) <= MAX_IMAGE_BYTES
+}
+
+/// The attachment files the PDF of entity `id` reads: the images it may draw and, in
+/// PDF/A-3b, its timestamps' proof archives. A field replica fetches those it lacks first.
+pub(crate) async fn pdf_files(
+    app: &AppState,
+    subject: &Subject,
+    id: i64,
+    standard: Standard,
+) -> Result<Vec<NeededFile>, AppError> {
+    let store = &app.store;
+    let mut needed: Vec<NeededFile> = store
+        .uploads(subject, id, false)
+        .await?
+        .iter()
+        .filter(|upload| is_drawn(upload))
+        .map(NeededFile::of)
+        .collect();
+    if standard == Standard::PdfA3b {
+        for stamp in store.timestamps(subject, id).await? {
+            if let Ok(upload) = store.upload(subject, id, stamp.upload_id).await
+                && u64::try_from(upload.size).unwrap_or(u64::MAX) <= MAX_EMBEDDED_BYTES
+            {
+                needed.push(NeededFile::of(&upload));
+            }
+        }
+    }
+    Ok(needed)
+}
+
+/// On a field replica, fetches what the PDF of `ids` needs and the laptop lacks; returns
+/// what it could not get. On a lab server, nothing.
+pub(crate) async fn fetch_for_pdf(
+    app: &AppState,
+    subject: &Subject,
+    ids: &[i64],
+    standard: Standard,
+    lang: Lang,
+) -> Result<MissingFiles, AppError> {
+    if app.replica.is_none() {
+        return Ok(MissingFiles::none(lang));
+    }
+    let mut needed = Vec::new();
+    for id in ids {
+        needed.extend(pdf_files(app, subject, *id, standard).await?);
+    }
+    Ok(fetch_for_export(app, needed, lang).await)
+}
+
 /// The PDF of entity `id` as the subject may see it, as an `application/pdf` download.
 /// 404 when the subject may not read it, like every other read.
 pub(crate) async fn entity_pdf(
@@ -40,7 +98,10 @@ pub(crate) async fn entity_pdf(
     standard: Standard,
     lang: Lang,
 ) -> Result<Response, AppError> {
-    let (title, pdf) = entity_pdf_bytes(app, subject, kind, id, standard, lang).await?;
+    // The access check comes first: nothing is fetched for an entry the subject may not read.
+    app.store.entity_of_kind(subject, kind, id).await?;
+    let missing = fetch_for_pdf(app, subject, &[id], standard, lang).await?;
+    let (title, pdf) = entity_pdf_bytes(app, subject, kind, id, standard, lang, &missing).await?;
     let disposition = HeaderValue::from_str(&format!(
         "attachment; filename=\"{}.pdf\"",
         file_stem(&title)
@@ -59,7 +120,8 @@ pub(crate) async fn entity_pdf(
         .into_response())
 }
 
-/// The title and PDF of entity `id` as the subject may see it.
+/// The title and PDF of entity `id` as the subject may see it; the files of `missing` are
+/// named, with why, rather than drawn or embedded.
 pub(crate) async fn entity_pdf_bytes(
     app: &AppState,
     subject: &Subject,
@@ -67,8 +129,9 @@ pub(crate) async fn entity_pdf_bytes(
     id: i64,
     standard: Standard,
     lang: Lang,
+    missing: &MissingFiles,
 ) -> Result<(String, Vec<u8>), AppError> {
-    let entity = gather(app, subject, kind, id, standard, lang).await?;
+    let entity = gather(app, subject, kind, id, standard, lang, missing).await?;
     let title = entity.title.clone();
     let pdf = tokio::task::spawn_blocking(move || cahier_pdf::render(&entity, standard))
         .await
@@ -80,6 +143,11 @@ pub(crate) async fn entity_pdf_bytes(
 /// One PDF of the entities `ids` (in order, each read through the access policy), titled
 /// `title`; `progress` is told how many entries are gathered. The entries' text and images
 /// are held in memory until the layout, so selections are bounded by the export scope limit.
+/// The files of `missing` are named, with why, rather than drawn or embedded.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the selection, its presentation and the files left out, all needed"
+)]
 pub(crate) async fn selection_pdf(
     app: &AppState,
     subject: &Subject,
@@ -87,12 +155,13 @@ pub(crate) async fn selection_pdf(
     title: &str,
     standard: Standard,
     lang: Lang,
+    missing: &MissingFiles,
     mut progress: impl FnMut(usize) + Send,
 ) -> Result<Vec<u8>, AppError> {
     let mut entities = Vec::with_capacity(ids.len());
     for (n, id) in ids.iter().enumerate() {
         let row = app.store.entity(subject, *id).await?;
-        entities.push(gather(app, subject, row.kind, *id, standard, lang).await?);
+        entities.push(gather(app, subject, row.kind, *id, standard, lang, missing).await?);
         progress(n + 1);
     }
     let title = title.to_owned();
@@ -130,6 +199,7 @@ async fn gather(
     id: i64,
     standard: Standard,
     lang: Lang,
+    missing: &MissingFiles,
 ) -> Result<EntityPdf, AppError> {
     let store = &app.store;
     // The access check: everything below reads only what this row lets the subject see.
@@ -192,10 +262,15 @@ async fn gather(
 
     // Images the body may show, by name and by hash (the editor links them by hash).
     let mut images = BTreeMap::new();
+    // Files a field replica could not get: named under the attachments, with why.
+    let mut left_out = Vec::new();
     let blobs = store.blob_store().ok();
     for upload in &uploads {
-        let is_image = upload.media_type.starts_with("image/");
-        if !is_image || u64::try_from(upload.size).unwrap_or(u64::MAX) > MAX_IMAGE_BYTES {
+        if !is_drawn(upload) {
+            continue;
+        }
+        if let Some(reason) = missing.reason(&upload.sha256) {
+            left_out.push(missing.pdf_line(&upload.real_name, reason));
             continue;
         }
         if let Some(bytes) = read_blob(blobs, &upload.sha256).await {
@@ -236,12 +311,17 @@ async fn gather(
             }
         }
         for stamp in &stamps {
-            let size = store
-                .upload(subject, id, stamp.upload_id)
-                .await
-                .map(|u| u64::try_from(u.size).unwrap_or(u64::MAX))
-                .unwrap_or(u64::MAX);
-            if size > MAX_EMBEDDED_BYTES {
+            let Ok(upload) = store.upload(subject, id, stamp.upload_id).await else {
+                continue;
+            };
+            if u64::try_from(upload.size).unwrap_or(u64::MAX) > MAX_EMBEDDED_BYTES {
+                continue;
+            }
+            if let Some(reason) = missing.reason(&stamp.upload_sha256) {
+                let line = missing.pdf_line(&upload.real_name, reason);
+                if !left_out.contains(&line) {
+                    left_out.push(line);
+                }
                 continue;
             }
             if let Some(data) = read_blob(blobs, &stamp.upload_sha256).await {
@@ -316,6 +396,7 @@ async fn gather(
                 sha256: u.sha256.clone(),
             })
             .collect(),
+        missing: left_out,
         history: cahier_pdf::History {
             versions: u64::try_from(history.len()).unwrap_or_default(),
             last_change: last

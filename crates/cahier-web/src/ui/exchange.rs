@@ -196,6 +196,7 @@ struct JobView {
     done: i64,
     total: i64,
     created: String,
+    /// Why it failed, or what a finished one left out.
     error: String,
 }
 
@@ -244,7 +245,11 @@ fn job_view(job: &ExportJob, lang: crate::i18n::Lang) -> JobView {
         done: job.done,
         total: job.total,
         created: when(job.created_at),
-        error: job.error.clone().unwrap_or_default(),
+        error: job
+            .error
+            .clone()
+            .or_else(|| job.note.clone())
+            .unwrap_or_default(),
     }
 }
 
@@ -357,7 +362,7 @@ async fn entity_export(
         .await
         .ui(lang)?;
     let name = format!("{}-{}.eln", row.kind.as_str(), row.id);
-    eln_response(&state.store, &session.subject, &[row.id], &name)
+    eln_response(&state, &session.subject, &[row.id], &name, lang)
         .await
         .ui(lang)
 }

@@ -35,6 +35,7 @@ mod sync_blobs;
 mod sync_copy;
 mod sync_fast_push;
 mod sync_faults;
+mod sync_file_exports;
 mod sync_files;
 mod sync_known_files;
 mod sync_noop;

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 /// A small PNG with a colour gradient (so that a rendered page is visibly not blank).
-fn png() -> Vec<u8> {
+pub(super) fn png() -> Vec<u8> {
     let mut png = std::io::Cursor::new(Vec::new());
     image::RgbImage::from_fn(200, 100, |x, y| {
         image::Rgb([(x % 256) as u8, (y * 2 % 256) as u8, 40])

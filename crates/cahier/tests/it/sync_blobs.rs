@@ -96,6 +96,15 @@ pub(super) async fn replica(app: &TestApp, user: &TestUser) -> (Replica, SyncRep
 /// Serves the replica's store with the production router, as `cahier replica serve` does
 /// once unlocked; returns the server and an API v2 client with a key made on the replica.
 pub(super) async fn serve_replica(replica: &Replica) -> (cahier::Running, Api) {
+    serve_replica_fetching(replica, replica.transport.clone()).await
+}
+
+/// [`serve_replica`], fetching the files it lacks through `transport` (another server than
+/// the one it syncs with, such as one that never answers).
+pub(super) async fn serve_replica_fetching(
+    replica: &Replica,
+    transport: HttpTransport,
+) -> (cahier::Running, Api) {
     let settings = cahier::settings::Settings {
         data: replica.dir.path().to_path_buf(),
         listen: "127.0.0.1:0".into(),
@@ -117,7 +126,7 @@ pub(super) async fn serve_replica(replica: &Replica) -> (cahier::Running, Api) {
         sync_now: tokio::sync::Notify::new(),
         fetcher: Some(Arc::new(cahier::replica::ServerFiles::new(
             replica.store.clone(),
-            replica.transport.clone(),
+            transport,
         ))),
     });
     let running = cahier::serve_store(&settings, replica.store.clone(), Some(handle))
