@@ -110,12 +110,13 @@ async fn differences(conn: &mut sqlx::SqliteConnection, table: &str) -> (i64, i6
             .fetch_all(&mut *conn)
             .await
             .expect("columns");
-    // A new entry's eLabFTW id and each opening of a database are random; an index's JSON
-    // lists its maps in a random order (compared apart, parsed).
+    // A new entry's eLabFTW id, each opening of a database and the stamps of the sequence
+    // are random; an index's JSON lists its maps in a random order (compared apart, parsed).
     let random = [
         ("entities", "elabid"),
         ("sync_history", "id"),
         ("entity_doc_index", "info"),
+        ("reference_version", "stamp"),
     ];
     let columns = columns
         .into_iter()
@@ -448,7 +449,9 @@ async fn a_mixed_push_in_bulk_gives_the_results_and_database_of_one_by_one() {
     .await
     .expect("tables");
     assert!(tables.contains(&"audit_log".to_owned()));
-    for table in &tables {
+    // The bulk path moves the sequence past its entries at once and stamps only the last
+    // value; one by one stamps each (migration 35). The sequence itself is compared.
+    for table in tables.iter().filter(|t| *t != "sync_stamps") {
         assert_eq!(differences(&mut conn, table).await, (0, 0, 0), "{table}");
     }
     let indexes: Vec<(i64, String, String)> = sqlx::query_as(
