@@ -77,3 +77,12 @@ impl Store {
         Ok(())
     }
 }
+
+/// Forgets every file the lab was known to hold (it was restored from an older backup), in
+/// the transaction that starts reading its whole feed again ([`Store::begin_rescan`]).
+pub(super) async fn forget_all(conn: &mut SqliteConnection) -> Result<()> {
+    sqlx::query("DELETE FROM replica_known_blobs")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
