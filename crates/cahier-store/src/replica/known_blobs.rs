@@ -68,14 +68,6 @@ impl Store {
         }
         Ok(())
     }
-
-    /// Forgets every file the lab was known to hold (it was restored from an older backup).
-    pub async fn forget_all_blobs_on_server(&self) -> Result<()> {
-        sqlx::query("DELETE FROM replica_known_blobs")
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
 }
 
 /// Forgets every file the lab was known to hold (it was restored from an older backup), in
