@@ -436,7 +436,12 @@ pub(crate) async fn write_acl(
 
 impl Store {
     /// The actor this process writes with for `user_id`, registered on first use.
+    /// Called in the edit's write transaction, which must end with [`Store::note_lineage`]:
+    /// actors drawn before a restore under this process are not used after it ([`lineage`]).
+    ///
+    /// [`lineage`]: crate::lineage
     async fn actor_for(&self, conn: &mut SqliteConnection, user_id: i64) -> Result<ActorId> {
+        self.check_lineage(conn).await?;
         let actor = self.process_actor(user_id)?;
         self.register_actor(conn, &actor, user_id).await?;
         Ok(actor)
@@ -1073,6 +1078,7 @@ impl Store {
         if let Some(proof) = proof {
             crate::timestamps::record_in(&mut tx, now, subject.user_id, id, patch, proof).await?;
         }
+        self.note_lineage(&mut tx).await?;
         tx.commit().await?;
         self.cache_put(id, heads.clone(), doc);
         Ok((

@@ -82,6 +82,14 @@ impl GrantCache {
         }
     }
 
+    /// Drops everything (the database was put back to an older state: its epoch may reach
+    /// the cached one again with other keys).
+    pub(crate) fn forget_all(&self) {
+        let mut inner = self.lock();
+        inner.keys.clear();
+        inner.epoch = i64::MIN;
+    }
+
     fn get(&self, key_id: i64) -> Option<(CachedKey, i64)> {
         let inner = self.lock();
         inner.keys.get(&key_id).map(|k| (k.clone(), inner.epoch))

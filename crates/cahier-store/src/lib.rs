@@ -24,6 +24,7 @@ pub mod field_filter;
 mod fields;
 pub mod grant_cache;
 pub mod integrity;
+mod lineage;
 pub mod listing;
 mod migrate;
 mod projection;
@@ -150,6 +151,8 @@ pub struct Store {
     pub(crate) sync_stats: Arc<sync::SyncStats>,
     /// Wakes the background projector ([`Store::run_projector`]) after a push commits.
     pub(crate) stale_wake: Arc<tokio::sync::Notify>,
+    /// The mark of this process's last edit, to notice a restore under it ([`lineage`]).
+    pub(crate) lineage: Arc<lineage::Lineage>,
 }
 
 impl std::fmt::Debug for Store {
@@ -414,6 +417,7 @@ impl Store {
             grants: Arc::new(grant_cache::GrantCache::default()),
             sync_stats: Arc::new(sync::SyncStats::default()),
             stale_wake: Arc::new(tokio::sync::Notify::new()),
+            lineage: Arc::new(lineage::Lineage::default()),
         })
     }
 

@@ -160,6 +160,10 @@ const SQLITE: &[(i64, Step)] = &[
             "../migrations/sqlite/0034_replica_known_blobs.sql"
         )),
     ),
+    (
+        35,
+        Step::Sql(include_str!("../migrations/sqlite/0035_sync_stamps.sql")),
+    ),
 ];
 
 async fn rebuild_search_index(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {

@@ -11,6 +11,7 @@ use cahier_core::document::{heads_from_string, heads_to_string};
 use cahier_core::markdown::{ContentType, index_text};
 use sqlx::SqliteConnection;
 
+pub mod checkpoint;
 mod html;
 mod known_blobs;
 mod pull;
@@ -693,12 +694,27 @@ impl Store {
     /// the server's id, the last change row pushed (the next push starts after it), and the
     /// feed sequence at which the feed will list nothing but this push ([`Store::echoes`]).
     pub async fn record_accepted(&self, accepted: &[Accepted]) -> Result<()> {
-        if accepted.is_empty() {
+        self.record_accepted_marked(accepted, None).await
+    }
+
+    /// [`Store::record_accepted`], keeping in the same transaction the last mark of the
+    /// server's history the push answers carried (`pushed`; docs/SYNC.md, "A restored
+    /// server"): the replica names it until a feed read covers it, so it never holds an
+    /// acknowledgement without the mark that lets the server say it lost it.
+    pub async fn record_accepted_marked(
+        &self,
+        accepted: &[Accepted],
+        pushed: Option<&str>,
+    ) -> Result<()> {
+        if accepted.is_empty() && pushed.is_none() {
             return Ok(());
         }
         // A few multi-row statements for the whole batch, not two per entry (a statement is a
         // round trip to SQLite's thread). Rows apply in order, as one by one.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if let Some(mark) = pushed {
+            checkpoint::set(&mut tx, checkpoint::FEED_PUSHED, mark).await?;
+        }
         for chunk in accepted.chunks(ACCEPTED_ROWS) {
             let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "INSERT INTO replica_entities (entity_id, acked_heads, server_id, pushed_seq) ",
@@ -869,6 +885,8 @@ impl Store {
             .await?;
             forgotten += 1;
         }
+        // Their edits wait to be pushed again: the whole reading of the feed is over.
+        checkpoint::end_rescan(&mut tx).await?;
         tx.commit().await?;
         Ok(forgotten)
     }

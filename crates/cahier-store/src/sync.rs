@@ -209,9 +209,21 @@ impl Store {
     /// skipped; it is lower than `since` when the server's sequence went back (the server was
     /// restored from a backup older than what the replica saw), which the replica detects.
     pub async fn feed(&self, subject: &Subject, since: i64, limit: i64) -> Result<FeedResponse> {
+        let mut conn = self.pool.acquire().await?;
+        self.feed_on(&mut conn, subject, since, limit).await
+    }
+
+    /// [`Store::feed`] on `conn` (in a read transaction, every read sees the same state).
+    pub(crate) async fn feed_on(
+        &self,
+        conn: &mut SqliteConnection,
+        subject: &Subject,
+        since: i64,
+        limit: i64,
+    ) -> Result<FeedResponse> {
         let limit = limit.clamp(1, 10_000);
         let top: i64 = sqlx::query_scalar("SELECT value FROM sync_counter WHERE id = 1")
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *conn)
             .await?;
         let sql = format!(
             "SELECT e.uuid, e.sync_seq, e.heads FROM entities e WHERE e.sync_seq > ? AND {} \
@@ -221,7 +233,7 @@ impl Store {
         let rows: Vec<(String, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(since)
             .bind(limit + 1)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?;
         let more = i64::try_from(rows.len()).unwrap_or(i64::MAX) > limit;
         let items: Vec<FeedItem> = rows
@@ -236,7 +248,7 @@ impl Store {
         } else {
             top.max(items.last().map_or(top, |i| i.seq))
         };
-        let unreadable = self.unreadable_between(subject, since, next).await?;
+        let unreadable = unreadable_between(conn, subject, since, next).await?;
         Ok(FeedResponse {
             items,
             next,
@@ -245,34 +257,6 @@ impl Store {
             history: None,
             lost: None,
         })
-    }
-
-    /// Entities whose sequence is in `(since, next]` that the subject may not read: whatever
-    /// withdraws a right on an entry moves its sequence, so a replica that removes these (and
-    /// checks everything it holds only when its user's teams, roles or groups change) holds
-    /// nothing it may no longer read. `None` on a first copy (nothing held yet; the range is
-    /// the whole lab) and beyond [`MAX_UNREADABLE`] entries (the replica then asks `/check`).
-    async fn unreadable_between(
-        &self,
-        subject: &Subject,
-        since: i64,
-        next: i64,
-    ) -> Result<Option<Vec<String>>> {
-        if since <= 0 || next <= since {
-            return Ok(if since > 0 { Some(Vec::new()) } else { None });
-        }
-        let sql = format!(
-            "SELECT e.uuid FROM entities e WHERE e.sync_seq > ? AND e.sync_seq <= ? \
-             AND NOT COALESCE(({}), 0) LIMIT ?",
-            crate::access_sql::readable_by(subject)
-        );
-        let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .bind(since)
-            .bind(next)
-            .bind(MAX_UNREADABLE + 1)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok((i64::try_from(rows.len()).unwrap_or(i64::MAX) <= MAX_UNREADABLE).then_some(rows))
     }
 
     /// Of these entity UUIDs, those the subject may no longer read (or that no longer exist).
@@ -401,7 +385,28 @@ impl Store {
         device: &Device,
         docs: Vec<PushDoc>,
     ) -> Result<Vec<PushResult>> {
-        self.push_with(subject, device, &docs, true).await
+        self.push_with(subject, device, &docs, true, None).await
+    }
+
+    /// [`Store::push`], after the replica's last push whose acknowledgement no feed read has
+    /// covered yet (`after`, the mark its answer carried; docs/SYNC.md, "A restored server").
+    /// Each accepted document's answer carries the mark of the end of the sequence in the
+    /// transaction that accepted it, issued only while the server holds `after` (checked in
+    /// that transaction, and each transaction's mark in the next one's): so the last mark a
+    /// replica received is held only if every one before it is. Once one is not, the rest of
+    /// the request is answered without marks, and the replica keeps naming the one the
+    /// server lost until the feed tells it so. `after` that is not a mark is refused (422).
+    pub async fn push_after(
+        &self,
+        subject: &Subject,
+        device: &Device,
+        docs: Vec<PushDoc>,
+        after: Option<&str>,
+    ) -> Result<Vec<PushResult>> {
+        let after = after
+            .map(|text| history::Mark::named("after", text))
+            .transpose()?;
+        self.push_with(subject, device, &docs, true, after).await
     }
 
     /// [`Store::push`] with every document on the per-document path (what the bulk path
@@ -413,7 +418,7 @@ impl Store {
         device: &Device,
         docs: Vec<PushDoc>,
     ) -> Result<Vec<PushResult>> {
-        self.push_with(subject, device, &docs, false).await
+        self.push_with(subject, device, &docs, false, None).await
     }
 
     async fn push_with(
@@ -422,8 +427,10 @@ impl Store {
         device: &Device,
         docs: &[PushDoc],
         bulk: bool,
+        after: Option<history::Mark>,
     ) -> Result<Vec<PushResult>> {
         let now = self.now_ms();
+        let mut chain = after.map_or(Chain::Start, Chain::Held);
         let mut results = Vec::with_capacity(docs.len());
         let mut actors = BoundActors::default();
         self.sync_stats.mark_push();
@@ -446,6 +453,12 @@ impl Store {
             while done < chunk.len() {
                 let mut cached = Vec::new();
                 let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+                let first = results.len();
+                if let Chain::Held(mark) = chain
+                    && !mark.is_held(&mut tx).await?
+                {
+                    chain = Chain::Broken;
+                }
                 let mut context = PushContext {
                     now,
                     subject,
@@ -474,6 +487,7 @@ impl Store {
                     }
                     done = chunk.len();
                 }
+                mark_accepted(&mut tx, &mut results[first..], &mut chain).await?;
                 // Other writers wait while a push holds the write lock: it is let go after
                 // each transaction, so a large push never nears their busy timeout.
                 tx.commit().await?;
@@ -1169,4 +1183,65 @@ impl Store {
                 .await?,
         )
     }
+}
+
+/// Entities whose sequence is in `(since, next]` that the subject may not read: whatever
+/// withdraws a right on an entry moves its sequence, so a replica that removes these (and
+/// checks everything it holds only when its user's teams, roles or groups change) holds
+/// nothing it may no longer read. `None` on a first copy (nothing held yet; the range is
+/// the whole lab) and beyond [`MAX_UNREADABLE`] entries (the replica then asks `/check`).
+async fn unreadable_between(
+    conn: &mut SqliteConnection,
+    subject: &Subject,
+    since: i64,
+    next: i64,
+) -> Result<Option<Vec<String>>> {
+    if since <= 0 || next <= since {
+        return Ok(if since > 0 { Some(Vec::new()) } else { None });
+    }
+    let sql = format!(
+        "SELECT e.uuid FROM entities e WHERE e.sync_seq > ? AND e.sync_seq <= ? \
+         AND NOT COALESCE(({}), 0) LIMIT ?",
+        crate::access_sql::readable_by(subject)
+    );
+    let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(since)
+        .bind(next)
+        .bind(MAX_UNREADABLE + 1)
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok((i64::try_from(rows.len()).unwrap_or(i64::MAX) <= MAX_UNREADABLE).then_some(rows))
+}
+
+/// The marks a push gives, one transaction after another ([`Store::push_after`]).
+#[derive(Debug, Clone, Copy)]
+enum Chain {
+    /// The replica named none: every mark since its last feed read is in this request.
+    Start,
+    /// The last mark issued (or named by the replica), held in the last transaction.
+    Held(history::Mark),
+    /// A mark was no longer held: the rest of the request gets none.
+    Broken,
+}
+
+/// Gives the documents one transaction of a push accepted the mark of the end of the sequence
+/// in that transaction, unless the chain is broken.
+async fn mark_accepted(
+    tx: &mut SqliteConnection,
+    results: &mut [PushResult],
+    chain: &mut Chain,
+) -> Result<()> {
+    let accepted = |r: &PushResult| r.status == PushStatus::Accepted;
+    if matches!(chain, Chain::Broken) || !results.iter().any(accepted) {
+        return Ok(());
+    }
+    let Some(mark) = history::Mark::now(tx).await? else {
+        return Ok(());
+    };
+    let text = mark.to_string();
+    for result in results.iter_mut().filter(|r| accepted(r)) {
+        result.history = Some(text.clone());
+    }
+    *chain = Chain::Held(mark);
+    Ok(())
 }

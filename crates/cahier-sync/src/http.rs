@@ -263,9 +263,22 @@ impl Transport for HttpTransport {
     }
 
     async fn push(&self, docs: Vec<PushDoc>) -> Result<Vec<PushResult>, SyncError> {
+        self.push_after(docs, None).await
+    }
+
+    async fn push_after(
+        &self,
+        docs: Vec<PushDoc>,
+        after: Option<&str>,
+    ) -> Result<Vec<PushResult>, SyncError> {
+        // Older servers ignore `after` (and answer no marks).
+        let body = match after {
+            Some(after) => serde_json::json!({ "docs": docs, "after": after }),
+            None => serde_json::json!({ "docs": docs }),
+        };
         answer(
             self.auth(self.client.post(format!("{}/push", self.base)))
-                .json(&serde_json::json!({ "docs": docs }))
+                .json(&body)
                 .send()
                 .await,
         )
@@ -326,6 +339,7 @@ impl Transport for HttpTransport {
         since: i64,
         limit: i64,
         history: Option<&str>,
+        pushed: Option<&str>,
     ) -> Result<FeedResponse, SyncError> {
         let mut request = self
             .client
@@ -333,6 +347,9 @@ impl Transport for HttpTransport {
             .query(&[("since", since), ("limit", limit)]);
         if let Some(history) = history {
             request = request.query(&[("history", history)]);
+        }
+        if let Some(pushed) = pushed {
+            request = request.query(&[("pushed", pushed)]);
         }
         answer(self.auth(request).send().await).await
     }

@@ -14,6 +14,7 @@ pub mod http;
 
 use cahier_store::Store;
 use cahier_store::blobs::{BlobError, BlobStore};
+use cahier_store::replica::checkpoint;
 use cahier_store::sync::proto::{
     BookingAnswer, BookingChangeItem, BookingOutcome, BookingRequestItem, BookingRequests,
     FeedResponse, Preferences, PullDoc, PullEntry, PushDoc, PushResult, PushStatus, Reference, b64,
@@ -86,21 +87,34 @@ pub trait Transport {
         &self,
         docs: Vec<PushDoc>,
     ) -> impl Future<Output = Result<Vec<PushResult>, SyncError>> + Send;
+    /// `POST /push` naming the mark of the replica's last acknowledged push that no feed read
+    /// covered yet (`after`; docs/SYNC.md, "A restored server"). Transports that cannot name
+    /// it ask [`Transport::push`].
+    fn push_after(
+        &self,
+        docs: Vec<PushDoc>,
+        after: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<PushResult>, SyncError>> + Send {
+        let _ = after;
+        self.push(docs)
+    }
     /// `GET /feed`.
     fn feed(
         &self,
         since: i64,
         limit: i64,
     ) -> impl Future<Output = Result<FeedResponse, SyncError>> + Send;
-    /// `GET /feed` naming the history the replica read `since` under (docs/SYNC.md, "A
-    /// restored server"). Transports that cannot name it ask [`Transport::feed`].
+    /// `GET /feed` naming the history the replica read `since` under and the mark of its last
+    /// acknowledged push that no feed read covered yet (`pushed`; docs/SYNC.md, "A restored
+    /// server"). Transports that cannot name them ask [`Transport::feed`].
     fn feed_in_history(
         &self,
         since: i64,
         limit: i64,
         history: Option<&str>,
+        pushed: Option<&str>,
     ) -> impl Future<Output = Result<FeedResponse, SyncError>> + Send {
-        let _ = history;
+        let _ = (history, pushed);
         self.feed(since, limit)
     }
     /// `POST /preferences`: the user's preferences chosen on the replica. `Ok(false)` when
@@ -238,9 +252,15 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
     steps.mark("reference");
 
     let mut since: i64 = settings
-        .get("feed_since")
+        .get(checkpoint::FEED_SINCE)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
+    // A whole reading of the feed after a restore that a cut sync left unfinished starts again
+    // (it must see every page to know what the server no longer lists).
+    let resume_rescan = settings.contains_key(checkpoint::FEED_RESCAN);
+    if resume_rescan {
+        since = 0;
+    }
 
     // A first copy: the replica holds nothing the server knows yet. Nothing can have been
     // withdrawn from it, and the search index is built in bulk, merged once after the copy
@@ -261,13 +281,19 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
     let echoes = store.echoes().await?;
     // Set when the server's sequence went back: it was restored from a backup older than what
     // it acknowledged. The whole feed is then read again, and what it no longer lists is pushed.
-    let mut rescan: Option<std::collections::HashSet<String>> = None;
+    let mut rescan: Option<std::collections::HashSet<String>> =
+        resume_rescan.then(std::collections::HashSet::new);
     // Whether every page of the feed listed the entries it may no longer read (servers of
     // session 7 on, after a first copy): only then can the check of step 5 be skipped.
     let mut unreadable_listed = true;
     // The history our checkpoint was read under: a server restored from a backup says it
-    // lost it, even once its sequence has grown past our checkpoint again.
-    let mut history = settings.get("feed_history").cloned();
+    // lost it, even once its sequence has grown past our checkpoint again. Each page names
+    // the mark the page before it answered (read after the pushes above, it covers them).
+    let mut history = settings.get(checkpoint::FEED_HISTORY).cloned();
+    let mut named_history = history.clone();
+    // The mark of our last acknowledged push that no feed read covered yet (the pushes above
+    // may have moved it): a server that no longer holds it lost that push.
+    let pushed = store.replica_get(checkpoint::FEED_PUSHED).await?;
     // Every page of the feed is read first (a few small requests), then what they list is
     // pulled in one stream of batches: the fetch of the next batch overlaps the writing of the
     // current one across page ends too. The checkpoint still moves page by page, once all of
@@ -278,12 +304,15 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
     let mut listed: std::collections::HashSet<String> = std::collections::HashSet::new();
     loop {
         let named = if rescan.is_none() && read_to > 0 {
-            history.as_deref()
+            named_history.as_deref()
         } else {
             None
         };
+        let named_pushed = pushed.as_deref().filter(|_| rescan.is_none());
         let page_since = read_to;
-        let feed = transport.feed_in_history(read_to, FEED_PAGE, named).await?;
+        let feed = transport
+            .feed_in_history(read_to, FEED_PAGE, named, named_pushed)
+            .await?;
         if (feed.next < read_to || feed.lost == Some(true)) && rescan.is_none() {
             tracing::warn!(
                 since = read_to,
@@ -298,11 +327,14 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
             page_ends.clear();
             listed.clear();
             // The files it was known to hold may be gone with the rest: each is asked about
-            // again before a push names it. Forgotten before the checkpoint goes back, so a
-            // sync cut in between cannot keep the record while reading the feed anew.
-            store.forget_all_blobs_on_server().await?;
-            store.replica_set("feed_since", "0").await?;
+            // again before a push names it. Forgotten with the checkpoint going back, and the
+            // reading is marked as under way, so a sync cut before its end reads it all again.
+            store.begin_rescan().await?;
+            history = None;
             continue;
+        }
+        if feed.history.is_some() {
+            named_history.clone_from(&feed.history);
         }
         if let Some(seen) = rescan.as_mut() {
             seen.extend(feed.items.iter().map(|item| item.uuid.clone()));
@@ -338,6 +370,10 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
             pulled: wanted.len(),
             next: feed.next,
             history: feed.history.clone(),
+            // Checked by the server in the state this page was read in, which `history` marks.
+            covers: named_pushed
+                .filter(|_| feed.history.is_some())
+                .map(str::to_owned),
         });
         read_to = feed.next;
         if !feed.more {
@@ -778,12 +814,22 @@ async fn push_pending(
     since: Option<i64>,
 ) -> Result<(), SyncError> {
     let pending = store.pushes_to_send().await?;
+    // The mark of the last acknowledged push (docs/SYNC.md, "A restored server"): each push
+    // names it, the server gives new marks only while it holds it, and the last one received
+    // is kept with the acknowledgements.
+    let mut chain = Chain {
+        mark: if pending.is_empty() {
+            None
+        } else {
+            store.replica_get(checkpoint::FEED_PUSHED).await?
+        },
+    };
     for batch in pending.chunks(BATCH) {
         let ids: Vec<i64> = batch.iter().map(|p| p.id).collect();
         let files = send_files(store, transport, &ids).await?;
         report.files_sent += files.uploaded.len();
         let docs: Vec<PushDoc> = batch.iter().map(|p| p.doc.clone()).collect();
-        let mut results = transport.push(docs).await?;
+        let mut results = chain.push(transport, docs).await?;
         // What was last sent of each document sent whole (below), should it go again.
         let mut sent_whole: HashMap<usize, PushDoc> = HashMap::new();
         // The server lacks what some changes build on (restored from a backup): send them whole.
@@ -812,7 +858,7 @@ async fn push_pending(
                 });
             }
             sent_whole.extend(need_full.iter().copied().zip(full_docs.iter().cloned()));
-            let retried = transport.push(full_docs).await?;
+            let retried = chain.push(transport, full_docs).await?;
             for (&i, result) in need_full.iter().zip(retried) {
                 results[i] = result;
             }
@@ -826,7 +872,7 @@ async fn push_pending(
             };
             let retry = (batch, &files.skipped, sent);
             report.files_sent +=
-                push_again_with_files(store, transport, retry, &mut results).await?;
+                push_again_with_files(store, (transport, &mut chain), retry, &mut results).await?;
         }
         // All the acknowledgements of the batch are written at once, after it.
         let mut accepted = Vec::with_capacity(batch.len());
@@ -874,9 +920,34 @@ async fn push_pending(
                 }
             }
         }
-        store.record_accepted(&accepted).await?;
+        store
+            .record_accepted_marked(&accepted, chain.mark.as_deref())
+            .await?;
     }
     Ok(())
+}
+
+/// The marks of the server's history that push answers carry, one request after another.
+struct Chain {
+    /// The last one received (or kept from an earlier sync).
+    mark: Option<String>,
+}
+
+impl Chain {
+    /// Pushes `docs` after the last mark, and keeps the last mark the answer carries. An
+    /// answer without marks (an older server, or one that no longer holds the mark named)
+    /// leaves it: the feed then asks about the mark named, and a server that lost it says so.
+    async fn push(
+        &mut self,
+        transport: &impl Transport,
+        docs: Vec<PushDoc>,
+    ) -> Result<Vec<PushResult>, SyncError> {
+        let results = transport.push_after(docs, self.mark.as_deref()).await?;
+        if let Some(mark) = results.iter().rev().find_map(|r| r.history.as_ref()) {
+            self.mark = Some(mark.clone());
+        }
+        Ok(results)
+    }
 }
 
 /// What [`send_files`] did.
@@ -943,7 +1014,7 @@ async fn send_files(
 /// files forgotten are asked about at the next sync.
 async fn push_again_with_files(
     store: &Store,
-    transport: &impl Transport,
+    (transport, chain): (&impl Transport, &mut Chain),
     (batch, skipped, sent): (
         &[cahier_store::replica::PendingPush],
         &HashSet<String>,
@@ -992,8 +1063,8 @@ async fn push_again_with_files(
         files = again.uploaded.len(),
         "the server lacked files it was known to hold; sent them and pushing again"
     );
-    let retried = transport
-        .push(retry.iter().map(|&i| sent(i)).collect())
+    let retried = chain
+        .push(transport, retry.iter().map(|&i| sent(i)).collect())
         .await?;
     if retried.len() != retry.len() {
         return Err(SyncError::Protocol("push results out of order".into()));
@@ -1005,11 +1076,13 @@ async fn push_again_with_files(
 }
 
 /// Where a page of the feed ends in the stream of pulled entries: once the first `pulled`
-/// entries are written, the checkpoint may move to `next` (read under `history`).
+/// entries are written, the checkpoint may move to `next` (read under `history`), and the
+/// push mark the page's request named (`covers`) is no longer needed.
 struct PageEnd {
     pulled: usize,
     next: i64,
     history: Option<String>,
+    covers: Option<String>,
 }
 
 /// The feed checkpoint and its history, as the sync moves them.
@@ -1021,20 +1094,21 @@ struct Checkpoint<'a> {
 impl Checkpoint<'_> {
     /// Records that every entry of a page is written.
     async fn reach(&mut self, store: &Store, end: &PageEnd) -> Result<(), SyncError> {
-        // Written before the checkpoint: a checkpoint older than its history can only be
-        // checked as within it.
-        if end.history.is_some() && end.history != *self.history {
+        let history = end
+            .history
+            .as_deref()
+            .filter(|h| Some(*h) != self.history.as_deref());
+        if history.is_none() && end.next == *self.since && end.covers.is_none() {
+            return Ok(());
+        }
+        // The checkpoint, its history and the push mark they cover, in one transaction.
+        store
+            .reach_checkpoint(end.next, history, end.covers.as_deref())
+            .await?;
+        if history.is_some() {
             self.history.clone_from(&end.history);
-            if let Some(id) = &end.history {
-                store.replica_set("feed_history", id).await?;
-            }
         }
-        if end.next != *self.since {
-            *self.since = end.next;
-            store
-                .replica_set("feed_since", &end.next.to_string())
-                .await?;
-        }
+        *self.since = end.next;
         Ok(())
     }
 

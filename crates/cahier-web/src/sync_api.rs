@@ -156,6 +156,8 @@ struct FeedQuery {
     limit: Option<i64>,
     /// The history the replica read `since` under (docs/SYNC.md, "A restored server").
     history: Option<String>,
+    /// The mark of the replica's last acknowledged push that no feed read covered yet.
+    pushed: Option<String>,
 }
 
 async fn feed(
@@ -174,6 +176,7 @@ async fn feed(
             since,
             query.limit.unwrap_or(1000),
             query.history.as_deref(),
+            query.pushed.as_deref(),
         )
         .await?;
     Ok(axum::Json(feed).into_response())
@@ -202,6 +205,10 @@ async fn pull(
 #[derive(Debug, Deserialize)]
 struct PushRequest {
     docs: Vec<PushDoc>,
+    /// The mark of the replica's last acknowledged push that no feed read covered yet
+    /// (docs/SYNC.md, "A restored server"); absent from older replicas.
+    #[serde(default)]
+    after: Option<String>,
 }
 
 async fn push(
@@ -219,7 +226,12 @@ async fn push(
     Ok(axum::Json(
         state
             .store
-            .push(&caller.subject, &caller.device, request.docs)
+            .push_after(
+                &caller.subject,
+                &caller.device,
+                request.docs,
+                request.after.as_deref(),
+            )
             .await?,
     )
     .into_response())

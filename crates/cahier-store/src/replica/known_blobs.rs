@@ -68,12 +68,13 @@ impl Store {
         }
         Ok(())
     }
+}
 
-    /// Forgets every file the lab was known to hold (it was restored from an older backup).
-    pub async fn forget_all_blobs_on_server(&self) -> Result<()> {
-        sqlx::query("DELETE FROM replica_known_blobs")
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
+/// Forgets every file the lab was known to hold (it was restored from an older backup), in
+/// the transaction that starts reading its whole feed again ([`Store::begin_rescan`]).
+pub(super) async fn forget_all(conn: &mut SqliteConnection) -> Result<()> {
+    sqlx::query("DELETE FROM replica_known_blobs")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }

@@ -65,14 +65,16 @@ pub struct FeedResponse {
     /// answer: the replica then asks `POST /check` about everything it holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unreadable: Option<Vec<String>>,
-    /// The id of the server's current history (a new one each time a server process opens
-    /// its database; a restored server starts one from the restored sequence). The replica
-    /// sends it back as `history` with its checkpoint. Absent from older servers.
+    /// A mark of the server's history as this page was read: the end of its feed sequence and
+    /// that value's stamp (`<seq>.<stamp>`, migration 35), or, from servers of session 8 to
+    /// 10, the id of the server process's history. Opaque to the replica, which sends it back
+    /// as `history` with its checkpoint. Absent from older servers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<String>,
     /// True when the server no longer holds everything up to the `since` asked, as seen under
-    /// the `history` named (restored from a backup, even if its sequence has grown past `since`
-    /// again): the replica then reads the whole feed again, as when `next` goes back. Absent
+    /// the `history` named, or no longer holds the mark named as `pushed` (restored from a
+    /// backup, even if its sequence has grown past `since` again, or under the running
+    /// server): the replica then reads the whole feed again, as when `next` goes back. Absent
     /// when nothing was lost, no history was named, or from older servers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lost: Option<bool>,
@@ -281,6 +283,15 @@ pub struct PushResult {
     /// push and need not pull it back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<i64>,
+    /// A mark of the server's history just after this push (accepted; absent from older
+    /// servers, and when the mark the request named as `after` is one the server no longer
+    /// holds): the end of its feed sequence and that value's stamp (docs/SYNC.md, "A restored
+    /// server"). The replica keeps the last one it received, names it as `after` in its next
+    /// push and as `pushed` on the feed until a feed read covers it; the server then says
+    /// `lost` if it no longer holds it, so a push acknowledged just before a backup the
+    /// server was restored from is not taken for held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<String>,
 }
 
 impl PushResult {
@@ -294,6 +305,7 @@ impl PushResult {
             quarantine: None,
             prev_seq: None,
             seq: None,
+            history: None,
         }
     }
     pub(crate) fn rejected(uuid: &str, reason: String, quarantine: Option<i64>) -> Self {

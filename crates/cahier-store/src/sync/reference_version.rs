@@ -6,7 +6,10 @@
 //! to an entry moves (owners and readable entries decide which users are listed), the user,
 //! the startup time zone, and a random token of this process (a server restored from a backup
 //! restarts, and its counters may then reach again values a replica saw before the restore).
-//! It must not read the records themselves: two single-row reads, whatever the lab's size.
+//! A restore under the running server (SQLite's backup API into the live file) keeps the
+//! process, so the two counters' stamps are part of it too (migration 35): each move of a
+//! counter draws a new random stamp, and values reached again after a restore carry others.
+//! It must not read the records themselves: a few single-row reads, whatever the lab's size.
 
 use crate::{Result, Store, random_hex};
 use cahier_core::Subject;
@@ -22,16 +25,20 @@ impl Store {
     /// The version of the reference records `subject`'s replica would receive now. Read before
     /// the records: a change made while they are built gives a newer version next time.
     pub async fn reference_version(&self, subject: &Subject) -> Result<String> {
-        let (references, entries): (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT value FROM reference_version WHERE id = 1), \
-             (SELECT value FROM sync_counter WHERE id = 1)",
-        )
-        .fetch_one(&self.pool)
-        .await?;
+        let (references, reference_stamp, entries, entry_stamp): (i64, i64, i64, Option<i64>) =
+            sqlx::query_as(
+                "SELECT r.value, r.stamp, c.value, \
+                 (SELECT stamp FROM sync_stamps WHERE seq = c.value) \
+                 FROM reference_version r, sync_counter c WHERE r.id = 1 AND c.id = 1",
+            )
+            .fetch_one(&self.pool)
+            .await?;
         Ok(format!(
-            "{}.{}.{references}.{entries}.{}",
+            "{}.{}.{references}-{:x}.{entries}-{:x}.{}",
             process_token(),
             subject.user_id,
+            reference_stamp.cast_unsigned(),
+            entry_stamp.unwrap_or(0).cast_unsigned(),
             self.default_zone.name()
         ))
     }

@@ -17,6 +17,7 @@ use std::path::Path;
 
 pub(super) const PUSH: &str = "POST /api/sync/v1/push";
 const PULL: &str = "POST /api/sync/v1/pull";
+const FEED: &str = "GET /api/sync/v1/feed";
 pub(super) const BLOB_PUT: &str = "PUT /api/sync/v1/blobs/";
 const BLOB_GET: &str = "GET /api/sync/v1/blobs/";
 
@@ -629,6 +630,183 @@ async fn a_restored_lab_whose_sequence_passed_the_checkpoint_again_is_detected()
         "{report}"
     );
     again.stop().await.unwrap();
+}
+
+/// A restore under the running lab: SQLite's backup API writes the backup into the live
+/// database file (`sqlite3 cahier.db ".restore …"`), with no restart, so no new history of the
+/// lab's process begins; the lab then writes past the replica's checkpoint. The stamps of the
+/// feed sequence show the loss all the same (docs/SYNC.md, "A restored server").
+#[tokio::test]
+async fn a_lab_restored_under_the_running_server_is_detected() {
+    let app = TestApp::spawn().await;
+    let ada = app.user("ada@lab.fr", "Optics", false).await;
+    let lab = app.api(&app.api_key(&ada, true).await);
+    let id = lab
+        .create(
+            "/experiments",
+            json!({"title": "Before", "body": "lab 0\n"}),
+        )
+        .await;
+    let proxy = FaultProxy::start(&app.url).await;
+    let laptop = replica_via(&proxy, &ada).await;
+    let subject = app.store.subject(ada.id).await.unwrap();
+    let uuid = app.store.entity(&subject, id).await.unwrap().uuid;
+    let saved = tempfile::tempdir().unwrap();
+    backup(app.dir.path(), saved.path()).await;
+
+    // After the backup: an entry made on the replica, an edit on each side, all synced.
+    let field = create_on_replica(&laptop, &ada, "After", "field 0\n").await;
+    edit_on_replica(&laptop, &ada, &uuid, "field 1").await;
+    edit_at_lab(&lab, id, "lab 1").await;
+    let report = laptop.sync().await;
+    assert_eq!((report.pushed, report.pulled), (2, 2), "{report}");
+    let checkpoint: i64 = laptop
+        .store
+        .replica_get("feed_since")
+        .await
+        .unwrap()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // The backup goes back into the live file; the lab runs on and writes more than it lost.
+    restore_live(
+        &app.dir.path().join("cahier.db"),
+        &saved.path().join("cahier.db"),
+    );
+    assert!(
+        app.store.entity_by_uuid(&subject, &field).await.is_err(),
+        "the running lab serves the backup"
+    );
+    for n in 2..=7 {
+        edit_at_lab(&lab, id, &format!("lab {n}")).await;
+    }
+    let top = app.store.feed(&subject, 0, 10_000).await.unwrap().next;
+    assert!(
+        top > checkpoint,
+        "the premise: the lab's sequence ({top}) passed the replica's checkpoint ({checkpoint})"
+    );
+
+    // The replica notices and sends again what the lab lost: its entry, its edit, and the
+    // lab's own edit it had pulled.
+    let report = laptop.sync().await;
+    assert_eq!(report.rejected, 0, "{report}");
+    assert_eq!(report.restored, 1, "{report}");
+    let report = laptop.sync().await;
+    assert_eq!(
+        (
+            report.pushed,
+            report.merged,
+            report.waiting,
+            report.restored
+        ),
+        (0, 0, 0, 0),
+        "{report}"
+    );
+    assert_converged(&app.store, &laptop, &ada).await;
+    assert_lines(
+        &app.store,
+        &laptop,
+        &ada,
+        &uuid,
+        &["lab 0", "field 1", "lab 1", "lab 2", "lab 7"],
+    )
+    .await;
+    assert_lines(&app.store, &laptop, &ada, &field, &["field 0"]).await;
+    app.stop().await;
+}
+
+/// A push the lab acknowledged, in a sync cut before it read the feed: the replica's checkpoint
+/// stays below the push. The lab is then restored from a backup taken after that checkpoint
+/// and before the push, so neither its sequence nor its history shows the loss; the mark the
+/// push's answer carried does (docs/SYNC.md, "A restored server").
+#[tokio::test]
+async fn a_push_acknowledged_after_the_backup_in_a_sync_cut_before_the_feed_is_sent_again() {
+    let app = TestApp::spawn().await;
+    let ada = app.user("ada@lab.fr", "Optics", false).await;
+    let lab = app.api(&app.api_key(&ada, true).await);
+    let id = lab
+        .create(
+            "/experiments",
+            json!({"title": "Before", "body": "lab 0\n"}),
+        )
+        .await;
+    let proxy = FaultProxy::start(&app.url).await;
+    let laptop = replica_via(&proxy, &ada).await;
+    let subject = app.store.subject(ada.id).await.unwrap();
+    let uuid = app.store.entity(&subject, id).await.unwrap().uuid;
+    let checkpoint = laptop.store.replica_get("feed_since").await.unwrap();
+    let saved = tempfile::tempdir().unwrap();
+    backup(app.dir.path(), saved.path()).await;
+
+    // After the backup: an edit and a new entry, pushed and acknowledged; the feed request
+    // that follows never gets an answer.
+    edit_on_replica(&laptop, &ada, &uuid, "field 1").await;
+    let field = create_on_replica(&laptop, &ada, "After", "field 0\n").await;
+    proxy.arm(Fault::Hold(FEED));
+    let cut = sync_once(&laptop.store, &laptop.transport).await;
+    assert!(cut.is_err(), "{cut:?}");
+    assert_eq!(proxy.armed(), 0, "{:?}", proxy.fired());
+    assert_eq!(
+        laptop.store.pending_count().await.unwrap(),
+        0,
+        "acknowledged"
+    );
+    assert_eq!(
+        laptop.store.replica_get("feed_since").await.unwrap(),
+        checkpoint,
+        "the checkpoint did not move"
+    );
+
+    // The lab is lost and restored from the backup, at the same address.
+    app.stop().await;
+    let restored_dir = tempfile::tempdir().unwrap();
+    let restored = restore(saved.path(), restored_dir.path()).await;
+    proxy.set_upstream(&restored.url);
+    let subject = restored.store.subject(ada.id).await.unwrap();
+    assert!(
+        restored
+            .store
+            .entity_by_uuid(&subject, &field)
+            .await
+            .is_err(),
+        "the backup predates the push"
+    );
+
+    let report = laptop.sync().await;
+    assert_eq!(report.rejected, 0, "{report}");
+    assert_eq!(report.restored, 1, "{report}");
+    let report = laptop.sync().await;
+    assert_eq!(
+        (
+            report.pushed,
+            report.merged,
+            report.waiting,
+            report.restored
+        ),
+        (0, 0, 0, 0),
+        "{report}"
+    );
+    assert_converged(&restored.store, &laptop, &ada).await;
+    assert_lines(&restored.store, &laptop, &ada, &uuid, &["lab 0", "field 1"]).await;
+    assert_lines(&restored.store, &laptop, &ada, &field, &["field 0"]).await;
+    restored.stop().await.unwrap();
+}
+
+/// Writes the database `backup` into the live database file `db` with SQLite's backup API, as
+/// the `sqlite3` shell's `.restore` does: the server using `db` keeps running and reads the
+/// restored content from its next transaction on.
+fn restore_live(db: &Path, backup: &Path) {
+    let output = std::process::Command::new("sqlite3")
+        .arg(db)
+        .arg(format!(".restore '{}'", backup.display()))
+        .output()
+        .expect("the sqlite3 shell (Debian package sqlite3) runs this test's restore");
+    assert!(
+        output.status.success() && output.stderr.is_empty(),
+        "sqlite3 .restore: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// Starts a lab on a copy of the backup in `saved` (as after losing the lab's data), on a new
