@@ -6,7 +6,7 @@
 //! [`crate::blobs::BlobStore::content_sink`]: on a field replica it is sealed with the
 //! replica's key and decrypted only as it is streamed to its owner ([`Store::open_export_job_file`]);
 //! the recorded size is the content's. A done job may carry a note (what a field replica had
-//! to leave out), kept in the row's `error` column, which a done job does not use otherwise.
+//! to leave out).
 
 use crate::eln_export::LeftOut;
 use crate::{Result, Store, StoreError, access_sql, invalid};
@@ -83,32 +83,23 @@ pub fn export_extension(format: &str) -> &'static str {
     }
 }
 
-const COLUMNS: &str = "id, user_id, scope, format, state, total, done, file_name, file_size, error, \
+const COLUMNS: &str = "id, user_id, scope, format, state, total, done, file_name, file_size, error, note, \
      created_at, finished_at";
 
 fn from_row(row: &sqlx::sqlite::SqliteRow) -> ExportJob {
     let scope: String = row.get("scope");
-    let state: String = row.get("state");
-    // One column holds why a job failed, or what a finished one left out (no migration for a
-    // second column: a job is either failed or done, never both).
-    let message: Option<String> = row.get("error");
-    let (error, note) = if state == "done" {
-        (None, message)
-    } else {
-        (message, None)
-    };
     ExportJob {
         id: row.get("id"),
         user_id: row.get("user_id"),
         scope: serde_json::from_str(&scope).unwrap_or_default(),
         format: row.get("format"),
-        state,
+        state: row.get("state"),
         total: row.get("total"),
         done: row.get("done"),
         file_name: row.get("file_name"),
         file_size: row.get("file_size"),
-        error,
-        note,
+        error: row.get("error"),
+        note: row.get("note"),
         created_at: row.get("created_at"),
         finished_at: row.get("finished_at"),
     }
@@ -331,7 +322,7 @@ impl Store {
             Ok((name, size)) => {
                 sqlx::query(
                     "UPDATE export_jobs SET state = 'done', done = total, file_name = ?, file_size = ?, \
-                     error = ?, finished_at = ? WHERE id = ?",
+                     note = ?, finished_at = ? WHERE id = ?",
                 )
                 .bind(name)
                 .bind(*size)
@@ -426,7 +417,7 @@ impl Store {
             Ok(size) => {
                 sqlx::query(
                     "UPDATE export_jobs SET state = 'done', done = total, file_name = ?, file_size = ?, \
-                     error = ?, finished_at = ? WHERE id = ?",
+                     note = ?, finished_at = ? WHERE id = ?",
                 )
                 .bind(name)
                 .bind(i64::try_from(size).unwrap_or(i64::MAX))

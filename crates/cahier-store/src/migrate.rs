@@ -164,6 +164,12 @@ const SQLITE: &[(i64, Step)] = &[
         35,
         Step::Sql(include_str!("../migrations/sqlite/0035_sync_stamps.sql")),
     ),
+    (
+        36,
+        Step::Sql(include_str!(
+            "../migrations/sqlite/0036_export_job_note.sql"
+        )),
+    ),
 ];
 
 async fn rebuild_search_index(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
