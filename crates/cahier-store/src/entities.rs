@@ -404,6 +404,7 @@ pub(crate) async fn write_acl(
     canread: &AccessRule,
     canwrite: &AccessRule,
 ) -> Result<()> {
+    crate::projection::forget_pulled_children(&mut *conn, entity_id).await?;
     sqlx::query("DELETE FROM entity_acl WHERE entity_id = ?")
         .bind(entity_id)
         .execute(&mut *conn)

@@ -170,6 +170,12 @@ const SQLITE: &[(i64, Step)] = &[
             "../migrations/sqlite/0036_export_job_note.sql"
         )),
     ),
+    (
+        38,
+        Step::Sql(include_str!(
+            "../migrations/sqlite/0038_replica_children_key.sql"
+        )),
+    ),
 ];
 
 async fn rebuild_search_index(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {

@@ -124,6 +124,22 @@ pub(crate) async fn write(
     write_rows(conn, entity_id, &rows, heads, modified_at, changed_by).await
 }
 
+/// On a replica, forgets that an entity's child rows are the ones its last pull wrote
+/// (`replica_entities.children`, migration 38): they are being written otherwise. Nothing to
+/// do on a lab server (no such row).
+pub(crate) async fn forget_pulled_children(
+    conn: &mut SqliteConnection,
+    entity_id: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE replica_entities SET children = NULL WHERE entity_id = ? AND children IS NOT NULL",
+    )
+    .bind(entity_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// Writes projection rows computed beforehand ([`Rows::of`]).
 pub(crate) async fn write_rows(
     conn: &mut SqliteConnection,
@@ -133,6 +149,7 @@ pub(crate) async fn write_rows(
     modified_at: i64,
     changed_by: i64,
 ) -> Result<(), sqlx::Error> {
+    forget_pulled_children(conn, entity_id).await?;
     sqlx::query(
         "UPDATE entities SET title = ?, date = ?, body = ?, body_html = ?, content_type = ?, status_id = ?, \
          category_id = ?, rating = ?, tags_text = ?, template_uuid = ?, metadata = ?, heads = ?, n_conflicts = ?, \

@@ -449,7 +449,7 @@ impl Store {
             "INSERT INTO replica_entities (entity_id, acked_heads, server_id, pushed_seq) \
              VALUES (?, ?, ?, CASE WHEN ? THEN NULL ELSE 0 END) \
              ON CONFLICT (entity_id) DO UPDATE SET acked_heads = excluded.acked_heads, server_id = excluded.server_id, appended = 0, \
-             pushed_seq = CASE WHEN ? THEN NULL ELSE replica_entities.pushed_seq END",
+             children = NULL, pushed_seq = CASE WHEN ? THEN NULL ELSE replica_entities.pushed_seq END",
         )
         .bind(id)
         .bind(&entry.heads)

@@ -14,6 +14,7 @@ use crate::sync::proto::{PullEntry, unb64};
 use crate::{Result, Store, invalid};
 use cahier_core::EntityDoc;
 use cahier_core::markdown::{ContentType, index_text};
+use sha2::{Digest, Sha256};
 use sqlx::query_builder::Separated;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use std::collections::{HashMap, HashSet};
@@ -33,6 +34,8 @@ struct Local {
     heads: String,
     acked: Option<String>,
     appended: i64,
+    /// [`children_key`] of the child rows the last pull wrote, and the heads then.
+    children: Option<Vec<u8>>,
 }
 
 /// A pulled entry written by the bulk path, with what is computed before the transaction.
@@ -42,30 +45,72 @@ struct Bulk<'a> {
     id: i64,
     /// `None` for a new entry; the local state for a fast-forward.
     local: Option<Local>,
-    bytes: Vec<u8>,
-    index_body: String,
-    fts_tags: String,
-    fts_comments: String,
-    fields: Vec<FieldRow>,
+    prepared: Prepared,
+    /// Whether its child rows are the ones already here (written by the last pull, at the
+    /// heads the entry still has): they are then left as they are.
+    same_children: bool,
 }
 
 /// What the replica holds of each pulled UUID: id, UUID, heads, acknowledged heads, bytes
-/// appended since the last whole save.
-type LocalRow = (i64, String, String, Option<String>, Option<i64>);
+/// appended since the last whole save, children key.
+type LocalRow = (
+    i64,
+    String,
+    String,
+    Option<String>,
+    Option<i64>,
+    Option<Vec<u8>>,
+);
 
-/// The CPU part of a bulk entry (decoding and the search texts): bytes, indexed body, the
-/// full-text row's tags and comments, metadata field rows.
-type Prepared = (Vec<u8>, String, String, String, Vec<FieldRow>);
+/// The CPU part of a bulk entry (decoding, the search texts, the digest of its child rows).
+struct Prepared {
+    bytes: Vec<u8>,
+    index_body: String,
+    /// The full-text row's tags and comments.
+    fts_tags: String,
+    fts_comments: String,
+    /// Metadata field rows.
+    fields: Vec<FieldRow>,
+    /// SHA-256 of everything the entry's child rows are written from; `None` if it cannot be
+    /// computed (the rows are then always written).
+    children: Option<[u8; 32]>,
+}
 
 /// Computes [`Prepared`] for an entry.
 fn prepare(entry: &PullEntry) -> Result<Prepared> {
     let bytes = unb64(&entry.changes).map_err(|_| invalid("changes", "not base64"))?;
-    let e = &entry.snapshot.entity;
+    let s = &entry.snapshot;
+    let e = &s.entity;
     let index_body = index_text(&e.body, ContentType::from_code(e.content_type));
     let (fts_tags, fts_comments) =
-        projection::fts_texts(&e.title, &index_body, &e.tags, &entry.snapshot.comments);
+        projection::fts_texts(&e.title, &index_body, &e.tags, &s.comments);
     let fields = projection::field_rows_of_json(e.metadata.as_deref());
-    Ok((bytes, index_body, fts_tags, fts_comments, fields))
+    // Exactly what `write_bulk` makes child rows of (the fields come from the metadata).
+    let children = serde_json::to_vec(&(
+        (&e.canread, &e.canwrite, &e.tags, &e.metadata),
+        (&s.links, &s.steps, &s.comments, &s.conflicts),
+    ))
+    .ok()
+    .map(|json| Sha256::digest(&json).into());
+    Ok(Prepared {
+        bytes,
+        index_body,
+        fts_tags,
+        fts_comments,
+        fields,
+        children,
+    })
+}
+
+/// The key under which an entry's child rows are known to be written: the digest of what they
+/// are written from, bound to the entry's heads then (a local edit changes the heads, so rows
+/// it rewrote never pass for the pulled ones).
+fn children_key(heads: &str, children: &[u8; 32]) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    hasher.update(heads.as_bytes());
+    hasher.update([0]);
+    hasher.update(children);
+    hasher.finalize().to_vec()
 }
 
 /// The CPU part of applying a pull batch (decoding the documents, the search texts), computed
@@ -222,7 +267,7 @@ impl Store {
         let entries = &all[range];
         let uuids: Vec<&str> = entries.iter().map(|e| e.uuid.as_str()).collect();
         let rows: Vec<LocalRow> = sqlx::query_as(
-            "SELECT e.id, e.uuid, d.heads, r.acked_heads, r.appended FROM entities e \
+            "SELECT e.id, e.uuid, d.heads, r.acked_heads, r.appended, r.children FROM entities e \
              JOIN entity_docs d ON d.entity_id = e.id LEFT JOIN replica_entities r ON r.entity_id = e.id \
              WHERE e.uuid IN (SELECT value FROM json_each(?))",
         )
@@ -231,7 +276,7 @@ impl Store {
         .await?;
         let mut locals: HashMap<String, Local> = rows
             .into_iter()
-            .map(|(id, uuid, heads, acked, appended)| {
+            .map(|(id, uuid, heads, acked, appended, children)| {
                 let appended = appended.unwrap_or(0);
                 (
                     uuid,
@@ -240,6 +285,7 @@ impl Store {
                         heads,
                         acked,
                         appended,
+                        children,
                     },
                 )
             })
@@ -265,22 +311,24 @@ impl Store {
                 loaded.push(doc);
                 continue;
             }
-            let (bytes, index_body, fts_tags, fts_comments, fields) =
-                prepared.take(index, entry)?;
+            let prepared = prepared.take(index, entry)?;
             applied.push(if local.is_some() {
                 Applied::Updated
             } else {
                 Applied::Added
             });
+            let same_children = match (&local, &prepared.children) {
+                (Some(l), Some(digest)) => {
+                    l.children.as_deref() == Some(children_key(&l.heads, digest).as_slice())
+                }
+                _ => false,
+            };
             bulk.push(Bulk {
                 entry,
                 id: local.as_ref().map_or(entry.id, |l| l.id),
                 local,
-                bytes,
-                index_body,
-                fts_tags,
-                fts_comments,
-                fields,
+                prepared,
+                same_children,
             });
         }
         if !bulk.is_empty() {
@@ -311,7 +359,7 @@ async fn write_bulk(tx: &mut SqliteConnection, bulk: &[Bulk<'_>]) -> Result<()> 
         q.push_values(chunk, |mut row, b| {
             row.push_bind(b.id)
                 .push_bind(b.entry.heads.clone())
-                .push_bind(b.bytes.clone());
+                .push_bind(b.prepared.bytes.clone());
         });
         q.build().execute(&mut *tx).await?;
     }
@@ -319,14 +367,14 @@ async fn write_bulk(tx: &mut SqliteConnection, bulk: &[Bulk<'_>]) -> Result<()> 
     let mut appends = Vec::new();
     for b in bulk {
         let Some(local) = &b.local else { continue };
-        if b.bytes.is_empty() {
+        if b.prepared.bytes.is_empty() {
             // Nothing new in the document (access, lock or state changed).
             appended.insert(b.id, local.appended);
             continue;
         }
         let grown = local
             .appended
-            .saturating_add(i64::try_from(b.bytes.len()).unwrap_or(i64::MAX));
+            .saturating_add(i64::try_from(b.prepared.bytes.len()).unwrap_or(i64::MAX));
         if grown > COMPACT_AFTER {
             // Saved whole again once the appended part has grown past the bound.
             let stored: Vec<u8> =
@@ -335,7 +383,7 @@ async fn write_bulk(tx: &mut SqliteConnection, bulk: &[Bulk<'_>]) -> Result<()> 
                     .fetch_one(&mut *tx)
                     .await?;
             let mut doc = EntityDoc::load(&stored)?;
-            doc.load_changes(&b.bytes)?;
+            doc.load_changes(&b.prepared.bytes)?;
             sqlx::query("UPDATE entity_docs SET heads = ?, doc = ? WHERE entity_id = ?")
                 .bind(&b.entry.heads)
                 .bind(doc.save())
@@ -354,7 +402,7 @@ async fn write_bulk(tx: &mut SqliteConnection, bulk: &[Bulk<'_>]) -> Result<()> 
         q.push_values(chunk, |mut row, b| {
             row.push_bind(b.id)
                 .push_bind(b.entry.heads.clone())
-                .push_bind(b.bytes.clone());
+                .push_bind(b.prepared.bytes.clone());
         });
         q.push(
             ") UPDATE entity_docs SET heads = v.heads, doc = CAST(doc || v.bytes AS BLOB) \
@@ -363,14 +411,15 @@ async fn write_bulk(tx: &mut SqliteConnection, bulk: &[Bulk<'_>]) -> Result<()> 
         q.build().execute(&mut *tx).await?;
     }
 
-    // 3. Old child rows of fast-forwarded entries go; then everyone's rows in bulk.
-    let updated: Vec<i64> = bulk
+    // 3. Old child rows of fast-forwarded entries go, unless they are the pulled ones; then
+    // the rows of everyone else in bulk.
+    let rewritten: Vec<i64> = bulk
         .iter()
-        .filter(|b| b.local.is_some())
+        .filter(|b| b.local.is_some() && !b.same_children)
         .map(|b| b.id)
         .collect();
-    if !updated.is_empty() {
-        let ids = json_list(&updated)?;
+    if !rewritten.is_empty() {
+        let ids = json_list(&rewritten)?;
         for table in [
             "entity_acl",
             "entity_tags",
@@ -387,8 +436,15 @@ async fn write_bulk(tx: &mut SqliteConnection, bulk: &[Bulk<'_>]) -> Result<()> 
             .execute(&mut *tx)
             .await?;
         }
+    }
+    let updated: Vec<i64> = bulk
+        .iter()
+        .filter(|b| b.local.is_some())
+        .map(|b| b.id)
+        .collect();
+    if !updated.is_empty() {
         sqlx::query("DELETE FROM entity_fts WHERE rowid IN (SELECT value FROM json_each(?))")
-            .bind(&ids)
+            .bind(json_list(&updated)?)
             .execute(&mut *tx)
             .await?;
     }
@@ -400,7 +456,7 @@ async fn write_bulk(tx: &mut SqliteConnection, bulk: &[Bulk<'_>]) -> Result<()> 
     let mut comments = Vec::new();
     let mut fields = Vec::new();
     let mut conflicts = Vec::new();
-    for b in bulk {
+    for b in bulk.iter().filter(|b| !b.same_children) {
         let s = &b.entry.snapshot;
         let e = &s.entity;
         for (mode, rule) in [("r", &e.canread), ("w", &e.canwrite)] {
@@ -416,7 +472,7 @@ async fn write_bulk(tx: &mut SqliteConnection, bulk: &[Bulk<'_>]) -> Result<()> 
         links.extend(s.links.iter().map(|l| (b.id, l)));
         steps.extend(s.steps.iter().map(|st| (b.id, st)));
         comments.extend(s.comments.iter().map(|c| (b.id, c)));
-        fields.extend(b.fields.iter().map(|f| (b.id, f)));
+        fields.extend(b.prepared.fields.iter().map(|f| (b.id, f)));
         conflicts.extend(s.conflicts.iter().map(|c| (b.id, c)));
     }
     for chunk in acl.chunks(ROWS) {
@@ -519,9 +575,9 @@ async fn write_bulk(tx: &mut SqliteConnection, bulk: &[Bulk<'_>]) -> Result<()> 
         q.push_values(chunk, |mut row, b| {
             row.push_bind(b.id)
                 .push_bind(b.entry.snapshot.entity.title.clone())
-                .push_bind(b.index_body.clone())
-                .push_bind(b.fts_tags.clone())
-                .push_bind(b.fts_comments.clone());
+                .push_bind(b.prepared.index_body.clone())
+                .push_bind(b.prepared.fts_tags.clone())
+                .push_bind(b.prepared.fts_comments.clone());
         });
         q.build().execute(&mut *tx).await?;
     }
@@ -529,17 +585,24 @@ async fn write_bulk(tx: &mut SqliteConnection, bulk: &[Bulk<'_>]) -> Result<()> 
     // 6. What the server acknowledged.
     for chunk in bulk.chunks(ROWS) {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO replica_entities (entity_id, acked_heads, server_id, appended) ",
+            "INSERT INTO replica_entities (entity_id, acked_heads, server_id, appended, children) ",
         );
         q.push_values(chunk, |mut row, b| {
             row.push_bind(b.id)
                 .push_bind(b.entry.heads.clone())
                 .push_bind(b.entry.id)
-                .push_bind(appended.get(&b.id).copied().unwrap_or(0));
+                .push_bind(appended.get(&b.id).copied().unwrap_or(0))
+                .push_bind(
+                    b.prepared
+                        .children
+                        .as_ref()
+                        .map(|digest| children_key(&b.entry.heads, digest)),
+                );
         });
         q.push(
             " ON CONFLICT (entity_id) DO UPDATE SET acked_heads = excluded.acked_heads, \
-             server_id = excluded.server_id, appended = excluded.appended",
+             server_id = excluded.server_id, appended = excluded.appended, \
+             children = excluded.children",
         );
         q.build().execute(&mut *tx).await?;
     }

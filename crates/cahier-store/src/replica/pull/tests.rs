@@ -308,6 +308,128 @@ async fn a_first_copy_gives_the_labs_projection_rows_and_a_complete_search_index
     assert_eq!(search(&w.replica, "quokka").await, vec![rich_id]);
 }
 
+/// Adds a tag row on the replica behind the store's back (`true`) or removes it: a pull that
+/// writes the entry's child rows again removes it.
+async fn marker(store: &Store, uuid: &str, add: bool) {
+    let sql = if add {
+        "INSERT INTO entity_tags (entity_id, tag) SELECT id, 'marker' FROM entities WHERE uuid = ?"
+    } else {
+        "DELETE FROM entity_tags WHERE tag = 'marker' AND entity_id = (SELECT id FROM entities WHERE uuid = ?)"
+    };
+    sqlx::query(sql)
+        .bind(uuid)
+        .execute(&store.pool)
+        .await
+        .expect("marker");
+}
+
+/// Whether the marker tag row is there.
+async fn has_marker(store: &Store, uuid: &str) -> bool {
+    sqlx::query_scalar(
+        "SELECT count(*) > 0 FROM entity_tags t JOIN entities e ON e.id = t.entity_id \
+         WHERE e.uuid = ? AND t.tag = 'marker'",
+    )
+    .bind(uuid)
+    .fetch_one(&store.pool)
+    .await
+    .expect("marker")
+}
+
+/// A pulled edit of the body leaves the entry's child rows as they are (the same ones); a
+/// pulled change of its tags writes them again. Tags changed on the laptop and pushed, then
+/// set back at the lab to what an earlier pull wrote, are written again too: the rows here
+/// were the laptop's, not that pull's.
+#[tokio::test]
+async fn a_pull_writes_an_entrys_child_rows_again_only_when_they_change() {
+    let w = world().await;
+    let (lab_id, uuid) = w.create("Cores", "one\n", vec![]).await;
+    w.sync_pull().await;
+    marker(&w.replica, &uuid, true).await;
+    let w = &w;
+    let lab_edit = |patch: EntityPatch| async move {
+        w.lab
+            .update_entity(&w.subject, lab_id, None, &patch, "lab edit")
+            .await
+            .expect("lab edit");
+    };
+    let tags = |list: &[&str]| Some(list.iter().map(|t| (*t).to_owned()).collect());
+
+    lab_edit(EntityPatch {
+        body: Some("one\ntwo\n".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(w.sync_pull().await, vec![Applied::Updated]);
+    assert!(has_marker(&w.replica, &uuid).await, "kept as they were");
+    marker(&w.replica, &uuid, false).await;
+    assert_eq!(
+        projection_of(&w.replica, &uuid).await,
+        projection_of(&w.lab, &uuid).await
+    );
+
+    marker(&w.replica, &uuid, true).await;
+    lab_edit(EntityPatch {
+        tags: tags(&["soil", "deep"]),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(w.sync_pull().await, vec![Applied::Updated]);
+    assert!(!has_marker(&w.replica, &uuid).await, "written again");
+    assert_eq!(
+        projection_of(&w.replica, &uuid).await,
+        projection_of(&w.lab, &uuid).await
+    );
+
+    // The laptop changes the tags and pushes; the lab sets them back.
+    let local_id: i64 = sqlx::query_scalar("SELECT id FROM entities WHERE uuid = ?")
+        .bind(&uuid)
+        .fetch_one(&w.replica.pool)
+        .await
+        .expect("id");
+    w.replica
+        .update_entity(
+            &w.replica_subject,
+            local_id,
+            None,
+            &EntityPatch {
+                tags: tags(&["laptop"]),
+                ..Default::default()
+            },
+            "laptop edit",
+        )
+        .await
+        .expect("laptop edit");
+    let pushes = w.replica.pending_pushes().await.expect("pending");
+    let docs = pushes.iter().map(|(_, doc, _)| doc.clone()).collect();
+    let results = w
+        .lab
+        .push(&w.subject, &w.device, roundtrip(docs))
+        .await
+        .expect("push");
+    let (local, _, heads) = &pushes[0];
+    w.replica
+        .mark_accepted(*local, heads, results[0].id.expect("id"))
+        .await
+        .expect("ack");
+    lab_edit(EntityPatch {
+        tags: tags(&["soil", "deep"]),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(w.sync_pull().await, vec![Applied::Updated]);
+    assert_eq!(
+        projection_of(&w.replica, &uuid).await,
+        projection_of(&w.lab, &uuid).await
+    );
+    let tags_here: Vec<String> =
+        sqlx::query_scalar("SELECT tag FROM entity_tags WHERE entity_id = ? ORDER BY tag")
+            .bind(local_id)
+            .fetch_all(&w.replica.pool)
+            .await
+            .expect("tags");
+    assert_eq!(tags_here, ["deep", "soil"]);
+}
+
 #[tokio::test]
 async fn pulled_edits_are_appended_then_a_local_edit_merges_and_converges() {
     let w = world().await;
