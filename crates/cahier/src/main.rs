@@ -418,7 +418,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Migrate { data } => {
             let settings = settings(data)?;
-            cahier::open_store(&settings).await?.close().await;
+            let (_lock, store) = cahier::open_lab(&settings).await?;
+            store.close().await;
             println!("database is up to date");
             Ok(())
         }
@@ -431,7 +432,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .as_ref()
                 .map(|tsa| tsa.ca_file.clone())
                 .or(roots_flag);
-            let store = cahier::open_store(&settings).await?;
+            let (_lock, store) = cahier::open_lab(&settings).await?;
             let report = store.verify_blobs().await;
             let stamps = cahier_trace::verify_stored(&store, roots.as_deref()).await;
             let chain = store.verify_audit_chain().await;
@@ -534,7 +535,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             dry_run,
         } => {
             let settings = settings(data)?;
-            let store = cahier::open_store(&settings).await?;
+            let (_lock, store) = cahier::open_lab(&settings).await?;
             let grace = std::time::Duration::from_secs(grace_hours.saturating_mul(3600));
             let report = store.sweep_orphans(grace, dry_run).await;
             store.close().await;
@@ -573,7 +574,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .read_to_string(&mut password)
                 .context("reading the password from standard input")?;
             let password = password.trim_end_matches(['\n', '\r']).to_owned();
-            let store = cahier::open_store(&settings).await?;
+            let (_lock, store) = cahier::open_lab(&settings).await?;
             let (firstname, lastname) = split_name(&name);
             let new = cahier_store::accounts::NewUser {
                 email: email.clone(),
@@ -615,7 +616,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 },
         } => {
             let settings = settings(data)?;
-            let store = cahier::open_store(&settings).await?;
+            let (_lock, store) = cahier::open_lab(&settings).await?;
             let user = store
                 .user_by_email(&user)
                 .await
@@ -648,7 +649,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             command: ApikeyCommand::List { data, user },
         } => {
             let settings = settings(data)?;
-            let store = cahier::open_store(&settings).await?;
+            let (_lock, store) = cahier::open_lab(&settings).await?;
             let user = store
                 .user_by_email(&user)
                 .await
@@ -680,7 +681,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             command: ApikeyCommand::Revoke { data, user, id },
         } => {
             let settings = settings(data)?;
-            let store = cahier::open_store(&settings).await?;
+            let (_lock, store) = cahier::open_lab(&settings).await?;
             let user = store
                 .user_by_email(&user)
                 .await
@@ -802,7 +803,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             body_bytes,
         } => {
             let settings = settings(data)?;
-            let store = cahier::open_store(&settings).await?;
+            let (_lock, store) = cahier::open_lab(&settings).await?;
             let report = cahier::seed::seed(&store, experiments, teams, body_bytes).await?;
             store.close().await;
             println!("{report}");
