@@ -2,6 +2,7 @@
 //! that order of precedence), opening the store, and serving. The binary and the test kit both
 //! start Cahier through [`start`], so tests run the production path.
 
+pub mod backup;
 pub mod bench;
 pub mod bench_exchange;
 pub mod bench_sync;
