@@ -9,6 +9,7 @@
 pub mod access_sql;
 pub mod accounts;
 pub mod audit;
+pub mod backup;
 pub mod blobs;
 pub mod booking_requests;
 pub mod bookings;

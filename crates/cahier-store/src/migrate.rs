@@ -178,6 +178,11 @@ const SQLITE: &[(i64, Step)] = &[
     ),
 ];
 
+/// The version of the last migration: the schema this build writes.
+pub(crate) fn latest_version() -> i64 {
+    SQLITE.last().map_or(0, |(version, _)| *version)
+}
+
 async fn rebuild_search_index(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
     use cahier_core::markdown::{ContentType, index_text};
     // In batches, so memory stays flat whatever the number of entries.

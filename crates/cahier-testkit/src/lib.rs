@@ -79,6 +79,15 @@ impl TestApp {
         }
     }
 
+    /// Stops the server gracefully and hands over its data directory (removed when the
+    /// handle is dropped), for tests that work on the stopped lab's folder.
+    pub async fn stop_keeping_data(mut self) -> tempfile::TempDir {
+        if let Some(running) = self.running.take() {
+            running.stop().await.expect("stop");
+        }
+        self.dir
+    }
+
     /// Creates a user in `team` (created if missing), admin of it or not.
     pub async fn user(&self, email: &str, team: &str, team_admin: bool) -> TestUser {
         let password = "correct horse battery".to_owned();

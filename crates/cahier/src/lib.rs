@@ -2,9 +2,11 @@
 //! that order of precedence), opening the store, and serving. The binary and the test kit both
 //! start Cahier through [`start`], so tests run the production path.
 
+pub mod backup;
 pub mod bench;
 pub mod bench_exchange;
 pub mod bench_sync;
+pub mod data_lock;
 pub mod replica;
 pub mod replica_gate;
 pub mod seed;
@@ -32,6 +34,9 @@ pub struct Running {
     pub url: String,
     /// Store handle (tests use it to seed data).
     pub store: Store,
+    /// The data folder's lock, held shared while serving ([`data_lock`]); released once the
+    /// database is closed.
+    data_lock: Option<data_lock::DataLock>,
     shutdown: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -42,6 +47,7 @@ impl Running {
         let _ = self.shutdown.send(());
         self.task.await.context("server task")?.context("server")?;
         self.store.close().await;
+        drop(self.data_lock);
         Ok(())
     }
 
@@ -49,11 +55,13 @@ impl Running {
     pub async fn wait(self) -> anyhow::Result<()> {
         let shutdown = self.shutdown;
         let store = self.store;
+        let data_lock = self.data_lock;
         tokio::select! {
             result = self.task => { result.context("server task")?.context("server")?; }
             () = shutdown_signal() => { let _ = shutdown.send(()); }
         }
         store.close().await;
+        drop(data_lock);
         Ok(())
     }
 }
@@ -92,10 +100,22 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
         .with_default_zone(settings.time_zone.clone()))
 }
 
-/// Opens the store, binds the listen address and starts serving.
+/// Opens the store, binds the listen address and starts serving, holding the data folder's
+/// lock shared until the server stops (so `cahier restore` is refused meanwhile).
 pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
+    let lock = data_lock::DataLock::shared(&settings.data)?;
     let store = open_store(settings).await?;
-    serve_store(settings, store, None).await
+    let mut running = serve_store(settings, store, None).await?;
+    running.data_lock = Some(lock);
+    Ok(running)
+}
+
+/// [`open_store`] for an admin command on a lab's folder, holding its lock shared while the
+/// command runs (a restore is refused meanwhile, and the command during a restore).
+pub async fn open_lab(settings: &Settings) -> anyhow::Result<(data_lock::DataLock, Store)> {
+    let lock = data_lock::DataLock::shared(&settings.data)?;
+    let store = open_store(settings).await?;
+    Ok((lock, store))
 }
 
 /// How often the server looks whether the search index needs tidying.
@@ -281,6 +301,7 @@ pub async fn serve_store(
         setup_url,
         url,
         store,
+        data_lock: None,
         shutdown,
         task,
     })

@@ -87,6 +87,37 @@ enum Command {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Back up a lab while its server runs: a consistent copy of the database (VACUUM INTO),
+    /// then every attachment file (each checked against its SHA-256 as it is copied), the
+    /// export files and cahier.toml, with a manifest. Written under DEST.incomplete-… and
+    /// renamed to DEST once complete.
+    Backup {
+        /// The lab's data directory.
+        #[arg(long, env = "CAHIER_DATA")]
+        data: Option<PathBuf>,
+        /// The backup folder to make (new, or empty), outside the data directory.
+        #[arg(long)]
+        to: PathBuf,
+        /// Hard-link attachment files instead of copying them when DEST is on the same file
+        /// system: fast and takes no room, but the backup then shares the lab's disk (it
+        /// protects against mistakes, not against losing the disk).
+        #[arg(long)]
+        link: bool,
+    },
+    /// Put a backup made by `cahier backup` back into a lab's data directory, with its server
+    /// stopped. The replaced database is kept aside under a dated name unless
+    /// --discard-current. Field replicas send back what the lab lost at their next sync.
+    Restore {
+        /// The backup folder.
+        #[arg(long)]
+        from: PathBuf,
+        /// The lab's data directory (its server stopped).
+        #[arg(long, env = "CAHIER_DATA")]
+        data: Option<PathBuf>,
+        /// Remove the replaced database instead of keeping it aside.
+        #[arg(long)]
+        discard_current: bool,
+    },
     /// Remove attachment files that no entry refers to (left by crashes or abandoned uploads)
     /// and have not changed for the grace period.
     Sweep {
@@ -418,7 +449,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Migrate { data } => {
             let settings = settings(data)?;
-            cahier::open_store(&settings).await?.close().await;
+            let (_lock, store) = cahier::open_lab(&settings).await?;
+            store.close().await;
             println!("database is up to date");
             Ok(())
         }
@@ -431,7 +463,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .as_ref()
                 .map(|tsa| tsa.ca_file.clone())
                 .or(roots_flag);
-            let store = cahier::open_store(&settings).await?;
+            let (_lock, store) = cahier::open_lab(&settings).await?;
             let report = store.verify_blobs().await;
             let stamps = cahier_trace::verify_stored(&store, roots.as_deref()).await;
             let chain = store.verify_audit_chain().await;
@@ -528,13 +560,47 @@ async fn run(command: Command) -> anyhow::Result<()> {
             anyhow::ensure!(broken.is_empty(), "some trusted timestamps do not hold");
             Ok(())
         }
+        Command::Backup { data, to, link } => {
+            let data = data.unwrap_or_else(|| PathBuf::from(cahier::settings::DEFAULT_DATA));
+            let options = cahier::backup::BackupOptions { data, to, link };
+            let now_ms = cahier_core::Clock::now_ms(&cahier_core::SystemClock);
+            let summary =
+                cahier::backup::backup(&options, now_ms, &mut |line| eprintln!("{line}")).await?;
+            println!("{summary}");
+            let missing = &summary.manifest.missing_files;
+            if let Some(first) = missing.first() {
+                bail!(
+                    "the backup is complete, but {} attachment files the database names were missing or damaged in the lab (first: {first}; all are listed in the manifest): run cahier verify --data {}",
+                    missing.len(),
+                    options.data.display()
+                );
+            }
+            Ok(())
+        }
+        Command::Restore {
+            from,
+            data,
+            discard_current,
+        } => {
+            let data = data.unwrap_or_else(|| PathBuf::from(cahier::settings::DEFAULT_DATA));
+            let options = cahier::backup::RestoreOptions {
+                from,
+                data,
+                discard_current,
+            };
+            let now_ms = cahier_core::Clock::now_ms(&cahier_core::SystemClock);
+            let summary =
+                cahier::backup::restore(&options, now_ms, &mut |line| eprintln!("{line}")).await?;
+            println!("{summary}");
+            Ok(())
+        }
         Command::Sweep {
             data,
             grace_hours,
             dry_run,
         } => {
             let settings = settings(data)?;
-            let store = cahier::open_store(&settings).await?;
+            let (_lock, store) = cahier::open_lab(&settings).await?;
             let grace = std::time::Duration::from_secs(grace_hours.saturating_mul(3600));
             let report = store.sweep_orphans(grace, dry_run).await;
             store.close().await;
@@ -573,7 +639,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .read_to_string(&mut password)
                 .context("reading the password from standard input")?;
             let password = password.trim_end_matches(['\n', '\r']).to_owned();
-            let store = cahier::open_store(&settings).await?;
+            let (_lock, store) = cahier::open_lab(&settings).await?;
             let (firstname, lastname) = split_name(&name);
             let new = cahier_store::accounts::NewUser {
                 email: email.clone(),
@@ -615,7 +681,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 },
         } => {
             let settings = settings(data)?;
-            let store = cahier::open_store(&settings).await?;
+            let (_lock, store) = cahier::open_lab(&settings).await?;
             let user = store
                 .user_by_email(&user)
                 .await
@@ -648,7 +714,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             command: ApikeyCommand::List { data, user },
         } => {
             let settings = settings(data)?;
-            let store = cahier::open_store(&settings).await?;
+            let (_lock, store) = cahier::open_lab(&settings).await?;
             let user = store
                 .user_by_email(&user)
                 .await
@@ -680,7 +746,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             command: ApikeyCommand::Revoke { data, user, id },
         } => {
             let settings = settings(data)?;
-            let store = cahier::open_store(&settings).await?;
+            let (_lock, store) = cahier::open_lab(&settings).await?;
             let user = store
                 .user_by_email(&user)
                 .await
@@ -802,7 +868,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             body_bytes,
         } => {
             let settings = settings(data)?;
-            let store = cahier::open_store(&settings).await?;
+            let (_lock, store) = cahier::open_lab(&settings).await?;
             let report = cahier::seed::seed(&store, experiments, teams, body_bytes).await?;
             store.close().await;
             println!("{report}");

@@ -632,6 +632,129 @@ async fn a_restored_lab_whose_sequence_passed_the_checkpoint_again_is_detected()
     again.stop().await.unwrap();
 }
 
+/// The same loss, with the commands a lab's sysadmin runs (docs/SYNC.md, "Backing up and
+/// restoring a lab"): `cahier backup` while the lab serves, `cahier restore` into the stopped
+/// lab's own folder (refused while it serves). The restored lab then writes past the
+/// replica's checkpoint, so only the marks the backup kept show the loss; the replica sends
+/// again the entry it made (with its file) and its edit.
+#[tokio::test]
+async fn a_replica_synced_after_cahier_backup_sends_its_work_again_to_the_lab_cahier_restore_put_back()
+ {
+    let app = TestApp::spawn().await;
+    let ada = app.user("ada@lab.fr", "Optics", false).await;
+    let lab = app.api(&app.api_key(&ada, true).await);
+    let id = lab
+        .create(
+            "/experiments",
+            json!({"title": "Before", "body": "lab 0\n"}),
+        )
+        .await;
+    let proxy = FaultProxy::start(&app.url).await;
+    let laptop = replica_via(&proxy, &ada).await;
+    let subject = app.store.subject(ada.id).await.unwrap();
+    let uuid = app.store.entity(&subject, id).await.unwrap().uuid;
+    let saved = tempfile::tempdir().unwrap();
+    let backup = cahier::backup::BackupOptions {
+        data: app.dir.path().to_path_buf(),
+        to: saved.path().join("monday"),
+        link: false,
+    };
+    let made = cahier::backup::backup(&backup, app.store.now_ms(), &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(made.manifest.counts.entities, 1);
+
+    // After the backup: an entry with a file made on the replica, an edit, both acknowledged.
+    let field = create_on_replica(&laptop, &ada, "After", "field 0\n").await;
+    let file = pattern(150_000, 5);
+    attach_on_replica(&laptop, &ada, &field, "after.bin", &file).await;
+    edit_on_replica(&laptop, &ada, &uuid, "field 1").await;
+    let report = laptop.sync().await;
+    assert_eq!((report.pushed, report.files_sent), (2, 1), "{report}");
+    let checkpoint: i64 = laptop
+        .store
+        .replica_get("feed_since")
+        .await
+        .unwrap()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // Refused while the lab serves; then the lab stops and its folder is restored.
+    let restore = cahier::backup::RestoreOptions {
+        from: backup.to.clone(),
+        data: backup.data.clone(),
+        discard_current: false,
+    };
+    let refused = cahier::backup::restore(&restore, app.store.now_ms(), &mut |_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("stop the server first"),
+        "{refused:#}"
+    );
+    let now = app.store.now_ms();
+    let data = app.stop_keeping_data().await;
+    let done = cahier::backup::restore(&restore, now, &mut |_| {})
+        .await
+        .unwrap();
+    assert!(done.kept_aside.is_some(), "{done}");
+    let restored = cahier::start(&lab_settings(data.path())).await.unwrap();
+    proxy.set_upstream(&restored.url);
+    let subject = restored.store.subject(ada.id).await.unwrap();
+    assert!(
+        restored
+            .store
+            .entity_by_uuid(&subject, &field)
+            .await
+            .is_err(),
+        "the backup predates the new entry"
+    );
+    let mut body = "lab 0\n".to_owned();
+    for n in 1..=6 {
+        body.push_str(&format!("lab {n}\n"));
+        let patch = EntityPatch {
+            body: Some(body.clone()),
+            ..Default::default()
+        };
+        restored
+            .store
+            .update_entity(&subject, id, None, &patch, "save")
+            .await
+            .unwrap();
+    }
+    let top = restored.store.feed(&subject, 0, 10_000).await.unwrap().next;
+    assert!(
+        top > checkpoint,
+        "the premise: the lab's sequence ({top}) passed the replica's checkpoint ({checkpoint})"
+    );
+
+    let report = laptop.sync().await;
+    assert_eq!(report.rejected, 0, "{report}");
+    assert_eq!(report.restored, 1, "{report}");
+    let report = laptop.sync().await;
+    assert_eq!(
+        (report.pushed, report.merged, report.waiting),
+        (0, 0, 0),
+        "{report}"
+    );
+    assert_converged(&restored.store, &laptop, &ada).await;
+    assert_lines(
+        &restored.store,
+        &laptop,
+        &ada,
+        &uuid,
+        &["lab 0", "field 1", "lab 6"],
+    )
+    .await;
+    assert_lines(&restored.store, &laptop, &ada, &field, &["field 0"]).await;
+    assert_eq!(blob_bytes(&restored.store, &sha256(&file)).await, file);
+    for uuid in [&uuid, &field] {
+        assert_eq!(restored.store.quarantined(uuid).await.unwrap(), 0);
+    }
+    restored.stop().await.unwrap();
+}
+
 /// A restore under the running lab: SQLite's backup API writes the backup into the live
 /// database file (`sqlite3 cahier.db ".restore …"`), with no restart, so no new history of the
 /// lab's process begins; the lab then writes past the replica's checkpoint. The stamps of the

@@ -1,5 +1,5 @@
 //! Tests that run the real `cahier` binary as a separate process: crash durability, the field
-//! replica end to end (with attachments and over HTTPS).
+//! replica end to end (with attachments and over HTTPS), backup and restore.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -7,6 +7,7 @@
     reason = "tests fail loudly"
 )]
 
+mod backup;
 mod cipher_log;
 
 use std::io::Write;
