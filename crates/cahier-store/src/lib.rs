@@ -396,12 +396,21 @@ impl Store {
                 });
             }
         }
-        migrate::run(&pool).await.map_err(|error| match &error {
+        let not_a_database = |error: sqlx::Error| match &error {
             sqlx::Error::Database(db) if db.message().contains("not a database") => {
                 StoreError::Forbidden("wrong passphrase, or not a Cahier database".into())
             }
             _ => StoreError::Database(error),
-        })?;
+        };
+        if let Some(newer) = migrate::newer_schema(&pool).await.map_err(not_a_database)? {
+            pool.close().await;
+            return Err(StoreError::Conflict(format!(
+                "{} has schema version {newer}, written by a newer Cahier; this one knows up to {}: run the newer version (nothing was changed)",
+                path.display(),
+                migrate::latest_version()
+            )));
+        }
+        migrate::run(&pool).await.map_err(not_a_database)?;
         // A new history of the feed sequence begins with each process (sync/history.rs).
         sync::history::open_history(&pool, clock.now_ms()).await?;
         let capacity =
@@ -589,5 +598,47 @@ mod cipher_layout_tests {
             .expect("log level");
         assert_eq!(level, "WARN");
         store.close().await;
+    }
+}
+
+#[cfg(test)]
+mod schema_version_tests {
+    use super::{Store, StoreError};
+    use std::sync::Arc;
+
+    /// A database written by a newer Cahier (a schema version this build does not know) is
+    /// refused with what to do, and left as it was; an older build would otherwise write to it
+    /// with an older idea of its tables.
+    #[tokio::test]
+    async fn a_database_of_a_newer_schema_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("cahier.db");
+        let clock = Arc::new(cahier_core::SystemClock);
+        let store = Store::open_sqlite(&path, clock.clone())
+            .await
+            .expect("open");
+        let newer = crate::migrate::latest_version() + 1;
+        sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, 0)")
+            .bind(newer)
+            .execute(&store.pool)
+            .await
+            .expect("newer");
+        store.close().await;
+        let before = std::fs::read(&path).expect("bytes");
+        match Store::open_sqlite(&path, clock.clone()).await {
+            Err(StoreError::Conflict(message)) => {
+                assert!(
+                    message.contains(&format!("schema version {newer}")),
+                    "{message}"
+                );
+                assert!(message.contains("newer Cahier"), "{message}");
+            }
+            other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+        }
+        assert_eq!(
+            std::fs::read(&path).expect("bytes"),
+            before,
+            "left as it was"
+        );
     }
 }

@@ -224,6 +224,23 @@ async fn rebuild_search_index(conn: &mut SqliteConnection) -> Result<(), sqlx::E
     Ok(())
 }
 
+/// The database's schema version when it is newer than this build's (written by a newer
+/// Cahier), which this build must not open: it would write with an older idea of the tables.
+pub(crate) async fn newer_schema(pool: &SqlitePool) -> Result<Option<i64>, sqlx::Error> {
+    let exists: bool = sqlx::query_scalar(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
+    )
+    .fetch_one(pool)
+    .await?;
+    if !exists {
+        return Ok(None);
+    }
+    let newest: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM schema_migrations")
+        .fetch_one(pool)
+        .await?;
+    Ok(newest.filter(|v| *v > latest_version()))
+}
+
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::Error> {
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
