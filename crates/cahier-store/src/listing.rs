@@ -470,21 +470,8 @@ impl Store {
     /// New entries land in small segments that SQLite merges among themselves; every lookup
     /// visits each segment, which is what this keeps few.
     pub async fn tidy_search_index(&self, pages: i64) -> Result<bool> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let before: i64 = sqlx::query_scalar("SELECT total_changes()")
-            .fetch_one(&mut *tx)
-            .await?;
         // A negative page count merges segments of every level (an incremental 'optimize').
-        sqlx::query("INSERT INTO entity_fts (entity_fts, rank) VALUES ('merge', ?)")
-            .bind(-pages.max(1))
-            .execute(&mut *tx)
-            .await?;
-        let after: i64 = sqlx::query_scalar("SELECT total_changes()")
-            .fetch_one(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        // SQLite documents fewer than 2 changes as "nothing was merged".
-        Ok(after - before >= 2)
+        self.merge_search_step(-pages.max(1)).await
     }
 
     /// Starts or ends the full-text index's bulk mode, for a replica's first copy: in bulk
@@ -585,28 +572,31 @@ impl Store {
     /// ([`Store::defer_search_merges`]). Returns the number of steps that merged something.
     pub async fn merge_search_segments(&self) -> Result<usize> {
         let mut steps = 0;
+        // A positive page count merges only a level with `usermerge` (4) segments or more,
+        // or carries on a merge already begun.
         while self.merge_search_step(MERGE_STEP_PAGES).await? {
             steps += 1;
         }
         Ok(steps)
     }
 
-    /// One step of [`Store::merge_search_segments`]: whether it merged something.
-    async fn merge_search_step(&self, pages: i64) -> Result<bool> {
+    /// One step of FTS5's `merge` command with `rank` (pages to write: positive, only levels
+    /// that need it, as `automerge` would; negative, every level) in its own short write
+    /// transaction: whether it merged something.
+    async fn merge_search_step(&self, rank: i64) -> Result<bool> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let before: i64 = sqlx::query_scalar("SELECT total_changes()")
             .fetch_one(&mut *tx)
             .await?;
-        // A positive page count merges only a level with `usermerge` (4) segments or more,
-        // or carries on a merge already begun.
         sqlx::query("INSERT INTO entity_fts (entity_fts, rank) VALUES ('merge', ?)")
-            .bind(pages.max(1))
+            .bind(rank)
             .execute(&mut *tx)
             .await?;
         let after: i64 = sqlx::query_scalar("SELECT total_changes()")
             .fetch_one(&mut *tx)
             .await?;
         tx.commit().await?;
+        // SQLite documents fewer than 2 changes as "nothing was merged".
         Ok(after - before >= 2)
     }
 
