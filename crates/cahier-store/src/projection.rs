@@ -125,8 +125,9 @@ pub(crate) async fn write(
 }
 
 /// On a replica, forgets that an entity's child rows are the ones its last pull wrote
-/// (`replica_entities.children`, migration 38): they are being written otherwise. Nothing to
-/// do on a lab server (no such row).
+/// (`replica_entities.children`, migration 38): they are being written otherwise, at the same
+/// heads (an access change). Rows written from the document need not: they are written at
+/// new heads, which the key no longer matches. Nothing to do on a lab server (no such row).
 pub(crate) async fn forget_pulled_children(
     conn: &mut SqliteConnection,
     entity_id: i64,
@@ -149,7 +150,6 @@ pub(crate) async fn write_rows(
     modified_at: i64,
     changed_by: i64,
 ) -> Result<(), sqlx::Error> {
-    forget_pulled_children(conn, entity_id).await?;
     sqlx::query(
         "UPDATE entities SET title = ?, date = ?, body = ?, body_html = ?, content_type = ?, status_id = ?, \
          category_id = ?, rating = ?, tags_text = ?, template_uuid = ?, metadata = ?, heads = ?, n_conflicts = ?, \
