@@ -489,15 +489,7 @@ async fn a_lab_restored_from_an_older_backup_gets_back_what_the_replica_had_push
         .unwrap();
 
     // The replica notices the lab went back and sends again what it lacks.
-    let report = laptop.sync().await;
-    assert_eq!(report.rejected, 0, "{report}");
-    assert_eq!(report.restored, 1, "{report}");
-    let report = laptop.sync().await;
-    assert_eq!(
-        (report.pushed, report.merged, report.waiting),
-        (0, 0, 0),
-        "{report}"
-    );
+    sends_back_what_the_lab_lost(&laptop).await;
     assert_converged(&restored.store, &laptop, &ada).await;
     assert_lines(
         &restored.store,
@@ -585,27 +577,10 @@ async fn a_restored_lab_whose_sequence_passed_the_checkpoint_again_is_detected()
             .await
             .unwrap();
     }
-    let top = restored.store.feed(&subject, 0, 10_000).await.unwrap().next;
-    assert!(
-        top > checkpoint,
-        "the premise: the lab's sequence ({top}) passed the replica's checkpoint ({checkpoint})"
-    );
+    assert_sequence_passed(&restored.store, &subject, checkpoint).await;
 
     // The replica notices all the same and sends again what the lab lost.
-    let report = laptop.sync().await;
-    assert_eq!(report.rejected, 0, "{report}");
-    assert_eq!(report.restored, 1, "{report}");
-    let report = laptop.sync().await;
-    assert_eq!(
-        (
-            report.pushed,
-            report.merged,
-            report.waiting,
-            report.restored
-        ),
-        (0, 0, 0, 0),
-        "{report}"
-    );
+    sends_back_what_the_lab_lost(&laptop).await;
     assert_converged(&restored.store, &laptop, &ada).await;
     assert_lines(
         &restored.store,
@@ -723,21 +698,9 @@ async fn a_replica_synced_after_cahier_backup_sends_its_work_again_to_the_lab_ca
             .await
             .unwrap();
     }
-    let top = restored.store.feed(&subject, 0, 10_000).await.unwrap().next;
-    assert!(
-        top > checkpoint,
-        "the premise: the lab's sequence ({top}) passed the replica's checkpoint ({checkpoint})"
-    );
+    assert_sequence_passed(&restored.store, &subject, checkpoint).await;
 
-    let report = laptop.sync().await;
-    assert_eq!(report.rejected, 0, "{report}");
-    assert_eq!(report.restored, 1, "{report}");
-    let report = laptop.sync().await;
-    assert_eq!(
-        (report.pushed, report.merged, report.waiting),
-        (0, 0, 0),
-        "{report}"
-    );
+    sends_back_what_the_lab_lost(&laptop).await;
     assert_converged(&restored.store, &laptop, &ada).await;
     assert_lines(
         &restored.store,
@@ -804,28 +767,11 @@ async fn a_lab_restored_under_the_running_server_is_detected() {
     for n in 2..=7 {
         edit_at_lab(&lab, id, &format!("lab {n}")).await;
     }
-    let top = app.store.feed(&subject, 0, 10_000).await.unwrap().next;
-    assert!(
-        top > checkpoint,
-        "the premise: the lab's sequence ({top}) passed the replica's checkpoint ({checkpoint})"
-    );
+    assert_sequence_passed(&app.store, &subject, checkpoint).await;
 
     // The replica notices and sends again what the lab lost: its entry, its edit, and the
     // lab's own edit it had pulled.
-    let report = laptop.sync().await;
-    assert_eq!(report.rejected, 0, "{report}");
-    assert_eq!(report.restored, 1, "{report}");
-    let report = laptop.sync().await;
-    assert_eq!(
-        (
-            report.pushed,
-            report.merged,
-            report.waiting,
-            report.restored
-        ),
-        (0, 0, 0, 0),
-        "{report}"
-    );
+    sends_back_what_the_lab_lost(&laptop).await;
     assert_converged(&app.store, &laptop, &ada).await;
     assert_lines(
         &app.store,
@@ -896,6 +842,16 @@ async fn a_push_acknowledged_after_the_backup_in_a_sync_cut_before_the_feed_is_s
         "the backup predates the push"
     );
 
+    sends_back_what_the_lab_lost(&laptop).await;
+    assert_converged(&restored.store, &laptop, &ada).await;
+    assert_lines(&restored.store, &laptop, &ada, &uuid, &["lab 0", "field 1"]).await;
+    assert_lines(&restored.store, &laptop, &ada, &field, &["field 0"]).await;
+    restored.stop().await.unwrap();
+}
+
+/// The two syncs after the lab was restored: the first notices it and sends again what the
+/// lab lost, refusing nothing; the second has nothing left to do.
+async fn sends_back_what_the_lab_lost(laptop: &Replica) {
     let report = laptop.sync().await;
     assert_eq!(report.rejected, 0, "{report}");
     assert_eq!(report.restored, 1, "{report}");
@@ -910,10 +866,20 @@ async fn a_push_acknowledged_after_the_backup_in_a_sync_cut_before_the_feed_is_s
         (0, 0, 0, 0),
         "{report}"
     );
-    assert_converged(&restored.store, &laptop, &ada).await;
-    assert_lines(&restored.store, &laptop, &ada, &uuid, &["lab 0", "field 1"]).await;
-    assert_lines(&restored.store, &laptop, &ada, &field, &["field 0"]).await;
-    restored.stop().await.unwrap();
+}
+
+/// The premise of a restore test: the restored lab's sequence has grown past the replica's
+/// checkpoint again.
+async fn assert_sequence_passed(
+    lab: &cahier_store::Store,
+    subject: &cahier_core::Subject,
+    checkpoint: i64,
+) {
+    let top = lab.feed(subject, 0, 10_000).await.unwrap().next;
+    assert!(
+        top > checkpoint,
+        "the premise: the lab's sequence ({top}) passed the replica's checkpoint ({checkpoint})"
+    );
 }
 
 /// Writes the database `backup` into the live database file `db` with SQLite's backup API, as

@@ -50,6 +50,25 @@ impl World {
         let uuid = self.lab.entity(&self.subject, id).await.expect("row").uuid;
         (id, uuid)
     }
+
+    /// Pushes the one entry waiting on the replica to the lab, which accepts it, and records
+    /// the acknowledgement.
+    async fn push_the_one_waiting(&self) {
+        let pushes = self.replica.pending_pushes().await.expect("pending");
+        assert_eq!(pushes.len(), 1);
+        let docs = pushes.iter().map(|(_, doc, _)| doc.clone()).collect();
+        let results = self
+            .lab
+            .push(&self.subject, &self.device, roundtrip(docs))
+            .await
+            .expect("push");
+        assert_eq!(results[0].status, crate::sync::proto::PushStatus::Accepted);
+        let (local, _, heads) = &pushes[0];
+        self.replica
+            .mark_accepted(*local, heads, results[0].id.expect("id"))
+            .await
+            .expect("ack");
+    }
 }
 
 /// Every projection row of an entry, by UUID, in a form both databases can be compared in
@@ -381,11 +400,12 @@ async fn a_pull_writes_an_entrys_child_rows_again_only_when_they_change() {
     );
 
     // The laptop changes the tags and pushes; the lab sets them back.
-    let local_id: i64 = sqlx::query_scalar("SELECT id FROM entities WHERE uuid = ?")
-        .bind(&uuid)
-        .fetch_one(&w.replica.pool)
+    let local_id = w
+        .replica
+        .entity_by_uuid(&w.replica_subject, &uuid)
         .await
-        .expect("id");
+        .expect("entry")
+        .id;
     w.replica
         .update_entity(
             &w.replica_subject,
@@ -399,18 +419,7 @@ async fn a_pull_writes_an_entrys_child_rows_again_only_when_they_change() {
         )
         .await
         .expect("laptop edit");
-    let pushes = w.replica.pending_pushes().await.expect("pending");
-    let docs = pushes.iter().map(|(_, doc, _)| doc.clone()).collect();
-    let results = w
-        .lab
-        .push(&w.subject, &w.device, roundtrip(docs))
-        .await
-        .expect("push");
-    let (local, _, heads) = &pushes[0];
-    w.replica
-        .mark_accepted(*local, heads, results[0].id.expect("id"))
-        .await
-        .expect("ack");
+    w.push_the_one_waiting().await;
     lab_edit(EntityPatch {
         tags: tags(&["soil", "deep"]),
         ..Default::default()
@@ -512,20 +521,7 @@ async fn pulled_edits_are_appended_then_a_local_edit_merges_and_converges() {
     // The pull meets a local change: merged, not appended.
     assert_eq!(w.sync_pull().await, vec![Applied::Merged]);
     assert_eq!(appended(&w.replica, &uuid).await, 0);
-    let pushes = w.replica.pending_pushes().await.expect("pending");
-    assert_eq!(pushes.len(), 1);
-    let docs = pushes.iter().map(|(_, doc, _)| doc.clone()).collect();
-    let results = w
-        .lab
-        .push(&w.subject, &w.device, roundtrip(docs))
-        .await
-        .expect("push");
-    assert_eq!(results[0].status, crate::sync::proto::PushStatus::Accepted);
-    let (local, _, heads) = &pushes[0];
-    w.replica
-        .mark_accepted(*local, heads, results[0].id.expect("id"))
-        .await
-        .expect("ack");
+    w.push_the_one_waiting().await;
     // Once more from the lab: a fast-forward again, onto the merged document.
     body = w.lab.content(&w.subject, lab_id).await.expect("c").body;
     body.push_str("final lab line\n");
