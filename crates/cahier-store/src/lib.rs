@@ -32,6 +32,7 @@ mod projection;
 pub mod proof_lock;
 pub mod replica;
 pub mod replica_files;
+mod search_pending;
 pub mod signatures;
 pub mod stock;
 pub mod sweep;

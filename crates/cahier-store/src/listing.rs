@@ -252,6 +252,10 @@ impl Store {
     pub async fn list_entities(&self, subject: &Subject, query: &ListQuery) -> Result<Page> {
         let limit = query.limit.clamp(1, MAX_LIMIT);
         let fts = query.q.as_deref().and_then(fts_query);
+        if fts.is_some() || query.extended.is_some() {
+            // Rows a pull left for later are written first (`search_pending`).
+            self.search_current().await?;
+        }
         let mut plan = SearchPlan::InSet;
         if let Some(fts) = &fts {
             // Bounded counts decide the plan: reading a few matches is cheap, reading 100,000
@@ -486,6 +490,7 @@ impl Store {
     /// visits every segment).
     pub async fn search_index_bulk(&self, on: bool) -> Result<()> {
         if !on {
+            self.index_pending_search().await?;
             while self.tidy_search_index(BULK_MERGE_PAGES).await? {}
         }
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -571,6 +576,8 @@ impl Store {
     /// needs it. What a replica runs once a sync or a series of saves is over
     /// ([`Store::defer_search_merges`]). Returns the number of steps that merged something.
     pub async fn merge_search_segments(&self) -> Result<usize> {
+        // First the rows pulls left for later (`search_pending`), then their segments merged.
+        self.index_pending_search().await?;
         let mut steps = 0;
         // A positive page count merges only a level with `usermerge` (4) segments or more,
         // or carries on a merge already begun.

@@ -1,7 +1,7 @@
 //! Embedded migrations: each runs once, in order, inside a transaction. Never edit one that has
 //! shipped; add the next number instead (STYLE.md §4).
 
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{SqliteConnection, SqlitePool};
 
 /// One migration: SQL, or a step that needs Rust (it computes what SQL cannot).
 enum Step {
@@ -176,6 +176,10 @@ const SQLITE: &[(i64, Step)] = &[
             "../migrations/sqlite/0038_replica_children_key.sql"
         )),
     ),
+    (
+        40,
+        Step::Sql(include_str!("../migrations/sqlite/0040_search_pending.sql")),
+    ),
 ];
 
 /// The version of the last migration: the schema this build writes.
@@ -184,39 +188,22 @@ pub(crate) fn latest_version() -> i64 {
 }
 
 async fn rebuild_search_index(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
-    use cahier_core::markdown::{ContentType, index_text};
     // In batches, so memory stays flat whatever the number of entries.
     let mut after = i64::MIN;
     loop {
-        let rows = sqlx::query(
-            "SELECT id, title, body, content_type, tags_text FROM entities WHERE id > ? ORDER BY id LIMIT 500",
-        )
-        .bind(after)
-        .fetch_all(&mut *conn)
-        .await?;
-        let Some(last) = rows.last() else { break };
-        after = last.try_get(0)?;
-        for row in rows {
-            let id: i64 = row.try_get(0)?;
-            let title: String = row.try_get(1)?;
-            let body: String = row.try_get(2)?;
-            let content_type: i64 = row.try_get(3)?;
-            let tags_text: String = row.try_get(4)?;
-            let tags: Vec<String> = tags_text
-                .split('|')
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned)
-                .collect();
-            let comments: Vec<crate::entities::CommentRow> = sqlx::query_as(
-                "SELECT comment_id, author, created_at, edited_at, body FROM entity_comments WHERE entity_id = ? \
-                 ORDER BY created_at, comment_id",
-            )
-            .bind(id)
-            .fetch_all(&mut *conn)
-            .await?;
-            let index_body = index_text(&body, ContentType::from_code(content_type));
-            crate::projection::write_fts(conn, id, &title, &index_body, &tags, &comments).await?;
-        }
+        let ids: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM entities WHERE id > ? ORDER BY id LIMIT 500")
+                .bind(after)
+                .fetch_all(&mut *conn)
+                .await?;
+        let Some(last) = ids.last() else { break };
+        after = *last;
+        crate::search_pending::reindex(conn, &ids)
+            .await
+            .map_err(|e| match e {
+                crate::StoreError::Database(e) => e,
+                other => sqlx::Error::Protocol(other.to_string()),
+            })?;
     }
     sqlx::query("INSERT INTO entity_fts (entity_fts) VALUES ('optimize')")
         .execute(&mut *conn)

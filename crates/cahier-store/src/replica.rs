@@ -835,6 +835,7 @@ impl Store {
             .bind(local_id)
             .execute(&mut *tx)
             .await?;
+        crate::search_pending::forget(&mut tx, local_id).await?;
         tx.commit().await?;
         if let Ok(mut cache) = self.docs.lock() {
             cache.pop(&local_id);
@@ -949,6 +950,7 @@ impl Store {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
+                crate::search_pending::forget(&mut tx, id).await?;
             }
             tx.commit().await?;
             match keep {

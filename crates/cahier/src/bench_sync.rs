@@ -302,7 +302,8 @@ async fn run_against(
     let (step, first) = timed_sync("initial copy", &replica, &transport, &counters).await?;
     steps.push(step);
     // What `replica serve` does in the background after a sync that pulled entries: merge the
-    // search index built in bulk, store the rendered bodies the pull left out.
+    // search rows the pull left for later and merge the index built in bulk, store the
+    // rendered bodies the pull left out.
     eprintln!("bench-sync: background work after the copy");
     let started = Instant::now();
     replica.finish_search_bulk().await?;
@@ -311,7 +312,7 @@ async fn run_against(
     replica.checkpoint_wal().await?;
     steps.push(Step {
         name: format!(
-            "after the copy, in the background: search index merged ({:.2} s), rendered bodies stored, database log checkpointed (not a sync)",
+            "after the copy, in the background: search rows written and index merged ({:.2} s), rendered bodies stored, database log checkpointed (not a sync)",
             merged.as_secs_f64()
         ),
         time: started.elapsed(),
@@ -427,7 +428,7 @@ async fn run_against(
         replica.merge_search_segments().await?;
         replica.checkpoint_wal().await?;
         after_pulls.push(Step {
-            name: "after the pull, in the background: rendered bodies stored, search index segments merged, database log checkpointed (not a sync)".into(),
+            name: "after the pull, in the background: rendered bodies stored, search rows written and segments merged, database log checkpointed (not a sync)".into(),
             time: started.elapsed(),
             traffic: Traffic::default(),
             report: String::new(),

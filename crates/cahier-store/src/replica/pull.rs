@@ -1,10 +1,11 @@
 //! Applying a pull batch on a replica in a few statements (issue #5, docs/SYNC.md). Entries new
 //! to the replica, and pulled edits of entries without local changes ("fast-forward"), are
 //! written together: one multi-row statement per table for the whole batch (the row of
-//! `entities` complete in one write, children, full-text rows, acknowledgements), the document
-//! stored as received (new) or with the pulled change bytes appended (fast-forward: no
-//! document is loaded, merged or saved). Entries with local changes, or that the server sent
-//! whole over an existing copy, take the merge path one by one. While the batch runs, the
+//! `entities` complete in one write, children, acknowledgements; the full-text rows are left
+//! for after the sync, `search_pending`), the document stored as received (new) or with the
+//! pulled change bytes appended (fast-forward: no document is loaded, merged or saved).
+//! Entries with local changes, or that the server sent whole over an existing copy, take the
+//! merge path one by one. While the batch runs, the
 //! `sync_seq` triggers are quiet (migration 24): a replica serves no feed, and each trigger
 //! would rewrite the whole row once more.
 
@@ -13,7 +14,6 @@ use crate::projection::{self, FieldRow};
 use crate::sync::proto::{PullEntry, unb64};
 use crate::{Result, Store, invalid};
 use cahier_core::EntityDoc;
-use cahier_core::markdown::{ContentType, index_text};
 use sha2::{Digest, Sha256};
 use sqlx::query_builder::Separated;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
@@ -27,6 +27,21 @@ const COMPACT_AFTER: i64 = 64 * 1024;
 const PULL_AUTOCHECKPOINT: i64 = 16_384;
 /// Rows per multi-row statement (well under SQLite's limit of bound values).
 const ROWS: usize = 40;
+
+/// Times of the steps of a pull batch's transaction (debug log, `CAHIER_LOG=cahier_store=debug`).
+struct Laps(std::time::Instant, Vec<(&'static str, f64)>);
+
+impl Laps {
+    fn start() -> Self {
+        Self(std::time::Instant::now(), Vec::new())
+    }
+    fn mark(&mut self, step: &'static str) {
+        let now = std::time::Instant::now();
+        self.1
+            .push((step, now.duration_since(self.0).as_secs_f64() * 1000.0));
+        self.0 = now;
+    }
+}
 
 /// What the replica holds of a pulled entry.
 struct Local {
@@ -65,10 +80,6 @@ type LocalRow = (
 /// The CPU part of a bulk entry (decoding, the search texts, the digest of its child rows).
 struct Prepared {
     bytes: Vec<u8>,
-    index_body: String,
-    /// The full-text row's tags and comments.
-    fts_tags: String,
-    fts_comments: String,
     /// Metadata field rows.
     fields: Vec<FieldRow>,
     /// SHA-256 of everything the entry's child rows are written from; `None` if it cannot be
@@ -81,9 +92,6 @@ fn prepare(entry: &PullEntry) -> Result<Prepared> {
     let bytes = unb64(&entry.changes).map_err(|_| invalid("changes", "not base64"))?;
     let s = &entry.snapshot;
     let e = &s.entity;
-    let index_body = index_text(&e.body, ContentType::from_code(e.content_type));
-    let (fts_tags, fts_comments) =
-        projection::fts_texts(&e.title, &index_body, &e.tags, &s.comments);
     let fields = projection::field_rows_of_json(e.metadata.as_deref());
     // Exactly what `write_bulk` makes child rows of (the fields come from the metadata).
     let children = serde_json::to_vec(&(
@@ -94,9 +102,6 @@ fn prepare(entry: &PullEntry) -> Result<Prepared> {
     .map(|json| Sha256::digest(&json).into());
     Ok(Prepared {
         bytes,
-        index_body,
-        fts_tags,
-        fts_comments,
         fields,
         children,
     })
@@ -203,7 +208,9 @@ impl Store {
         entries: &[PullEntry],
         mut prepared: PreparedPull,
     ) -> Result<(Vec<Applied>, Vec<(i64, String, EntityDoc)>, Vec<i64>)> {
+        let mut laps = Laps::start();
         let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
+        laps.mark("begin");
         let quiet = self.is_replica();
         if quiet {
             sqlx::query("INSERT OR IGNORE INTO sync_seq_quiet (id) VALUES (1)")
@@ -228,6 +235,7 @@ impl Store {
                 &mut applied,
                 &mut loaded,
                 &mut forget,
+                &mut laps,
             )
             .await?;
             start = end;
@@ -251,7 +259,10 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        laps.mark("end");
         tx.commit().await?;
+        laps.mark("commit");
+        tracing::debug!(entries = entries.len(), laps = ?laps.1, "pull batch written");
         Ok((applied, loaded, forget))
     }
 
@@ -262,6 +273,7 @@ impl Store {
         applied: &mut Vec<Applied>,
         loaded: &mut Vec<(i64, String, EntityDoc)>,
         forget: &mut Vec<i64>,
+        laps: &mut Laps,
     ) -> Result<()> {
         let first = range.start;
         let entries = &all[range];
@@ -290,6 +302,7 @@ impl Store {
                 )
             })
             .collect();
+        laps.mark("locals");
         let mut bulk = Vec::new();
         for (index, entry) in (first..).zip(entries) {
             let local = locals.remove(&entry.uuid);
@@ -332,7 +345,8 @@ impl Store {
             });
         }
         if !bulk.is_empty() {
-            write_bulk(tx, &bulk).await?;
+            laps.mark("merges");
+            write_bulk(tx, &bulk, laps).await?;
             forget.extend(bulk.iter().filter(|b| b.local.is_some()).map(|b| b.id));
         }
         Ok(())
@@ -341,7 +355,7 @@ impl Store {
 
 /// Writes the bulk entries of a part: rows, documents, children, full-text rows,
 /// acknowledgements.
-async fn write_bulk(tx: &mut SqliteConnection, bulk: &[Bulk<'_>]) -> Result<()> {
+async fn write_bulk(tx: &mut SqliteConnection, bulk: &[Bulk<'_>], laps: &mut Laps) -> Result<()> {
     let seq: i64 = sqlx::query_scalar("SELECT value + 1 FROM sync_counter WHERE id = 1")
         .fetch_one(&mut *tx)
         .await?;
@@ -352,6 +366,7 @@ async fn write_bulk(tx: &mut SqliteConnection, bulk: &[Bulk<'_>]) -> Result<()> 
     insert_rows(tx, &new, seq).await?;
     update_rows(tx, &updated).await?;
 
+    laps.mark("rows");
     // 2. Documents: a new one as received; a fast-forward appends the pulled changes.
     for chunk in new.chunks(ROWS) {
         let mut q: QueryBuilder<Sqlite> =
@@ -411,6 +426,7 @@ async fn write_bulk(tx: &mut SqliteConnection, bulk: &[Bulk<'_>]) -> Result<()> 
         q.build().execute(&mut *tx).await?;
     }
 
+    laps.mark("docs");
     // 3. Old child rows of fast-forwarded entries go, unless they are the pulled ones; then
     // the rows of everyone else in bulk.
     let rewritten: Vec<i64> = bulk
@@ -437,18 +453,7 @@ async fn write_bulk(tx: &mut SqliteConnection, bulk: &[Bulk<'_>]) -> Result<()> 
             .await?;
         }
     }
-    let updated: Vec<i64> = bulk
-        .iter()
-        .filter(|b| b.local.is_some())
-        .map(|b| b.id)
-        .collect();
-    if !updated.is_empty() {
-        sqlx::query("DELETE FROM entity_fts WHERE rowid IN (SELECT value FROM json_each(?))")
-            .bind(json_list(&updated)?)
-            .execute(&mut *tx)
-            .await?;
-    }
-
+    laps.mark("child delete");
     let mut acl = Vec::new();
     let mut tags = Vec::new();
     let mut links = Vec::new();
@@ -556,6 +561,7 @@ async fn write_bulk(tx: &mut SqliteConnection, bulk: &[Bulk<'_>]) -> Result<()> 
         q.build().execute(&mut *tx).await?;
     }
 
+    laps.mark("children");
     // 4. Files and stock events: only entries that have some (one statement per row).
     for b in bulk {
         let s = &b.entry.snapshot;
@@ -568,20 +574,12 @@ async fn write_bulk(tx: &mut SqliteConnection, bulk: &[Bulk<'_>]) -> Result<()> 
         }
     }
 
-    // 5. The search index, complete when the batch commits.
-    for chunk in bulk.chunks(ROWS) {
-        let mut q: QueryBuilder<Sqlite> =
-            QueryBuilder::new("INSERT INTO entity_fts (rowid, title, body, tags, comments) ");
-        q.push_values(chunk, |mut row, b| {
-            row.push_bind(b.id)
-                .push_bind(b.entry.snapshot.entity.title.clone())
-                .push_bind(b.prepared.index_body.clone())
-                .push_bind(b.prepared.fts_tags.clone())
-                .push_bind(b.prepared.fts_comments.clone());
-        });
-        q.build().execute(&mut *tx).await?;
-    }
-
+    laps.mark("files");
+    // 5. The search index: written once the sync is over, or before a search
+    // (`search_pending`).
+    let ids: Vec<i64> = bulk.iter().map(|b| b.id).collect();
+    crate::search_pending::note(tx, &ids).await?;
+    laps.mark("search");
     // 6. What the server acknowledged.
     for chunk in bulk.chunks(ROWS) {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
@@ -606,6 +604,7 @@ async fn write_bulk(tx: &mut SqliteConnection, bulk: &[Bulk<'_>]) -> Result<()> 
         );
         q.build().execute(&mut *tx).await?;
     }
+    laps.mark("acks");
     Ok(())
 }
 

@@ -51,6 +51,23 @@ impl World {
         (id, uuid)
     }
 
+    /// Replaces an entry's body at the lab.
+    async fn edit_body(&self, lab_id: i64, body: &str) {
+        self.lab
+            .update_entity(
+                &self.subject,
+                lab_id,
+                None,
+                &EntityPatch {
+                    body: Some(body.into()),
+                    ..Default::default()
+                },
+                "lab edit",
+            )
+            .await
+            .expect("lab edit");
+    }
+
     /// Pushes the one entry waiting on the replica to the lab, which accepts it, and records
     /// the acknowledgement.
     async fn push_the_one_waiting(&self) {
@@ -145,8 +162,15 @@ async fn projection_of(store: &Store, uuid: &str) -> Vec<String> {
     rows
 }
 
-/// Entity ids the full-text index finds for a query.
+/// Entity ids the full-text index finds for a query, once the rows pulls left for later are
+/// written (as every search does first).
 async fn search(store: &Store, query: &str) -> Vec<i64> {
+    store.search_current().await.expect("current");
+    raw_search(store, query).await
+}
+
+/// Entity ids the full-text index finds for a query, as it stands.
+async fn raw_search(store: &Store, query: &str) -> Vec<i64> {
     sqlx::query_scalar("SELECT rowid FROM entity_fts WHERE entity_fts MATCH ? ORDER BY rowid")
         .bind(query)
         .fetch_all(&store.pool)
@@ -284,7 +308,8 @@ async fn a_first_copy_gives_the_labs_projection_rows_and_a_complete_search_index
         render_body(&stored_body, ContentType::from_code(code))
     );
     assert!(html.contains("<table>") && !html.contains("<script>"));
-    // The search index is complete when the batch returns: body, comment, tag, title words.
+    // The search index, once written (after the sync, or before a search): body, comment,
+    // tag and title words.
     let rich_id: i64 = sqlx::query_scalar("SELECT id FROM entities WHERE uuid = ?")
         .bind(&rich)
         .fetch_one(&w.replica.pool)
@@ -629,6 +654,7 @@ async fn a_batch_that_fails_midway_leaves_nothing_half_applied() {
         "entity_tags",
         "replica_entities",
         "sync_seq_quiet",
+        "search_pending",
     ] {
         let n: i64 =
             sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
@@ -682,7 +708,7 @@ async fn search_setting(store: &Store, key: &str) -> Option<i64> {
         .expect("config")
 }
 
-/// Bulk mode of the search index (a first copy): batches add segments without merging them;
+/// Bulk mode of the search index (a first copy): writes add segments without merging them;
 /// ending it merges the index into one segment and restores the usual merging. Pull batches
 /// are committed with `synchronous = NORMAL` and leave their connection at `FULL`.
 #[tokio::test]
@@ -703,12 +729,13 @@ async fn bulk_mode_keeps_batches_unmerged_then_merges_the_search_index_once() {
             .as_deref(),
         Some("1")
     );
-    // One batch per entry: three segments, none merged.
+    // One batch per entry, its search rows written after it: three segments, none merged.
     for entry in &pulled {
         w.replica
             .apply_pulled_batch(std::slice::from_ref(entry))
             .await
             .expect("apply");
+        assert_eq!(w.replica.index_pending_search().await.expect("index"), 1);
     }
     assert!(
         w.replica.tidy_search_index(1).await.expect("tidy"),
@@ -772,12 +799,14 @@ async fn a_replica_merges_its_search_index_after_the_sync_not_inside_its_batches
         )
         .await;
     }
-    // One batch per entry: five segments on the first level, none merged by the writes.
+    // One batch per entry, its search rows written after it (a search between syncs): five
+    // segments on the first level, none merged by the writes.
     for entry in &w.pulled().await {
         w.replica
             .apply_pulled_batch(std::slice::from_ref(entry))
             .await
             .expect("apply");
+        assert_eq!(w.replica.index_pending_search().await.expect("index"), 1);
     }
     for i in 0..5 {
         assert_eq!(search(&w.replica, &format!("delta{i}")).await.len(), 1);
@@ -799,6 +828,78 @@ async fn a_replica_merges_its_search_index_after_the_sync_not_inside_its_batches
 }
 
 /// The segments of the search index (each has its rows in the `_idx` table).
+/// A pull batch leaves its entries' full-text rows for later (`search_pending`): the index
+/// still holds what it held, every search writes the rows first and finds the pulled words
+/// (never the replaced ones), and the merging after a sync writes them too. An entry removed
+/// meanwhile leaves no row behind.
+#[tokio::test]
+async fn a_pull_leaves_its_search_rows_for_after_the_sync_and_a_search_writes_them_first() {
+    let w = world().await;
+    let (lab_id, uuid) = w.create("Sampling", "alpha words\n", vec![]).await;
+    w.create("Other", "beta words\n", vec![]).await;
+    w.sync_pull().await;
+    assert_eq!(w.replica.pending_search_count().await.expect("count"), 2);
+    assert!(raw_search(&w.replica, "alpha").await.is_empty());
+    let listed = |q: &str| {
+        let q = q.to_owned();
+        let w = &w;
+        async move {
+            w.replica
+                .list_entities(
+                    &w.replica_subject,
+                    &crate::listing::ListQuery {
+                        q: Some(q),
+                        ..crate::listing::ListQuery::new(EntityKind::Experiment)
+                    },
+                )
+                .await
+                .expect("list")
+                .rows
+                .into_iter()
+                .map(|row| row.uuid)
+                .collect::<Vec<_>>()
+        }
+    };
+    // The listing's search writes them first.
+    assert_eq!(listed("alpha").await, vec![uuid.clone()]);
+    assert_eq!(w.replica.pending_search_count().await.expect("count"), 0);
+    let local_id: i64 = sqlx::query_scalar("SELECT id FROM entities WHERE uuid = ?")
+        .bind(&uuid)
+        .fetch_one(&w.replica.pool)
+        .await
+        .expect("id");
+    assert_eq!(raw_search(&w.replica, "alpha").await, vec![local_id]);
+
+    // An edit pulled: the index holds the old words until a search asks.
+    w.edit_body(lab_id, "omega words\n").await;
+    w.sync_pull().await;
+    // (This world's pull asks for every entry: both are written again.)
+    assert_eq!(w.replica.pending_search_count().await.expect("count"), 2);
+    assert_eq!(raw_search(&w.replica, "alpha").await, vec![local_id]);
+    assert!(listed("alpha").await.is_empty());
+    assert_eq!(listed("omega").await, vec![uuid.clone()]);
+
+    // Another, then the merging after the sync writes it.
+    w.edit_body(lab_id, "sigma words\n").await;
+    w.sync_pull().await;
+    w.replica.merge_search_segments().await.expect("merge");
+    assert_eq!(w.replica.pending_search_count().await.expect("count"), 0);
+    assert_eq!(raw_search(&w.replica, "sigma").await, vec![local_id]);
+    assert!(raw_search(&w.replica, "omega").await.is_empty());
+
+    // An entry gone before its rows are written leaves none.
+    w.edit_body(lab_id, "kappa words\n").await;
+    w.sync_pull().await;
+    sqlx::query("DELETE FROM entities WHERE id = ?")
+        .bind(local_id)
+        .execute(&w.replica.pool)
+        .await
+        .expect("delete");
+    assert_eq!(w.replica.index_pending_search().await.expect("index"), 2);
+    assert!(raw_search(&w.replica, "sigma").await.is_empty());
+    assert!(raw_search(&w.replica, "kappa").await.is_empty());
+}
+
 async fn segments(store: &Store) -> i64 {
     sqlx::query_scalar("SELECT count(DISTINCT segid) FROM entity_fts_idx")
         .fetch_one(&store.pool)
