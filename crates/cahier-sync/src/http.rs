@@ -3,12 +3,25 @@
 //! loopback address, since it would carry the notebook and the credential in clear.
 //!
 //! Timeouts: connecting (TCP and TLS) gives up after [`CONNECT_TIMEOUT`]; a request then has
-//! 5 minutes in all (a file transfer more, by its size). A file download also gives up when
-//! the server sends nothing for the transport's stall timeout (the answer's headers, then
-//! each chunk): [`STALL_TIMEOUT`] in a background sync, [`INTERACTIVE_STALL_TIMEOUT`] when a
-//! user waits for the file (opened, or needed by an export), so a network that hangs rather
-//! than refusing is seen as unreachable within seconds, while a large file over a slow link
-//! is never cut off as long as bytes keep coming.
+//! 5 minutes in all (a file transfer more, by its size). Within that, every request gives up
+//! when the server sends nothing for the transport's stall timeout ([`STALL_TIMEOUT`] in a
+//! background sync, [`INTERACTIVE_STALL_TIMEOUT`] when a user waits for a file, opened or
+//! needed by an export), so a network that hangs rather than refusing (a captive portal, a
+//! dying link, a firewall dropping packets) is seen as unreachable within about that time,
+//! while a large transfer over a slow link is never cut off as long as bytes keep moving:
+//! - the answer's headers must come within the stall timeout plus the time a slow but alive
+//!   link ([`SLOW_LINK_BYTES_PER_SEC`]) takes to send the request's body (a JSON body is
+//!   serialized first, so its length is known);
+//! - then each chunk of the answer's body must come within the stall timeout (JSON answers
+//!   are read chunk by chunk, then decoded; so are file downloads);
+//! - a file upload, whose body is a stream read from disk, gives up when the connection has
+//!   not taken a chunk for the stall timeout (the stream's polls are timed), and when the
+//!   answer's headers do not come within the stall timeout after its last chunk was taken,
+//!   plus the time a slow link takes to send what may still wait in the connection's buffers
+//!   (the file, at most [`IN_FLIGHT_BOUND`]).
+//!
+//! Such a stall is [`SyncError::Unreachable`]: "the server sent nothing for N s (the network
+//! seems to hang)", N being how long it waited.
 
 use crate::{SyncError, Transport};
 use cahier_store::blobs::BlobStore;
@@ -16,15 +29,26 @@ use cahier_store::sync::proto::{
     BookingAnswer, BookingRequests, FeedResponse, Preferences, PreferencesAnswer, PullDoc,
     PullEntry, PushDoc, PushResult, Reference, RegisterRequest, RegisterResponse,
 };
+use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// How long connecting to the server (TCP and the TLS handshake) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a file download of a background sync may go without receiving a byte.
+/// How long a request of a background sync may go without the server sending anything.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a file download may go without receiving a byte while a user waits for it.
 pub const INTERACTIVE_STALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// The speed of a slow but alive link: a request body of N bytes may take N / this many
+/// seconds to send before the stall timeout starts counting for the answer's headers.
+pub const SLOW_LINK_BYTES_PER_SEC: u64 = 16 * 1024;
+/// At most this much of a file upload is counted as possibly still waiting in the
+/// connection's buffers once its last chunk was taken. The kernel's send buffer grows with
+/// the congestion window: on a slow link it stays well under this unless the round trip
+/// itself takes many seconds.
+pub const IN_FLIGHT_BOUND: u64 = 1024 * 1024;
 
 /// A connection to a lab instance for one device.
 #[derive(Debug, Clone)]
@@ -32,7 +56,8 @@ pub struct HttpTransport {
     client: reqwest::Client,
     base: String,
     credential: String,
-    /// How long a file download may go without a byte ([`HttpTransport::with_stall_timeout`]).
+    /// How long a request may go without the server sending anything
+    /// ([`HttpTransport::with_stall_timeout`]).
     stall: Duration,
 }
 
@@ -128,26 +153,84 @@ fn unreachable(error: &reqwest::Error) -> SyncError {
     }
 }
 
-async fn answer<T: DeserializeOwned>(
-    response: Result<reqwest::Response, reqwest::Error>,
-) -> Result<T, SyncError> {
-    let response = response.map_err(|e| unreachable(&e))?;
+/// The time a slow but alive link ([`SLOW_LINK_BYTES_PER_SEC`]) takes to send `bytes`, in
+/// whole seconds (rounded up).
+fn sending_time(bytes: u64) -> Duration {
+    Duration::from_secs(bytes.div_ceil(SLOW_LINK_BYTES_PER_SEC))
+}
+
+/// A request body in JSON, serialized before the request goes out (its length sets how long
+/// the answer may take: [`send`]).
+fn json_body(body: &impl Serialize) -> Result<Vec<u8>, SyncError> {
+    serde_json::to_vec(body).map_err(|e| SyncError::Protocol(format!("encoding the request: {e}")))
+}
+
+/// Sends a request with its JSON body, if any, and waits for the answer's headers: the stall
+/// timeout, plus the time a slow link takes to send the body.
+async fn send(
+    request: reqwest::RequestBuilder,
+    body: Option<Vec<u8>>,
+    stall: Duration,
+) -> Result<reqwest::Response, SyncError> {
+    let length = body.as_ref().map_or(0, Vec::len);
+    let wait = stall + sending_time(u64::try_from(length).unwrap_or(u64::MAX));
+    let request = match body {
+        Some(body) => request
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body),
+        None => request,
+    };
+    tokio::time::timeout(wait, request.send())
+        .await
+        .map_err(|_| stalled(wait))?
+        .map_err(|e| unreachable(&e))
+}
+
+/// The whole body of an answer, each chunk within the stall timeout.
+async fn read_body(mut response: reqwest::Response, stall: Duration) -> Result<Vec<u8>, SyncError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = tokio::time::timeout(stall, response.chunk())
+        .await
+        .map_err(|_| stalled(stall))?
+        .map_err(|e| unreachable(&e))?
+    {
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The body of a successful answer; an error status is [`SyncError::Refused`] (401, 403) or
+/// [`SyncError::Protocol`], with the server's message.
+async fn checked_body(response: reqwest::Response, stall: Duration) -> Result<Vec<u8>, SyncError> {
     let status = response.status();
+    if status.is_success() {
+        return read_body(response, stall).await;
+    }
+    let text = read_body(response, stall)
+        .await
+        .map(|body| String::from_utf8_lossy(&body).into_owned())
+        .unwrap_or_default();
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-        let text = response.text().await.unwrap_or_default();
         return Err(SyncError::Refused(describe(&text)));
     }
-    if !status.is_success() {
-        let text = response.text().await.unwrap_or_default();
-        return Err(SyncError::Protocol(format!(
-            "{status}: {}",
-            describe(&text)
-        )));
-    }
-    response
-        .json()
-        .await
-        .map_err(|e| SyncError::Protocol(e.to_string()))
+    Err(SyncError::Protocol(format!(
+        "{status}: {}",
+        describe(&text)
+    )))
+}
+
+/// A JSON answer, read within the stall timeout ([`checked_body`]), then decoded.
+async fn answer<T: DeserializeOwned>(
+    response: reqwest::Response,
+    stall: Duration,
+) -> Result<T, SyncError> {
+    let body = checked_body(response, stall).await?;
+    serde_json::from_slice(&body).map_err(|e| SyncError::Protocol(e.to_string()))
+}
+
+/// Like [`answer`] for requests whose success has no body worth reading.
+async fn answer_empty(response: reqwest::Response, stall: Duration) -> Result<(), SyncError> {
+    checked_body(response, stall).await.map(drop)
 }
 
 fn describe(body: &str) -> String {
@@ -178,14 +261,13 @@ impl HttpTransport {
             password: password.into(),
             name: name.into(),
         };
-        let registered: RegisterResponse = answer(
-            client
-                .post(format!("{base}/devices"))
-                .json(&request)
-                .send()
-                .await,
+        let response = send(
+            client.post(format!("{base}/devices")),
+            Some(json_body(&request)?),
+            STALL_TIMEOUT,
         )
         .await?;
+        let registered: RegisterResponse = answer(response, STALL_TIMEOUT).await?;
         let transport = Self {
             client,
             base,
@@ -206,15 +288,16 @@ impl HttpTransport {
         })
     }
 
-    /// The same transport (sharing its connections) whose file downloads give up after
-    /// `stall` without a byte: [`INTERACTIVE_STALL_TIMEOUT`] for a user who waits.
+    /// The same transport (sharing its connections) whose requests give up after `stall`
+    /// without a byte from the server (see the module's documentation):
+    /// [`INTERACTIVE_STALL_TIMEOUT`] for a user who waits for a file.
     #[must_use]
     pub fn with_stall_timeout(mut self, stall: Duration) -> Self {
         self.stall = stall;
         self
     }
 
-    /// How long a file download may go without a byte.
+    /// How long a request may go without a byte from the server.
     pub fn stall_timeout(&self) -> Duration {
         self.stall
     }
@@ -232,34 +315,59 @@ impl HttpTransport {
             format!("Device {}", self.credential),
         )
     }
+
+    /// Sends a request of this device, with its JSON body if any, and waits for the answer's
+    /// headers ([`send`]): every request but the file transfers goes through here.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        body: Option<&impl Serialize>,
+    ) -> Result<reqwest::Response, SyncError> {
+        let body = body.map(json_body).transpose()?;
+        send(self.auth(request), body, self.stall).await
+    }
+
+    /// [`HttpTransport::send`], then the JSON answer ([`answer`]).
+    async fn call<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+        body: Option<&impl Serialize>,
+    ) -> Result<T, SyncError> {
+        let response = self.send(request, body).await?;
+        answer(response, self.stall).await
+    }
+
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.get(format!("{}/{path}", self.base))
+    }
+
+    fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.post(format!("{}/{path}", self.base))
+    }
 }
+
+/// No request body.
+const NO_BODY: Option<&()> = None;
 
 impl Transport for HttpTransport {
     async fn reference(&self) -> Result<Reference, SyncError> {
-        answer(
-            self.auth(self.client.get(format!("{}/reference", self.base)))
-                .send()
-                .await,
-        )
-        .await
+        self.call(self.get("reference"), NO_BODY).await
     }
 
     async fn reference_if_changed(
         &self,
         held: Option<&str>,
     ) -> Result<Option<Reference>, SyncError> {
-        let mut request = self.auth(self.client.get(format!("{}/reference", self.base)));
+        let mut request = self.get("reference");
         if let Some(held) = held {
             request = request.header(reqwest::header::IF_NONE_MATCH, format!("\"{held}\""));
         }
-        let response = request.send().await;
-        if let Ok(answered) = &response
-            && answered.status() == reqwest::StatusCode::NOT_MODIFIED
-        {
+        let response = self.send(request, NO_BODY).await?;
+        if response.status() == reqwest::StatusCode::NOT_MODIFIED {
             return Ok(None);
         }
         // The version travels in the body too (`Reference::version`).
-        answer(response).await.map(Some)
+        answer(response, self.stall).await.map(Some)
     }
 
     async fn push(&self, docs: Vec<PushDoc>) -> Result<Vec<PushResult>, SyncError> {
@@ -276,62 +384,43 @@ impl Transport for HttpTransport {
             Some(after) => serde_json::json!({ "docs": docs, "after": after }),
             None => serde_json::json!({ "docs": docs }),
         };
-        answer(
-            self.auth(self.client.post(format!("{}/push", self.base)))
-                .json(&body)
-                .send()
-                .await,
-        )
-        .await
+        self.call(self.post("push"), Some(&body)).await
     }
 
     async fn feed(&self, since: i64, limit: i64) -> Result<FeedResponse, SyncError> {
-        answer(
-            self.auth(
-                self.client
-                    .get(format!("{}/feed?since={since}&limit={limit}", self.base)),
-            )
-            .send()
-            .await,
+        self.call(
+            self.get(&format!("feed?since={since}&limit={limit}")),
+            NO_BODY,
         )
         .await
     }
 
     async fn pull(&self, docs: Vec<PullDoc>) -> Result<Vec<PullEntry>, SyncError> {
-        answer(
-            self.auth(self.client.post(format!("{}/pull", self.base)))
-                .json(&serde_json::json!({ "docs": docs }))
-                .send()
-                .await,
+        self.call(
+            self.post("pull"),
+            Some(&serde_json::json!({ "docs": docs })),
         )
         .await
     }
 
     async fn revoked(&self, uuids: Vec<String>) -> Result<Vec<String>, SyncError> {
-        let answer: serde_json::Value = answer(
-            self.auth(self.client.post(format!("{}/check", self.base)))
-                .json(&serde_json::json!({ "uuids": uuids }))
-                .send()
-                .await,
-        )
-        .await?;
+        let answer: serde_json::Value = self
+            .call(
+                self.post("check"),
+                Some(&serde_json::json!({ "uuids": uuids })),
+            )
+            .await?;
         serde_json::from_value(answer.get("revoked").cloned().unwrap_or_default())
             .map_err(|e| SyncError::Protocol(e.to_string()))
     }
 
     async fn bookings(&self, body: BookingRequests) -> Result<Option<BookingAnswer>, SyncError> {
-        let response = self
-            .auth(self.client.post(format!("{}/bookings", self.base)))
-            .json(&body)
-            .send()
-            .await;
+        let response = self.send(self.post("bookings"), Some(&body)).await?;
         // A lab server older than booking requests: they wait on the device.
-        if let Ok(answered) = &response
-            && answered.status() == reqwest::StatusCode::NOT_FOUND
-        {
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        answer(response).await.map(Some)
+        answer(response, self.stall).await.map(Some)
     }
 
     async fn feed_in_history(
@@ -342,8 +431,7 @@ impl Transport for HttpTransport {
         pushed: Option<&str>,
     ) -> Result<FeedResponse, SyncError> {
         let mut request = self
-            .client
-            .get(format!("{}/feed", self.base))
+            .get("feed")
             .query(&[("since", since), ("limit", limit)]);
         if let Some(history) = history {
             request = request.query(&[("history", history)]);
@@ -351,31 +439,25 @@ impl Transport for HttpTransport {
         if let Some(pushed) = pushed {
             request = request.query(&[("pushed", pushed)]);
         }
-        answer(self.auth(request).send().await).await
+        self.call(request, NO_BODY).await
     }
 
     async fn preferences(&self, preferences: Preferences) -> Result<bool, SyncError> {
         let response = self
-            .auth(self.client.post(format!("{}/preferences", self.base)))
-            .json(&preferences)
-            .send()
-            .await;
+            .send(self.post("preferences"), Some(&preferences))
+            .await?;
         // A lab server older than this: the choice waits on the device.
-        if let Ok(answered) = &response
-            && answered.status() == reqwest::StatusCode::NOT_FOUND
-        {
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(false);
         }
-        let _: PreferencesAnswer = answer(response).await?;
+        let _: PreferencesAnswer = answer(response, self.stall).await?;
         Ok(true)
     }
 
     async fn has_blob(&self, sha256: &str) -> Result<bool, SyncError> {
         let response = self
-            .auth(self.client.head(self.blob_url(sha256)?))
-            .send()
-            .await
-            .map_err(|e| unreachable(&e))?;
+            .send(self.client.head(self.blob_url(sha256)?), NO_BODY)
+            .await?;
         match response.status() {
             reqwest::StatusCode::OK => Ok(true),
             reqwest::StatusCode::NOT_FOUND => Ok(false),
@@ -389,24 +471,52 @@ impl Transport for HttpTransport {
     async fn upload_blob(&self, sha256: &str, blobs: &BlobStore) -> Result<(), SyncError> {
         let size = blobs.size(sha256).await?;
         let reader = blobs.open(sha256).await?;
+        let progress = Arc::new(Mutex::new(Sending {
+            last: Instant::now(),
+            reading: false,
+            taken: 0,
+            ended: size == 0,
+        }));
         // Read (and decrypt) from disk as the request goes out: memory stays flat whatever
-        // the file size.
-        let stream = futures_util::stream::unfold(reader, |mut reader| async move {
-            match reader.next_chunk().await {
-                Ok(Some(chunk)) => Some((Ok(chunk), reader)),
-                Ok(None) => None,
-                Err(error) => Some((Err(std::io::Error::other(error)), reader)),
-            }
-        });
-        let response = self
+        // the file size. Each poll of the stream is noted: the connection took what it had.
+        let noted = progress.clone();
+        let stream =
+            futures_util::stream::unfold((reader, noted), move |(mut reader, noted)| async move {
+                note(&noted, |sending| sending.reading = true);
+                match reader.next_chunk().await {
+                    Ok(Some(chunk)) => {
+                        let length = u64::try_from(chunk.len()).unwrap_or(u64::MAX);
+                        note(&noted, |sending| {
+                            sending.reading = false;
+                            sending.taken = sending.taken.saturating_add(length);
+                            sending.ended = sending.taken >= size;
+                        });
+                        Some((Ok(chunk), (reader, noted)))
+                    }
+                    Ok(None) => {
+                        note(&noted, |sending| {
+                            sending.reading = false;
+                            sending.ended = true;
+                        });
+                        None
+                    }
+                    Err(error) => {
+                        note(&noted, |sending| sending.reading = false);
+                        Some((Err(std::io::Error::other(error)), (reader, noted)))
+                    }
+                }
+            });
+        let request = self
             .auth(self.client.put(self.blob_url(sha256)?))
             .timeout(file_timeout(size))
             .header(reqwest::header::CONTENT_LENGTH, size)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .body(reqwest::Body::wrap_stream(stream))
-            .send()
-            .await;
-        answer_empty(response).await
+            .send();
+        // What may still wait in the connection's buffers once the last chunk was taken.
+        let tail = sending_time(size.min(IN_FLIGHT_BOUND));
+        let response = watch_upload(request, &progress, self.stall, tail).await?;
+        answer_empty(response, self.stall).await
     }
 
     async fn download_blob(&self, sha256: &str, blobs: &BlobStore) -> Result<bool, SyncError> {
@@ -459,7 +569,59 @@ impl Transport for HttpTransport {
     }
 }
 
-/// The error of a download during which the server sent nothing for `stall`.
+/// Where a file upload stands, noted by its body stream as the connection takes it.
+#[derive(Debug)]
+struct Sending {
+    /// When the stream was last polled, or last handed a chunk.
+    last: Instant,
+    /// The stream is reading from disk (the connection waits for it, not the reverse).
+    reading: bool,
+    /// Bytes handed to the connection.
+    taken: u64,
+    /// The whole file was handed to the connection.
+    ended: bool,
+}
+
+fn note(progress: &Mutex<Sending>, change: impl FnOnce(&mut Sending)) {
+    let mut sending = progress.lock().unwrap_or_else(PoisonError::into_inner);
+    sending.last = Instant::now();
+    change(&mut sending);
+}
+
+/// Waits for the answer's headers to a file upload: gives up when the connection has not
+/// taken a chunk for `stall`, or, once it took the last one, when nothing came for `stall`
+/// plus `tail` (the time a slow link takes to send what may still be buffered).
+async fn watch_upload(
+    request: impl Future<Output = Result<reqwest::Response, reqwest::Error>>,
+    progress: &Mutex<Sending>,
+    stall: Duration,
+    tail: Duration,
+) -> Result<reqwest::Response, SyncError> {
+    tokio::pin!(request);
+    loop {
+        let (last, reading, ended) = {
+            let sending = progress.lock().unwrap_or_else(PoisonError::into_inner);
+            (sending.last, sending.reading, sending.ended)
+        };
+        let limit = if ended { stall + tail } else { stall };
+        // While the file is read from disk, the network is not to blame: look again later.
+        let deadline = if reading {
+            Instant::now() + stall
+        } else {
+            last + limit
+        };
+        if !reading && Instant::now() >= deadline {
+            return Err(stalled(limit));
+        }
+        tokio::select! {
+            biased;
+            response = &mut request => return response.map_err(|e| unreachable(&e)),
+            () = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+/// The error of a request during which the server sent nothing for `stall`.
 fn stalled(stall: Duration) -> SyncError {
     SyncError::Unreachable(format!(
         "the server sent nothing for {} s (the network seems to hang)",
@@ -474,23 +636,4 @@ const DOWNLOAD_QUEUE: usize = 64;
 /// 2 GiB file over a slow field connection must not be cut off).
 fn file_timeout(size: u64) -> Duration {
     Duration::from_secs(300_u64.saturating_add(size / 65_536))
-}
-
-/// Like [`answer`] for requests whose success has no body.
-async fn answer_empty(
-    response: Result<reqwest::Response, reqwest::Error>,
-) -> Result<(), SyncError> {
-    let response = response.map_err(|e| unreachable(&e))?;
-    let status = response.status();
-    if status.is_success() {
-        return Ok(());
-    }
-    let text = response.text().await.unwrap_or_default();
-    if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-        return Err(SyncError::Refused(describe(&text)));
-    }
-    Err(SyncError::Protocol(format!(
-        "{status}: {}",
-        describe(&text)
-    )))
 }

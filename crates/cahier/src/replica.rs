@@ -6,7 +6,11 @@
 //! Attachment files live in `DIR/blobs`, encrypted too (XChaCha20-Poly1305 STREAM, with a
 //! key derived from the database key, see `blob_key`). The
 //! server must be `https://` (or loopback); a lab CA given with `--ca-file` is kept in the
-//! replica's database and is then the only one trusted.
+//! replica's database and is then the only one trusted. `replica init`'s first copy,
+//! `replica sync` and `replica serve`'s background sync give up on a request when the server
+//! sends nothing for 30 s (`cahier_sync::http::STALL_TIMEOUT`), or for
+//! `CAHIER_REPLICA_STALL_SECS` seconds when set (1 to 3600: a link known to pause longer, or
+//! tests).
 
 use anyhow::{Context, bail};
 use cahier_store::Store;
@@ -23,6 +27,9 @@ const BLOBS_DIR: &str = "blobs";
 const CA_KEY: &str = "ca_pem";
 /// Environment variable scripts and tests use to pass the replica's passphrase.
 pub const PASSPHRASE_ENV: &str = "CAHIER_REPLICA_PASSPHRASE";
+/// Environment variable setting how many seconds a sync request may go without a byte from
+/// the server before the network is taken as hanging (default 30).
+pub const STALL_ENV: &str = "CAHIER_REPLICA_STALL_SECS";
 /// Shortest accepted passphrase.
 pub const MIN_PASSPHRASE_CHARS: usize = 8;
 
@@ -128,8 +135,25 @@ async fn transport(store: &Store, data: &Path) -> anyhow::Result<(String, HttpTr
     };
     let credential = std::fs::read_to_string(credential_path(data))
         .with_context(|| format!("reading {}", credential_path(data).display()))?;
-    let transport = HttpTransport::new(&server, &tls, credential.trim())?;
+    let transport =
+        HttpTransport::new(&server, &tls, credential.trim())?.with_stall_timeout(stall_timeout()?);
     Ok((server, transport))
+}
+
+/// The sync's stall timeout: `CAHIER_REPLICA_STALL_SECS` when set, else 30 s.
+fn stall_timeout() -> anyhow::Result<std::time::Duration> {
+    let Ok(value) = std::env::var(STALL_ENV) else {
+        return Ok(cahier_sync::http::STALL_TIMEOUT);
+    };
+    let seconds = value
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|seconds| (1..=3600).contains(seconds))
+        .with_context(|| {
+            format!("{STALL_ENV}={value}: expected a whole number of seconds from 1 to 3600")
+        })?;
+    Ok(std::time::Duration::from_secs(seconds))
 }
 
 fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
@@ -261,6 +285,7 @@ pub async fn create(
         passphrase.chars().count() >= MIN_PASSPHRASE_CHARS,
         "the passphrase needs at least {MIN_PASSPHRASE_CHARS} characters: it protects the notebook if the laptop is lost"
     );
+    let stall = stall_timeout()?;
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "field laptop".into());
     let (transport, registered) = HttpTransport::register(server, tls, email, password, &host)
@@ -292,7 +317,7 @@ pub async fn create(
     store
         .replica_set("user_id", &registered.user_id.to_string())
         .await?;
-    Ok((store, transport))
+    Ok((store, transport.with_stall_timeout(stall)))
 }
 
 /// Syncs once; fails (non-zero exit) unless both sides agree afterwards.

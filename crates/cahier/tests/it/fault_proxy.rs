@@ -1,14 +1,18 @@
 //! A loopback HTTP proxy that misbehaves on request, put between a field replica and its lab
 //! server: it can deliver a request twice, hold one back and deliver it after later ones,
-//! replay any earlier request, and cut a request or response body after N bytes. Everything
-//! it forwarded is recorded, so a test can replay it later. The upstream can be switched (a
-//! server restored from a backup at the same address).
+//! replay any earlier request, cut a request or response body after N bytes, go silent after
+//! delivering a request (before the answer's headers or after N bytes of its body, as a network
+//! that hangs), or trickle an answer out slowly. Everything it forwarded is recorded, so a test
+//! can replay it later. The upstream can be switched (a server restored from a backup at the
+//! same address).
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// What to do to the next request whose `"METHOD /path"` starts with the given prefix.
 #[derive(Debug, Clone)]
@@ -23,6 +27,15 @@ pub enum Fault {
     /// Deliver only the first N bytes of its body, then break the connection to the server;
     /// the client gets 502.
     CutRequest(&'static str, usize),
+    /// Deliver it, then send the client nothing at all (no status, no headers), the
+    /// connection left open: a network that stopped answering.
+    Hang(&'static str),
+    /// Deliver it, then send the answer's headers and its first N bytes, and nothing more,
+    /// the connection left open.
+    HangAfter(&'static str, usize),
+    /// Deliver it, then send the answer's body in pieces of N bytes, each after the pause: a
+    /// slow but alive link.
+    Trickle(&'static str, usize, Duration),
 }
 
 impl Fault {
@@ -30,6 +43,7 @@ impl Fault {
         match self {
             Fault::Duplicate(p) | Fault::Hold(p) => p,
             Fault::CutResponse(p, _) | Fault::CutRequest(p, _) => p,
+            Fault::Hang(p) | Fault::HangAfter(p, _) | Fault::Trickle(p, ..) => p,
         }
     }
 }
@@ -204,6 +218,9 @@ impl FaultProxy {
             Fault::Hold(_) => "Hold",
             Fault::CutResponse(..) => "CutResponse",
             Fault::CutRequest(..) => "CutRequest",
+            Fault::Hang(_) => "Hang",
+            Fault::HangAfter(..) => "HangAfter",
+            Fault::Trickle(..) => "Trickle",
         };
         inner.fired.push(format!("{name} {key}"));
         if let Fault::Hold(_) = fault {
@@ -288,6 +305,32 @@ async fn handle(State(proxy): State<FaultProxy>, request: Request) -> Response {
                 "the server answered a cut request: {result:?}"
             );
             gateway_error()
+        }
+        Some(Fault::Hang(_)) => {
+            let _ = proxy.forward(&recorded).await;
+            // Nothing goes back, ever: the client has to give up.
+            std::future::pending().await
+        }
+        Some(Fault::HangAfter(_, n)) => {
+            let (status, headers, body) = proxy.forward(&recorded).await;
+            assert!(
+                n < body.len(),
+                "hang at {n} of a {}-byte answer",
+                body.len()
+            );
+            let part = body.slice(..n);
+            let stream = futures_util::stream::iter(vec![Ok::<Bytes, std::io::Error>(part)])
+                .chain(futures_util::stream::pending());
+            answer(status, headers, Body::from_stream(stream))
+        }
+        Some(Fault::Trickle(_, piece, pause)) => {
+            let (status, headers, body) = proxy.forward(&recorded).await;
+            let pieces: Vec<Bytes> = body.chunks(piece).map(Bytes::copy_from_slice).collect();
+            let stream = futures_util::stream::iter(pieces).then(move |chunk| async move {
+                tokio::time::sleep(pause).await;
+                Ok::<Bytes, std::io::Error>(chunk)
+            });
+            answer(status, headers, Body::from_stream(stream))
         }
     }
 }

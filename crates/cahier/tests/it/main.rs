@@ -39,6 +39,7 @@ mod sync_file_exports;
 mod sync_files;
 mod sync_known_files;
 mod sync_noop;
+mod sync_stalls;
 mod templates_fields;
 mod timestamps;
 mod ui_flows;

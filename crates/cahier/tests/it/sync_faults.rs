@@ -44,7 +44,7 @@ pub(super) async fn edit_on_replica(laptop: &Replica, user: &TestUser, uuid: &st
 }
 
 /// Appends a line to an entry's body at the lab, through API v2.
-async fn edit_at_lab(lab: &cahier_testkit::Api, id: i64, line: &str) {
+pub(super) async fn edit_at_lab(lab: &cahier_testkit::Api, id: i64, line: &str) {
     let body = lab.json(&format!("/experiments/{id}")).await["body"]
         .as_str()
         .unwrap()

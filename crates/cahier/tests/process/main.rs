@@ -9,6 +9,7 @@
 
 mod backup;
 mod cipher_log;
+mod hanging_network;
 
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
