@@ -307,8 +307,28 @@ impl Store {
         let mut whole = snapshots::saved_docs(&mut conn, &whole_ids).await?;
         let ids: Vec<i64> = rows.values().map(|r| r.id).collect();
         let children = snapshots::Children::load(&mut conn, &ids).await?;
+        // The change log's answers for the edits asked, in two statements for the batch.
+        let mut logged: Vec<(usize, (i64, &str, &str))> = Vec::new();
+        for (i, request) in docs.iter().enumerate() {
+            if let Some(row) = rows.get(&request.uuid)
+                && request.have != row.heads
+                && !request.have.trim().is_empty()
+            {
+                logged.push((i, (row.id, request.have.as_str(), row.heads.as_str())));
+            }
+        }
+        let answers = changes_after::changes_after_many(
+            &mut conn,
+            &logged.iter().map(|(_, r)| *r).collect::<Vec<_>>(),
+        )
+        .await?;
+        let mut from_log: std::collections::HashMap<usize, Vec<u8>> = logged
+            .iter()
+            .zip(answers)
+            .filter_map(|((i, _), answer)| answer.map(|bytes| (*i, bytes)))
+            .collect();
         let mut entries = Vec::with_capacity(docs.len());
-        for request in docs {
+        for (i, request) in docs.iter().enumerate() {
             let Some(row) = rows.get(&request.uuid).cloned() else {
                 continue;
             };
@@ -330,9 +350,7 @@ impl Store {
                     }
                 };
                 (bytes, true)
-            } else if let Some(bytes) =
-                changes_after::changes_after(&mut conn, row.id, &request.have, &row.heads).await?
-            {
+            } else if let Some(bytes) = from_log.remove(&i) {
                 // From the change log, without loading the document.
                 (bytes, false)
             } else {
