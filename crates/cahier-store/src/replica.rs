@@ -15,7 +15,7 @@ pub mod checkpoint;
 mod html;
 mod known_blobs;
 mod pull;
-pub use pull::PreparedPull;
+pub use pull::{PreparedPull, PullPart, WrittenParts};
 #[cfg(test)]
 mod push_tests;
 

@@ -23,7 +23,7 @@
 //! Such a stall is [`SyncError::Unreachable`]: "the server sent nothing for N s (the network
 //! seems to hang)", N being how long it waited.
 
-use crate::{SyncError, Transport};
+use crate::{PullSink, SyncError, Transport};
 use cahier_store::blobs::BlobStore;
 use cahier_store::sync::proto::{
     BookingAnswer, BookingRequests, FeedResponse, Preferences, PreferencesAnswer, PullDoc,
@@ -403,6 +403,35 @@ impl Transport for HttpTransport {
         .await
     }
 
+    async fn pull_parts(&self, docs: Vec<PullDoc>, sink: &PullSink) -> Result<(), SyncError> {
+        let response = self
+            .send(
+                self.post("pull"),
+                Some(&serde_json::json!({ "docs": docs })),
+            )
+            .await?;
+        if !response.status().is_success() {
+            // An error status: its message, as for any request.
+            checked_body(response, self.stall).await?;
+            return Err(SyncError::Protocol("the pull was refused".into()));
+        }
+        // Each chunk within the stall timeout; the entries of every complete line handed on.
+        let mut response = response;
+        let mut lines = EntryLines::default();
+        while let Some(chunk) = tokio::time::timeout(self.stall, response.chunk())
+            .await
+            .map_err(|_| stalled(self.stall))?
+            .map_err(|e| unreachable(&e))?
+        {
+            let entries = lines.feed(&chunk)?;
+            if !sink.send(entries).await {
+                return Ok(());
+            }
+        }
+        sink.send(lines.finish()?).await;
+        Ok(())
+    }
+
     async fn revoked(&self, uuids: Vec<String>) -> Result<Vec<String>, SyncError> {
         let answer: serde_json::Value = self
             .call(
@@ -618,6 +647,72 @@ async fn watch_upload(
             response = &mut request => return response.map_err(|e| unreachable(&e)),
             () = tokio::time::sleep_until(deadline) => {}
         }
+    }
+}
+
+/// Reads a pull answer as it arrives: a JSON array with one entry per line, as a lab server
+/// streams it (docs/SYNC.md, "A streamed pull"), or a whole array on one line (servers before
+/// session 12).
+#[derive(Default)]
+struct EntryLines {
+    pending: Vec<u8>,
+    opened: bool,
+    closed: bool,
+}
+
+impl EntryLines {
+    /// The entries of the lines this chunk completes.
+    fn feed(&mut self, chunk: &[u8]) -> Result<Vec<PullEntry>, SyncError> {
+        self.pending.extend_from_slice(chunk);
+        let Some(last_newline) = self.pending.iter().rposition(|b| *b == b'\n') else {
+            return Ok(Vec::new());
+        };
+        let rest = self.pending.split_off(last_newline + 1);
+        let complete = std::mem::replace(&mut self.pending, rest);
+        let mut entries = Vec::new();
+        for line in complete.split(|b| *b == b'\n') {
+            self.line(line, &mut entries)?;
+        }
+        Ok(entries)
+    }
+
+    /// The entries of the last line; an error if the array never closed.
+    fn finish(mut self) -> Result<Vec<PullEntry>, SyncError> {
+        let last = std::mem::take(&mut self.pending);
+        let mut entries = Vec::new();
+        self.line(&last, &mut entries)?;
+        if !self.closed {
+            return Err(SyncError::Protocol(
+                "the pull answer ended before its end".into(),
+            ));
+        }
+        Ok(entries)
+    }
+
+    fn line(&mut self, line: &[u8], entries: &mut Vec<PullEntry>) -> Result<(), SyncError> {
+        let line = line.trim_ascii();
+        let line = line.strip_suffix(b",").unwrap_or(line);
+        let malformed = |e: serde_json::Error| SyncError::Protocol(format!("a pull entry: {e}"));
+        match line {
+            b"" => {}
+            b"[" if !self.opened => self.opened = true,
+            b"]" if self.opened && !self.closed => self.closed = true,
+            [b'[', ..] if !self.opened => {
+                // A whole array at once.
+                entries.extend(serde_json::from_slice::<Vec<PullEntry>>(line).map_err(malformed)?);
+                self.opened = true;
+                self.closed = true;
+            }
+            [b'{', ..] if self.opened && !self.closed => {
+                entries.push(serde_json::from_slice(line).map_err(malformed)?);
+            }
+            _ => {
+                return Err(SyncError::Protocol(
+                    "the pull answer is not an array of entries".into(),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

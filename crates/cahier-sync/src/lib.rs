@@ -14,7 +14,7 @@ pub mod http;
 
 use cahier_store::Store;
 use cahier_store::blobs::{BlobError, BlobStore};
-use cahier_store::replica::checkpoint;
+use cahier_store::replica::{PullPart, checkpoint};
 use cahier_store::sync::proto::{
     BookingAnswer, BookingChangeItem, BookingOutcome, BookingRequestItem, BookingRequests,
     FeedResponse, Preferences, PullDoc, PullEntry, PushDoc, PushResult, PushStatus, Reference, b64,
@@ -65,6 +65,24 @@ fn no_files<T>() -> Result<T, SyncError> {
     Err(SyncError::Protocol(
         "this transport does not carry attachment files".into(),
     ))
+}
+
+/// What a pull's transport hands on while the answer arrives.
+enum Arrived {
+    Entries(Vec<PullEntry>),
+    /// The answer to one request ended whole.
+    End,
+}
+
+/// Where a transport hands on the entries of a pull answer as they arrive
+/// ([`Transport::pull_parts`]).
+pub struct PullSink(tokio::sync::mpsc::Sender<Arrived>);
+
+impl PullSink {
+    /// Hands on entries; `false` when nobody takes them any more (the writer stopped).
+    pub async fn send(&self, entries: Vec<PullEntry>) -> bool {
+        entries.is_empty() || self.0.send(Arrived::Entries(entries)).await.is_ok()
+    }
 }
 
 /// How a replica talks to its server. Production uses [`http::HttpTransport`]; tests may call a
@@ -131,6 +149,22 @@ pub trait Transport {
         &self,
         docs: Vec<PullDoc>,
     ) -> impl Future<Output = Result<Vec<PullEntry>, SyncError>> + Send;
+    /// `POST /pull`, its entries handed on to `sink` as they arrive, so the replica writes the
+    /// first while the server reads the next. Transports that cannot stream hand on the whole
+    /// answer at once. Stops early, without error, when the sink is closed (the writer
+    /// stopped, and reports why).
+    fn pull_parts<'a>(
+        &'a self,
+        docs: Vec<PullDoc>,
+        sink: &'a PullSink,
+    ) -> impl Future<Output = Result<(), SyncError>> + Send + 'a {
+        let pull = self.pull(docs);
+        async move {
+            let entries = pull.await?;
+            sink.send(entries).await;
+            Ok(())
+        }
+    }
     /// `POST /check`.
     fn revoked(
         &self,
@@ -380,6 +414,7 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
             break;
         }
     }
+    steps.mark("feed");
     let mut checkpoint = Checkpoint {
         since: &mut since,
         history: &mut history,
@@ -392,6 +427,7 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
         &mut report,
     )
     .await?;
+    steps.mark("pull");
     if !echoes.is_empty() {
         store.clear_echoes().await?;
     }
@@ -430,7 +466,7 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
         };
         pull_and_apply(store, transport, docs, (&[], &mut checkpoint), &mut report).await?;
     }
-    steps.mark("feed and pull");
+    steps.mark("after the pull");
 
     // 3. Booking requests made here, all in one request, decided by the server; its answer
     // also carries its bookings and rules of the resources we hold, for the calendar.
@@ -1126,13 +1162,23 @@ impl Checkpoint<'_> {
     }
 }
 
-/// Pulls `wanted` in batches and applies each in one transaction (a first copy of thousands
-/// of entries is not thousands of commits). The next batch is asked for while the current one
-/// is applied, so the server's work and the transfer overlap the replica's writes; each batch
-/// is still applied whole or not at all, in order, and the feed checkpoint moves past a page
-/// (`page_ends`) only once all its entries are written. The first batch is small, to start
-/// writing early; the next ones are larger ([`LARGE_BATCH`]): fewer commits, each rewriting
-/// the pages that every batch touches (indexes, the search index's structure).
+/// Parts of a pull answer waiting to be prepared or written (a few MiB at most).
+const PARTS_QUEUE: usize = 64;
+
+/// How long the writing of a pull answer keeps its transaction open while waiting for more of
+/// it before committing what it has (a slow link never keeps the replica's other writers out
+/// for long; a fast one is written in one transaction per request).
+const PULL_HOLD: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Pulls `wanted`, [`BATCH`] in a first request and [`LARGE_BATCH`] in each next one, each
+/// answer streamed (docs/SYNC.md, "A
+/// streamed pull"): three stages run at once, the transport receiving and decoding the
+/// answer's entries, their CPU part (documents decoded, digests) computed on a blocking
+/// thread, and the replica writing them as they come, one transaction per answer on a fast
+/// link ([`Store::apply_pulled_parts`], which commits earlier on a slow one). Entries are
+/// written in order, each transaction whole or not at all, and the feed checkpoint moves past
+/// a page (`page_ends`) only once all its entries are written. An answer cut short leaves its
+/// last transaction rolled back and the error is the sync's.
 async fn pull_and_apply(
     store: &Store,
     transport: &impl Transport,
@@ -1142,69 +1188,118 @@ async fn pull_and_apply(
 ) -> Result<(), SyncError> {
     let mut ends = page_ends.iter().peekable();
     checkpoint.reach_all(store, &mut ends, 0).await?;
-    let mut rest = wanted.as_slice();
-    let mut next_batch = |size: usize| {
-        let (batch, tail) = rest.split_at(size.min(rest.len()));
-        rest = tail;
-        (!batch.is_empty()).then(|| batch.to_vec())
-    };
-    let Some(first) = next_batch(BATCH) else {
+    if wanted.is_empty() {
         return checkpoint.reach_all(store, &mut ends, usize::MAX).await;
-    };
-    let started = std::time::Instant::now();
-    // How many entries the batch being written asked for (the server leaves out those the
-    // user may no longer read).
-    let mut asked = first.len();
-    let (mut entries, mut prepared) = prepared(transport.pull(first).await?).await?;
-    tracing::debug!(elapsed = ?started.elapsed(), "first pull batch fetched");
-    let mut written = 0;
-    loop {
-        // While a batch is written, the next one is fetched and its CPU part (decoding, search
-        // texts) computed on another thread.
-        let next = next_batch(LARGE_BATCH);
-        let next_asked = next.as_ref().map_or(0, Vec::len);
-        let (applied, fetched) = match next {
-            Some(batch) => {
-                // Which of the two waits for the other (CAHIER_LOG=cahier_sync=debug).
-                let started = std::time::Instant::now();
-                let (applied, fetched) = futures_util::future::join(
-                    async {
-                        let applied = store.apply_prepared_batch(&entries, prepared).await;
-                        tracing::debug!(elapsed = ?started.elapsed(), "pull batch applied");
-                        applied
-                    },
-                    async {
-                        let fetched = match transport.pull(batch).await {
-                            Ok(next) => self::prepared(next).await,
-                            Err(error) => Err(error),
-                        };
-                        tracing::debug!(elapsed = ?started.elapsed(), "next pull batch fetched");
-                        fetched
-                    },
-                )
-                .await;
-                (applied?, Some(fetched))
-            }
-            None => (store.apply_prepared_batch(&entries, prepared).await?, None),
-        };
-        for applied in applied {
-            match applied {
-                cahier_store::replica::Applied::Added => report.added += 1,
-                cahier_store::replica::Applied::Merged => report.merged += 1,
-                cahier_store::replica::Applied::Updated => {}
-            }
-            report.pulled += 1;
-        }
-        written += asked;
-        checkpoint.reach_all(store, &mut ends, written).await?;
-        match fetched {
-            Some(next) => {
-                (entries, prepared) = next?;
-                asked = next_asked;
-            }
-            None => return checkpoint.reach_all(store, &mut ends, usize::MAX).await,
-        }
     }
+    let started = std::time::Instant::now();
+    // Where each entry stands in `wanted` (its UUIDs are distinct): the server answers in the
+    // order asked, leaving out what the user may no longer read.
+    let position: HashMap<String, usize> = wanted
+        .iter()
+        .enumerate()
+        .map(|(i, doc)| (doc.uuid.clone(), i))
+        .collect();
+    // A first request of [`BATCH`], the next ones of [`LARGE_BATCH`]: a first copy cut
+    // short early keeps its first pages.
+    let mut requests: Vec<Vec<PullDoc>> = Vec::new();
+    let mut ends_of_requests: Vec<usize> = Vec::new();
+    let mut rest = wanted.as_slice();
+    while !rest.is_empty() {
+        let size = if requests.is_empty() {
+            BATCH
+        } else {
+            LARGE_BATCH
+        };
+        let (request, tail) = rest.split_at(size.min(rest.len()));
+        requests.push(request.to_vec());
+        ends_of_requests.push(wanted.len() - tail.len());
+        rest = tail;
+    }
+    let (arrived_sender, mut arrived) = tokio::sync::mpsc::channel(PARTS_QUEUE);
+    let (parts_sender, parts) = tokio::sync::mpsc::channel(PARTS_QUEUE);
+
+    let receive = async move {
+        let sink = PullSink(arrived_sender);
+        for request in requests {
+            transport.pull_parts(request, &sink).await?;
+            if sink.0.send(Arrived::End).await.is_err() {
+                break;
+            }
+        }
+        Ok::<(), SyncError>(())
+    };
+    let prepare = async move {
+        while let Some(first) = arrived.recv().await {
+            let mut entries = match first {
+                Arrived::End => {
+                    if parts_sender.send(PullPart::End).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                Arrived::Entries(entries) => entries,
+            };
+            // Whatever else arrived meanwhile is prepared with them.
+            let mut end = false;
+            while let Ok(more) = arrived.try_recv() {
+                match more {
+                    Arrived::Entries(more) => entries.extend(more),
+                    Arrived::End => {
+                        end = true;
+                        break;
+                    }
+                }
+            }
+            let (entries, prepared) = prepared(entries).await?;
+            if parts_sender
+                .send(PullPart::Entries(entries, prepared))
+                .await
+                .is_err()
+                || (end && parts_sender.send(PullPart::End).await.is_err())
+            {
+                break;
+            }
+        }
+        Ok::<(), SyncError>(())
+    };
+    let write = async {
+        // Owned here: gone when the writing stops, which stops the other two stages.
+        let mut parts = parts;
+        let mut written = 0;
+        let mut answers = ends_of_requests.into_iter();
+        let mut answer_end = answers.next();
+        while let Some(end) = answer_end {
+            let part = store.apply_pulled_parts(&mut parts, PULL_HOLD).await?;
+            tracing::debug!(
+                elapsed = ?started.elapsed(),
+                entries = part.applied.len(),
+                ended = part.ended,
+                "pull part written"
+            );
+            for applied in part.applied {
+                match applied {
+                    cahier_store::replica::Applied::Added => report.added += 1,
+                    cahier_store::replica::Applied::Merged => report.merged += 1,
+                    cahier_store::replica::Applied::Updated => {}
+                }
+                report.pulled += 1;
+            }
+            if part.ended {
+                written = end;
+                answer_end = answers.next();
+            } else if let Some(at) = part.last.as_ref().and_then(|uuid| position.get(uuid)) {
+                written = written.max(at + 1);
+            }
+            checkpoint.reach_all(store, &mut ends, written).await?;
+        }
+        Ok::<(), SyncError>(())
+    };
+    let (received, prepared, written) = tokio::join!(receive, prepare, write);
+    // The transport's error first: the others only saw the answer stop.
+    received?;
+    prepared?;
+    written?;
+    checkpoint.reach_all(store, &mut ends, usize::MAX).await
 }
 
 /// Pulled entries with their CPU part computed on a blocking thread.

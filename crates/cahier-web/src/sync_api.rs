@@ -17,7 +17,7 @@ use cahier_core::Subject;
 use cahier_store::blobs::is_hash;
 use cahier_store::sync::Device;
 use cahier_store::sync::proto::{
-    BookingRequests, Preferences, PreferencesAnswer, PullDoc, PushDoc, RegisterRequest,
+    BookingRequests, Preferences, PreferencesAnswer, PullDoc, PullEntry, PushDoc, RegisterRequest,
     RegisterResponse,
 };
 use futures_util::StreamExt;
@@ -199,7 +199,87 @@ async fn pull(
             format!("at most {MAX_DOCS} documents per request"),
         ));
     }
-    Ok(axum::Json(state.store.pull(&caller.subject, &request.docs).await?).into_response())
+    // Bad heads are refused before the answer starts (a 422, not a cut-off stream).
+    for doc in &request.docs {
+        if cahier_core::document::heads_from_string(&doc.have).is_err() {
+            return Err(AppError::invalid(
+                "have",
+                format!("not a list of change hashes: {}", doc.have),
+            ));
+        }
+    }
+    // The first part is read before the answer starts, so a failure there is still an error
+    // status; later parts follow as they are read.
+    let mut docs = request.docs;
+    let rest = docs.split_off(docs.len().min(PULL_PART));
+    let first = state.store.pull(&caller.subject, &docs).await?;
+    let mut text = String::from("[");
+    push_entries(&mut text, &first, true)?;
+    let parts: Vec<Vec<PullDoc>> = rest
+        .chunks(PULL_PART_NEXT)
+        .map(<[PullDoc]>::to_vec)
+        .collect();
+    let any = !first.is_empty();
+    let head = futures_util::stream::once(async move { Ok::<_, std::io::Error>(text) });
+    let store = state.store.clone();
+    let subject = caller.subject;
+    let tail = futures_util::stream::unfold(
+        (parts.into_iter(), any, false),
+        move |(mut parts, any, done)| {
+            let store = store.clone();
+            let subject = subject.clone();
+            async move {
+                if done {
+                    return None;
+                }
+                let Some(part) = parts.next() else {
+                    return Some((Ok("\n]\n".to_owned()), (parts, any, true)));
+                };
+                let mut text = String::new();
+                let read = match store.pull(&subject, &part).await {
+                    Ok(entries) => {
+                        push_entries(&mut text, &entries, !any).map(|()| any || !entries.is_empty())
+                    }
+                    Err(error) => Err(AppError::from(error)),
+                };
+                match read {
+                    Ok(any) => Some((Ok(text), (parts, any, false))),
+                    Err(error) => {
+                        // Headers are gone: the answer is cut short, which the replica
+                        // sees as a failed request (nothing of a part is half-written).
+                        tracing::warn!(?error, "a pull answer was cut short");
+                        Some((
+                            Err(std::io::Error::other("reading the pull failed")),
+                            (parts, any, true),
+                        ))
+                    }
+                }
+            }
+        },
+    );
+    let mut response = Response::new(Body::from_stream(head.chain(tail)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+/// Entries of a pull answer's first part: the replica starts writing them while the server
+/// reads the next (docs/SYNC.md, "A streamed pull").
+const PULL_PART: usize = 50;
+/// Entries of each next part (fewer, larger reads: each has a few set queries to make).
+const PULL_PART_NEXT: usize = 200;
+
+/// Appends entries to a streamed pull answer, one per line (a JSON array all the same, as
+/// older replicas read it): `first` when none was written before.
+fn push_entries(text: &mut String, entries: &[PullEntry], first: bool) -> Result<(), AppError> {
+    for (i, entry) in entries.iter().enumerate() {
+        text.push_str(if first && i == 0 { "\n" } else { ",\n" });
+        let json = serde_json::to_string(entry).map_err(|e| AppError::internal(&e))?;
+        text.push_str(&json);
+    }
+    Ok(())
 }
 
 #[derive(Debug, Deserialize)]

@@ -138,6 +138,26 @@ impl PreparedPull {
     }
 }
 
+/// A part of a pull answer, as the replica's sync hands it on while the answer arrives
+/// ([`Store::apply_pulled_parts`]).
+pub enum PullPart {
+    /// Entries as they arrived, with their CPU part ([`PreparedPull::of`] of the same).
+    Entries(Vec<PullEntry>, PreparedPull),
+    /// The server's answer ended whole: what was written of it may be committed.
+    End,
+}
+
+/// What [`Store::apply_pulled_parts`] wrote in one transaction.
+#[derive(Debug, Default)]
+pub struct WrittenParts {
+    /// How each entry was applied, in the order received.
+    pub applied: Vec<Applied>,
+    /// The UUID of the last entry written, if any.
+    pub last: Option<String>,
+    /// Whether the answer's end was reached ([`PullPart::End`]).
+    pub ended: bool,
+}
+
 /// A JSON array of values, for `IN (SELECT value FROM json_each(?))`.
 fn json_list<T: serde::Serialize>(values: &[T]) -> Result<String> {
     serde_json::to_string(values).map_err(|e| invalid("changes", e.to_string()))
@@ -158,6 +178,43 @@ impl Store {
         entries: &[PullEntry],
         prepared: PreparedPull,
     ) -> Result<Vec<Applied>> {
+        let (sender, mut parts) = tokio::sync::mpsc::channel(2);
+        let sent = sender
+            .send(PullPart::Entries(entries.to_vec(), prepared))
+            .await
+            .is_ok()
+            && sender.send(PullPart::End).await.is_ok();
+        drop(sender);
+        if !sent {
+            return Err(invalid("changes", "the batch could not be handed on"));
+        }
+        Ok(self
+            .apply_pulled_parts(&mut parts, std::time::Duration::MAX)
+            .await?
+            .applied)
+    }
+
+    /// Writes the parts of a pull answer as they arrive, in one transaction: committed at the
+    /// answer's end, or once it has been open `hold` and no part is waiting (so a slow link
+    /// never keeps other writers out for long; call again for the rest). Every part received
+    /// is written whole or not at all; parts that stop before the end, the sender gone
+    /// without [`PullPart::End`], are rolled back with an error.
+    pub async fn apply_pulled_parts(
+        &self,
+        parts: &mut tokio::sync::mpsc::Receiver<PullPart>,
+        hold: std::time::Duration,
+    ) -> Result<WrittenParts> {
+        // Nothing is locked while the first part is awaited.
+        let first = match parts.recv().await {
+            Some(PullPart::End) => {
+                return Ok(WrittenParts {
+                    ended: true,
+                    ..WrittenParts::default()
+                });
+            }
+            Some(part) => part,
+            None => return Err(cut_short()),
+        };
         // What a pull writes is on the server: its batches are committed without waiting for
         // the disk (`synchronous = NORMAL`). A power cut can then lose the last batches, but
         // never a part of one, and the feed checkpoint goes with them (written by the same
@@ -175,7 +232,7 @@ impl Store {
         )))
         .execute(&mut *conn)
         .await?;
-        let written = self.write_pull_batch(&mut conn, entries, prepared).await;
+        let written = self.write_pull_parts(&mut conn, first, parts, hold).await;
         let restored = sqlx::query(sqlx::AssertSqlSafe(format!(
             "PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = {}",
             crate::WAL_AUTOCHECKPOINT
@@ -187,7 +244,7 @@ impl Store {
             conn.close_on_drop();
         }
         drop(conn);
-        let (applied, loaded, forget) = written?;
+        let (written, loaded, forget) = written?;
         restored?;
         if let Ok(mut cache) = self.docs.lock() {
             for id in forget {
@@ -197,18 +254,20 @@ impl Store {
         for (id, heads, doc) in loaded {
             self.cache_put(id, heads, doc);
         }
-        Ok(applied)
+        Ok(written)
     }
 
-    /// The transaction of [`Store::apply_prepared_batch`]: what it applied, the documents it
+    /// The transaction of [`Store::apply_pulled_parts`]: what it wrote, the documents it
     /// loaded (for the cache) and those the cache must forget.
-    async fn write_pull_batch(
+    async fn write_pull_parts(
         &self,
         conn: &mut SqliteConnection,
-        entries: &[PullEntry],
-        mut prepared: PreparedPull,
-    ) -> Result<(Vec<Applied>, Vec<(i64, String, EntityDoc)>, Vec<i64>)> {
+        first: PullPart,
+        parts: &mut tokio::sync::mpsc::Receiver<PullPart>,
+        hold: std::time::Duration,
+    ) -> Result<(WrittenParts, Vec<(i64, String, EntityDoc)>, Vec<i64>)> {
         let mut laps = Laps::start();
+        let opened = std::time::Instant::now();
         let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
         laps.mark("begin");
         let quiet = self.is_replica();
@@ -217,37 +276,75 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        let mut applied = Vec::with_capacity(entries.len());
+        let mut written = WrittenParts::default();
         let mut loaded = Vec::new();
         let mut forget = Vec::new();
-        // The same UUID twice in a batch (never sent by a server, but harmless): each part
-        // holds distinct UUIDs and sees what the previous parts wrote.
-        let mut start = 0;
-        while start < entries.len() {
-            let mut seen = HashSet::new();
-            let mut end = start;
-            while end < entries.len() && seen.insert(entries[end].uuid.as_str()) {
-                end += 1;
+        let mut listed = HashSet::new();
+        let mut next = Some(first);
+        loop {
+            let part = match next.take() {
+                Some(part) => part,
+                None => {
+                    // The next part if one is waiting; else wait for one only while the
+                    // transaction has not been open `hold`.
+                    match parts.try_recv() {
+                        Ok(part) => part,
+                        Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
+                            return Err(cut_short());
+                        }
+                        Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
+                            let left = hold.saturating_sub(opened.elapsed());
+                            if left.is_zero() {
+                                break;
+                            }
+                            match tokio::time::timeout(left, parts.recv()).await {
+                                Ok(Some(part)) => part,
+                                Ok(None) => return Err(cut_short()),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                }
+            };
+            let (entries, mut prepared) = match part {
+                PullPart::End => {
+                    written.ended = true;
+                    break;
+                }
+                PullPart::Entries(entries, prepared) => (entries, prepared),
+            };
+            // The same UUID twice in a part (never sent by a server, but harmless): each run
+            // holds distinct UUIDs and sees what the previous ones wrote.
+            let mut start = 0;
+            while start < entries.len() {
+                let mut seen = HashSet::new();
+                let mut end = start;
+                while end < entries.len() && seen.insert(entries[end].uuid.as_str()) {
+                    end += 1;
+                }
+                self.apply_part(
+                    &mut tx,
+                    (&entries, start..end, &mut prepared),
+                    &mut written.applied,
+                    &mut loaded,
+                    &mut forget,
+                    &mut laps,
+                )
+                .await?;
+                start = end;
             }
-            self.apply_part(
-                &mut tx,
-                (entries, start..end, &mut prepared),
-                &mut applied,
-                &mut loaded,
-                &mut forget,
-                &mut laps,
-            )
-            .await?;
-            start = end;
+            // The lab lists only files it holds: a push need not ask about these.
+            listed.extend(
+                entries
+                    .iter()
+                    .flat_map(|entry| entry.snapshot.uploads.iter().map(|u| u.sha256.clone())),
+            );
+            if let Some(last) = entries.last() {
+                written.last = Some(last.uuid.clone());
+            }
         }
-        // The lab lists only files it holds: a push need not ask about these.
-        let listed: Vec<String> = entries
-            .iter()
-            .flat_map(|entry| entry.snapshot.uploads.iter().map(|u| u.sha256.clone()))
-            .collect::<HashSet<String>>()
-            .into_iter()
-            .collect();
         if !listed.is_empty() {
+            let listed: Vec<String> = listed.into_iter().collect();
             super::known_blobs::record_listed(&mut tx, &listed).await?;
         }
         if quiet {
@@ -262,8 +359,13 @@ impl Store {
         laps.mark("end");
         tx.commit().await?;
         laps.mark("commit");
-        tracing::debug!(entries = entries.len(), laps = ?laps.1, "pull batch written");
-        Ok((applied, loaded, forget))
+        tracing::debug!(
+            entries = written.applied.len(),
+            ended = written.ended,
+            laps = ?laps.1,
+            "pull batch written"
+        );
+        Ok((written, loaded, forget))
     }
 
     async fn apply_part(
@@ -351,6 +453,11 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// The error of a pull answer whose parts stopped before its end.
+fn cut_short() -> crate::StoreError {
+    invalid("changes", "the pull answer stopped before its end")
 }
 
 /// Writes the bulk entries of a part: rows, documents, children, full-text rows,

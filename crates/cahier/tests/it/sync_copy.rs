@@ -178,9 +178,10 @@ async fn a_first_copy_cut_short_resumes_after_its_last_whole_page() {
     proxy.cap_feed_pages(100);
     let laptop = empty_replica(&proxy, &ada).await;
 
-    // The first pull goes through (delivered twice, harmless); the second one's answer is cut.
+    // The first pull goes through (delivered twice, harmless); the second one's answer is cut
+    // after some of its entries came (and were written, in a transaction the cut rolls back).
     proxy.arm(Fault::Duplicate(PULL));
-    proxy.arm(Fault::CutResponse(PULL, 1000));
+    proxy.arm(Fault::CutResponse(PULL, 20_000));
     assert!(sync_once(&laptop.store, &laptop.transport).await.is_err());
     assert_eq!(proxy.armed(), 0);
     // The first batch (the first two pages) is written, and the checkpoint is past them.
@@ -218,4 +219,74 @@ async fn a_first_copy_cut_short_resumes_after_its_last_whole_page() {
     assert_eq!(laptop.store.replica_get(SEARCH_BULK).await.unwrap(), None);
     assert_eq!(found(&laptop, "quadrat0").await, ["Transect 0"]);
     assert_eq!(found(&laptop, "quadrat249").await, ["Transect 249"]);
+}
+
+/// A pull answer is streamed (docs/SYNC.md, "A streamed pull"): one entry per line, written
+/// as the server reads them, and still one JSON array, as replicas before it read it; entries
+/// come in the order asked, leaving out what the user may not read; heads that are not heads
+/// are refused with a 422 before anything is sent.
+#[tokio::test]
+async fn a_pull_answer_comes_one_entry_per_line_and_reads_as_one_json_array() {
+    let app = TestApp::spawn().await;
+    let ada = app.user("ada@lab.fr", "Ecology", false).await;
+    fill_lab(&app, &ada).await;
+    let laptop = empty_replica_at(&app.url, &TlsOptions::default(), &ada)
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let auth = format!("Device {}", laptop.token);
+    let feed: serde_json::Value = client
+        .get(format!("{}/api/sync/v1/feed?since=0&limit=1000", app.url))
+        .header("Authorization", &auth)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut uuids: Vec<String> = feed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["uuid"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(uuids.len(), ENTRIES);
+    uuids.reverse();
+    // An entry nobody may read (it does not exist), in the middle.
+    let mut asked = uuids.clone();
+    asked.insert(120, "0b7c2f6e-0000-4000-8000-000000000000".into());
+    let docs: Vec<serde_json::Value> = asked
+        .iter()
+        .map(|uuid| serde_json::json!({"uuid": uuid, "have": "", "lazy_html": true}))
+        .collect();
+    let pull = |docs: Vec<serde_json::Value>| {
+        client
+            .post(format!("{}/api/sync/v1/pull", app.url))
+            .header("Authorization", &auth)
+            .json(&serde_json::json!({ "docs": docs }))
+            .send()
+    };
+    let answer = pull(docs.clone()).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let body = answer.text().await.unwrap();
+    let lines: Vec<&str> = body.trim_end().split('\n').collect();
+    assert_eq!(lines.first(), Some(&"["));
+    assert_eq!(lines.last(), Some(&"]"));
+    assert_eq!(lines.len(), ENTRIES + 2, "one line per entry");
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    let answered: Vec<&str> = entries
+        .iter()
+        .map(|entry| entry["uuid"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        answered, uuids,
+        "in the order asked, the unreadable one left out"
+    );
+
+    // Bad heads, far into the request: refused before the answer starts.
+    let mut bad = docs;
+    bad[180]["have"] = serde_json::json!("not-a-hash");
+    let refused = pull(bad).await.unwrap();
+    assert_eq!(refused.status(), 422);
+    assert!(refused.text().await.unwrap().contains("have"));
 }
