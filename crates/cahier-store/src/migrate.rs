@@ -180,6 +180,12 @@ const SQLITE: &[(i64, Step)] = &[
         40,
         Step::Sql(include_str!("../migrations/sqlite/0040_search_pending.sql")),
     ),
+    (
+        41,
+        Step::Sql(include_str!(
+            "../migrations/sqlite/0041_category_templates_pending.sql"
+        )),
+    ),
 ];
 
 /// The version of the last migration: the schema this build writes.

@@ -127,6 +127,10 @@ pub struct RejectedEdit {
     pub status: String,
 }
 
+/// The `replica_state` key set while a category names a template the replica lacks
+/// ([`Store::category_templates_pending`]).
+const CATEGORY_TEMPLATES_PENDING: &str = "category_templates_pending";
+
 impl Store {
     /// Reads a replica setting.
     pub async fn replica_get(&self, key: &str) -> Result<Option<String>> {
@@ -302,7 +306,16 @@ impl Store {
         }
         // What a category gives a new resource. Pulled entries keep their server ids, so the
         // template is named by the same id here, once it has arrived (a later sync links it).
+        let mut templates_missing = false;
         for t in &reference.categories {
+            if let Some(template) = t.default_template_id {
+                let here: bool =
+                    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM entities WHERE id = ?)")
+                        .bind(template)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                templates_missing |= !here;
+            }
             sqlx::query(
                 "UPDATE categories SET default_canread_base = ?, default_canwrite_base = ?, \
                  default_template_id = (SELECT id FROM entities WHERE id = ?) WHERE id = ?",
@@ -314,8 +327,32 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        if templates_missing {
+            sqlx::query(
+                "INSERT INTO replica_state (key, value) VALUES (?, '1') \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(CATEGORY_TEMPLATES_PENDING)
+            .execute(&mut *tx)
+            .await?;
+        } else {
+            sqlx::query("DELETE FROM replica_state WHERE key = ?")
+                .bind(CATEGORY_TEMPLATES_PENDING)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Whether a category names a default template the replica did not hold when the
+    /// reference records were last imported: a pull that brings entries may bring it, and the
+    /// records are then imported again to link it (`cahier_sync`).
+    pub async fn category_templates_pending(&self) -> Result<bool> {
+        Ok(self
+            .replica_get(CATEGORY_TEMPLATES_PENDING)
+            .await?
+            .is_some())
     }
 
     /// Writes the server's projection rows and authoritative columns for a local entity.

@@ -437,10 +437,10 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
         report.restored = store.forget_unseen(&seen).await?;
         push_pending(store, transport, &mut report, &mut refetch, None).await?;
     }
-    // Records the reference names that arrived with this pull (a category's template). The
-    // records themselves are asked for again only if the server said they had not changed
-    // (then the pull was of refused edits or after a restore: the feed did not move).
-    if report.pulled > 0 {
+    // Records the reference names that arrived with this pull (a category's template), when
+    // one was missing at the last import. The records themselves are asked for again only if
+    // the server said they had not changed.
+    if report.pulled > 0 && store.category_templates_pending().await? {
         if reference.is_none() {
             reference = Some(transport.reference().await?);
         }

@@ -827,6 +827,8 @@ async fn a_replica_knows_what_a_category_gives_new_resources() {
     assert_eq!(defaults.canread, Some(BaseLevel::OwnerAndAdmins));
     assert_eq!(defaults.canwrite, Some(BaseLevel::OwnerOnly));
     assert_eq!(defaults.template, Some(template));
+    // Linked: later pulls need not import the reference records again for it.
+    assert!(!replica.store.category_templates_pending().await.unwrap());
 
     // Offline: a resource filed in the category gets its rules.
     let subject = replica.store.subject(alice.id).await.unwrap();
