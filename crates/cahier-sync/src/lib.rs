@@ -29,7 +29,7 @@ pub const LARGE_BATCH: usize = 1000;
 /// Feed items per request.
 pub const FEED_PAGE: i64 = 2000;
 /// Files downloaded at the same time by a sync.
-pub const PARALLEL_DOWNLOADS: usize = 2;
+pub const PARALLEL_DOWNLOADS: usize = 4;
 /// Booking requests per request (the server takes at most 1000).
 pub const BOOKING_BATCH: usize = 500;
 
