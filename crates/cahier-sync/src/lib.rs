@@ -419,10 +419,13 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
         since: &mut since,
         history: &mut history,
     };
+    // A first copy starts with a small request, so one cut short early keeps its first pages;
+    // any other pull asks for as much as the server takes at once (one answer, one commit).
+    let first_request = if first_copy { BATCH } else { LARGE_BATCH };
     pull_and_apply(
         store,
         transport,
-        wanted,
+        (wanted, first_request),
         (&page_ends, &mut checkpoint),
         &mut report,
     )
@@ -464,7 +467,14 @@ pub async fn sync_once(store: &Store, transport: &impl Transport) -> Result<Sync
             since: &mut since,
             history: &mut history,
         };
-        pull_and_apply(store, transport, docs, (&[], &mut checkpoint), &mut report).await?;
+        pull_and_apply(
+            store,
+            transport,
+            (docs, LARGE_BATCH),
+            (&[], &mut checkpoint),
+            &mut report,
+        )
+        .await?;
     }
     steps.mark("after the pull");
 
@@ -1170,8 +1180,8 @@ const PARTS_QUEUE: usize = 64;
 /// for long; a fast one is written in one transaction per request).
 const PULL_HOLD: std::time::Duration = std::time::Duration::from_millis(250);
 
-/// Pulls `wanted`, [`BATCH`] in a first request and [`LARGE_BATCH`] in each next one, each
-/// answer streamed (docs/SYNC.md, "A
+/// Pulls `wanted`, `first_request` in a first request and [`LARGE_BATCH`] in each next one,
+/// each answer streamed (docs/SYNC.md, "A
 /// streamed pull"): three stages run at once, the transport receiving and decoding the
 /// answer's entries, their CPU part (documents decoded, digests) computed on a blocking
 /// thread, and the replica writing them as they come, one transaction per answer on a fast
@@ -1182,7 +1192,7 @@ const PULL_HOLD: std::time::Duration = std::time::Duration::from_millis(250);
 async fn pull_and_apply(
     store: &Store,
     transport: &impl Transport,
-    wanted: Vec<PullDoc>,
+    (wanted, first_request): (Vec<PullDoc>, usize),
     (page_ends, checkpoint): (&[PageEnd], &mut Checkpoint<'_>),
     report: &mut SyncReport,
 ) -> Result<(), SyncError> {
@@ -1199,14 +1209,13 @@ async fn pull_and_apply(
         .enumerate()
         .map(|(i, doc)| (doc.uuid.clone(), i))
         .collect();
-    // A first request of [`BATCH`], the next ones of [`LARGE_BATCH`]: a first copy cut
-    // short early keeps its first pages.
+    // A first request of `first_request`, the next ones of [`LARGE_BATCH`].
     let mut requests: Vec<Vec<PullDoc>> = Vec::new();
     let mut ends_of_requests: Vec<usize> = Vec::new();
     let mut rest = wanted.as_slice();
     while !rest.is_empty() {
         let size = if requests.is_empty() {
-            BATCH
+            first_request.clamp(1, LARGE_BATCH)
         } else {
             LARGE_BATCH
         };
