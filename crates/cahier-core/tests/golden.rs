@@ -9,7 +9,11 @@ use cahier_core::{EntityDoc, EntityId, EntityKind, EntityPatch};
 use std::path::PathBuf;
 
 fn golden_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+    // The package's directory as `cargo test` gives it when running (a test binary reused from
+    // a checkout elsewhere, sharing the target directory, would carry that path built in).
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("tests/golden")
 }
 
 /// A document exercising every part of schema version 1, made deterministically.

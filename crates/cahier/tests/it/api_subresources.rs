@@ -1054,7 +1054,8 @@ async fn official_python_client_works_against_cahier() {
     let alice = app.user("alice@lab.fr", "Ecology", true).await;
     let key = app.api_key(&alice, true).await;
     let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/elabapi_compat.py");
+        std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"))
+            .join("../../scripts/elabapi_compat.py");
     let url = app.url.clone();
     // Blocking work off the runtime, so the server keeps answering meanwhile.
     let output = tokio::task::spawn_blocking(move || {
