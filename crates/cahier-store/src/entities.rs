@@ -367,7 +367,7 @@ fn row_from_sql_with(row: &sqlx::sqlite::SqliteRow, render: bool) -> Result<Enti
 }
 
 /// A JSON array of values, for `IN (SELECT value FROM json_each(?))`.
-fn json_list<T: Serialize>(values: &[T]) -> Result<String> {
+pub(crate) fn json_list<T: Serialize>(values: &[T]) -> Result<String> {
     serde_json::to_string(values).map_err(|e| invalid("ids", e.to_string()))
 }
 

@@ -503,20 +503,7 @@ impl Store {
             self.usual_search_merging()
         };
         set_search_merging(&mut tx, automerge, crisismerge).await?;
-        if on {
-            sqlx::query(
-                "INSERT INTO replica_state (key, value) VALUES (?, '1') \
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            )
-            .bind(SEARCH_BULK)
-            .execute(&mut *tx)
-            .await?;
-        } else {
-            sqlx::query("DELETE FROM replica_state WHERE key = ?")
-                .bind(SEARCH_BULK)
-                .execute(&mut *tx)
-                .await?;
-        }
+        crate::replica::set_state_flag(&mut tx, SEARCH_BULK, on).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -127,6 +127,30 @@ pub struct RejectedEdit {
     pub status: String,
 }
 
+/// Sets (`'1'`) or removes a `replica_state` key that marks something under way, in the
+/// caller's transaction.
+pub(crate) async fn set_state_flag(
+    conn: &mut sqlx::SqliteConnection,
+    key: &str,
+    on: bool,
+) -> Result<()> {
+    if on {
+        sqlx::query(
+            "INSERT INTO replica_state (key, value) VALUES (?, '1') \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .execute(&mut *conn)
+        .await?;
+    } else {
+        sqlx::query("DELETE FROM replica_state WHERE key = ?")
+            .bind(key)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// The `replica_state` key set while a category names a template the replica lacks
 /// ([`Store::category_templates_pending`]).
 const CATEGORY_TEMPLATES_PENDING: &str = "category_templates_pending";
@@ -327,20 +351,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        if templates_missing {
-            sqlx::query(
-                "INSERT INTO replica_state (key, value) VALUES (?, '1') \
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            )
-            .bind(CATEGORY_TEMPLATES_PENDING)
-            .execute(&mut *tx)
-            .await?;
-        } else {
-            sqlx::query("DELETE FROM replica_state WHERE key = ?")
-                .bind(CATEGORY_TEMPLATES_PENDING)
-                .execute(&mut *tx)
-                .await?;
-        }
+        set_state_flag(&mut tx, CATEGORY_TEMPLATES_PENDING, templates_missing).await?;
         tx.commit().await?;
         Ok(())
     }

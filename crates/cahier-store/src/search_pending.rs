@@ -8,6 +8,7 @@
 //! segments ([`Store::merge_search_segments`]), and before any search
 //! ([`Store::search_current`]), so a search never answers from an outdated row.
 
+use crate::entities::json_list;
 use crate::{Result, Store};
 use cahier_core::markdown::{ContentType, index_text};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
@@ -26,7 +27,7 @@ pub(crate) async fn note(conn: &mut SqliteConnection, ids: &[i64]) -> Result<()>
         return Ok(());
     }
     sqlx::query("INSERT OR IGNORE INTO search_pending (entity_id) SELECT value FROM json_each(?)")
-        .bind(json_ids(ids)?)
+        .bind(json_list(ids)?)
         .execute(&mut *conn)
         .await?;
     Ok(())
@@ -41,10 +42,6 @@ pub(crate) async fn forget(conn: &mut SqliteConnection, id: i64) -> Result<()> {
     Ok(())
 }
 
-fn json_ids(ids: &[i64]) -> Result<String> {
-    serde_json::to_string(ids).map_err(|e| crate::invalid("ids", e.to_string()))
-}
-
 /// Writes the full-text rows of `ids` from their rows of `entities` and `entity_comments`
 /// (replacing any they have); ids without a row of `entities` lose theirs. What the
 /// projection writes for one entry ([`crate::projection::write_fts`]), for many at once.
@@ -52,7 +49,7 @@ pub(crate) async fn reindex(conn: &mut SqliteConnection, ids: &[i64]) -> Result<
     if ids.is_empty() {
         return Ok(0);
     }
-    let list = json_ids(ids)?;
+    let list = json_list(ids)?;
     let rows: Vec<(i64, String, String, i64, String)> = sqlx::query_as(
         "SELECT id, title, body, content_type, tags_text FROM entities \
          WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id",
@@ -135,7 +132,7 @@ impl Store {
             sqlx::query(
                 "DELETE FROM search_pending WHERE entity_id IN (SELECT value FROM json_each(?))",
             )
-            .bind(json_ids(&ids)?)
+            .bind(json_list(&ids)?)
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;

@@ -22,7 +22,7 @@ pub(crate) async fn changes_after_many(
         return Ok(Vec::new());
     }
     let ids: Vec<i64> = requests.iter().map(|(id, _, _)| *id).collect();
-    let list = serde_json::to_string(&ids).map_err(|e| crate::invalid("have", e.to_string()))?;
+    let list = crate::entities::json_list(&ids)?;
     let rows: Vec<(i64, i64, String, String)> = sqlx::query_as(
         "SELECT entity_id, seq, hash, deps FROM entity_changes \
          WHERE entity_id IN (SELECT value FROM json_each(?)) ORDER BY entity_id, seq",
@@ -43,8 +43,7 @@ pub(crate) async fn changes_after_many(
     let all: Vec<i64> = needed.iter().flatten().flatten().copied().collect();
     let mut bytes: HashMap<i64, Vec<u8>> = HashMap::new();
     if !all.is_empty() {
-        let list =
-            serde_json::to_string(&all).map_err(|e| crate::invalid("have", e.to_string()))?;
+        let list = crate::entities::json_list(&all)?;
         let chunks: Vec<(i64, Vec<u8>)> = sqlx::query_as(
             "SELECT seq, bytes FROM entity_changes WHERE seq IN (SELECT value FROM json_each(?))",
         )
